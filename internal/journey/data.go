@@ -1,0 +1,138 @@
+package journey
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Customer is a customer as the API receives it and journeys see it
+// (journey-format.md, "Customers and events as JSON").
+type Customer struct {
+	ID               string          `json:"id"`
+	Email            string          `json:"email,omitempty"`
+	Locale           string          `json:"locale,omitempty"`
+	Timezone         string          `json:"timezone,omitempty"`
+	Consent          map[string]bool `json:"consent,omitempty"`
+	TopicsOptedOut   []string        `json:"topics_opted_out,omitempty"`
+	PreferredChannel string          `json:"preferred_channel,omitempty"`
+	Attributes       map[string]any  `json:"attributes,omitempty"`
+}
+
+// Event is one thing that happened to a customer.
+type Event struct {
+	ID         string         `json:"id"`
+	Type       string         `json:"type"`
+	CustomerID string         `json:"customer_id"`
+	At         time.Time      `json:"at"`
+	Data       map[string]any `json:"data,omitempty"`
+}
+
+var (
+	idRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+	localeRE = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$`)
+)
+
+// ValidID reports whether s can be a customer or event id: 1-128 characters
+// of letters, digits and ._:@- (ids end up in workflow ids and URLs).
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
+// CheckCustomer validates c against the schema and returns a copy with
+// typed attributes. Messages name the offending field.
+func (s *Schema) CheckCustomer(c Customer) (Customer, error) {
+	if !ValidID(c.ID) {
+		return c, fmt.Errorf("id %q: want 1-128 letters, digits or ._:@-", c.ID)
+	}
+	if c.Locale != "" && !localeRE.MatchString(c.Locale) {
+		return c, fmt.Errorf("locale %q: want a language code such as nb, sv, da or en", c.Locale)
+	}
+	if c.Timezone != "" {
+		if _, err := LoadLocation(c.Timezone); err != nil {
+			return c, fmt.Errorf("timezone: %w", err)
+		}
+	}
+	for ch := range c.Consent {
+		if ch != "email" && ch != "push" {
+			return c, fmt.Errorf("consent: unknown channel %q (want email or push)", ch)
+		}
+	}
+	switch c.PreferredChannel {
+	case "", "email", "push":
+	default:
+		return c, fmt.Errorf("preferred_channel %q: want email or push", c.PreferredChannel)
+	}
+	attrs := make(map[string]any, len(c.Attributes))
+	for k, v := range c.Attributes {
+		if _, builtin := builtinCustomer[k]; builtin {
+			return c, fmt.Errorf("attributes.%s: %s is a top-level customer field", k, k)
+		}
+		attrs[k] = v
+	}
+	typed, err := s.Customer.Coerce(attrs)
+	if err != nil {
+		return c, fmt.Errorf("attributes: %w", err)
+	}
+	c.Attributes = typed
+	return c, nil
+}
+
+// CheckEvent validates e against the schema and returns a copy with typed
+// data.
+func (s *Schema) CheckEvent(e Event) (Event, error) {
+	if !ValidID(e.ID) {
+		return e, fmt.Errorf("id %q: want 1-128 letters, digits or ._:@-", e.ID)
+	}
+	if !ValidID(e.CustomerID) {
+		return e, fmt.Errorf("customer_id %q: want 1-128 letters, digits or ._:@-", e.CustomerID)
+	}
+	fields, ok := s.Events[e.Type]
+	if !ok {
+		return e, fmt.Errorf("type %q is not declared in %s", e.Type, s.File)
+	}
+	if e.At.IsZero() {
+		return e, fmt.Errorf("at: missing (want an RFC 3339 timestamp)")
+	}
+	typed, err := fields.Coerce(e.Data)
+	if err != nil {
+		return e, fmt.Errorf("data: %w", err)
+	}
+	e.Data = typed
+	return e, nil
+}
+
+// customerVars is the map expressions and templates see as `customer`:
+// built-in fields plus attributes, typed by the schema.
+func (s *Schema) customerVars(c Customer) (map[string]any, error) {
+	m := make(map[string]any, len(c.Attributes)+4)
+	typed, err := s.Customer.Coerce(c.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("customer %s: %w", c.ID, err)
+	}
+	for k, v := range typed {
+		m[k] = v
+	}
+	m["id"] = c.ID
+	m["email"] = c.Email
+	m["locale"] = c.Locale
+	m["timezone"] = c.Timezone
+	return m, nil
+}
+
+// CustomerVars returns the customer as expressions and templates see it.
+func (s *Schema) CustomerVars(c Customer) (map[string]any, error) { return s.customerVars(c) }
+
+// EventVars returns an event's data as expressions and templates see it.
+func (s *Schema) EventVars(e *Event) (map[string]any, error) {
+	if e == nil {
+		return nil, nil
+	}
+	fields, ok := s.Events[e.Type]
+	if !ok {
+		return nil, fmt.Errorf("event %s: type %q is not declared", e.ID, e.Type)
+	}
+	typed, err := fields.Coerce(e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", e.ID, err)
+	}
+	return typed, nil
+}

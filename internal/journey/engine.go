@@ -1,0 +1,353 @@
+package journey
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+)
+
+// ActionKind is what the shell (a workflow, or the simulator) must do next.
+type ActionKind string
+
+// Actions.
+const (
+	// ActSleep: wait until Action.Until (a durable timer), then report
+	// Elapsed. Events still arrive meanwhile (a goal ends the run).
+	ActSleep ActionKind = "sleep"
+	// ActAwait: wait for an event of type Action.Event, or until
+	// Action.Until, whichever comes first.
+	ActAwait ActionKind = "await"
+	// ActSend: ask the policy and send Action.Send, then report Sent.
+	ActSend ActionKind = "send"
+	// ActDone: the run is over; Action.Outcome says why.
+	ActDone ActionKind = "done"
+)
+
+// Outcome is how a run ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeCompleted     Outcome = "completed"
+	OutcomeGoal          Outcome = "goal"
+	OutcomeExit          Outcome = "exit"
+	OutcomeNotInAudience Outcome = "not_in_audience"
+)
+
+// Action is one instruction for the shell.
+type Action struct {
+	Kind    ActionKind  `json:"kind"`
+	Step    string      `json:"step,omitempty"`
+	Until   time.Time   `json:"until,omitzero"`
+	Event   string      `json:"event,omitempty"`
+	Send    *SendAction `json:"send,omitempty"`
+	Outcome Outcome     `json:"outcome,omitempty"`
+}
+
+// SendAction is a message the run wants to send.
+type SendAction struct {
+	Channel  string `json:"channel"`
+	Template string `json:"template"`
+	Topic    string `json:"topic"`
+	Priority string `json:"priority"`
+	Purpose  string `json:"purpose,omitempty"`
+	// Visit counts how often the run has entered this step. With the run
+	// and step it makes an idempotency key that does not depend on activity
+	// attempts.
+	Visit int `json:"visit"`
+}
+
+// OccurrenceKind is what happened since the last action.
+type OccurrenceKind string
+
+// Occurrences.
+const (
+	OccElapsed OccurrenceKind = "elapsed"
+	OccEvent   OccurrenceKind = "event"
+	OccSent    OccurrenceKind = "sent"
+)
+
+// Occurrence is reported to Next by the shell.
+type Occurrence struct {
+	Kind  OccurrenceKind `json:"kind"`
+	Event *Event         `json:"event,omitempty"`
+}
+
+// State is one customer's run. It is plain data (JSON) so a workflow can
+// carry it through continue-as-new.
+type State struct {
+	Current  Action         `json:"current"`
+	Visits   map[string]int `json:"visits,omitempty"`
+	Customer Customer       `json:"customer"`
+	Trigger  *Event         `json:"trigger,omitempty"`
+}
+
+// Done reports whether the run is over.
+func (s State) Done() bool { return s.Current.Kind == ActDone }
+
+// maxHops bounds how many steps one call may pass through without stopping
+// at an action. Validation forbids loops without waits; this is the
+// backstop for waits whose time has already passed.
+const maxHops = 1000
+
+// ErrLoop is returned when a run passes through too many steps at once.
+var ErrLoop = errors.New("journey passed through too many steps without waiting")
+
+// Start begins a run for a customer, triggered by trigger (nil for scheduled
+// and segment journeys).
+func (j *Journey) Start(c Customer, trigger *Event, now time.Time) (State, Action, error) {
+	st := State{Customer: c, Trigger: trigger}
+	if j.Audience != nil {
+		vars, err := j.vars(st)
+		if err != nil {
+			return st, Action{}, err
+		}
+		in, err := j.Audience.Bool(vars)
+		if err != nil {
+			return st, Action{}, fmt.Errorf("audience: %w", err)
+		}
+		if !in {
+			return j.done(st, "", OutcomeNotInAudience)
+		}
+	}
+	return j.enter(st, 0, now)
+}
+
+// Next moves a run forward after an occurrence and returns the new state
+// and the action now pending. An occurrence the current action does not
+// wait for (an unrelated event, a timer that fires early) leaves the run
+// where it is and returns the same action.
+func (j *Journey) Next(st State, occ Occurrence, now time.Time) (State, Action, error) {
+	cur := st.Current
+	if cur.Kind == ActDone {
+		return st, cur, nil
+	}
+	i, ok := j.index[cur.Step]
+	if !ok {
+		return st, cur, fmt.Errorf("run is at step %q, which journey %s (version %s) does not have", cur.Step, j.ID, j.Version)
+	}
+	s := j.Steps[i]
+	switch occ.Kind {
+	case OccEvent:
+		if occ.Event == nil {
+			return st, cur, errors.New("event occurrence without an event")
+		}
+		if j.Goal != nil && occ.Event.Type == j.Goal.Event {
+			return j.done(st, cur.Step, OutcomeGoal)
+		}
+		if cur.Kind == ActAwait && occ.Event.Type == cur.Event {
+			return j.enter(st, j.after(i), now)
+		}
+		return st, cur, nil
+	case OccElapsed:
+		if now.Before(cur.Until) {
+			return st, cur, nil
+		}
+		switch cur.Kind {
+		case ActSleep:
+			return j.enter(st, j.after(i), now)
+		case ActAwait:
+			next := j.after(i)
+			if s.WaitFor.OnTimeout != "" {
+				next = j.index[s.WaitFor.OnTimeout]
+			}
+			return j.enter(st, next, now)
+		}
+		return st, cur, fmt.Errorf("step %q is a %s step; nothing was sleeping", s.ID, s.Kind)
+	case OccSent:
+		if cur.Kind != ActSend {
+			return st, cur, fmt.Errorf("step %q is a %s step; nothing was being sent", s.ID, s.Kind)
+		}
+		return j.enter(st, j.after(i), now)
+	}
+	return st, cur, fmt.Errorf("unknown occurrence %q", occ.Kind)
+}
+
+func (j *Journey) after(i int) int {
+	if g := j.Steps[i].Goto; g != "" {
+		return j.index[g]
+	}
+	return i + 1
+}
+
+func (j *Journey) done(st State, step string, o Outcome) (State, Action, error) {
+	st.Current = Action{Kind: ActDone, Step: step, Outcome: o}
+	return st, st.Current, nil
+}
+
+// enter runs steps from index i until one needs the shell.
+func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
+	var vars *Vars
+	getVars := func() (Vars, error) {
+		if vars == nil {
+			v, err := j.vars(st)
+			if err != nil {
+				return Vars{}, err
+			}
+			vars = &v
+		}
+		return *vars, nil
+	}
+	copied := false
+	for range maxHops {
+		if i >= len(j.Steps) {
+			return j.done(st, "", OutcomeCompleted)
+		}
+		s := j.Steps[i]
+		if !copied {
+			st.Visits = maps.Clone(st.Visits)
+			if st.Visits == nil {
+				st.Visits = map[string]int{}
+			}
+			copied = true
+		}
+		st.Visits[s.ID]++
+		switch s.Kind {
+		case KindWait:
+			v, err := getVars()
+			if err != nil {
+				return st, st.Current, err
+			}
+			until, err := j.wakeTime(s, v, st.Customer, now)
+			if err != nil {
+				return st, st.Current, fmt.Errorf("step %q: %w", s.ID, err)
+			}
+			if !until.After(now) {
+				i = j.after(i)
+				continue
+			}
+			st.Current = Action{Kind: ActSleep, Step: s.ID, Until: until}
+			return st, st.Current, nil
+		case KindWaitFor:
+			st.Current = Action{Kind: ActAwait, Step: s.ID, Event: s.WaitFor.Event, Until: now.Add(s.WaitFor.Timeout)}
+			return st, st.Current, nil
+		case KindSend:
+			send := &SendAction{Channel: s.Send.Channel, Template: s.Send.Template, Topic: j.Topic,
+				Priority: j.Priority.String(), Visit: st.Visits[s.ID]}
+			if s.Send.Priority != 0 {
+				send.Priority = s.Send.Priority.String()
+			}
+			if s.Send.Purpose != nil {
+				v, err := getVars()
+				if err != nil {
+					return st, st.Current, err
+				}
+				if send.Purpose, err = s.Send.Purpose.String(v); err != nil {
+					return st, st.Current, fmt.Errorf("step %q: purpose: %w", s.ID, err)
+				}
+			}
+			st.Current = Action{Kind: ActSend, Step: s.ID, Send: send}
+			return st, st.Current, nil
+		case KindBranch:
+			next := i + 1
+			for _, c := range s.Branch {
+				match := true
+				if c.When != nil {
+					v, err := getVars()
+					if err != nil {
+						return st, st.Current, err
+					}
+					if match, err = c.When.Bool(v); err != nil {
+						return st, st.Current, fmt.Errorf("step %q: %w", s.ID, err)
+					}
+				}
+				if match {
+					next = j.index[c.Goto]
+					break
+				}
+			}
+			i = next
+		case KindExit:
+			return j.done(st, s.ID, OutcomeExit)
+		}
+	}
+	return st, st.Current, ErrLoop
+}
+
+// wakeTime computes when a wait step ends.
+func (j *Journey) wakeTime(s *Step, v Vars, c Customer, now time.Time) (time.Time, error) {
+	w := s.Wait
+	base := now
+	switch {
+	case w.Duration > 0:
+		base = now.Add(w.Duration)
+	case w.Until != nil:
+		t, err := w.Until.Time(v)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("until: %w", err)
+		}
+		base = t
+	}
+	if w.AtLocal == nil {
+		return base, nil
+	}
+	return w.AtLocal.NextAtOrAfter(base.In(j.CustomerLocation(c))), nil
+}
+
+// CustomerLocation is the customer's time zone, or the policy default.
+func (j *Journey) CustomerLocation(c Customer) *time.Location {
+	if c.Timezone != "" {
+		if loc, ok := j.Schema.location(c.Timezone); ok {
+			return loc
+		}
+	}
+	return j.Location
+}
+
+func (j *Journey) vars(st State) (Vars, error) {
+	cv, err := j.Schema.customerVars(st.Customer)
+	if err != nil {
+		return Vars{}, err
+	}
+	ev, err := j.Schema.EventVars(st.Trigger)
+	if err != nil {
+		return Vars{}, err
+	}
+	return Vars{Customer: cv, Event: ev}, nil
+}
+
+// Bundle is everything needed to rebuild a journey definition exactly: it
+// travels in workflow input, so a run keeps its definition however the
+// files change.
+type Bundle struct {
+	File       string `json:"file"`
+	Journey    []byte `json:"journey"`
+	SchemaFile string `json:"schema_file"`
+	Schema     []byte `json:"schema"`
+	Timezone   string `json:"timezone"`
+}
+
+// Bundle returns the journey's bundle.
+func (j *Journey) Bundle() Bundle {
+	return Bundle{File: j.File, Journey: j.Source, SchemaFile: j.Schema.File, Schema: j.Schema.Source, Timezone: j.Location.String()}
+}
+
+// Key identifies a bundle's content, for caching compiled journeys.
+func (b Bundle) Key() string {
+	h := sha256.New()
+	for _, part := range [][]byte{b.Journey, b.Schema, []byte(b.Timezone)} {
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Compile rebuilds the journey a bundle holds. It is deterministic.
+func (b Bundle) Compile() (*Journey, error) {
+	schema, errs := ParseSchema(b.SchemaFile, b.Schema)
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	loc, err := LoadLocation(b.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	j, errs := Parse(b.File, b.Journey, schema, loc)
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}

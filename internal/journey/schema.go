@@ -1,0 +1,307 @@
+package journey
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"go.yaml.in/yaml/v3"
+)
+
+// Type is an attribute or event field type declared in schema.yaml.
+type Type string
+
+// The types schema.yaml can declare.
+const (
+	String     Type = "string"
+	Int        Type = "int"
+	Double     Type = "double"
+	Bool       Type = "bool"
+	Timestamp  Type = "timestamp"
+	Duration   Type = "duration"
+	StringList Type = "list<string>"
+)
+
+var allTypes = []Type{String, Int, Double, Bool, Timestamp, Duration, StringList}
+
+func (t Type) cel() *cel.Type {
+	switch t {
+	case String:
+		return cel.StringType
+	case Int:
+		return cel.IntType
+	case Double:
+		return cel.DoubleType
+	case Bool:
+		return cel.BoolType
+	case Timestamp:
+		return cel.TimestampType
+	case Duration:
+		return cel.DurationType
+	case StringList:
+		return cel.ListType(cel.StringType)
+	}
+	return cel.DynType
+}
+
+// Builtin customer fields every customer has, whatever schema.yaml says.
+var builtinCustomer = map[string]Type{"id": String, "email": String, "locale": String, "timezone": String}
+
+// Fields maps field names to their types.
+type Fields map[string]Type
+
+// Names returns the field names in sorted order.
+func (f Fields) Names() []string {
+	names := make([]string, 0, len(f))
+	for n := range f {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Schema is the declared shape of customers and events (schema.yaml).
+type Schema struct {
+	File string
+	// Customer holds the customer's fields, built-ins included.
+	Customer Fields
+	// Events maps event types to their data fields.
+	Events map[string]Fields
+	// Source is the file as read; it travels with journey definitions.
+	Source []byte
+
+	envs *envs
+	// locs caches customers' time zones: loading one reads and parses
+	// zoneinfo, which would dominate Next.
+	locs sync.Map
+}
+
+func (s *Schema) location(name string) (*time.Location, bool) {
+	if v, ok := s.locs.Load(name); ok {
+		return v.(*time.Location), true
+	}
+	loc, err := LoadLocation(name)
+	if err != nil {
+		return nil, false
+	}
+	s.locs.Store(name, loc)
+	return loc, true
+}
+
+var (
+	eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+	fieldNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+)
+
+// ParseSchema parses schema.yaml.
+func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
+	var errs ErrorList
+	d := &decoder{file: file, errs: &errs}
+	s := &Schema{File: file, Customer: Fields{}, Events: map[string]Fields{}, Source: src}
+	for k, v := range builtinCustomer {
+		s.Customer[k] = v
+	}
+	root, ok := d.parseYAML(src)
+	if !ok {
+		return nil, errs
+	}
+	d.mapping(root, "schema",
+		field{name: "customer", required: true, decode: func(_, v *yaml.Node) {
+			d.fields(v, "customer", s.Customer, true)
+		}},
+		field{name: "events", required: true, decode: func(_, v *yaml.Node) {
+			if v.Kind != yaml.MappingNode {
+				d.errorf(v, "events must be a mapping of event type to fields")
+				return
+			}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				k, fv := v.Content[i], v.Content[i+1]
+				if !eventTypeRE.MatchString(k.Value) {
+					d.errorf(k, "event type %q: use lower-case words separated by dots (order.placed)", k.Value)
+					continue
+				}
+				if _, dup := s.Events[k.Value]; dup {
+					d.errorf(k, "duplicate event type %q", k.Value)
+					continue
+				}
+				f := Fields{}
+				d.fields(fv, "event "+k.Value, f, false)
+				s.Events[k.Value] = f
+			}
+		}},
+	)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	envs, err := newEnvs(s)
+	if err != nil {
+		d.errorf(root, "building the expression environment: %v", err)
+		return nil, errs
+	}
+	s.envs = envs
+	return s, nil
+}
+
+func (d *decoder) fields(n *yaml.Node, what string, into Fields, customer bool) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s must be a mapping of field name to type", what)
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !fieldNameRE.MatchString(k.Value) {
+			d.errorf(k, "%s: field name %q: use lower_snake_case", what, k.Value)
+			continue
+		}
+		if seen[k.Value] {
+			d.errorf(k, "%s: duplicate field %q", what, k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		t := Type(strings.TrimSpace(v.Value))
+		if v.Kind != yaml.ScalarNode || !slices.Contains(allTypes, t) {
+			d.errorf(v, "%s.%s: unknown type %s (want one of %s)", what, k.Value, kindName(v), joinTypes())
+			continue
+		}
+		if b, ok := builtinCustomer[k.Value]; customer && ok && b != t {
+			d.errorf(v, "%s.%s is built in and must be %s", what, k.Value, b)
+			continue
+		}
+		into[k.Value] = t
+	}
+}
+
+func joinTypes() string {
+	s := make([]string, len(allTypes))
+	for i, t := range allTypes {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Coerce checks values (decoded JSON) against fields and converts them to
+// the Go types expressions and templates use: int64, float64, bool, string,
+// time.Time, time.Duration, []string. Unknown fields are errors; missing
+// fields are allowed (expressions can test them with has()).
+func (f Fields) Coerce(values map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(values))
+	for _, name := range sortedKeys(values) {
+		t, ok := f[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown field %q (declared: %s)", name, strings.Join(f.Names(), ", "))
+		}
+		v, err := coerce(t, values[name])
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", name, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func coerce(t Type, v any) (any, error) {
+	switch t {
+	case String:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case Bool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	case Int:
+		switch n := v.(type) {
+		case float64:
+			if n == math.Trunc(n) && math.Abs(n) < 1<<53 {
+				return int64(n), nil
+			}
+		case int64:
+			return n, nil
+		case int:
+			return int64(n), nil
+		}
+	case Double:
+		switch n := v.(type) {
+		case float64:
+			return n, nil
+		case int64:
+			return float64(n), nil
+		case int:
+			return float64(n), nil
+		}
+	case Timestamp:
+		switch x := v.(type) {
+		case string:
+			ts, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return nil, fmt.Errorf("want an RFC 3339 timestamp, got %q", x)
+			}
+			return ts, nil
+		case time.Time:
+			return x, nil
+		}
+	case Duration:
+		switch x := v.(type) {
+		case string:
+			d, err := time.ParseDuration(x)
+			if err != nil {
+				return nil, fmt.Errorf("want a duration such as 36h, got %q", x)
+			}
+			return d, nil
+		case time.Duration:
+			return x, nil
+		}
+	case StringList:
+		switch x := v.(type) {
+		case []string:
+			return x, nil
+		case []any:
+			out := make([]string, len(x))
+			for i, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("want a list of strings, item %d is %T", i, e)
+				}
+				out[i] = s
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("want %s, got %s", t, jsonKind(v))
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case float64, int, int64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}

@@ -1,0 +1,251 @@
+// Package mailcatch is a real SMTP server (github.com/emersion/go-smtp)
+// that keeps what it receives, for `lojal dev`, tests and benchmarks. It can
+// also misbehave on purpose, refusing or dropping connections and rejecting
+// recipients, so fault tests can prove nothing is lost or sent twice.
+package mailcatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Message is one received message.
+type Message struct {
+	From       string
+	To         []string
+	Data       []byte
+	Header     mail.Header
+	ReceivedAt time.Time
+}
+
+// MessageID returns the Message-ID header without angle brackets.
+func (m Message) MessageID() string {
+	return strings.Trim(m.Header.Get("Message-Id"), "<>")
+}
+
+// Mode is how the server treats new connections.
+type Mode int
+
+// Modes for fault tests.
+const (
+	// Accept delivers normally.
+	Accept Mode = iota
+	// TempFail answers every transaction with 421 (service not available).
+	TempFail
+	// Drop closes connections right after accepting them.
+	Drop
+)
+
+// Server is the catcher.
+type Server struct {
+	// Addr is host:port it listens on.
+	Addr string
+
+	srv  *smtp.Server
+	ln   net.Listener
+	dir  string
+	log  *slog.Logger
+	mu   sync.Mutex
+	msgs []Message
+	mode Mode
+	// rejectRcpt returns a permanent failure for an address, to stand in
+	// for a hard bounce at RCPT time.
+	rejectRcpt func(addr string) bool
+	notify     chan struct{}
+}
+
+// Options configure the server.
+type Options struct {
+	// Addr to listen on; default a free loopback port.
+	Addr string
+	// Dir, when set, receives every message as an .eml file.
+	Dir string
+	// RejectRecipient, when set, makes RCPT TO fail with 550 for the
+	// addresses it returns true for.
+	RejectRecipient func(addr string) bool
+}
+
+// Start listens and serves until Close.
+func Start(log *slog.Logger, opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("mailcatch: listen: %w", err)
+	}
+	if opts.Dir != "" {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("mailcatch: %w", err)
+		}
+	}
+	s := &Server{Addr: ln.Addr().String(), ln: ln, dir: opts.Dir, log: log, rejectRcpt: opts.RejectRecipient, notify: make(chan struct{})}
+	srv := smtp.NewServer(s)
+	srv.Domain = "mailcatch.local"
+	srv.AllowInsecureAuth = true
+	srv.MaxMessageBytes = 10 << 20
+	srv.MaxRecipients = 50
+	srv.ReadTimeout = time.Minute
+	srv.WriteTimeout = time.Minute
+	srv.EnableSMTPUTF8 = true
+	s.srv = srv
+	go func() {
+		if err := srv.Serve(&modeListener{Listener: ln, s: s}); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			log.Error("mailcatch stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// SetMode switches how new connections and transactions are treated.
+func (s *Server) SetMode(m Mode) {
+	s.mu.Lock()
+	s.mode = m
+	s.mu.Unlock()
+}
+
+func (s *Server) currentMode() Mode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode
+}
+
+// Messages returns a copy of everything received so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Count returns how many messages were received.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+// Reset forgets received messages.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	s.msgs = nil
+	s.mu.Unlock()
+}
+
+// WaitFor waits until at least n messages have arrived.
+func (s *Server) WaitFor(ctx context.Context, n int) ([]Message, error) {
+	for {
+		s.mu.Lock()
+		if len(s.msgs) >= n {
+			out := append([]Message(nil), s.msgs...)
+			s.mu.Unlock()
+			return out, nil
+		}
+		ch := s.notify
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return s.Messages(), fmt.Errorf("waiting for %d messages, have %d: %w", n, s.Count(), ctx.Err())
+		}
+	}
+}
+
+func (s *Server) store(m Message) error {
+	s.mu.Lock()
+	s.msgs = append(s.msgs, m)
+	n := len(s.msgs)
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	if s.dir != "" {
+		name := filepath.Join(s.dir, fmt.Sprintf("%06d.eml", n))
+		if err := os.WriteFile(name, m.Data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(*smtp.Conn) (smtp.Session, error) {
+	if s.currentMode() == TempFail {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service not available, try later"}
+	}
+	return &session{s: s}, nil
+}
+
+type session struct {
+	s    *Server
+	from string
+	to   []string
+}
+
+func (ss *session) AuthMechanisms() []string { return []string{"PLAIN"} }
+
+func (ss *session) Reset()        { ss.from, ss.to = "", nil }
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	ss.from = from
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.s.rejectRcpt != nil && ss.s.rejectRcpt(to) {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user: " + to}
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if ss.s.currentMode() == TempFail {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service not available, try later"}
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+	}
+	return ss.s.store(Message{From: ss.from, To: ss.to, Data: data, Header: msg.Header, ReceivedAt: time.Now()})
+}
+
+// modeListener drops connections in Drop mode.
+type modeListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *modeListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.s.currentMode() == Drop {
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
+}

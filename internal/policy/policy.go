@@ -1,0 +1,497 @@
+// Package policy decides whether one message may reach one customer now.
+//
+// It is the anti-spam core of lojal and holds no I/O: Decide is a pure
+// function of the relationship policy (policy.yaml), the customer's
+// relationship (consent, subscriptions, suppressions, time zone), the recent
+// contact ledger, the other messages waiting for the same customer, the
+// request and the current time. The store feeds it under a per-customer lock
+// and records every Decision with the inputs that produced it.
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Verdict is the outcome of a decision.
+type Verdict string
+
+// The three verdicts. A deferred message is retried at Decision.Until; a
+// suppressed one is never sent.
+const (
+	Allow    Verdict = "allow"
+	Defer    Verdict = "defer"
+	Suppress Verdict = "suppress"
+)
+
+// Reason says which rule decided. Reasons are stable strings: they are stored
+// in the ledger, counted in metrics and printed by `lojal why`.
+type Reason string
+
+// Reasons, one per rule.
+const (
+	ReasonOK               Reason = "ok"
+	ReasonCritical         Reason = "critical"
+	ReasonNoConsent        Reason = "no_consent"
+	ReasonNoAddress        Reason = "no_address"
+	ReasonHardBounce       Reason = "hard_bounce"
+	ReasonComplaint        Reason = "complaint"
+	ReasonUnsubscribed     Reason = "unsubscribed"
+	ReasonTopicOptedOut    Reason = "topic_opted_out"
+	ReasonDuplicatePurpose Reason = "duplicate_purpose"
+	ReasonStale            Reason = "stale"
+	ReasonQuietHours       Reason = "quiet_hours"
+	ReasonMinGap           Reason = "min_gap"
+	ReasonCap              Reason = "cap"
+	ReasonPriority         Reason = "priority"
+)
+
+// Channels a message can be sent on. Preferred is resolved by Decide to one of
+// the others.
+const (
+	Email     = "email"
+	Push      = "push"
+	Preferred = "preferred"
+)
+
+// Priority ranks messages competing for the same customer.
+type Priority int
+
+// Priorities from lowest to highest. The zero value means "not set" and is
+// treated as Normal.
+const (
+	Low Priority = iota + 1
+	Normal
+	High
+	Critical
+)
+
+var priorityNames = map[Priority]string{Low: "low", Normal: "normal", High: "high", Critical: "critical"}
+
+// ParsePriority parses critical, high, normal or low.
+func ParsePriority(s string) (Priority, error) {
+	for p, name := range priorityNames {
+		if name == s {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown priority %q (want critical, high, normal or low)", s)
+}
+
+func (p Priority) String() string {
+	if name, ok := priorityNames[p]; ok {
+		return name
+	}
+	return "normal"
+}
+
+func (p Priority) orNormal() Priority {
+	if p == 0 {
+		return Normal
+	}
+	return p
+}
+
+// Cap limits how many messages a customer receives in a rolling window, on
+// one channel or (Channel == "") on all channels together.
+type Cap struct {
+	Channel string        `json:"channel,omitempty"`
+	Window  time.Duration `json:"window"`
+	Max     int           `json:"max"`
+}
+
+func (c Cap) String() string {
+	ch := "all channels"
+	if c.Channel != "" {
+		ch = c.Channel
+	}
+	return fmt.Sprintf("%d per %s on %s", c.Max, FormatDuration(c.Window), ch)
+}
+
+// Rules is the relationship policy every journey obeys (policy.yaml).
+type Rules struct {
+	// Location is the time zone for customers who have none.
+	Location *time.Location
+	// Quiet, when set, holds messages during the customer's local night.
+	Quiet *QuietHours
+	// MinGap is the least time between any two messages to one customer.
+	MinGap time.Duration
+	Caps   []Cap
+	// MaxDefer bounds how long a message may wait: one that cannot go out
+	// within MaxDefer of its first request is dropped as stale, never sent late.
+	MaxDefer time.Duration
+	// PurposeWindow is how long a purpose key suppresses repeats, across
+	// journeys.
+	PurposeWindow time.Duration
+	// AgingStep is how long a waiting message waits before it gains one
+	// priority level, so a stream of higher-priority messages cannot starve it.
+	AgingStep time.Duration
+}
+
+// Defaults for rules policy.yaml leaves out.
+const (
+	DefaultPurposeWindow = 30 * 24 * time.Hour
+	DefaultAgingStep     = 24 * time.Hour
+	DefaultMaxDefer      = 7 * 24 * time.Hour
+	// priorityGrace is how long a lower-priority message steps aside for a
+	// higher-priority one that is due, and how long a waiting message may be
+	// overdue before it is treated as abandoned.
+	priorityGrace = time.Minute
+	abandonedAfter = 10 * time.Minute
+)
+
+// Lookback is how far back the contact ledger must be read for Decide to see
+// every contact that can still matter.
+func (r Rules) Lookback() time.Duration {
+	d := max(r.MinGap, r.purposeWindow())
+	for _, c := range r.Caps {
+		d = max(d, c.Window)
+	}
+	return d
+}
+
+func (r Rules) purposeWindow() time.Duration {
+	if r.PurposeWindow > 0 {
+		return r.PurposeWindow
+	}
+	return DefaultPurposeWindow
+}
+
+func (r Rules) agingStep() time.Duration {
+	if r.AgingStep > 0 {
+		return r.AgingStep
+	}
+	return DefaultAgingStep
+}
+
+// ChannelState is what the customer relationship says about one channel.
+type ChannelState struct {
+	Consent bool `json:"consent"`
+	// Address is true when the customer has somewhere to receive the channel:
+	// an email address, or at least one push subscription.
+	Address bool `json:"address"`
+	// Suppressed is a suppression reason for the address (hard_bounce,
+	// complaint, unsubscribed), or empty.
+	Suppressed Reason `json:"suppressed,omitempty"`
+}
+
+// Relationship is one customer as the policy sees them.
+type Relationship struct {
+	Location       *time.Location
+	Channels       map[string]ChannelState
+	TopicsOptedOut []string
+	// Preferred is the channel a `preferred` send tries first.
+	Preferred string
+}
+
+// Request is one message asking to be sent.
+type Request struct {
+	// Key identifies the message across retries and re-asks (the ledger's
+	// idempotency key without the ask counter).
+	Key     string
+	Journey string
+	Step    string
+	Channel string
+	Topic   string
+	// Priority defaults to Normal.
+	Priority Priority
+	// Purpose, when set, is sent at most once within Rules.PurposeWindow.
+	Purpose string
+	// FirstAsked is when the message first asked; MaxDefer counts from here.
+	FirstAsked time.Time
+}
+
+// Contact is a message that counts against the customer's caps: sent, or
+// reserved and about to be sent.
+type Contact struct {
+	At      time.Time
+	Channel string
+	Purpose string
+	Key     string
+}
+
+// Waiting is a message deferred earlier that will ask again at Due.
+type Waiting struct {
+	Key      string
+	Priority Priority
+	Since    time.Time
+	Due      time.Time
+}
+
+// Decision is Decide's answer, with the inputs that decided it.
+type Decision struct {
+	Verdict Verdict `json:"verdict"`
+	// Channel is the channel the message goes out on (Preferred resolved).
+	Channel string `json:"channel,omitempty"`
+	// Until is when a deferred message should ask again.
+	Until  time.Time `json:"until,omitzero"`
+	Reason Reason    `json:"reason"`
+	Detail Detail    `json:"detail,omitzero"`
+}
+
+// Detail records the facts behind a decision, so `lojal why` can explain it.
+type Detail struct {
+	Cap         *Cap          `json:"cap,omitempty"`
+	Count       int           `json:"count,omitempty"`
+	LocalTime   string        `json:"local_time,omitempty"`
+	QuietHours  string        `json:"quiet_hours,omitempty"`
+	LastContact time.Time     `json:"last_contact,omitzero"`
+	MinGap      time.Duration `json:"min_gap,omitempty"`
+	BlockedBy   string        `json:"blocked_by,omitempty"`
+	Waited      time.Duration `json:"waited,omitempty"`
+	Skipped     []string      `json:"skipped,omitempty"`
+	Purpose     string        `json:"purpose,omitempty"`
+}
+
+func (d Decision) String() string {
+	switch d.Verdict {
+	case Defer:
+		return fmt.Sprintf("defer until %s (%s)", d.Until.UTC().Format(time.RFC3339), d.Reason)
+	default:
+		return fmt.Sprintf("%s (%s)", d.Verdict, d.Reason)
+	}
+}
+
+// Decide applies the rules to one request. window holds the customer's
+// contacts within Rules.Lookback, preferably newest first (the store reads
+// them that way; any other order is sorted into a copy); waiting holds the customer's
+// other deferred messages.
+//
+// Rules run in this order: channel usability and consent, topic opt-out,
+// purpose dedupe, staleness, then (unless the message is critical) quiet
+// hours, minimum gap, caps and priority. Consent always wins: critical
+// messages skip only the throttling rules.
+func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req Request, now time.Time) Decision {
+	ch, skipped, why := pickChannel(rel, req.Channel)
+	if ch == "" {
+		return Decision{Verdict: Suppress, Reason: why, Detail: Detail{Skipped: skipped}}
+	}
+	base := Decision{Channel: ch, Detail: Detail{Skipped: skipped}}
+	suppress := func(reason Reason) Decision {
+		base.Verdict, base.Reason = Suppress, reason
+		return base
+	}
+	if req.Topic != "" && slices.Contains(rel.TopicsOptedOut, req.Topic) {
+		return suppress(ReasonTopicOptedOut)
+	}
+	if req.Purpose != "" {
+		base.Detail.Purpose = req.Purpose
+		for _, c := range window {
+			if c.Purpose == req.Purpose && c.Key != req.Key && now.Sub(c.At) < r.purposeWindow() {
+				base.Detail.LastContact = c.At
+				return suppress(ReasonDuplicatePurpose)
+			}
+		}
+	}
+	first := req.FirstAsked
+	if first.IsZero() || first.After(now) {
+		first = now
+	}
+	maxDefer := r.MaxDefer
+	if maxDefer <= 0 {
+		maxDefer = DefaultMaxDefer
+	}
+	deadline := first.Add(maxDefer)
+	if !now.Before(deadline) {
+		base.Detail.Waited = now.Sub(first)
+		return suppress(ReasonStale)
+	}
+	if req.Priority == Critical {
+		base.Verdict, base.Reason = Allow, ReasonCritical
+		return base
+	}
+
+	if !slices.IsSortedFunc(window, newestFirst) {
+		window = slices.Clone(window)
+		slices.SortFunc(window, newestFirst)
+	}
+	loc := rel.Location
+	if loc == nil {
+		loc = r.Location
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	d := r.throttle(loc, window, waiting, req, ch, first, now, &base.Detail)
+	if d.reason == "" {
+		base.Verdict, base.Reason = Allow, ReasonOK
+		return base
+	}
+	if !d.until.Before(deadline) {
+		// The earliest moment it could go out is already too late.
+		base.Detail.Waited = d.until.Sub(first)
+		return suppress(ReasonStale)
+	}
+	base.Verdict, base.Reason, base.Until = Defer, d.reason, d.until
+	return base
+}
+
+func newestFirst(a, b Contact) int { return b.At.Compare(a.At) }
+
+type hold struct {
+	until  time.Time
+	reason Reason
+}
+
+// throttle returns the latest hold among the throttling rules, or a zero hold
+// when the message may go now. Holds are re-checked at the resulting time
+// (a cap that frees at 23:00 must still wait for quiet hours to end).
+func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, now time.Time, det *Detail) hold {
+	var h hold
+	at := now
+	for range 4 {
+		next := r.holdAt(loc, window, waiting, req, ch, first, at, det)
+		if next.reason == "" {
+			return h
+		}
+		h = next
+		at = next.until
+	}
+	return h
+}
+
+func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, at time.Time, det *Detail) hold {
+	var h hold
+	raise := func(until time.Time, reason Reason) {
+		if until.After(at) && (h.reason == "" || until.After(h.until)) {
+			h = hold{until: until, reason: reason}
+		}
+	}
+	if r.Quiet != nil {
+		if end, in := r.Quiet.EndIfInside(at.In(loc)); in {
+			raise(end, ReasonQuietHours)
+			det.LocalTime = at.In(loc).Format("2006-01-02 15:04 MST")
+			det.QuietHours = r.Quiet.String()
+		}
+	}
+	if r.MinGap > 0 {
+		var last time.Time
+		for _, c := range window {
+			if c.Key != req.Key && !c.At.After(at) {
+				last = c.At
+				break
+			}
+		}
+		if !last.IsZero() && at.Sub(last) < r.MinGap {
+			raise(last.Add(r.MinGap), ReasonMinGap)
+			det.LastContact, det.MinGap = last, r.MinGap
+		}
+	}
+	for i := range r.Caps {
+		c := &r.Caps[i]
+		if until, n, full := capFull(*c, window, req.Key, ch, at); full {
+			if until.After(h.until) {
+				det.Cap, det.Count = c, n
+			}
+			raise(until, ReasonCap)
+		}
+	}
+	if w, ok := r.outranked(waiting, req, first, at); ok {
+		raise(w.Due.Add(priorityGrace), ReasonPriority)
+		det.BlockedBy = w.Key
+	}
+	return h
+}
+
+// capFull reports whether cap c has no room at time at for a message on
+// channel ch, and if so when the contact that keeps it full leaves the
+// window. window is sorted newest first.
+func capFull(c Cap, window []Contact, key, ch string, at time.Time) (until time.Time, n int, full bool) {
+	if c.Channel != "" && c.Channel != ch {
+		return time.Time{}, 0, false
+	}
+	from := at.Add(-c.Window)
+	for _, w := range window {
+		if w.At.After(at) || w.Key == key || (c.Channel != "" && w.Channel != c.Channel) {
+			continue
+		}
+		if !w.At.After(from) {
+			break
+		}
+		n++
+		if n == c.Max {
+			// The Max-th newest contact is the one that must leave the
+			// window before there is room again.
+			return w.At.Add(c.Window), n, true
+		}
+	}
+	return time.Time{}, n, false
+}
+
+// outranked finds a waiting message that should take the next slot before
+// req: one that ranks higher (priority plus aging, then age) and is due
+// before req could send again without crowding it out.
+func (r Rules) outranked(waiting []Waiting, req Request, first, at time.Time) (Waiting, bool) {
+	horizon := max(r.MinGap, priorityGrace)
+	mine := r.effective(req.Priority, first, at)
+	var best Waiting
+	found := false
+	for _, w := range waiting {
+		if w.Key == req.Key || w.Priority == Critical {
+			continue
+		}
+		if w.Due.Before(at.Add(-abandonedAfter)) || w.Due.After(at.Add(horizon)) {
+			continue
+		}
+		theirs := r.effective(w.Priority, w.Since, at)
+		if theirs < mine || (theirs == mine && !w.Since.Before(first)) {
+			continue
+		}
+		if !found || w.Due.Before(best.Due) {
+			best, found = w, true
+		}
+	}
+	return best, found
+}
+
+// effective is a priority raised by one level per AgingStep waited, never to
+// Critical: aging makes waiting fair without letting anything skip consent
+// or quiet hours.
+func (r Rules) effective(p Priority, since, at time.Time) Priority {
+	p = p.orNormal()
+	if p >= Critical {
+		return p
+	}
+	if waited := at.Sub(since); waited > 0 {
+		p += Priority(waited / r.agingStep())
+	}
+	return min(p, High)
+}
+
+// pickChannel resolves the requested channel to a usable one. For Preferred
+// it tries the customer's preferred channel, then the other.
+func pickChannel(rel Relationship, want string) (string, []string, Reason) {
+	candidates := []string{want}
+	if want == Preferred {
+		candidates = []string{Email, Push}
+		if rel.Preferred == Push {
+			candidates = []string{Push, Email}
+		}
+	}
+	var skipped []string
+	var first Reason
+	for _, ch := range candidates {
+		why := usable(rel.Channels[ch])
+		if why == "" {
+			return ch, skipped, ""
+		}
+		if first == "" {
+			first = why
+		}
+		skipped = append(skipped, ch+": "+string(why))
+	}
+	return "", skipped, first
+}
+
+func usable(s ChannelState) Reason {
+	switch {
+	case !s.Consent:
+		return ReasonNoConsent
+	case s.Suppressed != "":
+		return s.Suppressed
+	case !s.Address:
+		return ReasonNoAddress
+	}
+	return ""
+}

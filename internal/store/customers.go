@@ -1,0 +1,218 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lojal/lojal/internal/journey"
+)
+
+// ErrNotFound is returned when a customer (or other row) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// UpsertResult says what an upsert changed.
+type UpsertResult struct {
+	Created bool
+	// Previous is the customer as it was before, when it existed.
+	Previous *journey.Customer
+}
+
+// UpsertCustomer creates or replaces a customer and records their consent,
+// in one transaction. c must already be validated against the schema.
+func (s *Store) UpsertCustomer(ctx context.Context, c journey.Customer, consentSource string) (UpsertResult, error) {
+	var res UpsertResult
+	attrs, err := json.Marshal(nonNilMap(c.Attributes))
+	if err != nil {
+		return res, fmt.Errorf("upsert customer %s: encode attributes: %w", c.ID, err)
+	}
+	topics := c.TopicsOptedOut
+	if topics == nil {
+		topics = []string{}
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var oldAttrs []byte
+		var oldEmail, oldLocale, oldTZ *string
+		err := tx.QueryRow(ctx, s.q.UpsertCustomer, c.ID, c.Email, c.Locale, c.Timezone, c.PreferredChannel, attrs, topics).
+			Scan(&oldAttrs, &oldEmail, &oldLocale, &oldTZ)
+		if err != nil {
+			return err
+		}
+		if oldAttrs == nil {
+			res.Created = true
+		} else {
+			prev := journey.Customer{ID: c.ID, Email: deref(oldEmail), Locale: deref(oldLocale), Timezone: deref(oldTZ)}
+			if err := json.Unmarshal(oldAttrs, &prev.Attributes); err != nil {
+				return fmt.Errorf("decode previous attributes: %w", err)
+			}
+			res.Previous = &prev
+		}
+		for _, ch := range slices.Sorted(maps.Keys(c.Consent)) {
+			if _, err := tx.Exec(ctx, s.q.UpsertConsent, c.ID, ch, c.Consent[ch], consentSource); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("upsert customer %s: %w", c.ID, err)
+	}
+	return res, nil
+}
+
+// SetConsent records consent for one channel.
+func (s *Store) SetConsent(ctx context.Context, customerID, channel string, granted bool, source string) error {
+	if _, err := s.pool.Exec(ctx, s.q.UpsertConsent, customerID, channel, granted, source); err != nil {
+		if isForeignKeyViolation(err) {
+			return fmt.Errorf("set consent: customer %s: %w", customerID, ErrNotFound)
+		}
+		return fmt.Errorf("set consent: %w", err)
+	}
+	return nil
+}
+
+// Customer loads a customer with their consent.
+func (s *Store) Customer(ctx context.Context, id string) (journey.Customer, error) {
+	var c journey.Customer
+	var attrs, consent []byte
+	err := s.pool.QueryRow(ctx, s.q.GetCustomer, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, fmt.Errorf("customer %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	if err := decodeCustomerJSON(&c, attrs, consent); err != nil {
+		return c, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func decodeCustomerJSON(c *journey.Customer, attrs, consent []byte) error {
+	if err := json.Unmarshal(attrs, &c.Attributes); err != nil {
+		return fmt.Errorf("decode attributes: %w", err)
+	}
+	if err := json.Unmarshal(consent, &c.Consent); err != nil {
+		return fmt.Errorf("decode consent: %w", err)
+	}
+	return nil
+}
+
+// Suppress records that nothing may be sent to an address again.
+func (s *Store) Suppress(ctx context.Context, channel, address, reason, detail string) error {
+	if _, err := s.pool.Exec(ctx, s.q.SuppressAddress, channel, address, reason, detail); err != nil {
+		return fmt.Errorf("suppress %s: %w", address, err)
+	}
+	return nil
+}
+
+// OptOutTopics adds topics to a customer's opt-outs.
+func (s *Store) OptOutTopics(ctx context.Context, customerID string, topics []string) error {
+	tag, err := s.pool.Exec(ctx, s.q.OptOutTopic, customerID, topics)
+	if err != nil {
+		return fmt.Errorf("opt out: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("opt out: customer %s: %w", customerID, ErrNotFound)
+	}
+	return nil
+}
+
+// EventState is a stored event's dispatch state.
+type EventState struct {
+	// New is true when this delivery stored the event for the first time.
+	New bool
+	// Dispatched is true when an earlier delivery already started or
+	// signalled every journey the event concerns.
+	Dispatched bool
+}
+
+// ErrEventConflict is returned when an event id is reused for a different
+// event.
+var ErrEventConflict = errors.New("event id already used for a different type or customer")
+
+// InsertEvent stores an event once; redeliveries report its state.
+func (s *Store) InsertEvent(ctx context.Context, e journey.Event) (EventState, error) {
+	var st EventState
+	data, err := json.Marshal(nonNilMap(e.Data))
+	if err != nil {
+		return st, fmt.Errorf("insert event %s: encode data: %w", e.ID, err)
+	}
+	var dispatched *bool
+	err = s.pool.QueryRow(ctx, s.q.InsertEvent, e.ID, e.Type, e.CustomerID, e.At, data).Scan(&st.New, &dispatched)
+	if err != nil {
+		if isForeignKeyViolation(err) {
+			return st, fmt.Errorf("insert event %s: customer %s: %w", e.ID, e.CustomerID, ErrNotFound)
+		}
+		return st, fmt.Errorf("insert event %s: %w", e.ID, err)
+	}
+	if !st.New && dispatched == nil {
+		return st, fmt.Errorf("insert event %s: %w", e.ID, ErrEventConflict)
+	}
+	st.Dispatched = dispatched != nil && *dispatched
+	return st, nil
+}
+
+// MarkDispatched records that an event reached every journey it concerns.
+func (s *Store) MarkDispatched(ctx context.Context, eventID string) error {
+	if _, err := s.pool.Exec(ctx, s.q.MarkEventDispatch, eventID); err != nil {
+		return fmt.Errorf("mark event %s dispatched: %w", eventID, err)
+	}
+	return nil
+}
+
+// Run is the latest run of a journey for a customer and key.
+type Run struct {
+	StartedAt      time.Time
+	TriggerEventID string
+	Open           bool
+}
+
+// LatestRun returns the latest run, or ErrNotFound.
+func (s *Store) LatestRun(ctx context.Context, journeyID, customerID, key string) (Run, error) {
+	var r Run
+	err := s.pool.QueryRow(ctx, s.q.LatestRun, journeyID, customerID, key).Scan(&r.StartedAt, &r.TriggerEventID, &r.Open)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("latest run of %s for %s: %w", journeyID, customerID, err)
+	}
+	return r, nil
+}
+
+// RecordRun records that a run was started by an event (idempotent).
+func (s *Store) RecordRun(ctx context.Context, workflowID, journeyID, version, customerID, key, triggerEventID string) error {
+	if _, err := s.pool.Exec(ctx, s.q.InsertRun, workflowID, journeyID, version, customerID, key, triggerEventID); err != nil {
+		return fmt.Errorf("record run %s: %w", workflowID, err)
+	}
+	return nil
+}
+
+// FinishRun records how a run ended.
+func (s *Store) FinishRun(ctx context.Context, journeyID, triggerEventID, outcome string) error {
+	if _, err := s.pool.Exec(ctx, s.q.FinishRun, journeyID, triggerEventID, outcome); err != nil {
+		return fmt.Errorf("finish run: %w", err)
+	}
+	return nil
+}
+
+func nonNilMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,52 @@
+-- name: upsert-customer
+-- Returns the attributes from before the update, so segment-entry journeys
+-- can tell whether the customer just entered their audience.
+WITH old AS (
+    SELECT attributes, locale, timezone, email FROM customers WHERE id = $1
+)
+INSERT INTO customers AS c (id, email, locale, timezone, preferred_channel, attributes, topics_opted_out)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (id) DO UPDATE SET
+    email = EXCLUDED.email,
+    locale = EXCLUDED.locale,
+    timezone = EXCLUDED.timezone,
+    preferred_channel = EXCLUDED.preferred_channel,
+    attributes = EXCLUDED.attributes,
+    topics_opted_out = EXCLUDED.topics_opted_out,
+    updated_at = now()
+RETURNING (SELECT attributes FROM old), (SELECT email FROM old), (SELECT locale FROM old), (SELECT timezone FROM old);
+
+-- name: upsert-consent
+INSERT INTO consents (customer_id, channel, granted, source, recorded_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (customer_id, channel) DO UPDATE SET
+    granted = EXCLUDED.granted, source = EXCLUDED.source, recorded_at = now();
+
+-- name: get-customer
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out,
+       coalesce((SELECT jsonb_object_agg(channel, granted) FROM consents WHERE customer_id = c.id), '{}')
+FROM customers c
+WHERE c.id = $1;
+
+-- name: lock-relationship
+-- Serialises every decision about one customer: whichever journey asks
+-- second waits here until the first has reserved its slot.
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out,
+       coalesce((SELECT jsonb_object_agg(channel, granted) FROM consents WHERE customer_id = c.id), '{}'),
+       coalesce((SELECT reason FROM suppressions WHERE channel = 'email' AND address = lower(c.email)), ''),
+       (SELECT count(*) FROM push_subscriptions WHERE customer_id = c.id)
+FROM customers c
+WHERE c.id = $1
+FOR NO KEY UPDATE OF c;
+
+-- name: suppress-address
+INSERT INTO suppressions (channel, address, reason, detail)
+VALUES ($1, lower($2), $3, $4)
+ON CONFLICT (channel, address) DO UPDATE SET
+    reason = CASE WHEN suppressions.reason = 'complaint' THEN suppressions.reason ELSE EXCLUDED.reason END,
+    detail = EXCLUDED.detail;
+
+-- name: opt-out-topic
+UPDATE customers
+SET topics_opted_out = array(SELECT DISTINCT unnest(topics_opted_out || $2::text[]) ORDER BY 1), updated_at = now()
+WHERE id = $1;

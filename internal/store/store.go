@@ -1,0 +1,207 @@
+// Package store keeps lojal's state in Postgres through pgx/v5: customers,
+// consent, events, journey runs and the contact ledger.
+//
+// SQL lives in queries/*.sql, one named query per block, and is prepared on
+// every new connection, so a query that does not match the schema fails when
+// the store opens rather than when a customer's message is on its way.
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed queries/*.sql
+var queryFiles embed.FS
+
+// queries holds the name of every prepared statement; a call passes the
+// name where pgx expects SQL. Field tags name blocks in queries/*.sql.
+type queries struct {
+	UpsertCustomer     string `query:"upsert-customer"`
+	UpsertConsent      string `query:"upsert-consent"`
+	GetCustomer        string `query:"get-customer"`
+	LockRelationship   string `query:"lock-relationship"`
+	SuppressAddress    string `query:"suppress-address"`
+	OptOutTopic        string `query:"opt-out-topic"`
+	InsertEvent        string `query:"insert-event"`
+	MarkEventDispatch  string `query:"mark-event-dispatched"`
+	LatestRun          string `query:"latest-run"`
+	InsertRun          string `query:"insert-run"`
+	FinishRun          string `query:"finish-run"`
+	LedgerByKey        string `query:"ledger-by-key"`
+	ContactWindow      string `query:"contact-window"`
+	WaitingForCustomer string `query:"waiting-for-customer"`
+	InsertDecision     string `query:"insert-decision"`
+	UpsertWaiting      string `query:"upsert-waiting"`
+	DeleteWaiting      string `query:"delete-waiting"`
+	DeliveryByKey      string `query:"delivery-by-key"`
+	MarkSending        string `query:"mark-sending"`
+	MarkSent           string `query:"mark-sent"`
+	MarkFailed         string `query:"mark-failed"`
+	CustomerHistory    string `query:"customer-history"`
+	RecentSent         string `query:"recent-sent"`
+	RecentDecisions    string `query:"recent-decisions"`
+}
+
+// loadQueries parses queries/*.sql and fills q with statement names. It
+// fails on a query the struct does not name and on a name with no query.
+func loadQueries(q *queries) (map[string]string, error) {
+	sqls := map[string]string{}
+	files, err := fs.Glob(queryFiles, "queries/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		b, err := queryFiles.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if err := splitQueries(f, b, sqls); err != nil {
+			return nil, err
+		}
+	}
+	v := reflect.ValueOf(q).Elem()
+	used := map[string]bool{}
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("query")
+		if _, ok := sqls[name]; !ok {
+			return nil, fmt.Errorf("query %q is not in queries/*.sql", name)
+		}
+		v.Field(i).SetString(name)
+		used[name] = true
+	}
+	for name := range sqls {
+		if !used[name] {
+			return nil, fmt.Errorf("query %q in queries/*.sql is not used", name)
+		}
+	}
+	return sqls, nil
+}
+
+func splitQueries(file string, src []byte, into map[string]string) error {
+	var name string
+	var body strings.Builder
+	flush := func() error {
+		if name == "" {
+			return nil
+		}
+		sql := strings.TrimSpace(body.String())
+		sql = strings.TrimSuffix(sql, ";")
+		if sql == "" {
+			return fmt.Errorf("%s: query %q is empty", file, name)
+		}
+		if _, dup := into[name]; dup {
+			return fmt.Errorf("%s: query %q defined twice", file, name)
+		}
+		into[name] = sql
+		body.Reset()
+		return nil
+	}
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for sc.Scan() {
+		line := sc.Text()
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- name:"); ok {
+			if err := flush(); err != nil {
+				return err
+			}
+			name = strings.TrimSpace(n)
+			continue
+		}
+		body.WriteString(line)
+		body.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// Store is lojal's Postgres store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	q    queries
+}
+
+// Config says how to reach Postgres.
+type Config struct {
+	URL string
+	// Schema, when set, is the only schema on the search path (tests give
+	// each test its own).
+	Schema   string
+	MaxConns int32
+}
+
+// ErrNotMigrated is returned by Open when the schema is missing.
+var ErrNotMigrated = errors.New("database schema is missing or out of date: run `lojal migrate`")
+
+// Open connects and prepares every query on each new connection.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s := &Store{}
+	sqls, err := loadQueries(&s.q)
+	if err != nil {
+		return nil, fmt.Errorf("load queries: %w", err)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cfg.Schema != "" {
+		pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for n := range sqls {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		for _, name := range names {
+			if _, err := conn.Prepare(ctx, name, sqls[name]); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42703") {
+					return fmt.Errorf("prepare %s: %w (%s)", name, ErrNotMigrated, pgErr.Message)
+				}
+				return fmt.Errorf("prepare %s: %w", name, err)
+			}
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	// Acquire once so that a bad URL or a missing schema fails here.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	conn.Release()
+	s.pool = pool
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks the database answers (for readiness probes).
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Pool exposes the pool to benchmarks that compare against bare queries.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }

@@ -1,0 +1,155 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	applied, err := store.Migrate(context.Background(), cfg)
+	if err != nil || len(applied) != 0 {
+		t.Fatalf("second migrate applied %v, %v; want nothing", applied, err)
+	}
+}
+
+func TestOpenFailsFastWithoutSchema(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	cfg.Schema = "no_such_schema"
+	_, err := store.Open(context.Background(), cfg)
+	if !errors.Is(err, store.ErrNotMigrated) {
+		t.Fatalf("Open on an empty schema: %v, want ErrNotMigrated", err)
+	}
+}
+
+func TestCustomerRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	c := journey.Customer{ID: "c-1", Email: "kari@example.no", Locale: "nb", Timezone: "Europe/Oslo",
+		Consent: map[string]bool{"email": true, "push": false}, Attributes: map[string]any{"plan": "home"}}
+	res, err := s.UpsertCustomer(ctx, c, "test")
+	if err != nil || !res.Created {
+		t.Fatalf("upsert: %+v %v", res, err)
+	}
+	c.Attributes["plan"] = "car"
+	res, err = s.UpsertCustomer(ctx, c, "test")
+	if err != nil || res.Created || res.Previous.Attributes["plan"] != "home" {
+		t.Fatalf("second upsert: %+v %v", res, err)
+	}
+	got, err := s.Customer(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Email != c.Email || got.Attributes["plan"] != "car" || !got.Consent["email"] || got.Consent["push"] {
+		t.Fatalf("got %+v", got)
+	}
+	if _, err := s.Customer(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing customer: %v", err)
+	}
+}
+
+func TestInsertEventIsIdempotent(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	e := journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: time.Now()}
+	st, err := s.InsertEvent(ctx, e)
+	if err != nil || !st.New {
+		t.Fatalf("first insert: %+v %v", st, err)
+	}
+	st, err = s.InsertEvent(ctx, e)
+	if err != nil || st.New || st.Dispatched {
+		t.Fatalf("redelivery before dispatch: %+v %v", st, err)
+	}
+	if err := s.MarkDispatched(ctx, "e-1"); err != nil {
+		t.Fatal(err)
+	}
+	st, err = s.InsertEvent(ctx, e)
+	if err != nil || st.New || !st.Dispatched {
+		t.Fatalf("redelivery after dispatch: %+v %v", st, err)
+	}
+	e.Type = "other.type"
+	if _, err := s.InsertEvent(ctx, e); !errors.Is(err, store.ErrEventConflict) {
+		t.Fatalf("reused id: %v", err)
+	}
+	if _, err := s.InsertEvent(ctx, journey.Event{ID: "e-2", Type: "x", CustomerID: "ghost", At: time.Now()}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown customer: %v", err)
+	}
+}
+
+func TestDecideRecordsAndReplays(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "a@example.com", Consent: map[string]bool{"email": true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	req := store.Request{IdempotencyKey: "w/s#1.1", RequestKey: "w/s#1", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+		StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
+	calls := 0
+	decide := func(snap store.Snapshot) policy.Decision {
+		calls++
+		if !snap.Relationship.Channels["email"].Consent || !snap.Relationship.Channels["email"].Address {
+			t.Errorf("relationship %+v", snap.Relationship)
+		}
+		return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+	}
+	d, err := s.Decide(ctx, req, 7*24*time.Hour, decide)
+	if err != nil || d.Verdict != policy.Allow || d.Replayed {
+		t.Fatalf("decide: %+v %v", d, err)
+	}
+	d, err = s.Decide(ctx, req, 7*24*time.Hour, decide)
+	if err != nil || d.Verdict != policy.Allow || !d.Replayed || calls != 1 {
+		t.Fatalf("retried decide: %+v %v (calls %d)", d, err, calls)
+	}
+	// The reservation now counts against the window of the next request.
+	req2 := req
+	req2.IdempotencyKey, req2.RequestKey = "w/t#1.1", "w/t#1"
+	_, err = s.Decide(ctx, req2, 7*24*time.Hour, func(snap store.Snapshot) policy.Decision {
+		if len(snap.Window) != 1 || snap.Window[0].Key != "w/s#1" {
+			t.Errorf("window %+v, want the reservation", snap.Window)
+		}
+		return policy.Decision{Verdict: policy.Defer, Channel: "email", Reason: policy.ReasonMinGap, Until: now.Add(time.Hour)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := s.History(ctx, "c-1")
+	if err != nil || len(hist) != 2 || hist[1].Decision != "defer" || hist[1].Reason != "min_gap" {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+	// Releasing the reservation frees the slot.
+	if err := s.Release(ctx, "w/s#1.1", "failed", "render: missing first_name"); err != nil {
+		t.Fatal(err)
+	}
+	req3 := req
+	req3.IdempotencyKey, req3.RequestKey = "w/u#1.1", "w/u#1"
+	_, err = s.Decide(ctx, req3, 7*24*time.Hour, func(snap store.Snapshot) policy.Decision {
+		if len(snap.Window) != 0 {
+			t.Errorf("window %+v after release, want empty", snap.Window)
+		}
+		if len(snap.Waiting) != 1 || snap.Waiting[0].Key != "w/t#1" {
+			t.Errorf("waiting %+v, want the deferred request", snap.Waiting)
+		}
+		return policy.Decision{Verdict: policy.Suppress, Channel: "email", Reason: policy.ReasonStale}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
