@@ -259,3 +259,12 @@ func templateUse(j *journey.Journey, name string) *journey.Step {
 	}
 	return &journey.Step{}
 }
+
+// Source hands out the catalog in force. Workers and the API hold a Source
+// rather than a Catalog so deployed journeys can replace it while running.
+type Source interface {
+	Current() *Catalog
+}
+
+// Current makes a fixed catalog its own Source.
+func (c *Catalog) Current() *Catalog { return c }

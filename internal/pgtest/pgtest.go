@@ -36,10 +36,15 @@ var (
 // TestMain in packages that use Postgres.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the shared cluster, if this binary started one.
+func Stop() {
 	if shared != nil && shared.pg != nil {
 		shared.pg.Stop()
 	}
-	os.Exit(code)
 }
 
 // Shared returns the binary's cluster, starting it on first use.

@@ -1,0 +1,47 @@
+# lojal. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: tools
+tools: ## install PostgreSQL binaries and the pinned Temporal CLI if missing
+	@.ci/tools
+
+.PHONY: build
+build: ## build bin/lojal
+	$(GO) build -o bin/lojal ./cmd/lojal
+
+.PHONY: dev
+dev: tools build ## run lojal locally: Postgres, Temporal, SMTP catcher, worker, demo customers and journeys
+	bin/lojal dev
+
+.PHONY: test
+test: tools ## run every test (unit, Postgres, end to end on the Temporal dev server)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+.PHONY: test-faults
+test-faults: tools ## run the fault tests (worker kill -9, Postgres restart, SMTP outage)
+	$(GO) test -count=1 -timeout 30m -tags faults -run Fault -v ./faults/...
+
+.PHONY: bench
+bench: tools build ## run every benchmark and print ratios against baselines measured in the same run
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/... | tee bench.out
+	bin/lojal bench
+
+.PHONY: fuzz
+fuzz: ## fuzz the journey parser for a minute
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/journey/
+
+.PHONY: lint
+lint: ## go vet, gofmt and workflowcheck
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 -config workflows/workflowcheck.config.yaml ./workflows/...

@@ -1,0 +1,448 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/devstack"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// devStack is what `lojal dev` runs: embedded services unless the
+// environment names real ones.
+type devStack struct {
+	pg      *devstack.Postgres
+	tmp     *devstack.Temporal
+	catcher *mailcatch.Server
+	mailDir string
+}
+
+func (s *devStack) stop() {
+	if s.catcher != nil {
+		s.catcher.Close()
+	}
+	if s.tmp != nil {
+		s.tmp.Stop()
+	}
+	if s.pg != nil {
+		s.pg.Stop()
+	}
+}
+
+func startDevStack(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (*devStack, error) {
+	s := &devStack{}
+	if cfg.DatabaseURL == "" {
+		fmt.Fprintln(out, "starting a throw-away PostgreSQL cluster ...")
+		pg, err := devstack.StartPostgres(ctx, log, devstack.PostgresOptions{})
+		if err != nil {
+			return s, err
+		}
+		s.pg, cfg.DatabaseURL = pg, pg.URL
+	}
+	if os.Getenv("TEMPORAL_ADDRESS") == "" && cfg.TemporalAddress == defaultConfig().TemporalAddress {
+		fmt.Fprintln(out, "starting the Temporal dev server ...")
+		t, err := devstack.StartTemporal(ctx, log, devstack.TemporalOptions{UI: true})
+		if err != nil {
+			return s, err
+		}
+		s.tmp, cfg.TemporalAddress = t, t.Address
+	}
+	if cfg.SMTPURL == "" {
+		dir, err := os.MkdirTemp("", "lojal-mail-")
+		if err != nil {
+			return s, err
+		}
+		c, err := mailcatch.Start(log, mailcatch.Options{Dir: dir})
+		if err != nil {
+			return s, err
+		}
+		s.catcher, s.mailDir, cfg.SMTPURL = c, dir, "smtp://"+c.Addr
+	}
+	if cfg.LinkKey == "" {
+		var b [24]byte
+		_, _ = rand.Read(b[:])
+		cfg.LinkKey = hex.EncodeToString(b[:])
+	}
+	return s, nil
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := defaultConfig()
+	cfg.LogLevel = "warn"
+	fs := newFlagSet("dev", stderr)
+	exitAfter := fs.Bool("exit-after-report", false, "print the report and stop (for scripts and CI)")
+	settle := fs.Duration("settle", 4*time.Second, "how long the ledger must be quiet before the report is printed")
+	if err := loadInto(fs, args, &cfg); err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	cat, err := loadCatalog(cfg.Journeys)
+	if err != nil {
+		return err
+	}
+	customers, events, err := loadDemo(filepath.Join(cfg.Journeys, "demo"), cat)
+	if err != nil {
+		return err
+	}
+
+	stack, err := startDevStack(ctx, &cfg, log, stdout)
+	defer stack.stop()
+	if err != nil {
+		return err
+	}
+	if _, err := store.Migrate(ctx, store.Config{URL: cfg.DatabaseURL}); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tc, err := dialTemporal(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	email, err := channel.NewEmail(channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom}, log)
+	if err != nil {
+		return err
+	}
+	defer email.Close()
+	signer, err := links.NewSigner([]byte(cfg.LinkKey), cfg.PublicURL, 0)
+	if err != nil {
+		return err
+	}
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
+		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+
+	fmt.Fprintf(stdout, "\nlojal dev is running\n")
+	fmt.Fprintf(stdout, "  postgres  %s\n", redactHost(cfg.DatabaseURL))
+	fmt.Fprintf(stdout, "  temporal  %s", cfg.TemporalAddress)
+	if stack.tmp != nil && stack.tmp.UIAddress != "" {
+		fmt.Fprintf(stdout, "  (web UI %s)", stack.tmp.UIAddress)
+	}
+	fmt.Fprintln(stdout)
+	if stack.catcher != nil {
+		fmt.Fprintf(stdout, "  smtp      %s  (every message is kept in %s)\n", stack.catcher.Addr, stack.mailDir)
+	} else {
+		fmt.Fprintf(stdout, "  smtp      %s\n", redactHost(cfg.SMTPURL))
+	}
+	fmt.Fprintf(stdout, "  journeys  %d from %s: %s\n\n", len(cat.Journeys), cfg.Journeys, journeyIDs(cat))
+
+	start := time.Now().Add(-time.Second)
+	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log}
+	for _, c := range customers {
+		if _, err := d.Customer(ctx, c); err != nil {
+			return fmt.Errorf("demo customer %s: %w", c.ID, err)
+		}
+	}
+	started, dups := 0, 0
+	for _, e := range events {
+		res, err := d.Event(ctx, e)
+		if err != nil {
+			return fmt.Errorf("demo event %s: %w", e.ID, err)
+		}
+		if res.Duplicate {
+			dups++
+		}
+		for _, o := range res.Journeys {
+			if o.Action == "started" {
+				started++
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "loaded %d demo customers and sent %d events (%d redelivered on purpose and ignored); %d journey runs started\n",
+		len(customers), len(events), dups, started)
+	fmt.Fprintf(stdout, "waiting for the worker to settle ...\n\n")
+	if err := waitQuiet(ctx, st, start, *settle, 90*time.Second); err != nil {
+		return err
+	}
+	if err := printReport(ctx, stdout, st, cat, customers, start); err != nil {
+		return err
+	}
+	if *exitAfter {
+		return nil
+	}
+	fmt.Fprintf(stdout, "\nstill running: deferred messages go out when the policy allows. Ctrl-C stops everything.\n")
+	return followSends(ctx, stdout, st, customers, time.Now())
+}
+
+// waitQuiet waits until the ledger has not changed for quiet, or until max.
+func waitQuiet(ctx context.Context, st *store.Store, since time.Time, quiet, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	last, lastChange := -1, time.Now()
+	for time.Now().Before(deadline) {
+		ds, err := st.DecisionsSince(ctx, since)
+		if err != nil {
+			return err
+		}
+		n := len(ds)
+		for _, d := range ds {
+			if d.Status == "sent" {
+				n += 1000
+			}
+		}
+		if n != last {
+			last, lastChange = n, time.Now()
+		} else if n > 0 && time.Since(lastChange) >= quiet {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func printReport(ctx context.Context, out io.Writer, st *store.Store, cat *catalog.Catalog, customers []journey.Customer, since time.Time) error {
+	sent, err := st.SentSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	decisions, err := st.DecisionsSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	byID := map[string]journey.Customer{}
+	for _, c := range customers {
+		byID[c.ID] = c
+	}
+	fmt.Fprintln(out, "Messages sent")
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CUSTOMER\tLOCALE\tJOURNEY\tCHANNEL\tSENT (customer's local time)\tSUBJECT")
+	reached := map[string]bool{}
+	for _, m := range sent {
+		c := byID[m.CustomerID]
+		reached[m.CustomerID] = true
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", customerName(c), m.Locale, m.JourneyID, m.Channel, localTime(m.SentAt, c, cat), m.Subject)
+	}
+	if len(sent) == 0 {
+		fmt.Fprintln(tw, "  (none yet)")
+	}
+	tw.Flush()
+
+	// The latest decision per message, for those not sent.
+	latest := map[string]store.Decision{}
+	var order []string
+	for _, d := range decisions {
+		k := d.CustomerID + "|" + d.JourneyID + "|" + d.StepID
+		if _, ok := latest[k]; !ok {
+			order = append(order, k)
+		}
+		latest[k] = d
+	}
+	fmt.Fprintln(out, "\nHeld back by the relationship policy")
+	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CUSTOMER\tJOURNEY\tCHANNEL\tDECISION\tWHY")
+	deferred, suppressed := 0, 0
+	for _, k := range order {
+		d := latest[k]
+		c := byID[d.CustomerID]
+		switch d.Decision {
+		case "defer":
+			deferred++
+			until := ""
+			if d.DeferUntil != nil {
+				until = " until " + localTime(*d.DeferUntil, c, cat)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\tdeferred%s\t%s\n", customerName(c), d.JourneyID, d.Channel, until, explain(d.Reason))
+		case "suppress":
+			suppressed++
+			fmt.Fprintf(tw, "  %s\t%s\t%s\tsuppressed\t%s\n", customerName(c), d.JourneyID, d.Channel, explain(d.Reason))
+		}
+	}
+	if deferred+suppressed == 0 {
+		fmt.Fprintln(tw, "  (nothing)")
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "\n%d customers received a message: %d sent, %d waiting, %d suppressed. `lojal why --customer ID` explains any customer.\n",
+		len(reached), len(sent), deferred, suppressed)
+	return nil
+}
+
+func followSends(ctx context.Context, out io.Writer, st *store.Store, customers []journey.Customer, since time.Time) error {
+	byID := map[string]journey.Customer{}
+	for _, c := range customers {
+		byID[c.ID] = c
+	}
+	seen := 0
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "\nstopping ...")
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+		sent, err := st.SentSince(ctx, since)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, m := range sent[seen:] {
+			fmt.Fprintf(out, "%s  sent %s/%s to %s: %s\n", m.SentAt.Local().Format("15:04:05"), m.JourneyID, m.StepID, customerName(byID[m.CustomerID]), m.Subject)
+		}
+		seen = len(sent)
+	}
+}
+
+var reasons = map[string]string{
+	"quiet_hours":       "quiet hours in the customer's time zone",
+	"min_gap":           "too soon after the last message (min_gap)",
+	"cap":               "the customer's message cap is full",
+	"priority":          "a higher-priority message goes first",
+	"no_consent":        "no consent for the channel",
+	"topic_opted_out":   "opted out of the topic",
+	"duplicate_purpose": "the same purpose was already sent",
+	"stale":             "could not go out within max_defer",
+	"hard_bounce":       "address bounced",
+	"complaint":         "customer complained",
+	"no_address":        "no address for the channel",
+}
+
+func explain(reason string) string {
+	if s, ok := reasons[reason]; ok {
+		return s + " (" + reason + ")"
+	}
+	return reason
+}
+
+func customerName(c journey.Customer) string {
+	fn, _ := c.Attributes["first_name"].(string)
+	ln, _ := c.Attributes["last_name"].(string)
+	name := strings.TrimSpace(fn + " " + ln)
+	if name == "" {
+		return c.ID
+	}
+	return fmt.Sprintf("%s (%s)", name, c.ID)
+}
+
+func localTime(t time.Time, c journey.Customer, cat *catalog.Catalog) string {
+	loc := cat.Rules.Location
+	if c.Timezone != "" {
+		if l, err := journey.LoadLocation(c.Timezone); err == nil {
+			loc = l
+		}
+	}
+	return t.In(loc).Format("Mon 02 Jan 15:04 MST") + " " + loc.String()
+}
+
+func journeyIDs(cat *catalog.Catalog) string {
+	ids := make([]string, len(cat.Journeys))
+	for i, j := range cat.Journeys {
+		ids[i] = j.ID
+	}
+	return strings.Join(ids, ", ")
+}
+
+func redactHost(u string) string {
+	if i := strings.LastIndex(u, "@"); i >= 0 {
+		return u[i+1:]
+	}
+	return strings.TrimPrefix(u, "smtp://")
+}
+
+// loadDemo reads demo customers and events. Event times are moved so the
+// first event happens now; timestamp fields in event data move with them,
+// so "renews in ten days" stays ten days ahead.
+func loadDemo(dir string, cat *catalog.Catalog) ([]journey.Customer, []journey.Event, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "customers.json"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo customers: %w", err)
+	}
+	var customers []journey.Customer
+	if err := json.Unmarshal(b, &customers); err != nil {
+		return nil, nil, fmt.Errorf("demo customers: %w", err)
+	}
+	events, err := readEvents(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(events) > 0 {
+		shift := time.Since(events[0].At).Truncate(time.Second)
+		for i := range events {
+			events[i] = shiftEvent(events[i], shift, cat.Schema)
+		}
+	}
+	return customers, events, nil
+}
+
+func shiftEvent(e journey.Event, d time.Duration, s *journey.Schema) journey.Event {
+	e.At = e.At.Add(d)
+	data := make(map[string]any, len(e.Data))
+	for k, v := range e.Data {
+		if s.Events[e.Type][k] == journey.Timestamp {
+			if str, ok := v.(string); ok {
+				if t, err := time.Parse(time.RFC3339, str); err == nil {
+					v = t.Add(d).Format(time.RFC3339)
+				}
+			}
+		}
+		data[k] = v
+	}
+	e.Data = data
+	return e
+}
+
+// readEvents reads a .jsonl file of events, one per line, naming the line
+// of any that does not parse.
+func readEvents(path string) ([]journey.Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	defer f.Close()
+	var out []journey.Event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 || b[0] == '#' {
+			continue
+		}
+		var e journey.Event
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	slices.SortStableFunc(out, func(a, b journey.Event) int { return cmp.Compare(a.At.UnixNano(), b.At.UnixNano()) })
+	return out, nil
+}

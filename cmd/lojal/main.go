@@ -1,0 +1,205 @@
+// Command lojal is the one binary of lojal: the Temporal worker, the API,
+// migrations, the local dev stack and the journey tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/config"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/store"
+)
+
+const usage = `lojal: customer-relationship messaging orchestrator
+
+Usage:
+  lojal worker              run the Temporal worker (journeys, policy, sending)
+  lojal api                 run the HTTP API and preference centre
+  lojal migrate             apply database migrations
+  lojal dev                 run everything locally with demo customers and journeys
+  lojal journeys validate PATH...
+  lojal journeys simulate --journey FILE --customer FILE.json [--events FILE.jsonl] [--days N] [--json]
+  lojal journeys render --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push]
+  lojal journeys diff OLD NEW
+  lojal why --customer ID   a customer's contact history, with the reason for every decision
+  lojal config              print the configuration (secrets masked)
+
+Run 'lojal COMMAND -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintln(os.Stderr, ex.msg)
+			}
+			os.Exit(ex.code)
+		}
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "lojal:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// exitError ends the program with a status and no "lojal:" prefix.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "worker":
+		return runWorker(ctx, rest, stderr)
+	case "api":
+		return runAPI(ctx, rest, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, stdout, stderr)
+	case "dev":
+		return runDev(ctx, rest, stdout, stderr)
+	case "journeys":
+		return runJourneys(ctx, rest, stdout, stderr)
+	case "why":
+		return runWhy(ctx, rest, stdout, stderr)
+	case "config":
+		cfg, _, err := loadConfig("config", rest, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, config.String(cfg))
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return exitError{code: 2, msg: fmt.Sprintf("lojal: unknown command %q", cmd)}
+}
+
+// Config is lojal's configuration, from flags and environment.
+type Config struct {
+	DatabaseURL       string        `flag:"database-url" env:"DATABASE_URL" secret:"url" usage:"Postgres URL"`
+	TemporalAddress   string        `flag:"temporal-address" env:"TEMPORAL_ADDRESS" usage:"Temporal frontend host:port"`
+	TemporalNamespace string        `flag:"temporal-namespace" env:"LOJAL_TEMPORAL_NAMESPACE" usage:"Temporal namespace"`
+	SMTPURL           string        `flag:"smtp-url" env:"SMTP_URL" secret:"url" usage:"smtp://[user:pass@]host:port[?tls=starttls|tls|none]"`
+	MailFrom          string        `flag:"mail-from" env:"LOJAL_MAIL_FROM" usage:"sender of every email"`
+	Journeys          string        `flag:"journeys" env:"LOJAL_JOURNEYS" usage:"journeys directory"`
+	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages"`
+	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
+	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health and metrics"`
+	LogFormat         string        `flag:"log-format" env:"LOJAL_LOG_FORMAT" usage:"text or json"`
+	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
+	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		TemporalAddress:   "127.0.0.1:7233",
+		TemporalNamespace: "default",
+		MailFrom:          "lojal <hello@lojal.example>",
+		Journeys:          "journeys",
+		PublicURL:         "http://127.0.0.1:8080",
+		HTTPAddr:          ":8080",
+		LogFormat:         "text",
+		LogLevel:          "info",
+		ShutdownTimeout:   30 * time.Second,
+	}
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("lojal "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// loadInto parses args into cfg; commands add their own flags to fs first.
+func loadInto(fs *flag.FlagSet, args []string, cfg *Config) error {
+	return config.Load(fs, args, cfg)
+}
+
+func loadConfig(name string, args []string, stderr io.Writer) (Config, *flag.FlagSet, error) {
+	cfg := defaultConfig()
+	fs := newFlagSet(name, stderr)
+	err := loadInto(fs, args, &cfg)
+	return cfg, fs, err
+}
+
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
+}
+
+func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("no database: set DATABASE_URL (or --database-url)")
+	}
+	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL})
+}
+
+func dialTemporal(cfg Config, log *slog.Logger) (client.Client, error) {
+	c, err := client.Dial(client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to temporal at %s: %w", cfg.TemporalAddress, err)
+	}
+	return c, nil
+}
+
+func loadCatalog(dir string) (*catalog.Catalog, error) {
+	c, err := catalog.Load(os.DirFS(dir), dir)
+	if err != nil {
+		return nil, fmt.Errorf("journeys in %s are not valid:\n%w", dir, err)
+	}
+	return c, nil
+}
+
+func newSigner(cfg Config) (*links.Signer, error) {
+	if len(cfg.LinkKey) < 32 {
+		return nil, errors.New("set LOJAL_LINK_KEY to a random secret of 32+ characters, the same on api and workers " +
+			"(it signs the unsubscribe and preference links in every message)")
+	}
+	return links.NewSigner([]byte(cfg.LinkKey), cfg.PublicURL, 0)
+}
+
+func messageDomain(from string) string {
+	if i := strings.LastIndex(from, "@"); i >= 0 {
+		return strings.TrimRight(from[i+1:], "> ")
+	}
+	return ""
+}

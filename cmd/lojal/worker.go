@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, _, err := loadConfig("worker", args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.SMTPURL == "" {
+		return errors.New("no SMTP server: set SMTP_URL (or --smtp-url)")
+	}
+	signer, err := newSigner(cfg)
+	if err != nil {
+		return err
+	}
+	cat, err := loadCatalog(cfg.Journeys)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tc, err := dialTemporal(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	email, err := channel.NewEmail(channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom}, log)
+	if err != nil {
+		return err
+	}
+	defer email.Close()
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Journeys), "temporal", cfg.TemporalAddress)
+	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: healthHandler(st), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health server", "err", err)
+		}
+	}()
+	<-ctx.Done()
+	log.Info("shutting down: draining in-flight activities", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	w.Stop()
+	return nil
+}
+
+type workerDeps struct {
+	Store       *store.Store
+	Catalog     catalog.Source
+	Sender      channel.Sender
+	Links       *links.Signer
+	Domain      string
+	Log         *slog.Logger
+	StopTimeout time.Duration
+}
+
+// newWorker builds the journey worker: one Workflows value (its compiled
+// definition cache) and one Activities value for the process.
+func newWorker(tc client.Client, d workerDeps) worker.Worker {
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{
+		WorkerStopTimeout:                  d.StopTimeout,
+		MaxConcurrentActivityExecutionSize: 200,
+	})
+	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
+		Log: d.Log, MessageDomain: d.Domain})
+	return w
+}
+
+func healthHandler(st *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := loadConfig("migrate", args, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("no database: set DATABASE_URL (or --database-url)")
+	}
+	applied, err := store.Migrate(ctx, store.Config{URL: cfg.DatabaseURL})
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "database schema is up to date")
+		return nil
+	}
+	fmt.Fprintf(stdout, "applied migrations %v\n", applied)
+	return nil
+}
+
+func runAPI(ctx context.Context, args []string, stderr io.Writer) error {
+	return errors.New("api: not implemented yet")
+}

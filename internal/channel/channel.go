@@ -1,0 +1,80 @@
+// Package channel delivers rendered messages: email over SMTP with
+// wneessen/go-mail, and push. Both sit behind Sender, so the send activity
+// does not care which it talks to.
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/lojal/lojal/internal/render"
+)
+
+// Envelope is one message to one recipient.
+type Envelope struct {
+	Channel string
+	// To is the email address, or the customer id for push.
+	To     string
+	ToName string
+	// MessageID is derived from the ledger's idempotency key, so a retried
+	// send carries the same Message-ID.
+	MessageID      string
+	IdempotencyKey string
+	Message        render.Message
+	// Unsubscribe is the signed one-click unsubscribe URL (RFC 8058).
+	Unsubscribe string
+	// Push subscriptions to deliver to.
+	Push []PushSubscription
+}
+
+// Receipt says what happened to a sent message.
+type Receipt struct {
+	// Delivered counts push subscriptions (or 1 for email) that accepted.
+	Delivered int
+	// Expired lists push subscriptions the provider said are gone (404/410).
+	Expired []PushSubscription
+}
+
+// Sender delivers envelopes.
+type Sender interface {
+	Send(ctx context.Context, env Envelope) (Receipt, error)
+}
+
+// PermanentError is a failure that retrying cannot fix: the address does not
+// exist, the server refuses the message for good.
+type PermanentError struct {
+	Code int
+	// Bounce is true when the recipient address itself was refused, which
+	// is a hard bounce: the address is suppressed.
+	Bounce bool
+	Err    error
+}
+
+func (e *PermanentError) Error() string {
+	if e.Code > 0 {
+		return fmt.Sprintf("permanent failure (%d): %v", e.Code, e.Err)
+	}
+	return fmt.Sprintf("permanent failure: %v", e.Err)
+}
+
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a PermanentError.
+func IsPermanent(err error) (*PermanentError, bool) {
+	var p *PermanentError
+	ok := errors.As(err, &p)
+	return p, ok
+}
+
+// Mux routes envelopes to the sender for their channel.
+type Mux map[string]Sender
+
+// Send implements Sender.
+func (m Mux) Send(ctx context.Context, env Envelope) (Receipt, error) {
+	s, ok := m[env.Channel]
+	if !ok {
+		return Receipt{}, &PermanentError{Err: fmt.Errorf("no sender for channel %q", env.Channel)}
+	}
+	return s.Send(ctx, env)
+}

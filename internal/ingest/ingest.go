@@ -1,0 +1,313 @@
+// Package ingest takes customers and events in and routes them to journeys:
+// it validates them against the schema, stores them, and starts or signals
+// the Temporal workflow of every journey run they concern. It is shared by
+// the API and `lojal dev`.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+// Errors callers map to responses.
+var (
+	// ErrInvalid wraps validation failures (a 4xx for the API).
+	ErrInvalid = errors.New("invalid")
+	// ErrUnknownCustomer is returned for events about customers lojal has
+	// never been told about.
+	ErrUnknownCustomer = errors.New("unknown customer")
+)
+
+// Starter is the part of the Temporal client ingest uses.
+type Starter interface {
+	SignalWithStartWorkflow(ctx context.Context, workflowID string, signalName string, signalArg any,
+		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
+	SignalWorkflow(ctx context.Context, workflowID string, runID string, signalName string, arg any) error
+}
+
+// Dispatcher routes customers and events to journeys.
+type Dispatcher struct {
+	Store    *store.Store
+	Temporal Starter
+	Catalog  catalog.Source
+	Log      *slog.Logger
+	// TaskQueue defaults to workflows.TaskQueue.
+	TaskQueue string
+	// Now is the clock (tests set it).
+	Now func() time.Time
+}
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Dispatcher) taskQueue() string {
+	if d.TaskQueue != "" {
+		return d.TaskQueue
+	}
+	return workflows.TaskQueue
+}
+
+// Outcome is what happened to one journey.
+type Outcome struct {
+	Journey    string `json:"journey"`
+	WorkflowID string `json:"workflow_id,omitempty"`
+	// Action is started, signalled or skipped.
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Result reports what an event or customer update did.
+type Result struct {
+	// Duplicate is true when the event was delivered before and fully
+	// dispatched then; nothing was done this time.
+	Duplicate bool      `json:"duplicate,omitempty"`
+	Created   bool      `json:"created,omitempty"`
+	Journeys  []Outcome `json:"journeys"`
+}
+
+// Event ingests one event. It is idempotent by event id: delivering the
+// same event again starts or advances nothing more.
+func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error) {
+	cat := d.Catalog.Current()
+	e, err := cat.Schema.CheckEvent(e)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: event: %v", ErrInvalid, err)
+	}
+	cust, err := d.Store.Customer(ctx, e.CustomerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, fmt.Errorf("%w %q: upsert the customer before sending their events", ErrUnknownCustomer, e.CustomerID)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	st, err := d.Store.InsertEvent(ctx, e)
+	if errors.Is(err, store.ErrEventConflict) {
+		return Result{}, fmt.Errorf("%w: event %s: %v", ErrInvalid, e.ID, err)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if st.Dispatched {
+		return Result{Duplicate: true, Journeys: []Outcome{}}, nil
+	}
+	res := Result{Journeys: []Outcome{}}
+	for _, j := range cat.Journeys {
+		if !j.Listens(e.Type) {
+			continue
+		}
+		o, err := d.route(ctx, j, cust, e)
+		if err != nil {
+			return res, fmt.Errorf("journey %s: %w", j.ID, err)
+		}
+		res.Journeys = append(res.Journeys, o)
+	}
+	if err := d.Store.MarkDispatched(ctx, e.ID); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (d *Dispatcher) route(ctx context.Context, j *journey.Journey, cust journey.Customer, e journey.Event) (Outcome, error) {
+	o := Outcome{Journey: j.ID}
+	vars, err := d.vars(j, cust, &e)
+	if err != nil {
+		return o, err
+	}
+	var key string
+	if kx := j.KeyFor[e.Type]; kx != nil {
+		if key, err = kx.String(vars); err != nil {
+			o.Action, o.Reason = "skipped", "key: "+err.Error()
+			return o, nil
+		}
+	}
+	o.WorkflowID = workflows.WorkflowID(j.ID, cust.ID, key)
+	if j.Trigger.Event != e.Type {
+		return d.signal(ctx, o, e)
+	}
+	if j.Audience != nil {
+		in, err := j.Audience.Bool(vars)
+		if err != nil || !in {
+			o.Action, o.Reason = "skipped", "not in audience"
+			if err != nil {
+				o.Reason += ": " + err.Error()
+			}
+			return o, nil
+		}
+	}
+	last, err := d.Store.LatestRun(ctx, j.ID, cust.ID, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return o, err
+	case last.TriggerEventID == e.ID:
+		if !last.Open {
+			o.Action, o.Reason = "skipped", "this event's run has already finished"
+			return o, nil
+		}
+	case last.Open:
+		// One run per customer and key at a time: the running one hears
+		// about the event.
+		return d.signal(ctx, o, e)
+	case j.Reentry.Mode == journey.ReentryOnce:
+		o.Action, o.Reason = "skipped", "reentry: once, and the customer has been through this journey"
+		return o, nil
+	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
+		o.Action, o.Reason = "skipped", fmt.Sprintf("reentry: after %s, last run started %s", j.Reentry.After, last.StartedAt.UTC().Format(time.RFC3339))
+		return o, nil
+	}
+	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, cust.ID, key, e.ID); err != nil {
+		return o, err
+	}
+	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: cust.ID, Key: key, Trigger: &e, EntryID: e.ID}
+	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, e, client.StartWorkflowOptions{
+		ID:                    o.WorkflowID,
+		TaskQueue:             d.taskQueue(),
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	}, workflows.JourneyWorkflow, in)
+	if err != nil {
+		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
+	}
+	o.Action = "started"
+	return o, nil
+}
+
+func (d *Dispatcher) signal(ctx context.Context, o Outcome, e journey.Event) (Outcome, error) {
+	err := d.Temporal.SignalWorkflow(ctx, o.WorkflowID, "", workflows.SignalEvent, e)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		o.Action, o.Reason = "skipped", "no run in progress"
+		return o, nil
+	}
+	if err != nil {
+		return o, fmt.Errorf("signal %s: %w", o.WorkflowID, err)
+	}
+	o.Action = "signalled"
+	return o, nil
+}
+
+func (d *Dispatcher) vars(j *journey.Journey, c journey.Customer, e *journey.Event) (journey.Vars, error) {
+	cv, err := j.Schema.CustomerVars(c)
+	if err != nil {
+		return journey.Vars{}, err
+	}
+	ev, err := j.Schema.EventVars(e)
+	if err != nil {
+		return journey.Vars{}, err
+	}
+	return journey.Vars{Customer: cv, Event: ev}, nil
+}
+
+// Customer creates or updates a customer. A customer who enters the
+// audience of a segment-entry journey with this update starts it.
+func (d *Dispatcher) Customer(ctx context.Context, c journey.Customer) (Result, error) {
+	cat := d.Catalog.Current()
+	c, err := cat.Schema.CheckCustomer(c)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: customer: %v", ErrInvalid, err)
+	}
+	if c.Locale == "" {
+		c.Locale = "en"
+	}
+	if c.Timezone == "" {
+		c.Timezone = cat.Rules.Location.String()
+	}
+	up, err := d.Store.UpsertCustomer(ctx, c, "api")
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Created: up.Created, Journeys: []Outcome{}}
+	for _, j := range cat.Journeys {
+		if !j.Trigger.SegmentEntry || j.Audience == nil {
+			continue
+		}
+		entered, err := d.entered(j, up.Previous, c)
+		if err != nil {
+			res.Journeys = append(res.Journeys, Outcome{Journey: j.ID, Action: "skipped", Reason: err.Error()})
+			continue
+		}
+		if !entered {
+			continue
+		}
+		o, err := d.startSegment(ctx, j, c)
+		if err != nil {
+			return res, fmt.Errorf("journey %s: %w", j.ID, err)
+		}
+		res.Journeys = append(res.Journeys, o)
+	}
+	return res, nil
+}
+
+func (d *Dispatcher) entered(j *journey.Journey, before *journey.Customer, after journey.Customer) (bool, error) {
+	in := func(c journey.Customer) (bool, error) {
+		v, err := d.vars(j, c, nil)
+		if err != nil {
+			return false, err
+		}
+		ok, err := j.Audience.Bool(v)
+		if err != nil {
+			return false, nil // a missing attribute means not (yet) in the segment
+		}
+		return ok, nil
+	}
+	now, err := in(after)
+	if err != nil || !now {
+		return false, err
+	}
+	if before == nil {
+		return true, nil
+	}
+	was, err := in(*before)
+	return !was, err
+}
+
+// startSegment starts a segment-entry run. The run's trigger id is derived
+// from the entry time, so reentry rules apply as for events.
+func (d *Dispatcher) startSegment(ctx context.Context, j *journey.Journey, c journey.Customer) (Outcome, error) {
+	o := Outcome{Journey: j.ID, WorkflowID: workflows.WorkflowID(j.ID, c.ID, "")}
+	last, err := d.Store.LatestRun(ctx, j.ID, c.ID, "")
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return o, err
+	case last.Open:
+		o.Action, o.Reason = "skipped", "a run is in progress"
+		return o, nil
+	case j.Reentry.Mode == journey.ReentryOnce:
+		o.Action, o.Reason = "skipped", "reentry: once"
+		return o, nil
+	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
+		o.Action, o.Reason = "skipped", fmt.Sprintf("reentry: after %s", j.Reentry.After)
+		return o, nil
+	}
+	entry := fmt.Sprintf("segment-entry:%s:%s:%d", j.ID, c.ID, d.now().UnixNano())
+	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, "", entry); err != nil {
+		return o, err
+	}
+	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID,
+		EntryID: entry}
+	marker := journey.Event{ID: entry, Type: "segment_entry", CustomerID: c.ID, At: d.now()}
+	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, marker, client.StartWorkflowOptions{
+		ID: o.WorkflowID, TaskQueue: d.taskQueue(), WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	}, workflows.JourneyWorkflow, in)
+	if err != nil {
+		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
+	}
+	o.Action = "started"
+	return o, nil
+}

@@ -1,0 +1,150 @@
+// Package stacktest runs lojal end to end for tests and benchmarks: real
+// Postgres (pgtest), the real Temporal dev server, the real SMTP catcher,
+// and a real worker on a task queue of its own, so tests run in parallel
+// against one server without taking each other's tasks.
+package stacktest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/devstack"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+var (
+	once     sync.Once
+	temporal *devstack.Temporal
+	tErr     error
+)
+
+// Main runs the tests, then stops the shared servers.
+func Main(m *testing.M) {
+	code := m.Run()
+	if temporal != nil {
+		temporal.Stop()
+	}
+	pgtest.Stop()
+	os.Exit(code)
+}
+
+// TemporalAddress returns the shared dev server's address (TEST_TEMPORAL_ADDRESS
+// when set), starting it on first use.
+func TemporalAddress(tb testing.TB) string {
+	tb.Helper()
+	if addr := os.Getenv("TEST_TEMPORAL_ADDRESS"); addr != "" {
+		return addr
+	}
+	once.Do(func() {
+		temporal, tErr = devstack.StartTemporal(context.Background(), slog.New(slog.DiscardHandler), devstack.TemporalOptions{})
+	})
+	if tErr != nil {
+		tb.Fatalf("start temporal: %v", tErr)
+	}
+	return temporal.Address
+}
+
+// Stack is one test's lojal.
+type Stack struct {
+	Store      *store.Store
+	Client     client.Client
+	Catcher    *mailcatch.Server
+	Catalog    *catalog.Catalog
+	Dispatcher *ingest.Dispatcher
+	Links      *links.Signer
+	TaskQueue  string
+	Worker     worker.Worker
+	Email      *channel.Email
+	Log        *slog.Logger
+}
+
+// Options adjust a stack.
+type Options struct {
+	// Journeys is the journeys directory (default ../../journeys).
+	Journeys string
+	// RejectRecipient makes the SMTP catcher bounce addresses.
+	RejectRecipient func(string) bool
+	// NoWorker leaves the worker to the test (fault tests start and kill
+	// their own).
+	NoWorker bool
+}
+
+// New starts a stack for one test; everything stops when the test ends.
+func New(tb testing.TB, opts Options) *Stack {
+	tb.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if opts.Journeys == "" {
+		opts.Journeys = "../../journeys"
+	}
+	cat, err := catalog.Load(os.DirFS(opts.Journeys), opts.Journeys)
+	if err != nil {
+		tb.Fatalf("journeys: %v", err)
+	}
+	s := &Stack{Catalog: cat, Log: log, Store: pgtest.Store(tb)}
+	s.Catcher, err = mailcatch.Start(log, mailcatch.Options{RejectRecipient: opts.RejectRecipient})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Catcher.Close() })
+	s.Client, err = client.Dial(client.Options{HostPort: TemporalAddress(tb), Logger: tlog.NewStructuredLogger(log)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Client.Close)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	s.TaskQueue = "test-" + hex.EncodeToString(b[:])
+	s.Email, err = channel.NewEmail(channel.EmailConfig{URL: "smtp://" + s.Catcher.Addr, From: "lojal <hello@lojal.test>", Timeout: 10 * time.Second}, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Email.Close)
+	s.Links, err = links.NewSigner([]byte("test-link-key-0123456789abcdef0123"), "http://lojal.test", 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Dispatcher = &ingest.Dispatcher{Store: s.Store, Temporal: s.Client, Catalog: cat, Log: log, TaskQueue: s.TaskQueue}
+	if !opts.NoWorker {
+		s.Worker = s.NewWorker()
+		if err := s.Worker.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(s.Worker.Stop)
+	}
+	_ = ctx
+	return s
+}
+
+// NewWorker builds (but does not start) a worker for the stack's queue.
+func (s *Stack) NewWorker() worker.Worker {
+	w := worker.New(s.Client, s.TaskQueue, worker.Options{WorkerStopTimeout: 5 * time.Second})
+	workflows.Register(w, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email},
+		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()})
+	return w
+}
+
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(string(p))
+	return len(p), nil
+}

@@ -1,0 +1,370 @@
+// Package workflows runs each customer's journey durably on Temporal. The
+// workflow only drives internal/journey: it asks Next what to do, carries
+// the answer out with timers, signals and activities, and reports back.
+// Everything here must stay deterministic: time comes from workflow.Now,
+// waiting from workflow timers, and maps are only read by key.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/policy"
+)
+
+// Names shared by workers and starters.
+const (
+	// TaskQueue is where journey workflows and their activities run.
+	TaskQueue = "lojal-journeys"
+	// JourneyWorkflow is the registered name of Workflows.Journey.
+	JourneyWorkflow = "Journey"
+	// SignalEvent delivers a journey.Event to a run.
+	SignalEvent = "event"
+	// QueryState returns the run's journey.State.
+	QueryState = "state"
+)
+
+// WorkflowID is the id of a customer's run of a journey:
+// journey/<journey-id>/<customer-id>[/<key>]. The key is path-escaped so
+// a key containing "/" cannot be confused with the structure.
+func WorkflowID(journeyID, customerID, key string) string {
+	id := "journey/" + journeyID + "/" + customerID
+	if key != "" {
+		id += "/" + url.PathEscape(key)
+	}
+	return id
+}
+
+// JourneyInput starts (or continues) one run.
+type JourneyInput struct {
+	// Bundle is the journey definition the run started with; it stays the
+	// same for the whole run, whatever is deployed meanwhile.
+	Bundle     journey.Bundle
+	JourneyID  string
+	Version    string
+	CustomerID string
+	Key        string
+	// Trigger is the event that started the run (nil for scheduled and
+	// segment-entry runs).
+	Trigger *journey.Event
+	// EntryID names the run in journey_runs: the trigger event's id, or a
+	// marker for scheduled and segment-entry runs.
+	EntryID string
+	// State is set when the run continues as new.
+	State *journey.State
+	// Seen holds ids of events already applied, carried across
+	// continue-as-new so a redelivered event is not applied twice.
+	Seen []string
+}
+
+// JourneyResult says how the run ended.
+type JourneyResult struct {
+	Outcome journey.Outcome
+	Step    string
+	Sent    int
+}
+
+// Workflows holds what the workflow code shares across runs on a worker:
+// compiled journey definitions, keyed by bundle content. Compiling is
+// deterministic, so a cached definition behaves exactly like a fresh one.
+type Workflows struct {
+	mu    sync.Mutex
+	cache map[string]*journey.Journey
+}
+
+// New returns the workflows of one worker.
+func New() *Workflows { return &Workflows{cache: map[string]*journey.Journey{}} }
+
+func (w *Workflows) compile(b journey.Bundle) (*journey.Journey, error) {
+	key := b.Key()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if j, ok := w.cache[key]; ok {
+		return j, nil
+	}
+	j, err := b.Compile()
+	if err != nil {
+		return nil, err
+	}
+	if len(w.cache) > 1000 {
+		clear(w.cache)
+	}
+	w.cache[key] = j
+	return j, nil
+}
+
+// continueAfter bounds how many actions one run executes before it
+// continues as new, keeping history small for long-lived journeys even on
+// servers that do not suggest continue-as-new.
+const continueAfter = 200
+
+// Journey runs one customer through one journey.
+func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResult, error) {
+	log := workflow.GetLogger(ctx)
+	def, err := w.compile(in.Bundle)
+	if err != nil {
+		return JourneyResult{}, temporal.NewNonRetryableApplicationError("compile journey: "+err.Error(), "JourneyInvalid", err)
+	}
+	r := &run{ctx: ctx, in: in, def: def, seen: map[string]bool{}, events: workflow.GetSignalChannel(ctx, SignalEvent)}
+	for _, id := range in.Seen {
+		r.seen[id] = true
+	}
+	if in.Trigger != nil {
+		r.seen[in.Trigger.ID] = true
+	}
+	if in.EntryID != "" {
+		r.seen[in.EntryID] = true
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (journey.State, error) { return r.st, nil }); err != nil {
+		return JourneyResult{}, err
+	}
+
+	var act journey.Action
+	if in.State != nil {
+		r.st, act = *in.State, in.State.Current
+	} else {
+		cust, found, err := r.loadCustomer()
+		if err != nil {
+			return JourneyResult{}, err
+		}
+		if !found {
+			return r.finish(JourneyResult{Outcome: "customer_gone"})
+		}
+		r.st, act, err = def.Start(cust, in.Trigger, workflow.Now(ctx))
+		if err != nil {
+			return r.fail(err)
+		}
+	}
+	for steps := 0; act.Kind != journey.ActDone; steps++ {
+		if steps >= continueAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			return r.continueAsNew()
+		}
+		var occ journey.Occurrence
+		switch act.Kind {
+		case journey.ActSleep, journey.ActAwait:
+			occ = r.wait(act.Until)
+			if occ.Kind == journey.OccElapsed {
+				// Conditions after a wait see the customer as they are now.
+				cust, found, err := r.loadCustomer()
+				if err != nil {
+					return JourneyResult{}, err
+				}
+				if !found {
+					return r.finish(JourneyResult{Outcome: "customer_gone", Step: act.Step})
+				}
+				r.st.Customer = cust
+			}
+		case journey.ActSend:
+			occ, err = r.send(act)
+			if err != nil {
+				return JourneyResult{}, err
+			}
+		default:
+			return r.fail(fmt.Errorf("unknown action %q", act.Kind))
+		}
+		r.st, act, err = def.Next(r.st, occ, workflow.Now(ctx))
+		if err != nil {
+			return r.fail(err)
+		}
+	}
+	log.Info("journey finished", "outcome", act.Outcome, "step", act.Step, "sent", r.sent)
+	return r.finish(JourneyResult{Outcome: act.Outcome, Step: act.Step, Sent: r.sent})
+}
+
+// run is the state of one workflow execution.
+type run struct {
+	// acts is nil: its methods name the activities to execute.
+	acts   *activities.Activities
+	ctx    workflow.Context
+	in     JourneyInput
+	def    *journey.Journey
+	st     journey.State
+	seen   map[string]bool
+	events workflow.ReceiveChannel
+	sent   int
+}
+
+func (r *run) activityCtx(timeout time.Duration, retry *temporal.RetryPolicy) workflow.Context {
+	return workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{StartToCloseTimeout: timeout, RetryPolicy: retry})
+}
+
+var dbRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
+
+func (r *run) loadCustomer() (journey.Customer, bool, error) {
+	var out activities.LoadCustomerOutput
+	err := workflow.ExecuteActivity(r.activityCtx(10*time.Second, dbRetry), r.acts.LoadCustomer,
+		activities.LoadCustomerInput{CustomerID: r.in.CustomerID}).Get(r.ctx, &out)
+	if err != nil {
+		return journey.Customer{}, false, fmt.Errorf("load customer: %w", err)
+	}
+	return out.Customer, out.Found, nil
+}
+
+// wait blocks until the timer fires or a new event arrives, whichever is
+// first, and reports it.
+func (r *run) wait(until time.Time) journey.Occurrence {
+	timerCtx, cancel := workflow.WithCancel(r.ctx)
+	defer cancel()
+	timer := workflow.NewTimer(timerCtx, until.Sub(workflow.Now(r.ctx)))
+	for {
+		var occ *journey.Occurrence
+		sel := workflow.NewSelector(r.ctx)
+		sel.AddFuture(timer, func(workflow.Future) { occ = &journey.Occurrence{Kind: journey.OccElapsed} })
+		sel.AddReceive(r.events, func(c workflow.ReceiveChannel, _ bool) {
+			if ev, ok := r.receive(c); ok {
+				occ = &journey.Occurrence{Kind: journey.OccEvent, Event: ev}
+			}
+		})
+		sel.Select(r.ctx)
+		if occ != nil {
+			return *occ
+		}
+	}
+}
+
+// receive takes one event off the channel, dropping those already seen.
+func (r *run) receive(c workflow.ReceiveChannel) (*journey.Event, bool) {
+	var ev journey.Event
+	c.Receive(r.ctx, &ev)
+	if ev.ID == "" || r.seen[ev.ID] {
+		return nil, false
+	}
+	r.seen[ev.ID] = true
+	return &ev, true
+}
+
+// send carries out a send step: ask the policy, wait out deferrals on
+// durable timers (a goal event still ends the run meanwhile), then deliver.
+// It returns the occurrence to report to Next.
+func (r *run) send(act journey.Action) (journey.Occurrence, error) {
+	info := workflow.GetInfo(r.ctx)
+	first := workflow.Now(r.ctx)
+	in := activities.DecideInput{WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID,
+		Version: r.in.Version, StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: first}
+	for ask := 1; ; ask++ {
+		in.Ask = ask
+		var dec activities.DecideOutput
+		if err := workflow.ExecuteActivity(r.activityCtx(30*time.Second, dbRetry), r.acts.Decide, in).Get(r.ctx, &dec); err != nil {
+			return journey.Occurrence{}, fmt.Errorf("decide: %w", err)
+		}
+		switch dec.Verdict {
+		case policy.Allow:
+			out, err := r.deliver(dec.IdempotencyKey)
+			if err != nil {
+				return journey.Occurrence{}, err
+			}
+			if out.Status == activities.StatusExpired {
+				continue // too late for this reservation: ask again
+			}
+			if out.Status == activities.StatusSent {
+				r.sent++
+			}
+			return journey.Occurrence{Kind: journey.OccSent}, nil
+		case policy.Defer:
+			for {
+				occ := r.wait(dec.Until)
+				if occ.Kind == journey.OccElapsed {
+					break
+				}
+				// A goal event ends the run even while a message waits.
+				if st, next, err := r.def.Next(r.st, occ, workflow.Now(r.ctx)); err == nil && next.Kind == journey.ActDone {
+					r.st = st
+					return occ, nil
+				}
+			}
+		default:
+			return journey.Occurrence{Kind: journey.OccSent}, nil
+		}
+	}
+}
+
+func (r *run) deliver(key string) (activities.DeliverOutput, error) {
+	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		// Past the reservation's lifetime the activity refuses to send;
+		// the run then asks the policy again instead of sending late.
+		ScheduleToCloseTimeout: activities.ReservationTTL + time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
+	var out activities.DeliverOutput
+	err := workflow.ExecuteActivity(ctx, r.acts.Deliver, activities.DeliverInput{IdempotencyKey: key, Trigger: r.st.Trigger}).Get(r.ctx, &out)
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return activities.DeliverOutput{Status: activities.StatusExpired}, nil
+	}
+	if err != nil {
+		return out, fmt.Errorf("deliver: %w", err)
+	}
+	return out, nil
+}
+
+func (r *run) fail(err error) (JourneyResult, error) {
+	_ = r.record("error: " + err.Error())
+	return JourneyResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("journey %s (version %s): %v", r.in.JourneyID, r.in.Version, err), "JourneyError", err)
+}
+
+func (r *run) finish(res JourneyResult) (JourneyResult, error) {
+	if err := r.record(string(res.Outcome)); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (r *run) record(outcome string) error {
+	if r.in.EntryID == "" {
+		return nil
+	}
+	return workflow.ExecuteActivity(r.activityCtx(10*time.Second, dbRetry), r.acts.FinishRun, activities.FinishRunInput{
+		JourneyID: r.in.JourneyID, EntryID: r.in.EntryID, Outcome: outcome}).Get(r.ctx, nil)
+}
+
+// continueAsNew hands the run to a fresh execution with the same state,
+// after applying any events already delivered so none is lost.
+func (r *run) continueAsNew() (JourneyResult, error) {
+	for {
+		ev, ok := r.drain()
+		if !ok {
+			break
+		}
+		st, _, err := r.def.Next(r.st, journey.Occurrence{Kind: journey.OccEvent, Event: ev}, workflow.Now(r.ctx))
+		if err != nil {
+			return r.fail(err)
+		}
+		r.st = st
+	}
+	next := r.in
+	st := r.st
+	next.State = &st
+	next.Seen = make([]string, 0, len(r.seen))
+	//workflowcheck:ignore the ids are sorted below
+	for id := range r.seen {
+		next.Seen = append(next.Seen, id)
+	}
+	slices.Sort(next.Seen)
+	if len(next.Seen) > 500 {
+		next.Seen = next.Seen[len(next.Seen)-500:]
+	}
+	return JourneyResult{}, workflow.NewContinueAsNewError(r.ctx, JourneyWorkflow, next)
+}
+
+func (r *run) drain() (*journey.Event, bool) {
+	for {
+		var ev journey.Event
+		if !r.events.ReceiveAsync(&ev) {
+			return nil, false
+		}
+		if ev.ID != "" && !r.seen[ev.ID] {
+			r.seen[ev.ID] = true
+			return &ev, true
+		}
+	}
+}
