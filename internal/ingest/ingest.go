@@ -11,9 +11,9 @@ import (
 	"log/slog"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/journey"

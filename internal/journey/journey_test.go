@@ -200,14 +200,14 @@ func TestParseRulesRejectsImpossiblePolicies(t *testing.T) {
 func TestParseSchemaRejects(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct{ src, want string }{
-		"unknown type":      {"customer:\n  plan: text\nevents: {}\n", "unknown type"},
-		"builtin retyped":   {"customer:\n  locale: int\nevents: {}\n", "is built in and must be string"},
-		"bad event name":    {"customer: {}\nevents:\n  Order-Placed: {}\n", "lower-case words separated by dots"},
-		"missing events":    {"customer: {}\n", `missing field "events"`},
-		"bad field name":    {"customer:\n  FirstName: string\nevents: {}\n", "use lower_snake_case"},
-		"empty file":        {"", "file is empty"},
-		"second document":   {"customer: {}\nevents: {}\n---\nx: 1\n", "only one YAML document"},
-		"huge file":         {"customer: {}\nevents: {}\n#" + strings.Repeat("x", MaxFileSize), "the limit is"},
+		"unknown type":    {"customer:\n  plan: text\nevents: {}\n", "unknown type"},
+		"builtin retyped": {"customer:\n  locale: int\nevents: {}\n", "is built in and must be string"},
+		"bad event name":  {"customer: {}\nevents:\n  Order-Placed: {}\n", "lower-case words separated by dots"},
+		"missing events":  {"customer: {}\n", `missing field "events"`},
+		"bad field name":  {"customer:\n  FirstName: string\nevents: {}\n", "use lower_snake_case"},
+		"empty file":      {"", "file is empty"},
+		"second document": {"customer: {}\nevents: {}\n---\nx: 1\n", "only one YAML document"},
+		"huge file":       {"customer: {}\nevents: {}\n#" + strings.Repeat("x", MaxFileSize), "the limit is"},
 	} {
 		_, errs := ParseSchema("schema.yaml", []byte(tc.src))
 		if !strings.Contains(errs.Error(), tc.want) {

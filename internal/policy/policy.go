@@ -137,7 +137,7 @@ const (
 	// priorityGrace is how long a lower-priority message steps aside for a
 	// higher-priority one that is due, and how long a waiting message may be
 	// overdue before it is treated as abandoned.
-	priorityGrace = time.Minute
+	priorityGrace  = time.Minute
 	abandonedAfter = 10 * time.Minute
 )
 

@@ -77,10 +77,14 @@ func TestDecide(t *testing.T) {
 			rel:     func(r *Relationship) { r.Channels[Email] = ChannelState{Address: true} },
 			verdict: Suppress, reason: ReasonNoConsent},
 		{name: "hard bounce suppresses", req: email, now: noon,
-			rel:     func(r *Relationship) { r.Channels[Email] = ChannelState{Consent: true, Address: true, Suppressed: ReasonHardBounce} },
+			rel: func(r *Relationship) {
+				r.Channels[Email] = ChannelState{Consent: true, Address: true, Suppressed: ReasonHardBounce}
+			},
 			verdict: Suppress, reason: ReasonHardBounce},
 		{name: "complaint suppresses even critical", req: with(email, func(r *Request) { r.Priority = Critical }), now: noon,
-			rel:     func(r *Relationship) { r.Channels[Email] = ChannelState{Consent: true, Address: true, Suppressed: ReasonComplaint} },
+			rel: func(r *Relationship) {
+				r.Channels[Email] = ChannelState{Consent: true, Address: true, Suppressed: ReasonComplaint}
+			},
 			verdict: Suppress, reason: ReasonComplaint},
 		{name: "no push subscription", req: with(email, func(r *Request) { r.Channel = Push }), now: noon,
 			rel:     func(r *Relationship) { r.Channels[Push] = ChannelState{Consent: true} },
