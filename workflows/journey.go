@@ -29,9 +29,28 @@ const (
 	JourneyWorkflow = "Journey"
 	// SignalEvent delivers a journey.Event to a run.
 	SignalEvent = "event"
-	// QueryState returns the run's journey.State.
+	// QueryState returns the run's RunInfo.
 	QueryState = "state"
+	// SignalMigrate moves a run to another version (MigrateSignal).
+	SignalMigrate = "migrate"
 )
+
+// RunInfo is what QueryState returns.
+type RunInfo struct {
+	JourneyID string
+	Version   string
+	State     journey.State
+}
+
+// MigrateSignal asks a run to continue on another version of its journey.
+// Steps maps step ids of the running version to the new one; unmapped
+// steps keep their id. A run whose step does not exist in the new version,
+// or has another kind there, refuses and stays on its version.
+type MigrateSignal struct {
+	Bundle  journey.Bundle
+	Version string
+	Steps   map[string]string
+}
 
 // WorkflowID is the id of a customer's run of a journey:
 // journey/<journey-id>/<customer-id>[/<key>]. The key is path-escaped so
@@ -114,7 +133,8 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 	if err != nil {
 		return JourneyResult{}, temporal.NewNonRetryableApplicationError("compile journey: "+err.Error(), "JourneyInvalid", err)
 	}
-	r := &run{ctx: ctx, in: in, def: def, seen: map[string]bool{}, events: workflow.GetSignalChannel(ctx, SignalEvent)}
+	r := &run{w: w, ctx: ctx, in: in, def: def, seen: map[string]bool{}, events: workflow.GetSignalChannel(ctx, SignalEvent),
+		migrations: workflow.GetSignalChannel(ctx, SignalMigrate)}
 	for _, id := range in.Seen {
 		r.seen[id] = true
 	}
@@ -124,7 +144,9 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 	if in.EntryID != "" {
 		r.seen[in.EntryID] = true
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (journey.State, error) { return r.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (RunInfo, error) {
+		return RunInfo{JourneyID: r.in.JourneyID, Version: r.in.Version, State: r.st}, nil
+	}); err != nil {
 		return JourneyResult{}, err
 	}
 
@@ -183,8 +205,10 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 // run is the state of one workflow execution.
 type run struct {
 	// acts is nil: its methods name the activities to execute.
-	acts   *activities.Activities
-	ctx    workflow.Context
+	acts       *activities.Activities
+	w          *Workflows
+	migrations workflow.ReceiveChannel
+	ctx        workflow.Context
 	in     JourneyInput
 	def    *journey.Journey
 	st     journey.State
@@ -224,11 +248,42 @@ func (r *run) wait(until time.Time) journey.Occurrence {
 				occ = &journey.Occurrence{Kind: journey.OccEvent, Event: ev}
 			}
 		})
+		sel.AddReceive(r.migrations, func(c workflow.ReceiveChannel, _ bool) {
+			var m MigrateSignal
+			c.Receive(r.ctx, &m)
+			r.migrate(m)
+		})
 		sel.Select(r.ctx)
 		if occ != nil {
 			return *occ
 		}
 	}
+}
+
+// migrate moves the run to another version when its current step exists
+// there with the same kind. The timer in progress keeps running: a wait
+// that was edited applies from the next wait on.
+func (r *run) migrate(m MigrateSignal) {
+	log := workflow.GetLogger(r.ctx)
+	def, err := r.w.compile(m.Bundle)
+	if err != nil {
+		log.Warn("migration refused: new version does not compile", "version", m.Version, "err", err)
+		return
+	}
+	cur := r.st.Current.Step
+	target := cur
+	if to, ok := m.Steps[cur]; ok {
+		target = to
+	}
+	old, _ := r.def.Step(cur)
+	s, ok := def.Step(target)
+	if !ok || old == nil || s.Kind != old.Kind {
+		log.Warn("migration refused: the current step has no counterpart of the same kind", "step", cur, "target", target, "version", m.Version)
+		return
+	}
+	r.def, r.in.Bundle, r.in.Version = def, m.Bundle, m.Version
+	r.st.Current.Step = target
+	log.Info("run migrated", "from_step", cur, "to_step", target, "version", m.Version)
 }
 
 // receive takes one event off the channel, dropping those already seen.

@@ -1,15 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/simulate"
+	"github.com/lojal/lojal/workflows"
 )
 
 func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -19,6 +26,12 @@ func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	switch args[0] {
 	case "validate":
 		return runValidate(args[1:], stdout, stderr)
+	case "simulate":
+		return runSimulate(args[1:], stdout, stderr)
+	case "diff":
+		return runDiff(args[1:], stdout, stderr)
+	case "migrate":
+		return runMigrateRuns(ctx, args[1:], stdout, stderr)
 	}
 	return exitError{code: 2, msg: fmt.Sprintf("lojal journeys: unknown command %q", args[0])}
 }
@@ -75,10 +88,254 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	if failed {
 		return exitError{code: 1}
 	}
-	what := []string{fmt.Sprintf("%d journeys", journeys)}
-	if dirs > 0 {
-		what = append(what, fmt.Sprintf("%d directories", dirs))
+	fmt.Fprintf(stdout, "ok: %d journeys valid in %d places (schema, policy, conditions, templates)\n", journeys, dirs+len(order))
+	return nil
+}
+
+// journeyFromFile loads one journey file with the schema, policy and
+// templates of its directory.
+func journeyFromFile(path string) (*catalog.Catalog, *journey.Journey, error) {
+	dir := filepath.Dir(path)
+	c, err := catalog.LoadFiles(os.DirFS(dir), filepath.Clean(dir), []string{filepath.Base(path)})
+	if err != nil {
+		return nil, nil, err
 	}
-	fmt.Fprintf(stdout, "ok: %s valid (schema, policy, conditions, templates)\n", strings.Join(what, " in "))
+	if len(c.Journeys) != 1 {
+		return nil, nil, fmt.Errorf("%s: not a journey file", path)
+	}
+	return c, c.Journeys[0], nil
+}
+
+func readCustomer(path string) (journey.Customer, error) {
+	var c journey.Customer
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// runSimulate is a dry run of one journey for one customer in virtual time.
+func runSimulate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("journeys simulate", stderr)
+	file := fs.String("journey", "", "journey file (schema.yaml, policy.yaml and templates/ are read from its directory)")
+	custFile := fs.String("customer", "", "customer JSON file")
+	eventsFile := fs.String("events", "", "events, one JSON object per line")
+	days := fs.Int("days", 60, "how many days of virtual time to simulate")
+	start := fs.String("start", "", "virtual start time, RFC 3339 (default: the first event's time)")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *file == "" || *custFile == "" {
+		return exitError{code: 2, msg: "usage: lojal journeys simulate --journey FILE --customer FILE.json [--events FILE.jsonl] [--days N] [--json]"}
+	}
+	cat, j, err := journeyFromFile(*file)
+	if err != nil {
+		return err
+	}
+	cust, err := readCustomer(*custFile)
+	if err != nil {
+		return err
+	}
+	var events []journey.Event
+	if *eventsFile != "" {
+		if events, err = readEvents(*eventsFile); err != nil {
+			return err
+		}
+	}
+	opts := simulate.Options{Journey: j, Rules: *cat.Rules, Templates: cat.Templates, Customer: cust, Events: events, Days: *days}
+	if *start != "" {
+		if opts.Start, err = time.Parse(time.RFC3339, *start); err != nil {
+			return fmt.Errorf("--start: %w", err)
+		}
+	}
+	lines, err := simulate.Run(opts)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, l := range lines {
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	loc := j.CustomerLocation(cust)
+	fmt.Fprintf(stdout, "%s (version %s) for %s, times in %s\n\n", j.ID, j.Version, customerName(cust), loc)
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	for _, l := range lines {
+		what := l.Kind
+		switch l.Kind {
+		case "wait", "wait_for":
+			what = fmt.Sprintf("%s until %s", l.Kind, l.Until.In(loc).Format("Mon 02 Jan 15:04"))
+			if l.Event != "" {
+				what += " or " + l.Event
+			}
+		case "send":
+			what = fmt.Sprintf("send %s %s: %s", l.Channel, l.Template, l.Decision)
+			if l.Until != nil {
+				what += " until " + l.Until.In(loc).Format("Mon 02 Jan 15:04")
+			}
+			if l.Reason != "ok" {
+				what += " (" + explain(l.Reason) + ")"
+			}
+			if l.Subject != "" {
+				what += fmt.Sprintf(" [%s] %q", l.Locale, l.Subject)
+			}
+		case "event":
+			what = "event " + l.Event
+		case "done":
+			what = "done: " + l.Reason
+		}
+		if l.Note != "" {
+			what += " - " + l.Note
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.At.In(loc).Format("Mon 02 Jan 15:04 MST"), l.Step, what)
+	}
+	return tw.Flush()
+}
+
+// runDiff shows what changes for customers already in a journey when OLD
+// is replaced by NEW.
+func runDiff(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("journeys diff", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return exitError{code: 2, msg: "usage: lojal journeys diff OLD.yaml NEW.yaml"}
+	}
+	_, old, err := journeyFromFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	_, nw, err := journeyFromFile(fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	changes := journey.Diff(old, nw)
+	fmt.Fprintf(stdout, "%s: version %s -> %s\n", nw.ID, old.Version, nw.Version)
+	if len(changes) == 0 {
+		fmt.Fprintln(stdout, "no changes that matter to customers in the journey")
+		return nil
+	}
+	breaks := false
+	for _, c := range changes {
+		mark := " "
+		if c.Breaks {
+			mark, breaks = "!", true
+		}
+		fmt.Fprintf(stdout, "%s %s\n", mark, c)
+	}
+	fmt.Fprintln(stdout, "\nCustomers already in the journey keep version "+old.Version+" until they finish; new entrants get "+nw.Version+".")
+	if breaks {
+		fmt.Fprintln(stdout, "Steps marked ! do not exist in the new version: to move runs waiting there, map them with")
+		fmt.Fprintln(stdout, "  lojal journeys migrate --journey "+fs.Arg(1)+" --map OLD-STEP=NEW-STEP [--apply]")
+	} else {
+		fmt.Fprintln(stdout, "Every step of the old version exists in the new one: runs can be moved with")
+		fmt.Fprintln(stdout, "  lojal journeys migrate --journey "+fs.Arg(1)+" [--apply]")
+	}
+	return nil
+}
+
+// runMigrateRuns previews, and with --apply performs, moving a journey's
+// unfinished runs to the version in FILE.
+func runMigrateRuns(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := defaultConfig()
+	fs := newFlagSet("journeys migrate", stderr)
+	file := fs.String("journey", "", "the new version of the journey file")
+	mapping := fs.String("map", "", "step renames, OLD=NEW[,OLD=NEW...]")
+	apply := fs.Bool("apply", false, "signal the runs (without it, only show what would move)")
+	if err := loadInto(fs, args, &cfg); err != nil {
+		return err
+	}
+	if *file == "" {
+		return exitError{code: 2, msg: "usage: lojal journeys migrate --journey FILE [--map OLD=NEW,...] [--apply]"}
+	}
+	_, j, err := journeyFromFile(*file)
+	if err != nil {
+		return err
+	}
+	steps := map[string]string{}
+	for _, pair := range strings.Split(*mapping, ",") {
+		if pair == "" {
+			continue
+		}
+		from, to, ok := strings.Cut(pair, "=")
+		if !ok {
+			return fmt.Errorf("--map %q: want OLD=NEW", pair)
+		}
+		if _, exists := j.Step(to); !exists {
+			return fmt.Errorf("--map %s: the new version has no step %q", pair, to)
+		}
+		steps[from] = to
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tc, err := dialTemporal(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	runs, err := st.OpenRuns(ctx, j.ID)
+	if err != nil {
+		return err
+	}
+	sig := workflows.MigrateSignal{Bundle: j.Bundle(), Version: j.Version, Steps: steps}
+	moved, refused := 0, 0
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tVERSION\tSTEP\tPLAN")
+	for _, r := range runs {
+		v, err := tc.QueryWorkflow(ctx, r.WorkflowID, "", workflows.QueryState)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t%s\t?\tskip: %v\n", r.WorkflowID, r.Version, err)
+			continue
+		}
+		var info workflows.RunInfo
+		if err := v.Get(&info); err != nil {
+			return err
+		}
+		cur := info.State.Current.Step
+		target := cur
+		if to, ok := steps[cur]; ok {
+			target = to
+		}
+		plan := "move to " + target
+		if _, ok := j.Step(target); !ok || info.Version == j.Version {
+			plan, refused = "stays: no step "+target+" in the new version (add --map "+cur+"=NEW)", refused+1
+			if info.Version == j.Version {
+				plan = "already on this version"
+			}
+		} else {
+			moved++
+			if *apply {
+				if err := tc.SignalWorkflow(ctx, r.WorkflowID, "", workflows.SignalMigrate, sig); err != nil {
+					plan = "signal failed: " + err.Error()
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.WorkflowID, info.Version, cur, plan)
+	}
+	tw.Flush()
+	verb := "would move"
+	if *apply {
+		verb = "asked to move"
+	}
+	fmt.Fprintf(stdout, "\n%d runs %s to version %s; %d stay on their version.\n", moved, verb, j.Version, refused)
 	return nil
 }

@@ -1,8 +1,13 @@
 package catalog
 
 import (
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestLoadShippedJourneys(t *testing.T) {
@@ -23,4 +28,124 @@ func TestLoadShippedJourneys(t *testing.T) {
 			}
 		}
 	}
+}
+
+func testFS(t *testing.T, edits map[string]string) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	root := "../../workflows/testdata/journeys"
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fsys[filepath.ToSlash(rel)] = &fstest.MapFile{Data: b}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range edits {
+		if data == "" {
+			delete(fsys, name)
+			continue
+		}
+		fsys[name] = &fstest.MapFile{Data: []byte(data)}
+	}
+	return fsys
+}
+
+func TestLoadRejects(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		edits map[string]string
+		want  string
+	}{
+		"no fallback locale": {map[string]string{"templates/order-thanks/en.yaml": ""},
+			`template "order-thanks" has no en.yaml, the fallback locale every template needs`},
+		"template missing": {map[string]string{"templates/order-thanks/en.yaml": "", "templates/order-thanks/nb.yaml": ""},
+			`template "order-thanks" has no files`},
+		"unknown customer field": {map[string]string{"templates/order-thanks/en.yaml": "subject: \"Hi {{ .Customer.nickname }}\"\ntext: x\n"},
+			`{{ .Customer.nickname }}: customer has no field "nickname"`},
+		"unknown event field": {map[string]string{"templates/order-thanks/en.yaml": "subject: \"{{ .Event.order_no }}\"\ntext: x\n"},
+			`event order.placed has no field "order_no"`},
+		"unknown root": {map[string]string{"templates/order-thanks/en.yaml": "subject: \"{{ .Shop }}\"\ntext: x\n"},
+			"unknown value; templates see .Customer, .Event and .Links"},
+		"email template without text": {map[string]string{"templates/order-thanks/en.yaml": "subject: hi\n"},
+			"used for email but has no text"},
+		"template syntax": {map[string]string{"templates/order-thanks/en.yaml": "subject: \"{{ .Customer.first_name \"\ntext: x\n"},
+			"subject: template: subject:1: unclosed action"},
+		"unknown template field": {map[string]string{"templates/order-thanks/en.yaml": "subject: x\ntext: y\nfooter: z\n"},
+			"field footer not found"},
+		"duplicate journey id": {map[string]string{"copy.yaml": readFile(t, "../../workflows/testdata/journeys/order-thanks.yaml")},
+			`duplicate journey id "order-thanks"`},
+		"no schema": {map[string]string{"schema.yaml": ""}, "schema.yaml: cannot read"},
+		"impossible policy": {map[string]string{"policy.yaml": "default_timezone: Europe/Oslo\ncaps:\n  - { window: 7d, max: 0 }\n"},
+			"policy.yaml:3:24: cap max is 0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(testFS(t, tc.edits), "j")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// BenchmarkValidate1000 validates a directory of 1,000 journey files, the
+// size issue 3 sets a 2 s budget for.
+func BenchmarkValidate1000(b *testing.B) {
+	fsys := fstest.MapFS{}
+	for _, name := range []string{"schema.yaml", "policy.yaml"} {
+		fsys[name] = &fstest.MapFile{Data: []byte(readFileB(b, "../../journeys/"+name))}
+	}
+	tmpls, _ := filepath.Glob("../../journeys/templates/*/*.yaml")
+	for _, p := range tmpls {
+		rel, _ := filepath.Rel("../../journeys", p)
+		fsys[filepath.ToSlash(rel)] = &fstest.MapFile{Data: []byte(readFileB(b, p))}
+	}
+	srcs, _ := filepath.Glob("../../journeys/*.yaml")
+	var journeys []string
+	for _, p := range srcs {
+		if base := filepath.Base(p); base != "schema.yaml" && base != "policy.yaml" {
+			journeys = append(journeys, readFileB(b, p))
+		}
+	}
+	for i := range 1000 {
+		src := journeys[i%len(journeys)]
+		id := strings.SplitN(strings.SplitN(src, "\nid: ", 2)[1], "\n", 2)[0]
+		fsys[fmt.Sprintf("j%04d.yaml", i)] = &fstest.MapFile{Data: []byte(strings.Replace(src, "\nid: "+id+"\n", fmt.Sprintf("\nid: %s-%d\n", id, i), 1))}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		c, err := Load(fsys, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(c.Journeys) != 1000 {
+			b.Fatalf("%d journeys", len(c.Journeys))
+		}
+	}
+}
+
+func readFileB(b *testing.B, p string) string {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(data)
 }

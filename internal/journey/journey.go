@@ -229,7 +229,7 @@ func Parse(file string, src []byte, schema *Schema, loc *time.Location) (*Journe
 			}
 		}
 	}
-	if len(errs) == 0 {
+	if len(j.Steps) > 0 {
 		d.checkGraph(j)
 	}
 	if len(errs) > 0 {
@@ -572,6 +572,7 @@ func (j *Journey) next(i int) []int {
 
 // checkGraph checks step ids, goto targets, reachability and loops.
 func (d *decoder) checkGraph(j *Journey) {
+	before := len(*d.errs)
 	j.index = make(map[string]int, len(j.Steps))
 	at := func(s *Step) *yaml.Node { return &yaml.Node{Line: s.Line, Column: s.Col} }
 	for i, s := range j.Steps {
@@ -597,8 +598,8 @@ func (d *decoder) checkGraph(j *Journey) {
 			target(s, s.WaitFor.OnTimeout, "on_timeout")
 		}
 	}
-	if len(*d.errs) > 0 {
-		return
+	if len(*d.errs) > before {
+		return // reachability is meaningless with dangling references
 	}
 	n := len(j.Steps)
 	seen := make([]bool, n+1)

@@ -216,3 +216,23 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// OpenRun is a run that has not finished.
+type OpenRun struct {
+	WorkflowID string
+	CustomerID string
+	Version    string
+}
+
+// OpenRuns lists a journey's unfinished runs.
+func (s *Store) OpenRuns(ctx context.Context, journeyID string) ([]OpenRun, error) {
+	rows, err := s.pool.Query(ctx, s.q.OpenRuns, journeyID)
+	if err != nil {
+		return nil, fmt.Errorf("open runs of %s: %w", journeyID, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OpenRun])
+	if err != nil {
+		return nil, fmt.Errorf("open runs of %s: %w", journeyID, err)
+	}
+	return out, nil
+}

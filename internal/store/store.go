@@ -40,6 +40,7 @@ type queries struct {
 	LatestRun          string `query:"latest-run"`
 	InsertRun          string `query:"insert-run"`
 	FinishRun          string `query:"finish-run"`
+	OpenRuns           string `query:"open-runs"`
 	LedgerByKey        string `query:"ledger-by-key"`
 	ContactWindow      string `query:"contact-window"`
 	WaitingForCustomer string `query:"waiting-for-customer"`

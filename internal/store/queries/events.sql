@@ -28,3 +28,9 @@ ON CONFLICT (journey_id, trigger_event_id) DO NOTHING;
 UPDATE journey_runs
 SET ended_at = coalesce(ended_at, now()), outcome = $3
 WHERE journey_id = $1 AND trigger_event_id = $2;
+
+-- name: open-runs
+SELECT DISTINCT ON (workflow_id) workflow_id, customer_id, version
+FROM journey_runs
+WHERE journey_id = $1 AND ended_at IS NULL
+ORDER BY workflow_id, started_at DESC;

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lojal/lojal/internal/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func exitCode(err error) int {
+	var ex exitError
+	if errors.As(err, &ex) {
+		return ex.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func TestValidateShippedJourneys(t *testing.T) {
+	t.Parallel()
+	out, err := runCLI(t, "journeys", "validate", "../../journeys")
+	if err != nil || !strings.HasPrefix(out, "ok: 5 journeys valid") {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "journeys", "validate", "../../journeys/renewal-reminder.yaml", "../../journeys/checkin.yaml")
+	if err != nil || !strings.HasPrefix(out, "ok: 2 journeys valid") {
+		t.Fatalf("validate files: %v\n%s", err, out)
+	}
+}
+
+func TestValidateReportsEveryErrorWithPosition(t *testing.T) {
+	t.Parallel()
+	out, err := runCLI(t, "journeys", "validate", "testdata/bad")
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d, want 1\n%s", exitCode(err), out)
+	}
+	want := []string{
+		`testdata/bad/broken.yaml:4:19: trigger event "order.placd" is not declared in testdata/bad/schema.yaml (did you mean "order.placed"?)`,
+		`testdata/bad/broken.yaml:7:22: channel "sms": want email, push or preferred`,
+		`testdata/bad/broken.yaml:9:23: wait duration: duration "3days"`,
+		`testdata/bad/broken.yaml:8:5: step "later": goto "nowhere" names no step`,
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	pos := regexp.MustCompile(`^testdata/bad/[a-z-]+\.yaml:\d+:\d+: `)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !pos.MatchString(line) {
+			t.Errorf("line without file:line:col: %q", line)
+		}
+	}
+	if _, err := runCLI(t, "journeys", "validate", "no/such/dir"); exitCode(err) != 1 {
+		t.Errorf("missing path: exit %d", exitCode(err))
+	}
+	if _, err := runCLI(t, "journeys", "validate"); exitCode(err) != 2 {
+		t.Errorf("no path: exit %d", exitCode(err))
+	}
+}
+
+func TestSimulateJSON(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cust := filepath.Join(dir, "c.json")
+	events := filepath.Join(dir, "e.jsonl")
+	writeFile(t, cust, `{"id": "c-1", "email": "kari@example.no", "locale": "nb", "timezone": "Europe/Oslo", "consent": {"email": true},
+		"attributes": {"first_name": "Kari", "plan": "car", "segment": "single"}}`)
+	writeFile(t, events, `{"id": "e-1", "type": "policy.renewal_scheduled", "customer_id": "c-1", "at": "2026-03-01T10:00:00Z", "data": {"policy_id": "p-1", "product": "bil", "renews_at": "2026-04-01T00:00:00Z"}}
+{"id": "e-2", "type": "policy.renewed", "customer_id": "c-1", "at": "2026-03-19T10:00:00Z", "data": {"policy_id": "p-1"}}`)
+	out, err := runCLI(t, "journeys", "simulate", "--journey", "../../journeys/renewal-reminder.yaml", "--customer", cust, "--events", events, "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var sends, lines int
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		lines++
+		for _, k := range []string{"at", "step", "kind"} {
+			if _, ok := l[k]; !ok {
+				t.Errorf("line lacks %s: %s", k, line)
+			}
+		}
+		if l["kind"] == "send" {
+			sends++
+			if l["channel"] != "email" || l["decision"] != "allow" || l["reason"] != "ok" || l["at"] != "2026-03-18T08:00:00Z" {
+				t.Errorf("send line: %s", line)
+			}
+		}
+	}
+	if sends != 1 || lines < 4 {
+		t.Fatalf("%d sends in %d lines:\n%s", sends, lines, out)
+	}
+}
+
+func TestDiffShowsBreakingSteps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	copyDir(t, "../../journeys", dir)
+	old := readFile(t, filepath.Join(dir, "renewal-reminder.yaml"))
+	v2 := strings.Replace(old, "timeout: 7d", "timeout: 10d", 1)
+	v2 = v2[:strings.Index(v2, "  - id: nudge")] + "  - id: nudge-everyone\n    send: { channel: push, template: renewal-nudge }\n"
+	v2 = strings.Replace(v2, "on_timeout: nudge", "on_timeout: nudge-everyone", 1)
+	writeFile(t, filepath.Join(dir, "renewal-v2.yaml"), v2)
+	out, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "renewal-reminder.yaml"), filepath.Join(dir, "renewal-v2.yaml"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"step wait-for-renewal changed: wait_for changed", "! step nudge removed", "! step family-nudge removed", "step nudge-everyone added", "--map OLD-STEP=NEW-STEP"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("diff lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if info.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDevReport runs `lojal dev` as `make dev` does (embedded Postgres,
+// Temporal dev server and SMTP catcher, demo customers and journeys) and
+// checks its report: whatever the time of day, at least three demo
+// customers are awake and get a message, and every message in the report
+// really reached the SMTP server.
+func TestDevReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own Postgres and Temporal")
+	}
+	for _, env := range []string{"DATABASE_URL", "TEMPORAL_ADDRESS", "SMTP_URL"} {
+		t.Setenv(env, "")
+		os.Unsetenv(env)
+	}
+	out, err := runCLI(t, "dev", "--exit-after-report", "--journeys", "../../journeys")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(\d+) customers received a message: (\d+) sent`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary line:\n%s", out)
+	}
+	reached, _ := strconv.Atoi(m[1])
+	sent, _ := strconv.Atoi(m[2])
+	if reached < 3 {
+		t.Fatalf("only %d customers received a message:\n%s", reached, out)
+	}
+	for _, w := range []string{"Messages sent", "Held back by the relationship policy", "no consent for the channel (no_consent)", "opted out of the topic (topic_opted_out)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("report lacks %q", w)
+		}
+	}
+	dir := regexp.MustCompile(`every message is kept in (\S+)\)`).FindStringSubmatch(out)
+	if dir == nil {
+		t.Fatalf("no mail directory in:\n%s", out)
+	}
+	emls, _ := filepath.Glob(filepath.Join(dir[1], "*.eml"))
+	if len(emls) < sent {
+		t.Fatalf("%d .eml files for %d messages reported sent", len(emls), sent)
+	}
+}

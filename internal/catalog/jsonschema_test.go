@@ -1,0 +1,86 @@
+package catalog
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.yaml.in/yaml/v3"
+)
+
+// The JSON Schemas in docs/schema drive editor completion
+// (yaml-language-server). This keeps them in step with the parser: every
+// shipped file passes, and typical mistakes are flagged.
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	s, err := c.Compile(filepath.Join("../../docs/schema", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func yamlValue(t *testing.T, src string) any {
+	t.Helper()
+	var v any
+	if err := yaml.Unmarshal([]byte(src), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestJSONSchemasAcceptShippedFiles(t *testing.T) {
+	t.Parallel()
+	journeySchema := compileSchema(t, "lojal-journey.json")
+	files, _ := filepath.Glob("../../journeys/*.yaml")
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := journeySchema
+		switch filepath.Base(f) {
+		case "schema.yaml":
+			s = compileSchema(t, "lojal-schema.json")
+		case "policy.yaml":
+			s = compileSchema(t, "lojal-policy.json")
+		}
+		if err := s.Validate(yamlValue(t, string(b))); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		checked++
+	}
+	if checked < 7 {
+		t.Fatalf("checked %d files", checked)
+	}
+}
+
+func TestJSONSchemaFlagsMistakes(t *testing.T) {
+	t.Parallel()
+	s := compileSchema(t, "lojal-journey.json")
+	good, err := os.ReadFile("../../journeys/renewal-reminder.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string][2]string{
+		"unknown field":   {"topic: service", "topic: service\ncolour: red"},
+		"bad channel":     {"channel: email", "channel: sms"},
+		"bad priority":    {"priority: high", "priority: urgent"},
+		"two step kinds":  {"    exit: {}", "    exit: {}\n    wait: { duration: 1d }"},
+		"bad duration":    {"timeout: 7d", "timeout: soon"},
+		"bad at_local":    {`at_local: "09:00"`, `at_local: "9am"`},
+		"missing trigger": {"trigger:\n  event: policy.renewal_scheduled\n", ""},
+	} {
+		bad := strings.Replace(string(good), edit[0], edit[1], 1)
+		if bad == string(good) {
+			t.Fatalf("%s: edit did not apply", name)
+		}
+		if err := s.Validate(yamlValue(t, bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
