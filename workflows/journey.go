@@ -209,12 +209,12 @@ type run struct {
 	w          *Workflows
 	migrations workflow.ReceiveChannel
 	ctx        workflow.Context
-	in     JourneyInput
-	def    *journey.Journey
-	st     journey.State
-	seen   map[string]bool
-	events workflow.ReceiveChannel
-	sent   int
+	in         JourneyInput
+	def        *journey.Journey
+	st         journey.State
+	seen       map[string]bool
+	events     workflow.ReceiveChannel
+	sent       int
 }
 
 func (r *run) activityCtx(timeout time.Duration, retry *temporal.RetryPolicy) workflow.Context {

@@ -74,12 +74,12 @@ func TestHugeAndHostileInputsAreRejected(t *testing.T) {
 		src  string
 		want string
 	}{
-		"10 MB file":         {renewal + "#" + strings.Repeat("x", 10<<20), "the limit is"},
-		"deep flow nesting":  {"id: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000), ""},
-		"deep block nesting": {"id: x\nsteps:\n" + deepBlock(60), "nesting deeper than"},
-		"billion laughs":     {"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", "anchors and aliases are not supported"},
-		"many nodes":         {"id: x\nname: [" + strings.Repeat("1,", 60000) + "1]\n", "too many YAML nodes"},
-		"long expression":    {strings.Replace(renewal, `customer.plan in ["home", "car"]`, strings.Repeat("true && ", 400)+"true", 1), "the limit is 2000"},
+		"10 MB file":           {renewal + "#" + strings.Repeat("x", 10<<20), "the limit is"},
+		"deep flow nesting":    {"id: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000), ""},
+		"deep block nesting":   {"id: x\nsteps:\n" + deepBlock(60), "nesting deeper than"},
+		"billion laughs":       {"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", "anchors and aliases are not supported"},
+		"many nodes":           {"id: x\nname: [" + strings.Repeat("1,", 60000) + "1]\n", "too many YAML nodes"},
+		"long expression":      {strings.Replace(renewal, `customer.plan in ["home", "car"]`, strings.Repeat("true && ", 400)+"true", 1), "the limit is 2000"},
 		"recursive expression": {strings.Replace(renewal, `customer.plan in ["home", "car"]`, strings.Repeat("(", 100)+"true"+strings.Repeat(")", 100), 1), "exceeded"},
 	} {
 		start := time.Now()
