@@ -318,7 +318,7 @@ func followSends(ctx context.Context, out io.Writer, st *store.Store, customers 
 
 var reasons = map[string]string{
 	"quiet_hours":       "quiet hours in the customer's time zone",
-	"min_gap":           "too soon after the last message (min_gap)",
+	"min_gap":           "too soon after the last message",
 	"cap":               "the customer's message cap is full",
 	"priority":          "a higher-priority message goes first",
 	"no_consent":        "no consent for the channel",

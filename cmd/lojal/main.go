@@ -36,6 +36,8 @@ Usage:
   lojal journeys render --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push]
   lojal journeys diff OLD NEW
   lojal why --customer ID   a customer's contact history, with the reason for every decision
+  lojal report pressure [--days N] [--png FILE]
+                            messages per customer per week; deferrals and suppressions by reason
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runJourneys(ctx, rest, stdout, stderr)
 	case "why":
 		return runWhy(ctx, rest, stdout, stderr)
+	case "report":
+		return runReport(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -74,8 +75,10 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if e.Error != "" {
 			status += ": " + e.Error
 		}
+		var det policy.Detail
+		_ = json.Unmarshal(e.Detail, &det)
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\n", e.DecidedAt.In(loc).Format("Jan 02 15:04:05"), e.JourneyID, e.StepID,
-			e.Channel, decision, status, explain(e.Reason), string(e.Detail))
+			e.Channel, decision, status, explain(e.Reason), det)
 	}
 	return tw.Flush()
 }

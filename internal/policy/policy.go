@@ -11,6 +11,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -232,16 +233,47 @@ type Decision struct {
 
 // Detail records the facts behind a decision, so `lojal why` can explain it.
 type Detail struct {
-	Cap         *Cap          `json:"cap,omitempty"`
-	Count       int           `json:"count,omitempty"`
-	LocalTime   string        `json:"local_time,omitempty"`
-	QuietHours  string        `json:"quiet_hours,omitempty"`
-	LastContact time.Time     `json:"last_contact,omitzero"`
-	MinGap      time.Duration `json:"min_gap,omitempty"`
-	BlockedBy   string        `json:"blocked_by,omitempty"`
-	Waited      time.Duration `json:"waited,omitempty"`
-	Skipped     []string      `json:"skipped,omitempty"`
-	Purpose     string        `json:"purpose,omitempty"`
+	// Cap is the cap that was full ("3 per 7d on all channels") and Count
+	// how many contacts filled it.
+	Cap         string    `json:"cap,omitempty"`
+	Count       int       `json:"count,omitempty"`
+	LocalTime   string    `json:"local_time,omitempty"`
+	QuietHours  string    `json:"quiet_hours,omitempty"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+	MinGap      string    `json:"min_gap,omitempty"`
+	BlockedBy   string    `json:"blocked_by,omitempty"`
+	Waited      string    `json:"waited,omitempty"`
+	Skipped     []string  `json:"skipped,omitempty"`
+	Purpose     string    `json:"purpose,omitempty"`
+}
+
+// String describes the facts in a sentence fragment.
+func (d Detail) String() string {
+	var parts []string
+	if d.Cap != "" {
+		parts = append(parts, fmt.Sprintf("cap %s already has %d", d.Cap, d.Count))
+	}
+	if d.QuietHours != "" {
+		parts = append(parts, fmt.Sprintf("local time %s is inside quiet hours %s", d.LocalTime, d.QuietHours))
+	}
+	if d.MinGap != "" {
+		parts = append(parts, fmt.Sprintf("last message %s, min gap %s", d.LastContact.UTC().Format("Jan 02 15:04 UTC"), d.MinGap))
+	} else if !d.LastContact.IsZero() {
+		parts = append(parts, "same purpose sent "+d.LastContact.UTC().Format("Jan 02 15:04 UTC"))
+	}
+	if d.BlockedBy != "" {
+		parts = append(parts, "waiting behind "+d.BlockedBy)
+	}
+	if d.Waited != "" {
+		parts = append(parts, "waited "+d.Waited)
+	}
+	if len(d.Skipped) > 0 {
+		parts = append(parts, "channels skipped: "+strings.Join(d.Skipped, "; "))
+	}
+	if d.Purpose != "" {
+		parts = append(parts, "purpose "+d.Purpose)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (d Decision) String() string {
@@ -294,7 +326,7 @@ func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req 
 	}
 	deadline := first.Add(maxDefer)
 	if !now.Before(deadline) {
-		base.Detail.Waited = now.Sub(first)
+		base.Detail.Waited = FormatDuration(now.Sub(first).Truncate(time.Minute))
 		return suppress(ReasonStale)
 	}
 	if req.Priority == Critical {
@@ -320,7 +352,7 @@ func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req 
 	}
 	if !d.until.Before(deadline) {
 		// The earliest moment it could go out is already too late.
-		base.Detail.Waited = d.until.Sub(first)
+		base.Detail.Waited = FormatDuration(d.until.Sub(first).Truncate(time.Minute))
 		return suppress(ReasonStale)
 	}
 	base.Verdict, base.Reason, base.Until = Defer, d.reason, d.until
@@ -375,14 +407,14 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 		}
 		if !last.IsZero() && at.Sub(last) < r.MinGap {
 			raise(last.Add(r.MinGap), ReasonMinGap)
-			det.LastContact, det.MinGap = last, r.MinGap
+			det.LastContact, det.MinGap = last, FormatDuration(r.MinGap)
 		}
 	}
 	for i := range r.Caps {
 		c := &r.Caps[i]
 		if until, n, full := capFull(*c, window, req.Key, ch, at); full {
 			if until.After(h.until) {
-				det.Cap, det.Count = c, n
+				det.Cap, det.Count = c.String(), n
 			}
 			raise(until, ReasonCap)
 		}

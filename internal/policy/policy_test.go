@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -242,7 +243,7 @@ func TestDecideExplainsCap(t *testing.T) {
 	now := at(t, r.Location, "2026-05-05 12:00")
 	window := []Contact{{At: now.Add(-3 * time.Hour), Key: "a"}, {At: now.Add(-2 * time.Hour), Key: "b"}, {At: now.Add(-time.Hour), Key: "c"}}
 	d := Decide(r, reachable(), window, nil, Request{Key: "k", Channel: Email}, now)
-	if d.Detail.Cap == nil || d.Detail.Cap.Max != 3 || d.Detail.Count != 3 {
+	if d.Detail.Cap != "3 per 7d on all channels" || d.Detail.Count != 3 || !strings.Contains(d.Detail.String(), "cap 3 per 7d on all channels already has 3") {
 		t.Fatalf("detail = %+v, want the 3 per 7d cap with count 3", d.Detail)
 	}
 }

@@ -354,3 +354,61 @@ func isForeignKeyViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }
+
+// Pressure is how hard lojal pressed on customers over a period.
+type Pressure struct {
+	From, To  time.Time
+	Customers int
+	Weeks     int
+	// PerWeek[n] is how many (customer, week) pairs had n messages; n = 0
+	// counts customers who heard nothing that week.
+	PerWeek map[int]int
+	Held    []Held
+}
+
+// Held counts deferrals or suppressions for one reason.
+type Held struct {
+	Decision string
+	Reason   string
+	Count    int
+}
+
+// Pressure summarises messages per customer per week and held-back
+// decisions by reason, between from and to.
+func (s *Store) Pressure(ctx context.Context, from, to time.Time) (Pressure, error) {
+	p := Pressure{From: from, To: to, PerWeek: map[int]int{}}
+	if err := s.pool.QueryRow(ctx, s.q.CountCustomers).Scan(&p.Customers); err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, s.q.PressurePerWeek, from, to)
+	if err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
+	}
+	var n, count int
+	covered := 0
+	_, err = pgx.ForEachRow(rows, []any{&n, &count}, func() error {
+		p.PerWeek[n] = count
+		covered += count
+		return nil
+	})
+	if err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
+	}
+	p.Weeks = int((to.Sub(from) + 7*24*time.Hour - 1) / (7 * 24 * time.Hour))
+	if zero := p.Customers*p.Weeks - covered; zero > 0 {
+		p.PerWeek[0] = zero
+	}
+	rows, err = s.pool.Query(ctx, s.q.HeldByReason, from, to)
+	if err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
+	}
+	var h Held
+	_, err = pgx.ForEachRow(rows, []any{&h.Decision, &h.Reason, &h.Count}, func() error {
+		p.Held = append(p.Held, h)
+		return nil
+	})
+	if err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
+	}
+	return p, nil
+}

@@ -54,6 +54,9 @@ type queries struct {
 	CustomerHistory    string `query:"customer-history"`
 	RecentSent         string `query:"recent-sent"`
 	RecentDecisions    string `query:"recent-decisions"`
+	PressurePerWeek    string `query:"pressure-per-week"`
+	HeldByReason       string `query:"held-by-reason"`
+	CountCustomers     string `query:"count-customers"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It

@@ -77,3 +77,24 @@ SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.decision, l.reason, 
 FROM contact_ledger l
 WHERE l.decided_at >= $1
 ORDER BY l.decided_at, l.id;
+
+-- name: pressure-per-week
+-- How many customers got n messages in a week, for each n >= 1.
+SELECT n, count(*) FROM (
+    SELECT customer_id, date_trunc('week', sent_at) AS week, count(*) AS n
+    FROM contact_ledger
+    WHERE status = 'sent' AND sent_at >= $1 AND sent_at < $2
+    GROUP BY 1, 2
+) per_week
+GROUP BY n
+ORDER BY n;
+
+-- name: held-by-reason
+SELECT decision, reason, count(*)
+FROM contact_ledger
+WHERE decision <> 'allow' AND decided_at >= $1 AND decided_at < $2
+GROUP BY 1, 2
+ORDER BY 3 DESC, 1, 2;
+
+-- name: count-customers
+SELECT count(*) FROM customers;

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// seededDB returns a database URL whose search path is a fresh schema with
+// a few customers and decisions in it.
+func seededDB(t *testing.T) string {
+	t.Helper()
+	cfg := pgtest.Config(t)
+	s, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, id := range []string{"c-1", "c-2", "c-3"} {
+		c := journey.Customer{ID: id, Email: id + "@example.no", Locale: "nb", Timezone: "Europe/Oslo", Consent: map[string]bool{"email": true},
+			Attributes: map[string]any{"first_name": "Kari"}}
+		if _, err := s.UpsertCustomer(ctx, c, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	decide := func(cust, key string, d policy.Decision) {
+		r := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: cust, WorkflowID: "w", JourneyID: "renewal-reminder",
+			StepID: "remind", Channel: "email", Priority: policy.High, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
+		if _, err := s.Decide(ctx, r, time.Hour, func(store.Snapshot) policy.Decision { return d }); err != nil {
+			t.Fatal(err)
+		}
+		if d.Verdict == policy.Allow {
+			if err := s.MarkSent(ctx, r.IdempotencyKey, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	decide("c-1", "a", policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK})
+	decide("c-1", "b", policy.Decision{Verdict: policy.Defer, Channel: "email", Reason: policy.ReasonMinGap, Until: now.Add(time.Hour),
+		Detail: policy.Detail{LastContact: now, MinGap: "24h"}})
+	decide("c-2", "c", policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK})
+	decide("c-2", "d", policy.Decision{Verdict: policy.Suppress, Channel: "email", Reason: policy.ReasonNoConsent})
+	return cfg.URL + "&search_path=" + cfg.Schema
+}
+
+func TestWhyExplainsDecisions(t *testing.T) {
+	t.Parallel()
+	db := seededDB(t)
+	out, err := runCLI(t, "why", "--customer", "c-1", "--database-url", db)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"Kari (c-1)", "renewal-reminder/remind", "sent", "too soon after the last message (min_gap)", "min gap 24h"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("why lacks %q:\n%s", w, out)
+		}
+	}
+	if _, err := runCLI(t, "why", "--customer", "nobody", "--database-url", db); exitCode(err) != 1 {
+		t.Errorf("unknown customer: %v", err)
+	}
+}
+
+func TestReportPressure(t *testing.T) {
+	t.Parallel()
+	db := seededDB(t)
+	chart := filepath.Join(t.TempDir(), "pressure.png")
+	out, err := runCLI(t, "report", "pressure", "--days", "7", "--png", chart, "--database-url", db)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// 3 customers x 1 week: two had one message, one had none.
+	for _, w := range []string{"3 customers, 1 weeks", "0  1  33.3%", "1  2  66.7%", "defer     min_gap     1", "suppress  no_consent  1"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(w), " ")) {
+			t.Errorf("report lacks %q:\n%s", w, out)
+		}
+	}
+	b, err := os.ReadFile(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil || img.Bounds().Dx() < 800 {
+		t.Fatalf("chart: %v %v", img.Bounds(), err)
+	}
+}

@@ -1,0 +1,136 @@
+// Package report draws lojal's contact-pressure report: how many messages
+// customers received per week, and how many messages the relationship
+// policy held back, by reason.
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"io"
+	"slices"
+	"text/tabwriter"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/lojal/lojal/internal/store"
+)
+
+// Text writes the report as a table.
+func Text(w io.Writer, p store.Pressure) error {
+	fmt.Fprintf(w, "Contact pressure %s to %s: %d customers, %d weeks\n\n", p.From.Format("2006-01-02"), p.To.Format("2006-01-02"), p.Customers, p.Weeks)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "messages in a week\tcustomer-weeks\tshare\t")
+	total := 0
+	for _, c := range p.PerWeek {
+		total += c
+	}
+	for _, n := range keys(p) {
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(p.PerWeek[n]) / float64(total)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.1f%%\t\n", n, p.PerWeek[n], share)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nHeld back by the policy")
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  DECISION\tREASON\tCOUNT")
+	for _, h := range p.Held {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\n", h.Decision, h.Reason, h.Count)
+	}
+	if len(p.Held) == 0 {
+		fmt.Fprintln(tw, "  (nothing)")
+	}
+	return tw.Flush()
+}
+
+func keys(p store.Pressure) []int {
+	ns := make([]int, 0, len(p.PerWeek))
+	for n := range p.PerWeek {
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+// PNG draws the report as a two-panel bar chart.
+func PNG(p store.Pressure) ([]byte, error) {
+	left, err := perWeekPlot(p)
+	if err != nil {
+		return nil, err
+	}
+	right, err := heldPlot(p)
+	if err != nil {
+		return nil, err
+	}
+	img := vgimg.New(12*vg.Inch, 5*vg.Inch)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 6, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align([][]*plot.Plot{{left, right}}, tiles, dc)
+	left.Draw(canvases[0][0])
+	right.Draw(canvases[0][1])
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("encode png: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func perWeekPlot(p store.Pressure) (*plot.Plot, error) {
+	pl := plot.New()
+	pl.Title.Text = fmt.Sprintf("Messages per customer per week (%d customers)", p.Customers)
+	pl.X.Label.Text = "messages in the week"
+	pl.Y.Label.Text = "customer-weeks"
+	ns := keys(p)
+	if len(ns) == 0 {
+		ns = []int{0}
+	}
+	vals := make(plotter.Values, len(ns))
+	labels := make([]string, len(ns))
+	for i, n := range ns {
+		vals[i] = float64(p.PerWeek[n])
+		labels[i] = fmt.Sprint(n)
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(28))
+	if err != nil {
+		return nil, err
+	}
+	bars.Color = color.RGBA{R: 0x2f, G: 0x6f, B: 0xb3, A: 0xff}
+	bars.LineStyle.Width = 0
+	pl.Add(bars)
+	pl.NominalX(labels...)
+	return pl, nil
+}
+
+func heldPlot(p store.Pressure) (*plot.Plot, error) {
+	pl := plot.New()
+	pl.Title.Text = "Held back by the relationship policy"
+	pl.X.Label.Text = "decisions"
+	held := p.Held
+	if len(held) == 0 {
+		held = []store.Held{{Decision: "none", Reason: "", Count: 0}}
+	}
+	vals := make(plotter.Values, len(held))
+	labels := make([]string, len(held))
+	for i, h := range held {
+		vals[i] = float64(h.Count)
+		labels[i] = h.Decision + " " + h.Reason
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(16))
+	if err != nil {
+		return nil, err
+	}
+	bars.Horizontal = true
+	bars.Color = color.RGBA{R: 0xd9, G: 0x82, B: 0x2b, A: 0xff}
+	bars.LineStyle.Width = 0
+	pl.Add(bars)
+	pl.NominalY(labels...)
+	return pl, nil
+}
