@@ -38,6 +38,8 @@ Usage:
   lojal why --customer ID   a customer's contact history, with the reason for every decision
   lojal report pressure [--days N] [--png FILE]
                             messages per customer per week; deferrals and suppressions by reason
+  lojal bench [--only policy,email,journey]
+                            throughput against baselines measured in the same run
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -91,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWhy(ctx, rest, stdout, stderr)
 	case "report":
 		return runReport(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {

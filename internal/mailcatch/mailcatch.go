@@ -65,6 +65,8 @@ type Server struct {
 	// for a hard bounce at RCPT time.
 	rejectRcpt func(addr string) bool
 	notify     chan struct{}
+	discard    bool
+	discarded  int
 }
 
 // Options configure the server.
@@ -76,6 +78,8 @@ type Options struct {
 	// RejectRecipient, when set, makes RCPT TO fail with 550 for the
 	// addresses it returns true for.
 	RejectRecipient func(addr string) bool
+	// Discard counts messages without keeping them (benchmarks).
+	Discard bool
 }
 
 // Start listens and serves until Close.
@@ -93,7 +97,8 @@ func Start(log *slog.Logger, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("mailcatch: %w", err)
 		}
 	}
-	s := &Server{Addr: ln.Addr().String(), ln: ln, dir: opts.Dir, log: log, rejectRcpt: opts.RejectRecipient, notify: make(chan struct{})}
+	s := &Server{Addr: ln.Addr().String(), ln: ln, dir: opts.Dir, log: log, rejectRcpt: opts.RejectRecipient,
+		notify: make(chan struct{}), discard: opts.Discard}
 	srv := smtp.NewServer(s)
 	srv.Domain = "mailcatch.local"
 	srv.AllowInsecureAuth = true
@@ -138,7 +143,7 @@ func (s *Server) Messages() []Message {
 func (s *Server) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.msgs)
+	return len(s.msgs) + s.discarded
 }
 
 // Reset forgets received messages.
@@ -169,6 +174,11 @@ func (s *Server) WaitFor(ctx context.Context, n int) ([]Message, error) {
 
 func (s *Server) store(m Message) error {
 	s.mu.Lock()
+	if s.discard {
+		s.discarded++
+		s.mu.Unlock()
+		return nil
+	}
 	s.msgs = append(s.msgs, m)
 	n := len(s.msgs)
 	close(s.notify)
@@ -219,6 +229,9 @@ func (ss *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if ss.s.discard {
+		return ss.s.store(Message{})
 	}
 	if ss.s.currentMode() == TempFail {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service not available, try later"}

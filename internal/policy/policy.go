@@ -398,9 +398,12 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 		}
 	}
 	if r.MinGap > 0 {
+		// Contacts stamped after now still count: another worker's clock,
+		// or a decision that took the lock just before this one, may be a
+		// little ahead.
 		var last time.Time
 		for _, c := range window {
-			if c.Key != req.Key && !c.At.After(at) {
+			if c.Key != req.Key {
 				last = c.At
 				break
 			}
@@ -435,7 +438,8 @@ func capFull(c Cap, window []Contact, key, ch string, at time.Time) (until time.
 	}
 	from := at.Add(-c.Window)
 	for _, w := range window {
-		if w.At.After(at) || w.Key == key || (c.Channel != "" && w.Channel != c.Channel) {
+		// Contacts after at count too (see holdAt).
+		if w.Key == key || (c.Channel != "" && w.Channel != c.Channel) {
 			continue
 		}
 		if !w.At.After(from) {

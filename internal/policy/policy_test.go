@@ -415,3 +415,21 @@ func BenchmarkDecide(b *testing.B) {
 		Decide(r, rel, window, waiting, req, now)
 	}
 }
+
+// TestContactsAheadOfNowCount: a reservation stamped a moment after now (a
+// decision that got the customer's lock first, or a worker whose clock runs
+// ahead) must still hold the cap and the min gap.
+func TestContactsAheadOfNowCount(t *testing.T) {
+	t.Parallel()
+	r := houseRules(t)
+	now := at(t, r.Location, "2026-05-05 12:00")
+	ahead := []Contact{{At: now.Add(50 * time.Millisecond), Channel: Email, Key: "other"}}
+	if d := Decide(r, reachable(), ahead, nil, Request{Key: "k", Channel: Email}, now); d.Verdict != Defer || d.Reason != ReasonMinGap {
+		t.Fatalf("min gap: %s", d)
+	}
+	r.MinGap = 0
+	r.Caps = []Cap{{Window: 24 * time.Hour, Max: 1}}
+	if d := Decide(r, reachable(), ahead, nil, Request{Key: "k", Channel: Email}, now); d.Verdict != Defer || d.Reason != ReasonCap {
+		t.Fatalf("cap: %s", d)
+	}
+}

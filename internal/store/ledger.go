@@ -62,89 +62,122 @@ type Decided struct {
 // it allows) before the lock is released. Concurrent journeys for the same
 // customer queue on the lock, so together they can never exceed a cap.
 func (s *Store) Decide(ctx context.Context, r Request, lookback time.Duration, decide DecideFunc) (Decided, error) {
-	var out Decided
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		var snap Snapshot
-		var found bool
-		b.Queue(s.q.LockRelationship, r.CustomerID).QueryRow(func(row pgx.Row) error {
-			var attrs, consent []byte
-			var suppressed string
-			var pushSubs int64
-			c := &snap.Customer
-			err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent, &suppressed, &pushSubs)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("customer %s: %w", r.CustomerID, ErrNotFound)
-			}
-			if err != nil {
-				return err
-			}
-			found = true
-			if err := decodeCustomerJSON(c, attrs, consent); err != nil {
-				return err
-			}
-			snap.Relationship = relationship(*c, policy.Reason(suppressed), pushSubs)
-			return nil
-		})
-		var prior *policy.Decision
-		b.Queue(s.q.LedgerByKey, r.IdempotencyKey).QueryRow(func(row pgx.Row) error {
-			var d policy.Decision
-			var status string
-			var detail []byte
-			err := row.Scan(&d.Verdict, &d.Reason, &status, &d.Channel, &d.Until, &detail)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if d.Verdict != policy.Defer {
-				d.Until = time.Time{}
-			}
-			_ = json.Unmarshal(detail, &d.Detail)
-			prior = &d
-			return nil
-		})
-		b.Queue(s.q.ContactWindow, r.CustomerID, r.Now.Add(-lookback), r.Now).Query(func(rows pgx.Rows) error {
-			var c policy.Contact
-			_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key}, func() error {
-				snap.Window = append(snap.Window, c)
-				return nil
-			})
-			return err
-		})
-		b.Queue(s.q.WaitingForCustomer, r.CustomerID).Query(func(rows pgx.Rows) error {
-			var w policy.Waiting
-			_, err := pgx.ForEachRow(rows, []any{&w.Key, &w.Priority, &w.Since, &w.Due}, func() error {
-				snap.Waiting = append(snap.Waiting, w)
-				return nil
-			})
-			return err
-		})
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("customer %s: %w", r.CustomerID, ErrNotFound)
-		}
-		if prior != nil {
-			out = Decided{Decision: *prior, Replayed: true}
-			return nil
-		}
-		d := decide(snap)
-		out = Decided{Decision: d}
-		return s.recordDecision(ctx, tx, r, d)
-	})
+	out, err := s.decide(ctx, r, lookback, decide)
 	if err != nil {
 		return out, fmt.Errorf("decide %s: %w", r.IdempotencyKey, err)
 	}
 	return out, nil
 }
 
-func (s *Store) recordDecision(ctx context.Context, tx pgx.Tx, r Request, d policy.Decision) error {
+// decide runs the transaction in two round trips: BEGIN and every read in
+// one pipeline, then the writes and COMMIT in another. Decisions are the
+// hot path of every message, and round trips, not SQL, dominate them.
+func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, decide DecideFunc) (out Decided, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return out, err
+	}
+	defer conn.Release()
+	open := false
+	defer func() {
+		if err != nil && open {
+			// A failed statement leaves the transaction aborted (and skips
+			// the rest of the pipeline, COMMIT included): roll back, or drop
+			// the connection if even that fails.
+			if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+				_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	var snap Snapshot
+	var found bool
+	var prior *policy.Decision
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(s.q.LockRelationship, r.CustomerID).QueryRow(func(row pgx.Row) error {
+		var attrs, consent []byte
+		var suppressed string
+		var pushSubs int64
+		c := &snap.Customer
+		err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent, &suppressed, &pushSubs)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		if err := decodeCustomerJSON(c, attrs, consent); err != nil {
+			return err
+		}
+		snap.Relationship = relationship(*c, policy.Reason(suppressed), pushSubs)
+		return nil
+	})
+	b.Queue(s.q.LedgerByKey, r.IdempotencyKey).QueryRow(func(row pgx.Row) error {
+		var d policy.Decision
+		var status string
+		var detail []byte
+		err := row.Scan(&d.Verdict, &d.Reason, &status, &d.Channel, &d.Until, &detail)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if d.Verdict != policy.Defer {
+			d.Until = time.Time{}
+		}
+		_ = json.Unmarshal(detail, &d.Detail)
+		prior = &d
+		return nil
+	})
+	b.Queue(s.q.ContactWindow, r.CustomerID, r.Now.Add(-lookback), r.Now).Query(func(rows pgx.Rows) error {
+		var c policy.Contact
+		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key}, func() error {
+			snap.Window = append(snap.Window, c)
+			return nil
+		})
+		return err
+	})
+	b.Queue(s.q.WaitingForCustomer, r.CustomerID).Query(func(rows pgx.Rows) error {
+		var w policy.Waiting
+		_, err := pgx.ForEachRow(rows, []any{&w.Key, &w.Priority, &w.Since, &w.Due}, func() error {
+			snap.Waiting = append(snap.Waiting, w)
+			return nil
+		})
+		return err
+	})
+	open = true
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return out, err
+	}
+	switch {
+	case !found:
+		err = fmt.Errorf("customer %s: %w", r.CustomerID, ErrNotFound)
+		return out, err
+	case prior != nil:
+		out = Decided{Decision: *prior, Replayed: true}
+		_, err = conn.Exec(ctx, "COMMIT")
+		return out, err
+	}
+	d := decide(snap)
+	out = Decided{Decision: d}
+	b, err = s.decisionWrites(r, d)
+	if err != nil {
+		return out, err
+	}
+	b.Queue("COMMIT")
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
+		return out, err
+	}
+	open = false
+	return out, nil
+}
+
+func (s *Store) decisionWrites(r Request, d policy.Decision) (*pgx.Batch, error) {
 	detail, err := json.Marshal(d.Detail)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	status := map[policy.Verdict]string{policy.Allow: "reserved", policy.Defer: "deferred", policy.Suppress: "suppressed"}[d.Verdict]
 	channel := d.Channel
@@ -168,7 +201,7 @@ func (s *Store) recordDecision(ctx context.Context, tx pgx.Tx, r Request, d poli
 	} else {
 		b.Queue(s.q.DeleteWaiting, r.RequestKey)
 	}
-	return tx.SendBatch(ctx, b).Close()
+	return b, nil
 }
 
 // relationship builds the policy's view of a customer.
