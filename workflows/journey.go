@@ -78,6 +78,9 @@ type JourneyInput struct {
 	// EntryID names the run in journey_runs: the trigger event's id, or a
 	// marker for scheduled and segment-entry runs.
 	EntryID string
+	// Customer is the customer as ingest saw them when the run started, so
+	// the first step needs no extra read (later steps read them afresh).
+	Customer *journey.Customer
 	// State is set when the run continues as new.
 	State *journey.State
 	// Seen holds ids of events already applied, carried across
@@ -154,8 +157,10 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 	if in.State != nil {
 		r.st, act = *in.State, in.State.Current
 	} else {
-		cust, found, err := r.loadCustomer()
-		if err != nil {
+		cust, found := journey.Customer{}, in.Customer != nil
+		if found {
+			cust = *in.Customer
+		} else if cust, found, err = r.loadCustomer(); err != nil {
 			return JourneyResult{}, err
 		}
 		if !found {
@@ -217,15 +222,18 @@ type run struct {
 	sent       int
 }
 
-func (r *run) activityCtx(timeout time.Duration, retry *temporal.RetryPolicy) workflow.Context {
-	return workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{StartToCloseTimeout: timeout, RetryPolicy: retry})
+// localCtx is for the short database activities (load a customer, record
+// an outcome): they run in the workflow worker without a round trip
+// through the server's activity queue.
+func (r *run) localCtx() workflow.Context {
+	return workflow.WithLocalActivityOptions(r.ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: dbRetry})
 }
 
 var dbRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
 
 func (r *run) loadCustomer() (journey.Customer, bool, error) {
 	var out activities.LoadCustomerOutput
-	err := workflow.ExecuteActivity(r.activityCtx(10*time.Second, dbRetry), r.acts.LoadCustomer,
+	err := workflow.ExecuteLocalActivity(r.localCtx(), r.acts.LoadCustomer,
 		activities.LoadCustomerInput{CustomerID: r.in.CustomerID}).Get(r.ctx, &out)
 	if err != nil {
 		return journey.Customer{}, false, fmt.Errorf("load customer: %w", err)
@@ -297,36 +305,45 @@ func (r *run) receive(c workflow.ReceiveChannel) (*journey.Event, bool) {
 	return &ev, true
 }
 
-// send carries out a send step: ask the policy, wait out deferrals on
-// durable timers (a goal event still ends the run meanwhile), then deliver.
-// It returns the occurrence to report to Next.
+// send carries out a send step: ask the policy (and deliver when it
+// allows) in the Send activity, wait out deferrals on durable timers (a
+// goal event still ends the run meanwhile), and ask again. It returns the
+// occurrence to report to Next.
 func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 	info := workflow.GetInfo(r.ctx)
-	first := workflow.Now(r.ctx)
-	in := activities.DecideInput{WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID,
-		Version: r.in.Version, StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: first}
+	in := activities.SendInput{Trigger: r.st.Trigger, DecideInput: activities.DecideInput{
+		WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID, Version: r.in.Version,
+		StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: workflow.Now(r.ctx)}}
+	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		// Past the reservation's lifetime the activity refuses to send; the
+		// run then asks the policy again instead of sending late.
+		ScheduleToCloseTimeout: activities.ReservationTTL + time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
 	for ask := 1; ; ask++ {
 		in.Ask = ask
-		var dec activities.DecideOutput
-		if err := workflow.ExecuteActivity(r.activityCtx(30*time.Second, dbRetry), r.acts.Decide, in).Get(r.ctx, &dec); err != nil {
-			return journey.Occurrence{}, fmt.Errorf("decide: %w", err)
+		var out activities.SendOutput
+		err := workflow.ExecuteActivity(ctx, r.acts.Send, in).Get(r.ctx, &out)
+		var te *temporal.TimeoutError
+		switch {
+		case errors.As(err, &te):
+			continue // nothing went out in time: ask again
+		case err != nil:
+			return journey.Occurrence{}, fmt.Errorf("send: %w", err)
 		}
-		switch dec.Verdict {
+		switch out.Verdict {
 		case policy.Allow:
-			out, err := r.deliver(dec.IdempotencyKey)
-			if err != nil {
-				return journey.Occurrence{}, err
+			if out.Delivery.Status == activities.StatusExpired {
+				continue
 			}
-			if out.Status == activities.StatusExpired {
-				continue // too late for this reservation: ask again
-			}
-			if out.Status == activities.StatusSent {
+			if out.Delivery.Status == activities.StatusSent {
 				r.sent++
 			}
 			return journey.Occurrence{Kind: journey.OccSent}, nil
 		case policy.Defer:
 			for {
-				occ := r.wait(dec.Until)
+				occ := r.wait(out.Until)
 				if occ.Kind == journey.OccElapsed {
 					break
 				}
@@ -340,26 +357,6 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 			return journey.Occurrence{Kind: journey.OccSent}, nil
 		}
 	}
-}
-
-func (r *run) deliver(key string) (activities.DeliverOutput, error) {
-	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		// Past the reservation's lifetime the activity refuses to send;
-		// the run then asks the policy again instead of sending late.
-		ScheduleToCloseTimeout: activities.ReservationTTL + time.Minute,
-		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
-	})
-	var out activities.DeliverOutput
-	err := workflow.ExecuteActivity(ctx, r.acts.Deliver, activities.DeliverInput{IdempotencyKey: key, Trigger: r.st.Trigger}).Get(r.ctx, &out)
-	var te *temporal.TimeoutError
-	if errors.As(err, &te) {
-		return activities.DeliverOutput{Status: activities.StatusExpired}, nil
-	}
-	if err != nil {
-		return out, fmt.Errorf("deliver: %w", err)
-	}
-	return out, nil
 }
 
 func (r *run) fail(err error) (JourneyResult, error) {
@@ -378,7 +375,7 @@ func (r *run) record(outcome string) error {
 	if r.in.EntryID == "" {
 		return nil
 	}
-	return workflow.ExecuteActivity(r.activityCtx(10*time.Second, dbRetry), r.acts.FinishRun, activities.FinishRunInput{
+	return workflow.ExecuteLocalActivity(r.localCtx(), r.acts.FinishRun, activities.FinishRunInput{
 		JourneyID: r.in.JourneyID, EntryID: r.in.EntryID, Outcome: outcome}).Get(r.ctx, nil)
 }
 

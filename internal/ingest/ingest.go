@@ -174,7 +174,8 @@ func (d *Dispatcher) route(ctx context.Context, j *journey.Journey, cust journey
 	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, cust.ID, key, e.ID); err != nil {
 		return o, err
 	}
-	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: cust.ID, Key: key, Trigger: &e, EntryID: e.ID}
+	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: cust.ID, Key: key,
+		Trigger: &e, EntryID: e.ID, Customer: &cust}
 	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, e, client.StartWorkflowOptions{
 		ID:                    o.WorkflowID,
 		TaskQueue:             d.taskQueue(),
@@ -300,7 +301,7 @@ func (d *Dispatcher) startSegment(ctx context.Context, j *journey.Journey, c jou
 		return o, err
 	}
 	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID,
-		EntryID: entry}
+		EntryID: entry, Customer: &c}
 	marker := journey.Event{ID: entry, Type: "segment_entry", CustomerID: c.ID, At: d.now()}
 	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, marker, client.StartWorkflowOptions{
 		ID: o.WorkflowID, TaskQueue: d.taskQueue(), WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
