@@ -32,8 +32,8 @@ test-faults: tools ## run the fault tests (worker kill -9, Postgres restart, SMT
 	$(GO) test -count=1 -timeout 30m -tags faults -run Fault -v ./faults/...
 
 .PHONY: bench
-bench: tools build ## run every benchmark and print ratios against baselines measured in the same run
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/... | tee bench.out
+bench: tools build ## run every benchmark; print medians and ratios against baselines measured in the same run
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/bench/
 	bin/lojal bench
 
 .PHONY: fuzz

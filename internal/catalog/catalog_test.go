@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -104,48 +103,4 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// BenchmarkValidate1000 validates a directory of 1,000 journey files, the
-// size issue 3 sets a 2 s budget for.
-func BenchmarkValidate1000(b *testing.B) {
-	fsys := fstest.MapFS{}
-	for _, name := range []string{"schema.yaml", "policy.yaml"} {
-		fsys[name] = &fstest.MapFile{Data: []byte(readFileB(b, "../../journeys/"+name))}
-	}
-	tmpls, _ := filepath.Glob("../../journeys/templates/*/*.yaml")
-	for _, p := range tmpls {
-		rel, _ := filepath.Rel("../../journeys", p)
-		fsys[filepath.ToSlash(rel)] = &fstest.MapFile{Data: []byte(readFileB(b, p))}
-	}
-	srcs, _ := filepath.Glob("../../journeys/*.yaml")
-	var journeys []string
-	for _, p := range srcs {
-		if base := filepath.Base(p); base != "schema.yaml" && base != "policy.yaml" {
-			journeys = append(journeys, readFileB(b, p))
-		}
-	}
-	for i := range 1000 {
-		src := journeys[i%len(journeys)]
-		id := strings.SplitN(strings.SplitN(src, "\nid: ", 2)[1], "\n", 2)[0]
-		fsys[fmt.Sprintf("j%04d.yaml", i)] = &fstest.MapFile{Data: []byte(strings.Replace(src, "\nid: "+id+"\n", fmt.Sprintf("\nid: %s-%d\n", id, i), 1))}
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		c, err := Load(fsys, "bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(c.Journeys) != 1000 {
-			b.Fatalf("%d journeys", len(c.Journeys))
-		}
-	}
-}
-
-func readFileB(b *testing.B, p string) string {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return string(data)
 }

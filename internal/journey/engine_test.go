@@ -1,7 +1,6 @@
 package journey
 
 import (
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -229,56 +228,5 @@ func TestNextRejectsUnknownStep(t *testing.T) {
 	st := State{Current: Action{Kind: ActSleep, Step: "renamed-away"}}
 	if _, _, err := j.Next(st, Occurrence{Kind: OccElapsed}, time.Now()); err == nil || !strings.Contains(err.Error(), "does not have") {
 		t.Fatalf("err = %v", err)
-	}
-}
-
-// fiftySteps is a journey of 50 steps: sends, waits and branches.
-func fiftySteps() string {
-	var b strings.Builder
-	b.WriteString("id: long\nname: Long\ntopic: t\ntrigger: { event: order.placed }\nsteps:\n")
-	for i := range 50 {
-		switch i % 5 {
-		case 0, 2:
-			fmt.Fprintf(&b, "  - id: s%d\n    send: { channel: email, template: x, purpose: '\"p%d:\" + event.order_id' }\n", i, i)
-		case 1:
-			fmt.Fprintf(&b, "  - id: s%d\n    wait: { duration: 1d, at_local: \"09:00\" }\n", i)
-		case 3:
-			fmt.Fprintf(&b, "  - id: s%d\n    branch:\n      - when: customer.plan == \"car\" && event.total > 100.0\n        goto: s%d\n      - goto: s%d\n", i, i+1, i+1)
-		case 4:
-			fmt.Fprintf(&b, "  - id: s%d\n    wait_for: { event: order.shipped, timeout: 2d }\n", i)
-		}
-	}
-	return b.String()
-}
-
-func BenchmarkNext(b *testing.B) {
-	s, errs := ParseSchema("schema.yaml", []byte(testSchema+"  order.shipped: { order_id: string }\n"))
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	j, errs := Parse("long.yaml", []byte(fiftySteps()), s, time.UTC)
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	ev := &Event{ID: "e", Type: "order.placed", Data: map[string]any{"order_id": "o-1", "total": 150.0}}
-	start, act, err := j.Start(customer("car", "family"), ev, now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	st := start
-	for b.Loop() {
-		occ := Occurrence{Kind: OccElapsed}
-		if act.Kind == ActSend {
-			occ = Occurrence{Kind: OccSent}
-		}
-		st, act, err = j.Next(st, occ, act.Until)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if act.Kind == ActDone {
-			st, act, _ = j.Start(customer("car", "family"), ev, now)
-		}
 	}
 }

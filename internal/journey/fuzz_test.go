@@ -20,7 +20,6 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte(renewal))
-	f.Add([]byte(fiftySteps()))
 	for _, s := range []string{"", "---", "id: [", "steps: *a", "a: &a [*a, *a]", "id: x\nsteps:\n  - id: a\n    goto: a\n",
 		strings.Repeat("- ", 200) + "x", "audience: '" + strings.Repeat("(", 300) + "'"} {
 		f.Add([]byte(s))

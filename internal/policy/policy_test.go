@@ -399,37 +399,3 @@ func TestClockNextAtOrAfterAcrossDST(t *testing.T) {
 		t.Errorf("got %s, want %s", got.UTC(), want)
 	}
 }
-
-func BenchmarkDecide(b *testing.B) {
-	r := houseRules(b)
-	rel := reachable()
-	now := at(b, r.Location, "2026-05-05 12:00")
-	window := make([]Contact, 100)
-	for i := range window {
-		window[i] = Contact{At: now.Add(-time.Duration(i+1) * 7 * time.Hour), Channel: []string{Email, Push}[i%2], Purpose: fmt.Sprint("p", i), Key: fmt.Sprint(i)}
-	}
-	waiting := []Waiting{{Key: "w", Priority: Low, Since: now.Add(-time.Hour), Due: now.Add(time.Hour)}}
-	req := Request{Key: "k", Channel: Preferred, Topic: "service", Priority: Normal, Purpose: "renewal:p-9", FirstAsked: now}
-	b.ReportAllocs()
-	for b.Loop() {
-		Decide(r, rel, window, waiting, req, now)
-	}
-}
-
-// TestContactsAheadOfNowCount: a reservation stamped a moment after now (a
-// decision that got the customer's lock first, or a worker whose clock runs
-// ahead) must still hold the cap and the min gap.
-func TestContactsAheadOfNowCount(t *testing.T) {
-	t.Parallel()
-	r := houseRules(t)
-	now := at(t, r.Location, "2026-05-05 12:00")
-	ahead := []Contact{{At: now.Add(50 * time.Millisecond), Channel: Email, Key: "other"}}
-	if d := Decide(r, reachable(), ahead, nil, Request{Key: "k", Channel: Email}, now); d.Verdict != Defer || d.Reason != ReasonMinGap {
-		t.Fatalf("min gap: %s", d)
-	}
-	r.MinGap = 0
-	r.Caps = []Cap{{Window: 24 * time.Hour, Max: 1}}
-	if d := Decide(r, reachable(), ahead, nil, Request{Key: "k", Channel: Email}, now); d.Verdict != Defer || d.Reason != ReasonCap {
-		t.Fatalf("cap: %s", d)
-	}
-}

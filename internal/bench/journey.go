@@ -1,0 +1,211 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing/fstest"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+// benchJourneys is a journeys directory with one journey: an event starts
+// it, it sends one email, it ends. The policy has no quiet hours so the
+// benchmark does not depend on the time of day.
+var benchJourneys = fstest.MapFS{
+	"schema.yaml": {Data: []byte("customer:\n  first_name: string\nevents:\n  bench.ping: { ping_id: string }\n")},
+	"policy.yaml": {Data: []byte("default_timezone: Europe/Oslo\nmin_gap: 24h\ncaps:\n  - { window: 7d, max: 3 }\nmax_defer: 7d\n")},
+	"thanks.yaml": {Data: []byte(`id: thanks
+name: Thanks
+topic: service
+trigger: { event: bench.ping }
+key: event.ping_id
+reentry: always
+steps:
+  - id: thank
+    send: { channel: email, template: thanks, purpose: '"thanks:" + event.ping_id' }
+`)},
+	"templates/thanks/en.yaml": {Data: []byte("subject: \"Thank you, {{ .Customer.first_name }}\"\ntext: |\n  Hi {{ .Customer.first_name }}, thank you for {{ .Event.ping_id }}.\nhtml: \"<p>Hi {{ .Customer.first_name }}, thank you for {{ .Event.ping_id }}.</p>\"\n")},
+}
+
+// JourneyOptions configure the journey benchmark.
+type JourneyOptions struct {
+	URL             string
+	TemporalAddress string
+	// PerRound journeys are started and awaited per measurement.
+	PerRound int
+	Rounds   int
+	Conc     int
+}
+
+// Journey compares customer journeys with a send step, completed per
+// second through the real stack (ingest, workflow, policy decision in
+// Postgres, rendering, SMTP delivery, outcome), with a bare workflow that
+// runs one no-op activity, on the same Temporal dev server.
+func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
+	res := Result{Name: "journeys with a send step, end to end", Unit: "journeys/s",
+		BaseName: "bare one-activity workflow", Target: 0.5}
+	log := slog.New(slog.DiscardHandler)
+	cat, err := catalog.Load(benchJourneys, "bench")
+	if err != nil {
+		return res, err
+	}
+	schema := fmt.Sprintf("bench_journey_%d", time.Now().UnixNano())
+	cfg := store.Config{URL: o.URL, Schema: schema, MaxConns: 32}
+	if _, err := store.Migrate(ctx, cfg); err != nil {
+		return res, err
+	}
+	defer dropSchema(o.URL, schema)
+	st, err := store.Open(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	catcher, err := mailcatch.Start(log, mailcatch.Options{Discard: true})
+	if err != nil {
+		return res, err
+	}
+	defer catcher.Close()
+	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + catcher.Addr, From: "lojal <hello@lojal.example>", MaxIdle: 16}, log)
+	if err != nil {
+		return res, err
+	}
+	defer email.Close()
+	signer, err := links.NewSigner([]byte("bench-link-key-0123456789abcdef-0123"), "http://lojal.bench", 0)
+	if err != nil {
+		return res, err
+	}
+	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
+	if err != nil {
+		return res, err
+	}
+	defer tc.Close()
+	queue := fmt.Sprintf("bench-journeys-%d", time.Now().UnixNano())
+	w := worker.New(tc, queue, worker.Options{})
+	workflows.Register(w, &activities.Activities{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
+		Log: log, MessageDomain: email.Domain()})
+	baseQueue := queue + "-baseline"
+	bw := worker.New(tc, baseQueue, worker.Options{})
+	bw.RegisterWorkflowWithOptions(baselineWorkflow, workflow.RegisterOptions{Name: "BenchBaseline"})
+	bw.RegisterActivityWithOptions(noop, activityOptions("BenchNoop"))
+	for _, wk := range []worker.Worker{w, bw} {
+		if err := wk.Start(); err != nil {
+			return res, err
+		}
+		defer wk.Stop()
+	}
+	total := o.PerRound * (o.Rounds + 1)
+	for i := range total {
+		c := journey.Customer{ID: fmt.Sprintf("c-%06d", i), Email: fmt.Sprintf("c%d@example.com", i), Locale: "en", Timezone: "Europe/Oslo",
+			Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
+		if _, err := st.UpsertCustomer(ctx, c, "bench"); err != nil {
+			return res, err
+		}
+	}
+	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, TaskQueue: queue}
+	round := 0
+	ours := func() (float64, error) {
+		first := round * o.PerRound
+		round++
+		return timed(o.PerRound, o.Conc, func(i int) error {
+			cid := fmt.Sprintf("c-%06d", first+i)
+			ev := journey.Event{ID: fmt.Sprintf("e-%s", cid), Type: "bench.ping", CustomerID: cid, At: time.Now(), Data: map[string]any{"ping_id": cid}}
+			if _, err := d.Event(ctx, ev); err != nil {
+				return err
+			}
+			var r workflows.JourneyResult
+			if err := tc.GetWorkflow(ctx, workflows.WorkflowID("thanks", cid, cid), "").Get(ctx, &r); err != nil {
+				return err
+			}
+			if r.Sent != 1 {
+				return fmt.Errorf("journey for %s sent %d messages", cid, r.Sent)
+			}
+			return nil
+		})
+	}
+	base := func() (float64, error) {
+		tag := time.Now().UnixNano()
+		return timed(o.PerRound, o.Conc, func(i int) error {
+			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-baseline-%d-%d", tag, i), TaskQueue: baseQueue}, "BenchBaseline")
+			if err != nil {
+				return err
+			}
+			return run.Get(ctx, nil)
+		})
+	}
+	// One warm-up round each: caches, connections, JIT of the dev server.
+	if _, err := ours(); err != nil {
+		return res, err
+	}
+	if _, err := base(); err != nil {
+		return res, err
+	}
+	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, base)
+	if err == nil && catcher.Count() != o.PerRound*(o.Rounds+1) {
+		err = fmt.Errorf("SMTP server received %d messages, want %d", catcher.Count(), o.PerRound*(o.Rounds+1))
+	}
+	return res, err
+}
+
+func baselineWorkflow(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	return workflow.ExecuteActivity(ctx, "BenchNoop").Get(ctx, nil)
+}
+
+func noop(context.Context) error { return nil }
+
+// timed runs n operations from conc goroutines and returns operations per
+// second over the wall time of all of them.
+func timed(n, conc int, op func(i int) error) (float64, error) {
+	start := time.Now()
+	next := make(chan int)
+	errs := make(chan error, conc)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := op(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		select {
+		case next <- i:
+		case err := <-errs:
+			close(next)
+			wg.Wait()
+			return 0, err
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+func activityOptions(name string) activity.RegisterOptions { return activity.RegisterOptions{Name: name} }
