@@ -189,6 +189,9 @@ const (
 	StatusSent    = "sent"
 	StatusFailed  = "failed"
 	StatusExpired = "expired"
+	// StatusFallback: push could not reach the customer (every
+	// subscription is gone); the run asks again for email.
+	StatusFallback = "fallback"
 )
 
 // DeliverOutput says what happened.
@@ -240,14 +243,30 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		return DeliverOutput{}, err
 	}
 	cat := a.Catalog.Current()
-	env, err := a.envelope(cat, d, cust, in, now)
+	env, err := a.envelope(ctx, cat, d, cust, in, now)
+	var perm permanent
+	if errors.As(err, &perm) {
+		return fail(perm.error)
+	}
 	if err != nil {
-		return fail(err)
+		return DeliverOutput{}, err
 	}
 	if err := a.Store.MarkSending(ctx, in.IdempotencyKey, env.MessageID, env.To, env.Message.Locale, env.Message.Subject+env.Message.Title); err != nil {
 		return DeliverOutput{}, err
 	}
-	if _, err := a.Sender.Send(ctx, env); err != nil {
+	rc, err := a.Sender.Send(ctx, env)
+	for _, gone := range rc.Expired {
+		if rerr := a.Store.RemovePushSubscription(ctx, gone.ID); rerr != nil {
+			return DeliverOutput{}, rerr
+		}
+	}
+	if errors.Is(err, channel.ErrNoLiveSubscription) {
+		if rerr := a.Store.Release(ctx, in.IdempotencyKey, "failed", err.Error()); rerr != nil {
+			return DeliverOutput{}, rerr
+		}
+		return DeliverOutput{Status: StatusFallback, Error: err.Error()}, nil
+	}
+	if err != nil {
 		if perm, ok := channel.IsPermanent(err); ok {
 			if perm.Bounce && d.Channel == policy.Email {
 				if serr := a.Store.Suppress(ctx, policy.Email, env.To, string(policy.ReasonHardBounce), err.Error()); serr != nil {
@@ -264,14 +283,14 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 	return DeliverOutput{Status: StatusSent, MessageID: env.MessageID}, nil
 }
 
-func (a *Activities) envelope(cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
+func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
 	cv, err := cat.Schema.CustomerVars(c)
 	if err != nil {
-		return channel.Envelope{}, fmt.Errorf("%w: %v", render.ErrRender, err)
+		return channel.Envelope{}, permanent{fmt.Errorf("%w: %v", render.ErrRender, err)}
 	}
 	ev, err := cat.Schema.EventVars(in.Trigger)
 	if err != nil {
-		return channel.Envelope{}, fmt.Errorf("%w: %v", render.ErrRender, err)
+		return channel.Envelope{}, permanent{fmt.Errorf("%w: %v", render.ErrRender, err)}
 	}
 	loc := cat.Rules.Location
 	if c.Timezone != "" {
@@ -287,7 +306,7 @@ func (a *Activities) envelope(cat *catalog.Catalog, d store.Delivery, c journey.
 	}
 	msg, err := cat.Templates.Render(d.Template, d.Channel, c.Locale, data)
 	if err != nil {
-		return channel.Envelope{}, err
+		return channel.Envelope{}, permanent{err}
 	}
 	env := channel.Envelope{Channel: d.Channel, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain),
 		IdempotencyKey: in.IdempotencyKey, Message: msg, Unsubscribe: unsub}
@@ -297,7 +316,7 @@ func (a *Activities) envelope(cat *catalog.Catalog, d store.Delivery, c journey.
 	switch d.Channel {
 	case policy.Email:
 		if c.Email == "" {
-			return env, errors.New("customer has no email address")
+			return env, permanent{errors.New("customer has no email address")}
 		}
 		env.To = c.Email
 		if fn, ok := cv["first_name"].(string); ok {
@@ -308,9 +327,19 @@ func (a *Activities) envelope(cat *catalog.Catalog, d store.Delivery, c journey.
 		}
 	default:
 		env.To = c.ID
+		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
+		if err != nil {
+			return env, err
+		}
+		for _, s := range subs {
+			env.Push = append(env.Push, channel.PushSubscription(s))
+		}
 	}
 	return env, nil
 }
+
+// permanent marks envelope failures that retrying cannot fix.
+type permanent struct{ error }
 
 // MessageID derives a message's Message-ID from its idempotency key, so
 // every attempt to send one message carries the same id.

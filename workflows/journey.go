@@ -334,7 +334,12 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		}
 		switch out.Verdict {
 		case policy.Allow:
-			if out.Delivery.Status == activities.StatusExpired {
+			switch out.Delivery.Status {
+			case activities.StatusExpired:
+				continue
+			case activities.StatusFallback:
+				// Push cannot reach the customer: ask again for email.
+				in.Send.Channel = policy.Email
 				continue
 			}
 			if out.Delivery.Status == activities.StatusSent {

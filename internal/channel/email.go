@@ -244,3 +244,13 @@ func smtpReplied(se *gomail.SendError) bool {
 	}
 	return se.ErrorCode() > 0
 }
+
+// LoadDKIM reads a PEM private key (RSA or Ed25519) and returns a signer
+// for domain and selector.
+func LoadDKIM(domain, selector string, pemBytes []byte) (*gomail.DKIMSigner, error) {
+	key, err := gomail.PrivKeyFromPEM(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("dkim key: %w", err)
+	}
+	return gomail.NewDKIMSigner(domain, selector, key), nil
+}

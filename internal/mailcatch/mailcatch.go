@@ -7,6 +7,7 @@ package mailcatch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,11 +20,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
 // Message is one received message.
 type Message struct {
+	// User is who authenticated, when AUTH was required.
+	User       string
 	From       string
 	To         []string
 	Data       []byte
@@ -67,6 +71,16 @@ type Server struct {
 	notify     chan struct{}
 	discard    bool
 	discarded  int
+	users      map[string]string
+	sessions   int
+}
+
+// Sessions counts SMTP sessions opened so far (connection reuse shows as
+// few sessions for many messages).
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
 }
 
 // Options configure the server.
@@ -80,6 +94,11 @@ type Options struct {
 	RejectRecipient func(addr string) bool
 	// Discard counts messages without keeping them (benchmarks).
 	Discard bool
+	// TLS enables STARTTLS with this configuration.
+	TLS *tls.Config
+	// Users, when set, requires AUTH PLAIN with one of these
+	// user/password pairs before mail is accepted.
+	Users map[string]string
 }
 
 // Start listens and serves until Close.
@@ -98,7 +117,7 @@ func Start(log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{Addr: ln.Addr().String(), ln: ln, dir: opts.Dir, log: log, rejectRcpt: opts.RejectRecipient,
-		notify: make(chan struct{}), discard: opts.Discard}
+		notify: make(chan struct{}), discard: opts.Discard, users: opts.Users}
 	srv := smtp.NewServer(s)
 	srv.Domain = "mailcatch.local"
 	srv.AllowInsecureAuth = true
@@ -107,6 +126,7 @@ func Start(log *slog.Logger, opts Options) (*Server, error) {
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = opts.TLS
 	s.srv = srv
 	go func() {
 		if err := srv.Serve(&modeListener{Listener: ln, s: s}); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
@@ -198,6 +218,9 @@ func (s *Server) NewSession(*smtp.Conn) (smtp.Session, error) {
 	if s.currentMode() == TempFail {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service not available, try later"}
 	}
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
 	return &session{s: s}, nil
 }
 
@@ -205,14 +228,38 @@ type session struct {
 	s    *Server
 	from string
 	to   []string
+	user string
 }
 
-func (ss *session) AuthMechanisms() []string { return []string{"PLAIN"} }
+// AuthMechanisms implements smtp.AuthSession.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.users == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+// Auth implements smtp.AuthSession.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain || ss.s.users == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if want, ok := ss.s.users[username]; !ok || want != password {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+		}
+		ss.user = username
+		return nil
+	}), nil
+}
 
 func (ss *session) Reset()        { ss.from, ss.to = "", nil }
 func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.s.users != nil && ss.user == "" {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
 	ss.from = from
 	return nil
 }
@@ -240,7 +287,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
 	}
-	return ss.s.store(Message{From: ss.from, To: ss.to, Data: data, Header: msg.Header, ReceivedAt: time.Now()})
+	return ss.s.store(Message{User: ss.user, From: ss.from, To: ss.to, Data: data, Header: msg.Header, ReceivedAt: time.Now()})
 }
 
 // modeListener drops connections in Drop mode.

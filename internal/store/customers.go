@@ -236,3 +236,47 @@ func (s *Store) OpenRuns(ctx context.Context, journeyID string) ([]OpenRun, erro
 	}
 	return out, nil
 }
+
+// PushSubscription is a stored push subscription.
+type PushSubscription struct {
+	ID       int64  `json:"id"`
+	Kind     string `json:"kind"`
+	Endpoint string `json:"endpoint"`
+	P256dh   string `json:"p256dh,omitempty"`
+	Auth     string `json:"auth,omitempty"`
+}
+
+// AddPushSubscription stores (or refreshes) a customer's subscription.
+func (s *Store) AddPushSubscription(ctx context.Context, customerID string, p PushSubscription) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, s.q.UpsertPushSub, customerID, p.Kind, p.Endpoint, p.P256dh, p.Auth).Scan(&id)
+	if isForeignKeyViolation(err) {
+		return 0, fmt.Errorf("add push subscription: customer %s: %w", customerID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("add push subscription: %w", err)
+	}
+	return id, nil
+}
+
+// PushSubscriptions lists a customer's subscriptions.
+func (s *Store) PushSubscriptions(ctx context.Context, customerID string) ([]PushSubscription, error) {
+	rows, err := s.pool.Query(ctx, s.q.PushSubs, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("push subscriptions of %s: %w", customerID, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[PushSubscription])
+	if err != nil {
+		return nil, fmt.Errorf("push subscriptions of %s: %w", customerID, err)
+	}
+	return out, nil
+}
+
+// RemovePushSubscription deletes a subscription the push service says is
+// gone.
+func (s *Store) RemovePushSubscription(ctx context.Context, id int64) error {
+	if _, err := s.pool.Exec(ctx, s.q.DeletePushSub, id); err != nil {
+		return fmt.Errorf("remove push subscription %d: %w", id, err)
+	}
+	return nil
+}

@@ -35,6 +35,9 @@ type queries struct {
 	LockRelationship   string `query:"lock-relationship"`
 	SuppressAddress    string `query:"suppress-address"`
 	OptOutTopic        string `query:"opt-out-topic"`
+	UpsertPushSub      string `query:"upsert-push-subscription"`
+	PushSubs           string `query:"push-subscriptions"`
+	DeletePushSub      string `query:"delete-push-subscription"`
 	InsertEvent        string `query:"insert-event"`
 	MarkEventDispatch  string `query:"mark-event-dispatched"`
 	LatestRun          string `query:"latest-run"`

@@ -50,3 +50,15 @@ ON CONFLICT (channel, address) DO UPDATE SET
 UPDATE customers
 SET topics_opted_out = array(SELECT DISTINCT unnest(topics_opted_out || $2::text[]) ORDER BY 1), updated_at = now()
 WHERE id = $1;
+
+-- name: upsert-push-subscription
+INSERT INTO push_subscriptions (customer_id, kind, endpoint, p256dh, auth)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (customer_id, endpoint) DO UPDATE SET kind = EXCLUDED.kind, p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth
+RETURNING id;
+
+-- name: push-subscriptions
+SELECT id, kind, endpoint, p256dh, auth FROM push_subscriptions WHERE customer_id = $1 ORDER BY id;
+
+-- name: delete-push-subscription
+DELETE FROM push_subscriptions WHERE id = $1;

@@ -1,0 +1,245 @@
+package activities_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+type bundle struct {
+	acts    *activities.Activities
+	store   *store.Store
+	catcher *mailcatch.Server
+	pushes  *atomic.Int64
+}
+
+// setup gives activities over a fresh schema, the shipped journeys, the
+// SMTP catcher and an HTTP push provider that knows one live device token
+// ("live") and says every other is gone.
+func setup(t *testing.T) bundle {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	cat, err := catalog.Load(os.DirFS("../journeys"), "journeys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mailcatch.Start(log, mailcatch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + c.Addr, From: "lojal <hello@lojal.example>"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(email.Close)
+	var pushes atomic.Int64
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := make([]byte, 4096)
+		n, _ := r.Body.Read(body)
+		if !strings.Contains(string(body[:n]), `"to":"live"`) {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
+		pushes.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(provider.Close)
+	push := channel.NewPush(channel.PushConfig{ProviderURL: provider.URL}, log)
+	signer, _ := links.NewSigner([]byte("0123456789abcdef0123456789abcdef"), "https://lojal.example", 0)
+	st := pgtest.Store(t)
+	return bundle{store: st, catcher: c, pushes: &pushes, acts: &activities.Activities{Store: st, Catalog: cat,
+		Sender: channel.Mux{"email": email, "push": push}, Links: signer, Log: log, MessageDomain: "lojal.example"}}
+}
+
+func (b bundle) customer(t *testing.T, c journey.Customer) {
+	t.Helper()
+	if _, err := b.store.UpsertCustomer(context.Background(), c, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func kari() journey.Customer {
+	return journey.Customer{ID: "c-1", Email: "kari@example.no", Locale: "nb", Timezone: "UTC",
+		Consent: map[string]bool{"email": true, "push": true},
+		Attributes: map[string]any{"first_name": "Kari", "last_name": "Nordmann", "plan": "home", "segment": "family",
+			"advisor_name": "Ingrid", "advisor_phone": "+47 1", "loyalty_points": 1200}}
+}
+
+// noon returns a clock at 12:00 UTC today, outside quiet hours for a
+// customer in UTC.
+func noon() func() time.Time {
+	y, m, d := time.Now().UTC().Date()
+	t := time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
+	return func() time.Time { return t }
+}
+
+func sendInput(template, channel string) activities.SendInput {
+	return activities.SendInput{DecideInput: activities.DecideInput{WorkflowID: "journey/loyalty-benefit/c-1", RunID: "run-1",
+		JourneyID: "loyalty-benefit", Version: "v1", StepID: "tell", CustomerID: "c-1", Ask: 1, FirstAsked: noon()(),
+		Send: journey.SendAction{Channel: channel, Template: template, Topic: "loyalty", Priority: "normal", Visit: 1}}}
+}
+
+func TestSendTwiceDeliversOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	first, err := b.acts.Send(ctx, in)
+	if err != nil || first.Verdict != policy.Allow || first.Delivery.Status != activities.StatusSent {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	// Temporal retrying the same attempt (same key) must not send again.
+	again, err := b.acts.Send(ctx, in)
+	if err != nil || !again.Replayed || !again.Delivery.AlreadySent || again.Delivery.MessageID != first.Delivery.MessageID {
+		t.Fatalf("retry: %+v %v", again, err)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("%d messages received, want 1", n)
+	}
+	m := b.catcher.Messages()[0]
+	if m.MessageID() != first.Delivery.MessageID || m.Header.Get("Content-Language") != "nb" {
+		t.Errorf("headers: %v", m.Header)
+	}
+}
+
+func TestHostileCustomerDataIsEscaped(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	c := kari()
+	c.Attributes["first_name"] = `<script>alert("pwned")</script>`
+	b.customer(t, c)
+	out, err := b.acts.Send(context.Background(), sendInput("advisor-intro", "email"))
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("%+v %v", out, err)
+	}
+	text, html := parts(t, b.catcher.Messages()[0].Data)
+	if strings.Contains(html, "<script>") || !strings.Contains(html, "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;") {
+		t.Fatalf("html part not escaped:\n%s", html)
+	}
+	// The text part is text/plain: the name appears as written, which no
+	// mail client executes.
+	if !strings.Contains(text, `Hei <script>alert("pwned")</script>,`) {
+		t.Fatalf("text part:\n%s", text)
+	}
+}
+
+func parts(t *testing.T, raw []byte) (text, html string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			return text, html
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(p)
+		if strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") {
+			html = string(body)
+		} else {
+			text = string(body)
+		}
+	}
+}
+
+func TestMissingAttributeFailsWithoutSending(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	c := kari()
+	delete(c.Attributes, "first_name")
+	b.customer(t, c)
+	out, err := b.acts.Send(context.Background(), sendInput("loyalty-benefit", "email"))
+	if err != nil || out.Delivery.Status != activities.StatusFailed || !strings.Contains(out.Delivery.Error, "first_name") {
+		t.Fatalf("%+v %v", out, err)
+	}
+	hist, _ := b.store.History(context.Background(), "c-1")
+	if b.catcher.Count() != 0 || len(hist) != 1 || hist[0].Status != "failed" {
+		t.Fatalf("sent %d, history %+v", b.catcher.Count(), hist)
+	}
+}
+
+func TestPreferredPush(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	c := kari()
+	c.PreferredChannel = "push"
+	b.customer(t, c)
+	if _, err := b.store.AddPushSubscription(context.Background(), "c-1", store.PushSubscription{Kind: "http", Endpoint: "live"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.acts.Send(context.Background(), sendInput("loyalty-benefit", "preferred"))
+	if err != nil || out.Channel != "push" || out.Delivery.Status != activities.StatusSent || b.pushes.Load() != 1 || b.catcher.Count() != 0 {
+		t.Fatalf("%+v %v (pushes %d, emails %d)", out, err, b.pushes.Load(), b.catcher.Count())
+	}
+}
+
+// TestExpiredPushFallsBackToEmail: the push provider says the only
+// subscription is gone; it is removed, the reservation released, and the
+// next ask goes out by email.
+func TestExpiredPushFallsBackToEmail(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	c := kari()
+	c.PreferredChannel = "push"
+	b.customer(t, c)
+	ctx := context.Background()
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "stale-device"}); err != nil {
+		t.Fatal(err)
+	}
+	in := sendInput("loyalty-benefit", "preferred")
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Channel != "push" || out.Delivery.Status != activities.StatusFallback {
+		t.Fatalf("first ask: %+v %v", out, err)
+	}
+	if subs, _ := b.store.PushSubscriptions(ctx, "c-1"); len(subs) != 0 {
+		t.Fatalf("expired subscription kept: %+v", subs)
+	}
+	in.Ask, in.Send.Channel = 2, policy.Email // what the workflow does on fallback
+	out, err = b.acts.Send(ctx, in)
+	if err != nil || out.Channel != "email" || out.Delivery.Status != activities.StatusSent || b.catcher.Count() != 1 {
+		t.Fatalf("second ask: %+v %v", out, err)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if len(hist) != 2 || hist[0].Status != "failed" || hist[1].Status != "sent" {
+		t.Fatalf("history %+v", hist)
+	}
+}

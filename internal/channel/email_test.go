@@ -1,0 +1,231 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/render"
+)
+
+func catcher(t *testing.T, opts mailcatch.Options) *mailcatch.Server {
+	t.Helper()
+	c, err := mailcatch.Start(slog.New(slog.DiscardHandler), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newEmail(t *testing.T, cfg EmailConfig) *Email {
+	t.Helper()
+	if cfg.From == "" {
+		cfg.From = "lojal <hello@lojal.example>"
+	}
+	e, err := NewEmail(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func envelope() Envelope {
+	return Envelope{Channel: "email", To: "kari@example.no", ToName: "Kari Nordmann", MessageID: "abc123@lojal.example",
+		IdempotencyKey: "journey/x/c-1@run/remind#1.1", Unsubscribe: "https://lojal.example/u/tok",
+		Message: render.Message{Locale: "nb", Subject: "Forsikringen din fornyes 1. april",
+			Text: "Hei Kari,\nforsikringen din fornyes 1. april.", HTML: "<p>Hei Kari,</p><p>forsikringen din fornyes <b>1. april</b>.</p>"}}
+}
+
+// decodeParts returns the decoded text/plain and text/html parts.
+func decodeParts(t *testing.T, raw []byte) (*mail.Message, string, string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text, html string
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p) // multipart.Reader undoes quoted-printable
+		if strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") {
+			html = string(b)
+		} else {
+			text = string(b)
+		}
+	}
+	return msg, text, html
+}
+
+func TestEmailHeadersAndParts(t *testing.T) {
+	t.Parallel()
+	c := catcher(t, mailcatch.Options{})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr})
+	if _, err := e.Send(context.Background(), envelope()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := c.Messages()
+	if len(msgs) != 1 || msgs[0].From != "hello@lojal.example" || msgs[0].To[0] != "kari@example.no" {
+		t.Fatalf("envelope: %+v", msgs)
+	}
+	m, text, html := decodeParts(t, msgs[0].Data)
+	h := m.Header
+	subject, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
+	for name, want := range map[string]string{
+		"Message-Id":            "<abc123@lojal.example>",
+		"List-Unsubscribe":      "<https://lojal.example/u/tok>",
+		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		"X-Lojal-Key":           "journey/x/c-1@run/remind#1.1",
+		"Content-Language":      "nb",
+	} {
+		if got := h.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if subject != "Forsikringen din fornyes 1. april" {
+		t.Errorf("subject %q", subject)
+	}
+	if !strings.Contains(text, "forsikringen din fornyes 1. april.") || !strings.Contains(html, "<b>1. april</b>") {
+		t.Errorf("parts: %q / %q", text, html)
+	}
+}
+
+func TestEmailReusesConnections(t *testing.T) {
+	t.Parallel()
+	c := catcher(t, mailcatch.Options{})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr})
+	for range 20 {
+		if _, err := e.Send(context.Background(), envelope()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Count() != 20 || c.Sessions() != 1 {
+		t.Fatalf("%d messages over %d sessions, want 20 over 1", c.Count(), c.Sessions())
+	}
+}
+
+func TestEmailStartTLSAndAuth(t *testing.T) {
+	t.Parallel()
+	c := catcher(t, mailcatch.Options{TLS: selfSigned(t), Users: map[string]string{"lojal": "s3cret"}})
+	e := newEmail(t, EmailConfig{URL: "smtp://lojal:s3cret@" + c.Addr + "?tls=starttls", InsecureSkipVerify: true})
+	if _, err := e.Send(context.Background(), envelope()); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := c.Messages(); len(msgs) != 1 || msgs[0].User != "lojal" {
+		t.Fatalf("messages %+v", msgs)
+	}
+	bad := newEmail(t, EmailConfig{URL: "smtp://lojal:wrong@" + c.Addr + "?tls=starttls", InsecureSkipVerify: true})
+	if _, err := bad.Send(context.Background(), envelope()); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	// Mandatory STARTTLS refuses a server that does not offer it.
+	plain := catcher(t, mailcatch.Options{})
+	tlsOnly := newEmail(t, EmailConfig{URL: "smtp://u:p@" + plain.Addr + "?tls=starttls"})
+	if _, err := tlsOnly.Send(context.Background(), envelope()); err == nil || plain.Count() != 0 {
+		t.Fatalf("sent in the clear: %v", err)
+	}
+}
+
+func TestEmailDKIM(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	signer, err := LoadDKIM("lojal.example", "lj1", pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := catcher(t, mailcatch.Options{})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, DKIM: signer})
+	if _, err := e.Send(context.Background(), envelope()); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(c.Messages()[0].Data), &dkim.VerifyOptions{
+		LookupTXT: func(domain string) ([]string, error) {
+			if domain != "lj1._domainkey.lojal.example" {
+				t.Errorf("looked up %s", domain)
+			}
+			return []string{"v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(pub)}, nil
+		}})
+	if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != "lojal.example" {
+		t.Fatalf("dkim: %+v %v", verifs, err)
+	}
+}
+
+func TestEmailHardBounceIsPermanent(t *testing.T) {
+	t.Parallel()
+	c := catcher(t, mailcatch.Options{RejectRecipient: func(string) bool { return true }})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr})
+	_, err := e.Send(context.Background(), envelope())
+	perm, ok := IsPermanent(err)
+	if !ok || !perm.Bounce || perm.Code != 550 {
+		t.Fatalf("err = %v", err)
+	}
+	env := envelope()
+	env.To = "not an address"
+	if _, err := e.Send(context.Background(), env); err == nil {
+		t.Fatal("bad address accepted")
+	}
+}
+
+func TestEmailServerDownIsTemporary(t *testing.T) {
+	t.Parallel()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	e := newEmail(t, EmailConfig{URL: "smtp://" + addr, Timeout: 2 * time.Second})
+	_, err := e.Send(context.Background(), envelope())
+	if _, perm := IsPermanent(err); err == nil || perm {
+		t.Fatalf("err = %v, want a temporary failure", err)
+	}
+}
+
+func selfSigned(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}

@@ -1,0 +1,285 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/render"
+)
+
+// pushService is a local Web Push service (RFC 8030) that checks what a
+// real one checks: the VAPID JWT (RFC 8292) signed by the key it presents
+// and addressed to this origin, and a payload that decrypts (RFC 8291,
+// aes128gcm) with the subscriber's keys.
+type pushService struct {
+	t        *testing.T
+	srv      *httptest.Server
+	uaKey    *ecdh.PrivateKey
+	auth     []byte
+	vapidPub string
+
+	mu       sync.Mutex
+	received []Payload
+	topics   []string
+	gone     map[string]bool
+}
+
+func newPushService(t *testing.T, vapidPub string) *pushService {
+	t.Helper()
+	uaKey, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := make([]byte, 16)
+	_, _ = rand.Read(auth)
+	ps := &pushService{t: t, uaKey: uaKey, auth: auth, vapidPub: vapidPub, gone: map[string]bool{}}
+	ps.srv = httptest.NewServer(http.HandlerFunc(ps.serve))
+	t.Cleanup(ps.srv.Close)
+	return ps
+}
+
+func (ps *pushService) subscription(path string) PushSubscription {
+	return PushSubscription{Kind: KindWebPush, Endpoint: ps.srv.URL + path,
+		P256dh: base64.RawURLEncoding.EncodeToString(ps.uaKey.PublicKey().Bytes()),
+		Auth:   base64.RawURLEncoding.EncodeToString(ps.auth)}
+}
+
+func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
+	if ps.gone[r.URL.Path] {
+		http.Error(w, "subscription expired", http.StatusGone)
+		return
+	}
+	if err := ps.checkVAPID(r); err != nil {
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if r.Header.Get("Content-Encoding") != "aes128gcm" || r.Header.Get("TTL") == "" {
+		http.Error(w, "want Content-Encoding aes128gcm and a TTL", http.StatusBadRequest)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	plain, err := ps.decrypt(body)
+	if err != nil {
+		http.Error(w, "decrypt: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var p Payload
+	if err := json.Unmarshal(plain, &p); err != nil {
+		http.Error(w, "payload: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ps.mu.Lock()
+	ps.received = append(ps.received, p)
+	ps.topics = append(ps.topics, r.Header.Get("Topic"))
+	ps.mu.Unlock()
+	w.WriteHeader(http.StatusCreated)
+}
+
+// checkVAPID verifies "Authorization: vapid t=JWT, k=KEY".
+func (ps *pushService) checkVAPID(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	rest, ok := strings.CutPrefix(h, "vapid ")
+	if !ok {
+		return fmt.Errorf("authorization %q is not vapid", h)
+	}
+	params := map[string]string{}
+	for _, p := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		params[k] = v
+	}
+	if params["k"] != ps.vapidPub {
+		return errors.New("vapid key is not the application server's")
+	}
+	keyBytes, err := base64.RawURLEncoding.DecodeString(params["k"])
+	if err != nil {
+		return err
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), keyBytes)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(params["t"], ".")
+	if len(parts) != 3 {
+		return errors.New("jwt is not three parts")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		return errors.New("jwt signature is not 64 bytes of base64url")
+	}
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		return errors.New("jwt signature does not verify")
+	}
+	var header struct{ Alg, Typ string }
+	var claims struct {
+		Aud string
+		Exp int64
+		Sub string
+	}
+	hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	cb, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if json.Unmarshal(hb, &header) != nil || json.Unmarshal(cb, &claims) != nil {
+		return errors.New("jwt does not decode")
+	}
+	switch {
+	case header.Alg != "ES256":
+		return fmt.Errorf("jwt alg %q", header.Alg)
+	case claims.Aud != ps.srv.URL:
+		return fmt.Errorf("jwt aud %q, want %q", claims.Aud, ps.srv.URL)
+	case claims.Exp < time.Now().Unix() || claims.Exp > time.Now().Add(24*time.Hour).Unix():
+		return errors.New("jwt exp outside (now, now+24h]")
+	case !strings.HasPrefix(claims.Sub, "mailto:") && !strings.HasPrefix(claims.Sub, "https:"):
+		return fmt.Errorf("jwt sub %q", claims.Sub)
+	}
+	return nil
+}
+
+// decrypt implements the user agent side of RFC 8291 over RFC 8188.
+func (ps *pushService) decrypt(body []byte) ([]byte, error) {
+	if len(body) < 21 {
+		return nil, errors.New("short body")
+	}
+	salt, rs, idlen := body[:16], binary.BigEndian.Uint32(body[16:20]), int(body[20])
+	if len(body) < 21+idlen || rs < 18 {
+		return nil, errors.New("bad header")
+	}
+	asPubBytes, ciphertext := body[21:21+idlen], body[21+idlen:]
+	asPub, err := ecdh.P256().NewPublicKey(asPubBytes)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := ps.uaKey.ECDH(asPub)
+	if err != nil {
+		return nil, err
+	}
+	info := append(append([]byte("WebPush: info\x00"), ps.uaKey.PublicKey().Bytes()...), asPubBytes...)
+	ikm, err := hkdf.Key(sha256.New, secret, ps.auth, string(info), 32)
+	if err != nil {
+		return nil, err
+	}
+	cek, _ := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: aes128gcm\x00", 16)
+	nonce, _ := hkdf.Key(sha256.New, ikm, salt, "Content-Encoding: nonce\x00", 12)
+	block, err := aes.NewCipher(cek)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := gcm.Open(nil, nonce, ciphertext, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Strip padding: the last non-zero byte is the delimiter 0x02.
+	i := bytes.LastIndexFunc(plain, func(r rune) bool { return r != 0 })
+	if i < 0 || plain[i] != 2 {
+		return nil, errors.New("no padding delimiter")
+	}
+	return plain[:i], nil
+}
+
+func TestWebPushVAPIDAndEncryption(t *testing.T) {
+	t.Parallel()
+	priv, pub, err := GenerateVAPIDKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := newPushService(t, pub)
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}, slog.New(slog.DiscardHandler))
+	env := Envelope{Channel: "push", To: "c-1", MessageID: "0123456789abcdef0123456789abcdef@lojal.example",
+		Message: render.Message{Locale: "nb", Title: "Fornyelsen nærmer seg", Body: "Kari, forsikringen din fornyes snart."},
+		Push:    []PushSubscription{ps.subscription("/sub/1")}}
+	rc, err := p.Send(context.Background(), env)
+	if err != nil || rc.Delivered != 1 {
+		t.Fatalf("send: %+v %v", rc, err)
+	}
+	if len(ps.received) != 1 || ps.received[0].Title != "Fornyelsen nærmer seg" || ps.received[0].Body != "Kari, forsikringen din fornyes snart." ||
+		ps.received[0].MessageID != env.MessageID || ps.received[0].Locale != "nb" {
+		t.Fatalf("received %+v", ps.received)
+	}
+	if ps.topics[0] != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("topic %q", ps.topics[0])
+	}
+}
+
+func TestWebPushWrongKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	priv, pub, _ := GenerateVAPIDKeys()
+	_, otherPub, _ := GenerateVAPIDKeys()
+	ps := newPushService(t, otherPub) // expects a different application server
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}, slog.New(slog.DiscardHandler))
+	_, err := p.Send(context.Background(), Envelope{Channel: "push", MessageID: "m", Message: render.Message{Title: "t", Body: "b"},
+		Push: []PushSubscription{ps.subscription("/sub/1")}})
+	if _, perm := IsPermanent(err); !perm {
+		t.Fatalf("err = %v, want a permanent failure", err)
+	}
+}
+
+func TestExpiredSubscriptionsAreReported(t *testing.T) {
+	t.Parallel()
+	priv, pub, _ := GenerateVAPIDKeys()
+	ps := newPushService(t, pub)
+	ps.gone["/sub/old"] = true
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}, slog.New(slog.DiscardHandler))
+	env := Envelope{Channel: "push", MessageID: "m", Message: render.Message{Title: "t", Body: "b"},
+		Push: []PushSubscription{ps.subscription("/sub/old"), ps.subscription("/sub/new")}}
+	rc, err := p.Send(context.Background(), env)
+	if err != nil || rc.Delivered != 1 || len(rc.Expired) != 1 || !strings.HasSuffix(rc.Expired[0].Endpoint, "/sub/old") {
+		t.Fatalf("partly expired: %+v %v", rc, err)
+	}
+	env.Push = env.Push[:1]
+	rc, err = p.Send(context.Background(), env)
+	if !errors.Is(err, ErrNoLiveSubscription) || len(rc.Expired) != 1 {
+		t.Fatalf("all expired: %+v %v", rc, err)
+	}
+}
+
+func TestHTTPPushProvider(t *testing.T) {
+	t.Parallel()
+	var got []providerRequest
+	var auth, idem string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth, idem = r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key")
+		var req providerRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.To == "dead-token" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		got = append(got, req)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	p := NewPush(PushConfig{ProviderURL: srv.URL, ProviderToken: "s3cret"}, slog.New(slog.DiscardHandler))
+	rc, err := p.Send(context.Background(), Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Title: "Hei", Body: "Kari"},
+		Push: []PushSubscription{{Kind: KindHTTP, Endpoint: "device-token-1"}, {Kind: KindHTTP, Endpoint: "dead-token"}}})
+	if err != nil || rc.Delivered != 1 || len(rc.Expired) != 1 {
+		t.Fatalf("%+v %v", rc, err)
+	}
+	if auth != "Bearer s3cret" || idem != "m-1" || got[0].To != "device-token-1" || got[0].Title != "Hei" {
+		t.Fatalf("provider saw auth %q idem %q %+v", auth, idem, got)
+	}
+}
