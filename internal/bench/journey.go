@@ -208,4 +208,6 @@ func timed(n, conc int, op func(i int) error) (float64, error) {
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-func activityOptions(name string) activity.RegisterOptions { return activity.RegisterOptions{Name: name} }
+func activityOptions(name string) activity.RegisterOptions {
+	return activity.RegisterOptions{Name: name}
+}
