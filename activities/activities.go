@@ -284,13 +284,51 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 }
 
 func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
+	env, err := Compose(cat, a.Links, Message{Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
+		IdempotencyKey: in.IdempotencyKey, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain)}, now)
+	if err != nil {
+		return env, permanent{err}
+	}
+	if d.MessageID != "" {
+		env.MessageID = d.MessageID
+	}
+	if d.Channel != policy.Email {
+		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
+		if err != nil {
+			return env, err
+		}
+		for _, s := range subs {
+			env.Push = append(env.Push, channel.PushSubscription(s))
+		}
+	}
+	return env, nil
+}
+
+// Message names what Compose renders.
+type Message struct {
+	Template       string
+	Channel        string
+	Topic          string
+	Customer       journey.Customer
+	Trigger        *journey.Event
+	IdempotencyKey string
+	MessageID      string
+}
+
+// Compose renders a message for one customer into an envelope: template in
+// the customer's locale, their data and the trigger event, their time
+// zone, and signed unsubscribe and preference links. The send path and
+// `lojal journeys render` both use it, so a preview is exactly what would
+// be sent. Every error it returns is permanent (bad data or template).
+func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Time) (channel.Envelope, error) {
+	c := m.Customer
 	cv, err := cat.Schema.CustomerVars(c)
 	if err != nil {
-		return channel.Envelope{}, permanent{fmt.Errorf("%w: %v", render.ErrRender, err)}
+		return channel.Envelope{}, fmt.Errorf("%w: %v", render.ErrRender, err)
 	}
-	ev, err := cat.Schema.EventVars(in.Trigger)
+	ev, err := cat.Schema.EventVars(m.Trigger)
 	if err != nil {
-		return channel.Envelope{}, permanent{fmt.Errorf("%w: %v", render.ErrRender, err)}
+		return channel.Envelope{}, fmt.Errorf("%w: %v", render.ErrRender, err)
 	}
 	loc := cat.Rules.Location
 	if c.Timezone != "" {
@@ -300,23 +338,19 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	}
 	data := render.Data{Customer: cv, Event: ev, Location: loc}
 	var unsub string
-	if a.Links != nil {
-		unsub, data.Links.Preferences = a.Links.For(c.ID, d.Topic, now)
+	if signer != nil {
+		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
 		data.Links.Unsubscribe = unsub
 	}
-	msg, err := cat.Templates.Render(d.Template, d.Channel, c.Locale, data)
+	msg, err := cat.Templates.Render(m.Template, m.Channel, c.Locale, data)
 	if err != nil {
-		return channel.Envelope{}, permanent{err}
+		return channel.Envelope{}, err
 	}
-	env := channel.Envelope{Channel: d.Channel, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain),
-		IdempotencyKey: in.IdempotencyKey, Message: msg, Unsubscribe: unsub}
-	if d.MessageID != "" {
-		env.MessageID = d.MessageID
-	}
-	switch d.Channel {
+	env := channel.Envelope{Channel: m.Channel, MessageID: m.MessageID, IdempotencyKey: m.IdempotencyKey, Message: msg, Unsubscribe: unsub}
+	switch m.Channel {
 	case policy.Email:
 		if c.Email == "" {
-			return env, permanent{errors.New("customer has no email address")}
+			return env, errors.New("customer has no email address")
 		}
 		env.To = c.Email
 		if fn, ok := cv["first_name"].(string); ok {
@@ -327,13 +361,6 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 		}
 	default:
 		env.To = c.ID
-		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
-		if err != nil {
-			return env, err
-		}
-		for _, s := range subs {
-			env.Push = append(env.Push, channel.PushSubscription(s))
-		}
 	}
 	return env, nil
 }

@@ -83,6 +83,13 @@ func startDevStack(ctx context.Context, cfg *Config, log *slog.Logger, out io.Wr
 		_, _ = rand.Read(b[:])
 		cfg.LinkKey = hex.EncodeToString(b[:])
 	}
+	if cfg.VAPIDPrivateKey == "" {
+		priv, pub, err := channel.GenerateVAPIDKeys()
+		if err != nil {
+			return s, err
+		}
+		cfg.VAPIDPrivateKey, cfg.VAPIDPublicKey = priv, pub
+	}
 	return s, nil
 }
 
@@ -126,7 +133,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tc.Close()
-	email, err := channel.NewEmail(channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom}, log)
+	mux, email, err := senders(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -135,7 +142,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
 		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

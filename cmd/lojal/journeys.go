@@ -7,14 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/render"
 	"github.com/lojal/lojal/internal/simulate"
 	"github.com/lojal/lojal/workflows"
 )
@@ -32,6 +37,8 @@ func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return runDiff(args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrateRuns(ctx, args[1:], stdout, stderr)
+	case "render":
+		return runRender(args[1:], stdout, stderr)
 	}
 	return exitError{code: 2, msg: fmt.Sprintf("lojal journeys: unknown command %q", args[0])}
 }
@@ -338,4 +345,74 @@ func runMigrateRuns(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "\n%d runs %s to version %s; %d stay on their version.\n", moved, verb, j.Version, refused)
 	return nil
+}
+
+// runRender previews a message exactly as it would be sent: the locale the
+// fallback chain picks, the headers, the text and HTML parts (or the push
+// payload). Nothing is sent.
+func runRender(args []string, stdout, stderr io.Writer) error {
+	cfg := defaultConfig()
+	fs := newFlagSet("journeys render", stderr)
+	dir := fs.String("dir", "journeys", "journeys directory")
+	tmpl := fs.String("template", "", "template name (a directory under templates/)")
+	custFile := fs.String("customer", "", "customer JSON file")
+	eventFile := fs.String("event", "", "events file (.jsonl); the first event is .Event")
+	ch := fs.String("channel", "email", "email or push")
+	if err := loadInto(fs, args, &cfg); err != nil {
+		return err
+	}
+	if *tmpl == "" || *custFile == "" || (*ch != "email" && *ch != "push") {
+		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push]"}
+	}
+	cat, err := loadCatalog(*dir)
+	if err != nil {
+		return err
+	}
+	cust, err := readCustomer(*custFile)
+	if err != nil {
+		return err
+	}
+	if cust, err = cat.Schema.CheckCustomer(cust); err != nil {
+		return fmt.Errorf("customer: %w", err)
+	}
+	var ev *journey.Event
+	if *eventFile != "" {
+		evs, err := readEvents(*eventFile)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return fmt.Errorf("%s: no events", *eventFile)
+		}
+		ev = &evs[0]
+	}
+	// Preview links are signed with a throw-away key: they look like the
+	// real ones but do not work.
+	signer, err := links.NewSigner([]byte("preview-only-key-not-for-real-links"), cfg.PublicURL, 0)
+	if err != nil {
+		return err
+	}
+	domain := messageDomain(cfg.MailFrom)
+	env, err := activities.Compose(cat, signer, activities.Message{Template: *tmpl, Channel: *ch, Topic: "preview", Customer: cust,
+		Trigger: ev, IdempotencyKey: "preview", MessageID: activities.MessageID("preview", domain)}, time.Now())
+	if err != nil {
+		return err
+	}
+	msg := env.Message
+	fmt.Fprintf(stderr, "template %s, locale %s (customer locale %q, fallback chain %v)\n\n", *tmpl, msg.Locale, cust.Locale, render.Chain(cust.Locale))
+	if *ch == "push" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(channel.Payload{Title: msg.Title, Body: msg.Body, URL: msg.URL, MessageID: env.MessageID, Locale: msg.Locale})
+	}
+	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://preview.invalid:25", From: cfg.MailFrom}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	m, err := email.Build(env)
+	if err != nil {
+		return err
+	}
+	_, err = m.WriteTo(stdout)
+	return err
 }

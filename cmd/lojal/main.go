@@ -19,6 +19,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/config"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/store"
@@ -117,6 +118,13 @@ type Config struct {
 	Journeys          string        `flag:"journeys" env:"LOJAL_JOURNEYS" usage:"journeys directory"`
 	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages"`
 	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
+	DKIMKeyFile       string        `flag:"dkim-key-file" env:"LOJAL_DKIM_KEY_FILE" usage:"PEM private key to DKIM-sign email with (RSA or Ed25519)"`
+	DKIMSelector      string        `flag:"dkim-selector" env:"LOJAL_DKIM_SELECTOR" usage:"DKIM selector (its TXT record is <selector>._domainkey.<from domain>)"`
+	VAPIDPublicKey    string        `flag:"vapid-public-key" env:"LOJAL_VAPID_PUBLIC_KEY" usage:"Web Push VAPID public key (base64url)"`
+	VAPIDPrivateKey   string        `flag:"vapid-private-key" env:"LOJAL_VAPID_PRIVATE_KEY" secret:"true" usage:"Web Push VAPID private key (base64url)"`
+	VAPIDSubject      string        `flag:"vapid-subject" env:"LOJAL_VAPID_SUBJECT" usage:"contact for push services, mailto: or https:"`
+	PushProviderURL   string        `flag:"push-provider-url" env:"LOJAL_PUSH_PROVIDER_URL" usage:"HTTP push provider endpoint (JSON POST)"`
+	PushProviderToken string        `flag:"push-provider-token" env:"LOJAL_PUSH_PROVIDER_TOKEN" secret:"true" usage:"bearer token for the HTTP push provider"`
 	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health and metrics"`
 	LogFormat         string        `flag:"log-format" env:"LOJAL_LOG_FORMAT" usage:"text or json"`
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
@@ -134,7 +142,33 @@ func defaultConfig() Config {
 		LogFormat:         "text",
 		LogLevel:          "info",
 		ShutdownTimeout:   30 * time.Second,
+		VAPIDSubject:      "mailto:postmaster@lojal.example",
 	}
+}
+
+// senders builds the email and push channels from the configuration; the
+// caller closes the returned Email.
+func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) {
+	ec := channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom}
+	if cfg.DKIMKeyFile != "" {
+		if cfg.DKIMSelector == "" {
+			return nil, nil, errors.New("LOJAL_DKIM_KEY_FILE is set but LOJAL_DKIM_SELECTOR is not")
+		}
+		pemBytes, err := os.ReadFile(cfg.DKIMKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dkim key: %w", err)
+		}
+		if ec.DKIM, err = channel.LoadDKIM(messageDomain(cfg.MailFrom), cfg.DKIMSelector, pemBytes); err != nil {
+			return nil, nil, err
+		}
+	}
+	email, err := channel.NewEmail(ec, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	push := channel.NewPush(channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
+		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken}, log)
+	return channel.Mux{"email": email, "push": push}, email, nil
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

@@ -212,3 +212,27 @@ func TestDevReport(t *testing.T) {
 		t.Fatalf("%d .eml files for %d messages reported sent", len(emls), sent)
 	}
 }
+
+func TestRenderPreview(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cust := filepath.Join(dir, "c.json")
+	events := filepath.Join(dir, "e.jsonl")
+	writeFile(t, cust, `{"id": "c-1", "email": "nils@example.no", "locale": "nn", "timezone": "Europe/Oslo", "consent": {"email": true},
+		"attributes": {"first_name": "Nils <b>", "last_name": "Haugen", "plan": "car"}}`)
+	writeFile(t, events, `{"id": "e-1", "type": "policy.renewal_scheduled", "customer_id": "c-1", "at": "2026-03-01T10:00:00Z", "data": {"policy_id": "p-1", "product": "bil", "renews_at": "2026-04-01T00:00:00Z"}}`)
+	out, err := runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust, "--event", events)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"locale nb (customer locale \"nn\", fallback chain [nn nb en])", "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+		"Content-Type: text/plain; charset=UTF-8", "Content-Type: text/html; charset=UTF-8", "Nils &lt;b&gt;", "Subject: bil-forsikringen din fornyes 1. april"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("preview lacks %q:\n%s", w, out)
+		}
+	}
+	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust)
+	if err == nil || !strings.Contains(err.Error(), `missing value "product"`) {
+		t.Errorf("render without the event the template needs: %v\n%s", err, out)
+	}
+}

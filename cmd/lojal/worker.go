@@ -50,12 +50,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer tc.Close()
-	email, err := channel.NewEmail(channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom}, log)
+	mux, email, err := senders(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer email.Close()
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
