@@ -118,6 +118,8 @@ type Config struct {
 	Journeys          string        `flag:"journeys" env:"LOJAL_JOURNEYS" usage:"journeys directory"`
 	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages"`
 	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
+	BounceAddress     string        `flag:"bounce-address" env:"LOJAL_BOUNCE_ADDRESS" usage:"envelope sender (Return-Path) bounces go to"`
+	BounceSMTPAddr    string        `flag:"bounce-smtp-addr" env:"LOJAL_BOUNCE_SMTP_ADDR" usage:"worker: listen here for bounces and feedback reports (inbound SMTP)"`
 	DKIMKeyFile       string        `flag:"dkim-key-file" env:"LOJAL_DKIM_KEY_FILE" usage:"PEM private key to DKIM-sign email with (RSA or Ed25519)"`
 	DKIMSelector      string        `flag:"dkim-selector" env:"LOJAL_DKIM_SELECTOR" usage:"DKIM selector (its TXT record is <selector>._domainkey.<from domain>)"`
 	VAPIDPublicKey    string        `flag:"vapid-public-key" env:"LOJAL_VAPID_PUBLIC_KEY" usage:"Web Push VAPID public key (base64url)"`
@@ -149,7 +151,7 @@ func defaultConfig() Config {
 // senders builds the email and push channels from the configuration; the
 // caller closes the returned Email.
 func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) {
-	ec := channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom}
+	ec := channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom, ReturnPath: cfg.BounceAddress}
 	if cfg.DKIMKeyFile != "" {
 		if cfg.DKIMSelector == "" {
 			return nil, nil, errors.New("LOJAL_DKIM_KEY_FILE is set but LOJAL_DKIM_SELECTOR is not")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/links"
@@ -61,6 +63,20 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Journeys), "temporal", cfg.TemporalAddress)
+	if cfg.BounceSMTPAddr != "" {
+		l, err := net.Listen("tcp", cfg.BounceSMTPAddr)
+		if err != nil {
+			return fmt.Errorf("bounce intake: %w", err)
+		}
+		defer l.Close()
+		intake := &bounce.Intake{Store: st, Log: log}
+		go func() {
+			if err := intake.ServeSMTP(l); err != nil {
+				log.Error("bounce intake stopped", "err", err)
+			}
+		}()
+		log.Info("bounce intake listening", "addr", l.Addr().String())
+	}
 	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: healthHandler(st), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -33,12 +33,16 @@ type EmailConfig struct {
 	InsecureSkipVerify bool
 	// DKIM signs every message when set.
 	DKIM *gomail.DKIMSigner
+	// ReturnPath is the envelope sender (MAIL FROM) that bounces go to:
+	// the mailbox lojal's bounce intake reads. Default: the From address.
+	ReturnPath string
 }
 
 // Email sends over SMTP, reusing connections.
 type Email struct {
-	client  *gomail.Client
-	from    *mail.Address
+	client     *gomail.Client
+	from       *mail.Address
+	returnPath string
 	domain  string
 	maxIdle int
 	maxAge  time.Duration
@@ -122,7 +126,12 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 	if maxIdle <= 0 {
 		maxIdle = 8
 	}
-	return &Email{client: client, from: from, domain: domain, maxIdle: maxIdle, maxAge: time.Minute, log: log}, nil
+	if cfg.ReturnPath != "" {
+		if _, err := mail.ParseAddress(cfg.ReturnPath); err != nil {
+			return nil, fmt.Errorf("return path %q: %w", cfg.ReturnPath, err)
+		}
+	}
+	return &Email{client: client, from: from, returnPath: cfg.ReturnPath, domain: domain, maxIdle: maxIdle, maxAge: time.Minute, log: log}, nil
 }
 
 // Domain is the sender's domain, used in Message-IDs.
@@ -170,6 +179,11 @@ func (e *Email) put(c *smtp.Client) {
 func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m := gomail.NewMsg(gomail.WithEncoding(gomail.EncodingQP), gomail.WithCharset(gomail.CharsetUTF8))
 	m.FromMailAddress(e.from)
+	if e.returnPath != "" {
+		if err := m.EnvelopeFrom(e.returnPath); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.AddToFormat(env.ToName, env.To); err != nil {
 		return nil, &PermanentError{Bounce: true, Err: fmt.Errorf("recipient %q: %w", env.To, err)}
 	}

@@ -91,12 +91,12 @@ func decodeParts(t *testing.T, raw []byte) (*mail.Message, string, string) {
 func TestEmailHeadersAndParts(t *testing.T) {
 	t.Parallel()
 	c := catcher(t, mailcatch.Options{})
-	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, ReturnPath: "bounces@lojal.example"})
 	if _, err := e.Send(context.Background(), envelope()); err != nil {
 		t.Fatal(err)
 	}
 	msgs := c.Messages()
-	if len(msgs) != 1 || msgs[0].From != "hello@lojal.example" || msgs[0].To[0] != "kari@example.no" {
+	if len(msgs) != 1 || msgs[0].From != "bounces@lojal.example" || msgs[0].To[0] != "kari@example.no" {
 		t.Fatalf("envelope: %+v", msgs)
 	}
 	m, text, html := decodeParts(t, msgs[0].Data)
