@@ -43,10 +43,10 @@ type Email struct {
 	client     *gomail.Client
 	from       *mail.Address
 	returnPath string
-	domain  string
-	maxIdle int
-	maxAge  time.Duration
-	log     *slog.Logger
+	domain     string
+	maxIdle    int
+	maxAge     time.Duration
+	log        *slog.Logger
 
 	mu   sync.Mutex
 	idle []pooled
