@@ -20,6 +20,7 @@ import (
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/render"
 	"github.com/lojal/lojal/internal/store"
@@ -34,6 +35,8 @@ type Activities struct {
 	Log     *slog.Logger
 	// MessageDomain is the right-hand side of Message-IDs.
 	MessageDomain string
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
 	// Now is the clock (tests set it).
 	Now func() time.Time
 }
@@ -135,15 +138,25 @@ type SendOutput struct {
 // twice, and delivery checks the ledger row before sending. Doing both in
 // one activity halves the activity round trips of every message.
 func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutput, error) {
+	start := time.Now()
 	d, err := a.decide(ctx, in.DecideInput)
 	if err != nil {
 		return SendOutput{}, err
+	}
+	if !d.Replayed {
+		a.Metrics.Decision(string(d.Verdict), string(d.Reason), d.Channel, time.Since(start))
 	}
 	out := SendOutput{DecideOutput: d}
 	if d.Verdict != policy.Allow {
 		return out, nil
 	}
 	out.Delivery, err = a.deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger})
+	if err == nil && !out.Delivery.AlreadySent {
+		a.Metrics.Message(d.Channel, out.Delivery.Status)
+		if out.Delivery.Status == StatusSent {
+			a.Metrics.Step(in.JourneyID, a.now().Sub(in.FirstAsked))
+		}
+	}
 	return out, err
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/deploy"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/render"
@@ -39,6 +40,8 @@ func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return runMigrateRuns(ctx, args[1:], stdout, stderr)
 	case "render":
 		return runRender(args[1:], stdout, stderr)
+	case "deploy":
+		return runDeploy(ctx, args[1:], stdout, stderr)
 	}
 	return exitError{code: 2, msg: fmt.Sprintf("lojal journeys: unknown command %q", args[0])}
 }
@@ -415,4 +418,49 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = m.WriteTo(stdout)
 	return err
+}
+
+// runDeploy validates a journeys directory and publishes it: running
+// workers and API processes switch to it within seconds, new entrants get
+// the new versions, runs in flight keep theirs.
+func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := defaultConfig()
+	fs := newFlagSet("journeys deploy", stderr)
+	by := fs.String("by", os.Getenv("USER"), "who deploys (recorded)")
+	if err := loadInto(fs, args, &cfg); err != nil {
+		return err
+	}
+	dir := cfg.Journeys
+	if fs.NArg() > 0 {
+		dir = fs.Arg(0)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	prev, _ := st.LatestDeployment(ctx)
+	d, cat, err := deploy.Publish(ctx, st, os.DirFS(dir), filepath.Clean(dir), *by)
+	if err != nil {
+		fmt.Fprintln(stdout, err)
+		return exitError{code: 1, msg: "lojal journeys deploy: not deployed"}
+	}
+	fmt.Fprintf(stdout, "deployment %d (%s): %d journeys from %s\n", d.ID, d.Hash, len(cat.Journeys), dir)
+	var old *catalog.Catalog
+	if prev.ID != 0 {
+		old, _ = deploy.Load(prev)
+	}
+	for _, j := range cat.Journeys {
+		status := "new"
+		if old != nil {
+			if o, ok := old.Journey(j.ID); ok {
+				status = "unchanged"
+				if o.Version != j.Version {
+					status = "new version (was " + o.Version + "; runs in flight keep it)"
+				}
+			}
+		}
+		fmt.Fprintf(stdout, "  %-24s %s  %s\n", j.ID, j.Version, status)
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/config"
+	"github.com/lojal/lojal/internal/deploy"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -29,13 +30,16 @@ const usage = `lojal: customer-relationship messaging orchestrator
 
 Usage:
   lojal worker              run the Temporal worker (journeys, policy, sending)
-  lojal api                 run the HTTP API and preference centre
+  lojal api                 run the HTTP API and preference centre (and dispatch events)
+  lojal api token create|revoke --name NAME
   lojal migrate             apply database migrations
   lojal dev                 run everything locally with demo customers and journeys
   lojal journeys validate PATH...
   lojal journeys simulate --journey FILE --customer FILE.json [--events FILE.jsonl] [--days N] [--json]
   lojal journeys render --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push]
   lojal journeys diff OLD NEW
+  lojal journeys migrate --journey FILE [--map OLD=NEW,...] [--apply]
+  lojal journeys deploy [DIR]   publish validated journeys; running processes pick them up
   lojal why --customer ID   a customer's contact history, with the reason for every decision
   lojal report pressure [--days N] [--png FILE]
                             messages per customer per week; deferrals and suppressions by reason
@@ -83,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "worker":
 		return runWorker(ctx, rest, stderr)
 	case "api":
-		return runAPI(ctx, rest, stderr)
+		return runAPI(ctx, rest, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, rest, stdout, stderr)
 	case "dev":
@@ -246,4 +250,19 @@ func messageDomain(from string) string {
 		return strings.TrimRight(from[i+1:], "> ")
 	}
 	return ""
+}
+
+// liveCatalog loads the journeys directory and follows deployments made
+// with `lojal journeys deploy`.
+func liveCatalog(ctx context.Context, cfg Config, st *store.Store, log *slog.Logger) (*deploy.Live, error) {
+	base, err := loadCatalog(cfg.Journeys)
+	if err != nil {
+		return nil, err
+	}
+	live, err := deploy.NewLive(ctx, st, base, log)
+	if err != nil {
+		return nil, err
+	}
+	go live.Watch(ctx, 5*time.Second)
+	return live, nil
 }

@@ -38,15 +38,15 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cat, err := loadCatalog(cfg.Journeys)
-	if err != nil {
-		return err
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	cat, err := liveCatalog(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
 	tc, err := dialTemporal(cfg, log)
 	if err != nil {
 		return err
@@ -62,7 +62,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Journeys), "temporal", cfg.TemporalAddress)
+	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress)
 	if cfg.BounceSMTPAddr != "" {
 		l, err := net.Listen("tcp", cfg.BounceSMTPAddr)
 		if err != nil {
@@ -150,8 +150,4 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "applied migrations %v\n", applied)
 	return nil
-}
-
-func runAPI(ctx context.Context, args []string, stderr io.Writer) error {
-	return errors.New("api: not implemented yet")
 }

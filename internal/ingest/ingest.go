@@ -17,6 +17,7 @@ import (
 
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
@@ -81,32 +82,111 @@ type Result struct {
 	Journeys  []Outcome `json:"journeys"`
 }
 
-// Event ingests one event. It is idempotent by event id: delivering the
-// same event again starts or advances nothing more.
+// Event ingests one event and dispatches it at once (lojal dev, tests).
+// It is idempotent by event id: delivering the same event again starts or
+// advances nothing more. The API instead Accepts events and lets Run
+// dispatch them.
 func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error) {
 	cat := d.Catalog.Current()
 	e, err := cat.Schema.CheckEvent(e)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: event: %v", ErrInvalid, err)
 	}
-	cust, err := d.Store.Customer(ctx, e.CustomerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Result{}, fmt.Errorf("%w %q: upsert the customer before sending their events", ErrUnknownCustomer, e.CustomerID)
-	}
-	if err != nil {
-		return Result{}, err
-	}
 	st, err := d.Store.InsertEvent(ctx, e)
-	if errors.Is(err, store.ErrEventConflict) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Result{}, fmt.Errorf("%w %q: upsert the customer before sending their events", ErrUnknownCustomer, e.CustomerID)
+	case errors.Is(err, store.ErrEventConflict):
 		return Result{}, fmt.Errorf("%w: event %s: %v", ErrInvalid, e.ID, err)
-	}
-	if err != nil {
+	case err != nil:
 		return Result{}, err
 	}
 	if st.Dispatched {
 		return Result{Duplicate: true, Journeys: []Outcome{}}, nil
 	}
+	return d.Dispatch(ctx, e)
+}
+
+// Accepted is the fate of one event handed to Accept.
+type Accepted struct {
+	ID string `json:"id"`
+	// Status is accepted, duplicate, unknown_customer or invalid.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Accept validates events and stores them for dispatch. It never talks to
+// Temporal, so it is fast and keeps working while Temporal is down. Events
+// that fail validation or name unknown customers are reported and not
+// stored.
+func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepted, error) {
+	cat := d.Catalog.Current()
+	out := make([]Accepted, len(evs))
+	valid := make([]journey.Event, 0, len(evs))
+	idx := make([]int, 0, len(evs))
+	for i, e := range evs {
+		out[i].ID = e.ID
+		ce, err := cat.Schema.CheckEvent(e)
+		if err != nil {
+			out[i].Status, out[i].Error = "invalid", err.Error()
+			continue
+		}
+		valid, idx = append(valid, ce), append(idx, i)
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	res, err := d.Store.AcceptEvents(ctx, valid)
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range res {
+		out[idx[k]].Status = r.Status
+		if r.Status == "unknown_customer" {
+			out[idx[k]].Error = fmt.Sprintf("customer %q is unknown: upsert the customer before sending their events", valid[k].CustomerID)
+		}
+	}
+	return out, nil
+}
+
+// Dispatch starts or signals every journey a stored event concerns and
+// marks it dispatched.
+func (d *Dispatcher) Dispatch(ctx context.Context, e journey.Event) (Result, error) {
+	res, err := d.route1(ctx, e)
+	if err != nil {
+		return res, err
+	}
+	if err := d.Store.MarkDispatched(ctx, e.ID); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// route1 routes one stored event without marking it.
+func (d *Dispatcher) route1(ctx context.Context, e journey.Event) (Result, error) {
+	cat := d.Catalog.Current()
+	cust, err := d.Store.Customer(ctx, e.CustomerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, fmt.Errorf("%w %q", ErrUnknownCustomer, e.CustomerID)
+	}
+	if err != nil {
+		return Result{}, err
+	}
 	res := Result{Journeys: []Outcome{}}
+	if e.Type == EnrolEvent {
+		id, _ := e.Data["journey"].(string)
+		j, ok := cat.Journey(id)
+		if !ok {
+			res.Journeys = append(res.Journeys, Outcome{Journey: id, Action: "skipped", Reason: "journey no longer deployed"})
+			return res, nil
+		}
+		o, err := d.startEntry(ctx, j, cust, e.ID)
+		if err != nil {
+			return res, fmt.Errorf("journey %s: %w", j.ID, err)
+		}
+		res.Journeys = append(res.Journeys, o)
+		return res, nil
+	}
 	for _, j := range cat.Journeys {
 		if !j.Listens(e.Type) {
 			continue
@@ -117,11 +197,13 @@ func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error)
 		}
 		res.Journeys = append(res.Journeys, o)
 	}
-	if err := d.Store.MarkDispatched(ctx, e.ID); err != nil {
-		return res, err
-	}
 	return res, nil
 }
+
+// EnrolEvent is the internal event type that enrols a customer in a
+// scheduled journey (data: {"journey": id}). Schema event types cannot
+// start with "lojal.".
+const EnrolEvent = "lojal.enrol"
 
 func (d *Dispatcher) route(ctx context.Context, j *journey.Journey, cust journey.Customer, e journey.Event) (Outcome, error) {
 	o := Outcome{Journey: j.ID}
@@ -245,7 +327,7 @@ func (d *Dispatcher) Customer(ctx context.Context, c journey.Customer) (Result, 
 		if !entered {
 			continue
 		}
-		o, err := d.startSegment(ctx, j, c)
+		o, err := d.startEntry(ctx, j, c, fmt.Sprintf("segment-entry:%s:%s:%d", j.ID, c.ID, d.now().UnixNano()))
 		if err != nil {
 			return res, fmt.Errorf("journey %s: %w", j.ID, err)
 		}
@@ -277,15 +359,18 @@ func (d *Dispatcher) entered(j *journey.Journey, before *journey.Customer, after
 	return !was, err
 }
 
-// startSegment starts a segment-entry run. The run's trigger id is derived
-// from the entry time, so reentry rules apply as for events.
-func (d *Dispatcher) startSegment(ctx context.Context, j *journey.Journey, c journey.Customer) (Outcome, error) {
+// startEntry starts a run of a segment-entry or scheduled journey, under
+// the journey's reentry rule. entry names the run in journey_runs.
+func (d *Dispatcher) startEntry(ctx context.Context, j *journey.Journey, c journey.Customer, entry string) (Outcome, error) {
 	o := Outcome{Journey: j.ID, WorkflowID: workflows.WorkflowID(j.ID, c.ID, "")}
 	last, err := d.Store.LatestRun(ctx, j.ID, c.ID, "")
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return o, err
+	case last.TriggerEventID == entry:
+		o.Action, o.Reason = "skipped", "already started for this entry"
+		return o, nil
 	case last.Open:
 		o.Action, o.Reason = "skipped", "a run is in progress"
 		return o, nil
@@ -293,16 +378,15 @@ func (d *Dispatcher) startSegment(ctx context.Context, j *journey.Journey, c jou
 		o.Action, o.Reason = "skipped", "reentry: once"
 		return o, nil
 	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
-		o.Action, o.Reason = "skipped", fmt.Sprintf("reentry: after %s", j.Reentry.After)
+		o.Action, o.Reason = "skipped", fmt.Sprintf("reentry: after %s", policy.FormatDuration(j.Reentry.After))
 		return o, nil
 	}
-	entry := fmt.Sprintf("segment-entry:%s:%s:%d", j.ID, c.ID, d.now().UnixNano())
 	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, "", entry); err != nil {
 		return o, err
 	}
 	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID,
 		EntryID: entry, Customer: &c}
-	marker := journey.Event{ID: entry, Type: "segment_entry", CustomerID: c.ID, At: d.now()}
+	marker := journey.Event{ID: entry, Type: "lojal.entry", CustomerID: c.ID, At: d.now()}
 	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, marker, client.StartWorkflowOptions{
 		ID: o.WorkflowID, TaskQueue: d.taskQueue(), WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	}, workflows.JourneyWorkflow, in)

@@ -125,6 +125,10 @@ func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
 					d.errorf(k, "event type %q: use lower-case words separated by dots (order.placed)", k.Value)
 					continue
 				}
+				if strings.HasPrefix(k.Value, "lojal.") {
+					d.errorf(k, "event type %q: the lojal. prefix is reserved for lojal's own events", k.Value)
+					continue
+				}
 				if _, dup := s.Events[k.Value]; dup {
 					d.errorf(k, "duplicate event type %q", k.Value)
 					continue

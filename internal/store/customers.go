@@ -112,6 +112,33 @@ func (s *Store) Suppress(ctx context.Context, channel, address, reason, detail s
 	return nil
 }
 
+// SetPreferences replaces a customer's topic opt-outs and channel consent
+// in one transaction (the preference centre's save).
+func (s *Store) SetPreferences(ctx context.Context, customerID string, optedOut []string, consent map[string]bool, source string) error {
+	if optedOut == nil {
+		optedOut = []string{}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, s.q.SetTopicsOptedOut, customerID, optedOut)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("customer %s: %w", customerID, ErrNotFound)
+		}
+		for _, ch := range slices.Sorted(maps.Keys(consent)) {
+			if _, err := tx.Exec(ctx, s.q.UpsertConsent, customerID, ch, consent[ch], source); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set preferences: %w", err)
+	}
+	return nil
+}
+
 // OptOutTopics adds topics to a customer's opt-outs.
 func (s *Store) OptOutTopics(ctx context.Context, customerID string, topics []string) error {
 	tag, err := s.pool.Exec(ctx, s.q.OptOutTopic, customerID, topics)

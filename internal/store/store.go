@@ -35,6 +35,7 @@ type queries struct {
 	LockRelationship   string `query:"lock-relationship"`
 	SuppressAddress    string `query:"suppress-address"`
 	OptOutTopic        string `query:"opt-out-topic"`
+	SetTopicsOptedOut  string `query:"set-topics-opted-out"`
 	UpsertPushSub      string `query:"upsert-push-subscription"`
 	PushSubs           string `query:"push-subscriptions"`
 	DeletePushSub      string `query:"delete-push-subscription"`
@@ -44,6 +45,20 @@ type queries struct {
 	InsertRun          string `query:"insert-run"`
 	FinishRun          string `query:"finish-run"`
 	OpenRuns           string `query:"open-runs"`
+	InsertEvents       string `query:"insert-events"`
+	CustomersExist     string `query:"customers-exist"`
+	ClaimPending       string `query:"claim-pending-events"`
+	MarkDispatchedMany string `query:"mark-events-dispatched"`
+	MarkEventFailed    string `query:"mark-event-failed"`
+	CountPending       string `query:"count-pending-events"`
+	InsertToken        string `query:"insert-token"`
+	TokenByHash        string `query:"token-by-hash"`
+	RevokeToken        string `query:"revoke-token"`
+	InsertDeployment   string `query:"insert-deployment"`
+	LatestDeployment   string `query:"latest-deployment"`
+	LatestDeploymentID string `query:"latest-deployment-id"`
+	CustomersPage      string `query:"customers-page"`
+	CustomerTimezones  string `query:"customer-timezones"`
 	LedgerByKey        string `query:"ledger-by-key"`
 	ContactWindow      string `query:"contact-window"`
 	WaitingForCustomer string `query:"waiting-for-customer"`

@@ -62,3 +62,6 @@ SELECT id, kind, endpoint, p256dh, auth FROM push_subscriptions WHERE customer_i
 
 -- name: delete-push-subscription
 DELETE FROM push_subscriptions WHERE id = $1;
+
+-- name: set-topics-opted-out
+UPDATE customers SET topics_opted_out = $2, updated_at = now() WHERE id = $1;

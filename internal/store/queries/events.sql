@@ -34,3 +34,62 @@ SELECT DISTINCT ON (workflow_id) workflow_id, customer_id, version
 FROM journey_runs
 WHERE journey_id = $1 AND ended_at IS NULL
 ORDER BY workflow_id, started_at DESC;
+
+-- name: insert-events
+-- Accepts many events in one statement; returns the ids that were new.
+-- Callers check customers exist first (see customers-exist).
+INSERT INTO events (id, type, customer_id, occurred_at, data)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: customers-exist
+SELECT id FROM customers WHERE id = ANY($1::text[]);
+
+-- name: claim-pending-events
+-- The oldest events not yet dispatched, in order. Only the elected
+-- dispatcher calls this.
+SELECT e.id, e.type, e.customer_id, e.occurred_at, e.data
+FROM events e
+WHERE e.dispatched_at IS NULL
+ORDER BY e.seq
+LIMIT $1;
+
+-- name: mark-events-dispatched
+UPDATE events SET dispatched_at = now(), dispatch_error = '' WHERE id = ANY($1::text[]);
+
+-- name: mark-event-failed
+UPDATE events SET dispatch_error = $2 WHERE id = $1;
+
+-- name: count-pending-events
+SELECT count(*) FROM events WHERE dispatched_at IS NULL;
+
+-- name: insert-token
+INSERT INTO api_tokens (name, token_hash) VALUES ($1, $2) RETURNING id;
+
+-- name: token-by-hash
+SELECT id, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL;
+
+-- name: revoke-token
+UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL;
+
+-- name: insert-deployment
+INSERT INTO journey_deployments (hash, files, summary, deployed_by) VALUES ($1, $2, $3, $4) RETURNING id, deployed_at;
+
+-- name: latest-deployment
+SELECT id, hash, files, deployed_at FROM journey_deployments ORDER BY id DESC LIMIT 1;
+
+-- name: latest-deployment-id
+SELECT coalesce(max(id), 0) FROM journey_deployments;
+
+-- name: customers-page
+-- Keyset pagination through customers in some time zones, for scheduled
+-- enrolment without loading everyone.
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out, '{}'::jsonb
+FROM customers c
+WHERE c.timezone = ANY($1::text[]) AND c.id > $2
+ORDER BY c.id
+LIMIT $3;
+
+-- name: customer-timezones
+SELECT DISTINCT timezone FROM customers ORDER BY 1;

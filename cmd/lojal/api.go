@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/lojal/lojal/internal/api"
+	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/metrics"
+)
+
+// runAPI serves the HTTP API and preference centre, and dispatches
+// accepted events to journeys (one API process at a time holds the
+// dispatcher lock).
+func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(ctx, args[1:], stdout, stderr)
+	}
+	cfg, _, err := loadConfig("api", args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	signer, err := newSigner(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cat, err := liveCatalog(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	tc, err := dialTemporal(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	m := metrics.New()
+	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log}
+	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
+		Bounces: &bounce.Intake{Store: st, Log: log}}
+	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	dctx, stopDispatch := context.WithCancel(ctx)
+	defer stopDispatch()
+	go func() { _ = d.Run(dctx, ingest.RunOptions{}) }()
+	go reportPending(dctx, st, m)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("api listening", "addr", cfg.HTTPAddr, "journeys", len(cat.Current().Journeys))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api shutdown: %w", err)
+	}
+	return nil
+}
+
+func reportPending(ctx context.Context, st interface {
+	PendingCount(context.Context) (int64, error)
+}, m *metrics.Metrics) {
+	for ctx.Err() == nil {
+		if n, err := st.PendingCount(ctx); err == nil {
+			m.DispatchPending.Set(float64(n))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// runToken creates and revokes API bearer tokens. A token is shown once;
+// only its hash is stored.
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke") {
+		return exitError{code: 2, msg: "usage: lojal api token create|revoke --name NAME"}
+	}
+	cfg := defaultConfig()
+	fs := newFlagSet("api token "+args[0], stderr)
+	name := fs.String("name", "", "what the token is for (a client, a system)")
+	if err := loadInto(fs, args[1:], &cfg); err != nil {
+		return err
+	}
+	if *name == "" {
+		return exitError{code: 2, msg: "usage: lojal api token " + args[0] + " --name NAME"}
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if args[0] == "revoke" {
+		n, err := st.RevokeToken(ctx, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %d token(s) named %s (API processes stop accepting them within a minute)\n", n, *name)
+		return nil
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	secret := "lj_" + base64.RawURLEncoding.EncodeToString(b[:])
+	if _, err := st.CreateToken(ctx, *name, secret); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, secret)
+	fmt.Fprintln(stderr, "store this token now: it is not shown again (only its hash is kept)")
+	return nil
+}

@@ -1,0 +1,225 @@
+// Package api is lojal's HTTP JSON API and preference centre: customers,
+// consent, push subscriptions and events come in; a customer's contact
+// history goes out; customers manage what they receive through signed
+// links in every message.
+//
+// Errors are RFC 9457 problem details. Every /v1 route needs a bearer token
+// (stored hashed); the preference centre is authorised by its signed link.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// Request size limits.
+const (
+	maxBody      = 64 << 10
+	maxBatchBody = 8 << 20
+	maxBatch     = 1000
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Server serves the API.
+type Server struct {
+	Store      *store.Store
+	Dispatcher *ingest.Dispatcher
+	Catalog    catalog.Source
+	Links      *links.Signer
+	Metrics    *metrics.Metrics
+	Log        *slog.Logger
+	Bounces    *bounce.Intake
+	// Now is the clock (tests set it).
+	Now func() time.Time
+
+	tokens tokenCache
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h http.HandlerFunc, auth bool) {
+		name := pattern
+		var handler http.Handler = h
+		if auth {
+			handler = s.authenticate(handler)
+		}
+		mux.Handle(pattern, s.instrument(name, handler))
+	}
+	route("GET /healthz", s.healthz, false)
+	route("GET /readyz", s.readyz, false)
+	route("GET /openapi.json", s.openapi, false)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics.Handler())
+	}
+	route("PUT /v1/customers/{id}", s.putCustomer, true)
+	route("GET /v1/customers/{id}", s.getCustomer, true)
+	route("PUT /v1/customers/{id}/consent/{channel}", s.putConsent, true)
+	route("POST /v1/customers/{id}/push-subscriptions", s.postPushSubscription, true)
+	route("GET /v1/customers/{id}/history", s.getHistory, true)
+	route("POST /v1/events", s.postEvent, true)
+	route("POST /v1/events/batch", s.postEvents, true)
+	route("POST /v1/bounces", s.postBounce, true)
+	route("GET /p/{token}", s.preferencesPage, false)
+	route("POST /p/{token}", s.savePreferences, false)
+	route("GET /u/{token}", s.unsubscribePage, false)
+	route("POST /u/{token}", s.unsubscribe, false)
+	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
+	})))
+	return s.recover(mux)
+}
+
+// Routes lists the API's routes (for the OpenAPI document's test).
+func Routes() []string {
+	return []string{
+		"GET /healthz", "GET /readyz", "GET /openapi.json", "GET /metrics",
+		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
+		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
+		"POST /v1/events", "POST /v1/events/batch", "POST /v1/bounces",
+		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		problem(w, r, http.StatusServiceUnavailable, "not-ready", "Not ready", "database: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) openapi(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPI)
+}
+
+// statusWriter remembers the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Server) instrument(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if s.Metrics != nil {
+			s.Metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+			s.Metrics.HTTPSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}
+	})
+}
+
+func (s *Server) recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.Log.Error("panic in handler", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				problem(w, r, http.StatusInternalServerError, "internal", "Internal error", "")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// tokenCache remembers verified tokens for a minute, so a busy client
+// does not cost a database round trip per request. Revocation takes
+// effect within that minute.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]time.Time
+}
+
+const tokenTTL = time.Minute
+
+func (c *tokenCache) ok(key [32]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, found := c.m[key]
+	return found && now.Before(exp)
+}
+
+func (c *tokenCache) remember(key [32]byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 10000 {
+		c.m = map[[32]byte]time.Time{}
+	}
+	c.m[key] = now.Add(tokenTTL)
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || secret == "" || len(secret) > 256 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lojal"`)
+			problem(w, r, http.StatusUnauthorized, "unauthorized", "Missing bearer token", "send Authorization: Bearer <token> (lojal api token create)")
+			return
+		}
+		key := sha256.Sum256([]byte(secret))
+		now := s.now()
+		if !s.tokens.ok(key, now) {
+			_, err := s.Store.TokenFor(r.Context(), secret)
+			if errors.Is(err, store.ErrBadToken) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="lojal", error="invalid_token"`)
+				problem(w, r, http.StatusUnauthorized, "unauthorized", "Invalid token", "the token is unknown or revoked")
+				return
+			}
+			if err != nil {
+				s.internal(w, r, err)
+				return
+			}
+			s.tokens.remember(key, now)
+		}
+		next.ServeHTTP(w, r)
+	})
+}

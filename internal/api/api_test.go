@@ -1,0 +1,427 @@
+package api_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/api"
+	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+type fixture struct {
+	*stacktest.Stack
+	srv   *httptest.Server
+	token string
+	now   time.Time
+}
+
+func setup(t testing.TB) *fixture {
+	t.Helper()
+	s := stacktest.New(t, stacktest.Options{Journeys: "../../journeys"})
+	f := &fixture{Stack: s, token: "lj_test-token", now: time.Now()}
+	if _, err := s.Store.CreateToken(context.Background(), "tests", f.token); err != nil {
+		t.Fatal(err)
+	}
+	srv := &api.Server{Store: s.Store, Dispatcher: s.Dispatcher, Catalog: s.Catalog, Links: s.Links, Metrics: metrics.New(),
+		Log: s.Log, Bounces: &bounce.Intake{Store: s.Store, Log: s.Log}}
+	f.srv = httptest.NewServer(srv.Handler())
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.Body), &m); err != nil {
+		t.Fatalf("not JSON (%d): %s", r.Status, r.Body)
+	}
+	return m
+}
+
+func (f *fixture) do(t testing.TB, method, path, body string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+}
+
+const kari = `{"id": "c-1", "email": "kari@example.no", "locale": "nb", "timezone": "Europe/Oslo",
+ "consent": {"email": true, "push": false}, "topics_opted_out": [],
+ "attributes": {"first_name": "Kari", "plan": "home", "segment": "family", "advisor_name": "Ingrid", "advisor_phone": "+47 1"}}`
+
+func expectProblem(t *testing.T, r response, status int, typ string) {
+	t.Helper()
+	if r.Status != status || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("status %d %s, want %d problem+json: %s", r.Status, r.Header.Get("Content-Type"), status, r.Body)
+	}
+	p := r.json(t)
+	if p["type"] != "https://lojal.dev/problems/"+typ || int(p["status"].(float64)) != status || p["title"] == "" {
+		t.Fatalf("problem %v, want type %s", p, typ)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	r := f.do(t, "GET", "/v1/customers/c-1", "", "Authorization", "")
+	expectProblem(t, r, 401, "unauthorized")
+	if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
+	}
+	expectProblem(t, f.do(t, "GET", "/v1/customers/c-1", "", "Authorization", "Bearer lj_forged"), 401, "unauthorized")
+	expectProblem(t, f.do(t, "GET", "/v1/customers/c-1", "", "Authorization", "Basic dXNlcjpwYXNz"), 401, "unauthorized")
+	expectProblem(t, f.do(t, "GET", "/v1/customers/c-1", ""), 404, "unknown-customer")
+	// Revoked tokens stop working (after the one-minute cache, which a
+	// fresh server does not have).
+	if _, err := f.Store.RevokeToken(context.Background(), "tests"); err != nil {
+		t.Fatal(err)
+	}
+	srv := &api.Server{Store: f.Store, Dispatcher: f.Dispatcher, Catalog: f.Catalog, Links: f.Links, Log: f.Log}
+	fresh := httptest.NewServer(srv.Handler())
+	defer fresh.Close()
+	f2 := *f
+	f2.srv = fresh
+	expectProblem(t, f2.do(t, "GET", "/v1/customers/c-1", ""), 401, "unauthorized")
+}
+
+func TestCustomers(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	if r := f.do(t, "PUT", "/v1/customers/c-1", kari); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	if r := f.do(t, "PUT", "/v1/customers/c-1", kari); r.Status != 200 {
+		t.Fatalf("replace: %d %s", r.Status, r.Body)
+	}
+	got := f.do(t, "GET", "/v1/customers/c-1", "").json(t)
+	if got["email"] != "kari@example.no" || got["attributes"].(map[string]any)["plan"] != "home" {
+		t.Fatalf("get: %v", got)
+	}
+	bad := map[string]struct {
+		body   string
+		status int
+		typ    string
+	}{
+		"malformed":        {`{"id": "c-1",`, 400, "malformed-json"},
+		"wrong type":       {`{"id": "c-1", "email": 7}`, 422, "invalid"},
+		"unknown field":    {`{"id": "c-1", "colour": "red"}`, 422, "invalid"},
+		"undeclared attr":  {`{"id": "c-1", "attributes": {"shoe_size": "44"}}`, 422, "invalid"},
+		"attr wrong type":  {`{"id": "c-1", "attributes": {"plan": 3}}`, 422, "invalid"},
+		"bad time zone":    {`{"id": "c-1", "timezone": "Mars/Olympus"}`, 422, "invalid"},
+		"id mismatch":      {`{"id": "c-2"}`, 422, "invalid"},
+		"trailing garbage": {`{"id": "c-1"} {"id": "c-1"}`, 400, "malformed-json"},
+		"empty":            {``, 400, "malformed-json"},
+		"oversized":        {`{"id": "c-1", "attributes": {"first_name": "` + strings.Repeat("a", 70<<10) + `"}}`, 413, "too-large"},
+	}
+	for name, tc := range bad {
+		t.Run(name, func(t *testing.T) {
+			expectProblem(t, f.do(t, "PUT", "/v1/customers/c-1", tc.body), tc.status, tc.typ)
+		})
+	}
+	expectProblem(t, f.do(t, "PUT", "/v1/customers/c-1", kari, "Content-Type", "text/plain"), 415, "unsupported-media-type")
+	// Nothing bad changed the customer.
+	if got := f.do(t, "GET", "/v1/customers/c-1", "").json(t); got["timezone"] != "Europe/Oslo" || got["attributes"].(map[string]any)["plan"] != "home" {
+		t.Fatalf("customer changed by bad requests: %v", got)
+	}
+	if r := f.do(t, "PUT", "/v1/customers/c-1/consent/push", `{"granted": true, "source": "app"}`); r.Status != 200 {
+		t.Fatalf("consent: %d %s", r.Status, r.Body)
+	}
+	expectProblem(t, f.do(t, "PUT", "/v1/customers/c-1/consent/push", `{}`), 422, "invalid")
+	expectProblem(t, f.do(t, "PUT", "/v1/customers/c-404/consent/push", `{"granted": true}`), 404, "unknown-customer")
+	expectProblem(t, f.do(t, "PUT", "/v1/customers/c-1/consent/sms", `{"granted": true}`), 404, "not-found")
+	sub := `{"kind": "webpush", "endpoint": "https://push.example/abc", "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM", "auth": "tBHItJI5svbpez7KI4CCXg"}}`
+	if r := f.do(t, "POST", "/v1/customers/c-1/push-subscriptions", sub); r.Status != 201 {
+		t.Fatalf("push subscription: %d %s", r.Status, r.Body)
+	}
+	expectProblem(t, f.do(t, "POST", "/v1/customers/c-1/push-subscriptions", `{"endpoint": "http://insecure.example/x"}`), 422, "invalid")
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["consent"].(map[string]any)["push"] != true {
+		t.Fatalf("consent not recorded: %v", c)
+	}
+}
+
+func event(id, typ, customer, data string) string {
+	return `{"id": "` + id + `", "type": "` + typ + `", "customer_id": "` + customer + `", "at": "` + time.Now().UTC().Format(time.RFC3339) + `", "data": ` + data + `}`
+}
+
+// TestEventsAreIdempotent: the same event delivered three times starts the
+// journey once; bad events change nothing.
+func TestEventsAreIdempotent(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	if r := f.do(t, "PUT", "/v1/customers/c-1", kari); r.Status != 201 {
+		t.Fatal(r.Body)
+	}
+	signup := event("e-1", "customer.signed_up", "c-1", `{"plan": "home"}`)
+	statuses := []int{}
+	for range 3 {
+		statuses = append(statuses, f.do(t, "POST", "/v1/events", signup).Status)
+	}
+	if !slices.Equal(statuses, []int{202, 200, 200}) {
+		t.Fatalf("statuses %v, want 202 then duplicates", statuses)
+	}
+	for name, tc := range map[string]struct {
+		body, typ string
+	}{
+		"unknown type":     {event("e-2", "customer.teleported", "c-1", `{}`), "invalid"},
+		"wrong data type":  {event("e-3", "customer.signed_up", "c-1", `{"plan": 7}`), "invalid"},
+		"unknown field":    {event("e-4", "customer.signed_up", "c-1", `{"plan": "home", "x": 1}`), "invalid"},
+		"unknown customer": {event("e-5", "customer.signed_up", "c-404", `{"plan": "home"}`), "unknown-customer"},
+		"no time":          {`{"id": "e-6", "type": "customer.signed_up", "customer_id": "c-1", "data": {"plan": "home"}}`, "invalid"},
+	} {
+		t.Run(name, func(t *testing.T) { expectProblem(t, f.do(t, "POST", "/v1/events", tc.body), 422, tc.typ) })
+	}
+	res, err := f.Dispatcher.DispatchPending(context.Background(), ingest.RunOptions{Batch: 100, Parallel: 4})
+	if err != nil || res != 1 {
+		t.Fatalf("dispatched %d events, %v; want exactly the one valid event", res, err)
+	}
+	if res, _ := f.Dispatcher.DispatchPending(context.Background(), ingest.RunOptions{Batch: 100, Parallel: 4}); res != 0 {
+		t.Fatalf("dispatched again: %d", res)
+	}
+	// Two journeys start on sign-up, once each, and each asks the policy
+	// for its first message (at most one may go now; quiet hours may hold
+	// both, depending on the time of day in Oslo).
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, id := range []string{"journey/service-introduction/c-1", "journey/segment-onboarding/c-1"} {
+		if _, err := f.Client.DescribeWorkflowExecution(ctx, id, ""); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	hist := f.do(t, "GET", "/v1/customers/c-1/history", "").json(t)["history"].([]any)
+	for len(hist) < 2 && ctx.Err() == nil {
+		time.Sleep(200 * time.Millisecond)
+		hist = f.do(t, "GET", "/v1/customers/c-1/history", "").json(t)["history"].([]any)
+	}
+	sends, journeys := 0, map[string]int{}
+	for _, h := range hist {
+		e := h.(map[string]any)
+		journeys[e["journey"].(string)]++
+		if e["decision"] == "allow" {
+			sends++
+		}
+	}
+	if sends > 1 || journeys["service-introduction"] != 1 || journeys["segment-onboarding"] != 1 {
+		t.Fatalf("%d messages allowed; decisions per journey %v: %v", sends, journeys, hist)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	body := `{"events": [` + strings.Join([]string{
+		event("b-1", "order.placed", "c-1", `{"order_id": "o-1", "total": 10.5}`),
+		event("b-1", "order.placed", "c-1", `{"order_id": "o-1", "total": 10.5}`),
+		event("b-2", "order.placed", "c-404", `{"order_id": "o-2", "total": 1}`),
+		event("b-3", "order.nope", "c-1", `{}`),
+	}, ",") + `]}`
+	r := f.do(t, "POST", "/v1/events/batch", body)
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	var got struct {
+		Results []ingest.Accepted
+	}
+	_ = json.Unmarshal([]byte(r.Body), &got)
+	want := []string{"accepted", "duplicate", "unknown_customer", "invalid"}
+	for i, w := range want {
+		if got.Results[i].Status != w {
+			t.Errorf("result %d: %+v, want %s", i, got.Results[i], w)
+		}
+	}
+	expectProblem(t, f.do(t, "POST", "/v1/events/batch", `{"events": []}`), 422, "invalid")
+	expectProblem(t, f.do(t, "POST", "/v1/events/batch", `{"events": {}}`), 422, "invalid")
+}
+
+func TestOpenAPIListsEveryRoute(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	r := f.do(t, "GET", "/openapi.json", "", "Authorization", "")
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(r.Body), &doc); err != nil || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi: %v %s", err, r.Body[:min(len(r.Body), 200)])
+	}
+	for _, route := range api.Routes() {
+		method, path, _ := strings.Cut(route, " ")
+		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("%s is not documented", route)
+		}
+	}
+	if r := f.do(t, "GET", "/metrics", "", "Authorization", ""); r.Status != 200 || !strings.Contains(r.Body, "lojal_http_requests_total") {
+		t.Errorf("metrics: %d", r.Status)
+	}
+	if r := f.do(t, "GET", "/readyz", "", "Authorization", ""); r.Status != 200 {
+		t.Errorf("readyz: %d", r.Status)
+	}
+}
+
+func TestBounceWebhook(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	dsn, err := os.ReadFile("../bounce/testdata/dsn.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.do(t, "POST", "/v1/bounces", string(dsn), "Content-Type", "message/rfc822")
+	if r.Status != 200 || !strings.Contains(r.Body, "hard_bounce") {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	expectProblem(t, f.do(t, "POST", "/v1/bounces", "Subject: hi\r\n\r\nout of office", "Content-Type", "message/rfc822"), 422, "not-a-report")
+}
+
+// Preference centre.
+
+func (f *fixture) link(t *testing.T, kind, customer, topic string, expires time.Time) string {
+	t.Helper()
+	u := f.Links.URL(links.Claims{Kind: kind, CustomerID: customer, Topic: topic, Expires: expires})
+	return strings.TrimPrefix(u, "http://lojal.test")
+}
+
+func TestPreferenceCentre(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	prefs := f.link(t, links.Preferences, "c-1", "", time.Now().Add(time.Hour))
+	page := f.do(t, "GET", prefs, "", "Authorization", "")
+	if page.Status != 200 || !strings.Contains(page.Body, `<html lang="nb">`) || !strings.Contains(page.Body, "Hei Kari") ||
+		!strings.Contains(page.Body, `value="loyalty" checked`) || !strings.Contains(page.Body, `value="email" checked`) {
+		t.Fatalf("page %d:\n%s", page.Status, page.Body)
+	}
+	// Keep service only, email only.
+	form := url.Values{"topic": {"service"}, "channel": {"email"}, "action": {"save"}}
+	r := f.do(t, "POST", prefs, form.Encode(), "Authorization", "", "Content-Type", "application/x-www-form-urlencoded")
+	if r.Status != 200 || !strings.Contains(r.Body, "Lagret") {
+		t.Fatalf("save %d: %s", r.Status, r.Body)
+	}
+	c := f.do(t, "GET", "/v1/customers/c-1", "").json(t)
+	opted := list(c["topics_opted_out"])
+	if len(opted) != 3 || slices.Contains(opted, any("service")) {
+		t.Fatalf("opted out of %v", opted)
+	}
+	// One-click unsubscribe (RFC 8058), no page involved.
+	unsub := f.link(t, links.Unsubscribe, "c-1", "service", time.Now().Add(time.Hour))
+	r = f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded")
+	if r.Status != 200 {
+		t.Fatalf("one-click %d: %s", r.Status, r.Body)
+	}
+	c = f.do(t, "GET", "/v1/customers/c-1", "").json(t)
+	if !slices.Contains(list(c["topics_opted_out"]), any("service")) {
+		t.Fatalf("not unsubscribed from service: %v", c["topics_opted_out"])
+	}
+}
+
+func TestBadLinksRevealNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	good := f.link(t, links.Preferences, "c-1", "", time.Now().Add(time.Hour))
+	tampered := good[:len(good)-3] + "xyz"
+	// Swapping the customer in the payload breaks the signature.
+	forged := f.link(t, links.Preferences, "c-2", "", time.Now().Add(time.Hour))
+	forged = forged[:strings.LastIndex(forged, ".")] + good[strings.LastIndex(good, "."):]
+	expired := f.link(t, links.Preferences, "c-1", "", time.Now().Add(-time.Minute))
+	for name, tc := range map[string]struct {
+		path   string
+		status int
+		text   string
+	}{
+		"tampered": {tampered, 400, "ikke gyldig"},
+		"forged":   {forged, 400, "ikke gyldig"},
+		"garbage":  {"/p/not-a-token", 400, "ikke gyldig"},
+		"expired":  {expired, 410, "utløpt"},
+	} {
+		for _, method := range []string{"GET", "POST"} {
+			r := f.do(t, method, tc.path, "action=unsubscribe_all", "Authorization", "", "Accept-Language", "nb-NO,nb;q=0.9,en;q=0.5",
+				"Content-Type", "application/x-www-form-urlencoded")
+			if r.Status != tc.status || !strings.Contains(r.Body, tc.text) || strings.Contains(r.Body, "Kari") || strings.Contains(r.Body, "kari@") {
+				t.Errorf("%s %s: %d\n%s", name, method, r.Status, r.Body)
+			}
+		}
+	}
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); len(list(c["topics_opted_out"])) != 0 || c["consent"].(map[string]any)["email"] != true {
+		t.Fatalf("a bad link changed the customer: %v", c)
+	}
+}
+
+// list reads a JSON array that may be left out when empty.
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func FuzzAPI(f *testing.F) {
+	fx := setup(f)
+	fx.do(f, "PUT", "/v1/customers/c-1", kari)
+	for _, seed := range []string{kari, `{"id":`, `{"id": 1}`, `[]`, `null`, `{"events": [{}]}`,
+		event("e-1", "order.placed", "c-1", `{"order_id": "o", "total": 1}`), `{"id": "e", "type": "x", "customer_id": "c-1", "at": "yesterday"}`} {
+		f.Add("/v1/events", seed)
+		f.Add("/v1/customers/c-1", seed)
+		f.Add("/v1/events/batch", seed)
+	}
+	f.Fuzz(func(t *testing.T, path, body string) {
+		if !slices.Contains([]string{"/v1/events", "/v1/customers/c-1", "/v1/events/batch"}, path) {
+			return
+		}
+		method := "POST"
+		if path == "/v1/customers/c-1" {
+			method = "PUT"
+		}
+		r := fx.do(t, method, path, body)
+		if r.Status >= 500 {
+			t.Fatalf("%s %s %q: %d %s", method, path, body, r.Status, r.Body)
+		}
+		if r.Status >= 400 && r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%d without a problem document", r.Status)
+		}
+		// Forged tokens never get through, whatever the body.
+		forged := fmt.Sprintf("lj_%x", sha256.Sum256([]byte(body)))
+		if r := fx.do(t, method, path, body, "Authorization", "Bearer "+forged); r.Status != 401 {
+			t.Fatalf("forged token: %d", r.Status)
+		}
+	})
+}

@@ -1,0 +1,254 @@
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/store"
+)
+
+func (s *Server) putCustomer(w http.ResponseWriter, r *http.Request) {
+	var c journey.Customer
+	if !decode(w, r, maxBody, &c) {
+		return
+	}
+	id := r.PathValue("id")
+	if c.ID == "" {
+		c.ID = id
+	}
+	if c.ID != id {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid customer", "the id in the body differs from the id in the path",
+			FieldError{Pointer: "/id", Detail: "must be " + id})
+		return
+	}
+	res, err := s.Dispatcher.Customer(r.Context(), c)
+	if errors.Is(err, ingest.ErrInvalid) {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid customer", strings.TrimPrefix(err.Error(), "invalid: "))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, map[string]any{"id": c.ID, "created": res.Created, "journeys": res.Journeys})
+}
+
+func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) {
+	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+type consentBody struct {
+	Granted *bool  `json:"granted"`
+	Source  string `json:"source"`
+}
+
+func (s *Server) putConsent(w http.ResponseWriter, r *http.Request) {
+	ch := r.PathValue("channel")
+	if ch != "email" && ch != "push" {
+		problem(w, r, http.StatusNotFound, "not-found", "No such channel", "channels are email and push")
+		return
+	}
+	var b consentBody
+	if !decode(w, r, maxBody, &b) {
+		return
+	}
+	if b.Granted == nil {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid consent", "granted is required", FieldError{Pointer: "/granted", Detail: "required"})
+		return
+	}
+	if b.Source == "" {
+		b.Source = "api"
+	}
+	err := s.Store.SetConsent(r.Context(), r.PathValue("id"), ch, *b.Granted, b.Source)
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer": r.PathValue("id"), "channel": ch, "granted": *b.Granted})
+}
+
+type pushBody struct {
+	Kind     string `json:"kind"`
+	Endpoint string `json:"endpoint"`
+	Keys     struct {
+		P256dh string `json:"p256dh"`
+		Auth   string `json:"auth"`
+	} `json:"keys"`
+}
+
+func (s *Server) postPushSubscription(w http.ResponseWriter, r *http.Request) {
+	var b pushBody
+	if !decode(w, r, maxBody, &b) {
+		return
+	}
+	if b.Kind == "" {
+		b.Kind = "webpush"
+	}
+	var errs []FieldError
+	switch b.Kind {
+	case "webpush":
+		if u, err := url.Parse(b.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, FieldError{Pointer: "/endpoint", Detail: "a Web Push endpoint is an https URL"})
+		}
+		if k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b.Keys.P256dh, "=")); err != nil || len(k) != 65 {
+			errs = append(errs, FieldError{Pointer: "/keys/p256dh", Detail: "want the subscription's P-256 key, base64url (65 bytes)"})
+		}
+		if k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b.Keys.Auth, "=")); err != nil || len(k) != 16 {
+			errs = append(errs, FieldError{Pointer: "/keys/auth", Detail: "want the subscription's auth secret, base64url (16 bytes)"})
+		}
+	case "http":
+		if b.Endpoint == "" || len(b.Endpoint) > 4096 {
+			errs = append(errs, FieldError{Pointer: "/endpoint", Detail: "the device token for the push provider"})
+		}
+	default:
+		errs = append(errs, FieldError{Pointer: "/kind", Detail: "webpush or http"})
+	}
+	if len(errs) > 0 {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid push subscription", "", errs...)
+		return
+	}
+	id, err := s.Store.AddPushSubscription(r.Context(), r.PathValue("id"), store.PushSubscription{Kind: b.Kind, Endpoint: b.Endpoint,
+		P256dh: b.Keys.P256dh, Auth: b.Keys.Auth})
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": id})
+}
+
+func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.Store.Customer(r.Context(), id); errors.Is(err, store.ErrNotFound) {
+		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+id)
+		return
+	} else if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	hist, err := s.Store.History(r.Context(), id)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if hist == nil {
+		hist = []store.LedgerEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer": id, "history": hist})
+}
+
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	var e journey.Event
+	if !decode(w, r, maxBody, &e) {
+		return
+	}
+	res, err := s.Dispatcher.Accept(r.Context(), []journey.Event{e})
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	a := res[0]
+	s.countEvent(a.Status)
+	switch a.Status {
+	case "accepted":
+		writeJSON(w, http.StatusAccepted, a)
+	case "duplicate":
+		writeJSON(w, http.StatusOK, a)
+	case "unknown_customer":
+		problem(w, r, http.StatusUnprocessableEntity, "unknown-customer", "Unknown customer", a.Error, FieldError{Pointer: "/customer_id", Detail: a.Error})
+	default:
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid event", a.Error)
+	}
+}
+
+type batchBody struct {
+	Events []journey.Event `json:"events"`
+}
+
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	var b batchBody
+	if !decode(w, r, maxBatchBody, &b) {
+		return
+	}
+	if len(b.Events) == 0 || len(b.Events) > maxBatch {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid batch", "send 1 to 1000 events", FieldError{Pointer: "/events", Detail: "1 to 1000 events"})
+		return
+	}
+	res, err := s.Dispatcher.Accept(r.Context(), b.Events)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	counts := map[string]int{}
+	for _, a := range res {
+		counts[a.Status]++
+		s.countEvent(a.Status)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": res, "counts": counts})
+}
+
+func (s *Server) countEvent(status string) {
+	if s.Metrics != nil {
+		s.Metrics.EventsAccepted.WithLabelValues(status).Inc()
+	}
+}
+
+func (s *Server) postBounce(w http.ResponseWriter, r *http.Request) {
+	if s.Bounces == nil {
+		problem(w, r, http.StatusNotFound, "not-found", "Bounce intake is off", "")
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, bounce.MaxSize)
+	raw, err := io.ReadAll(body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		problem(w, r, http.StatusRequestEntityTooLarge, "too-large", "Report too large", "the limit is 1 MiB")
+		return
+	}
+	if err != nil {
+		problem(w, r, http.StatusBadRequest, "malformed", "Unreadable body", err.Error())
+		return
+	}
+	rep, err := s.Bounces.Apply(r.Context(), strings.NewReader(string(raw)))
+	switch {
+	case errors.Is(err, bounce.ErrStore):
+		s.internal(w, r, err)
+		return
+	case err != nil:
+		problem(w, r, http.StatusUnprocessableEntity, "not-a-report", "Not a bounce or complaint report", err.Error())
+		return
+	}
+	if s.Metrics != nil {
+		for _, rc := range rep.Recipients {
+			s.Metrics.Suppressions.WithLabelValues(string(rc.Kind)).Inc()
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recipients": rep.Recipients, "message_id": rep.MessageID})
+}

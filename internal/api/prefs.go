@@ -1,0 +1,309 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/render"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// The preference centre: every message links to it with a signed,
+// expiring token that names one customer. Pages speak the customer's
+// language; a bad or expired link gets a clear page and reveals nothing.
+
+var text = map[string]map[string]string{
+	"en": {
+		"title": "What we send you", "hello": "Hi %s, choose what you want to hear from us.", "topics": "Topics", "channels": "Channels",
+		"email": "Email", "push": "Push notifications", "save": "Save my choices", "all": "Unsubscribe from everything",
+		"saved": "Saved. We will only send you what you chose.", "unsubscribed": "You are unsubscribed. We will not send you these messages again.",
+		"unsubscribed_all": "You are unsubscribed from everything. We will not contact you again unless you opt back in.",
+		"confirm": "Unsubscribe from %s?", "confirm_all": "Unsubscribe from all messages?", "yes": "Unsubscribe",
+		"invalid": "This link is not valid. Use the link in your most recent message from us.",
+		"expired": "This link has expired. Use the link in your most recent message from us.", "manage": "Manage everything we send you",
+		"service": "Service messages about your policies", "onboarding": "Getting started", "feedback": "Questions about how we are doing",
+		"loyalty": "Benefits and thank-yous",
+	},
+	"nb": {
+		"title": "Hva vi sender deg", "hello": "Hei %s, velg hva du vil høre fra oss om.", "topics": "Emner", "channels": "Kanaler",
+		"email": "E-post", "push": "Push-varsler", "save": "Lagre valgene mine", "all": "Meld meg av alt",
+		"saved": "Lagret. Vi sender deg bare det du har valgt.", "unsubscribed": "Du er meldt av. Vi sender deg ikke disse meldingene igjen.",
+		"unsubscribed_all": "Du er meldt av alt. Vi kontakter deg ikke igjen før du melder deg på.",
+		"confirm": "Melde deg av %s?", "confirm_all": "Melde deg av alle meldinger?", "yes": "Meld meg av",
+		"invalid": "Denne lenken er ikke gyldig. Bruk lenken i den siste meldingen fra oss.",
+		"expired": "Denne lenken er utløpt. Bruk lenken i den siste meldingen fra oss.", "manage": "Styr alt vi sender deg",
+		"service": "Servicemeldinger om avtalene dine", "onboarding": "Kom i gang", "feedback": "Spørsmål om hvordan vi gjør det",
+		"loyalty": "Fordeler og takk",
+	},
+	"sv": {
+		"title": "Vad vi skickar till dig", "hello": "Hej %s, välj vad du vill höra från oss om.", "topics": "Ämnen", "channels": "Kanaler",
+		"email": "E-post", "push": "Pushnotiser", "save": "Spara mina val", "all": "Avsluta allt",
+		"saved": "Sparat. Vi skickar bara det du har valt.", "unsubscribed": "Du är avregistrerad. Vi skickar inte dessa meddelanden igen.",
+		"unsubscribed_all": "Du är avregistrerad från allt. Vi kontaktar dig inte igen förrän du anmäler dig.",
+		"confirm": "Avregistrera dig från %s?", "confirm_all": "Avregistrera dig från alla meddelanden?", "yes": "Avregistrera",
+		"invalid": "Den här länken är inte giltig. Använd länken i vårt senaste meddelande.",
+		"expired": "Den här länken har gått ut. Använd länken i vårt senaste meddelande.", "manage": "Hantera allt vi skickar",
+		"service": "Servicemeddelanden om dina avtal", "onboarding": "Kom igång", "feedback": "Frågor om hur vi sköter oss",
+		"loyalty": "Förmåner och tack",
+	},
+	"da": {
+		"title": "Hvad vi sender dig", "hello": "Hej %s, vælg hvad du vil høre fra os om.", "topics": "Emner", "channels": "Kanaler",
+		"email": "E-mail", "push": "Push-beskeder", "save": "Gem mine valg", "all": "Afmeld alt",
+		"saved": "Gemt. Vi sender dig kun det, du har valgt.", "unsubscribed": "Du er afmeldt. Vi sender dig ikke disse beskeder igen.",
+		"unsubscribed_all": "Du er afmeldt alt. Vi kontakter dig ikke igen, før du tilmelder dig.",
+		"confirm": "Afmelde %s?", "confirm_all": "Afmelde alle beskeder?", "yes": "Afmeld",
+		"invalid": "Dette link er ikke gyldigt. Brug linket i den seneste besked fra os.",
+		"expired": "Dette link er udløbet. Brug linket i den seneste besked fra os.", "manage": "Styr alt, vi sender dig",
+		"service": "Servicebeskeder om dine aftaler", "onboarding": "Kom i gang", "feedback": "Spørgsmål om hvordan vi klarer os",
+		"loyalty": "Fordele og tak",
+	},
+}
+
+// uiLocale picks the page language from a customer locale or an
+// Accept-Language header.
+func uiLocale(candidates ...string) string {
+	for _, c := range candidates {
+		for _, part := range strings.Split(c, ",") {
+			tag, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			for _, l := range render.Chain(tag) {
+				if _, ok := text[l]; ok && l != render.FallbackLocale {
+					return l
+				}
+			}
+		}
+	}
+	return render.FallbackLocale
+}
+
+func tr(locale, key string) string {
+	if s, ok := text[locale][key]; ok {
+		return s
+	}
+	if s, ok := text["en"][key]; ok {
+		return s
+	}
+	return strings.ReplaceAll(key, "_", " ")
+}
+
+// The page's text comes from tr and the customer's name from the
+// database; html/template escapes both.
+var page = template.Must(template.New("page").Funcs(template.FuncMap{"tr": tr, "printf": fmt.Sprintf}).Parse(`<!doctype html>
+<html lang="{{ .Locale }}">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{{ tr .Locale "title" }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 34rem; margin: 3rem auto; padding: 0 1rem; color: #1d2733; background: #f6f7f9; }
+main { background: #fff; border-radius: 12px; padding: 2rem; box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+h1 { font-size: 1.4rem; margin-top: 0; } h2 { font-size: 1rem; margin: 1.5rem 0 .5rem; color: #4a5563; }
+label { display: block; padding: .45rem 0; } input[type=checkbox] { margin-right: .6rem; transform: scale(1.2); }
+.buttons { margin-top: 1.5rem; display: flex; gap: .75rem; flex-wrap: wrap; }
+button { font: inherit; padding: .6rem 1rem; border-radius: 8px; border: 1px solid #2f6fb3; cursor: pointer; }
+button.primary { background: #2f6fb3; color: #fff; } button.secondary { background: #fff; color: #2f6fb3; }
+p.note { padding: .8rem 1rem; background: #eef5ee; border-radius: 8px; }
+p.problem { padding: .8rem 1rem; background: #fbeeee; border-radius: 8px; }
+</style></head>
+<body><main>
+<h1>{{ tr .Locale "title" }}</h1>
+{{ if .Problem }}<p class="problem" id="problem">{{ tr .Locale .Problem }}</p>
+{{ else }}
+{{ if .Note }}<p class="note" id="note">{{ tr .Locale .Note }}</p>{{ end }}
+{{ if .Confirm }}
+<form method="post">
+<p>{{ if .Topic }}{{ printf (tr .Locale "confirm") (tr .Locale .Topic) }}{{ else }}{{ tr .Locale "confirm_all" }}{{ end }}</p>
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<div class="buttons"><button class="primary" type="submit">{{ tr .Locale "yes" }}</button></div>
+</form>
+<p><a href="{{ .PrefsURL }}">{{ tr .Locale "manage" }}</a></p>
+{{ else if .Form }}
+<p>{{ printf (tr .Locale "hello") .Name }}</p>
+<form method="post">
+<h2>{{ tr .Locale "topics" }}</h2>
+{{ range .Topics }}<label><input type="checkbox" name="topic" value="{{ .ID }}"{{ if .On }} checked{{ end }}>{{ tr $.Locale .ID }}</label>
+{{ end }}
+<h2>{{ tr .Locale "channels" }}</h2>
+<label><input type="checkbox" name="channel" value="email"{{ if .Email }} checked{{ end }}>{{ tr .Locale "email" }}</label>
+<label><input type="checkbox" name="channel" value="push"{{ if .Push }} checked{{ end }}>{{ tr .Locale "push" }}</label>
+<div class="buttons">
+<button class="primary" type="submit" name="action" value="save">{{ tr .Locale "save" }}</button>
+<button class="secondary" type="submit" name="action" value="unsubscribe_all">{{ tr .Locale "all" }}</button>
+</div>
+</form>
+{{ end }}
+{{ end }}
+</main></body></html>
+`))
+
+type topicView struct {
+	ID string
+	On bool
+}
+
+type pageView struct {
+	Locale   string
+	Problem  string
+	Note     string
+	Form     bool
+	Confirm  bool
+	Name     string
+	Topic    string
+	Topics   []topicView
+	Email    bool
+	Push     bool
+	PrefsURL string
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, v pageView) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	if err := page.Execute(w, v); err != nil {
+		s.Log.Error("preference page", "err", err)
+	}
+}
+
+// claims verifies the link; on failure it renders the problem page.
+func (s *Server) claims(w http.ResponseWriter, r *http.Request) (links.Claims, journey.Customer, bool) {
+	locale := uiLocale(r.Header.Get("Accept-Language"))
+	c, err := s.Links.Verify(r.PathValue("token"), s.now())
+	switch {
+	case errors.Is(err, links.ErrExpired):
+		s.render(w, http.StatusGone, pageView{Locale: locale, Problem: "expired"})
+		return c, journey.Customer{}, false
+	case err != nil:
+		s.render(w, http.StatusBadRequest, pageView{Locale: locale, Problem: "invalid"})
+		return c, journey.Customer{}, false
+	}
+	cust, err := s.Store.Customer(r.Context(), c.CustomerID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.Log.Error("preference centre", "err", err)
+		}
+		s.render(w, http.StatusNotFound, pageView{Locale: locale, Problem: "invalid"})
+		return c, cust, false
+	}
+	return c, cust, true
+}
+
+// topics lists the topics of deployed journeys.
+func (s *Server) topics() []string {
+	var out []string
+	for _, j := range s.Catalog.Current().Journeys {
+		if !slices.Contains(out, j.Topic) {
+			out = append(out, j.Topic)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Server) formView(c journey.Customer) pageView {
+	v := pageView{Locale: uiLocale(c.Locale), Form: true, Email: c.Consent["email"], Push: c.Consent["push"]}
+	v.Name, _ = c.Attributes["first_name"].(string)
+	for _, t := range s.topics() {
+		v.Topics = append(v.Topics, topicView{ID: t, On: !slices.Contains(c.TopicsOptedOut, t)})
+	}
+	return v
+}
+
+func (s *Server) preferencesPage(w http.ResponseWriter, r *http.Request) {
+	_, c, ok := s.claims(w, r)
+	if !ok {
+		return
+	}
+	s.render(w, http.StatusOK, s.formView(c))
+}
+
+func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
+	claims, c, ok := s.claims(w, r)
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		s.render(w, http.StatusBadRequest, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
+		return
+	}
+	known := s.topics()
+	var optedOut []string
+	consent := map[string]bool{"email": false, "push": false}
+	note := "saved"
+	if r.PostForm.Get("action") == "unsubscribe_all" {
+		optedOut, note = known, "unsubscribed_all"
+	} else {
+		keep := r.PostForm["topic"]
+		for _, t := range known {
+			if !slices.Contains(keep, t) {
+				optedOut = append(optedOut, t)
+			}
+		}
+		for _, ch := range r.PostForm["channel"] {
+			if ch == "email" || ch == "push" {
+				consent[ch] = true
+			}
+		}
+	}
+	// Opt-outs of topics no longer deployed are kept.
+	for _, t := range c.TopicsOptedOut {
+		if !slices.Contains(known, t) {
+			optedOut = append(optedOut, t)
+		}
+	}
+	if err := s.Store.SetPreferences(r.Context(), claims.CustomerID, optedOut, consent, "preference-centre"); err != nil {
+		s.Log.Error("save preferences", "err", err)
+		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
+		return
+	}
+	if s.Metrics != nil {
+		s.Metrics.PreferenceCentre.WithLabelValues(note).Inc()
+	}
+	c.TopicsOptedOut, c.Consent = optedOut, consent
+	v := s.formView(c)
+	v.Note = note
+	s.render(w, http.StatusOK, v)
+}
+
+func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
+	claims, c, ok := s.claims(w, r)
+	if !ok {
+		return
+	}
+	_, prefs := s.Links.For(c.ID, claims.Topic, s.now())
+	s.render(w, http.StatusOK, pageView{Locale: uiLocale(c.Locale), Confirm: true, Topic: claims.Topic, PrefsURL: prefs})
+}
+
+// unsubscribe handles the RFC 8058 one-click POST (mail clients send
+// "List-Unsubscribe=One-Click" with no page) and the confirm button.
+func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
+	claims, c, ok := s.claims(w, r)
+	if !ok {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxBody))
+	var err error
+	note := "unsubscribed"
+	if claims.Topic != "" {
+		err = s.Store.OptOutTopics(r.Context(), c.ID, []string{claims.Topic})
+	} else {
+		note = "unsubscribed_all"
+		err = s.Store.SetPreferences(r.Context(), c.ID, s.topics(), map[string]bool{"email": false, "push": false}, "one-click")
+	}
+	if err != nil {
+		s.Log.Error("unsubscribe", "err", err)
+		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
+		return
+	}
+	if s.Metrics != nil {
+		s.Metrics.PreferenceCentre.WithLabelValues(note).Inc()
+	}
+	s.render(w, http.StatusOK, pageView{Locale: uiLocale(c.Locale), Note: note})
+}

@@ -1,0 +1,93 @@
+// Package metrics defines lojal's Prometheus metrics. Each binary builds
+// one Registry in main and hands the parts down; nothing registers
+// globally.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector. A nil *Metrics records nothing, so code
+// paths that run in tests need no registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	Decisions        *prometheus.CounterVec
+	DecisionSeconds  prometheus.Histogram
+	Messages         *prometheus.CounterVec
+	StepSeconds      *prometheus.HistogramVec
+	EventsAccepted   *prometheus.CounterVec
+	HTTPRequests     *prometheus.CounterVec
+	HTTPSeconds      *prometheus.HistogramVec
+	DispatchPending  prometheus.Gauge
+	Suppressions     *prometheus.CounterVec
+	PreferenceCentre *prometheus.CounterVec
+}
+
+// New builds and registers the collectors, with Go and process metrics.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_policy_decisions_total",
+			Help: "Relationship policy decisions by verdict, reason and channel."}, []string{"decision", "reason", "channel"}),
+		DecisionSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lojal_policy_decision_seconds",
+			Help: "Time to take one policy decision with its reservation (lock, read, decide, record).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_messages_total",
+			Help: "Messages by channel and delivery status (sent, failed, expired, fallback)."}, []string{"channel", "status"}),
+		StepSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lojal_journey_send_step_seconds",
+			Help:    "Journey send step latency: from the step's first ask of the policy to the message being sent (deferrals included).",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600}}, []string{"journey"}),
+		EventsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_events_total",
+			Help: "Events received by the API, by outcome (accepted, duplicate, unknown_customer, invalid)."}, []string{"status"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_http_requests_total",
+			Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
+		HTTPSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lojal_http_request_seconds",
+			Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+		DispatchPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_events_pending",
+			Help: "Accepted events not yet dispatched to journeys."}),
+		Suppressions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_suppressions_total",
+			Help: "Addresses suppressed, by reason."}, []string{"reason"}),
+		PreferenceCentre: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_preference_changes_total",
+			Help: "Changes made in the preference centre, by kind."}, []string{"kind"}),
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
+		m.DispatchPending, m.Suppressions, m.PreferenceCentre)
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Decision counts a policy decision and its latency.
+func (m *Metrics) Decision(decision, reason, channel string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Decisions.WithLabelValues(decision, reason, channel).Inc()
+	m.DecisionSeconds.Observe(took.Seconds())
+}
+
+// Message counts a delivery outcome.
+func (m *Metrics) Message(channel, status string) {
+	if m == nil {
+		return
+	}
+	m.Messages.WithLabelValues(channel, status).Inc()
+}
+
+// Step records a send step's latency.
+func (m *Metrics) Step(journey string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.StepSeconds.WithLabelValues(journey).Observe(took.Seconds())
+}
