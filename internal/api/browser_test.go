@@ -51,7 +51,10 @@ func TestPreferenceCentreInChromium(t *testing.T) {
 		func() error { return chromedp.Do(ctx, chromedp.Navigate(link)) },
 		func() error { return chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("form"))) },
 		func() (err error) { heading, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"))); return err },
-		func() (err error) { greeting, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main > p"))); return err },
+		func() (err error) {
+			greeting, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main > p")))
+			return err
+		},
 		func() (err error) { before, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); return err },
 		func() error { return chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[value="unsubscribe_all"]`))) },
 		func() error { return chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#note"))) },
