@@ -7,10 +7,13 @@ import (
 	"github.com/lojal/lojal/activities"
 )
 
-// Register registers the journey workflow and its activities on a worker.
+// Register registers the journey and schedule workflows and their
+// activities on a worker.
 // One Workflows value (its compiled-definition cache) and one Activities
 // value serve the whole process.
 func Register(r worker.Registry, a *activities.Activities) {
-	r.RegisterWorkflowWithOptions(New().Journey, workflow.RegisterOptions{Name: JourneyWorkflow})
+	w := New()
+	r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: JourneyWorkflow})
+	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
 	r.RegisterActivity(a)
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
@@ -57,12 +59,14 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer email.Close()
+	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
-		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout})
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress)
+	go keepSchedules(ctx, tc, cat, log)
 	if cfg.BounceSMTPAddr != "" {
 		l, err := net.Listen("tcp", cfg.BounceSMTPAddr)
 		if err != nil {
@@ -77,7 +81,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}
-	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: healthHandler(st), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: healthHandler(st, m), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("health server", "err", err)
@@ -100,6 +104,7 @@ type workerDeps struct {
 	Domain      string
 	Log         *slog.Logger
 	StopTimeout time.Duration
+	Metrics     *metrics.Metrics
 }
 
 // newWorker builds the journey worker: one Workflows value (its compiled
@@ -110,12 +115,13 @@ func newWorker(tc client.Client, d workerDeps) worker.Worker {
 		MaxConcurrentActivityExecutionSize: 200,
 	})
 	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
-		Log: d.Log, MessageDomain: d.Domain})
+		Log: d.Log, MessageDomain: d.Domain, Metrics: d.Metrics})
 	return w
 }
 
-func healthHandler(st *store.Store) http.Handler {
+func healthHandler(st *store.Store, m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "ok\n")
@@ -150,4 +156,19 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "applied migrations %v\n", applied)
 	return nil
+}
+
+// keepSchedules starts the scheduler workflow of every scheduled journey,
+// now and after each deployment.
+func keepSchedules(ctx context.Context, tc client.Client, cat catalog.Source, log *slog.Logger) {
+	for {
+		if err := ingest.EnsureSchedules(ctx, tc, cat.Current(), ""); err != nil && ctx.Err() == nil {
+			log.Warn("scheduled journeys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+		}
+	}
 }

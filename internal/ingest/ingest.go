@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/policy"
@@ -203,7 +204,7 @@ func (d *Dispatcher) route1(ctx context.Context, e journey.Event) (Result, error
 // EnrolEvent is the internal event type that enrols a customer in a
 // scheduled journey (data: {"journey": id}). Schema event types cannot
 // start with "lojal.".
-const EnrolEvent = "lojal.enrol"
+const EnrolEvent = activities.EnrolEvent
 
 func (d *Dispatcher) route(ctx context.Context, j *journey.Journey, cust journey.Customer, e journey.Event) (Outcome, error) {
 	o := Outcome{Journey: j.ID}
@@ -395,4 +396,33 @@ func (d *Dispatcher) startEntry(ctx context.Context, j *journey.Journey, c journ
 	}
 	o.Action = "started"
 	return o, nil
+}
+
+// ScheduleStarter is the part of the Temporal client EnsureSchedules uses.
+type ScheduleStarter interface {
+	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
+}
+
+// EnsureSchedules makes sure every scheduled journey in the catalog has its
+// scheduler workflow running. It is idempotent: workers call it at start
+// and after deployments.
+func EnsureSchedules(ctx context.Context, c ScheduleStarter, cat *catalog.Catalog, queue string) error {
+	if queue == "" {
+		queue = workflows.TaskQueue
+	}
+	for _, j := range cat.Journeys {
+		if j.Trigger.Cron == "" {
+			continue
+		}
+		_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:                       workflows.ScheduleID(j.ID),
+			TaskQueue:                queue,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		}, workflows.ScheduleWorkflow, workflows.ScheduleInput{JourneyID: j.ID})
+		if err != nil {
+			return fmt.Errorf("start scheduler for %s: %w", j.ID, err)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,106 @@
+package workflows_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/stacktest"
+	"github.com/lojal/lojal/workflows"
+)
+
+// TestScheduleFiresAtEachZonesTime runs the scheduler under Temporal's
+// test environment with time skipping: months pass in milliseconds, and
+// each firing enrols the zones NextFire named, after the timer.
+func TestScheduleFiresAtEachZonesTime(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	w := workflows.New()
+	env.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: workflows.ScheduleWorkflow})
+	var acts *activities.Activities
+	env.RegisterActivity(acts)
+	start := env.Now()
+	firings := []activities.NextFireOutput{
+		{Found: true, Fire: start.Add(90 * 24 * time.Hour), Zones: []string{"Europe/Oslo", "Europe/Stockholm"}},
+		{Found: true, Fire: start.Add(90*24*time.Hour + 6*time.Hour), Zones: []string{"America/New_York"}},
+		{Found: false},
+	}
+	call := 0
+	env.OnActivity(acts.NextFire, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NextFireInput) (activities.NextFireOutput, error) {
+		out := firings[call]
+		call++
+		return out, nil
+	})
+	var enrolled []activities.EnrolInput
+	env.OnActivity(acts.Enrol, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EnrolInput) (activities.EnrolOutput, error) {
+		if now := env.Now(); now.Before(in.Fire) {
+			t.Errorf("enrolled at %s, before the firing at %s", now, in.Fire)
+		}
+		enrolled = append(enrolled, in)
+		return activities.EnrolOutput{Scanned: 10, Enrolled: 7}, nil
+	})
+	env.ExecuteWorkflow(workflows.ScheduleWorkflow, workflows.ScheduleInput{JourneyID: "checkin"})
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("workflow: %v", env.GetWorkflowError())
+	}
+	var res workflows.ScheduleResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Fired != 2 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	if len(enrolled) != 2 || enrolled[0].Zones[1] != "Europe/Stockholm" || enrolled[1].Zones[0] != "America/New_York" {
+		t.Fatalf("enrolments %+v", enrolled)
+	}
+}
+
+// TestEnrolmentStartsRuns: an enrolment event, dispatched like any event,
+// starts the scheduled journey for the customer once, under reentry.
+func TestEnrolmentStartsRuns(t *testing.T) {
+	t.Parallel()
+	s := stacktest.New(t, stacktest.Options{Journeys: "testdata/journeys"})
+	ctx := waitCtx(t)
+	c := kari(t)
+	if _, err := s.Dispatcher.Customer(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	fire := time.Now().UTC().Truncate(time.Minute)
+	ev := journey.Event{ID: "enrol:monthly-hello:1:" + c.ID, Type: activities.EnrolEvent, CustomerID: c.ID, At: fire,
+		Data: map[string]any{"journey": "monthly-hello"}}
+	for range 2 {
+		if _, err := s.Store.AcceptEvents(ctx, []journey.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Dispatcher.DispatchPending(ctx, ingestOptions); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := s.Catcher.WaitFor(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !contains(msgs[0].Header.Get("Subject"), "Hei Kari") {
+		t.Fatalf("subject %q", msgs[0].Header.Get("Subject"))
+	}
+	var res workflows.JourneyResult
+	if err := s.Client.GetWorkflow(ctx, workflows.WorkflowID("monthly-hello", c.ID, ""), "").Get(ctx, &res); err != nil || res.Sent != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// The next month's enrolment is refused by reentry: after 20d.
+	ev.ID = "enrol:monthly-hello:2:" + c.ID
+	if _, err := s.Store.AcceptEvents(ctx, []journey.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Dispatcher.DispatchPending(ctx, ingestOptions); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if n := s.Catcher.Count(); n != 1 {
+		t.Fatalf("%d messages, want 1", n)
+	}
+}
