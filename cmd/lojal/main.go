@@ -40,6 +40,7 @@ Usage:
   lojal journeys diff OLD NEW
   lojal journeys migrate --journey FILE [--map OLD=NEW,...] [--apply]
   lojal journeys deploy [DIR]   publish validated journeys; running processes pick them up
+  lojal import customers FILE.jsonl   bulk-load customers (progress bar)
   lojal why --customer ID   a customer's contact history, with the reason for every decision
   lojal report pressure [--days N] [--png FILE]
                             messages per customer per week; deferrals and suppressions by reason
@@ -100,6 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReport(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {

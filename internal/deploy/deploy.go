@@ -118,6 +118,10 @@ func (l *Live) Current() *catalog.Catalog { return l.cur.Load() }
 // DeploymentID is the deployment in force (0: the directory on disk).
 func (l *Live) DeploymentID() int64 { return l.id.Load() }
 
+// Refresh switches to the newest deployment, if it changed. Watch calls it
+// periodically.
+func (l *Live) Refresh(ctx context.Context) error { return l.refresh(ctx) }
+
 func (l *Live) refresh(ctx context.Context) error {
 	id, err := l.st.LatestDeploymentID(ctx)
 	if err != nil || id == l.id.Load() {
