@@ -40,6 +40,10 @@ bench: tools build ## run every benchmark; print medians and ratios against base
 fuzz: ## fuzz the journey parser for a minute
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/journey/
 
+.PHONY: k8s
+k8s: build ## regenerate deploy/k8s/journeys.yaml (the journeys ConfigMap) from journeys/
+	bin/lojal journeys bundle journeys > deploy/k8s/journeys.yaml
+
 .PHONY: lint
 lint: ## go vet, gofmt and workflowcheck
 	$(GO) vet ./...

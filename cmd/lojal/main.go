@@ -232,10 +232,22 @@ func dialTemporal(cfg Config, log *slog.Logger) (client.Client, error) {
 	return c, nil
 }
 
-func loadCatalog(dir string) (*catalog.Catalog, error) {
-	c, err := catalog.Load(os.DirFS(dir), dir)
+// loadCatalog loads a journeys directory, or a bundle file made by
+// `lojal journeys bundle` (how Kubernetes ships journeys in a ConfigMap).
+func loadCatalog(path string) (*catalog.Catalog, error) {
+	fsys := os.DirFS(path)
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if fsys, err = deploy.ReadBundle(b); err != nil {
+			return nil, fmt.Errorf("journeys bundle %s: %w", path, err)
+		}
+	}
+	c, err := catalog.Load(fsys, path)
 	if err != nil {
-		return nil, fmt.Errorf("journeys in %s are not valid:\n%w", dir, err)
+		return nil, fmt.Errorf("journeys in %s are not valid:\n%w", path, err)
 	}
 	return c, nil
 }

@@ -6,7 +6,9 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -62,6 +64,30 @@ func Hash(files map[string]string) string {
 		h.Write([]byte(files[n]))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Bundle is a journeys directory in one JSON document: how it travels in a
+// Kubernetes ConfigMap, whose keys cannot hold paths.
+type Bundle struct {
+	Files map[string]string `json:"files"`
+}
+
+// ReadBundle turns a bundle into a file system catalog.Load can read.
+func ReadBundle(b []byte) (fs.FS, error) {
+	var bundle Bundle
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&bundle); err != nil {
+		return nil, err
+	}
+	fsys := fstest.MapFS{}
+	for n, data := range bundle.Files {
+		if !fs.ValidPath(n) {
+			return nil, fmt.Errorf("bad path %q", n)
+		}
+		fsys[n] = &fstest.MapFile{Data: []byte(data)}
+	}
+	return fsys, nil
 }
 
 // Load builds a catalog from deployed files.
