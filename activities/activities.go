@@ -267,7 +267,24 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 	if err := a.Store.MarkSending(ctx, in.IdempotencyKey, env.MessageID, env.To, env.Message.Locale, env.Message.Subject+env.Message.Title); err != nil {
 		return DeliverOutput{}, err
 	}
+	// Email records the message as sent at its commit point, inside the
+	// SMTP transaction (see channel.Email.Send); other channels record it
+	// once Send returns.
+	confirmed := false
+	env.Confirm = func() error {
+		if err := a.Store.MarkSent(ctx, in.IdempotencyKey, a.now()); err != nil {
+			return err
+		}
+		confirmed = true
+		return nil
+	}
 	rc, err := a.Sender.Send(ctx, env)
+	if err != nil && confirmed {
+		// Recorded, then refused at the end of DATA: not delivered.
+		if uerr := a.Store.UnmarkSent(ctx, in.IdempotencyKey); uerr != nil {
+			return DeliverOutput{}, errors.Join(err, uerr)
+		}
+	}
 	for _, gone := range rc.Expired {
 		if rerr := a.Store.RemovePushSubscription(ctx, gone.ID); rerr != nil {
 			return DeliverOutput{}, rerr
@@ -290,8 +307,10 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		}
 		return DeliverOutput{}, err
 	}
-	if err := a.Store.MarkSent(ctx, in.IdempotencyKey, a.now()); err != nil {
-		return DeliverOutput{}, err
+	if !confirmed {
+		if err := a.Store.MarkSent(ctx, in.IdempotencyKey, a.now()); err != nil {
+			return DeliverOutput{}, err
+		}
 	}
 	return DeliverOutput{Status: StatusSent, MessageID: env.MessageID}, nil
 }

@@ -22,11 +22,27 @@ type LimitResult struct {
 	Unit string
 	// Values are the per-round measurements.
 	Values []float64
-	Max    float64
+	// Max is the most allowed (lower is better); Min, when set instead,
+	// the least (higher is better).
+	Max float64
+	Min float64
 }
 
 // OK reports whether the median is within the limit.
-func (r LimitResult) OK() bool { return Median(r.Values) <= r.Max }
+func (r LimitResult) OK() bool {
+	if r.Min > 0 {
+		return Median(r.Values) >= r.Min
+	}
+	return Median(r.Values) <= r.Max
+}
+
+// Limit describes the limit for printing.
+func (r LimitResult) Limit() string {
+	if r.Min > 0 {
+		return fmt.Sprintf(">= %g %s", r.Min, r.Unit)
+	}
+	return fmt.Sprintf("<= %g %s", r.Max, r.Unit)
+}
 
 func nsPerOp(f func(b *testing.B)) float64 {
 	r := testing.Benchmark(f)

@@ -26,6 +26,12 @@ type Envelope struct {
 	Unsubscribe string
 	// Push subscriptions to deliver to.
 	Push []PushSubscription
+	// Confirm, when set, is the commit point: email calls it once the
+	// server holds the whole message and before telling it to deliver (the
+	// final "." of DATA); if Confirm fails, the message is abandoned and
+	// not delivered. Senders that cannot split delivery (push) do not
+	// call it; the caller records after Send returns.
+	Confirm func() error
 }
 
 // Receipt says what happened to a sent message.

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/mail"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -43,6 +43,8 @@ type Email struct {
 	client     *gomail.Client
 	from       *mail.Address
 	returnPath string
+	timeout    time.Duration
+	dkim       *gomail.DKIMSigner
 	domain     string
 	maxIdle    int
 	maxAge     time.Duration
@@ -83,10 +85,9 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 		gomail.WithPort(port),
 		gomail.WithTimeout(timeout),
 		gomail.WithHELO(domain),
-		// The pool checks connection age itself; NOOP and RSET on every
-		// message would double the round trips.
+		// The pool checks connection age itself; NOOP on every message
+		// would add a round trip.
 		gomail.WithoutNoop(),
-		gomail.WithoutRset(),
 	}
 	mode := u.Query().Get("tls")
 	if u.Scheme == "smtps" {
@@ -115,9 +116,6 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 		pass, _ := u.User.Password()
 		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover), gomail.WithUsername(u.User.Username()), gomail.WithPassword(pass))
 	}
-	if cfg.DKIM != nil {
-		opts = append(opts, gomail.WithAlwaysDKIMSign(cfg.DKIM))
-	}
 	client, err := gomail.NewClient(host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
@@ -131,7 +129,8 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 			return nil, fmt.Errorf("return path %q: %w", cfg.ReturnPath, err)
 		}
 	}
-	return &Email{client: client, from: from, returnPath: cfg.ReturnPath, domain: domain, maxIdle: maxIdle, maxAge: time.Minute, log: log}, nil
+	return &Email{client: client, from: from, returnPath: cfg.ReturnPath, domain: domain, maxIdle: maxIdle, maxAge: time.Minute,
+		timeout: timeout, dkim: cfg.DKIM, log: log}, nil
 }
 
 // Domain is the sender's domain, used in Message-IDs.
@@ -203,60 +202,101 @@ func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	if env.Message.HTML != "" {
 		m.AddAlternativeString(gomail.TypeTextHTML, env.Message.HTML)
 	}
+	if e.dkim != nil {
+		m.SetDKIM(e.dkim)
+	}
 	return m, nil
 }
 
-// Send implements Sender. A connection that fails before the message data
-// was accepted is replaced and the send tried once more on a fresh one;
-// after that, errors go back to the caller (Temporal retries temporary ones
-// with the same Message-ID).
+// Send implements Sender.
+//
+// The conversation is driven step by step so that env.Confirm, the commit
+// point, runs when the server holds the whole message but has not yet been
+// told to deliver it (the final "."). A crash before Confirm leaves nothing
+// delivered and nothing recorded, so a retry sends; a crash after the "."
+// leaves the message delivered and recorded, so a retry does not. Only the
+// few microseconds between Confirm and writing the "." are unsafe. If
+// Confirm fails, the connection is dropped and the server discards the
+// message.
+//
+// A pooled connection that turns out dead before any reply is replaced and
+// the send tried once more on a fresh one.
 func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	m, err := e.Build(env)
 	if err != nil {
 		return Receipt{}, err
+	}
+	from, err := m.GetSender(false)
+	if err != nil {
+		return Receipt{}, &PermanentError{Err: err}
+	}
+	rcpts, err := m.GetRecipients()
+	if err != nil {
+		return Receipt{}, &PermanentError{Bounce: true, Err: err}
 	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := e.get(ctx)
 		if err != nil {
 			return Receipt{}, fmt.Errorf("smtp connect: %w", err)
 		}
-		err = e.client.SendWithSMTPClient(c, m)
+		st, err := e.transact(c, m, from, rcpts, env.Confirm)
 		if err == nil {
 			e.put(c)
 			return Receipt{Delivered: 1}, nil
 		}
 		_ = c.Close()
-		var se *gomail.SendError
-		if errors.As(err, &se) {
-			if reused && attempt == 0 && beforeData(se) && !smtpReplied(se) {
-				continue // the pooled connection had gone stale
-			}
-			if !se.IsTemp() && se.ErrorCode() >= 500 {
-				return Receipt{}, &PermanentError{Code: se.ErrorCode(), Bounce: se.Reason == gomail.ErrSMTPRcptTo, Err: err}
-			}
+		var reply *textproto.Error
+		replied := errors.As(err, &reply)
+		switch {
+		case st == stageConfirm:
+			return Receipt{}, fmt.Errorf("not sent: %w", err)
+		case reused && attempt == 0 && st == stageMail && !replied:
+			continue // the pooled connection had gone stale
+		case replied && reply.Code >= 500:
+			return Receipt{}, &PermanentError{Code: reply.Code, Bounce: st == stageRcpt, Err: err}
 		}
-		return Receipt{}, fmt.Errorf("smtp send: %w", err)
+		return Receipt{}, fmt.Errorf("smtp %s: %w", st, err)
 	}
 }
 
-// beforeData reports whether the error happened before the server could
-// have accepted the message.
-func beforeData(se *gomail.SendError) bool {
-	switch se.Reason {
-	case gomail.ErrConnCheck, gomail.ErrSMTPMailFrom, gomail.ErrSMTPRcptTo, gomail.ErrSMTPData:
-		return true
-	}
-	return false
-}
+type stage string
 
-// smtpReplied reports whether the server answered with an SMTP status
-// (as opposed to the connection breaking).
-func smtpReplied(se *gomail.SendError) bool {
-	var ne net.Error
-	if errors.As(se, &ne) {
-		return false
+const (
+	stageMail    stage = "MAIL"
+	stageRcpt    stage = "RCPT"
+	stageData    stage = "DATA"
+	stageConfirm stage = "confirm"
+	stageFinal   stage = "end of data"
+)
+
+func (e *Email) transact(c *smtp.Client, m *gomail.Msg, from string, rcpts []string, confirm func() error) (stage, error) {
+	if err := c.UpdateDeadline(e.timeout); err != nil {
+		return stageMail, err
 	}
-	return se.ErrorCode() > 0
+	if err := c.Mail(from); err != nil {
+		return stageMail, err
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r); err != nil {
+			return stageRcpt, err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return stageData, err
+	}
+	if _, err := m.WriteTo(w); err != nil {
+		return stageData, err
+	}
+	if confirm != nil {
+		if err := confirm(); err != nil {
+			return stageConfirm, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return stageFinal, err
+	}
+	return "", nil
 }
 
 // LoadDKIM reads a PEM private key (RSA or Ed25519) and returns a signer

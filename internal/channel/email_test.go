@@ -229,3 +229,36 @@ func selfSigned(t *testing.T) *tls.Config {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
+
+// TestConfirmIsTheCommitPoint: Confirm runs when the server holds the whole
+// message but has not delivered it; a failing Confirm means no delivery.
+func TestConfirmIsTheCommitPoint(t *testing.T) {
+	t.Parallel()
+	c := catcher(t, mailcatch.Options{})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr})
+	env := envelope()
+	calls := 0
+	env.Confirm = func() error {
+		calls++
+		if n := c.Count(); n != 0 {
+			t.Errorf("delivered before the commit point (%d)", n)
+		}
+		return nil
+	}
+	if _, err := e.Send(context.Background(), env); err != nil || calls != 1 || c.Count() != 1 {
+		t.Fatalf("send: %v, %d confirms, %d delivered", err, calls, c.Count())
+	}
+	env.Confirm = func() error { return io.ErrUnexpectedEOF } // the database is down
+	if _, err := e.Send(context.Background(), env); err == nil {
+		t.Fatal("a failed confirm must fail the send")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if c.Count() != 1 {
+		t.Fatalf("a message whose confirm failed was delivered (%d)", c.Count())
+	}
+	// The pool recovers: the next send goes out.
+	env.Confirm = nil
+	if _, err := e.Send(context.Background(), env); err != nil || c.Count() != 2 {
+		t.Fatalf("after an abandoned send: %v, %d delivered", err, c.Count())
+	}
+}

@@ -270,6 +270,15 @@ func (s *Store) MarkSent(ctx context.Context, key string, at time.Time) error {
 	return nil
 }
 
+// UnmarkSent returns a message recorded as sent to reserved, when the
+// server refused it after all.
+func (s *Store) UnmarkSent(ctx context.Context, key string) error {
+	if _, err := s.pool.Exec(ctx, s.q.UnmarkSent, key); err != nil {
+		return fmt.Errorf("unmark %s sent: %w", key, err)
+	}
+	return nil
+}
+
 // Release gives back a reservation that will not be sent (status released,
 // or failed with the error), so it no longer counts against caps.
 func (s *Store) Release(ctx context.Context, key, status, reason string) error {

@@ -68,6 +68,7 @@ type queries struct {
 	DeliveryByKey      string `query:"delivery-by-key"`
 	MarkSending        string `query:"mark-sending"`
 	MarkSent           string `query:"mark-sent"`
+	UnmarkSent         string `query:"unmark-sent"`
 	MarkFailed         string `query:"mark-failed"`
 	CustomerHistory    string `query:"customer-history"`
 	RecentSent         string `query:"recent-sent"`

@@ -98,3 +98,10 @@ ORDER BY 3 DESC, 1, 2;
 
 -- name: count-customers
 SELECT count(*) FROM customers;
+
+-- name: unmark-sent
+-- The server refused the message after it was recorded as sent (at the
+-- end of DATA): back to reserved, so a retry sends it.
+UPDATE contact_ledger
+SET status = 'reserved', sent_at = NULL, contacted_at = decided_at
+WHERE idempotency_key = $1 AND status = 'sent';
