@@ -29,7 +29,8 @@ test: tools ## run every test (unit, Postgres, end to end on the Temporal dev se
 
 .PHONY: test-faults
 test-faults: tools ## run the fault tests (worker kill -9, Postgres restart, SMTP outage)
-	$(GO) test -count=1 -timeout 30m -tags faults -run Fault -v ./faults/...
+	$(GO) test -count=1 -timeout 30m -tags faults -run Fault -v ./internal/faults/ 2>&1 | tee faults.out; test $${PIPESTATUS[0]} -eq 0
+	@grep '^FAULT' faults.out
 
 .PHONY: bench
 bench: tools build ## run every benchmark; print medians and ratios against baselines measured in the same run

@@ -315,7 +315,10 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID, Version: r.in.Version,
 		StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: workflow.Now(r.ctx)}}
 	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
+		// A send is a few database round trips and one SMTP conversation
+		// (whose own timeout is 20s); a worker that died mid-send is
+		// noticed after this and the send retried elsewhere.
+		StartToCloseTimeout: 30 * time.Second,
 		// Past the reservation's lifetime the activity refuses to send; the
 		// run then asks the policy again instead of sending late.
 		ScheduleToCloseTimeout: activities.ReservationTTL + time.Minute,

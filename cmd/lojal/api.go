@@ -57,7 +57,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	dctx, stopDispatch := context.WithCancel(ctx)
 	defer stopDispatch()
-	go func() { _ = d.Run(dctx, ingest.RunOptions{}) }()
+	go func() { _ = d.Run(dctx, ingest.RunOptions{Reorder: cfg.ReorderWindow}) }()
 	go reportPending(dctx, st, m)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()

@@ -268,3 +268,15 @@ type Source interface {
 
 // Current makes a fixed catalog its own Source.
 func (c *Catalog) Current() *Catalog { return c }
+
+// WithJourneys returns a copy of the catalog with other journeys (the same
+// schema, policy and templates).
+func (c *Catalog) WithJourneys(js []*journey.Journey) *Catalog {
+	out := *c
+	out.Journeys = js
+	out.byID = make(map[string]*journey.Journey, len(js))
+	for _, j := range js {
+		out.byID[j.ID] = j
+	}
+	return &out
+}

@@ -79,7 +79,7 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = 20 * time.Second
 	}
 	opts := []gomail.Option{
 		gomail.WithPort(port),

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,11 @@ type RunOptions struct {
 	Parallel int
 	// Idle is how long to sleep when nothing is pending.
 	Idle time.Duration
+	// Reorder is how long an event waits after arriving before it is
+	// dispatched, so that events sent close together but out of order
+	// (a shipment before its order) reach journeys in the order they
+	// happened. Zero dispatches at once.
+	Reorder time.Duration
 }
 
 // Run dispatches accepted events until ctx ends. Only one process in the
@@ -76,10 +82,13 @@ func (d *Dispatcher) lead(ctx context.Context, lock interface{ Alive(context.Con
 // many were handled. Events of one customer go in order; if one fails, the
 // customer's later events wait for the next pass.
 func (d *Dispatcher) DispatchPending(ctx context.Context, o RunOptions) (int, error) {
-	evs, err := d.Store.PendingEvents(ctx, o.Batch)
+	evs, err := d.Store.PendingEvents(ctx, o.Batch, o.Reorder)
 	if err != nil || len(evs) == 0 {
 		return 0, err
 	}
+	// Within a customer, events go in the order they happened (then in
+	// the order they arrived).
+	slices.SortStableFunc(evs, func(a, b journey.Event) int { return a.At.Compare(b.At) })
 	var order []string
 	byCustomer := map[string][]journey.Event{}
 	for _, e := range evs {

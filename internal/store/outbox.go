@@ -80,10 +80,10 @@ func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]Accept
 	return out, nil
 }
 
-// PendingEvents returns up to limit events not yet dispatched, oldest
-// first.
-func (s *Store) PendingEvents(ctx context.Context, limit int) ([]journey.Event, error) {
-	rows, err := s.pool.Query(ctx, s.q.ClaimPending, limit)
+// PendingEvents returns up to limit events not yet dispatched that
+// arrived at least settle ago, oldest first.
+func (s *Store) PendingEvents(ctx context.Context, limit int, settle time.Duration) ([]journey.Event, error) {
+	rows, err := s.pool.Query(ctx, s.q.ClaimPending, limit, settle)
 	if err != nil {
 		return nil, fmt.Errorf("pending events: %w", err)
 	}

@@ -47,11 +47,12 @@ RETURNING id;
 SELECT id FROM customers WHERE id = ANY($1::text[]);
 
 -- name: claim-pending-events
--- The oldest events not yet dispatched, in order. Only the elected
--- dispatcher calls this.
+-- The oldest events not yet dispatched that arrived at least $2 ago (the
+-- reorder window), in arrival order. Only the elected dispatcher calls
+-- this.
 SELECT e.id, e.type, e.customer_id, e.occurred_at, e.data
 FROM events e
-WHERE e.dispatched_at IS NULL
+WHERE e.dispatched_at IS NULL AND e.received_at <= now() - $2::interval
 ORDER BY e.seq
 LIMIT $1;
 
