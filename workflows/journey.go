@@ -124,6 +124,10 @@ func (w *Workflows) compile(b journey.Bundle) (*journey.Journey, error) {
 	return j, nil
 }
 
+// settle is how long a message below high priority waits before its first
+// ask of the policy.
+const settle = 5 * time.Second
+
 // continueAfter bounds how many actions one run executes before it
 // continues as new, keeping history small for long-lived journeys even on
 // servers that do not suggest continue-as-new.
@@ -324,6 +328,18 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		ScheduleToCloseTimeout: activities.ReservationTTL + time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
+	if p, err := policy.ParsePriority(act.Send.Priority); err == nil && p < policy.High {
+		// Messages below high priority let the others triggered by the
+		// same event ask first, so the slot goes by priority rather than
+		// by which workflow happened to run first. A goal meanwhile still
+		// ends the run.
+		if occ := r.wait(workflow.Now(r.ctx).Add(settle)); occ.Kind == journey.OccEvent {
+			if st, next, err := r.def.Next(r.st, occ, workflow.Now(r.ctx)); err == nil && next.Kind == journey.ActDone {
+				r.st = st
+				return occ, nil
+			}
+		}
+	}
 	for ask := 1; ; ask++ {
 		in.Ask = ask
 		var out activities.SendOutput

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lojal/lojal/internal/api"
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/devstack"
@@ -25,6 +29,7 @@ import (
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -98,7 +103,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.LogLevel = "warn"
 	fs := newFlagSet("dev", stderr)
 	exitAfter := fs.Bool("exit-after-report", false, "print the report and stop (for scripts and CI)")
-	settle := fs.Duration("settle", 4*time.Second, "how long the ledger must be quiet before the report is printed")
+	settle := fs.Duration("settle", 7*time.Second, "how long the ledger must be quiet before the report is printed (longer than the 5s a normal-priority message waits before its first ask)")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
@@ -138,6 +143,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer email.Close()
+	// The API and preference centre, so the links in the demo's messages
+	// work.
+	apiListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	if os.Getenv("LOJAL_PUBLIC_URL") == "" {
+		cfg.PublicURL = "http://" + apiListener.Addr().String()
+	}
 	signer, err := links.NewSigner([]byte(cfg.LinkKey), cfg.PublicURL, 0)
 	if err != nil {
 		return err
@@ -161,10 +175,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		fmt.Fprintf(stdout, "  smtp      %s\n", redactHost(cfg.SMTPURL))
 	}
-	fmt.Fprintf(stdout, "  journeys  %d from %s: %s\n\n", len(cat.Journeys), cfg.Journeys, journeyIDs(cat))
+	fmt.Fprintf(stdout, "  journeys  %d from %s: %s\n", len(cat.Journeys), cfg.Journeys, journeyIDs(cat))
 
 	start := time.Now().Add(-time.Second)
 	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log}
+	token, err := devToken(ctx, st)
+	if err != nil {
+		return err
+	}
+	apiSrv := &http.Server{Handler: (&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
+		Bounces: &bounce.Intake{Store: st, Log: log}}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = apiSrv.Serve(apiListener) }()
+	defer apiSrv.Close()
+	dctx, stopDispatch := context.WithCancel(ctx)
+	defer stopDispatch()
+	go func() { _ = d.Run(dctx, ingest.RunOptions{Reorder: cfg.ReorderWindow}) }()
+	fmt.Fprintf(stdout, "  api       %s  (bearer token %s)\n\n", cfg.PublicURL, token)
 	for _, c := range customers {
 		if _, err := d.Customer(ctx, c); err != nil {
 			return fmt.Errorf("demo customer %s: %w", c.ID, err)
@@ -194,11 +220,25 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := printReport(ctx, stdout, st, cat, customers, start); err != nil {
 		return err
 	}
+	if len(customers) > 0 {
+		_, prefs := signer.For(customers[0].ID, "", time.Now())
+		fmt.Fprintf(stdout, "\n%s's preference centre: %s\n", customerName(customers[0]), prefs)
+		fmt.Fprintf(stdout, "try: curl -H 'Authorization: Bearer %s' %s/v1/customers/%s/history\n", token, cfg.PublicURL, customers[0].ID)
+	}
 	if *exitAfter {
 		return nil
 	}
 	fmt.Fprintf(stdout, "\nstill running: deferred messages go out when the policy allows. Ctrl-C stops everything.\n")
 	return followSends(ctx, stdout, st, customers, time.Now())
+}
+
+// devToken creates a bearer token for the demo API.
+func devToken(ctx context.Context, st *store.Store) (string, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := "lj_dev_" + hex.EncodeToString(b[:])
+	_, err := st.CreateToken(ctx, "lojal dev", token)
+	return token, err
 }
 
 // waitQuiet waits until the ledger has not changed for quiet, or until max.
