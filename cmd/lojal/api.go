@@ -35,22 +35,14 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg)
+	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	cat, err := liveCatalog(ctx, cfg, st, log)
-	if err != nil {
-		return err
-	}
-	tc, err := dialTemporal(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
+	defer svc.Close()
+	st, cat := svc.st, svc.cat
 	m := metrics.New()
-	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log}
+	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
 		Bounces: &bounce.Intake{Store: st, Log: log}}
 	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,

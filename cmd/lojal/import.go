@@ -44,21 +44,12 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, cfg)
+	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	cat, err := liveCatalog(ctx, cfg, store, log)
-	if err != nil {
-		return err
-	}
-	tc, err := dialTemporal(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	d := &ingest.Dispatcher{Store: store, Temporal: tc, Catalog: cat, Log: log}
+	defer svc.Close()
+	d := &ingest.Dispatcher{Store: svc.st, Temporal: svc.tc, Catalog: svc.cat, Log: log}
 
 	type line struct {
 		no   int

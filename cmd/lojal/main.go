@@ -283,3 +283,36 @@ func liveCatalog(ctx context.Context, cfg Config, st *store.Store, log *slog.Log
 	go live.Watch(ctx, 5*time.Second)
 	return live, nil
 }
+
+// services are the connections the long-running commands share: the store,
+// the journeys in force (following deployments) and Temporal.
+type services struct {
+	st  *store.Store
+	cat *deploy.Live
+	tc  client.Client
+}
+
+// connect opens the store, loads the journeys and dials Temporal.
+func connect(ctx context.Context, cfg Config, log *slog.Logger) (*services, error) {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := liveCatalog(ctx, cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	tc, err := dialTemporal(cfg, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &services{st: st, cat: cat, tc: tc}, nil
+}
+
+// Close closes the connections.
+func (s *services) Close() {
+	s.tc.Close()
+	s.st.Close()
+}

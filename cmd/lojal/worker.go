@@ -40,20 +40,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg)
+	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	cat, err := liveCatalog(ctx, cfg, st, log)
-	if err != nil {
-		return err
-	}
-	tc, err := dialTemporal(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
+	defer svc.Close()
+	st, cat, tc := svc.st, svc.cat, svc.tc
 	mux, email, err := senders(cfg, log)
 	if err != nil {
 		return err

@@ -47,7 +47,7 @@ func (s *Server) putCustomer(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) {
 	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
-		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
+		unknownCustomer(w, r)
 		return
 	}
 	if err != nil {
@@ -81,7 +81,7 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.Store.SetConsent(r.Context(), r.PathValue("id"), ch, *b.Granted, b.Source)
 	if errors.Is(err, store.ErrNotFound) {
-		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
+		unknownCustomer(w, r)
 		return
 	}
 	if err != nil {
@@ -134,7 +134,7 @@ func (s *Server) postPushSubscription(w http.ResponseWriter, r *http.Request) {
 	id, err := s.Store.AddPushSubscription(r.Context(), r.PathValue("id"), store.PushSubscription{Kind: b.Kind, Endpoint: b.Endpoint,
 		P256dh: b.Keys.P256dh, Auth: b.Keys.Auth})
 	if errors.Is(err, store.ErrNotFound) {
-		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
+		unknownCustomer(w, r)
 		return
 	}
 	if err != nil {
@@ -147,7 +147,7 @@ func (s *Server) postPushSubscription(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := s.Store.Customer(r.Context(), id); errors.Is(err, store.ErrNotFound) {
-		problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+id)
+		unknownCustomer(w, r)
 		return
 	} else if err != nil {
 		s.internal(w, r, err)
@@ -251,4 +251,8 @@ func (s *Server) postBounce(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"recipients": rep.Recipients, "message_id": rep.MessageID})
+}
+
+func unknownCustomer(w http.ResponseWriter, r *http.Request) {
+	problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
 }

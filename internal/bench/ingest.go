@@ -42,17 +42,11 @@ type IngestOptions struct {
 func Ingest(ctx context.Context, o IngestOptions) ([]LimitResult, error) {
 	single := LimitResult{Name: fmt.Sprintf("event ingest via the API, 1 event per request, %d clients", o.Conc), Unit: "events/s", Min: 2000}
 	batch := LimitResult{Name: fmt.Sprintf("event ingest via the API, %d events per request, %d clients", o.Batch, o.Conc), Unit: "events/s", Min: 2000}
-	schema := fmt.Sprintf("bench_ingest_%d", time.Now().UnixNano())
-	cfg := store.Config{URL: o.URL, Schema: schema, MaxConns: int32(o.Conc + 4)}
-	if _, err := store.Migrate(ctx, cfg); err != nil {
-		return nil, err
-	}
-	defer dropSchema(o.URL, schema)
-	st, err := store.Open(ctx, cfg)
+	st, _, closeStore, err := schemaStore(ctx, o.URL, "ingest", o.Conc+4)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
+	defer closeStore()
 	if err := copyCustomers(ctx, st, "c-", o.Customers, "Europe/Oslo", `{"first_name": "Kari", "plan": "home"}`); err != nil {
 		return nil, err
 	}
@@ -161,17 +155,11 @@ type EnrolResult struct {
 // at a time, and reports the process's peak memory after each: flat memory
 // means the peak does not grow with the audience.
 func Enrol(ctx context.Context, o EnrolOptions) ([]EnrolResult, error) {
-	schema := fmt.Sprintf("bench_enrol_%d", time.Now().UnixNano())
-	cfg := store.Config{URL: o.URL, Schema: schema, MaxConns: 8}
-	if _, err := store.Migrate(ctx, cfg); err != nil {
-		return nil, err
-	}
-	defer dropSchema(o.URL, schema)
-	st, err := store.Open(ctx, cfg)
+	st, _, closeStore, err := schemaStore(ctx, o.URL, "enrol", 8)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
+	defer closeStore()
 	a := &activities.Activities{Store: st, Catalog: o.Journeys, Log: slog.New(slog.DiscardHandler)}
 	var out []EnrolResult
 	for i, size := range o.Sizes {

@@ -21,7 +21,6 @@ import (
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/mailcatch"
-	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
 
@@ -70,17 +69,11 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	schema := fmt.Sprintf("bench_journey_%d", time.Now().UnixNano())
-	cfg := store.Config{URL: o.URL, Schema: schema, MaxConns: 32}
-	if _, err := store.Migrate(ctx, cfg); err != nil {
-		return res, err
-	}
-	defer dropSchema(o.URL, schema)
-	st, err := store.Open(ctx, cfg)
+	st, _, closeStore, err := schemaStore(ctx, o.URL, "journey", 32)
 	if err != nil {
 		return res, err
 	}
-	defer st.Close()
+	defer closeStore()
 	catcher, err := mailcatch.Start(log, mailcatch.Options{Discard: true})
 	if err != nil {
 		return res, err

@@ -31,17 +31,11 @@ type PolicyOptions struct {
 func Policy(ctx context.Context, o PolicyOptions) (Result, error) {
 	res := Result{Name: fmt.Sprintf("policy decisions with reservation, %d clients", o.Conc), Unit: "decisions/s",
 		BaseName: "bare UPDATE ... RETURNING transaction", Target: 0.5}
-	schema := fmt.Sprintf("bench_policy_%d", time.Now().UnixNano())
-	cfg := store.Config{URL: o.URL, Schema: schema, MaxConns: int32(o.Conc)}
-	if _, err := store.Migrate(ctx, cfg); err != nil {
-		return res, err
-	}
-	defer dropSchema(o.URL, schema)
-	st, err := store.Open(ctx, cfg)
+	st, schema, closeStore, err := schemaStore(ctx, o.URL, "policy", o.Conc)
 	if err != nil {
 		return res, err
 	}
-	defer st.Close()
+	defer closeStore()
 	for i := range o.Customers {
 		c := journey.Customer{ID: fmt.Sprintf("c-%05d", i), Email: fmt.Sprintf("c%d@example.com", i), Timezone: "Europe/Oslo",
 			Consent: map[string]bool{"email": true, "push": true}}
@@ -95,6 +89,22 @@ func Policy(ctx context.Context, o PolicyOptions) (Result, error) {
 	}
 	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, base)
 	return res, err
+}
+
+// schemaStore migrates a fresh schema for one benchmark and opens a store
+// on it; close drops the schema.
+func schemaStore(ctx context.Context, url, name string, conns int) (st *store.Store, schema string, close func(), err error) {
+	schema = fmt.Sprintf("bench_%s_%d", name, time.Now().UnixNano())
+	cfg := store.Config{URL: url, Schema: schema, MaxConns: int32(conns)}
+	if _, err := store.Migrate(ctx, cfg); err != nil {
+		dropSchema(url, schema)
+		return nil, "", nil, err
+	}
+	if st, err = store.Open(ctx, cfg); err != nil {
+		dropSchema(url, schema)
+		return nil, "", nil, err
+	}
+	return st, schema, func() { st.Close(); dropSchema(url, schema) }, nil
 }
 
 func dropSchema(url, schema string) {

@@ -68,21 +68,29 @@ const (
 	Critical
 )
 
-var priorityNames = map[Priority]string{Low: "low", Normal: "normal", High: "high", Critical: "critical"}
-
 // ParsePriority parses critical, high, normal or low.
 func ParsePriority(s string) (Priority, error) {
-	for p, name := range priorityNames {
-		if name == s {
-			return p, nil
-		}
+	switch s {
+	case "low":
+		return Low, nil
+	case "normal":
+		return Normal, nil
+	case "high":
+		return High, nil
+	case "critical":
+		return Critical, nil
 	}
 	return 0, fmt.Errorf("unknown priority %q (want critical, high, normal or low)", s)
 }
 
 func (p Priority) String() string {
-	if name, ok := priorityNames[p]; ok {
-		return name
+	switch p {
+	case Low:
+		return "low"
+	case High:
+		return "high"
+	case Critical:
+		return "critical"
 	}
 	return "normal"
 }
