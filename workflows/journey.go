@@ -333,11 +333,8 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		// same event ask first, so the slot goes by priority rather than
 		// by which workflow happened to run first. A goal meanwhile still
 		// ends the run.
-		if occ := r.wait(workflow.Now(r.ctx).Add(settle)); occ.Kind == journey.OccEvent {
-			if st, next, err := r.def.Next(r.st, occ, workflow.Now(r.ctx)); err == nil && next.Kind == journey.ActDone {
-				r.st = st
-				return occ, nil
-			}
+		if occ, ended := r.waitOrGoal(workflow.Now(r.ctx).Add(settle)); ended {
+			return occ, nil
 		}
 	}
 	for ask := 1; ; ask++ {
@@ -366,19 +363,27 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 			}
 			return journey.Occurrence{Kind: journey.OccSent}, nil
 		case policy.Defer:
-			for {
-				occ := r.wait(out.Until)
-				if occ.Kind == journey.OccElapsed {
-					break
-				}
-				// A goal event ends the run even while a message waits.
-				if st, next, err := r.def.Next(r.st, occ, workflow.Now(r.ctx)); err == nil && next.Kind == journey.ActDone {
-					r.st = st
-					return occ, nil
-				}
+			if occ, ended := r.waitOrGoal(out.Until); ended {
+				return occ, nil
 			}
 		default:
 			return journey.Occurrence{Kind: journey.OccSent}, nil
+		}
+	}
+}
+
+// waitOrGoal waits until a message may ask again. Events arriving
+// meanwhile are applied to the run only if they end it (a goal): a message
+// that waits never holds up the customer's success.
+func (r *run) waitOrGoal(until time.Time) (journey.Occurrence, bool) {
+	for {
+		occ := r.wait(until)
+		if occ.Kind == journey.OccElapsed {
+			return occ, false
+		}
+		if st, next, err := r.def.Next(r.st, occ, workflow.Now(r.ctx)); err == nil && next.Kind == journey.ActDone {
+			r.st = st
+			return occ, true
 		}
 	}
 }

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -102,5 +103,50 @@ func TestEnrolmentStartsRuns(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := s.Catcher.Count(); n != 1 {
 		t.Fatalf("%d messages, want 1", n)
+	}
+}
+
+// TestNormalPriorityWaitsAndGoalEndsIt: a message below high priority
+// waits before its first ask; a goal arriving meanwhile ends the run and
+// nothing is asked or sent.
+func TestNormalPriorityWaitsAndGoalEndsIt(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	w := workflows.New()
+	env.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
+	var acts *activities.Activities
+	env.RegisterActivity(acts)
+	sends := 0
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		sends++
+		return activities.SendOutput{}, nil
+	}).Maybe()
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := `id: nudge
+name: Nudge
+topic: service
+priority: normal
+trigger: { event: order.placed }
+goal: { event: review.written }
+steps:
+  - id: nudge
+    send: { channel: email, template: order-thanks }
+`
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	trigger := &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o-1", "total": 1.0}}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "review.written", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o-1"}})
+	}, 2*time.Second)
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
+		Bundle:    journey.Bundle{File: "nudge.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "Europe/Oslo"},
+		JourneyID: "nudge", CustomerID: "c-1", Customer: &c, Trigger: trigger, EntryID: "e-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != journey.OutcomeGoal || sends != 0 {
+		t.Fatalf("result %+v %v, %d sends; want the goal before any ask", res, err, sends)
 	}
 }
