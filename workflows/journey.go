@@ -182,6 +182,13 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 		var occ journey.Occurrence
 		switch act.Kind {
 		case journey.ActSleep, journey.ActAwait:
+			if len(r.pending) > 0 {
+				// An event that arrived while a message waited to be sent
+				// (the customer acted meanwhile) counts now.
+				occ = journey.Occurrence{Kind: journey.OccEvent, Event: r.pending[0]}
+				r.pending = r.pending[1:]
+				break
+			}
 			occ = r.wait(act.Until)
 			if occ.Kind == journey.OccElapsed {
 				// Conditions after a wait see the customer as they are now.
@@ -224,6 +231,10 @@ type run struct {
 	seen       map[string]bool
 	events     workflow.ReceiveChannel
 	sent       int
+	// pending holds events that arrived while a message waited (settle,
+	// deferral): they are applied once the send step is over, so a later
+	// wait_for still sees them.
+	pending []*journey.Event
 }
 
 // localCtx is for the short database activities (load a customer, record
@@ -372,9 +383,9 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 	}
 }
 
-// waitOrGoal waits until a message may ask again. Events arriving
-// meanwhile are applied to the run only if they end it (a goal): a message
-// that waits never holds up the customer's success.
+// waitOrGoal waits until a message may ask again. An event that ends the
+// run (a goal) ends the wait too: a message that waits never holds up the
+// customer's success. Other events are kept for after the send step.
 func (r *run) waitOrGoal(until time.Time) (journey.Occurrence, bool) {
 	for {
 		occ := r.wait(until)
@@ -385,6 +396,7 @@ func (r *run) waitOrGoal(until time.Time) (journey.Occurrence, bool) {
 			r.st = st
 			return occ, true
 		}
+		r.pending = append(r.pending, occ.Event)
 	}
 }
 
@@ -416,12 +428,16 @@ func (r *run) continueAsNew() (JourneyResult, error) {
 		if !ok {
 			break
 		}
+		r.pending = append(r.pending, ev)
+	}
+	for _, ev := range r.pending {
 		st, _, err := r.def.Next(r.st, journey.Occurrence{Kind: journey.OccEvent, Event: ev}, workflow.Now(r.ctx))
 		if err != nil {
 			return r.fail(err)
 		}
 		r.st = st
 	}
+	r.pending = nil
 	next := r.in
 	st := r.st
 	next.State = &st

@@ -150,3 +150,54 @@ steps:
 		t.Fatalf("result %+v %v, %d sends; want the goal before any ask", res, err, sends)
 	}
 }
+
+// TestEventDuringSettleCountsLater: the customer acts while a message
+// waits to be asked; the wait_for after the send sees that event at once
+// instead of waiting out its timeout.
+func TestEventDuringSettleCountsLater(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	w := workflows.New()
+	env.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
+	var acts *activities.Activities
+	env.RegisterActivity(acts)
+	var steps []string
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+		steps = append(steps, in.StepID)
+		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "allow"}, Delivery: activities.DeliverOutput{Status: activities.StatusSent}}, nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := `id: ship
+name: Ship
+topic: service
+trigger: { event: order.placed }
+steps:
+  - id: thanks
+    send: { channel: email, template: order-thanks }
+  - id: wait-for-shipping
+    wait_for: { event: order.shipped, timeout: 7d }
+  - id: shipped
+    send: { channel: email, template: order-thanks }
+`
+	start := env.Now()
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	trigger := &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: start, Data: map[string]any{"order_id": "o-1", "total": 1.0}}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "order.shipped", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o-1"}})
+	}, time.Second)
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
+		Bundle:    journey.Bundle{File: "ship.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "Europe/Oslo"},
+		JourneyID: "ship", CustomerID: "c-1", Customer: &c, Trigger: trigger, EntryID: "e-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != journey.OutcomeCompleted || res.Sent != 2 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	if took := env.Now().Sub(start); took > time.Minute || len(steps) != 2 || steps[1] != "shipped" {
+		t.Fatalf("took %s, steps %v: the shipment should count at once", took, steps)
+	}
+}
