@@ -56,8 +56,8 @@ type Decided struct {
 	Replayed bool
 }
 
-// Decide takes one policy decision for a message atomically: it locks the
-// customer's relationship row, reads their contact window and waiting
+// Decide takes one policy decision for a message atomically: it takes the
+// customer's lock, reads their relationship, contact window and waiting
 // messages, calls decide, and records the decision (reserving a slot when
 // it allows) before the lock is released. Concurrent journeys for the same
 // customer queue on the lock, so together they can never exceed a cap.
@@ -94,7 +94,8 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	var prior *policy.Decision
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(s.q.LockRelationship, r.CustomerID).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.q.LockCustomer, r.CustomerID)
+	b.Queue(s.q.Relationship, r.CustomerID).QueryRow(func(row pgx.Row) error {
 		var attrs, consent []byte
 		var suppressed string
 		var pushSubs int64

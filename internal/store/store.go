@@ -32,7 +32,8 @@ type queries struct {
 	UpsertCustomer     string `query:"upsert-customer"`
 	UpsertConsent      string `query:"upsert-consent"`
 	GetCustomer        string `query:"get-customer"`
-	LockRelationship   string `query:"lock-relationship"`
+	LockCustomer       string `query:"lock-customer"`
+	Relationship       string `query:"relationship"`
 	SuppressAddress    string `query:"suppress-address"`
 	OptOutTopic        string `query:"opt-out-topic"`
 	SetTopicsOptedOut  string `query:"set-topics-opted-out"`

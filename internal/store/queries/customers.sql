@@ -28,16 +28,22 @@ SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c
 FROM customers c
 WHERE c.id = $1;
 
--- name: lock-relationship
+-- name: lock-customer
 -- Serialises every decision about one customer: whichever journey asks
--- second waits here until the first has reserved its slot.
+-- second waits here until the first has reserved its slot and committed.
+-- A transaction-scoped advisory lock does it without writing to the
+-- customer's row (a row lock would, on the hot path of every message); a
+-- hash collision only makes two customers wait for each other.
+SELECT pg_advisory_xact_lock(hashtextextended('lojal-customer:' || $1::text, 0));
+
+-- name: relationship
+-- The customer as the policy sees them, read after lock-customer.
 SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out,
        coalesce((SELECT jsonb_object_agg(channel, granted) FROM consents WHERE customer_id = c.id), '{}'),
        coalesce((SELECT reason FROM suppressions WHERE channel = 'email' AND address = lower(c.email)), ''),
        (SELECT count(*) FROM push_subscriptions WHERE customer_id = c.id)
 FROM customers c
-WHERE c.id = $1
-FOR NO KEY UPDATE OF c;
+WHERE c.id = $1;
 
 -- name: suppress-address
 INSERT INTO suppressions (channel, address, reason, detail)
