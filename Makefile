@@ -19,7 +19,8 @@ build: ## build bin/lojal
 	$(GO) build -o bin/lojal ./cmd/lojal
 
 .PHONY: dev
-dev: tools build ## run lojal locally: Postgres, Temporal, SMTP catcher, worker, demo customers and journeys
+dev: build ## run lojal locally: Postgres, Temporal, SMTP catcher, worker, API, demo customers and journeys
+	@.ci/tools --no-browser
 	bin/lojal dev
 
 .PHONY: test
@@ -33,7 +34,8 @@ test-faults: tools ## run the fault tests (worker kill -9, Postgres restart, SMT
 	@grep '^FAULT' faults.out
 
 .PHONY: bench
-bench: tools build ## run every benchmark; print medians and ratios against baselines measured in the same run
+bench: build ## run every benchmark; print medians and ratios against baselines measured in the same run
+	@.ci/tools --no-browser
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/bench/
 	bin/lojal bench
 
