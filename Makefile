@@ -8,10 +8,10 @@ export PATH := $(GOBIN):$(PATH)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install PostgreSQL binaries and the pinned Temporal CLI if missing
+tools: ## install PostgreSQL, Chromium (for the browser test) and the pinned Temporal CLI if missing
 	@.ci/tools
 
 .PHONY: build
