@@ -124,6 +124,9 @@ func (w *Workflows) compile(b journey.Bundle) (*journey.Journey, error) {
 	return j, nil
 }
 
+// errCustomerGone ends a run whose customer was deleted.
+var errCustomerGone = errors.New("customer no longer exists")
+
 // settle is how long a message below high priority waits before its first
 // ask of the policy.
 const settle = 5 * time.Second
@@ -203,6 +206,9 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 			}
 		case journey.ActSend:
 			occ, err = r.send(act)
+			if errors.Is(err, errCustomerGone) {
+				return r.finish(JourneyResult{Outcome: "customer_gone", Step: act.Step, Sent: r.sent})
+			}
 			if err != nil {
 				return JourneyResult{}, err
 			}
@@ -353,9 +359,12 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		var out activities.SendOutput
 		err := workflow.ExecuteActivity(ctx, r.acts.Send, in).Get(r.ctx, &out)
 		var te *temporal.TimeoutError
+		var ae *temporal.ApplicationError
 		switch {
 		case errors.As(err, &te):
 			continue // nothing went out in time: ask again
+		case errors.As(err, &ae) && ae.Type() == activities.ErrTypeCustomerGone:
+			return journey.Occurrence{}, errCustomerGone
 		case err != nil:
 			return journey.Occurrence{}, fmt.Errorf("send: %w", err)
 		}

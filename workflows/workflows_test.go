@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -199,5 +200,34 @@ steps:
 	}
 	if took := env.Now().Sub(start); took > time.Minute || len(steps) != 2 || steps[1] != "shipped" {
 		t.Fatalf("took %s, steps %v: the shipment should count at once", took, steps)
+	}
+}
+
+// TestDeletedCustomerEndsTheRun: a customer deleted while in a journey
+// ends their run quietly instead of failing the workflow.
+func TestDeletedCustomerEndsTheRun(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	w := workflows.New()
+	env.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
+	var acts *activities.Activities
+	env.RegisterActivity(acts)
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(activities.SendOutput{},
+		temporal.NewNonRetryableApplicationError("customer no longer exists", activities.ErrTypeCustomerGone, nil))
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "id: bye\nname: Bye\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1"}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
+		Bundle:    journey.Bundle{File: "bye.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "UTC"},
+		JourneyID: "bye", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
+		Trigger:   &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != "customer_gone" || res.Step != "hello" {
+		t.Fatalf("result %+v %v", res, err)
 	}
 }
