@@ -225,7 +225,7 @@ func TestDeletedCustomerEndsTheRun(t *testing.T) {
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
 		Bundle:    journey.Bundle{File: "bye.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "UTC"},
 		JourneyID: "bye", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
-		Trigger:   &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
+		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
 	var res workflows.JourneyResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != "customer_gone" || res.Step != "hello" {
 		t.Fatalf("result %+v %v", res, err)
