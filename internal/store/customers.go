@@ -26,16 +26,16 @@ type UpsertResult struct {
 
 // UpsertCustomer creates or replaces a customer and records their consent,
 // in one transaction. c must already be validated against the schema.
+// Consent for channels not in c.Consent, and topic opt-outs when
+// c.TopicsOptedOut is nil, are kept as they were.
 func (s *Store) UpsertCustomer(ctx context.Context, c journey.Customer, consentSource string) (UpsertResult, error) {
 	var res UpsertResult
 	attrs, err := json.Marshal(nonNilMap(c.Attributes))
 	if err != nil {
 		return res, fmt.Errorf("upsert customer %s: encode attributes: %w", c.ID, err)
 	}
+	// nil (left out) keeps the stored opt-outs; an empty list clears them.
 	topics := c.TopicsOptedOut
-	if topics == nil {
-		topics = []string{}
-	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var oldAttrs []byte
 		var oldEmail, oldLocale, oldTZ *string

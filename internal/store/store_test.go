@@ -55,6 +55,25 @@ func TestCustomerRoundTrip(t *testing.T) {
 	if got.Email != c.Email || got.Attributes["plan"] != "car" || !got.Consent["email"] || got.Consent["push"] {
 		t.Fatalf("got %+v", got)
 	}
+	// An unsubscribe survives a sync that leaves opt-outs out, and
+	// consent for channels it does not mention stays.
+	if err := s.OptOutTopics(ctx, "c-1", []string{"marketing"}); err != nil {
+		t.Fatal(err)
+	}
+	c.TopicsOptedOut, c.Consent = nil, map[string]bool{"push": true}
+	if _, err := s.UpsertCustomer(ctx, c, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Customer(ctx, "c-1"); len(got.TopicsOptedOut) != 1 || !got.Consent["email"] || !got.Consent["push"] {
+		t.Fatalf("after a partial sync: %+v", got)
+	}
+	c.TopicsOptedOut = []string{}
+	if _, err := s.UpsertCustomer(ctx, c, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Customer(ctx, "c-1"); len(got.TopicsOptedOut) != 0 {
+		t.Fatalf("an explicit empty list should clear opt-outs: %+v", got)
+	}
 	if _, err := s.Customer(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing customer: %v", err)
 	}

@@ -4,15 +4,17 @@
 WITH old AS (
     SELECT attributes, locale, timezone, email FROM customers WHERE id = $1
 )
+-- A NULL $7 (topics_opted_out left out) keeps the customer's opt-outs: a
+-- CRM sync that does not know about them must not undo an unsubscribe.
 INSERT INTO customers AS c (id, email, locale, timezone, preferred_channel, attributes, topics_opted_out)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+VALUES ($1, $2, $3, $4, $5, $6, coalesce($7::text[], '{}'))
 ON CONFLICT (id) DO UPDATE SET
     email = EXCLUDED.email,
     locale = EXCLUDED.locale,
     timezone = EXCLUDED.timezone,
     preferred_channel = EXCLUDED.preferred_channel,
     attributes = EXCLUDED.attributes,
-    topics_opted_out = EXCLUDED.topics_opted_out,
+    topics_opted_out = CASE WHEN $7::text[] IS NULL THEN c.topics_opted_out ELSE EXCLUDED.topics_opted_out END,
     updated_at = now()
 RETURNING (SELECT attributes FROM old), (SELECT email FROM old), (SELECT locale FROM old), (SELECT timezone FROM old);
 
