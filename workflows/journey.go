@@ -319,11 +319,16 @@ func (r *run) migrate(m MigrateSignal) {
 func (r *run) receive(c workflow.ReceiveChannel) (*journey.Event, bool) {
 	var ev journey.Event
 	c.Receive(r.ctx, &ev)
+	return &ev, r.fresh(ev)
+}
+
+// fresh reports whether an event is new to the run, and remembers it.
+func (r *run) fresh(ev journey.Event) bool {
 	if ev.ID == "" || r.seen[ev.ID] {
-		return nil, false
+		return false
 	}
 	r.seen[ev.ID] = true
-	return &ev, true
+	return true
 }
 
 // send carries out a send step: ask the policy (and deliver when it
@@ -468,8 +473,7 @@ func (r *run) drain() (*journey.Event, bool) {
 		if !r.events.ReceiveAsync(&ev) {
 			return nil, false
 		}
-		if ev.ID != "" && !r.seen[ev.ID] {
-			r.seen[ev.ID] = true
+		if r.fresh(ev) {
 			return &ev, true
 		}
 	}

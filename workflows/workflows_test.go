@@ -112,22 +112,13 @@ func TestEnrolmentStartsRuns(t *testing.T) {
 // nothing is asked or sent.
 func TestNormalPriorityWaitsAndGoalEndsIt(t *testing.T) {
 	t.Parallel()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	w := workflows.New()
-	env.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
-	var acts *activities.Activities
-	env.RegisterActivity(acts)
+	env, acts := journeyEnv()
 	sends := 0
 	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		sends++
 		return activities.SendOutput{}, nil
 	}).Maybe()
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
-	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := `id: nudge
 name: Nudge
 topic: service
@@ -144,7 +135,7 @@ steps:
 		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "review.written", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o-1"}})
 	}, 2*time.Second)
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
-		Bundle:    journey.Bundle{File: "nudge.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "Europe/Oslo"},
+		Bundle:    bundle(t, "nudge.yaml", src, "Europe/Oslo"),
 		JourneyID: "nudge", CustomerID: "c-1", Customer: &c, Trigger: trigger, EntryID: "e-1"})
 	var res workflows.JourneyResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != journey.OutcomeGoal || sends != 0 {
@@ -157,22 +148,13 @@ steps:
 // instead of waiting out its timeout.
 func TestEventDuringSettleCountsLater(t *testing.T) {
 	t.Parallel()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	w := workflows.New()
-	env.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
-	var acts *activities.Activities
-	env.RegisterActivity(acts)
+	env, acts := journeyEnv()
 	var steps []string
 	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
 		steps = append(steps, in.StepID)
 		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "allow"}, Delivery: activities.DeliverOutput{Status: activities.StatusSent}}, nil
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
-	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := `id: ship
 name: Ship
 topic: service
@@ -192,7 +174,7 @@ steps:
 		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "order.shipped", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o-1"}})
 	}, time.Second)
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
-		Bundle:    journey.Bundle{File: "ship.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "Europe/Oslo"},
+		Bundle:    bundle(t, "ship.yaml", src, "Europe/Oslo"),
 		JourneyID: "ship", CustomerID: "c-1", Customer: &c, Trigger: trigger, EntryID: "e-1"})
 	var res workflows.JourneyResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != journey.OutcomeCompleted || res.Sent != 2 {
@@ -207,27 +189,39 @@ steps:
 // ends their run quietly instead of failing the workflow.
 func TestDeletedCustomerEndsTheRun(t *testing.T) {
 	t.Parallel()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	w := workflows.New()
-	env.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
-	var acts *activities.Activities
-	env.RegisterActivity(acts)
+	env, acts := journeyEnv()
 	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(activities.SendOutput{},
 		temporal.NewNonRetryableApplicationError("customer no longer exists", activities.ErrTypeCustomerGone, nil))
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
-	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := "id: bye\nname: Bye\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
 	c := journey.Customer{ID: "c-1"}
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
-		Bundle:    journey.Bundle{File: "bye.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: "UTC"},
+		Bundle:    bundle(t, "bye.yaml", src, "UTC"),
 		JourneyID: "bye", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
 		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
 	var res workflows.JourneyResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != "customer_gone" || res.Step != "hello" {
 		t.Fatalf("result %+v %v", res, err)
 	}
+}
+
+// journeyEnv is Temporal's test environment with the journey workflow and
+// its activities registered (acts is nil: its methods name them).
+func journeyEnv() (*testsuite.TestWorkflowEnvironment, *activities.Activities) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.New().Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
+	var acts *activities.Activities
+	env.RegisterActivity(acts)
+	return env, acts
+}
+
+// bundle is a journey definition paired with the test schema.
+func bundle(t *testing.T, file, src, timezone string) journey.Bundle {
+	t.Helper()
+	schema, err := os.ReadFile("testdata/journeys/schema.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return journey.Bundle{File: file, Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: timezone}
 }

@@ -247,19 +247,37 @@ func (d *Dispatcher) route(ctx context.Context, j *journey.Journey, cust journey
 		// One run per customer and key at a time: the running one hears
 		// about the event.
 		return d.signal(ctx, o, e)
-	case j.Reentry.Mode == journey.ReentryOnce:
-		o.Action, o.Reason = "skipped", "reentry: once, and the customer has been through this journey"
-		return o, nil
-	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
-		o.Action, o.Reason = "skipped", fmt.Sprintf("reentry: after %s, last run started %s", j.Reentry.After, last.StartedAt.UTC().Format(time.RFC3339))
-		return o, nil
+	default:
+		if why := d.refusal(j, last); why != "" {
+			o.Action, o.Reason = "skipped", why
+			return o, nil
+		}
 	}
-	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, cust.ID, key, e.ID); err != nil {
+	return d.start(ctx, o, j, cust, key, &e, e.ID, e)
+}
+
+// refusal says why a journey's reentry rule refuses a new run after the
+// customer's last one, or "" when it allows it.
+func (d *Dispatcher) refusal(j *journey.Journey, last store.Run) string {
+	switch {
+	case j.Reentry.Mode == journey.ReentryOnce:
+		return "reentry: once, and the customer has been through this journey"
+	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
+		return fmt.Sprintf("reentry: after %s, last run started %s", policy.FormatDuration(j.Reentry.After), last.StartedAt.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// start records a new run (entry names it in journey_runs) and starts its
+// workflow with SignalWithStart, delivering signal to it.
+func (d *Dispatcher) start(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
+	entry string, signal journey.Event) (Outcome, error) {
+	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, key, entry); err != nil {
 		return o, err
 	}
-	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: cust.ID, Key: key,
-		Trigger: &e, EntryID: e.ID, Customer: &cust}
-	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, e, client.StartWorkflowOptions{
+	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID, Key: key,
+		Trigger: trigger, EntryID: entry, Customer: &c}
+	_, err := d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, client.StartWorkflowOptions{
 		ID:                    o.WorkflowID,
 		TaskQueue:             d.taskQueue(),
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
@@ -375,27 +393,13 @@ func (d *Dispatcher) startEntry(ctx context.Context, j *journey.Journey, c journ
 	case last.Open:
 		o.Action, o.Reason = "skipped", "a run is in progress"
 		return o, nil
-	case j.Reentry.Mode == journey.ReentryOnce:
-		o.Action, o.Reason = "skipped", "reentry: once"
-		return o, nil
-	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
-		o.Action, o.Reason = "skipped", fmt.Sprintf("reentry: after %s", policy.FormatDuration(j.Reentry.After))
-		return o, nil
+	default:
+		if why := d.refusal(j, last); why != "" {
+			o.Action, o.Reason = "skipped", why
+			return o, nil
+		}
 	}
-	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, "", entry); err != nil {
-		return o, err
-	}
-	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID,
-		EntryID: entry, Customer: &c}
-	marker := journey.Event{ID: entry, Type: "lojal.entry", CustomerID: c.ID, At: d.now()}
-	_, err = d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, marker, client.StartWorkflowOptions{
-		ID: o.WorkflowID, TaskQueue: d.taskQueue(), WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, workflows.JourneyWorkflow, in)
-	if err != nil {
-		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
-	}
-	o.Action = "started"
-	return o, nil
+	return d.start(ctx, o, j, c, "", nil, entry, journey.Event{ID: entry, Type: "lojal.entry", CustomerID: c.ID, At: d.now()})
 }
 
 // ScheduleStarter is the part of the Temporal client EnsureSchedules uses.
