@@ -73,6 +73,45 @@ type Server struct {
 	discarded  int
 	users      map[string]string
 	sessions   int
+	afterData  func(Message, int) Reply
+	// attempts counts the times each Message-ID reached the final ".".
+	attempts map[string]int
+}
+
+// Action is what the server does once it holds a whole message (the
+// client has sent the final "." of DATA).
+type Action int
+
+// Actions for fault tests. Real servers do each of these: a content filter
+// that takes its time, a load balancer that cuts the connection before the
+// reply, a crash after queueing.
+const (
+	// Deliver keeps the message and answers 250.
+	Deliver Action = iota
+	// QueueAndDrop keeps the message and closes the connection without
+	// answering: the client cannot know the server has it (RFC 1047).
+	QueueAndDrop
+	// QueueAndDelay keeps the message and answers 250 only after Delay.
+	QueueAndDelay
+	// Refuse does not keep the message and answers Code and Text.
+	Refuse
+)
+
+// Reply says how to answer the final "." of one message.
+type Reply struct {
+	Action Action
+	Delay  time.Duration
+	Code   int
+	Text   string
+}
+
+// SetAfterData installs f to decide how each message's final "." is
+// answered; attempt counts how often that Message-ID has reached the
+// final "." (1 the first time). nil restores normal delivery.
+func (s *Server) SetAfterData(f func(m Message, attempt int) Reply) {
+	s.mu.Lock()
+	s.afterData = f
+	s.mu.Unlock()
 }
 
 // Sessions counts SMTP sessions opened so far (connection reuse shows as
@@ -99,6 +138,9 @@ type Options struct {
 	// Users, when set, requires AUTH PLAIN with one of these
 	// user/password pairs before mail is accepted.
 	Users map[string]string
+	// AfterData, when set, decides how the final "." of each message is
+	// answered (see SetAfterData).
+	AfterData func(m Message, attempt int) Reply
 }
 
 // Start listens and serves until Close.
@@ -117,7 +159,7 @@ func Start(log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{Addr: ln.Addr().String(), ln: ln, dir: opts.Dir, log: log, rejectRcpt: opts.RejectRecipient,
-		notify: make(chan struct{}), discard: opts.Discard, users: opts.Users}
+		notify: make(chan struct{}), discard: opts.Discard, users: opts.Users, afterData: opts.AfterData, attempts: map[string]int{}}
 	srv := smtp.NewServer(s)
 	srv.Domain = "mailcatch.local"
 	srv.AllowInsecureAuth = true
@@ -214,18 +256,19 @@ func (s *Server) store(m Message) error {
 }
 
 // NewSession implements smtp.Backend.
-func (s *Server) NewSession(*smtp.Conn) (smtp.Session, error) {
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if s.currentMode() == TempFail {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service not available, try later"}
 	}
 	s.mu.Lock()
 	s.sessions++
 	s.mu.Unlock()
-	return &session{s: s}, nil
+	return &session{s: s, conn: c}, nil
 }
 
 type session struct {
 	s    *Server
+	conn *smtp.Conn
 	from string
 	to   []string
 	user string
@@ -287,7 +330,35 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
 	}
-	return ss.s.store(Message{User: ss.user, From: ss.from, To: ss.to, Data: data, Header: msg.Header, ReceivedAt: time.Now()})
+	m := Message{User: ss.user, From: ss.from, To: ss.to, Data: data, Header: msg.Header, ReceivedAt: time.Now()}
+	reply := ss.s.reply(m)
+	if reply.Action == Refuse {
+		return &smtp.SMTPError{Code: reply.Code, Message: reply.Text}
+	}
+	if err := ss.s.store(m); err != nil {
+		return err
+	}
+	switch reply.Action {
+	case QueueAndDrop:
+		// The message is kept; the reply is never sent.
+		_ = ss.conn.Conn().Close()
+	case QueueAndDelay:
+		time.Sleep(reply.Delay)
+	}
+	return nil
+}
+
+// reply asks the AfterData hook how to answer m's final ".".
+func (s *Server) reply(m Message) Reply {
+	s.mu.Lock()
+	f := s.afterData
+	s.attempts[m.MessageID()]++
+	n := s.attempts[m.MessageID()]
+	s.mu.Unlock()
+	if f == nil {
+		return Reply{}
+	}
+	return f(m, n)
 }
 
 // modeListener drops connections in Drop mode.
