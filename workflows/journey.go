@@ -101,10 +101,31 @@ type JourneyResult struct {
 type Workflows struct {
 	mu    sync.Mutex
 	cache map[string]*journey.Journey
+	// sendTimeout, when set, bounds one message's Send activity
+	// (schedule-to-close) instead of the default.
+	sendTimeout time.Duration
+}
+
+// Option configures the workflows of a worker.
+type Option func(*Workflows)
+
+// WithSendTimeout bounds how long one message may take to go out
+// (retries included) before the run asks the policy again. The default is
+// the reservation's lifetime plus a minute. A later ask of the same message
+// finds the earlier decision and delivery, so a shorter bound never sends a
+// message twice.
+func WithSendTimeout(d time.Duration) Option {
+	return func(w *Workflows) { w.sendTimeout = d }
 }
 
 // New returns the workflows of one worker.
-func New() *Workflows { return &Workflows{cache: map[string]*journey.Journey{}} }
+func New(opts ...Option) *Workflows {
+	w := &Workflows{cache: map[string]*journey.Journey{}}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
 
 func (w *Workflows) compile(b journey.Bundle) (*journey.Journey, error) {
 	key := b.Key()
@@ -123,6 +144,15 @@ func (w *Workflows) compile(b journey.Bundle) (*journey.Journey, error) {
 	w.cache[key] = j
 	return j, nil
 }
+
+// Change ids for workflow.GetVersion. Each names one change to workflow
+// code; runs that started before it replay the old branch (see
+// docs/versioning.md).
+const (
+	// changeSendTimeout: the Send activity's schedule-to-close comes from
+	// the worker's configuration (WithSendTimeout).
+	changeSendTimeout = "send-timeout-configurable"
+)
 
 // errCustomerGone ends a run whose customer was deleted.
 var errCustomerGone = errors.New("customer no longer exists")
@@ -340,6 +370,10 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 	in := activities.SendInput{Trigger: r.st.Trigger, DecideInput: activities.DecideInput{
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID, Version: r.in.Version,
 		StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: workflow.Now(r.ctx)}}
+	sendWithin := activities.ReservationTTL + time.Minute
+	if workflow.GetVersion(r.ctx, changeSendTimeout, workflow.DefaultVersion, 1) == 1 && r.w.sendTimeout > 0 {
+		sendWithin = r.w.sendTimeout
+	}
 	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
 		// A send is a few database round trips and one SMTP conversation
 		// (whose own timeout is 20s); a worker that died mid-send is
@@ -347,7 +381,7 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		StartToCloseTimeout: 30 * time.Second,
 		// Past the reservation's lifetime the activity refuses to send; the
 		// run then asks the policy again instead of sending late.
-		ScheduleToCloseTimeout: activities.ReservationTTL + time.Minute,
+		ScheduleToCloseTimeout: sendWithin,
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
 	if p, err := policy.ParsePriority(act.Send.Priority); err == nil && p < policy.High {

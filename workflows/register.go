@@ -11,8 +11,8 @@ import (
 // activities on a worker.
 // One Workflows value (its compiled-definition cache) and one Activities
 // value serve the whole process.
-func Register(r worker.Registry, a *activities.Activities) {
-	w := New()
+func Register(r worker.Registry, a *activities.Activities, opts ...Option) {
+	w := New(opts...)
 	r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: JourneyWorkflow})
 	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
 	r.RegisterActivity(a)

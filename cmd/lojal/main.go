@@ -139,6 +139,7 @@ type Config struct {
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
 	ReorderWindow     time.Duration `flag:"reorder-window" env:"LOJAL_REORDER_WINDOW" usage:"api: hold accepted events this long so close ones dispatch in the order they happened"`
+	SendTimeout       time.Duration `flag:"send-timeout" env:"LOJAL_SEND_TIMEOUT" usage:"worker: how long one message may take to go out, retries included, before its run asks the policy again (0: the reservation's 15 minutes plus one)"`
 }
 
 func defaultConfig() Config {

@@ -53,7 +53,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	defer email.Close()
 	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
-		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m})
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -97,6 +97,7 @@ type workerDeps struct {
 	Log         *slog.Logger
 	StopTimeout time.Duration
 	Metrics     *metrics.Metrics
+	SendTimeout time.Duration
 }
 
 // newWorker builds the journey worker: one Workflows value (its compiled
@@ -107,7 +108,7 @@ func newWorker(tc client.Client, d workerDeps) worker.Worker {
 		MaxConcurrentActivityExecutionSize: 200,
 	})
 	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
-		Log: d.Log, MessageDomain: d.Domain, Metrics: d.Metrics})
+		Log: d.Log, MessageDomain: d.Domain, Metrics: d.Metrics}, workflows.WithSendTimeout(d.SendTimeout))
 	return w
 }
 
