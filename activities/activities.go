@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -51,6 +53,9 @@ const ReservationTTL = 15 * time.Minute
 const (
 	ErrTypeCustomerGone = "CustomerGone"
 	ErrTypeBadRequest   = "BadRequest"
+	// ErrTypePushRetry: some push subscriptions failed temporarily; the
+	// retry tries only those.
+	ErrTypePushRetry = "PushRetry"
 )
 
 func (a *Activities) now() time.Time {
@@ -187,7 +192,7 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 		return DecideOutput{}, err
 	}
 	return DecideOutput{Verdict: d.Verdict, Reason: d.Reason, Channel: d.Channel, Until: d.Until,
-		IdempotencyKey: in.IdempotencyKey(), Replayed: d.Replayed}, nil
+		IdempotencyKey: d.Key, Replayed: d.Replayed}, nil
 }
 
 // DeliverInput names a reservation to send.
@@ -202,6 +207,10 @@ const (
 	StatusSent    = "sent"
 	StatusFailed  = "failed"
 	StatusExpired = "expired"
+	// StatusUncertain: the server may have the message (no answer came
+	// after the whole message was handed over). It counts as sent and is
+	// never sent again automatically.
+	StatusUncertain = "uncertain"
 	// StatusFallback: push could not reach the customer (every
 	// subscription is gone); the run asks again for email.
 	StatusFallback = "fallback"
@@ -216,33 +225,33 @@ type DeliverOutput struct {
 	AlreadySent bool
 }
 
-// deliver renders and sends a reserved message, at most once per
-// reservation: the ledger row is checked first and marked sent after, and a
-// retry reuses the Message-ID recorded before the first attempt.
+// deliver renders and sends a reserved message, at most once per message.
+// The ledger row says what is known (reserved, sending, uncertain, sent,
+// failed) and every write names the attempt that makes it, so a retry —
+// by Temporal, or by a later ask of the same message — continues from what
+// the earlier attempt left behind and never hands a message over twice.
 // Failures that retrying cannot fix release the reservation and are
 // reported in the output; temporary ones are returned as errors for
-// Temporal to retry.
+// Temporal to retry. docs/delivery.md sets out what each channel can and
+// cannot guarantee.
 func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutput, error) {
 	d, err := a.Store.Delivery(ctx, in.IdempotencyKey)
 	if err != nil {
 		return DeliverOutput{}, err
 	}
 	switch d.Status {
-	case "sent":
-		return DeliverOutput{Status: StatusSent, MessageID: d.MessageID, AlreadySent: true}, nil
-	case "reserved":
+	case StatusSent, StatusUncertain:
+		return DeliverOutput{Status: d.Status, MessageID: d.MessageID, Error: d.Error, AlreadySent: true}, nil
+	case "reserved", "sending":
 	default:
 		return DeliverOutput{Status: StatusFailed, Error: "reservation is " + d.Status}, nil
 	}
 	now := a.now()
 	if !now.Before(d.ExpiresAt) {
-		if err := a.Store.Release(ctx, in.IdempotencyKey, "released", "expired before it could be sent"); err != nil {
-			return DeliverOutput{}, err
-		}
-		return DeliverOutput{Status: StatusExpired}, nil
+		return a.expire(ctx, in.IdempotencyKey, d)
 	}
 	fail := func(cause error) (DeliverOutput, error) {
-		if err := a.Store.Release(ctx, in.IdempotencyKey, "failed", cause.Error()); err != nil {
+		if err := a.Store.Release(ctx, in.IdempotencyKey, StatusFailed, cause.Error()); err != nil {
 			return DeliverOutput{}, err
 		}
 		a.Log.Warn("message not sent", "key", in.IdempotencyKey, "err", cause)
@@ -264,55 +273,225 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 	if err != nil {
 		return DeliverOutput{}, err
 	}
-	if err := a.Store.MarkSending(ctx, in.IdempotencyKey, env.MessageID, env.To, env.Message.Locale, env.Message.Subject+env.Message.Title); err != nil {
+	if d.Channel == policy.Email {
+		return a.deliverEmail(ctx, in.IdempotencyKey, env, fail)
+	}
+	return a.deliverPush(ctx, in.IdempotencyKey, d, env, fail)
+}
+
+// expire ends a message whose reservation ran out before it was sent: a
+// message held up by an outage must not land in the middle of the night.
+// What an earlier attempt handed over is kept: a push message that reached
+// some devices is sent.
+func (a *Activities) expire(ctx context.Context, key string, d store.Delivery) (DeliverOutput, error) {
+	if d.Status == "sending" && d.Channel != policy.Email {
+		if _, err := a.Store.OrphanedPushSends(ctx, key, "the attempt that made the request stopped before the answer"); err != nil {
+			return DeliverOutput{}, err
+		}
+		subs, err := a.Store.PushDeliveries(ctx, key)
+		if err != nil {
+			return DeliverOutput{}, err
+		}
+		sum := summarise(subs)
+		switch {
+		case sum.sent > 0:
+			return a.sent(ctx, key, d.Channel, d.Attempt, d.MessageID)
+		case sum.uncertain > 0:
+			return a.uncertain(ctx, key, d.Channel, d.Attempt, d.MessageID, sum.uncertainWhy)
+		}
+	}
+	if err := a.Store.Release(ctx, key, "released", "expired before it could be sent"); err != nil {
 		return DeliverOutput{}, err
 	}
-	// Email records the message as sent at its commit point, inside the
-	// SMTP transaction (see channel.Email.Send); other channels record it
-	// once Send returns.
-	confirmed := false
+	return DeliverOutput{Status: StatusExpired}, nil
+}
+
+func sending(env channel.Envelope) store.Sending {
+	return store.Sending{MessageID: env.MessageID, Address: env.To, Locale: env.Message.Locale, Subject: env.Message.Subject + env.Message.Title}
+}
+
+// deliverEmail sends over SMTP. The ledger says "uncertain" from the commit
+// point on (just before the final "." of DATA): if the answer to the "."
+// never comes, the server may have the message, and it is not sent again.
+// Only an explicit 4xx or 5xx to the "." proves it was not taken.
+func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.Envelope, fail func(error) (DeliverOutput, error)) (DeliverOutput, error) {
+	attempt, err := a.Store.BeginSend(ctx, key, sending(env))
+	if err != nil {
+		return DeliverOutput{}, err
+	}
+	committed := false
 	env.Confirm = func() error {
-		if err := a.Store.MarkSent(ctx, in.IdempotencyKey, a.now()); err != nil {
+		if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), "handed over; awaiting the server's reply to the end of data"); err != nil {
 			return err
 		}
-		confirmed = true
+		committed = true
 		return nil
 	}
-	rc, err := a.Sender.Send(ctx, env)
-	if err != nil && confirmed {
-		// Recorded, then refused at the end of DATA: not delivered.
-		if uerr := a.Store.UnmarkSent(ctx, in.IdempotencyKey); uerr != nil {
-			return DeliverOutput{}, errors.Join(err, uerr)
-		}
+	_, err = a.Sender.Send(ctx, env)
+	if err == nil {
+		return a.sent(ctx, key, policy.Email, attempt, env.MessageID)
 	}
-	for _, gone := range rc.Expired {
-		if rerr := a.Store.RemovePushSubscription(ctx, gone.ID); rerr != nil {
-			return DeliverOutput{}, rerr
-		}
-	}
-	if errors.Is(err, channel.ErrNoLiveSubscription) {
-		if rerr := a.Store.Release(ctx, in.IdempotencyKey, "failed", err.Error()); rerr != nil {
-			return DeliverOutput{}, rerr
-		}
-		return DeliverOutput{Status: StatusFallback, Error: err.Error()}, nil
-	}
-	if err != nil {
-		if perm, ok := channel.IsPermanent(err); ok {
-			if perm.Bounce && d.Channel == policy.Email {
-				if serr := a.Store.Suppress(ctx, policy.Email, env.To, string(policy.ReasonHardBounce), err.Error()); serr != nil {
-					return DeliverOutput{}, serr
-				}
+	perm, isPerm := channel.IsPermanent(err)
+	switch {
+	case !committed && isPerm:
+		// Refused before the message was handed over.
+		if perm.Bounce {
+			if serr := a.Store.Suppress(ctx, policy.Email, env.To, string(policy.ReasonHardBounce), err.Error()); serr != nil {
+				return DeliverOutput{}, serr
 			}
-			return fail(err)
+		}
+		return fail(err)
+	case !committed:
+		// Nothing was handed over in full: the next attempt sends it.
+		return DeliverOutput{}, err
+	case channel.IsUncertain(err):
+		return a.uncertain(ctx, key, policy.Email, attempt, env.MessageID, err.Error())
+	case isPerm:
+		// A 5xx to the final ".": the server refused this message (its
+		// content, a policy); that says nothing about the address.
+		if rerr := a.Store.MarkRefused(ctx, key, attempt, false, err.Error()); rerr != nil {
+			return DeliverOutput{}, errors.Join(err, rerr)
+		}
+		a.Log.Warn("message refused at the end of data", "key", key, "err", err)
+		return DeliverOutput{Status: StatusFailed, Error: err.Error()}, nil
+	default:
+		// A 4xx to the final ".": not taken, try again.
+		if rerr := a.Store.MarkRefused(ctx, key, attempt, true, err.Error()); rerr != nil {
+			return DeliverOutput{}, errors.Join(err, rerr)
 		}
 		return DeliverOutput{}, err
 	}
-	if !confirmed {
-		if err := a.Store.MarkSent(ctx, in.IdempotencyKey, a.now()); err != nil {
+}
+
+// deliverPush sends to each of the customer's push subscriptions on its
+// own: the request is recorded before it is made and its answer after, so
+// a retry tries only the subscriptions that failed temporarily, and a
+// request whose attempt died (the worker was killed after the service took
+// it) is uncertain rather than repeated.
+func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delivery, env channel.Envelope,
+	fail func(error) (DeliverOutput, error)) (DeliverOutput, error) {
+	ps, ok := a.Sender.(channel.SubscriptionSender)
+	if !ok {
+		return fail(errors.New("no push sender is configured"))
+	}
+	subs, err := a.Store.PushDeliveries(ctx, key)
+	if err != nil {
+		return DeliverOutput{}, err
+	}
+	if len(env.Push) == 0 && len(subs) == 0 {
+		if err := a.Store.Release(ctx, key, StatusFailed, channel.ErrNoLiveSubscription.Error()); err != nil {
+			return DeliverOutput{}, err
+		}
+		return DeliverOutput{Status: StatusFallback, Error: channel.ErrNoLiveSubscription.Error()}, nil
+	}
+	attempt, err := a.Store.BeginSend(ctx, key, sending(env))
+	if err != nil {
+		return DeliverOutput{}, err
+	}
+	if n, err := a.Store.OrphanedPushSends(ctx, key, "the attempt that made the request stopped before the answer"); err != nil {
+		return DeliverOutput{}, err
+	} else if n > 0 {
+		if subs, err = a.Store.PushDeliveries(ctx, key); err != nil {
 			return DeliverOutput{}, err
 		}
 	}
-	return DeliverOutput{Status: StatusSent, MessageID: env.MessageID}, nil
+	now := a.now()
+	for _, s := range env.Push {
+		if prev, seen := subs[s.ID]; seen && (prev.Status != channel.PushRetry || prev.RetryAfter.After(now)) {
+			continue
+		}
+		if err := a.Store.RecordPush(ctx, key, s.ID, store.PushDelivery{Status: "sending"}); err != nil {
+			return DeliverOutput{}, err
+		}
+		out := ps.SendTo(ctx, env, s)
+		pd := store.PushDelivery{Status: out.State}
+		if out.Err != nil {
+			pd.Error = out.Err.Error()
+		}
+		if out.RetryAfter > 0 {
+			pd.RetryAfter = a.now().Add(out.RetryAfter)
+		}
+		if err := a.Store.RecordPush(ctx, key, s.ID, pd); err != nil {
+			return DeliverOutput{}, err
+		}
+		subs[s.ID] = pd
+		if out.State == channel.PushGone {
+			if err := a.Store.RemovePushSubscription(ctx, s.ID); err != nil {
+				return DeliverOutput{}, err
+			}
+		}
+	}
+	sum := summarise(subs)
+	switch {
+	case sum.retry > 0:
+		// Retry only those, no sooner than the service asked.
+		delay := max(sum.retryAt.Sub(a.now()), time.Second)
+		return DeliverOutput{}, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("push: %d of %d subscriptions failed temporarily: %s", sum.retry, len(subs), sum.retryWhy),
+			ErrTypePushRetry, temporal.ApplicationErrorOptions{NextRetryDelay: delay})
+	case sum.sent > 0:
+		return a.sent(ctx, key, d.Channel, attempt, env.MessageID)
+	case sum.uncertain > 0:
+		return a.uncertain(ctx, key, d.Channel, attempt, env.MessageID, sum.uncertainWhy)
+	case sum.gone == len(subs):
+		if err := a.Store.Release(ctx, key, StatusFailed, channel.ErrNoLiveSubscription.Error()); err != nil {
+			return DeliverOutput{}, err
+		}
+		return DeliverOutput{Status: StatusFallback, Error: channel.ErrNoLiveSubscription.Error()}, nil
+	}
+	return fail(fmt.Errorf("every push subscription refused the message: %s", sum.failedWhy))
+}
+
+// pushSummary counts a push message's subscriptions by state.
+type pushSummary struct {
+	sent, uncertain, retry, failed, gone int
+	retryAt                              time.Time
+	retryWhy, uncertainWhy, failedWhy    string
+}
+
+func summarise(subs map[int64]store.PushDelivery) pushSummary {
+	var s pushSummary
+	for _, id := range slices.Sorted(maps.Keys(subs)) {
+		d := subs[id]
+		switch d.Status {
+		case channel.PushSent:
+			s.sent++
+		case channel.PushUncertain, "sending":
+			s.uncertain++
+			s.uncertainWhy = d.Error
+		case channel.PushRetry:
+			s.retry++
+			s.retryWhy = d.Error
+			if s.retryAt.IsZero() || d.RetryAfter.Before(s.retryAt) {
+				s.retryAt = d.RetryAfter
+			}
+		case channel.PushGone:
+			s.gone++
+		default:
+			s.failed++
+			s.failedWhy = d.Error
+		}
+	}
+	return s
+}
+
+// sent records a message the server took.
+func (a *Activities) sent(ctx context.Context, key, ch string, attempt int, messageID string) (DeliverOutput, error) {
+	if err := a.Store.MarkSent(ctx, key, attempt, a.now()); err != nil {
+		return DeliverOutput{}, err
+	}
+	return DeliverOutput{Status: StatusSent, MessageID: messageID}, nil
+}
+
+// uncertain records a message the server may have: it counts as sent and
+// is never sent again automatically.
+func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int, messageID, why string) (DeliverOutput, error) {
+	if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), why); err != nil {
+		return DeliverOutput{}, err
+	}
+	a.Log.Warn("delivery uncertain: the server may have the message; it will not be sent again", "key", key, "channel", ch, "reason", why)
+	a.Metrics.Uncertain(ch, why)
+	return DeliverOutput{Status: StatusUncertain, MessageID: messageID, Error: why}, nil
 }
 
 func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {

@@ -36,11 +36,26 @@ type bundle struct {
 	pushes  *atomic.Int64
 }
 
+type setupOptions struct {
+	emailTimeout time.Duration
+}
+
+type setupOption func(*setupOptions)
+
+// withEmailTimeout bounds each SMTP conversation.
+func withEmailTimeout(d time.Duration) setupOption {
+	return func(o *setupOptions) { o.emailTimeout = d }
+}
+
 // setup gives activities over a fresh schema, the shipped journeys, the
 // SMTP catcher and an HTTP push provider that knows one live device token
 // ("live") and says every other is gone.
-func setup(t *testing.T) bundle {
+func setup(t *testing.T, opts ...setupOption) bundle {
 	t.Helper()
+	var o setupOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	log := slog.New(slog.DiscardHandler)
 	cat, err := catalog.Load(os.DirFS("../journeys"), "journeys")
 	if err != nil {
@@ -51,7 +66,7 @@ func setup(t *testing.T) bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + c.Addr, From: "lojal <hello@lojal.example>"}, log)
+	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + c.Addr, From: "lojal <hello@lojal.example>", Timeout: o.emailTimeout}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

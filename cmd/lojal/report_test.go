@@ -42,7 +42,11 @@ func seededDB(t *testing.T) string {
 			t.Fatal(err)
 		}
 		if d.Verdict == policy.Allow {
-			if err := s.MarkSent(ctx, r.IdempotencyKey, now); err != nil {
+			attempt, err := s.BeginSend(ctx, r.IdempotencyKey, store.Sending{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.MarkSent(ctx, r.IdempotencyKey, attempt, now); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -52,6 +56,22 @@ func seededDB(t *testing.T) string {
 		Detail: policy.Detail{LastContact: now, MinGap: "24h"}})
 	decide("c-2", "c", policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK})
 	decide("c-2", "d", policy.Decision{Verdict: policy.Suppress, Channel: "email", Reason: policy.ReasonNoConsent})
+	// c-3's message was handed over and no answer came: it may have been
+	// delivered, and counts as sent.
+	r := store.Request{IdempotencyKey: "e.1", RequestKey: "e", CustomerID: "c-3", WorkflowID: "w", JourneyID: "renewal-reminder",
+		StepID: "remind", Channel: "email", Priority: policy.High, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
+	if _, err := s.Decide(ctx, r, time.Hour, func(store.Snapshot) policy.Decision {
+		return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attempt, err := s.BeginSend(ctx, "e.1", store.Sending{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkUncertain(ctx, "e.1", attempt, now, "no reply after the end of data: EOF"); err != nil {
+		t.Fatal(err)
+	}
 	return cfg.URL + "&search_path=" + cfg.Schema
 }
 
@@ -70,6 +90,15 @@ func TestWhyExplainsDecisions(t *testing.T) {
 	if _, err := runCLI(t, "why", "--customer", "nobody", "--database-url", db); exitCode(err) != 1 {
 		t.Errorf("unknown customer: %v", err)
 	}
+	out, err = runCLI(t, "why", "--customer", "c-3", "--database-url", db)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"uncertain (the server may have it; never resent)", "no reply after the end of data"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("why lacks %q:\n%s", w, out)
+		}
+	}
 }
 
 func TestReportPressure(t *testing.T) {
@@ -80,8 +109,9 @@ func TestReportPressure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	// 3 customers x 1 week: two had one message, one had none.
-	for _, w := range []string{"3 customers, 1 weeks", "0  1  33.3%", "1  2  66.7%", "defer     min_gap     1", "suppress  no_consent  1"} {
+	// 3 customers x 1 week: each had one message (c-3's uncertain one
+	// counts).
+	for _, w := range []string{"3 customers, 1 weeks", "1  3  100.0%", "defer     min_gap     1", "suppress  no_consent  1"} {
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(w), " ")) {
 			t.Errorf("report lacks %q:\n%s", w, out)
 		}

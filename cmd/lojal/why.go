@@ -69,6 +69,9 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			decision += " until " + e.DeferUntil.In(loc).Format("Jan 02 15:04")
 		}
 		status := e.Status
+		if e.Status == "uncertain" {
+			status = "uncertain (the server may have it; never resent)"
+		}
 		if e.SentAt != nil {
 			status += " " + e.SentAt.In(loc).Format("15:04:05")
 		}

@@ -26,7 +26,7 @@ type EmailOptions struct {
 // in-process SMTP server.
 func Email(ctx context.Context, o EmailOptions) (Result, error) {
 	res := Result{Name: fmt.Sprintf("email sends with connection reuse, %d clients", o.Conc), Unit: "messages/s",
-		BaseName: "bare net/smtp loop, same message", Target: 0.5}
+		BaseName: "bare net/smtp loop, same message", Target: 0.75}
 	log := slog.New(slog.DiscardHandler)
 	srv, err := mailcatch.Start(log, mailcatch.Options{Discard: true})
 	if err != nil {

@@ -30,7 +30,7 @@ type PolicyOptions struct {
 // database.
 func Policy(ctx context.Context, o PolicyOptions) (Result, error) {
 	res := Result{Name: fmt.Sprintf("policy decisions with reservation, %d clients", o.Conc), Unit: "decisions/s",
-		BaseName: "bare UPDATE ... RETURNING transaction", Target: 0.5}
+		BaseName: "bare UPDATE ... RETURNING transaction", Target: 0.75}
 	st, schema, closeStore, err := schemaStore(ctx, o.URL, "policy", o.Conc)
 	if err != nil {
 		return res, err

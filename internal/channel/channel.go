@@ -29,8 +29,8 @@ type Envelope struct {
 	// Confirm, when set, is the commit point: email calls it once the
 	// server holds the whole message and before telling it to deliver (the
 	// final "." of DATA); if Confirm fails, the message is abandoned and
-	// not delivered. Senders that cannot split delivery (push) do not
-	// call it; the caller records after Send returns.
+	// not delivered. Push has no such point; the send activity records each
+	// subscription's request before and after it (SubscriptionSender).
 	Confirm func() error
 }
 
@@ -73,6 +73,25 @@ func IsPermanent(err error) (*PermanentError, bool) {
 	return p, ok
 }
 
+// UncertainError means the message may have been delivered: it was handed
+// over in full (email: the final "." of DATA) and no answer came back, so
+// nothing proves the server did not take it. Such a message counts as sent
+// and is never sent again automatically (RFC 1047 describes the duplicates
+// that resending causes).
+type UncertainError struct {
+	Err error
+}
+
+func (e *UncertainError) Error() string { return "delivery uncertain: " + e.Err.Error() }
+
+func (e *UncertainError) Unwrap() error { return e.Err }
+
+// IsUncertain reports whether err is an UncertainError.
+func IsUncertain(err error) bool {
+	var u *UncertainError
+	return errors.As(err, &u)
+}
+
 // Mux routes envelopes to the sender for their channel.
 type Mux map[string]Sender
 
@@ -83,4 +102,13 @@ func (m Mux) Send(ctx context.Context, env Envelope) (Receipt, error) {
 		return Receipt{}, &PermanentError{Err: fmt.Errorf("no sender for channel %q", env.Channel)}
 	}
 	return s.Send(ctx, env)
+}
+
+// SendTo implements SubscriptionSender with the mux's push sender.
+func (m Mux) SendTo(ctx context.Context, env Envelope, sub PushSubscription) PushOutcome {
+	s, ok := m[env.Channel].(SubscriptionSender)
+	if !ok {
+		return PushOutcome{State: PushFailed, Err: fmt.Errorf("no push sender for channel %q", env.Channel)}
+	}
+	return s.SendTo(ctx, env, sub)
 }

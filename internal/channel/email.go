@@ -212,12 +212,15 @@ func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 //
 // The conversation is driven step by step so that env.Confirm, the commit
 // point, runs when the server holds the whole message but has not yet been
-// told to deliver it (the final "."). A crash before Confirm leaves nothing
-// delivered and nothing recorded, so a retry sends; a crash after the "."
-// leaves the message delivered and recorded, so a retry does not. Only the
-// few microseconds between Confirm and writing the "." are unsafe. If
-// Confirm fails, the connection is dropped and the server discards the
-// message.
+// told to deliver it (the final "."). What each outcome proves:
+//
+//   - an error before Confirm: nothing was handed over; a retry may send;
+//   - Confirm fails: the connection is dropped before the "." and the
+//     server discards the message;
+//   - 250 to the ".": delivered;
+//   - 4xx or 5xx to the ".": refused (a temporary or a permanent error);
+//   - no answer to the "." (the connection breaks, the server is slower
+//     than our timeout): an UncertainError, for the server may have it.
 //
 // A pooled connection that turns out dead before any reply is replaced and
 // the send tried once more on a fresh one.
@@ -250,10 +253,12 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 		switch {
 		case st == stageConfirm:
 			return Receipt{}, fmt.Errorf("not sent: %w", err)
+		case st == stageFinal && !replied:
+			return Receipt{}, &UncertainError{Err: fmt.Errorf("no reply after the end of data: %w", err)}
 		case reused && attempt == 0 && st == stageMail && !replied:
 			continue // the pooled connection had gone stale
 		case replied && reply.Code >= 500:
-			return Receipt{}, &PermanentError{Code: reply.Code, Bounce: st == stageRcpt, Err: err}
+			return Receipt{}, &PermanentError{Code: reply.Code, Bounce: st == stageRcpt, Err: fmt.Errorf("smtp %s: %w", st, err)}
 		}
 		return Receipt{}, fmt.Errorf("smtp %s: %w", st, err)
 	}

@@ -262,3 +262,41 @@ func TestConfirmIsTheCommitPoint(t *testing.T) {
 		t.Fatalf("after an abandoned send: %v, %d delivered", err, c.Count())
 	}
 }
+
+// TestEndOfDataOutcomes: what each answer to the final "." proves.
+func TestEndOfDataOutcomes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		reply     mailcatch.Reply
+		uncertain bool
+		permanent bool
+		kept      int
+	}{
+		{"lost reply", mailcatch.Reply{Action: mailcatch.QueueAndDrop}, true, false, 1},
+		{"slower than our timeout", mailcatch.Reply{Action: mailcatch.QueueAndDelay, Delay: 2 * time.Second}, true, false, 1},
+		{"temporary refusal", mailcatch.Reply{Action: mailcatch.Refuse, Code: 451, Text: "try later"}, false, false, 0},
+		{"permanent refusal", mailcatch.Reply{Action: mailcatch.Refuse, Code: 554, Text: "spam"}, false, true, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := catcher(t, mailcatch.Options{AfterData: func(mailcatch.Message, int) mailcatch.Reply { return tc.reply }})
+			e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, Timeout: 500 * time.Millisecond})
+			_, err := e.Send(context.Background(), envelope())
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if IsUncertain(err) != tc.uncertain {
+				t.Errorf("uncertain = %v, want %v (%v)", IsUncertain(err), tc.uncertain, err)
+			}
+			perm, isPerm := IsPermanent(err)
+			if isPerm != tc.permanent || (isPerm && perm.Bounce) {
+				t.Errorf("permanent = %v (bounce %v), want %v and never a bounce (%v)", isPerm, isPerm && perm.Bounce, tc.permanent, err)
+			}
+			if c.Count() != tc.kept {
+				t.Errorf("server kept %d, want %d", c.Count(), tc.kept)
+			}
+		})
+	}
+}

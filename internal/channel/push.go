@@ -9,6 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	webpush "github.com/SherClockHolmes/webpush-go"
@@ -84,58 +88,154 @@ type providerRequest struct {
 	Payload
 }
 
-// Send implements Sender. It reports subscriptions the push service says
-// are gone (404, 410) in Receipt.Expired. When none is left it returns
-// ErrNoLiveSubscription; when none accepted but some failed temporarily it
-// returns a temporary error for Temporal to retry.
+// Push outcome states, one per subscription and message.
+const (
+	// PushSent: the push service accepted the message (2xx).
+	PushSent = "sent"
+	// PushGone: the subscription no longer exists (404, 410).
+	PushGone = "gone"
+	// PushFailed: refused for good (400, 401, 403, 413, a bad key).
+	PushFailed = "failed"
+	// PushRetry: failed temporarily (429, 5xx, no connection); nothing
+	// was handed over, or the service said it did not take it.
+	PushRetry = "retry"
+	// PushUncertain: the request went out in full and no answer came
+	// back; the service may have the message.
+	PushUncertain = "uncertain"
+)
+
+// PushOutcome is what happened to one subscription's request.
+type PushOutcome struct {
+	State string
+	// Status is the HTTP status, when there was an answer.
+	Status int
+	Err    error
+	// RetryAfter is how long the service asked us to wait (429, 503).
+	RetryAfter time.Duration
+}
+
+// SubscriptionSender sends a push message to one subscription. The send
+// activity drives it one subscription at a time, so that it can record
+// before each request that the service may get the message, and after it
+// what the service said, and retry only the subscriptions that failed.
+type SubscriptionSender interface {
+	SendTo(ctx context.Context, env Envelope, sub PushSubscription) PushOutcome
+}
+
+// Send implements Sender for callers that need no per-subscription
+// bookkeeping: it sends to every subscription and sums up. It reports
+// subscriptions the push service says are gone in Receipt.Expired. When
+// none is left it returns ErrNoLiveSubscription; when some failed
+// temporarily it returns a temporary error, even if others took the
+// message.
 func (p *Push) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	var rc Receipt
 	if len(env.Push) == 0 {
 		return rc, ErrNoLiveSubscription
 	}
-	payload := Payload{Title: env.Message.Title, Body: env.Message.Body, URL: env.Message.URL, MessageID: env.MessageID, Locale: env.Message.Locale}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return rc, err
-	}
-	var temp []error
+	var temp, perm []error
 	for _, s := range env.Push {
-		status, err := p.sendOne(ctx, s, env.MessageID, body, payload)
-		switch {
-		case err != nil:
-			temp = append(temp, err)
-		case status == http.StatusNotFound || status == http.StatusGone:
-			rc.Expired = append(rc.Expired, s)
-		case status >= 200 && status < 300:
+		out := p.SendTo(ctx, env, s)
+		switch out.State {
+		case PushSent:
 			rc.Delivered++
-		case status == http.StatusTooManyRequests || status >= 500:
-			temp = append(temp, fmt.Errorf("push to %s: HTTP %d", host(s.Endpoint), status))
+		case PushGone:
+			rc.Expired = append(rc.Expired, s)
+		case PushRetry:
+			temp = append(temp, out.Err)
+		case PushUncertain:
+			temp = append(temp, &UncertainError{Err: out.Err})
 		default:
-			// 400, 401, 403, 413: this subscription will not work; keep
-			// it (it may be a configuration problem) but do not retry.
-			p.log.Warn("push refused", "endpoint", host(s.Endpoint), "status", status)
+			perm = append(perm, out.Err)
 		}
 	}
 	switch {
-	case rc.Delivered > 0:
-		return rc, nil
 	case len(temp) > 0:
 		return rc, fmt.Errorf("push: %w", errors.Join(temp...))
+	case rc.Delivered > 0:
+		return rc, nil
 	case len(rc.Expired) == len(env.Push):
 		return rc, ErrNoLiveSubscription
 	}
-	return rc, &PermanentError{Err: errors.New("every push subscription refused the message")}
+	return rc, &PermanentError{Err: fmt.Errorf("every push subscription refused the message: %w", errors.Join(perm...))}
 }
 
-func (p *Push) sendOne(ctx context.Context, s PushSubscription, messageID string, body []byte, payload Payload) (int, error) {
-	var resp *http.Response
-	var err error
+// SendTo implements SubscriptionSender. The message carries the same
+// Topic (Web Push) or Idempotency-Key (HTTP provider) on every attempt, so
+// a service that still holds an earlier copy replaces it.
+func (p *Push) SendTo(ctx context.Context, env Envelope, s PushSubscription) PushOutcome {
+	payload := Payload{Title: env.Message.Title, Body: env.Message.Body, URL: env.Message.URL, MessageID: env.MessageID, Locale: env.Message.Locale}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return PushOutcome{State: PushFailed, Err: err}
+	}
+	// Whether the request went out in full decides what a missing answer
+	// means: nothing handed over (retry) or maybe delivered (uncertain).
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}})
+	resp, err := p.request(ctx, s, env.MessageID, body, payload)
+	if err != nil {
+		if _, ok := IsPermanent(err); ok {
+			return PushOutcome{State: PushFailed, Err: err}
+		}
+		err = fmt.Errorf("push to %s: %w", host(s.Endpoint), err)
+		if wrote.Load() {
+			return PushOutcome{State: PushUncertain, Err: fmt.Errorf("no answer after the request was sent: %w", err)}
+		}
+		return PushOutcome{State: PushRetry, Err: err}
+	}
+	defer resp.Body.Close()
+	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	out := PushOutcome{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	code := resp.StatusCode
+	why := fmt.Errorf("push to %s: HTTP %d %s", host(s.Endpoint), code, strings.TrimSpace(string(detail)))
+	switch {
+	case code >= 200 && code < 300:
+		out.State = PushSent
+	case code == http.StatusNotFound || code == http.StatusGone:
+		out.State, out.Err = PushGone, why
+	case code == http.StatusTooManyRequests || code >= 500:
+		out.State, out.Err = PushRetry, why
+	default:
+		// 400, 401, 403, 413: this subscription will not take the message;
+		// keep it (it may be a configuration problem) but do not retry.
+		out.State, out.Err = PushFailed, why
+		p.log.Warn("push refused", "endpoint", host(s.Endpoint), "status", code)
+	}
+	return out
+}
+
+// retryAfter parses a Retry-After header: seconds, or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// IdempotencyKey is the key the HTTP provider gets for one message to one
+// subscription: the same on every attempt, different per subscription.
+func IdempotencyKey(messageID string, sub int64) string {
+	return messageID + "/" + strconv.FormatInt(sub, 10)
+}
+
+func (p *Push) request(ctx context.Context, s PushSubscription, messageID string, body []byte, payload Payload) (*http.Response, error) {
 	switch s.Kind {
 	case KindWebPush:
 		if p.cfg.VAPIDPrivateKey == "" {
-			return 0, &PermanentError{Err: errors.New("web push is not configured (no VAPID keys)")}
+			return nil, &PermanentError{Err: errors.New("web push is not configured (no VAPID keys)")}
 		}
-		resp, err = webpush.SendNotificationWithContext(ctx, body, &webpush.Subscription{Endpoint: s.Endpoint,
+		return webpush.SendNotificationWithContext(ctx, body, &webpush.Subscription{Endpoint: s.Endpoint,
 			Keys: webpush.Keys{P256dh: s.P256dh, Auth: s.Auth}}, &webpush.Options{
 			HTTPClient:      p.cfg.Client,
 			Subscriber:      p.cfg.Subject,
@@ -149,31 +249,24 @@ func (p *Push) sendOne(ctx context.Context, s PushSubscription, messageID string
 		})
 	case KindHTTP:
 		if p.cfg.ProviderURL == "" {
-			return 0, &PermanentError{Err: errors.New("HTTP push provider is not configured")}
+			return nil, &PermanentError{Err: errors.New("HTTP push provider is not configured")}
 		}
-		b, merr := json.Marshal(providerRequest{To: s.Endpoint, Payload: payload})
-		if merr != nil {
-			return 0, merr
+		b, err := json.Marshal(providerRequest{To: s.Endpoint, Payload: payload})
+		if err != nil {
+			return nil, &PermanentError{Err: err}
 		}
-		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.ProviderURL, bytes.NewReader(b))
-		if rerr != nil {
-			return 0, rerr
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.ProviderURL, bytes.NewReader(b))
+		if err != nil {
+			return nil, &PermanentError{Err: err}
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", messageID)
+		req.Header.Set("Idempotency-Key", IdempotencyKey(messageID, s.ID))
 		if p.cfg.ProviderToken != "" {
 			req.Header.Set("Authorization", "Bearer "+p.cfg.ProviderToken)
 		}
-		resp, err = p.cfg.Client.Do(req)
-	default:
-		return 0, &PermanentError{Err: fmt.Errorf("unknown push subscription kind %q", s.Kind)}
+		return p.cfg.Client.Do(req)
 	}
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, nil
+	return nil, &PermanentError{Err: fmt.Errorf("unknown push subscription kind %q", s.Kind)}
 }
 
 // topic makes a Web Push Topic header (at most 32 URL-safe characters).

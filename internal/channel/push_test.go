@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -260,11 +261,12 @@ func TestExpiredSubscriptionsAreReported(t *testing.T) {
 func TestHTTPPushProvider(t *testing.T) {
 	t.Parallel()
 	var got []providerRequest
-	var auth, idem string
+	var auth string
+	idem := map[string]string{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth, idem = r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key")
 		var req providerRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
+		auth, idem[req.To] = r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key")
 		if req.To == "dead-token" {
 			w.WriteHeader(http.StatusNotFound)
 			return
@@ -275,11 +277,78 @@ func TestHTTPPushProvider(t *testing.T) {
 	t.Cleanup(srv.Close)
 	p := NewPush(PushConfig{ProviderURL: srv.URL, ProviderToken: "s3cret"}, slog.New(slog.DiscardHandler))
 	rc, err := p.Send(context.Background(), Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Title: "Hei", Body: "Kari"},
-		Push: []PushSubscription{{Kind: KindHTTP, Endpoint: "device-token-1"}, {Kind: KindHTTP, Endpoint: "dead-token"}}})
+		Push: []PushSubscription{{ID: 7, Kind: KindHTTP, Endpoint: "device-token-1"}, {ID: 8, Kind: KindHTTP, Endpoint: "dead-token"}}})
 	if err != nil || rc.Delivered != 1 || len(rc.Expired) != 1 {
 		t.Fatalf("%+v %v", rc, err)
 	}
-	if auth != "Bearer s3cret" || idem != "m-1" || got[0].To != "device-token-1" || got[0].Title != "Hei" {
+	// One stable key per message and subscription.
+	if auth != "Bearer s3cret" || idem["device-token-1"] != "m-1/7" || idem["dead-token"] != "m-1/8" || got[0].To != "device-token-1" || got[0].Title != "Hei" {
 		t.Fatalf("provider saw auth %q idem %q %+v", auth, idem, got)
+	}
+}
+
+// TestPushOutcomePerSubscription: each answer (or the lack of one) is
+// classified for its subscription alone.
+func TestPushOutcomePerSubscription(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req providerRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		switch req.To {
+		case "busy":
+			w.Header().Set("Retry-After", "120")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case "down":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "too-big":
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+		case "gone":
+			w.WriteHeader(http.StatusGone)
+		case "silent":
+			<-hang // takes the request, never answers
+		default:
+			w.WriteHeader(http.StatusCreated)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(hang) }) // runs first: srv.Close waits for handlers
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadURL := "http://" + closed.Addr().String()
+	closed.Close()
+	p := NewPush(PushConfig{ProviderURL: srv.URL, Client: &http.Client{Timeout: 300 * time.Millisecond}}, slog.New(slog.DiscardHandler))
+	dead := NewPush(PushConfig{ProviderURL: deadURL}, slog.New(slog.DiscardHandler))
+	env := Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Title: "Hei", Body: "Kari"}}
+	cases := []struct {
+		p          *Push
+		to, state  string
+		retryAfter time.Duration
+	}{
+		{p, "ok", PushSent, 0},
+		{p, "busy", PushRetry, 120 * time.Second},
+		{p, "down", PushRetry, 0},
+		{p, "too-big", PushFailed, 0},
+		{p, "gone", PushGone, 0},
+		{p, "silent", PushUncertain, 0},
+		{dead, "ok", PushRetry, 0}, // nothing was handed over
+	}
+	for _, tc := range cases {
+		out := tc.p.SendTo(context.Background(), env, PushSubscription{ID: 1, Kind: KindHTTP, Endpoint: tc.to})
+		if out.State != tc.state || out.RetryAfter != tc.retryAfter {
+			t.Errorf("%s: %+v, want %s (retry after %s)", tc.to, out, tc.state, tc.retryAfter)
+		}
+	}
+	if out := p.SendTo(context.Background(), env, PushSubscription{ID: 2, Kind: "carrier-pigeon", Endpoint: "x"}); out.State != PushFailed {
+		t.Errorf("unknown kind: %+v, want failed for that subscription alone", out)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{"": 0, "30": 30 * time.Second, "-1": 0, "soon": 0,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second, now.Add(-time.Minute).Format(http.TimeFormat): 0} {
+		if got := retryAfter(v, now); got != want {
+			t.Errorf("retryAfter(%q) = %s, want %s", v, got, want)
+		}
 	}
 }

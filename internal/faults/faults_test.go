@@ -136,14 +136,21 @@ type workerProcess struct {
 
 func (w *workerProcess) start(t *testing.T) {
 	t.Helper()
+	if err := w.startProcess(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *workerProcess) startProcess() error {
 	cmd := exec.Command(lojalBin, "worker")
 	cmd.Env = append(os.Environ(), w.env...)
 	cmd.Stdout, cmd.Stderr = w.log, w.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("start worker: %w", err)
 	}
 	w.cmd = cmd
+	return nil
 }
 
 func (w *workerProcess) kill() {

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ type Metrics struct {
 	DispatchPending  prometheus.Gauge
 	Suppressions     *prometheus.CounterVec
 	PreferenceCentre *prometheus.CounterVec
+	UncertainTotal   *prometheus.CounterVec
 }
 
 // New builds and registers the collectors, with Go and process metrics.
@@ -39,7 +41,7 @@ func New() *Metrics {
 		DecisionSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lojal_policy_decision_seconds",
 			Help: "Time to take one policy decision with its reservation (lock, read, decide, record).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_messages_total",
-			Help: "Messages by channel and delivery status (sent, failed, expired, fallback)."}, []string{"channel", "status"}),
+			Help: "Messages by channel and delivery status (sent, uncertain, failed, expired, fallback)."}, []string{"channel", "status"}),
 		StepSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lojal_journey_send_step_seconds",
 			Help:    "Journey send step latency: from the step's first ask of the policy to the message being sent (deferrals included).",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600}}, []string{"journey"}),
@@ -55,10 +57,13 @@ func New() *Metrics {
 			Help: "Addresses suppressed, by reason."}, []string{"reason"}),
 		PreferenceCentre: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_preference_changes_total",
 			Help: "Changes made in the preference centre, by kind."}, []string{"kind"}),
+		UncertainTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_deliveries_uncertain_total",
+			Help: "Messages handed over with no answer: the server may have them; they count as sent and are never resent. By channel and cause."},
+			[]string{"channel", "cause"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
-		m.DispatchPending, m.Suppressions, m.PreferenceCentre)
+		m.DispatchPending, m.Suppressions, m.PreferenceCentre, m.UncertainTotal)
 	return m
 }
 
@@ -82,6 +87,29 @@ func (m *Metrics) Message(channel, status string) {
 		return
 	}
 	m.Messages.WithLabelValues(channel, status).Inc()
+}
+
+// Uncertain counts a delivery that may or may not have reached the server.
+// The cause is a small fixed set, so the label stays bounded.
+func (m *Metrics) Uncertain(channel, reason string) {
+	if m == nil {
+		return
+	}
+	m.UncertainTotal.WithLabelValues(channel, UncertainCause(reason)).Inc()
+}
+
+// UncertainCause classifies an uncertain delivery's reason: no_reply (the
+// connection broke before the answer), timeout (the server was slower than
+// lojal waits), or worker_lost (the attempt stopped mid-request).
+func UncertainCause(reason string) string {
+	r := strings.ToLower(reason)
+	switch {
+	case strings.Contains(r, "stopped before the answer"), strings.Contains(r, "awaiting"):
+		return "worker_lost"
+	case strings.Contains(r, "timeout"), strings.Contains(r, "deadline"):
+		return "timeout"
+	}
+	return "no_reply"
 }
 
 // Step records a send step's latency.

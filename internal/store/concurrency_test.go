@@ -68,7 +68,12 @@ func TestConcurrentDecisionsNeverExceedCap(t *testing.T) {
 						released.Add(1)
 						continue
 					}
-					if err := s.MarkSent(ctx, req.IdempotencyKey, time.Now()); err != nil {
+					attempt, err := s.BeginSend(ctx, req.IdempotencyKey, store.Sending{})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if err := s.MarkSent(ctx, req.IdempotencyKey, attempt, time.Now()); err != nil {
 						errs <- err
 						return
 					}

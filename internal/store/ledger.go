@@ -14,6 +14,11 @@ import (
 	"github.com/lojal/lojal/internal/policy"
 )
 
+// ErrLedgerConflict means a status change found the message in another
+// state than the one it expects: another attempt finished it first, or it
+// does not exist. It is never ignored.
+var ErrLedgerConflict = errors.New("ledger row is not in the expected state")
+
 // Request is one policy question about one message, as stored.
 type Request struct {
 	// IdempotencyKey is RequestKey plus the ask number; Temporal retrying
@@ -51,8 +56,12 @@ type DecideFunc func(Snapshot) policy.Decision
 // Decided is a stored decision.
 type Decided struct {
 	policy.Decision
+	// Key is the idempotency key the decision is stored under: the
+	// request's own, or that of an earlier ask of the same message that
+	// is still live (reserved, being sent, sent or possibly delivered).
+	Key string
 	// Replayed is true when the decision was found from an earlier attempt
-	// rather than taken now.
+	// or ask rather than taken now.
 	Replayed bool
 }
 
@@ -92,6 +101,9 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	var snap Snapshot
 	var found bool
 	var prior *policy.Decision
+	// live is this message's row among the contacts, found whatever ask
+	// made it: idempotency is per message, not per ask.
+	var live *Decided
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(s.q.LockCustomer, r.CustomerID)
@@ -134,8 +146,13 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	})
 	b.Queue(s.q.ContactWindow, r.CustomerID, r.Now.Add(-lookback), r.Now).Query(func(rows pgx.Rows) error {
 		var c policy.Contact
-		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key}, func() error {
+		var key string
+		var reason policy.Reason
+		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key, &key, &reason}, func() error {
 			snap.Window = append(snap.Window, c)
+			if c.Key == r.RequestKey && live == nil {
+				live = &Decided{Decision: policy.Decision{Verdict: policy.Allow, Reason: reason, Channel: c.Channel}, Key: key, Replayed: true}
+			}
 			return nil
 		})
 		return err
@@ -157,12 +174,19 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		err = fmt.Errorf("customer %s: %w", r.CustomerID, ErrNotFound)
 		return out, err
 	case prior != nil:
-		out = Decided{Decision: *prior, Replayed: true}
+		out = Decided{Decision: *prior, Key: r.IdempotencyKey, Replayed: true}
+		_, err = conn.Exec(ctx, "COMMIT")
+		return out, err
+	case live != nil:
+		// An earlier ask of this message was allowed and is still live:
+		// this ask is the same message (the send activity timed out after
+		// it went out, say), not a new one.
+		out = *live
 		_, err = conn.Exec(ctx, "COMMIT")
 		return out, err
 	}
 	d := decide(snap)
-	out = Decided{Decision: d}
+	out = Decided{Decision: d, Key: r.IdempotencyKey}
 	b, err = s.decisionWrites(r, d)
 	if err != nil {
 		return out, err
@@ -223,7 +247,7 @@ func relationship(c journey.Customer, emailSuppressed policy.Reason, pushSubs in
 	return rel
 }
 
-// Delivery is a reservation about to be sent.
+// Delivery is a reservation about to be sent, or being sent.
 type Delivery struct {
 	Status     string
 	CustomerID string
@@ -236,13 +260,18 @@ type Delivery struct {
 	// MessageID is set when an earlier attempt got as far as sending.
 	MessageID  string
 	WorkflowID string
+	// Attempt is the number of the latest attempt to send.
+	Attempt int
+	// Error is the reason recorded with the status.
+	Error string
 }
 
 // Delivery loads the reservation for an idempotency key.
 func (s *Store) Delivery(ctx context.Context, key string) (Delivery, error) {
 	var d Delivery
 	var exp *time.Time
-	err := s.pool.QueryRow(ctx, s.q.DeliveryByKey, key).Scan(&d.Status, &d.CustomerID, &d.JourneyID, &d.StepID, &d.Template, &d.Channel, &d.Topic, &exp, &d.MessageID, &d.WorkflowID)
+	err := s.pool.QueryRow(ctx, s.q.DeliveryByKey, key).Scan(&d.Status, &d.CustomerID, &d.JourneyID, &d.StepID, &d.Template, &d.Channel,
+		&d.Topic, &exp, &d.MessageID, &d.WorkflowID, &d.Attempt, &d.Error)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("delivery %s: %w", key, ErrNotFound)
 	}
@@ -255,41 +284,149 @@ func (s *Store) Delivery(ctx context.Context, key string) (Delivery, error) {
 	return d, nil
 }
 
-// MarkSending records, before the send, what is about to go out.
-func (s *Store) MarkSending(ctx context.Context, key, messageID, address, locale, subject string) error {
-	if _, err := s.pool.Exec(ctx, s.q.MarkSending, key, messageID, address, locale, subject); err != nil {
-		return fmt.Errorf("mark %s sending: %w", key, err)
-	}
-	return nil
+// Sending is what an attempt is about to send.
+type Sending struct {
+	MessageID string
+	Address   string
+	Locale    string
+	Subject   string
 }
 
-// MarkSent confirms a reservation as sent.
-func (s *Store) MarkSent(ctx context.Context, key string, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, s.q.MarkSent, key, at); err != nil {
-		return fmt.Errorf("mark %s sent: %w", key, err)
+// BeginSend starts an attempt to send a reserved message (or to take over
+// from an attempt that died before handing it over) and returns the
+// attempt's number, which every later write of the attempt names.
+func (s *Store) BeginSend(ctx context.Context, key string, m Sending) (int, error) {
+	var attempt int
+	err := s.pool.QueryRow(ctx, s.q.BeginSend, key, m.MessageID, m.Address, m.Locale, m.Subject).Scan(&attempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, s.conflict(ctx, "begin send", key)
 	}
-	return nil
+	if err != nil {
+		return 0, fmt.Errorf("begin send %s: %w", key, err)
+	}
+	return attempt, nil
 }
 
-// UnmarkSent returns a message recorded as sent to reserved, when the
-// server refused it after all.
-func (s *Store) UnmarkSent(ctx context.Context, key string) error {
-	if _, err := s.pool.Exec(ctx, s.q.UnmarkSent, key); err != nil {
-		return fmt.Errorf("unmark %s sent: %w", key, err)
-	}
-	return nil
+// MarkUncertain records that the server may have the message: it was
+// handed over in full (or is about to be) and no answer has come back.
+func (s *Store) MarkUncertain(ctx context.Context, key string, attempt int, at time.Time, reason string) error {
+	tag, err := s.pool.Exec(ctx, s.q.MarkUncertain, key, attempt, reason, at)
+	return s.changed(ctx, "mark uncertain", key, tag, err)
 }
 
-// Release gives back a reservation that will not be sent (status released,
-// or failed with the error), so it no longer counts against caps.
+// MarkSent records that the server took the message.
+func (s *Store) MarkSent(ctx context.Context, key string, attempt int, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, s.q.MarkSent, key, attempt, at)
+	return s.changed(ctx, "mark sent", key, tag, err)
+}
+
+// MarkRefused records an explicit refusal of a message that was handed
+// over: retry puts it back to reserved for another attempt, otherwise it
+// failed with the server's reason.
+func (s *Store) MarkRefused(ctx context.Context, key string, attempt int, retry bool, reason string) error {
+	status := "failed"
+	if retry {
+		status = "reserved"
+	}
+	tag, err := s.pool.Exec(ctx, s.q.MarkRefused, key, attempt, status, reason)
+	return s.changed(ctx, "mark refused", key, tag, err)
+}
+
+// Release gives back a reservation that will not be sent, or was not handed
+// over (status released, or failed with the error), so it no longer counts
+// against caps.
 func (s *Store) Release(ctx context.Context, key, status, reason string) error {
 	if status != "released" && status != "failed" {
 		return fmt.Errorf("release %s: bad status %q", key, status)
 	}
-	if _, err := s.pool.Exec(ctx, s.q.MarkFailed, key, status, reason); err != nil {
-		return fmt.Errorf("release %s: %w", key, err)
+	tag, err := s.pool.Exec(ctx, s.q.MarkFailed, key, status, reason)
+	return s.changed(ctx, "release", key, tag, err)
+}
+
+// changed turns an update that changed no row into ErrLedgerConflict,
+// naming the state the row is really in.
+func (s *Store) changed(ctx context.Context, op, key string, tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.conflict(ctx, op, key)
 	}
 	return nil
+}
+
+func (s *Store) conflict(ctx context.Context, op, key string) error {
+	var status string
+	err := s.pool.QueryRow(ctx, s.q.LedgerStatus, key).Scan(&status)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%s %s: %w: no such message", op, key, ErrLedgerConflict)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w (reading its status: %v)", op, key, ErrLedgerConflict, err)
+	}
+	return fmt.Errorf("%s %s: %w: it is %s", op, key, ErrLedgerConflict, status)
+}
+
+// PushDelivery is the state of one push subscription's request for one
+// message.
+type PushDelivery struct {
+	// Status is sending, sent, uncertain, retry, failed or gone.
+	Status string
+	Error  string
+	// RetryAfter is when a subscription that asked to wait may be tried
+	// again.
+	RetryAfter time.Time
+}
+
+// PushDeliveries returns the per-subscription states of a push message.
+func (s *Store) PushDeliveries(ctx context.Context, key string) (map[int64]PushDelivery, error) {
+	rows, err := s.pool.Query(ctx, s.q.PushDeliveries, key)
+	if err != nil {
+		return nil, fmt.Errorf("push deliveries %s: %w", key, err)
+	}
+	out := map[int64]PushDelivery{}
+	var id int64
+	var d PushDelivery
+	var after *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &d.Status, &d.Error, &after}, func() error {
+		d.RetryAfter = time.Time{}
+		if after != nil {
+			d.RetryAfter = *after
+		}
+		out[id] = d
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("push deliveries %s: %w", key, err)
+	}
+	return out, nil
+}
+
+// RecordPush records one subscription's state for a message. A final
+// state is never overwritten: recording over one is ErrLedgerConflict.
+func (s *Store) RecordPush(ctx context.Context, key string, subscription int64, d PushDelivery) error {
+	var after *time.Time
+	if !d.RetryAfter.IsZero() {
+		after = &d.RetryAfter
+	}
+	tag, err := s.pool.Exec(ctx, s.q.RecordPush, key, subscription, d.Status, d.Error, after)
+	if err != nil {
+		return fmt.Errorf("record push %s to subscription %d: %w", key, subscription, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("record push %s to subscription %d as %s: %w: its state is final", key, subscription, d.Status, ErrLedgerConflict)
+	}
+	return nil
+}
+
+// OrphanedPushSends marks uncertain the requests of a message that an
+// earlier attempt started and never finished, and returns how many.
+func (s *Store) OrphanedPushSends(ctx context.Context, key, reason string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, s.q.OrphanedPushSends, key, reason)
+	if err != nil {
+		return 0, fmt.Errorf("orphaned push sends %s: %w", key, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // LedgerEntry is one row of a customer's contact history.
@@ -344,9 +481,11 @@ type Sent struct {
 	Subject    string
 	Address    string
 	Locale     string
+	// Status is sent, or uncertain (the server may have it).
+	Status string
 }
 
-// SentSince lists messages sent since t.
+// SentSince lists messages sent (or possibly delivered) since t.
 func (s *Store) SentSince(ctx context.Context, t time.Time) ([]Sent, error) {
 	rows, err := s.pool.Query(ctx, s.q.RecentSent, t)
 	if err != nil {
@@ -354,7 +493,7 @@ func (s *Store) SentSince(ctx context.Context, t time.Time) ([]Sent, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Sent, error) {
 		var m Sent
-		err := row.Scan(&m.CustomerID, &m.JourneyID, &m.StepID, &m.Channel, &m.SentAt, &m.Subject, &m.Address, &m.Locale)
+		err := row.Scan(&m.CustomerID, &m.JourneyID, &m.StepID, &m.Channel, &m.SentAt, &m.Subject, &m.Address, &m.Locale, &m.Status)
 		return m, err
 	})
 	if err != nil {

@@ -67,10 +67,15 @@ type queries struct {
 	UpsertWaiting      string `query:"upsert-waiting"`
 	DeleteWaiting      string `query:"delete-waiting"`
 	DeliveryByKey      string `query:"delivery-by-key"`
-	MarkSending        string `query:"mark-sending"`
+	BeginSend          string `query:"begin-send"`
+	MarkUncertain      string `query:"mark-uncertain"`
 	MarkSent           string `query:"mark-sent"`
-	UnmarkSent         string `query:"unmark-sent"`
+	MarkRefused        string `query:"mark-refused"`
 	MarkFailed         string `query:"mark-failed"`
+	LedgerStatus       string `query:"ledger-status"`
+	PushDeliveries     string `query:"push-deliveries"`
+	RecordPush         string `query:"record-push"`
+	OrphanedPushSends  string `query:"orphaned-push-sends"`
 	CustomerHistory    string `query:"customer-history"`
 	RecentSent         string `query:"recent-sent"`
 	RecentDecisions    string `query:"recent-decisions"`

@@ -4,13 +4,15 @@ FROM contact_ledger
 WHERE idempotency_key = $1;
 
 -- name: contact-window
--- The contacts that count against caps: sent, or reserved and not expired.
-SELECT contacted_at, channel, purpose, request_key
+-- The contacts that count against caps: sent, possibly delivered
+-- (uncertain), being sent, or reserved and not expired. A live row of the
+-- message being decided is how a later ask finds it again.
+SELECT contacted_at, channel, purpose, request_key, idempotency_key, reason
 FROM contact_ledger
 WHERE customer_id = $1
-  AND status IN ('reserved', 'sent')
+  AND status IN ('reserved', 'sending', 'uncertain', 'sent')
   AND contacted_at > $2
-  AND (status = 'sent' OR expires_at > $3)
+  AND (status <> 'reserved' OR expires_at > $3)
 ORDER BY contacted_at DESC;
 
 -- name: waiting-for-customer
@@ -36,28 +38,71 @@ DELETE FROM waiting_messages WHERE request_key = $1;
 -- name: delivery-by-key
 -- What the send step needs about a reservation.
 SELECT l.status, l.customer_id, l.journey_id, l.step_id, l.template, l.channel, l.topic,
-       l.expires_at, l.message_id, l.workflow_id
+       l.expires_at, l.message_id, l.workflow_id, l.send_attempt, l.error
 FROM contact_ledger l
 WHERE l.idempotency_key = $1;
 
--- name: mark-sending
--- Records the address and message id before the send, so a retry after a
--- crash knows an attempt was made and reuses the same Message-ID.
+-- name: begin-send
+-- Starts an attempt to send: records what is about to go out (a retry
+-- reuses the Message-ID) and takes the next attempt number, which fences
+-- off any earlier attempt still running.
 UPDATE contact_ledger
-SET message_id = $2, address = $3, locale = $4, subject = $5
-WHERE idempotency_key = $1 AND status = 'reserved';
+SET status = 'sending', send_attempt = send_attempt + 1,
+    message_id = $2, address = $3, locale = $4, subject = $5, error = ''
+WHERE idempotency_key = $1 AND status IN ('reserved', 'sending')
+RETURNING send_attempt;
+
+-- name: mark-uncertain
+-- The whole message is handed over (or about to be): from here the server
+-- may have it. Also updates the reason of a message already uncertain.
+UPDATE contact_ledger
+SET status = 'uncertain', error = $3, contacted_at = $4
+WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'uncertain');
 
 -- name: mark-sent
 UPDATE contact_ledger
-SET status = 'sent', sent_at = $2, contacted_at = $2, error = ''
-WHERE idempotency_key = $1 AND status = 'reserved';
+SET status = 'sent', sent_at = $3, contacted_at = $3, error = ''
+WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'uncertain');
+
+-- name: mark-refused
+-- The server answered the end of the message with a refusal, which proves
+-- it did not take it: back to reserved (4xx, to be retried) or failed (5xx).
+UPDATE contact_ledger
+SET status = $3, error = $4, contacted_at = decided_at
+WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'uncertain')
+  AND $3 IN ('reserved', 'failed');
 
 -- name: mark-failed
--- Releases the reservation: a message that was not sent must not hold a
--- slot under the customer's caps.
+-- Releases a message that was not handed over: it must not hold a slot
+-- under the customer's caps.
 UPDATE contact_ledger
 SET status = $2, error = $3
-WHERE idempotency_key = $1 AND status = 'reserved';
+WHERE idempotency_key = $1 AND status IN ('reserved', 'sending');
+
+-- name: ledger-status
+SELECT status FROM contact_ledger WHERE idempotency_key = $1;
+
+-- name: push-deliveries
+SELECT subscription_id, status, error, retry_after
+FROM push_deliveries
+WHERE idempotency_key = $1;
+
+-- name: record-push
+-- One subscription's state. A final state (sent, uncertain, failed, gone)
+-- is never changed again.
+INSERT INTO push_deliveries AS p (idempotency_key, subscription_id, status, error, retry_after, attempts)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $3 = 'sending' THEN 1 ELSE 0 END)
+ON CONFLICT (idempotency_key, subscription_id) DO UPDATE
+SET status = EXCLUDED.status, error = EXCLUDED.error, retry_after = EXCLUDED.retry_after,
+    attempts = p.attempts + EXCLUDED.attempts, updated_at = now()
+WHERE p.status IN ('sending', 'retry');
+
+-- name: orphaned-push-sends
+-- Requests an attempt recorded as under way and never finished: the
+-- attempt died, and the push service may have the message.
+UPDATE push_deliveries
+SET status = 'uncertain', error = $2, updated_at = now()
+WHERE idempotency_key = $1 AND status = 'sending';
 
 -- name: customer-history
 SELECT id, decided_at, journey_id, journey_version, step_id, template, channel, topic, purpose, priority,
@@ -67,10 +112,12 @@ WHERE customer_id = $1
 ORDER BY id;
 
 -- name: recent-sent
-SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.sent_at, l.subject, l.address, l.locale
+-- Messages sent, and those the server may have (uncertain), which count
+-- as sent.
+SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.contacted_at, l.subject, l.address, l.locale, l.status
 FROM contact_ledger l
-WHERE l.status = 'sent' AND l.sent_at >= $1
-ORDER BY l.sent_at, l.id;
+WHERE l.status IN ('sent', 'uncertain') AND l.contacted_at >= $1
+ORDER BY l.contacted_at, l.id;
 
 -- name: recent-decisions
 SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.decision, l.reason, l.decided_at, l.defer_until, l.status
@@ -81,9 +128,9 @@ ORDER BY l.decided_at, l.id;
 -- name: pressure-per-week
 -- How many customers got n messages in a week, for each n >= 1.
 SELECT n, count(*) FROM (
-    SELECT customer_id, date_trunc('week', sent_at) AS week, count(*) AS n
+    SELECT customer_id, date_trunc('week', contacted_at) AS week, count(*) AS n
     FROM contact_ledger
-    WHERE status = 'sent' AND sent_at >= $1 AND sent_at < $2
+    WHERE status IN ('sent', 'uncertain') AND contacted_at >= $1 AND contacted_at < $2
     GROUP BY 1, 2
 ) per_week
 GROUP BY n
@@ -98,10 +145,3 @@ ORDER BY 3 DESC, 1, 2;
 
 -- name: count-customers
 SELECT count(*) FROM customers;
-
--- name: unmark-sent
--- The server refused the message after it was recorded as sent (at the
--- end of DATA): back to reserved, so a retry sends it.
-UPDATE contact_ledger
-SET status = 'reserved', sent_at = NULL, contacted_at = decided_at
-WHERE idempotency_key = $1 AND status = 'sent';

@@ -1,0 +1,276 @@
+package activities_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// history returns the customer's ledger rows, failing the test on error.
+func (b bundle) history(t *testing.T) []store.LedgerEntry {
+	t.Helper()
+	h, err := b.store.History(context.Background(), "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestLostReplyIsUncertainAndNeverResent: the server queues the message on
+// the final "." and drops the connection before its 250. Only an explicit
+// refusal proves the server did not take a message, so lojal records it as
+// uncertain, counts it, and a retry of the activity does not send it again.
+func TestLostReplyIsUncertainAndNeverResent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	b.catcher.SetAfterData(func(_ mailcatch.Message, attempt int) mailcatch.Reply {
+		if attempt == 1 {
+			return mailcatch.Reply{Action: mailcatch.QueueAndDrop}
+		}
+		return mailcatch.Reply{}
+	})
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	first, err := b.acts.Send(ctx, in)
+	if err != nil || first.Delivery.Status != activities.StatusUncertain {
+		t.Fatalf("first attempt: %+v, %v; want status %s and no error", first.Delivery, err, activities.StatusUncertain)
+	}
+	again, err := b.acts.Send(ctx, in) // Temporal retrying the activity
+	if err != nil || !again.Delivery.AlreadySent || again.Delivery.Status != activities.StatusUncertain {
+		t.Fatalf("retry: %+v, %v", again.Delivery, err)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("the server received %d copies, want 1", n)
+	}
+	h := b.history(t)
+	if len(h) != 1 || h[0].Status != "uncertain" || !strings.Contains(h[0].Error, "no reply") {
+		t.Fatalf("ledger: %+v", h)
+	}
+	// Uncertain counts as sent: a second message for the customer now
+	// waits out the minimum gap.
+	next := sendInput("advisor-intro", "email")
+	next.StepID, next.Send.Topic = "intro", "service"
+	out, err := b.acts.Send(ctx, next)
+	if err != nil || out.Verdict != policy.Defer || out.Reason != policy.ReasonMinGap {
+		t.Fatalf("next message: %+v %v; want deferred by min_gap", out.DecideOutput, err)
+	}
+}
+
+// TestSlowAcceptanceIsUncertain: the server takes longer to answer the
+// final "." than lojal waits. The message is on the server; lojal must not
+// send it again.
+func TestSlowAcceptanceIsUncertain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withEmailTimeout(time.Second))
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	b.catcher.SetAfterData(func(mailcatch.Message, int) mailcatch.Reply {
+		return mailcatch.Reply{Action: mailcatch.QueueAndDelay, Delay: 3 * time.Second}
+	})
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	first, err := b.acts.Send(ctx, in)
+	if err != nil || first.Delivery.Status != activities.StatusUncertain {
+		t.Fatalf("first attempt: %+v, %v", first.Delivery, err)
+	}
+	if _, err := b.acts.Send(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("the server received %d copies, want 1", n)
+	}
+}
+
+// TestNewAskAfterDeliverySendsNothing: the Send activity timed out (its
+// schedule-to-close passed) after the message went out, so the workflow
+// asks again with a new ask number. The new ask is the same message: it
+// finds the earlier decision and delivery instead of being allowed again.
+func TestNewAskAfterDeliverySendsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	first, err := b.acts.Send(ctx, in)
+	if err != nil || first.Delivery.Status != activities.StatusSent {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	in.Ask = 7
+	again, err := b.acts.Send(ctx, in)
+	if err != nil || !again.Replayed || !again.Delivery.AlreadySent || again.Delivery.MessageID != first.Delivery.MessageID {
+		t.Fatalf("new ask: %+v %v; want the first delivery", again, err)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("the server received %d messages, want 1", n)
+	}
+	if h := b.history(t); len(h) != 1 {
+		t.Fatalf("ledger has %d rows for one message: %+v", len(h), h)
+	}
+}
+
+// TestRefusalAtEndOfData: a 4xx answer to the final "." is retried; a 5xx
+// fails the message with the server's text, and is not a bounce.
+func TestRefusalAtEndOfData(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	b.catcher.SetAfterData(func(_ mailcatch.Message, attempt int) mailcatch.Reply {
+		if attempt == 1 {
+			return mailcatch.Reply{Action: mailcatch.Refuse, Code: 451, Text: "Greylisted, try again"}
+		}
+		return mailcatch.Reply{}
+	})
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	if _, err := b.acts.Send(ctx, in); err == nil {
+		t.Fatal("a 451 at the end of data must be a retryable error")
+	}
+	if h := b.history(t); h[0].Status == "sent" || h[0].Status == "uncertain" {
+		t.Fatalf("refused message recorded as %s", h[0].Status)
+	}
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusSent || b.catcher.Count() != 1 {
+		t.Fatalf("retry: %+v %v, %d received", out.Delivery, err, b.catcher.Count())
+	}
+
+	c := kari()
+	c.ID, c.Email = "c-2", "ola@example.no"
+	b.customer(t, c)
+	b.catcher.SetAfterData(func(mailcatch.Message, int) mailcatch.Reply {
+		return mailcatch.Reply{Action: mailcatch.Refuse, Code: 554, Text: "Message rejected as spam"}
+	})
+	in2 := sendInput("loyalty-benefit", "email")
+	in2.CustomerID, in2.WorkflowID = "c-2", "journey/loyalty-benefit/c-2"
+	out, err = b.acts.Send(ctx, in2)
+	if err != nil || out.Delivery.Status != activities.StatusFailed || !strings.Contains(out.Delivery.Error, "rejected as spam") {
+		t.Fatalf("554: %+v %v", out.Delivery, err)
+	}
+	h, _ := b.store.History(ctx, "c-2")
+	if len(h) != 1 || h[0].Status != "failed" || !strings.Contains(h[0].Error, "rejected as spam") {
+		t.Fatalf("ledger: %+v", h)
+	}
+	rel, err := b.store.Customer(ctx, "c-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A content refusal says nothing about the address: the customer's
+	// next message still goes out.
+	b.catcher.SetAfterData(nil)
+	in3 := sendInput("advisor-intro", "email")
+	in3.CustomerID, in3.WorkflowID, in3.StepID, in3.Send.Topic = rel.ID, "journey/advisor-intro/c-2", "intro", "service"
+	out, err = b.acts.Send(ctx, in3)
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("after a 554 the address must not be suppressed: %+v %v", out, err)
+	}
+}
+
+// pushProvider is an HTTP push provider that records each request and
+// answers from a script per device token.
+type pushProvider struct {
+	mu       sync.Mutex
+	calls    map[string]int
+	keys     map[string][]string
+	failures map[string]int // answer 503 this many times first
+}
+
+func newPushProvider(t *testing.T) (*pushProvider, *httptest.Server) {
+	p := &pushProvider{calls: map[string]int{}, keys: map[string][]string{}, failures: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		to := ""
+		for _, tok := range []string{"device-a", "device-b"} {
+			if strings.Contains(string(b), `"to":"`+tok+`"`) {
+				to = tok
+			}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.keys[to] = append(p.keys[to], r.Header.Get("Idempotency-Key"))
+		if p.failures[to] > 0 {
+			p.failures[to]--
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		p.calls[to]++
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	return p, srv
+}
+
+// TestPushRetriesOnlyTheFailedSubscription: of two devices, one takes the
+// message and one fails temporarily. The send is not a success for both:
+// it is retried, and only the failed device is tried again, with the same
+// Idempotency-Key it had the first time.
+func TestPushRetriesOnlyTheFailedSubscription(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	prov, srv := newPushProvider(t)
+	prov.failures["device-b"] = 1
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	for _, tok := range []string{"device-a", "device-b"} {
+		if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := sendInput("loyalty-benefit", "push")
+	if _, err := b.acts.Send(ctx, in); err == nil {
+		t.Fatal("a temporary failure on one device must make the send retry")
+	}
+	if h := b.history(t); h[0].Status == "sent" {
+		t.Fatal("recorded as sent while a device still waits for it")
+	}
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("retry: %+v %v", out.Delivery, err)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.calls["device-a"] != 1 || prov.calls["device-b"] != 1 {
+		t.Fatalf("deliveries per device %v, want one each", prov.calls)
+	}
+	ka, kb := prov.keys["device-a"], prov.keys["device-b"]
+	if len(ka) != 1 || len(kb) != 2 || kb[0] != kb[1] || kb[0] == "" || ka[0] == kb[0] {
+		t.Fatalf("Idempotency-Keys: device-a %v, device-b %v; want one stable key per message and device", ka, kb)
+	}
+}
+
+// TestLedgerWritesCheckRows: a status change that finds no row in the
+// state it expects is an error, never silent.
+func TestLedgerWritesCheckRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	if err := b.store.Release(ctx, "no-such-key", "failed", "x"); !errors.Is(err, store.ErrLedgerConflict) {
+		t.Fatalf("release of a missing row: %v, want ErrLedgerConflict", err)
+	}
+	out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "email"))
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatal(out, err)
+	}
+	if err := b.store.Release(ctx, out.IdempotencyKey, "failed", "x"); !errors.Is(err, store.ErrLedgerConflict) {
+		t.Fatalf("release of a sent message: %v, want ErrLedgerConflict", err)
+	}
+}
