@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -298,5 +299,102 @@ func TestEndOfDataOutcomes(t *testing.T) {
 				t.Errorf("server kept %d, want %d", c.Count(), tc.kept)
 			}
 		})
+	}
+}
+
+// scriptedSMTP is a minimal SMTP server that advertises PIPELINING or not
+// and records, for each command, whether more input had already arrived
+// behind it (the client pipelined).
+type scriptedSMTP struct {
+	addr      string
+	pipelined chan bool // one value per MAIL command: RCPT and DATA came with it
+	delivered chan string
+}
+
+func startScripted(t *testing.T, advertise bool) *scriptedSMTP {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := &scriptedSMTP{addr: l.Addr().String(), pipelined: make(chan bool, 10), delivered: make(chan string, 10)}
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(conn, advertise)
+		}
+	}()
+	return s
+}
+
+func (s *scriptedSMTP) serve(conn net.Conn, advertise bool) {
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	say := func(line string) { _, _ = io.WriteString(conn, line+"\r\n") }
+	say("220 scripted ESMTP")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"):
+			if advertise {
+				say("250-scripted")
+				say("250 PIPELINING")
+			} else {
+				say("250 scripted")
+			}
+		case strings.HasPrefix(cmd, "MAIL"):
+			s.pipelined <- r.Buffered() > 0
+			say("250 ok")
+		case strings.HasPrefix(cmd, "RCPT"):
+			say("250 ok")
+		case cmd == "DATA":
+			say("354 go ahead")
+			var body strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				body.WriteString(l)
+			}
+			s.delivered <- body.String()
+			say("250 queued")
+		case cmd == "QUIT":
+			say("221 bye")
+			return
+		default:
+			say("250 ok")
+		}
+	}
+}
+
+// TestPipelining: with a server that offers PIPELINING (RFC 2920), MAIL,
+// RCPT and DATA go out together, so a message costs two round trips; a
+// server that does not offer it gets one command at a time.
+func TestPipelining(t *testing.T) {
+	t.Parallel()
+	for _, advertise := range []bool{true, false} {
+		srv := startScripted(t, advertise)
+		e := newEmail(t, EmailConfig{URL: "smtp://" + srv.addr, Timeout: 5 * time.Second})
+		if _, err := e.Send(context.Background(), envelope()); err != nil {
+			t.Fatalf("advertise %v: %v", advertise, err)
+		}
+		if got := <-srv.pipelined; got != advertise {
+			t.Errorf("server offers PIPELINING %v: client pipelined %v", advertise, got)
+		}
+		if body := <-srv.delivered; !strings.Contains(body, "Message-ID: <abc123@lojal.example>") {
+			t.Errorf("advertise %v: delivered %q", advertise, body)
+		}
 	}
 }
