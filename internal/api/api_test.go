@@ -425,3 +425,51 @@ func FuzzAPI(f *testing.F) {
 		}
 	})
 }
+
+// TestLinksWorkOnlyOnTheirOwnPath: the List-Unsubscribe link cannot open
+// or save the preference centre, a preference link cannot unsubscribe,
+// visiting an unsubscribe link mints no longer-lived link, and a token
+// spelled differently (padding bits) is not the same token.
+func TestLinksWorkOnlyOnTheirOwnPath(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	exp := time.Now().Add(time.Hour)
+	unsub := f.link(t, links.Unsubscribe, "c-1", "", exp)
+	prefs := f.link(t, links.Preferences, "c-1", "", exp)
+	asPrefs := "/p/" + strings.TrimPrefix(unsub, "/u/")
+	asUnsub := "/u/" + strings.TrimPrefix(prefs, "/p/")
+	form := url.Values{"topic": {"service", "onboarding", "feedback", "loyalty"}, "channel": {"email", "push"}, "action": {"save"}}.Encode()
+	for name, tc := range map[string]struct{ method, path, body string }{
+		"unsubscribe link opens preferences":  {"GET", asPrefs, ""},
+		"unsubscribe link saves preferences":  {"POST", asPrefs, form},
+		"preference link shows unsubscribe":   {"GET", asUnsub, ""},
+		"preference link unsubscribes":        {"POST", asUnsub, "List-Unsubscribe=One-Click"},
+		"non-canonical unsubscribe signature": {"POST", respell(unsub), "List-Unsubscribe=One-Click"},
+		"non-canonical preference signature":  {"GET", respell(prefs), ""},
+	} {
+		r := f.do(t, tc.method, tc.path, tc.body, "Authorization", "", "Content-Type", "application/x-www-form-urlencoded")
+		if r.Status != 400 || strings.Contains(r.Body, "Kari") || !strings.Contains(r.Body, `id="problem"`) {
+			t.Errorf("%s: %d\n%s", name, r.Status, r.Body)
+		}
+	}
+	c := f.do(t, "GET", "/v1/customers/c-1", "").json(t)
+	if len(list(c["topics_opted_out"])) != 0 || c["consent"].(map[string]any)["email"] != true || c["consent"].(map[string]any)["push"] != false {
+		t.Fatalf("a link of the wrong kind changed the customer: %v", c)
+	}
+	page := f.do(t, "GET", unsub, "", "Authorization", "")
+	if page.Status != 200 || !strings.Contains(page.Body, "List-Unsubscribe") {
+		t.Fatalf("unsubscribe page %d:\n%s", page.Status, page.Body)
+	}
+	if strings.Contains(page.Body, "/p/") {
+		t.Fatalf("visiting the unsubscribe link minted a preference link:\n%s", page.Body)
+	}
+}
+
+// respell changes the padding bits of a link's last character: the same
+// bytes under lenient base64, another token under strict.
+func respell(link string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, link[len(link)-1])
+	return link[:len(link)-1] + string(alphabet[last^1])
+}
