@@ -473,3 +473,131 @@ func respell(link string) string {
 	last := strings.IndexByte(alphabet, link[len(link)-1])
 	return link[:len(link)-1] + string(alphabet[last^1])
 }
+
+// result is one event's result in a batch.
+type result struct {
+	ID, Status, Error, Pointer string
+}
+
+// TestBatchIsPerEvent: one event with a NUL, one with bytes that are not
+// UTF-8 and one that does not decode cost only themselves; the other 997
+// of a full batch are stored.
+func TestBatchIsPerEvent(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	evs := make([]string, 0, 1000)
+	for i := range 997 {
+		evs = append(evs, event(fmt.Sprintf("n-%d", i), "order.placed", "c-1", fmt.Sprintf(`{"order_id": "o-%d", "total": 1}`, i)))
+	}
+	evs = append(evs,
+		event("nul", "order.placed", "c-1", `{"order_id": "o\u0000", "total": 1}`),
+		event("utf8", "order.placed", "c-1", "{\"order_id\": \"o\xff\", \"total\": 1}"),
+		`{"id": "typed", "type": "order.placed", "customer_id": "c-1", "at": 7}`)
+	r := f.do(t, "POST", "/v1/events/batch", `{"events": [`+strings.Join(evs, ",")+`]}`)
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body[:min(len(r.Body), 500)])
+	}
+	var got struct {
+		Results []result
+		Counts  map[string]int
+	}
+	if err := json.Unmarshal([]byte(r.Body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Counts["accepted"] != 997 || got.Counts["invalid"] != 3 || len(got.Results) != 1000 {
+		t.Fatalf("counts %v", got.Counts)
+	}
+	for i, want := range map[int]struct{ id, pointer, text string }{
+		997: {"nul", "/events/997/data/order_id", "NUL"},
+		998: {"utf8", "/events/998", "UTF-8"},
+		999: {"typed", "/events/999/at", "RFC 3339"},
+	} {
+		a := got.Results[i]
+		if a.ID != want.id || a.Status != "invalid" || a.Pointer != want.pointer || !strings.Contains(a.Error, want.text) {
+			t.Errorf("result %d: %+v, want %+v", i, a, want)
+		}
+	}
+	if n, err := f.Store.PendingCount(context.Background()); err != nil || n != 997 {
+		t.Fatalf("%d events stored (%v), want 997", n, err)
+	}
+}
+
+// TestBadTextIsRefusedNotAServerError: a NUL anywhere in an event or a
+// customer was a 500 ("safe to retry") from Postgres; it is the client's
+// error, pointed at.
+func TestBadTextIsRefusedNotAServerError(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	for name, tc := range map[string]struct{ method, path, body, pointer string }{
+		"event data":         {"POST", "/v1/events", event("e-1", "order.placed", "c-1", `{"order_id": "o\u0000", "total": 1}`), "/data/order_id"},
+		"event field name":   {"POST", "/v1/events", event("e-1", "order.placed", "c-1", `{"\u0000": 1}`), "/data/\x00"},
+		"event not UTF-8":    {"POST", "/v1/events", event("e-1", "order.placed", "c-1", "{\"order_id\": \"\xc3\"}"), ""},
+		"customer attribute": {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"Kari"`, `"Ka\u0000ri"`, 1), "/attributes/first_name"},
+		"customer topic":     {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"topics_opted_out": []`, `"topics_opted_out": ["x\u0000"]`, 1), "/topics_opted_out/0"},
+		"customer email":     {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"kari@example.no"`, `"kari@example.no\r\nBcc: x@example.no"`, 1), "/email"},
+		"not an address":     {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"kari@example.no"`, `"kari"`, 1), "/email"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := f.do(t, tc.method, tc.path, tc.body)
+			expectProblem(t, r, 422, "invalid")
+			var p api.Problem
+			_ = json.Unmarshal([]byte(r.Body), &p)
+			if tc.pointer != "" && (len(p.Errors) != 1 || p.Errors[0].Pointer != tc.pointer) {
+				t.Fatalf("errors %+v, want pointer %q", p.Errors, tc.pointer)
+			}
+		})
+	}
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["email"] != "kari@example.no" || c["attributes"].(map[string]any)["first_name"] != "Kari" {
+		t.Fatalf("customer changed: %v", c)
+	}
+}
+
+// TestEventIDConflict: the same id with the same event is a duplicate;
+// with another event it is a conflict naming the id, and nothing of the
+// second event is kept.
+func TestEventIDConflict(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	at := time.Now().UTC().Truncate(time.Second)
+	ev := func(id, total string, at time.Time) string {
+		return `{"id": "` + id + `", "type": "order.placed", "customer_id": "c-1", "at": "` + at.Format(time.RFC3339Nano) + `", "data": {"order_id": "o-1", "total": ` + total + `}}`
+	}
+	if r := f.do(t, "POST", "/v1/events", ev("x-1", "10.5", at)); r.Status != 202 {
+		t.Fatalf("first: %d %s", r.Status, r.Body)
+	}
+	// The same event, spelled differently, is the same event.
+	same := `{"data": {"total": 10.50, "order_id": "o-1"}, "at": "` + at.In(time.FixedZone("CET", 3600)).Format(time.RFC3339) + `", "customer_id": "c-1", "type": "order.placed", "id": "x-1"}`
+	if r := f.do(t, "POST", "/v1/events", same); r.Status != 200 || !strings.Contains(r.Body, `"duplicate"`) {
+		t.Fatalf("redelivery: %d %s", r.Status, r.Body)
+	}
+	for name, body := range map[string]string{
+		"other data": ev("x-1", "99", at),
+		"other time": ev("x-1", "10.5", at.Add(time.Second)),
+		"other type": `{"id": "x-1", "type": "customer.signed_up", "customer_id": "c-1", "at": "` + at.Format(time.RFC3339) + `", "data": {"plan": "home"}}`,
+	} {
+		r := f.do(t, "POST", "/v1/events", body)
+		expectProblem(t, r, 409, "conflict")
+		if !strings.Contains(r.Body, `x-1`) {
+			t.Errorf("%s: conflict does not name the id: %s", name, r.Body)
+		}
+	}
+	r := f.do(t, "POST", "/v1/events/batch", `{"events": [`+ev("x-1", "10.5", at)+`,`+ev("x-1", "11", at)+`,`+ev("x-2", "1", at)+`,`+ev("x-2", "2", at)+`]}`)
+	var got struct{ Results []result }
+	_ = json.Unmarshal([]byte(r.Body), &got)
+	want := []string{"duplicate", "conflict", "accepted", "conflict"}
+	for i, w := range want {
+		if i >= len(got.Results) || got.Results[i].Status != w {
+			t.Fatalf("batch results %+v, want %v", got.Results, want)
+		}
+	}
+	if !strings.Contains(got.Results[1].Error, `"x-1"`) || got.Results[1].Pointer != "/events/1/id" {
+		t.Errorf("conflict result %+v", got.Results[1])
+	}
+	evs, err := f.Store.PendingEvents(context.Background(), 10, 0)
+	if err != nil || len(evs) != 2 || evs[0].Data["total"] != 10.5 || evs[1].Data["total"] != 1.0 {
+		t.Fatalf("stored %+v %v", evs, err)
+	}
+}

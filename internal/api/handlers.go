@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -30,7 +32,7 @@ func (s *Server) putCustomer(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.Dispatcher.Customer(r.Context(), c)
 	if errors.Is(err, ingest.ErrInvalid) {
-		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid customer", strings.TrimPrefix(err.Error(), "invalid: "))
+		invalidInput(w, r, "Invalid customer", err)
 		return
 	}
 	if err != nil {
@@ -177,34 +179,68 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	a := res[0]
 	s.countEvent(a.Status)
 	switch a.Status {
-	case "accepted":
+	case ingest.StatusAccepted:
 		writeJSON(w, http.StatusAccepted, a)
-	case "duplicate":
+	case ingest.StatusDuplicate:
 		writeJSON(w, http.StatusOK, a)
-	case "unknown_customer":
-		problem(w, r, http.StatusUnprocessableEntity, "unknown-customer", "Unknown customer", a.Error, FieldError{Pointer: "/customer_id", Detail: a.Error})
+	case ingest.StatusConflict:
+		problem(w, r, http.StatusConflict, "conflict", "Event id already used", a.Error, FieldError{Pointer: a.Pointer, Detail: a.Error})
+	case ingest.StatusUnknownCustomer:
+		problem(w, r, http.StatusUnprocessableEntity, "unknown-customer", "Unknown customer", a.Error, FieldError{Pointer: a.Pointer, Detail: a.Error})
 	default:
-		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid event", a.Error)
+		var errs []FieldError
+		if a.Pointer != "" {
+			errs = append(errs, FieldError{Pointer: a.Pointer, Detail: a.Error})
+		}
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid event", a.Error, errs...)
 	}
 }
 
+// batchBody holds the events undecoded: each is decoded on its own, so a
+// bad one is that event's result and the others are still stored.
 type batchBody struct {
-	Events []journey.Event `json:"events"`
+	Events []json.RawMessage `json:"events"`
 }
 
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	raw, ok := readBody(w, r, maxBatchBody)
+	if !ok {
+		return
+	}
 	var b batchBody
-	if !decode(w, r, maxBatchBody, &b) {
+	if err := strictJSON(raw, &b); err != nil {
+		p := jsonProblem(err)
+		problem(w, r, p.Status, p.Type, p.Title, p.Detail, p.Errors...)
 		return
 	}
 	if len(b.Events) == 0 || len(b.Events) > maxBatch {
 		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid batch", "send 1 to 1000 events", FieldError{Pointer: "/events", Detail: "1 to 1000 events"})
 		return
 	}
-	res, err := s.Dispatcher.Accept(r.Context(), b.Events)
-	if err != nil {
-		s.internal(w, r, err)
-		return
+	res := make([]ingest.Accepted, len(b.Events))
+	evs := make([]journey.Event, 0, len(b.Events))
+	idx := make([]int, 0, len(b.Events))
+	for i, rawEvent := range b.Events {
+		e, err := decodeEvent(rawEvent)
+		if err != nil {
+			res[i] = ingest.Invalid(e.ID, err)
+			res[i].Pointer = fmt.Sprintf("/events/%d%s", i, res[i].Pointer)
+			continue
+		}
+		evs, idx = append(evs, e), append(idx, i)
+	}
+	if len(evs) > 0 {
+		accepted, err := s.Dispatcher.Accept(r.Context(), evs)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		for k, a := range accepted {
+			if a.Pointer != "" {
+				a.Pointer = fmt.Sprintf("/events/%d%s", idx[k], a.Pointer)
+			}
+			res[idx[k]] = a
+		}
 	}
 	counts := map[string]int{}
 	for _, a := range res {
@@ -212,6 +248,29 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		s.countEvent(a.Status)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": res, "counts": counts})
+}
+
+// decodeEvent decodes one event of a batch strictly. On failure it
+// returns what it could read of the event (its id, for the result).
+func decodeEvent(raw json.RawMessage) (journey.Event, error) {
+	var e journey.Event
+	if i := invalidUTF8(raw); i >= 0 {
+		_ = json.Unmarshal(raw, &e)
+		return journey.Event{ID: e.ID}, fmt.Errorf("not valid UTF-8 (at byte %d of the event)", i)
+	}
+	if err := strictJSON(raw, &e); err != nil {
+		var id struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(raw, &id)
+		p := jsonProblem(err)
+		msg := p.Detail
+		if len(p.Errors) > 0 {
+			return journey.Event{ID: id.ID}, &journey.InputError{Pointer: p.Errors[0].Pointer, Msg: msg + ": " + p.Errors[0].Detail}
+		}
+		return journey.Event{ID: id.ID}, errors.New(msg)
+	}
+	return e, nil
 }
 
 func (s *Server) countEvent(status string) {

@@ -48,6 +48,7 @@ type queries struct {
 	OpenRuns           string `query:"open-runs"`
 	InsertEvents       string `query:"insert-events"`
 	CustomersExist     string `query:"customers-exist"`
+	EventsDiffer       string `query:"events-differ"`
 	ClaimPending       string `query:"claim-pending-events"`
 	MarkDispatchedMany string `query:"mark-events-dispatched"`
 	MarkEventFailed    string `query:"mark-event-failed"`

@@ -102,6 +102,16 @@ func TestInsertEventIsIdempotent(t *testing.T) {
 	if err != nil || st.New || !st.Dispatched {
 		t.Fatalf("redelivery after dispatch: %+v %v", st, err)
 	}
+	other := e
+	other.Data = map[string]any{"other": "data"}
+	if _, err := s.InsertEvent(ctx, other); !errors.Is(err, store.ErrEventConflict) {
+		t.Fatalf("reused id, other data: %v", err)
+	}
+	other = e
+	other.At = e.At.Add(time.Second)
+	if _, err := s.InsertEvent(ctx, other); !errors.Is(err, store.ErrEventConflict) {
+		t.Fatalf("reused id, other time: %v", err)
+	}
 	e.Type = "other.type"
 	if _, err := s.InsertEvent(ctx, e); !errors.Is(err, store.ErrEventConflict) {
 		t.Fatalf("reused id: %v", err)
