@@ -384,12 +384,15 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 		if c.Email == "" {
 			return env, errors.New("customer has no email address")
 		}
+		// Addresses are checked on the way in; one stored before that, or
+		// written to the database by hand, fails this message only.
+		if err := journey.CheckEmail(c.Email); err != nil {
+			return env, fmt.Errorf("customer's email address %q cannot be used: %v", c.Email, err)
+		}
 		env.To = c.Email
 		if fn, ok := cv["first_name"].(string); ok {
-			env.ToName = fn
-			if ln, ok := cv["last_name"].(string); ok {
-				env.ToName += " " + ln
-			}
+			ln, _ := cv["last_name"].(string)
+			env.ToName = journey.DisplayName(fn + " " + ln)
 		}
 	default:
 		env.To = c.ID

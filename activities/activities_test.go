@@ -243,3 +243,52 @@ func TestExpiredPushFallsBackToEmail(t *testing.T) {
 		t.Fatalf("history %+v", hist)
 	}
 }
+
+// TestBadNameOrAddressIsAMessageError: a name that could split a header is
+// sanitised and the message goes out; an address that cannot be used
+// (stored before addresses were checked) fails that message, with the
+// reason in the ledger, and suppresses nothing: a message lojal could not
+// build says nothing about the mailbox.
+func TestBadNameOrAddressIsAMessageError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	ctx := context.Background()
+	c := kari()
+	c.Attributes["first_name"] = "Kari\r\nBcc: everyone@example.no"
+	c.Attributes["last_name"] = `"Nord\mann"`
+	b.customer(t, c)
+	out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "email"))
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("CR/LF in the name: %+v %v", out, err)
+	}
+	m := b.catcher.Messages()[0]
+	to, err := mail.ParseAddress(m.Header.Get("To"))
+	if err != nil || to.Address != "kari@example.no" || to.Name != `Kari Bcc: everyone@example.no "Nord\mann"` || m.Header.Get("Bcc") != "" {
+		t.Fatalf("To %q (%v), Bcc %q", m.Header.Get("To"), err, m.Header.Get("Bcc"))
+	}
+
+	ola := kari()
+	ola.ID, ola.Email = "c-2", "not-an-address"
+	b.customer(t, ola)
+	in := sendInput("loyalty-benefit", "email")
+	in.CustomerID, in.WorkflowID = "c-2", "journey/loyalty-benefit/c-2"
+	out, err = b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusFailed || !strings.Contains(out.Delivery.Error, "not-an-address") {
+		t.Fatalf("bad address: %+v %v", out, err)
+	}
+	hist, _ := b.store.History(ctx, "c-2")
+	if len(hist) != 1 || hist[0].Status != "failed" || hist[0].Error == "" {
+		t.Fatalf("history %+v", hist)
+	}
+	// Nothing was suppressed: the next message to each address is decided
+	// on its merits, not refused as a hard bounce.
+	for _, cust := range []string{"c-1", "c-2"} {
+		in := sendInput("loyalty-benefit", "email")
+		in.CustomerID, in.WorkflowID, in.StepID = cust, "journey/loyalty-benefit/"+cust, "again"
+		out, err := b.acts.Send(ctx, in)
+		if err != nil || out.Reason == policy.ReasonHardBounce {
+			t.Errorf("%s: %+v %v: a message error suppressed the address", cust, out, err)
+		}
+	}
+}
