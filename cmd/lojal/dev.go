@@ -184,7 +184,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	apiSrv := &http.Server{Handler: (&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
-		Bounces: &bounce.Intake{Store: st, Log: log}}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+		Bounces: &bounce.Intake{Store: st, Log: log}, PushEgress: egress(cfg)}).Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = apiSrv.Serve(apiListener) }()
 	defer apiSrv.Close()
 	dctx, stopDispatch := context.WithCancel(ctx)

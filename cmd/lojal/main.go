@@ -134,6 +134,8 @@ type Config struct {
 	VAPIDSubject      string        `flag:"vapid-subject" env:"LOJAL_VAPID_SUBJECT" usage:"contact for push services, mailto: or https:"`
 	PushProviderURL   string        `flag:"push-provider-url" env:"LOJAL_PUSH_PROVIDER_URL" usage:"HTTP push provider endpoint (JSON POST)"`
 	PushProviderToken string        `flag:"push-provider-token" env:"LOJAL_PUSH_PROVIDER_TOKEN" secret:"true" usage:"bearer token for the HTTP push provider"`
+	PushHosts         string        `flag:"push-hosts" env:"LOJAL_PUSH_HOSTS" usage:"comma-separated Web Push service hosts lojal may contact (*.example.com for subdomains); empty: any public host"`
+	PushAllowLoopback bool          `flag:"push-allow-loopback" env:"LOJAL_PUSH_ALLOW_LOOPBACK" usage:"accept Web Push endpoints on loopback addresses: for tests and local development only, never in production"`
 	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health and metrics"`
 	LogFormat         string        `flag:"log-format" env:"LOJAL_LOG_FORMAT" usage:"text or json"`
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
@@ -178,8 +180,20 @@ func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) 
 		return nil, nil, err
 	}
 	push := channel.NewPush(channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
-		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken}, log)
+		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken, Egress: *egress(cfg)}, log)
 	return channel.Mux{"email": email, "push": push}, email, nil
+}
+
+// egress is where push endpoints may point, for the API (registration)
+// and the worker (dialling) alike.
+func egress(cfg Config) *channel.Egress {
+	e := &channel.Egress{AllowLoopback: cfg.PushAllowLoopback}
+	for _, h := range strings.Split(cfg.PushHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			e.Hosts = append(e.Hosts, h)
+		}
+	}
+	return e
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -47,6 +48,10 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Bounces    *bounce.Intake
+	// PushEgress vets Web Push endpoints when they are registered (the
+	// worker checks again when it dials). Nil means the defaults: public
+	// addresses only, any host.
+	PushEgress *channel.Egress
 	// Now is the clock (tests set it).
 	Now func() time.Time
 

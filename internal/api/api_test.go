@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lojal/lojal/internal/api"
 	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -40,10 +42,23 @@ func setup(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	srv := &api.Server{Store: s.Store, Dispatcher: s.Dispatcher, Catalog: s.Catalog, Links: s.Links, Metrics: metrics.New(),
-		Log: s.Log, Bounces: &bounce.Intake{Store: s.Store, Log: s.Log}}
+		Log: s.Log, Bounces: &bounce.Intake{Store: s.Store, Log: s.Log}, PushEgress: &channel.Egress{Resolver: stubDNS}}
 	f.srv = httptest.NewServer(srv.Handler())
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// stubDNS answers lookups in tests; nothing leaves the machine.
+var stubDNS = resolver(map[string]string{"push.example": "93.184.215.14", "metadata.example": "169.254.169.254"})
+
+type resolver map[string]string
+
+func (r resolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	ip, ok := r[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return []net.IPAddr{{IP: net.ParseIP(ip)}}, nil
 }
 
 type response struct {
@@ -599,5 +614,33 @@ func TestEventIDConflict(t *testing.T) {
 	evs, err := f.Store.PendingEvents(context.Background(), 10, 0)
 	if err != nil || len(evs) != 2 || evs[0].Data["total"] != 10.5 || evs[1].Data["total"] != 1.0 {
 		t.Fatalf("stored %+v %v", evs, err)
+	}
+}
+
+// TestPushEndpointsMustBePublic: a Web Push endpoint is a URL the worker
+// will POST to; one on the worker's own network (metadata service,
+// loopback, private ranges) is refused when it is registered.
+func TestPushEndpointsMustBePublic(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	keys := `"keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM", "auth": "tBHItJI5svbpez7KI4CCXg"}`
+	for _, endpoint := range []string{
+		"https://169.254.169.254/latest/meta-data/", "https://127.0.0.1:8080/v1/customers", "https://[::1]/",
+		"https://10.0.0.7/", "https://192.168.0.1/", "https://[fd00:ec2::254]/", "https://[::ffff:127.0.0.1]/",
+		"https://metadata.example/", "https://no-such-host.example/",
+	} {
+		r := f.do(t, "POST", "/v1/customers/c-1/push-subscriptions", `{"kind": "webpush", "endpoint": "`+endpoint+`", `+keys+`}`)
+		expectProblem(t, r, 422, "invalid")
+		if !strings.Contains(r.Body, `"pointer":"/endpoint"`) {
+			t.Errorf("%s: no pointer to the endpoint: %s", endpoint, r.Body)
+		}
+	}
+	if r := f.do(t, "POST", "/v1/customers/c-1/push-subscriptions", `{"kind": "webpush", "endpoint": "https://push.example/ok", `+keys+`}`); r.Status != 201 {
+		t.Fatalf("public endpoint: %d %s", r.Status, r.Body)
+	}
+	subs, err := f.Store.PushSubscriptions(context.Background(), "c-1")
+	if err != nil || len(subs) != 1 {
+		t.Fatalf("stored %+v %v, want only the public endpoint", subs, err)
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/store"
@@ -132,6 +135,25 @@ func (s *Server) postPushSubscription(w http.ResponseWriter, r *http.Request) {
 	if len(errs) > 0 {
 		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid push subscription", "", errs...)
 		return
+	}
+	if b.Kind == "webpush" {
+		egress := s.PushEgress
+		if egress == nil {
+			egress = &channel.Egress{}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := egress.CheckURL(ctx, b.Endpoint)
+		cancel()
+		switch {
+		case errors.Is(err, channel.ErrForbiddenAddress):
+			problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid push subscription", err.Error(),
+				FieldError{Pointer: "/endpoint", Detail: "not a push service lojal may contact: " + err.Error()})
+			return
+		case err != nil:
+			s.Log.Warn("push endpoint lookup", "err", err)
+			problem(w, r, http.StatusServiceUnavailable, "unavailable", "Cannot check the endpoint now", "looking up the endpoint's host failed; try again")
+			return
+		}
 	}
 	id, err := s.Store.AddPushSubscription(r.Context(), r.PathValue("id"), store.PushSubscription{Kind: b.Kind, Endpoint: b.Endpoint,
 		P256dh: b.Keys.P256dh, Auth: b.Keys.Auth})

@@ -44,7 +44,10 @@ type PushConfig struct {
 	ProviderToken string
 	// TTL is how long a push service may hold a message for an offline
 	// device.
-	TTL    time.Duration
+	TTL time.Duration
+	// Egress vets where Web Push subscriptions may send the worker.
+	Egress Egress
+	// Client, when set, replaces the client NewPush builds from Egress.
 	Client *http.Client
 }
 
@@ -57,7 +60,8 @@ type Push struct {
 // NewPush returns a push sender.
 func NewPush(cfg PushConfig, log *slog.Logger) *Push {
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 15 * time.Second}
+		// The provider URL is the operator's, not a customer's: trusted.
+		cfg.Client = cfg.Egress.Client(15*time.Second, hostOf(cfg.ProviderURL))
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 24 * time.Hour
@@ -102,6 +106,10 @@ func (p *Push) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	for _, s := range env.Push {
 		status, err := p.sendOne(ctx, s, env.MessageID, body, payload)
 		switch {
+		case errors.Is(err, ErrForbiddenAddress):
+			// Retrying cannot change that; the subscription is kept (the
+			// allowlist may be what is wrong) but this message is refused.
+			p.log.Warn("push endpoint refused", "endpoint", host(s.Endpoint), "err", err)
 		case err != nil:
 			temp = append(temp, err)
 		case status == http.StatusNotFound || status == http.StatusGone:
