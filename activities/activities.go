@@ -16,6 +16,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/journey"
@@ -35,6 +36,9 @@ type Activities struct {
 	Log     *slog.Logger
 	// MessageDomain is the right-hand side of Message-IDs.
 	MessageDomain string
+	// VERP, when set, gives every email its own signed Return-Path, so a
+	// bounce proves which message to which address it is about.
+	VERP *bounce.VERP
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 	// Now is the clock (tests set it).
@@ -323,6 +327,9 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	}
 	if d.MessageID != "" {
 		env.MessageID = d.MessageID
+	}
+	if a.VERP != nil && d.Channel == policy.Email {
+		env.ReturnPath = a.VERP.Address(env.MessageID, env.To)
 	}
 	if d.Channel != policy.Email {
 		subs, err := a.Store.PushSubscriptions(ctx, c.ID)

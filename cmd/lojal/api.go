@@ -35,6 +35,10 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	verp, err := newVERP(cfg)
+	if err != nil {
+		return err
+	}
 	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -44,7 +48,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	m := metrics.New()
 	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
-		Bounces: &bounce.Intake{Store: st, Log: log}, PushEgress: egress(cfg)}
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}
 	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	dctx, stopDispatch := context.WithCancel(ctx)

@@ -156,7 +156,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
+	verp, err := newVERP(cfg)
+	if err != nil {
+		return err
+	}
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -184,7 +188,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	apiSrv := &http.Server{Handler: (&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
-		Bounces: &bounce.Intake{Store: st, Log: log}, PushEgress: egress(cfg)}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}).Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = apiSrv.Serve(apiListener) }()
 	defer apiSrv.Close()
 	dctx, stopDispatch := context.WithCancel(ctx)

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/config"
@@ -46,6 +47,10 @@ Usage:
                             messages per customer per week; deferrals and suppressions by reason
   lojal bench [--only policy,email,journey]
                             throughput against baselines measured in the same run
+  lojal suppressions list [--address A] [--lifted]
+                            suppressed addresses, or the record of lifted ones
+  lojal suppressions remove --address A --reason WHY
+                            lift a suppression (who and why are recorded)
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -103,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, rest, stdout, stderr)
 	case "import":
 		return runImport(ctx, rest, stdout, stderr)
+	case "suppressions":
+		return runSuppressions(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {
@@ -127,6 +134,8 @@ type Config struct {
 	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
 	BounceAddress     string        `flag:"bounce-address" env:"LOJAL_BOUNCE_ADDRESS" usage:"envelope sender (Return-Path) bounces go to"`
 	BounceSMTPAddr    string        `flag:"bounce-smtp-addr" env:"LOJAL_BOUNCE_SMTP_ADDR" usage:"worker: listen here for bounces and feedback reports (inbound SMTP)"`
+	BounceSMTPConns   int           `flag:"bounce-smtp-max-conns" env:"LOJAL_BOUNCE_SMTP_MAX_CONNS" usage:"worker: connections the bounce intake serves at once; more are told to try later"`
+	BounceSMTPSession time.Duration `flag:"bounce-smtp-session-timeout" env:"LOJAL_BOUNCE_SMTP_SESSION_TIMEOUT" usage:"worker: longest an inbound SMTP connection may last"`
 	DKIMKeyFile       string        `flag:"dkim-key-file" env:"LOJAL_DKIM_KEY_FILE" usage:"PEM private key to DKIM-sign email with (RSA or Ed25519)"`
 	DKIMSelector      string        `flag:"dkim-selector" env:"LOJAL_DKIM_SELECTOR" usage:"DKIM selector (its TXT record is <selector>._domainkey.<from domain>)"`
 	VAPIDPublicKey    string        `flag:"vapid-public-key" env:"LOJAL_VAPID_PUBLIC_KEY" usage:"Web Push VAPID public key (base64url)"`
@@ -154,6 +163,8 @@ func defaultConfig() Config {
 		LogFormat:         "text",
 		LogLevel:          "info",
 		ShutdownTimeout:   30 * time.Second,
+		BounceSMTPConns:   100,
+		BounceSMTPSession: 5 * time.Minute,
 		ReorderWindow:     2 * time.Second,
 		VAPIDSubject:      "mailto:postmaster@lojal.example",
 	}
@@ -274,6 +285,20 @@ func newSigner(cfg Config) (*links.Signer, error) {
 			"(it signs the unsubscribe and preference links in every message)")
 	}
 	return links.NewSigner([]byte(cfg.LinkKey), cfg.PublicURL, 0)
+}
+
+// newVERP returns the signer of per-message Return-Paths, or nil when no
+// bounce address is configured (bounces then go to the From address, which
+// lojal does not read).
+func newVERP(cfg Config) (*bounce.VERP, error) {
+	if cfg.BounceAddress == "" {
+		return nil, nil
+	}
+	v, err := bounce.NewVERP([]byte(cfg.LinkKey), cfg.BounceAddress)
+	if err != nil {
+		return nil, fmt.Errorf("LOJAL_BOUNCE_ADDRESS: %w", err)
+	}
+	return v, nil
 }
 
 func messageDomain(from string) string {

@@ -51,8 +51,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer email.Close()
+	verp, err := newVERP(cfg)
+	if err != nil {
+		return err
+	}
 	m := metrics.New()
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -65,9 +69,10 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("bounce intake: %w", err)
 		}
 		defer l.Close()
-		intake := &bounce.Intake{Store: st, Log: log}
+		intake := &bounce.Intake{Store: st, VERP: verp, Log: log}
+		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
-			if err := intake.ServeSMTP(l); err != nil {
+			if err := intake.ServeSMTP(l, opts); err != nil {
 				log.Error("bounce intake stopped", "err", err)
 			}
 		}()
@@ -93,6 +98,7 @@ type workerDeps struct {
 	Catalog     catalog.Source
 	Sender      channel.Sender
 	Links       *links.Signer
+	VERP        *bounce.VERP
 	Domain      string
 	Log         *slog.Logger
 	StopTimeout time.Duration
@@ -107,7 +113,7 @@ func newWorker(tc client.Client, d workerDeps) worker.Worker {
 		MaxConcurrentActivityExecutionSize: 200,
 	})
 	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
-		Log: d.Log, MessageDomain: d.Domain, Metrics: d.Metrics})
+		Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics})
 	return w
 }
 

@@ -90,6 +90,9 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/events", s.postEvent, true)
 	route("POST /v1/events/batch", s.postEvents, true)
 	route("POST /v1/bounces", s.postBounce, true)
+	route("GET /v1/suppressions", s.getSuppressions, true)
+	route("GET /v1/suppressions/lifts", s.getLifts, true)
+	route("DELETE /v1/suppressions/{channel}/{address}", s.deleteSuppression, true)
 	route("GET /p/{token}", s.preferencesPage, false)
 	route("POST /p/{token}", s.savePreferences, false)
 	route("GET /u/{token}", s.unsubscribePage, false)
@@ -107,6 +110,7 @@ func Routes() []string {
 		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
 		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
 		"POST /v1/events", "POST /v1/events/batch", "POST /v1/bounces",
+		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
 		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
 	}
 }
@@ -176,30 +180,44 @@ func (s *Server) recover(next http.Handler) http.Handler {
 	})
 }
 
-// tokenCache remembers verified tokens for a minute, so a busy client
-// does not cost a database round trip per request. Revocation takes
-// effect within that minute.
+// tokenCache remembers verified tokens (and their names) for a minute, so
+// a busy client does not cost a database round trip per request.
+// Revocation takes effect within that minute.
 type tokenCache struct {
 	mu sync.Mutex
-	m  map[[32]byte]time.Time
+	m  map[[32]byte]cachedToken
+}
+
+type cachedToken struct {
+	name string
+	exp  time.Time
 }
 
 const tokenTTL = time.Minute
 
-func (c *tokenCache) ok(key [32]byte, now time.Time) bool {
+func (c *tokenCache) get(key [32]byte, now time.Time) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp, found := c.m[key]
-	return found && now.Before(exp)
+	t, found := c.m[key]
+	return t.name, found && now.Before(t.exp)
 }
 
-func (c *tokenCache) remember(key [32]byte, now time.Time) {
+func (c *tokenCache) remember(key [32]byte, name string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) > 10000 {
-		c.m = map[[32]byte]time.Time{}
+		c.m = map[[32]byte]cachedToken{}
 	}
-	c.m[key] = now.Add(tokenTTL)
+	c.m[key] = cachedToken{name: name, exp: now.Add(tokenTTL)}
+}
+
+type clientKey struct{}
+
+// client names the API token a request was authenticated with, for audit
+// records.
+func client(r *http.Request) string {
+	name, _ := r.Context().Value(clientKey{}).(string)
+	return "api:" + name
 }
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
@@ -212,8 +230,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		key := sha256.Sum256([]byte(secret))
 		now := s.now()
-		if !s.tokens.ok(key, now) {
-			_, err := s.Store.TokenFor(r.Context(), secret)
+		name, ok := s.tokens.get(key, now)
+		if !ok {
+			t, err := s.Store.TokenFor(r.Context(), secret)
 			if errors.Is(err, store.ErrBadToken) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lojal", error="invalid_token"`)
 				problem(w, r, http.StatusUnauthorized, "unauthorized", "Invalid token", "the token is unknown or revoked")
@@ -223,8 +242,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.internal(w, r, err)
 				return
 			}
-			s.tokens.remember(key, now)
+			name = t.Name
+			s.tokens.remember(key, name, now)
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
 	})
 }

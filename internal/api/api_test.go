@@ -22,7 +22,9 @@ import (
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/stacktest"
+	"github.com/lojal/lojal/internal/store"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -315,18 +317,83 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	}
 }
 
+// TestBounceWebhook: a report is applied only to a recipient lojal sent
+// the reported message to. Forged reports (about messages lojal never
+// sent, or naming another address, or thousands of them) are 422 and
+// change nothing; a suppression can be listed and lifted, with an audit
+// record of who lifted it and why.
 func TestBounceWebhook(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
 	dsn, err := os.ReadFile("../bounce/testdata/dsn.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := f.do(t, "POST", "/v1/bounces", string(dsn), "Content-Type", "message/rfc822")
-	if r.Status != 200 || !strings.Contains(r.Body, "hard_bounce") {
-		t.Fatalf("%d %s", r.Status, r.Body)
+	report := func(body string) response {
+		return f.do(t, "POST", "/v1/bounces", body, "Content-Type", "message/rfc822")
 	}
-	expectProblem(t, f.do(t, "POST", "/v1/bounces", "Subject: hi\r\n\r\nout of office", "Content-Type", "message/rfc822"), 422, "not-a-report")
+	expectProblem(t, report(string(dsn)), 422, "no-matching-message")
+	var many strings.Builder
+	many.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.no\r\n")
+	for i := range 12000 {
+		fmt.Fprintf(&many, "\r\nFinal-Recipient: rfc822; c%d@example.no\r\nAction: failed\r\nStatus: 5.1.1\r\n", i)
+	}
+	many.WriteString("\r\n--B--\r\n")
+	expectProblem(t, report(many.String()), 422, "too-many-recipients")
+	expectProblem(t, report("Subject: hi\r\n\r\nout of office"), 422, "not-a-report")
+
+	// The message dsn.eml is about, sent to kari.
+	sent(t, f.Store, "c-1", "journey/renewal-reminder/c-1001/p-9@run/remind#1.1", "5975cf1bba432391c94667f5886225f6@lojal.example", "kari@example.no")
+	expectProblem(t, report(strings.ReplaceAll(string(dsn), "Kari@Example.no", "victim@example.no")), 422, "no-matching-message")
+	if list := f.do(t, "GET", "/v1/suppressions", "").json(t)["suppressions"].([]any); len(list) != 0 {
+		t.Fatalf("forged reports suppressed %v", list)
+	}
+	r := report(string(dsn))
+	if r.Status != 200 || !strings.Contains(r.Body, `"applied":true`) {
+		t.Fatalf("genuine report: %d %s", r.Status, r.Body)
+	}
+	list := f.do(t, "GET", "/v1/suppressions", "").json(t)["suppressions"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["address"] != "kari@example.no" || list[0].(map[string]any)["reason"] != "hard_bounce" {
+		t.Fatalf("suppressions %v", list)
+	}
+
+	// Lifting needs a reason and is recorded.
+	expectProblem(t, f.do(t, "DELETE", "/v1/suppressions/email/kari@example.no", `{}`), 422, "invalid")
+	r = f.do(t, "DELETE", "/v1/suppressions/email/Kari@example.no", `{"reason": "mailbox restored, confirmed by phone"}`)
+	if r.Status != 200 || r.json(t)["lifted_by"] != "api:tests" || r.json(t)["reason"] != "hard_bounce" {
+		t.Fatalf("lift: %d %s", r.Status, r.Body)
+	}
+	expectProblem(t, f.do(t, "DELETE", "/v1/suppressions/email/kari@example.no", `{"reason": "again"}`), 404, "not-suppressed")
+	if list := f.do(t, "GET", "/v1/suppressions?address=kari@example.no", "").json(t)["suppressions"].([]any); len(list) != 0 {
+		t.Fatalf("still suppressed: %v", list)
+	}
+	lifts := f.do(t, "GET", "/v1/suppressions/lifts", "").json(t)["lifts"].([]any)
+	if len(lifts) != 1 || lifts[0].(map[string]any)["why"] != "mailbox restored, confirmed by phone" {
+		t.Fatalf("audit %v", lifts)
+	}
+}
+
+// sent records in the ledger that lojal sent a message to address.
+func sent(t *testing.T, st *store.Store, customer, key, messageID, address string) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	_, err := st.Decide(ctx, store.Request{IdempotencyKey: key, RequestKey: key, CustomerID: customer, WorkflowID: "w", JourneyID: "j",
+		StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
+		func(store.Snapshot) policy.Decision {
+			return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.MarkSending(ctx, key, messageID, address, "nb", "Subject"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.MarkSent(ctx, key, now); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Preference centre.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -301,6 +303,10 @@ func (s *Server) countEvent(status string) {
 	}
 }
 
+// postBounce applies a DSN or ARF report. It changes something only when
+// the report is about a message lojal sent to the address it names (a
+// VERP Return-Path, or the Message-ID or X-Lojal-Key of a ledger row with
+// that recipient); anything else is 422 and changes nothing.
 func (s *Server) postBounce(w http.ResponseWriter, r *http.Request) {
 	if s.Bounces == nil {
 		problem(w, r, http.StatusNotFound, "not-found", "Bounce intake is off", "")
@@ -317,21 +323,115 @@ func (s *Server) postBounce(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusBadRequest, "malformed", "Unreadable body", err.Error())
 		return
 	}
-	rep, err := s.Bounces.Apply(r.Context(), strings.NewReader(string(raw)))
+	out, err := s.Bounces.Apply(r.Context(), bytes.NewReader(raw))
 	switch {
 	case errors.Is(err, bounce.ErrStore):
 		s.internal(w, r, err)
+		return
+	case errors.Is(err, bounce.ErrNoMatch):
+		problem(w, r, http.StatusUnprocessableEntity, "no-matching-message", "Report matches no message lojal sent",
+			fmt.Sprintf("%v; nothing was changed (%d recipient(s) named)", err, len(out.Results)))
+		return
+	case errors.Is(err, bounce.ErrTooManyRecipients):
+		problem(w, r, http.StatusUnprocessableEntity, "too-many-recipients", "Report names too many recipients",
+			fmt.Sprintf("%v; lojal sends each message to one address", err))
 		return
 	case err != nil:
 		problem(w, r, http.StatusUnprocessableEntity, "not-a-report", "Not a bounce or complaint report", err.Error())
 		return
 	}
 	if s.Metrics != nil {
-		for _, rc := range rep.Recipients {
-			s.Metrics.Suppressions.WithLabelValues(string(rc.Kind)).Inc()
+		for _, res := range out.Results {
+			if res.Applied && (res.Kind == bounce.HardBounce || res.Kind == bounce.Complaint) {
+				s.Metrics.Suppressions.WithLabelValues(string(res.Kind)).Inc()
+			}
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"recipients": rep.Recipients, "message_id": rep.MessageID})
+	writeJSON(w, http.StatusOK, map[string]any{"results": out.Results, "message_id": out.Report.MessageID})
+}
+
+// getSuppressions lists suppressed addresses, a page at a time
+// (?after=channel/address from the previous page's next), or one
+// (?address=).
+func (s *Server) getSuppressions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	page := store.SuppressionPage{Address: q.Get("address"), Limit: 100}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid limit", "limit is 1 to 1000")
+			return
+		}
+		page.Limit = n
+	}
+	if a := q.Get("after"); a != "" {
+		ch, addr, ok := strings.Cut(a, "/")
+		if !ok {
+			problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid cursor", "after is channel/address, as in next")
+			return
+		}
+		page.AfterChannel, page.AfterAddress = ch, addr
+	}
+	list, err := s.Store.Suppressions(r.Context(), page)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	res := map[string]any{"suppressions": list}
+	if list == nil {
+		res["suppressions"] = []store.Suppression{}
+	}
+	if len(list) == page.Limit {
+		last := list[len(list)-1]
+		res["next"] = last.Channel + "/" + last.Address
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) getLifts(w http.ResponseWriter, r *http.Request) {
+	lifts, err := s.Store.Lifts(r.Context(), r.URL.Query().Get("address"), 1000)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if lifts == nil {
+		lifts = []store.Lift{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"lifts": lifts})
+}
+
+type liftBody struct {
+	Reason string `json:"reason"`
+}
+
+// deleteSuppression lifts a suppression, recording which API client did
+// it and why.
+func (s *Server) deleteSuppression(w http.ResponseWriter, r *http.Request) {
+	ch := r.PathValue("channel")
+	if ch != "email" && ch != "push" {
+		problem(w, r, http.StatusNotFound, "not-found", "No such channel", "channels are email and push")
+		return
+	}
+	var b liftBody
+	if !decode(w, r, maxBody, &b) {
+		return
+	}
+	if strings.TrimSpace(b.Reason) == "" || len(b.Reason) > 1000 {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Say why", "reason is required (why the address may be written to again), at most 1000 characters",
+			FieldError{Pointer: "/reason", Detail: "required"})
+		return
+	}
+	lift, err := s.Store.LiftSuppression(r.Context(), ch, r.PathValue("address"), client(r), b.Reason)
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, r, http.StatusNotFound, "not-suppressed", "Not suppressed", err.Error())
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.Log.Info("suppression lifted", "channel", ch, "address", lift.Address, "was", lift.Reason, "by", lift.LiftedBy, "why", lift.Why)
+	writeJSON(w, http.StatusOK, lift)
 }
 
 func unknownCustomer(w http.ResponseWriter, r *http.Request) {

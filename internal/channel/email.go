@@ -178,9 +178,13 @@ func (e *Email) put(c *smtp.Client) {
 func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m := gomail.NewMsg(gomail.WithEncoding(gomail.EncodingQP), gomail.WithCharset(gomail.CharsetUTF8))
 	m.FromMailAddress(e.from)
-	if e.returnPath != "" {
-		if err := m.EnvelopeFrom(e.returnPath); err != nil {
-			return nil, err
+	returnPath := e.returnPath
+	if env.ReturnPath != "" {
+		returnPath = env.ReturnPath
+	}
+	if returnPath != "" {
+		if err := m.EnvelopeFrom(returnPath); err != nil {
+			return nil, &PermanentError{Err: fmt.Errorf("return path %q: %w", returnPath, err)}
 		}
 	}
 	// A message lojal cannot build is this message's failure; it says

@@ -78,6 +78,11 @@ type queries struct {
 	PressurePerWeek    string `query:"pressure-per-week"`
 	HeldByReason       string `query:"held-by-reason"`
 	CountCustomers     string `query:"count-customers"`
+	SentByKey          string `query:"sent-by-key"`
+	SentByMessageID    string `query:"sent-by-message-id"`
+	ListSuppressions   string `query:"list-suppressions"`
+	LiftSuppression    string `query:"lift-suppression"`
+	ListLifts          string `query:"list-suppression-lifts"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It
