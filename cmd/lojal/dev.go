@@ -24,6 +24,7 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/config"
 	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
@@ -416,7 +417,13 @@ func journeyIDs(cat *catalog.Catalog) string {
 	return strings.Join(ids, ", ")
 }
 
+// redactHost shows where a service is: a URL's host and what follows, or
+// a key=value DSN with its secrets masked.
 func redactHost(u string) string {
+	if !strings.Contains(u, "://") {
+		return config.MaskURL(u)
+	}
+	u = config.MaskURL(u)
 	if i := strings.LastIndex(u, "@"); i >= 0 {
 		return u[i+1:]
 	}

@@ -69,7 +69,7 @@ func main() {
 			os.Exit(ex.code)
 		}
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "lojal:", err)
+			fmt.Fprintln(os.Stderr, "lojal:", config.RedactText(err.Error()))
 			os.Exit(1)
 		}
 	}
@@ -141,7 +141,7 @@ type Config struct {
 	VAPIDPublicKey    string        `flag:"vapid-public-key" env:"LOJAL_VAPID_PUBLIC_KEY" usage:"Web Push VAPID public key (base64url)"`
 	VAPIDPrivateKey   string        `flag:"vapid-private-key" env:"LOJAL_VAPID_PRIVATE_KEY" secret:"true" usage:"Web Push VAPID private key (base64url)"`
 	VAPIDSubject      string        `flag:"vapid-subject" env:"LOJAL_VAPID_SUBJECT" usage:"contact for push services, mailto: or https:"`
-	PushProviderURL   string        `flag:"push-provider-url" env:"LOJAL_PUSH_PROVIDER_URL" usage:"HTTP push provider endpoint (JSON POST)"`
+	PushProviderURL   string        `flag:"push-provider-url" env:"LOJAL_PUSH_PROVIDER_URL" secret:"url" usage:"HTTP push provider endpoint (JSON POST)"`
 	PushProviderToken string        `flag:"push-provider-token" env:"LOJAL_PUSH_PROVIDER_TOKEN" secret:"true" usage:"bearer token for the HTTP push provider"`
 	PushHosts         string        `flag:"push-hosts" env:"LOJAL_PUSH_HOSTS" usage:"comma-separated Web Push service hosts lojal may contact (*.example.com for subdomains); empty: any public host"`
 	PushAllowLoopback bool          `flag:"push-allow-loopback" env:"LOJAL_PUSH_ALLOW_LOOPBACK" usage:"accept Web Push endpoints on loopback addresses: for tests and local development only, never in production"`
@@ -230,7 +230,10 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	// Every line passes the redactor: a secret that finds its way into an
+	// error message (a connection string in a parse error, a provider URL
+	// with its key) is masked before it is written.
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: config.NewRedactor(cfg).ReplaceAttr}
 	switch cfg.LogFormat {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -235,4 +237,57 @@ func TestRenderPreview(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `missing value "product"`) {
 		t.Errorf("render without the event the template needs: %v\n%s", err, out)
 	}
+}
+
+// TestConfigMasksEverySecret: lojal config shows where things are and
+// never a secret, whatever form it is written in; so does every log line.
+func TestConfigMasksEverySecret(t *testing.T) {
+	secrets := map[string]string{
+		"DATABASE_URL":              "host=db user=lojal password=pg-kv-s3cret dbname=lojal",
+		"SMTP_URL":                  "smtp://lojal:smtp-s3cret@smtp.example:587?tls=starttls",
+		"LOJAL_PUSH_PROVIDER_URL":   "https://push.example/v1/send?api_key=push-api-k3y",
+		"LOJAL_PUSH_PROVIDER_TOKEN": "push-bearer-t0ken",
+		"LOJAL_LINK_KEY":            "link-key-0123456789abcdef0123456789",
+		"LOJAL_VAPID_PRIVATE_KEY":   "vapid-private-k3y",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	check := func(what, out string, values ...string) {
+		t.Helper()
+		for _, v := range values {
+			if strings.Contains(out, v) {
+				t.Errorf("%s shows %q:\n%s", what, v, out)
+			}
+		}
+	}
+	out, err := runCLI(t, "config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("lojal config", out, "pg-kv-s3cret", "smtp-s3cret", "push-api-k3y", "push-bearer-t0ken", "link-key-0123456789abcdef0123456789", "vapid-private-k3y")
+	for _, w := range []string{"database-url=host=db user=lojal password=xxxxx dbname=lojal", "smtp-url=smtp://lojal:xxxxx@smtp.example:587",
+		"push-provider-url=https://push.example/v1/send?api_key=xxxxx"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("lojal config lacks %q:\n%s", w, out)
+		}
+	}
+	// A password the URL parser cannot read is masked whole.
+	t.Setenv("DATABASE_URL", "postgres://lojal:pa ss%zz@db/lojal")
+	out, _ = runCLI(t, "config")
+	check("lojal config (unparseable)", out, "pa ss", "%zz")
+
+	cfg, _, err := loadConfig("test", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log, err := newLogger(cfg, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error("smtp connect", "err", fmt.Errorf("dial %s: refused", secrets["SMTP_URL"]))
+	log.Warn("push "+secrets["LOJAL_PUSH_PROVIDER_URL"], "token", secrets["LOJAL_PUSH_PROVIDER_TOKEN"])
+	log.Info("signing", "key", secrets["LOJAL_LINK_KEY"], "db", cfg.DatabaseURL)
+	check("the log", buf.String(), "smtp-s3cret", "push-api-k3y", "push-bearer-t0ken", "link-key-0123456789abcdef0123456789", "pa ss")
 }
