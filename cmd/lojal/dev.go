@@ -26,6 +26,7 @@ import (
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/config"
 	"github.com/lojal/lojal/internal/devstack"
+	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
@@ -188,8 +189,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	apiSrv := &http.Server{Handler: (&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
-		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	apiSrv := devServer((&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}).Handler())
 	go func() { _ = apiSrv.Serve(apiListener) }()
 	defer apiSrv.Close()
 	dctx, stopDispatch := context.WithCancel(ctx)
@@ -236,6 +237,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "\nstill running: deferred messages go out when the policy allows. Ctrl-C stops everything.\n")
 	return followSends(ctx, stdout, st, customers, time.Now())
 }
+
+// devServer serves the demo API with the same limits as the real one: it
+// listens on loopback, but a browser or script may still hang on to it.
+func devServer(h http.Handler) *http.Server { return httpserver.New("", h, httpserver.API) }
 
 // devToken creates a bearer token for the demo API.
 func devToken(ctx context.Context, st *store.Store) (string, error) {

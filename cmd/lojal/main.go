@@ -145,7 +145,9 @@ type Config struct {
 	PushProviderToken string        `flag:"push-provider-token" env:"LOJAL_PUSH_PROVIDER_TOKEN" secret:"true" usage:"bearer token for the HTTP push provider"`
 	PushHosts         string        `flag:"push-hosts" env:"LOJAL_PUSH_HOSTS" usage:"comma-separated Web Push service hosts lojal may contact (*.example.com for subdomains); empty: any public host"`
 	PushAllowLoopback bool          `flag:"push-allow-loopback" env:"LOJAL_PUSH_ALLOW_LOOPBACK" usage:"accept Web Push endpoints on loopback addresses: for tests and local development only, never in production"`
-	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health and metrics"`
+	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health checks"`
+	MetricsAddr       string        `flag:"metrics-addr" env:"LOJAL_METRICS_ADDR" usage:"listen address for /metrics, apart from the API; empty turns metrics off (the same as the API's address needs LOJAL_METRICS_TOKEN)"`
+	MetricsToken      string        `flag:"metrics-token" env:"LOJAL_METRICS_TOKEN" secret:"true" usage:"bearer token /metrics requires, when set"`
 	LogFormat         string        `flag:"log-format" env:"LOJAL_LOG_FORMAT" usage:"text or json"`
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
@@ -160,6 +162,7 @@ func defaultConfig() Config {
 		Journeys:          "journeys",
 		PublicURL:         "http://127.0.0.1:8080",
 		HTTPAddr:          ":8080",
+		MetricsAddr:       ":9090",
 		LogFormat:         "text",
 		LogLevel:          "info",
 		ShutdownTimeout:   30 * time.Second,

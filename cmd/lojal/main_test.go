@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/stacktest"
 )
 
@@ -290,4 +293,67 @@ func TestConfigMasksEverySecret(t *testing.T) {
 	log.Warn("push "+secrets["LOJAL_PUSH_PROVIDER_URL"], "token", secrets["LOJAL_PUSH_PROVIDER_TOKEN"])
 	log.Info("signing", "key", secrets["LOJAL_LINK_KEY"], "db", cfg.DatabaseURL)
 	check("the log", buf.String(), "smtp-s3cret", "push-api-k3y", "push-bearer-t0ken", "link-key-0123456789abcdef0123456789", "pa ss")
+}
+
+// TestEveryListenerHasLimits: the API, its metrics, the worker's health
+// and metrics, and the dev API all have header, read, write and idle
+// timeouts and header and body limits; /metrics is never open on the
+// public API port.
+func TestEveryListenerHasLimits(t *testing.T) {
+	t.Parallel()
+	cfg := defaultConfig()
+	m := metrics.New()
+	// api reads the whole body, as a handler that forgot its own limit
+	// would.
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		_, _ = io.WriteString(w, "api")
+	})
+	hs, ms, err := apiServers(cfg, api, m)
+	if err != nil || ms == nil || ms.Addr != ":9090" || hs.Addr != ":8080" {
+		t.Fatalf("api servers: %v %v %v", hs, ms, err)
+	}
+	servers := map[string]*http.Server{"api": hs, "metrics": ms, "dev api": devServer(api)}
+	for i, s := range workerServers(cfg, nil, m) {
+		servers[fmt.Sprintf("worker %d", i)] = s
+	}
+	for name, s := range servers {
+		if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes <= 0 {
+			t.Errorf("%s: header %s, read %s, write %s, idle %s, max header %d", name, s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout, s.IdleTimeout, s.MaxHeaderBytes)
+		}
+	}
+	for name, s := range map[string]*http.Server{"api": hs, "dev api": devServer(api)} {
+		w := httptest.NewRecorder()
+		s.Handler.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("a", 9<<20))))
+		if w.Code != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: a 9 MiB body was read to the end (%d)", name, w.Code)
+		}
+	}
+	get := func(h http.Handler, auth string) int {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		if auth != "" {
+			r.Header.Set("Authorization", "Bearer "+auth)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	if code := get(ms.Handler, ""); code != 200 {
+		t.Errorf("metrics listener: %d", code)
+	}
+	cfg.MetricsAddr = cfg.HTTPAddr
+	if _, _, err := apiServers(cfg, api, m); err == nil {
+		t.Error("metrics on the public API port without a token")
+	}
+	cfg.MetricsToken = "metrics-t0ken"
+	hs, ms, err = apiServers(cfg, api, m)
+	if err != nil || ms != nil {
+		t.Fatalf("shared port with a token: %v %v", ms, err)
+	}
+	if a, b := get(hs.Handler, ""), get(hs.Handler, "metrics-t0ken"); a != 401 || b != 200 {
+		t.Errorf("metrics behind a token: %d without, %d with", a, b)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -78,19 +79,41 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}
-	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: healthHandler(st, m), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health server", "err", err)
-		}
-	}()
+	servers := workerServers(cfg, st, m)
+	for _, srv := range servers {
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "addr", srv.Addr, "err", err)
+			}
+		}()
+	}
 	<-ctx.Done()
 	log.Info("shutting down: draining in-flight activities", "timeout", cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutdownCtx)
+	}
 	w.Stop()
 	return nil
+}
+
+// workerServers are the worker's health server and its metrics server;
+// one server when they share an address (the worker's port is not
+// public), then /metrics still needs LOJAL_METRICS_TOKEN when it is set.
+func workerServers(cfg Config, st *store.Store, m *metrics.Metrics) []*http.Server {
+	health := healthHandler(st)
+	metricsHandler := httpserver.RequireToken(cfg.MetricsToken, m.Handler())
+	if cfg.MetricsAddr == "" {
+		return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal)}
+	}
+	if cfg.MetricsAddr == cfg.HTTPAddr {
+		health.Handle("GET /metrics", metricsHandler)
+		return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal)}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler)
+	return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal), httpserver.New(cfg.MetricsAddr, mux, httpserver.Internal)}
 }
 
 type workerDeps struct {
@@ -117,9 +140,8 @@ func newWorker(tc client.Client, d workerDeps) worker.Worker {
 	return w
 }
 
-func healthHandler(st *store.Store, m *metrics.Metrics) http.Handler {
+func healthHandler(st *store.Store) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "ok\n")

@@ -79,9 +79,6 @@ func (s *Server) Handler() http.Handler {
 	route("GET /healthz", s.healthz, false)
 	route("GET /readyz", s.readyz, false)
 	route("GET /openapi.json", s.openapi, false)
-	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics.Handler())
-	}
 	route("PUT /v1/customers/{id}", s.putCustomer, true)
 	route("GET /v1/customers/{id}", s.getCustomer, true)
 	route("PUT /v1/customers/{id}/consent/{channel}", s.putConsent, true)
@@ -106,7 +103,7 @@ func (s *Server) Handler() http.Handler {
 // Routes lists the API's routes (for the OpenAPI document's test).
 func Routes() []string {
 	return []string{
-		"GET /healthz", "GET /readyz", "GET /openapi.json", "GET /metrics",
+		"GET /healthz", "GET /readyz", "GET /openapi.json",
 		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
 		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
 		"POST /v1/events", "POST /v1/events/batch", "POST /v1/bounces",
