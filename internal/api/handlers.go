@@ -148,8 +148,12 @@ func (s *Server) postPushSubscription(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		switch {
 		case errors.Is(err, channel.ErrForbiddenAddress):
-			problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid push subscription", err.Error(),
-				FieldError{Pointer: "/endpoint", Detail: "not a push service lojal may contact: " + err.Error()})
+			why := err.Error()
+			if p, ok := channel.IsPermanent(err); ok {
+				why = p.Err.Error()
+			}
+			problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid push subscription", why,
+				FieldError{Pointer: "/endpoint", Detail: "not a push service lojal may contact: " + why})
 			return
 		case err != nil:
 			s.Log.Warn("push endpoint lookup", "err", err)

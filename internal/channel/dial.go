@@ -43,7 +43,13 @@ type Resolver interface {
 
 // ErrForbiddenAddress means an endpoint's host is not allowed or resolves
 // to an address lojal does not connect to on a customer's behalf.
+// Refusals are *PermanentError wrapping it: retrying cannot change them.
 var ErrForbiddenAddress = errors.New("push endpoint refused")
+
+// refuse makes a refusal.
+func refuse(format string, args ...any) error {
+	return &PermanentError{Err: fmt.Errorf("%w: "+format, append([]any{ErrForbiddenAddress}, args...)...)}
+}
 
 // CheckURL vets a push endpoint at registration: an https URL whose host
 // is allowed and resolves only to public addresses. A lookup that fails
@@ -52,7 +58,7 @@ var ErrForbiddenAddress = errors.New("push endpoint refused")
 func (e *Egress) CheckURL(ctx context.Context, endpoint string) error {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil {
-		return fmt.Errorf("%w: want an https URL without user information", ErrForbiddenAddress)
+		return refuse("want an https URL without user information")
 	}
 	_, err = e.resolve(ctx, u.Hostname())
 	return err
@@ -63,7 +69,7 @@ func (e *Egress) CheckURL(ctx context.Context, endpoint string) error {
 func (e *Egress) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	if !e.hostAllowed(host) {
-		return nil, fmt.Errorf("%w: host %s is not in the push service allowlist (LOJAL_PUSH_HOSTS)", ErrForbiddenAddress, host)
+		return nil, refuse("host %s is not in the push service allowlist (LOJAL_PUSH_HOSTS)", host)
 	}
 	var addrs []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
@@ -76,7 +82,7 @@ func (e *Egress) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 		ips, err := r.LookupIPAddr(ctx, host)
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return nil, fmt.Errorf("%w: host %s does not exist", ErrForbiddenAddress, host)
+			return nil, refuse("host %s does not exist", host)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("look up %s: %w", host, err)
@@ -88,13 +94,13 @@ func (e *Egress) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 		}
 	}
 	if len(addrs) == 0 {
-		return nil, fmt.Errorf("%w: host %s has no address", ErrForbiddenAddress, host)
+		return nil, refuse("host %s has no address", host)
 	}
 	// One forbidden answer refuses the host: which answer a later lookup
 	// picks is not ours to choose.
 	for _, a := range addrs {
 		if why := e.forbidden(a); why != "" {
-			return nil, fmt.Errorf("%w: %s resolves to %s, a %s address", ErrForbiddenAddress, host, a, why)
+			return nil, refuse("%s resolves to %s, a %s address", host, a, why)
 		}
 	}
 	return addrs, nil
@@ -239,10 +245,10 @@ func (e *Egress) Client(timeout time.Duration, trusted ...string) *http.Client {
 func (e *Egress) control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("%w: dial %s: %v", ErrForbiddenAddress, address, err)
+		return refuse("dial %s: %v", address, err)
 	}
 	if why := e.forbidden(ap.Addr()); why != "" {
-		return fmt.Errorf("%w: %s is a %s address", ErrForbiddenAddress, ap.Addr(), why)
+		return refuse("%s is a %s address", ap.Addr(), why)
 	}
 	return nil
 }

@@ -146,7 +146,7 @@ func TestEgressClientChecksAtDialTime(t *testing.T) {
 	}
 	c := e.Client(5 * time.Second)
 	_, err := c.Get("http://rebind.example:" + port + "/push")
-	if !errors.Is(err, ErrForbiddenAddress) || hits.Load() != 0 {
+	if _, perm := IsPermanent(err); !errors.Is(err, ErrForbiddenAddress) || !perm || hits.Load() != 0 {
 		t.Fatalf("rebound to loopback: err %v, %d requests reached the server", err, hits.Load())
 	}
 	// With loopback allowed (tests, development) the same server answers,
@@ -175,8 +175,9 @@ func TestEgressControlHook(t *testing.T) {
 	t.Parallel()
 	e := &Egress{}
 	for _, addr := range []string{"169.254.169.254:80", "[::1]:443", "10.0.0.1:443", "[fd00::1]:443"} {
-		if err := e.control("tcp", addr, nil); !errors.Is(err, ErrForbiddenAddress) {
-			t.Errorf("control(%s) = %v", addr, err)
+		err := e.control("tcp", addr, nil)
+		if _, perm := IsPermanent(err); !errors.Is(err, ErrForbiddenAddress) || !perm {
+			t.Errorf("control(%s) = %v, want a permanent ErrForbiddenAddress", addr, err)
 		}
 	}
 	if err := e.control("tcp", public+":443", nil); err != nil {
