@@ -14,11 +14,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
@@ -97,8 +99,35 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
 	})))
-	return s.recover(mux)
+	return s.recover(cleanURL(mux))
 }
+
+// cleanURL refuses a path or query that holds a NUL or bytes that are not
+// UTF-8 once decoded: they can name no customer or address, and Postgres
+// would refuse them with an error that looks like lojal's fault.
+func cleanURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok := plainText(r.URL.Path)
+		if q, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			ok = false
+		} else {
+			for k, vs := range q {
+				ok = ok && plainText(k)
+				for _, v := range vs {
+					ok = ok && plainText(v)
+				}
+			}
+		}
+		if !ok {
+			problem(w, r, http.StatusBadRequest, "malformed", "Malformed URL", "the path or query holds a NUL or bytes that are not UTF-8")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// plainText reports whether s is UTF-8 without NUL.
+func plainText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // Routes lists the API's routes (for the OpenAPI document's test).
 func Routes() []string {

@@ -680,3 +680,23 @@ func TestPushEndpointsMustBePublic(t *testing.T) {
 		t.Fatalf("stored %+v %v, want only the public endpoint", subs, err)
 	}
 }
+
+// TestBadTextInTheURL: an id, address or query holding a NUL or bytes that
+// are not UTF-8 is the client's error, not a database failure.
+func TestBadTextInTheURL(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/v1/customers/c%00", ""},
+		{"GET", "/v1/customers/c%FF", ""},
+		{"GET", "/v1/customers/c%00/history", ""},
+		{"PUT", "/v1/customers/c-1/consent/email?x=%00", `{"granted": true}`},
+		{"GET", "/v1/suppressions?address=%00", ""},
+		{"GET", "/v1/suppressions/lifts?address=%FF", ""},
+		{"DELETE", "/v1/suppressions/email/k%00@example.no", `{"reason": "x"}`},
+	} {
+		expectProblem(t, f.do(t, tc.method, tc.path, tc.body), 400, "malformed")
+	}
+	expectProblem(t, f.do(t, "DELETE", "/v1/suppressions/email/kari@example.no", `{"reason": "x\u0000"}`), 422, "invalid")
+}

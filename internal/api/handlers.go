@@ -420,8 +420,8 @@ func (s *Server) deleteSuppression(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, maxBody, &b) {
 		return
 	}
-	if strings.TrimSpace(b.Reason) == "" || len(b.Reason) > 1000 {
-		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Say why", "reason is required (why the address may be written to again), at most 1000 characters",
+	if strings.TrimSpace(b.Reason) == "" || len(b.Reason) > 1000 || !plainText(b.Reason) {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Say why", "reason is required (why the address may be written to again): at most 1000 characters of text, no NUL",
 			FieldError{Pointer: "/reason", Detail: "required"})
 		return
 	}
