@@ -142,6 +142,9 @@ func Parse(r io.Reader) (Report, error) {
 	if len(rep.Recipients) == 0 {
 		return rep, errors.New("report names no recipient")
 	}
+	if len(rep.Recipients) > MaxRecipients {
+		return rep, ErrTooManyRecipients
+	}
 	return rep, nil
 }
 

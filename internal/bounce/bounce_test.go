@@ -382,3 +382,19 @@ func TestSMTPIntakeLimits(t *testing.T) {
 		t.Fatalf("after the deadline: %q", g)
 	}
 }
+
+// TestRecipientLimitCountsEveryPart: ten recipients in a delivery-status
+// part and a complaint in a feedback part are eleven.
+func TestRecipientLimitCountsEveryPart(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.no\r\n")
+	for i := range MaxRecipients {
+		fmt.Fprintf(&b, "\r\nFinal-Recipient: rfc822; c%d@example.no\r\nAction: failed\r\nStatus: 5.1.1\r\n", i)
+	}
+	b.WriteString("\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nOriginal-Rcpt-To: <x@example.no>\r\n\r\n--B--\r\n")
+	if rep, err := Parse(strings.NewReader(b.String())); !errors.Is(err, ErrTooManyRecipients) {
+		t.Fatalf("%d recipients, %v", len(rep.Recipients), err)
+	}
+}
