@@ -182,3 +182,46 @@ func TestDecideRecordsAndReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSentTo: a report is matched to the message lojal sent to the address
+// it names, by key or by Message-ID, and to no other.
+func TestSentTo(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, m := range []struct{ customer, key, address string }{{"c-1", "k-1", "Kari@example.no"}, {"c-2", "k-2", "ola@example.no"}} {
+		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: m.customer}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Decide(ctx, store.Request{IdempotencyKey: m.key, RequestKey: m.key, CustomerID: m.customer, WorkflowID: "w", JourneyID: "j",
+			StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
+			func(store.Snapshot) policy.Decision {
+				return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both carry the same Message-ID: only the address tells them apart.
+		if err := s.MarkSending(ctx, m.key, "same@lojal.example", m.address, "nb", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		address, messageID, key string
+		customer                string
+	}{
+		{"kari@example.no", "same@lojal.example", "", "c-1"},
+		{"ola@example.no", "same@lojal.example", "", "c-2"},
+		{"OLA@example.no", "", "k-2", "c-2"},
+		{"kari@example.no", "", "k-2", ""},
+		{"victim@example.no", "same@lojal.example", "k-1", ""},
+		{"kari@example.no", "other@lojal.example", "", ""},
+		{"kari@example.no", "", "", ""},
+	} {
+		m, found, err := s.SentTo(ctx, tc.address, tc.messageID, tc.key)
+		if err != nil || found != (tc.customer != "") || m.CustomerID != tc.customer {
+			t.Errorf("SentTo(%s, %q, %q) = %+v %v %v, want customer %q", tc.address, tc.messageID, tc.key, m, found, err, tc.customer)
+		}
+	}
+}

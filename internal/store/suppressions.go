@@ -27,17 +27,19 @@ func (s *Store) SentTo(ctx context.Context, address, messageID, key string) (Sen
 		if err != nil {
 			return SentMessage{}, false, err
 		}
-		var m SentMessage
+		var row, match SentMessage
 		var to string
 		found := false
-		_, err = pgx.ForEachRow(rows, []any{&m.LedgerID, &m.CustomerID, &m.MessageID, &to}, func() error {
-			found = found || strings.EqualFold(strings.TrimSpace(to), strings.TrimSpace(address))
+		_, err = pgx.ForEachRow(rows, []any{&row.LedgerID, &row.CustomerID, &row.MessageID, &to}, func() error {
+			if !found && strings.EqualFold(strings.TrimSpace(to), strings.TrimSpace(address)) {
+				match, found = row, true
+			}
 			return nil
 		})
 		if err != nil || !found {
 			return SentMessage{}, false, err
 		}
-		return m, true, nil
+		return match, true, nil
 	}
 	if key != "" {
 		m, ok, err := match(s.q.SentByKey, key)
