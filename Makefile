@@ -39,9 +39,16 @@ bench: build ## run every benchmark; print medians and ratios against baselines 
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/bench/
 	bin/lojal bench
 
+FUZZTIME ?= 20s
+
 .PHONY: fuzz
-fuzz: ## fuzz the journey parser for a minute
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/journey/
+fuzz: ## fuzz hostile input: journeys, policy, API JSON bodies, bounce reports, signed links (FUZZTIME each, 20s unless set)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/journey/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSchemaAndRules$$' -fuzztime $(FUZZTIME) ./internal/journey/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecideStream$$' -fuzztime $(FUZZTIME) ./internal/policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzAPI$$' -fuzztime $(FUZZTIME) -parallel 1 ./internal/api/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/bounce/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/links/
 
 .PHONY: k8s
 k8s: build ## regenerate deploy/k8s/journeys.yaml (the journeys ConfigMap) from journeys/

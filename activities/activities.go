@@ -18,6 +18,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/journey"
@@ -37,6 +38,9 @@ type Activities struct {
 	Log     *slog.Logger
 	// MessageDomain is the right-hand side of Message-IDs.
 	MessageDomain string
+	// VERP, when set, gives every email its own signed Return-Path, so a
+	// bounce proves which message to which address it is about.
+	VERP *bounce.VERP
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 	// Now is the clock (tests set it).
@@ -503,6 +507,9 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	if d.MessageID != "" {
 		env.MessageID = d.MessageID
 	}
+	if a.VERP != nil && d.Channel == policy.Email {
+		env.ReturnPath = a.VERP.Address(env.MessageID, env.To)
+	}
 	if d.Channel != policy.Email {
 		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
 		if err != nil {
@@ -563,12 +570,15 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 		if c.Email == "" {
 			return env, errors.New("customer has no email address")
 		}
+		// Addresses are checked on the way in; one stored before that, or
+		// written to the database by hand, fails this message only.
+		if err := journey.CheckEmail(c.Email); err != nil {
+			return env, fmt.Errorf("customer's email address %q cannot be used: %v", c.Email, err)
+		}
 		env.To = c.Email
 		if fn, ok := cv["first_name"].(string); ok {
-			env.ToName = fn
-			if ln, ok := cv["last_name"].(string); ok {
-				env.ToName += " " + ln
-			}
+			ln, _ := cv["last_name"].(string)
+			env.ToName = journey.DisplayName(fn + " " + ln)
 		}
 	default:
 		env.To = c.ID

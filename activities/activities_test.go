@@ -3,6 +3,7 @@ package activities_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"mime"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/journey"
@@ -256,5 +258,117 @@ func TestExpiredPushFallsBackToEmail(t *testing.T) {
 	hist, _ := b.store.History(ctx, "c-1")
 	if len(hist) != 2 || hist[0].Status != "failed" || hist[1].Status != "sent" {
 		t.Fatalf("history %+v", hist)
+	}
+}
+
+// TestBadNameOrAddressIsAMessageError: a name that could split a header is
+// sanitised and the message goes out; an address that cannot be used
+// (stored before addresses were checked) fails that message, with the
+// reason in the ledger, and suppresses nothing: a message lojal could not
+// build says nothing about the mailbox.
+func TestBadNameOrAddressIsAMessageError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	ctx := context.Background()
+	c := kari()
+	c.Attributes["first_name"] = "Kari\r\nBcc: everyone@example.no"
+	c.Attributes["last_name"] = `"Nord\mann"`
+	b.customer(t, c)
+	out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "email"))
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("CR/LF in the name: %+v %v", out, err)
+	}
+	m := b.catcher.Messages()[0]
+	to, err := mail.ParseAddress(m.Header.Get("To"))
+	if err != nil || to.Address != "kari@example.no" || to.Name != `Kari Bcc: everyone@example.no "Nord\mann"` || m.Header.Get("Bcc") != "" {
+		t.Fatalf("To %q (%v), Bcc %q", m.Header.Get("To"), err, m.Header.Get("Bcc"))
+	}
+
+	ola := kari()
+	ola.ID, ola.Email = "c-2", "not-an-address"
+	b.customer(t, ola)
+	in := sendInput("loyalty-benefit", "email")
+	in.CustomerID, in.WorkflowID = "c-2", "journey/loyalty-benefit/c-2"
+	out, err = b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusFailed || !strings.Contains(out.Delivery.Error, "not-an-address") {
+		t.Fatalf("bad address: %+v %v", out, err)
+	}
+	hist, _ := b.store.History(ctx, "c-2")
+	if len(hist) != 1 || hist[0].Status != "failed" || hist[0].Error == "" {
+		t.Fatalf("history %+v", hist)
+	}
+	// Nothing was suppressed: the next message to each address is decided
+	// on its merits, not refused as a hard bounce.
+	for _, cust := range []string{"c-1", "c-2"} {
+		in := sendInput("loyalty-benefit", "email")
+		in.CustomerID, in.WorkflowID, in.StepID = cust, "journey/loyalty-benefit/"+cust, "again"
+		out, err := b.acts.Send(ctx, in)
+		if err != nil || out.Reason == policy.ReasonHardBounce {
+			t.Errorf("%s: %+v %v: a message error suppressed the address", cust, out, err)
+		}
+	}
+}
+
+// TestBouncesMatchTheMessageSent: every email goes out with its own signed
+// Return-Path; a bounce delivered there, or quoting the message's
+// Message-ID, suppresses the address it went to, and nothing else does.
+func TestBouncesMatchTheMessageSent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	verp, err := bounce.NewVERP([]byte("0123456789abcdef0123456789abcdef"), "bounces@lojal.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.acts.VERP = verp
+	b.customer(t, kari())
+	ctx := context.Background()
+	out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "email"))
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("%+v %v", out, err)
+	}
+	m := b.catcher.Messages()[0]
+	if !strings.HasPrefix(m.From, "bounces+") || !strings.HasSuffix(m.From, "@lojal.example") {
+		t.Fatalf("MAIL FROM %q, want a VERP address", m.From)
+	}
+	if id, ok := verp.Verify(m.From, "kari@example.no"); !ok || !strings.HasPrefix(m.MessageID(), id) {
+		t.Fatalf("Return-Path %q does not verify for kari (%q)", m.From, id)
+	}
+	in := &bounce.Intake{Store: b.store, VERP: verp, Log: slog.New(slog.DiscardHandler)}
+	dsn := func(rcpt, quoted string) string {
+		return "From: MAILER-DAEMON@mx.example.no\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n" +
+			"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.no\r\n\r\n" +
+			"Final-Recipient: rfc822; " + rcpt + "\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" +
+			"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n" + quoted + "\r\n\r\n--B--\r\n"
+	}
+	// Forged: the right Message-ID but another address; the right
+	// Return-Path but another address; an address lojal never wrote to.
+	for name, tc := range map[string]struct{ report, envelopeTo string }{
+		"message-id, other address":  {dsn("victim@example.no", "Message-ID: <"+m.MessageID()+">"), "bounces@lojal.example"},
+		"return path, other address": {dsn("victim@example.no", "Subject: x"), m.From},
+		"unknown message":            {dsn("kari@example.no", "Message-ID: <0000@lojal.example>"), "bounces@lojal.example"},
+	} {
+		if _, err := in.Apply(ctx, strings.NewReader(tc.report), tc.envelopeTo); !errors.Is(err, bounce.ErrNoMatch) {
+			t.Errorf("%s: %v, want ErrNoMatch", name, err)
+		}
+	}
+	if list, _ := b.store.Suppressions(ctx, store.SuppressionPage{}); len(list) != 0 {
+		t.Fatalf("forged reports suppressed %+v", list)
+	}
+	// Genuine, by Message-ID (the ledger's row for kari), then by VERP.
+	for name, tc := range map[string]struct{ report, envelopeTo, match string }{
+		"message-id": {dsn("Kari@example.no", "Message-ID: <"+m.MessageID()+">"), "bounces@lojal.example", "message-id"},
+		"verp":       {dsn("kari@example.no", "Subject: x"), m.From, "verp"},
+	} {
+		res, err := in.Apply(ctx, strings.NewReader(tc.report), tc.envelopeTo)
+		if err != nil || len(res.Results) != 1 || res.Results[0].Match != tc.match {
+			t.Fatalf("%s: %+v %v", name, res.Results, err)
+		}
+	}
+	list, _ := b.store.Suppressions(ctx, store.SuppressionPage{})
+	if len(list) != 1 || list[0].Address != "kari@example.no" || list[0].Reason != "hard_bounce" {
+		t.Fatalf("suppressions %+v", list)
 	}
 }

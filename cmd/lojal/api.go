@@ -12,6 +12,7 @@ import (
 
 	"github.com/lojal/lojal/internal/api"
 	"github.com/lojal/lojal/internal/bounce"
+	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/metrics"
 )
@@ -35,6 +36,10 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	verp, err := newVERP(cfg)
+	if err != nil {
+		return err
+	}
 	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -44,15 +49,21 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	m := metrics.New()
 	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
-		Bounces: &bounce.Intake{Store: st, Log: log}}
-	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}
+	hs, ms, err := apiServers(cfg, srv.Handler(), m)
+	if err != nil {
+		return err
+	}
 	dctx, stopDispatch := context.WithCancel(ctx)
 	defer stopDispatch()
 	go func() { _ = d.Run(dctx, ingest.RunOptions{Reorder: cfg.ReorderWindow}) }()
 	go reportPending(dctx, st, m)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.ListenAndServe() }()
+	if ms != nil {
+		go func() { errc <- ms.ListenAndServe() }()
+		log.Info("metrics listening", "addr", ms.Addr, "token", cfg.MetricsToken != "")
+	}
 	log.Info("api listening", "addr", cfg.HTTPAddr, "journeys", len(cat.Current().Journeys))
 	select {
 	case err := <-errc:
@@ -62,10 +73,35 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	if ms != nil {
+		_ = ms.Shutdown(sctx)
+	}
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("api shutdown: %w", err)
 	}
 	return nil
+}
+
+// apiServers returns the API's server and, on a listener of its own, the
+// metrics server (nil when metrics are off or share the API's port). The
+// API port is public, so /metrics is served there only behind a token.
+func apiServers(cfg Config, api http.Handler, m *metrics.Metrics) (*http.Server, *http.Server, error) {
+	metricsHandler := httpserver.RequireToken(cfg.MetricsToken, m.Handler())
+	switch {
+	case cfg.MetricsAddr == "":
+		return httpserver.New(cfg.HTTPAddr, api, httpserver.API), nil, nil
+	case cfg.MetricsAddr == cfg.HTTPAddr:
+		if cfg.MetricsToken == "" {
+			return nil, nil, errors.New("LOJAL_METRICS_ADDR is the API's public address: set LOJAL_METRICS_TOKEN, or give metrics an address of their own")
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		mux.Handle("/", api)
+		return httpserver.New(cfg.HTTPAddr, mux, httpserver.API), nil, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler)
+	return httpserver.New(cfg.HTTPAddr, api, httpserver.API), httpserver.New(cfg.MetricsAddr, mux, httpserver.Internal), nil
 }
 
 func reportPending(ctx context.Context, st interface {

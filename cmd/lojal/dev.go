@@ -24,7 +24,9 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/config"
 	"github.com/lojal/lojal/internal/devstack"
+	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
@@ -156,7 +158,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
+	verp, err := newVERP(cfg)
+	if err != nil {
+		return err
+	}
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -183,8 +189,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	apiSrv := &http.Server{Handler: (&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
-		Bounces: &bounce.Intake{Store: st, Log: log}}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	apiSrv := devServer((&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}).Handler())
 	go func() { _ = apiSrv.Serve(apiListener) }()
 	defer apiSrv.Close()
 	dctx, stopDispatch := context.WithCancel(ctx)
@@ -231,6 +237,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "\nstill running: deferred messages go out when the policy allows. Ctrl-C stops everything.\n")
 	return followSends(ctx, stdout, st, customers, time.Now())
 }
+
+// devServer serves the demo API with the same limits as the real one: it
+// listens on loopback, but a browser or script may still hang on to it.
+func devServer(h http.Handler) *http.Server { return httpserver.New("", h, httpserver.API) }
 
 // devToken creates a bearer token for the demo API.
 func devToken(ctx context.Context, st *store.Store) (string, error) {
@@ -412,7 +422,13 @@ func journeyIDs(cat *catalog.Catalog) string {
 	return strings.Join(ids, ", ")
 }
 
+// redactHost shows where a service is: a URL's host and what follows, or
+// a key=value DSN with its secrets masked.
 func redactHost(u string) string {
+	if !strings.Contains(u, "://") {
+		return config.MaskURL(u)
+	}
+	u = config.MaskURL(u)
 	if i := strings.LastIndex(u, "@"); i >= 0 {
 		return u[i+1:]
 	}

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/config"
@@ -46,6 +47,10 @@ Usage:
                             messages per customer per week; deferrals and suppressions by reason
   lojal bench [--only policy,email,journey]
                             throughput against baselines measured in the same run
+  lojal suppressions list [--address A] [--lifted]
+                            suppressed addresses, or the record of lifted ones
+  lojal suppressions remove --address A --reason WHY
+                            lift a suppression (who and why are recorded)
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -64,7 +69,7 @@ func main() {
 			os.Exit(ex.code)
 		}
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "lojal:", err)
+			fmt.Fprintln(os.Stderr, "lojal:", config.RedactText(err.Error()))
 			os.Exit(1)
 		}
 	}
@@ -103,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, rest, stdout, stderr)
 	case "import":
 		return runImport(ctx, rest, stdout, stderr)
+	case "suppressions":
+		return runSuppressions(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {
@@ -127,14 +134,20 @@ type Config struct {
 	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
 	BounceAddress     string        `flag:"bounce-address" env:"LOJAL_BOUNCE_ADDRESS" usage:"envelope sender (Return-Path) bounces go to"`
 	BounceSMTPAddr    string        `flag:"bounce-smtp-addr" env:"LOJAL_BOUNCE_SMTP_ADDR" usage:"worker: listen here for bounces and feedback reports (inbound SMTP)"`
+	BounceSMTPConns   int           `flag:"bounce-smtp-max-conns" env:"LOJAL_BOUNCE_SMTP_MAX_CONNS" usage:"worker: connections the bounce intake serves at once; more are told to try later"`
+	BounceSMTPSession time.Duration `flag:"bounce-smtp-session-timeout" env:"LOJAL_BOUNCE_SMTP_SESSION_TIMEOUT" usage:"worker: longest an inbound SMTP connection may last"`
 	DKIMKeyFile       string        `flag:"dkim-key-file" env:"LOJAL_DKIM_KEY_FILE" usage:"PEM private key to DKIM-sign email with (RSA or Ed25519)"`
 	DKIMSelector      string        `flag:"dkim-selector" env:"LOJAL_DKIM_SELECTOR" usage:"DKIM selector (its TXT record is <selector>._domainkey.<from domain>)"`
 	VAPIDPublicKey    string        `flag:"vapid-public-key" env:"LOJAL_VAPID_PUBLIC_KEY" usage:"Web Push VAPID public key (base64url)"`
 	VAPIDPrivateKey   string        `flag:"vapid-private-key" env:"LOJAL_VAPID_PRIVATE_KEY" secret:"true" usage:"Web Push VAPID private key (base64url)"`
 	VAPIDSubject      string        `flag:"vapid-subject" env:"LOJAL_VAPID_SUBJECT" usage:"contact for push services, mailto: or https:"`
-	PushProviderURL   string        `flag:"push-provider-url" env:"LOJAL_PUSH_PROVIDER_URL" usage:"HTTP push provider endpoint (JSON POST)"`
+	PushProviderURL   string        `flag:"push-provider-url" env:"LOJAL_PUSH_PROVIDER_URL" secret:"url" usage:"HTTP push provider endpoint (JSON POST)"`
 	PushProviderToken string        `flag:"push-provider-token" env:"LOJAL_PUSH_PROVIDER_TOKEN" secret:"true" usage:"bearer token for the HTTP push provider"`
-	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health and metrics"`
+	PushHosts         string        `flag:"push-hosts" env:"LOJAL_PUSH_HOSTS" usage:"comma-separated Web Push service hosts lojal may contact (*.example.com for subdomains); empty: any public host"`
+	PushAllowLoopback bool          `flag:"push-allow-loopback" env:"LOJAL_PUSH_ALLOW_LOOPBACK" usage:"accept Web Push endpoints on loopback addresses: for tests and local development only, never in production"`
+	HTTPAddr          string        `flag:"http-addr" env:"LOJAL_HTTP_ADDR" usage:"listen address for the API, or the worker's health checks"`
+	MetricsAddr       string        `flag:"metrics-addr" env:"LOJAL_METRICS_ADDR" usage:"listen address for /metrics, apart from the API; empty turns metrics off (the same as the API's address needs LOJAL_METRICS_TOKEN)"`
+	MetricsToken      string        `flag:"metrics-token" env:"LOJAL_METRICS_TOKEN" secret:"true" usage:"bearer token /metrics requires, when set"`
 	LogFormat         string        `flag:"log-format" env:"LOJAL_LOG_FORMAT" usage:"text or json"`
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
@@ -150,9 +163,12 @@ func defaultConfig() Config {
 		Journeys:          "journeys",
 		PublicURL:         "http://127.0.0.1:8080",
 		HTTPAddr:          ":8080",
+		MetricsAddr:       ":9090",
 		LogFormat:         "text",
 		LogLevel:          "info",
 		ShutdownTimeout:   30 * time.Second,
+		BounceSMTPConns:   100,
+		BounceSMTPSession: 5 * time.Minute,
 		ReorderWindow:     2 * time.Second,
 		VAPIDSubject:      "mailto:postmaster@lojal.example",
 	}
@@ -179,8 +195,20 @@ func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) 
 		return nil, nil, err
 	}
 	push := channel.NewPush(channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
-		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken}, log)
+		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken, Egress: *egress(cfg)}, log)
 	return channel.Mux{"email": email, "push": push}, email, nil
+}
+
+// egress is where push endpoints may point, for the API (registration)
+// and the worker (dialling) alike.
+func egress(cfg Config) *channel.Egress {
+	e := &channel.Egress{AllowLoopback: cfg.PushAllowLoopback}
+	for _, h := range strings.Split(cfg.PushHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			e.Hosts = append(e.Hosts, h)
+		}
+	}
+	return e
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
@@ -206,7 +234,10 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	// Every line passes the redactor: a secret that finds its way into an
+	// error message (a connection string in a parse error, a provider URL
+	// with its key) is masked before it is written.
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: config.NewRedactor(cfg).ReplaceAttr}
 	switch cfg.LogFormat {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -261,6 +292,20 @@ func newSigner(cfg Config) (*links.Signer, error) {
 			"(it signs the unsubscribe and preference links in every message)")
 	}
 	return links.NewSigner([]byte(cfg.LinkKey), cfg.PublicURL, 0)
+}
+
+// newVERP returns the signer of per-message Return-Paths, or nil when no
+// bounce address is configured (bounces then go to the From address, which
+// lojal does not read).
+func newVERP(cfg Config) (*bounce.VERP, error) {
+	if cfg.BounceAddress == "" {
+		return nil, nil
+	}
+	v, err := bounce.NewVERP([]byte(cfg.LinkKey), cfg.BounceAddress)
+	if err != nil {
+		return nil, fmt.Errorf("LOJAL_BOUNCE_ADDRESS: %w", err)
+	}
+	return v, nil
 }
 
 func messageDomain(from string) string {

@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/stacktest"
 )
 
@@ -234,5 +239,121 @@ func TestRenderPreview(t *testing.T) {
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust)
 	if err == nil || !strings.Contains(err.Error(), `missing value "product"`) {
 		t.Errorf("render without the event the template needs: %v\n%s", err, out)
+	}
+}
+
+// TestConfigMasksEverySecret: lojal config shows where things are and
+// never a secret, whatever form it is written in; so does every log line.
+func TestConfigMasksEverySecret(t *testing.T) {
+	secrets := map[string]string{
+		"DATABASE_URL":              "host=db user=lojal password=pg-kv-s3cret dbname=lojal",
+		"SMTP_URL":                  "smtp://lojal:smtp-s3cret@smtp.example:587?tls=starttls",
+		"LOJAL_PUSH_PROVIDER_URL":   "https://push.example/v1/send?api_key=push-api-k3y",
+		"LOJAL_PUSH_PROVIDER_TOKEN": "push-bearer-t0ken",
+		"LOJAL_LINK_KEY":            "link-key-0123456789abcdef0123456789",
+		"LOJAL_VAPID_PRIVATE_KEY":   "vapid-private-k3y",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	check := func(what, out string, values ...string) {
+		t.Helper()
+		for _, v := range values {
+			if strings.Contains(out, v) {
+				t.Errorf("%s shows %q:\n%s", what, v, out)
+			}
+		}
+	}
+	out, err := runCLI(t, "config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("lojal config", out, "pg-kv-s3cret", "smtp-s3cret", "push-api-k3y", "push-bearer-t0ken", "link-key-0123456789abcdef0123456789", "vapid-private-k3y")
+	for _, w := range []string{"database-url=host=db user=lojal password=xxxxx dbname=lojal", "smtp-url=smtp://lojal:xxxxx@smtp.example:587",
+		"push-provider-url=https://push.example/v1/send?api_key=xxxxx"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("lojal config lacks %q:\n%s", w, out)
+		}
+	}
+	// A password the URL parser cannot read is masked whole.
+	t.Setenv("DATABASE_URL", "postgres://lojal:pa ss%zz@db/lojal")
+	out, _ = runCLI(t, "config")
+	check("lojal config (unparseable)", out, "pa ss", "%zz")
+
+	cfg, _, err := loadConfig("test", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log, err := newLogger(cfg, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error("smtp connect", "err", fmt.Errorf("dial %s: refused", secrets["SMTP_URL"]))
+	log.Warn("push "+secrets["LOJAL_PUSH_PROVIDER_URL"], "token", secrets["LOJAL_PUSH_PROVIDER_TOKEN"])
+	log.Info("signing", "key", secrets["LOJAL_LINK_KEY"], "db", cfg.DatabaseURL)
+	check("the log", buf.String(), "smtp-s3cret", "push-api-k3y", "push-bearer-t0ken", "link-key-0123456789abcdef0123456789", "pa ss")
+}
+
+// TestEveryListenerHasLimits: the API, its metrics, the worker's health
+// and metrics, and the dev API all have header, read, write and idle
+// timeouts and header and body limits; /metrics is never open on the
+// public API port.
+func TestEveryListenerHasLimits(t *testing.T) {
+	t.Parallel()
+	cfg := defaultConfig()
+	m := metrics.New()
+	// api reads the whole body, as a handler that forgot its own limit
+	// would.
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		_, _ = io.WriteString(w, "api")
+	})
+	hs, ms, err := apiServers(cfg, api, m)
+	if err != nil || ms == nil || ms.Addr != ":9090" || hs.Addr != ":8080" {
+		t.Fatalf("api servers: %v %v %v", hs, ms, err)
+	}
+	servers := map[string]*http.Server{"api": hs, "metrics": ms, "dev api": devServer(api)}
+	for i, s := range workerServers(cfg, nil, m) {
+		servers[fmt.Sprintf("worker %d", i)] = s
+	}
+	for name, s := range servers {
+		if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes <= 0 {
+			t.Errorf("%s: header %s, read %s, write %s, idle %s, max header %d", name, s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout, s.IdleTimeout, s.MaxHeaderBytes)
+		}
+	}
+	for name, s := range map[string]*http.Server{"api": hs, "dev api": devServer(api)} {
+		w := httptest.NewRecorder()
+		s.Handler.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("a", 9<<20))))
+		if w.Code != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: a 9 MiB body was read to the end (%d)", name, w.Code)
+		}
+	}
+	get := func(h http.Handler, auth string) int {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		if auth != "" {
+			r.Header.Set("Authorization", "Bearer "+auth)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	if code := get(ms.Handler, ""); code != 200 {
+		t.Errorf("metrics listener: %d", code)
+	}
+	cfg.MetricsAddr = cfg.HTTPAddr
+	if _, _, err := apiServers(cfg, api, m); err == nil {
+		t.Error("metrics on the public API port without a token")
+	}
+	cfg.MetricsToken = "metrics-t0ken"
+	hs, ms, err = apiServers(cfg, api, m)
+	if err != nil || ms != nil {
+		t.Fatalf("shared port with a token: %v %v", ms, err)
+	}
+	if a, b := get(hs.Handler, ""), get(hs.Handler, "metrics-t0ken"); a != 401 || b != 200 {
+		t.Errorf("metrics behind a token: %d without, %d with", a, b)
 	}
 }

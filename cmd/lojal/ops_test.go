@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -95,5 +96,44 @@ func TestDeployIsPickedUpByRunningProcesses(t *testing.T) {
 	nw, _ := live.Current().Journey("checkin")
 	if old.Version == nw.Version || nw.Steps[1].WaitFor.Timeout.Hours() != 21*24 {
 		t.Fatalf("live catalog did not switch to the deployed check-in")
+	}
+}
+
+func TestSuppressionsListAndRemove(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	db := cfg.URL + "&search_path=" + cfg.Schema
+	s, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, a := range []string{"kari@example.no", "ola@example.no"} {
+		if err := s.Suppress(context.Background(), "email", a, "hard_bounce", "5.1.1 (message abc, matched by verp)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runCLI(t, "suppressions", "list", "--database-url", db)
+	if err != nil || !strings.Contains(out, "kari@example.no") || !strings.Contains(out, "ola@example.no") || !strings.Contains(out, "hard_bounce") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "suppressions", "remove", "--database-url", db, "--address", "kari@example.no"); exitCode(err) != 2 {
+		t.Fatalf("remove without a reason: exit %d\n%s", exitCode(err), out)
+	}
+	out, err = runCLI(t, "suppressions", "remove", "--database-url", db, "--address", "Kari@example.no", "--reason", "customer called", "--by", "ingrid")
+	if err != nil || !strings.Contains(out, "lifted by ingrid: customer called") {
+		t.Fatalf("remove: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "suppressions", "remove", "--database-url", db, "--address", "kari@example.no", "--reason", "again", "--by", "ingrid"); exitCode(err) != 1 {
+		t.Fatalf("remove twice: exit %d\n%s", exitCode(err), out)
+	}
+	out, err = runCLI(t, "suppressions", "list", "--database-url", db)
+	if err != nil || strings.Contains(out, "kari@example.no") || !strings.Contains(out, "ola@example.no") {
+		t.Fatalf("list after remove: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "suppressions", "list", "--lifted", "--json", "--database-url", db)
+	var l store.Lift
+	if err != nil || json.Unmarshal([]byte(out), &l) != nil || l.Address != "kari@example.no" || l.LiftedBy != "ingrid" || l.Why != "customer called" || l.Reason != "hard_bounce" {
+		t.Fatalf("audit: %v\n%s", err, out)
 	}
 }

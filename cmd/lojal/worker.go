@@ -17,6 +17,7 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -51,8 +52,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer email.Close()
+	verp, err := newVERP(cfg)
+	if err != nil {
+		return err
+	}
 	m := metrics.New()
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer,
+	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -65,27 +70,50 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("bounce intake: %w", err)
 		}
 		defer l.Close()
-		intake := &bounce.Intake{Store: st, Log: log}
+		intake := &bounce.Intake{Store: st, VERP: verp, Log: log}
+		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
-			if err := intake.ServeSMTP(l); err != nil {
+			if err := intake.ServeSMTP(l, opts); err != nil {
 				log.Error("bounce intake stopped", "err", err)
 			}
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}
-	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: healthHandler(st, m), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health server", "err", err)
-		}
-	}()
+	servers := workerServers(cfg, st, m)
+	for _, srv := range servers {
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "addr", srv.Addr, "err", err)
+			}
+		}()
+	}
 	<-ctx.Done()
 	log.Info("shutting down: draining in-flight activities", "timeout", cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutdownCtx)
+	}
 	w.Stop()
 	return nil
+}
+
+// workerServers are the worker's health server and its metrics server;
+// one server when they share an address (the worker's port is not
+// public), then /metrics still needs LOJAL_METRICS_TOKEN when it is set.
+func workerServers(cfg Config, st *store.Store, m *metrics.Metrics) []*http.Server {
+	health := healthHandler(st)
+	metricsHandler := httpserver.RequireToken(cfg.MetricsToken, m.Handler())
+	if cfg.MetricsAddr == "" {
+		return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal)}
+	}
+	if cfg.MetricsAddr == cfg.HTTPAddr {
+		health.Handle("GET /metrics", metricsHandler)
+		return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal)}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler)
+	return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal), httpserver.New(cfg.MetricsAddr, mux, httpserver.Internal)}
 }
 
 type workerDeps struct {
@@ -93,6 +121,7 @@ type workerDeps struct {
 	Catalog     catalog.Source
 	Sender      channel.Sender
 	Links       *links.Signer
+	VERP        *bounce.VERP
 	Domain      string
 	Log         *slog.Logger
 	StopTimeout time.Duration
@@ -108,13 +137,12 @@ func newWorker(tc client.Client, d workerDeps) worker.Worker {
 		MaxConcurrentActivityExecutionSize: 200,
 	})
 	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
-		Log: d.Log, MessageDomain: d.Domain, Metrics: d.Metrics}, workflows.WithSendTimeout(d.SendTimeout))
+		Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WithSendTimeout(d.SendTimeout))
 	return w
 }
 
-func healthHandler(st *store.Store, m *metrics.Metrics) http.Handler {
+func healthHandler(st *store.Store) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "ok\n")

@@ -14,14 +14,17 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -47,6 +50,10 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Bounces    *bounce.Intake
+	// PushEgress vets Web Push endpoints when they are registered (the
+	// worker checks again when it dials). Nil means the defaults: public
+	// addresses only, any host.
+	PushEgress *channel.Egress
 	// Now is the clock (tests set it).
 	Now func() time.Time
 
@@ -74,9 +81,6 @@ func (s *Server) Handler() http.Handler {
 	route("GET /healthz", s.healthz, false)
 	route("GET /readyz", s.readyz, false)
 	route("GET /openapi.json", s.openapi, false)
-	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics.Handler())
-	}
 	route("PUT /v1/customers/{id}", s.putCustomer, true)
 	route("GET /v1/customers/{id}", s.getCustomer, true)
 	route("PUT /v1/customers/{id}/consent/{channel}", s.putConsent, true)
@@ -85,6 +89,9 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/events", s.postEvent, true)
 	route("POST /v1/events/batch", s.postEvents, true)
 	route("POST /v1/bounces", s.postBounce, true)
+	route("GET /v1/suppressions", s.getSuppressions, true)
+	route("GET /v1/suppressions/lifts", s.getLifts, true)
+	route("DELETE /v1/suppressions/{channel}/{address}", s.deleteSuppression, true)
 	route("GET /p/{token}", s.preferencesPage, false)
 	route("POST /p/{token}", s.savePreferences, false)
 	route("GET /u/{token}", s.unsubscribePage, false)
@@ -92,16 +99,44 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
 	})))
-	return s.recover(mux)
+	return s.recover(cleanURL(mux))
 }
+
+// cleanURL refuses a path or query that holds a NUL or bytes that are not
+// UTF-8 once decoded: they can name no customer or address, and Postgres
+// would refuse them with an error that looks like lojal's fault.
+func cleanURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok := plainText(r.URL.Path)
+		if q, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			ok = false
+		} else {
+			for k, vs := range q {
+				ok = ok && plainText(k)
+				for _, v := range vs {
+					ok = ok && plainText(v)
+				}
+			}
+		}
+		if !ok {
+			problem(w, r, http.StatusBadRequest, "malformed", "Malformed URL", "the path or query holds a NUL or bytes that are not UTF-8")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// plainText reports whether s is UTF-8 without NUL.
+func plainText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // Routes lists the API's routes (for the OpenAPI document's test).
 func Routes() []string {
 	return []string{
-		"GET /healthz", "GET /readyz", "GET /openapi.json", "GET /metrics",
+		"GET /healthz", "GET /readyz", "GET /openapi.json",
 		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
 		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
 		"POST /v1/events", "POST /v1/events/batch", "POST /v1/bounces",
+		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
 		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
 	}
 }
@@ -171,30 +206,44 @@ func (s *Server) recover(next http.Handler) http.Handler {
 	})
 }
 
-// tokenCache remembers verified tokens for a minute, so a busy client
-// does not cost a database round trip per request. Revocation takes
-// effect within that minute.
+// tokenCache remembers verified tokens (and their names) for a minute, so
+// a busy client does not cost a database round trip per request.
+// Revocation takes effect within that minute.
 type tokenCache struct {
 	mu sync.Mutex
-	m  map[[32]byte]time.Time
+	m  map[[32]byte]cachedToken
+}
+
+type cachedToken struct {
+	name string
+	exp  time.Time
 }
 
 const tokenTTL = time.Minute
 
-func (c *tokenCache) ok(key [32]byte, now time.Time) bool {
+func (c *tokenCache) get(key [32]byte, now time.Time) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp, found := c.m[key]
-	return found && now.Before(exp)
+	t, found := c.m[key]
+	return t.name, found && now.Before(t.exp)
 }
 
-func (c *tokenCache) remember(key [32]byte, now time.Time) {
+func (c *tokenCache) remember(key [32]byte, name string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) > 10000 {
-		c.m = map[[32]byte]time.Time{}
+		c.m = map[[32]byte]cachedToken{}
 	}
-	c.m[key] = now.Add(tokenTTL)
+	c.m[key] = cachedToken{name: name, exp: now.Add(tokenTTL)}
+}
+
+type clientKey struct{}
+
+// client names the API token a request was authenticated with, for audit
+// records.
+func client(r *http.Request) string {
+	name, _ := r.Context().Value(clientKey{}).(string)
+	return "api:" + name
 }
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
@@ -207,8 +256,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		key := sha256.Sum256([]byte(secret))
 		now := s.now()
-		if !s.tokens.ok(key, now) {
-			_, err := s.Store.TokenFor(r.Context(), secret)
+		name, ok := s.tokens.get(key, now)
+		if !ok {
+			t, err := s.Store.TokenFor(r.Context(), secret)
 			if errors.Is(err, store.ErrBadToken) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lojal", error="invalid_token"`)
 				problem(w, r, http.StatusUnauthorized, "unauthorized", "Invalid token", "the token is unknown or revoked")
@@ -218,8 +268,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.internal(w, r, err)
 				return
 			}
-			s.tokens.remember(key, now)
+			name = t.Name
+			s.tokens.remember(key, name, now)
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
 	})
 }

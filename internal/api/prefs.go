@@ -27,7 +27,7 @@ var text = map[string]map[string]string{
 		"unsubscribed_all": "You are unsubscribed from everything. We will not contact you again unless you opt back in.",
 		"confirm":          "Unsubscribe from %s?", "confirm_all": "Unsubscribe from all messages?", "yes": "Unsubscribe",
 		"invalid": "This link is not valid. Use the link in your most recent message from us.",
-		"expired": "This link has expired. Use the link in your most recent message from us.", "manage": "Manage everything we send you",
+		"expired": "This link has expired. Use the link in your most recent message from us.",
 		"service": "Service messages about your policies", "onboarding": "Getting started", "feedback": "Questions about how we are doing",
 		"loyalty": "Benefits and thank-yous",
 	},
@@ -38,7 +38,7 @@ var text = map[string]map[string]string{
 		"unsubscribed_all": "Du er meldt av alt. Vi kontakter deg ikke igjen før du melder deg på.",
 		"confirm":          "Melde deg av %s?", "confirm_all": "Melde deg av alle meldinger?", "yes": "Meld meg av",
 		"invalid": "Denne lenken er ikke gyldig. Bruk lenken i den siste meldingen fra oss.",
-		"expired": "Denne lenken er utløpt. Bruk lenken i den siste meldingen fra oss.", "manage": "Styr alt vi sender deg",
+		"expired": "Denne lenken er utløpt. Bruk lenken i den siste meldingen fra oss.",
 		"service": "Servicemeldinger om avtalene dine", "onboarding": "Kom i gang", "feedback": "Spørsmål om hvordan vi gjør det",
 		"loyalty": "Fordeler og takk",
 	},
@@ -49,7 +49,7 @@ var text = map[string]map[string]string{
 		"unsubscribed_all": "Du är avregistrerad från allt. Vi kontaktar dig inte igen förrän du anmäler dig.",
 		"confirm":          "Avregistrera dig från %s?", "confirm_all": "Avregistrera dig från alla meddelanden?", "yes": "Avregistrera",
 		"invalid": "Den här länken är inte giltig. Använd länken i vårt senaste meddelande.",
-		"expired": "Den här länken har gått ut. Använd länken i vårt senaste meddelande.", "manage": "Hantera allt vi skickar",
+		"expired": "Den här länken har gått ut. Använd länken i vårt senaste meddelande.",
 		"service": "Servicemeddelanden om dina avtal", "onboarding": "Kom igång", "feedback": "Frågor om hur vi sköter oss",
 		"loyalty": "Förmåner och tack",
 	},
@@ -60,7 +60,7 @@ var text = map[string]map[string]string{
 		"unsubscribed_all": "Du er afmeldt alt. Vi kontakter dig ikke igen, før du tilmelder dig.",
 		"confirm":          "Afmelde %s?", "confirm_all": "Afmelde alle beskeder?", "yes": "Afmeld",
 		"invalid": "Dette link er ikke gyldigt. Brug linket i den seneste besked fra os.",
-		"expired": "Dette link er udløbet. Brug linket i den seneste besked fra os.", "manage": "Styr alt, vi sender dig",
+		"expired": "Dette link er udløbet. Brug linket i den seneste besked fra os.",
 		"service": "Servicebeskeder om dine aftaler", "onboarding": "Kom i gang", "feedback": "Spørgsmål om hvordan vi klarer os",
 		"loyalty": "Fordele og tak",
 	},
@@ -121,7 +121,6 @@ p.problem { padding: .8rem 1rem; background: #fbeeee; border-radius: 8px; }
 <input type="hidden" name="List-Unsubscribe" value="One-Click">
 <div class="buttons"><button class="primary" type="submit">{{ tr .Locale "yes" }}</button></div>
 </form>
-<p><a href="{{ .PrefsURL }}">{{ tr .Locale "manage" }}</a></p>
 {{ else if .Form }}
 <p>{{ printf (tr .Locale "hello") .Name }}</p>
 <form method="post">
@@ -147,17 +146,16 @@ type topicView struct {
 }
 
 type pageView struct {
-	Locale   string
-	Problem  string
-	Note     string
-	Form     bool
-	Confirm  bool
-	Name     string
-	Topic    string
-	Topics   []topicView
-	Email    bool
-	Push     bool
-	PrefsURL string
+	Locale  string
+	Problem string
+	Note    string
+	Form    bool
+	Confirm bool
+	Name    string
+	Topic   string
+	Topics  []topicView
+	Email   bool
+	Push    bool
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, v pageView) {
@@ -171,10 +169,11 @@ func (s *Server) render(w http.ResponseWriter, status int, v pageView) {
 	}
 }
 
-// claims verifies the link; on failure it renders the problem page.
-func (s *Server) claims(w http.ResponseWriter, r *http.Request) (links.Claims, journey.Customer, bool) {
+// claims verifies the link as a link of kind (each kind works only on its
+// own path); on failure it renders the problem page.
+func (s *Server) claims(w http.ResponseWriter, r *http.Request, kind string) (links.Claims, journey.Customer, bool) {
 	locale := uiLocale(r.Header.Get("Accept-Language"))
-	c, err := s.Links.Verify(r.PathValue("token"), s.now())
+	c, err := s.Links.Verify(kind, r.PathValue("token"), s.now())
 	switch {
 	case errors.Is(err, links.ErrExpired):
 		s.render(w, http.StatusGone, pageView{Locale: locale, Problem: "expired"})
@@ -216,7 +215,7 @@ func (s *Server) formView(c journey.Customer) pageView {
 }
 
 func (s *Server) preferencesPage(w http.ResponseWriter, r *http.Request) {
-	_, c, ok := s.claims(w, r)
+	_, c, ok := s.claims(w, r, links.Preferences)
 	if !ok {
 		return
 	}
@@ -224,7 +223,7 @@ func (s *Server) preferencesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
-	claims, c, ok := s.claims(w, r)
+	claims, c, ok := s.claims(w, r, links.Preferences)
 	if !ok {
 		return
 	}
@@ -272,19 +271,21 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, v)
 }
 
+// unsubscribePage asks to confirm. It links to nothing else: an
+// unsubscribe link (which mail providers see in List-Unsubscribe) must not
+// lead to the preference centre, nor mint a link that outlives it.
 func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
-	claims, c, ok := s.claims(w, r)
+	claims, c, ok := s.claims(w, r, links.Unsubscribe)
 	if !ok {
 		return
 	}
-	_, prefs := s.Links.For(c.ID, claims.Topic, s.now())
-	s.render(w, http.StatusOK, pageView{Locale: uiLocale(c.Locale), Confirm: true, Topic: claims.Topic, PrefsURL: prefs})
+	s.render(w, http.StatusOK, pageView{Locale: uiLocale(c.Locale), Confirm: true, Topic: claims.Topic})
 }
 
 // unsubscribe handles the RFC 8058 one-click POST (mail clients send
 // "List-Unsubscribe=One-Click" with no page) and the confirm button.
 func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
-	claims, c, ok := s.claims(w, r)
+	claims, c, ok := s.claims(w, r, links.Unsubscribe)
 	if !ok {
 		return
 	}

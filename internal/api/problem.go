@@ -1,12 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lojal/lojal/internal/journey"
 )
 
 // Problem is an RFC 9457 problem detail.
@@ -50,43 +55,108 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decode reads one JSON value into v, strictly: unknown fields, trailing
-// data and bodies over limit are errors. It writes the problem response
-// and returns false on failure.
+// data, text that is not UTF-8 and bodies over limit are errors. It writes
+// the problem response and returns false on failure.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		problem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "Send JSON", "Content-Type must be application/json, not "+ct)
+	b, ok := readBody(w, r, limit)
+	if !ok {
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if dec.More() || dec.Decode(&struct{}{}) != io.EOF {
-			err = errors.New("trailing data after the JSON value")
-		}
+	if i := invalidUTF8(b); i >= 0 {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid request", fmt.Sprintf("the body is not valid UTF-8 (at byte %d)", i))
+		return false
 	}
-	if err == nil {
-		return true
+	if err := strictJSON(b, v); err != nil {
+		p := jsonProblem(err)
+		problem(w, r, p.Status, p.Type, p.Title, p.Detail, p.Errors...)
+		return false
 	}
+	return true
+}
+
+// readBody checks the content type and reads the body, up to limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		problem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "Send JSON", "Content-Type must be application/json, not "+ct)
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &tooBig):
 		problem(w, r, http.StatusRequestEntityTooLarge, "too-large", "Request body too large", fmt.Sprintf("the limit is %d bytes", limit))
+		return nil, false
+	case err != nil:
+		problem(w, r, http.StatusBadRequest, "malformed", "Unreadable body", err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+// invalidUTF8 returns the offset of the first byte that is not UTF-8, or
+// -1. JSON decoding would quietly turn such bytes into U+FFFD; lojal
+// refuses them instead of storing something the sender did not send.
+func invalidUTF8(b []byte) int {
+	if utf8.Valid(b) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// strictJSON decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data.
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() || dec.Decode(&struct{}{}) != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// jsonProblem describes a strictJSON error.
+func jsonProblem(err error) Problem {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var ts *time.ParseError
+	switch {
+	case errors.As(err, &ts) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		// An event's "at" is the only timestamp in a request body.
+		return Problem{Status: http.StatusUnprocessableEntity, Type: "invalid", Title: "Invalid request", Detail: "at: want an RFC 3339 timestamp",
+			Errors: []FieldError{{Pointer: "/at", Detail: "want an RFC 3339 timestamp such as 2026-03-01T10:00:00Z"}}}
 	case errors.As(err, &syntax):
-		problem(w, r, http.StatusBadRequest, "malformed-json", "Malformed JSON", fmt.Sprintf("%v (at byte %d)", syntax, syntax.Offset))
+		return Problem{Status: http.StatusBadRequest, Type: "malformed-json", Title: "Malformed JSON", Detail: fmt.Sprintf("%v (at byte %d)", syntax, syntax.Offset)}
 	case errors.As(err, &typ):
-		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid request", "wrong type",
-			FieldError{Pointer: "/" + strings.ReplaceAll(typ.Field, ".", "/"), Detail: fmt.Sprintf("want %s, got JSON %s", typ.Type, typ.Value)})
+		return Problem{Status: http.StatusUnprocessableEntity, Type: "invalid", Title: "Invalid request", Detail: "wrong type",
+			Errors: []FieldError{{Pointer: "/" + strings.ReplaceAll(typ.Field, ".", "/"), Detail: fmt.Sprintf("want %s, got JSON %s", typ.Type, typ.Value)}}}
 	case errors.Is(err, io.EOF):
-		problem(w, r, http.StatusBadRequest, "malformed-json", "Malformed JSON", "empty body")
+		return Problem{Status: http.StatusBadRequest, Type: "malformed-json", Title: "Malformed JSON", Detail: "empty body"}
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid request", "unknown field "+field,
-			FieldError{Pointer: "/" + field, Detail: "unknown field"})
-	default:
-		problem(w, r, http.StatusBadRequest, "malformed-json", "Malformed JSON", err.Error())
+		return Problem{Status: http.StatusUnprocessableEntity, Type: "invalid", Title: "Invalid request", Detail: "unknown field " + field,
+			Errors: []FieldError{{Pointer: "/" + field, Detail: "unknown field"}}}
 	}
-	return false
+	return Problem{Status: http.StatusBadRequest, Type: "malformed-json", Title: "Malformed JSON", Detail: err.Error()}
+}
+
+// invalidInput answers 422 for a customer or event that failed
+// validation, pointing at the field when the error says which.
+func invalidInput(w http.ResponseWriter, r *http.Request, title string, err error) {
+	detail := strings.TrimPrefix(err.Error(), "invalid: ")
+	var ie *journey.InputError
+	if errors.As(err, &ie) {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", title, detail, FieldError{Pointer: ie.Pointer, Detail: ie.Msg})
+		return
+	}
+	problem(w, r, http.StatusUnprocessableEntity, "invalid", title, detail)
 }

@@ -1,7 +1,9 @@
 // Package bounce reads what mail servers send back: delivery status
 // notifications (RFC 3464) and abuse feedback reports (ARF, RFC 5965). A
 // hard bounce or a complaint suppresses the address, so nothing is sent to
-// it again.
+// it again, but only when the report is about a message lojal sent to
+// that address: anyone can write a report, and a forged one must not be
+// able to silence a customer.
 package bounce
 
 import (
@@ -29,11 +31,14 @@ const (
 
 // Recipient is one address a report is about.
 type Recipient struct {
-	Address    string
-	Kind       Kind
-	Action     string // failed, delayed, delivered, relayed, expanded
-	Status     string // 5.1.1
-	Diagnostic string
+	Address string `json:"address"`
+	// Original is the Original-Recipient, when the report gives one that
+	// differs (the address lojal sent to, before forwarding).
+	Original   string `json:"original,omitempty"`
+	Kind       Kind   `json:"kind"`
+	Action     string `json:"action,omitempty"` // failed, delayed, delivered, relayed, expanded
+	Status     string `json:"status,omitempty"` // 5.1.1
+	Diagnostic string `json:"diagnostic,omitempty"`
 }
 
 // Report is a parsed DSN or feedback report.
@@ -43,10 +48,23 @@ type Report struct {
 	// quotes its headers.
 	MessageID string
 	Key       string
+	// ReturnPaths are addresses the report was sent to (To, Delivered-To,
+	// X-Original-To, ...) or that the quoted message came from
+	// (Return-Path): where a VERP token may be.
+	ReturnPaths []string
 }
 
-// MaxSize bounds a report.
-const MaxSize = 1 << 20
+// Limits on one report.
+const (
+	MaxSize = 1 << 20
+	// MaxRecipients bounds the recipients one report may name. lojal sends
+	// every message to one address, so a genuine report names one; a
+	// report naming more than this is refused whole.
+	MaxRecipients = 10
+)
+
+// ErrTooManyRecipients refuses a report naming more than MaxRecipients.
+var ErrTooManyRecipients = fmt.Errorf("report names more than %d recipients", MaxRecipients)
 
 // ErrNotAReport means the message is neither a DSN nor a feedback report
 // (an out-of-office reply, say); it is ignored, not an error to retry.
@@ -66,6 +84,9 @@ func Parse(r io.Reader) (Report, error) {
 	reportType := strings.ToLower(params["report-type"])
 	if reportType != "delivery-status" && reportType != "feedback-report" {
 		return rep, ErrNotAReport
+	}
+	for _, h := range []string{"To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To"} {
+		rep.ReturnPaths = appendAddrs(rep.ReturnPaths, msg.Header[h]...)
 	}
 	mr := multipart.NewReader(msg.Body, params["boundary"])
 	var complaintRcpt string
@@ -90,6 +111,9 @@ func Parse(r io.Reader) (Report, error) {
 				return rep, err
 			}
 			rep.Recipients = append(rep.Recipients, rcpts...)
+			if len(rep.Recipients) > MaxRecipients {
+				return rep, ErrTooManyRecipients
+			}
 		case "message/feedback-report":
 			feedback = true
 			h, err := readFields(body)
@@ -102,6 +126,7 @@ func Parse(r io.Reader) (Report, error) {
 			if err == nil {
 				rep.MessageID = strings.Trim(h.Get("Message-Id"), "<> ")
 				rep.Key = h.Get("X-Lojal-Key")
+				rep.ReturnPaths = appendAddrs(rep.ReturnPaths, h["Return-Path"]...)
 				if complaintRcpt == "" {
 					complaintRcpt = addrOf(h.Get("To"))
 				}
@@ -117,6 +142,9 @@ func Parse(r io.Reader) (Report, error) {
 	if len(rep.Recipients) == 0 {
 		return rep, errors.New("report names no recipient")
 	}
+	if len(rep.Recipients) > MaxRecipients {
+		return rep, ErrTooManyRecipients
+	}
 	return rep, nil
 }
 
@@ -127,20 +155,26 @@ func parseDeliveryStatus(body []byte) ([]Recipient, error) {
 	if len(blocks) < 2 {
 		return nil, errors.New("delivery-status part has no recipient fields")
 	}
+	if len(blocks) > MaxRecipients+1 {
+		return nil, ErrTooManyRecipients
+	}
 	var out []Recipient
 	for _, b := range blocks[1:] {
 		h, err := readFields(b)
 		if err != nil {
 			return nil, fmt.Errorf("delivery-status fields: %w", err)
 		}
-		addr := addrOf(h.Get("Final-Recipient"))
+		addr, orig := addrOf(h.Get("Final-Recipient")), addrOf(h.Get("Original-Recipient"))
 		if addr == "" {
-			addr = addrOf(h.Get("Original-Recipient"))
+			addr = orig
 		}
 		if addr == "" {
 			continue
 		}
-		r := Recipient{Address: addr, Action: strings.ToLower(strings.TrimSpace(h.Get("Action"))),
+		if orig == addr {
+			orig = ""
+		}
+		r := Recipient{Address: addr, Original: orig, Action: strings.ToLower(strings.TrimSpace(h.Get("Action"))),
 			Status: strings.TrimSpace(h.Get("Status")), Diagnostic: strings.TrimSpace(h.Get("Diagnostic-Code"))}
 		switch {
 		case r.Action == "failed" && strings.HasPrefix(r.Status, "5"):
@@ -171,6 +205,23 @@ func readFields(b []byte) (textproto.MIMEHeader, error) {
 		b = append(bytes.TrimRight(b, "\r\n"), '\n', '\n')
 	}
 	return textproto.NewReader(bufio.NewReader(bytes.NewReader(b))).ReadMIMEHeader()
+}
+
+// appendAddrs adds the addresses in header values to out.
+func appendAddrs(out []string, values ...string) []string {
+	for _, v := range values {
+		if l, err := mail.ParseAddressList(v); err == nil {
+			for _, a := range l {
+				out = append(out, a.Address)
+			}
+		} else if a := strings.Trim(strings.TrimSpace(v), "<>"); a != "" {
+			out = append(out, a)
+		}
+		if len(out) > MaxRecipients {
+			break
+		}
+	}
+	return out
 }
 
 // addrOf extracts the address from "rfc822; user@example.com" or a header

@@ -1,9 +1,12 @@
 package bounce
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/smtp"
 	"os"
@@ -11,6 +14,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/store"
 )
 
 func parseFile(t *testing.T, name string) (Report, error) {
@@ -70,55 +76,325 @@ func FuzzParse(f *testing.F) {
 		b, _ := os.ReadFile("testdata/" + n)
 		f.Add(b)
 	}
+	f.Add([]byte(dsnWithoutHeaders("kari@example.no")))
+	f.Add([]byte(tooManyRecipients(12)))
+	v := testVERP(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := Parse(strings.NewReader(string(b)))
-		if err == nil && len(rep.Recipients) == 0 {
-			t.Fatal("a report without recipients")
+		if err == nil && (len(rep.Recipients) == 0 || len(rep.Recipients) > MaxRecipients) {
+			t.Fatalf("%d recipients", len(rep.Recipients))
+		}
+		// Whatever the report says, with an empty ledger and no genuine
+		// Return-Path nothing is suppressed.
+		l := newLedger()
+		in := &Intake{Store: l, VERP: v, Log: slog.New(slog.DiscardHandler)}
+		if _, err := in.Apply(context.Background(), strings.NewReader(string(b)), "bounces@lojal.example"); err == nil || len(l.suppressed()) != 0 {
+			t.Fatalf("applied a report about nothing lojal sent: %v %v", err, l.suppressed())
 		}
 	})
 }
 
-type suppressions struct {
+// ledger is a fake contact ledger: the messages lojal sent, and what was
+// suppressed.
+type ledger struct {
 	mu   sync.Mutex
+	sent []sentMsg
 	got  map[string]string
 	fail bool
 }
 
-func (s *suppressions) Suppress(_ context.Context, channel, address, reason, _ string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail {
+type sentMsg struct{ to, messageID, key string }
+
+func newLedger(sent ...sentMsg) *ledger { return &ledger{sent: sent, got: map[string]string{}} }
+
+func (l *ledger) SentTo(_ context.Context, address, messageID, key string) (store.SentMessage, bool, error) {
+	for i, m := range l.sent {
+		if strings.EqualFold(m.to, address) && ((messageID != "" && m.messageID == messageID) || (key != "" && m.key == key)) {
+			return store.SentMessage{LedgerID: int64(i + 1), MessageID: m.messageID}, true, nil
+		}
+	}
+	return store.SentMessage{}, false, nil
+}
+
+func (l *ledger) Suppress(_ context.Context, channel, address, reason, _ string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail {
 		return errors.New("database down")
 	}
-	s.got[address] = reason
+	l.got[address] = reason
 	return nil
+}
+
+func (l *ledger) suppressed() map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.got)
+}
+
+// kariMessage is the message dsn.eml is about, as the ledger has it.
+var kariMessage = sentMsg{to: "kari@example.no", messageID: "5975cf1bba432391c94667f5886225f6@lojal.example",
+	key: "journey/renewal-reminder/c-1001/p-9@run/remind#1.1"}
+
+func testVERP(t testing.TB) *VERP {
+	t.Helper()
+	v, err := NewVERP([]byte("test-link-key-0123456789abcdef0123"), "bounces@lojal.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestVERP(t *testing.T) {
+	t.Parallel()
+	v := testVERP(t)
+	addr := v.Address("5975cf1bba432391c94667f5886225f6@lojal.example", "Kari@example.no")
+	local, domain, _ := strings.Cut(addr, "@")
+	if !strings.HasPrefix(addr, "bounces+") || domain != "lojal.example" || len(local) > 64 {
+		t.Fatalf("address %q", addr)
+	}
+	if id, ok := v.Verify(addr, "kari@example.no"); !ok || id != "5975cf1bba432391c94667f5886225f6" {
+		t.Fatalf("Verify = %q %v", id, ok)
+	}
+	if _, ok := v.Verify("<"+strings.ToUpper(addr)+">", "KARI@example.no"); !ok {
+		t.Error("case or angle brackets changed the verdict")
+	}
+	other, _ := NewVERP([]byte("another-key-of-enough-length-0123"), "bounces@lojal.example")
+	tok := strings.TrimPrefix(local, "bounces+")
+	flipped := []byte(tok)
+	flipped[3] ^= 1
+	for name, bad := range map[string]struct{ addr, rcpt string }{
+		"other recipient": {addr, "ola@example.no"},
+		"other domain":    {local + "@evil.example", "kari@example.no"},
+		"other mailbox":   {"returns+" + tok + "@lojal.example", "kari@example.no"},
+		"tampered":        {"bounces+" + string(flipped) + "@lojal.example", "kari@example.no"},
+		"respelled":       {"bounces+" + respell(tok) + "@lojal.example", "kari@example.no"},
+		"truncated":       {"bounces+" + tok[:20] + "@lojal.example", "kari@example.no"},
+		"plain":           {"bounces@lojal.example", "kari@example.no"},
+		"no token":        {"bounces+@lojal.example", "kari@example.no"},
+	} {
+		if _, ok := v.Verify(bad.addr, bad.rcpt); ok {
+			t.Errorf("%s: %q verified for %s", name, bad.addr, bad.rcpt)
+		}
+	}
+	if _, ok := other.Verify(addr, "kari@example.no"); ok {
+		t.Error("another key verified the token")
+	}
+	for _, bad := range []string{"not an address", "a+b@lojal.example", strings.Repeat("b", 22) + "@lojal.example"} {
+		if _, err := NewVERP([]byte("test-link-key-0123456789abcdef0123"), bad); err == nil {
+			t.Errorf("NewVERP(%q) accepted", bad)
+		}
+	}
+}
+
+// respell changes the padding bits of a base32 token's last character.
+func respell(tok string) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	i := strings.IndexByte(alphabet, tok[len(tok)-1])
+	return tok[:len(tok)-1] + string(alphabet[i^1])
+}
+
+// TestForgedReportsChangeNothing: a report is applied only to a recipient
+// lojal sent the reported message to; anything else is ErrNoMatch and
+// suppresses nothing.
+func TestForgedReportsChangeNothing(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	dsn, _ := os.ReadFile("testdata/dsn.eml")
+	arf, _ := os.ReadFile("testdata/arf.eml")
+	apply := func(l *ledger, v *VERP, report string, envelopeTo ...string) (Outcome, error) {
+		in := &Intake{Store: l, VERP: v, Log: log}
+		return in.Apply(context.Background(), strings.NewReader(report), envelopeTo...)
+	}
+
+	// The genuine report: kari's message bounced; ola is named too, but
+	// lojal did not send that message to ola.
+	l := newLedger(kariMessage)
+	out, err := apply(l, nil, string(dsn))
+	if err != nil || !reflect.DeepEqual(l.suppressed(), map[string]string{"kari@example.no": "hard_bounce"}) {
+		t.Fatalf("genuine DSN: %v, suppressed %v", err, l.suppressed())
+	}
+	if len(out.Results) != 2 || !out.Results[0].Applied || out.Results[0].Match != "message-id" || out.Results[1].Applied || out.Results[1].Ignored == "" {
+		t.Fatalf("results %+v", out.Results)
+	}
+
+	victim := strings.ReplaceAll(string(dsn), "Kari@Example.no", "victim@example.no")
+	tooMany := tooManyRecipients(12000)
+	for name, tc := range map[string]struct {
+		ledger *ledger
+		report string
+		want   error
+	}{
+		"lojal never sent it":             {newLedger(), string(dsn), ErrNoMatch},
+		"lojal's message, other address":  {newLedger(kariMessage), victim, ErrNoMatch},
+		"no message quoted":               {newLedger(kariMessage), dsnWithoutHeaders("kari@example.no"), ErrNoMatch},
+		"12,000 recipients":               {newLedger(kariMessage), tooMany, ErrTooManyRecipients},
+		"complaint about another message": {newLedger(kariMessage), string(arf), ErrNoMatch},
+	} {
+		_, err := apply(tc.ledger, nil, tc.report)
+		if !errors.Is(err, tc.want) || len(tc.ledger.suppressed()) != 0 {
+			t.Errorf("%s: %v, suppressed %v; want %v and nothing suppressed", name, err, tc.ledger.suppressed(), tc.want)
+		}
+	}
+
+	// A complaint about a message lojal sent to astrid is applied.
+	l = newLedger(sentMsg{to: "astrid@example.se", messageID: "abc@lojal.example"})
+	if _, err := apply(l, nil, string(arf)); err != nil || l.suppressed()["astrid@example.se"] != "complaint" {
+		t.Fatalf("complaint: %v %v", err, l.suppressed())
+	}
+
+	// VERP: a report that quotes nothing, delivered to the Return-Path of
+	// kari's message, is about kari's message, and only kari's.
+	v := testVERP(t)
+	rp := v.Address(kariMessage.messageID, "kari@example.no")
+	l = newLedger()
+	if out, err := apply(l, v, dsnWithoutHeaders("kari@example.no"), rp); err != nil || l.suppressed()["kari@example.no"] != "hard_bounce" || out.Results[0].Match != "verp" {
+		t.Fatalf("VERP: %v %+v, suppressed %v", err, out.Results, l.suppressed())
+	}
+	// The report may carry the Return-Path itself, as the DSN's To.
+	l = newLedger()
+	if _, err := apply(l, v, "To: "+rp+"\r\n"+dsnWithoutHeaders("kari@example.no")); err != nil || len(l.suppressed()) != 1 {
+		t.Fatalf("VERP in To: %v, suppressed %v", err, l.suppressed())
+	}
+	for name, envelopeTo := range map[string]string{
+		"made for kari, names ola": rp,
+		"unsigned":                 "bounces+" + strings.Repeat("a", 42) + "@lojal.example",
+	} {
+		l = newLedger()
+		if _, err := apply(l, v, dsnWithoutHeaders("ola@example.no"), envelopeTo); !errors.Is(err, ErrNoMatch) || len(l.suppressed()) != 0 {
+			t.Errorf("%s: %v, suppressed %v", name, err, l.suppressed())
+		}
+	}
+}
+
+// dsnWithoutHeaders is a hard bounce for rcpt that quotes nothing of the
+// original message.
+func dsnWithoutHeaders(rcpt string) string {
+	return "From: MAILER-DAEMON@mx.example.no\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.no\r\n\r\n" +
+		"Final-Recipient: rfc822; " + rcpt + "\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--B--\r\n"
+}
+
+// tooManyRecipients is a report of under a megabyte that names n
+// addresses and quotes a message lojal did send.
+func tooManyRecipients(n int) string {
+	var b strings.Builder
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.no\r\n")
+	for i := range n {
+		fmt.Fprintf(&b, "\r\nFinal-Recipient: rfc822; c%d@example.no\r\nAction: failed\r\nStatus: 5.1.1\r\n", i)
+	}
+	b.WriteString("\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <" + kariMessage.messageID + ">\r\n\r\n--B--\r\n")
+	return b.String()
 }
 
 func TestSMTPIntake(t *testing.T) {
 	t.Parallel()
-	sup := &suppressions{got: map[string]string{}}
-	in := &Intake{Store: sup, Log: slog.New(slog.DiscardHandler)}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	v := testVERP(t)
+	l := newLedger(kariMessage)
+	in := &Intake{Store: l, VERP: v, Log: slog.New(slog.DiscardHandler)}
+	addr := serve(t, in, SMTPOptions{})
+	send := func(to string, msg []byte) error {
+		return smtp.SendMail(addr, nil, "mailer-daemon@mx.example.no", []string{to}, msg)
 	}
-	go in.ServeSMTP(l) //nolint:errcheck
-	t.Cleanup(func() { l.Close() })
-	send := func(name string) error {
+	file := func(name string) []byte {
 		b, _ := os.ReadFile("testdata/" + name)
-		return smtp.SendMail(l.Addr().String(), nil, "mailer-daemon@mx.example.no", []string{"bounces@lojal.example"}, b)
+		return b
 	}
-	for _, n := range []string{"dsn.eml", "arf.eml", "autoreply.eml"} {
-		if err := send(n); err != nil {
-			t.Fatalf("%s: %v", n, err)
+	// Forged reports and auto-replies are accepted (a forger learns
+	// nothing) and change nothing.
+	for _, msg := range [][]byte{file("arf.eml"), file("autoreply.eml"), []byte(dsnWithoutHeaders("astrid@example.se")),
+		[]byte(strings.ReplaceAll(string(file("dsn.eml")), "Kari@Example.no", "victim@example.no")), []byte(tooManyRecipients(500))} {
+		if err := send("bounces@lojal.example", msg); err != nil {
+			t.Fatalf("forged report refused at SMTP level: %v", err)
 		}
 	}
-	want := map[string]string{"kari@example.no": "hard_bounce", "astrid@example.se": "complaint"}
-	if !reflect.DeepEqual(sup.got, want) {
-		t.Fatalf("suppressed %v, want %v", sup.got, want)
+	if got := l.suppressed(); len(got) != 0 {
+		t.Fatalf("forged reports suppressed %v", got)
 	}
-	sup.fail = true
-	if err := send("dsn.eml"); err == nil || !strings.Contains(err.Error(), "451") {
+	// The genuine bounce, matched by its VERP Return-Path.
+	ola := sentMsg{to: "ola@example.no", messageID: "0123456789abcdef0123456789abcdef@lojal.example"}
+	if err := send(v.Address(ola.messageID, ola.to), []byte(dsnWithoutHeaders(ola.to))); err != nil {
+		t.Fatal(err)
+	}
+	if err := send("bounces@lojal.example", file("dsn.eml")); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"kari@example.no": "hard_bounce", "ola@example.no": "hard_bounce"}
+	if got := l.suppressed(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("suppressed %v, want %v", got, want)
+	}
+	l.mu.Lock()
+	l.fail = true
+	l.mu.Unlock()
+	if err := send("bounces@lojal.example", file("dsn.eml")); err == nil || !strings.Contains(err.Error(), "451") {
 		t.Fatalf("store failure: %v, want a 451 so the sender retries", err)
+	}
+}
+
+// TestSMTPIntakeLimits: connections beyond the limit are told to come back
+// later, and a connection that keeps itself busy is closed at the session
+// deadline.
+func TestSMTPIntakeLimits(t *testing.T) {
+	t.Parallel()
+	in := &Intake{Store: newLedger(), Log: slog.New(slog.DiscardHandler)}
+	addr := serve(t, in, SMTPOptions{MaxConns: 2, SessionTimeout: 700 * time.Millisecond, Timeout: 5 * time.Second})
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	greeting := func(r *bufio.Reader) string {
+		line, _ := r.ReadString('\n')
+		return line
+	}
+	c1, r1 := dial()
+	_, r2 := dial()
+	if g1, g2 := greeting(r1), greeting(r2); !strings.HasPrefix(g1, "220") || !strings.HasPrefix(g2, "220") {
+		t.Fatalf("greetings %q %q", g1, g2)
+	}
+	_, r3 := dial()
+	if g := greeting(r3); !strings.HasPrefix(g, "421") {
+		t.Fatalf("third connection got %q, want 421", g)
+	}
+	// c1 keeps talking; the deadline closes it all the same.
+	start := time.Now()
+	for time.Since(start) < 3*time.Second {
+		if _, err := c1.Write([]byte("NOOP\r\n")); err != nil {
+			break
+		}
+		if _, err := r1.ReadString('\n'); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a busy connection lasted %s past a 700ms session deadline", d)
+	}
+	// Its slot is free again.
+	_, r4 := dial()
+	if g := greeting(r4); !strings.HasPrefix(g, "220") {
+		t.Fatalf("after the deadline: %q", g)
+	}
+}
+
+// TestRecipientLimitCountsEveryPart: ten recipients in a delivery-status
+// part and a complaint in a feedback part are eleven.
+func TestRecipientLimitCountsEveryPart(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.no\r\n")
+	for i := range MaxRecipients {
+		fmt.Fprintf(&b, "\r\nFinal-Recipient: rfc822; c%d@example.no\r\nAction: failed\r\nStatus: 5.1.1\r\n", i)
+	}
+	b.WriteString("\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nOriginal-Rcpt-To: <x@example.no>\r\n\r\n--B--\r\n")
+	if rep, err := Parse(strings.NewReader(b.String())); !errors.Is(err, ErrTooManyRecipients) {
+		t.Fatalf("%d recipients, %v", len(rep.Recipients), err)
 	}
 }

@@ -7,89 +7,160 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"time"
+	"strings"
 
-	"github.com/emersion/go-smtp"
+	"github.com/lojal/lojal/internal/store"
 )
 
-// Suppressor records that nothing may be sent to an address again.
-type Suppressor interface {
+// Ledger is what the intake needs from the store: which messages lojal
+// sent, and suppression.
+type Ledger interface {
+	// SentTo finds the message lojal sent (or began sending) to address
+	// that has Message-ID messageID or idempotency key key (either may be
+	// empty). found is false when there is none.
+	SentTo(ctx context.Context, address, messageID, key string) (sent store.SentMessage, found bool, err error)
+	// Suppress records that nothing may be sent to an address again.
 	Suppress(ctx context.Context, channel, address, reason, detail string) error
 }
 
-// ErrStore means a report was understood but could not be recorded; the
-// sender should try again.
-var ErrStore = errors.New("could not record report")
+// Errors from Apply besides parse errors.
+var (
+	// ErrStore means a report was understood but could not be recorded;
+	// the sender should try again.
+	ErrStore = errors.New("could not record report")
+	// ErrNoMatch means no recipient of the report matched a message lojal
+	// sent to that recipient: nothing was changed.
+	ErrNoMatch = errors.New("the report matches no message lojal sent to the address it names")
+)
 
 // Intake applies reports: hard bounces and complaints suppress the address;
-// soft bounces are logged (the next send retries and may bounce hard).
+// soft bounces are logged (the next send retries and may bounce hard). A
+// recipient counts only when the report is about a message lojal sent to
+// it: the report came back to that message's VERP Return-Path, or quotes
+// the Message-ID or X-Lojal-Key of a ledger row with that address.
+// Anything else changes nothing.
 type Intake struct {
-	Store Suppressor
-	Log   *slog.Logger
+	Store Ledger
+	// VERP checks Return-Path tokens; nil matches by Message-ID and key
+	// only.
+	VERP *VERP
+	Log  *slog.Logger
 }
 
-// Apply parses one report and acts on it. A message that is not a report
-// returns ErrNotAReport and changes nothing.
-func (in *Intake) Apply(ctx context.Context, r io.Reader) (Report, error) {
+// Outcome is what Apply did with each recipient of a report.
+type Outcome struct {
+	Report  Report
+	Results []Result
+}
+
+// Result is what happened to one recipient.
+type Result struct {
+	Recipient
+	// Applied is true when the recipient matched a message lojal sent it
+	// (and, for a hard bounce or complaint, the address is suppressed).
+	Applied bool `json:"applied"`
+	// Match says how: verp, message-id or key. Empty when not applied.
+	Match string `json:"match,omitempty"`
+	// Message names the message, when known.
+	Message string `json:"message,omitempty"`
+	// Ignored says why a recipient changed nothing.
+	Ignored string `json:"ignored,omitempty"`
+}
+
+// Apply parses one report and acts on it. envelopeTo are the addresses
+// the report was delivered to over SMTP (where the VERP token is); the
+// webhook has none and relies on the report's own headers. A message that
+// is not a report returns ErrNotAReport and a report that matches no sent
+// message ErrNoMatch; neither changes anything.
+func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) (Outcome, error) {
 	rep, err := Parse(r)
+	out := Outcome{Report: rep}
 	if err != nil {
-		return rep, err
+		return out, err
 	}
+	returnPaths := append(append([]string{}, envelopeTo...), rep.ReturnPaths...)
+	applied := 0
 	for _, rc := range rep.Recipients {
-		switch rc.Kind {
-		case HardBounce, Complaint:
-			detail := rc.Status + " " + rc.Diagnostic
-			if rep.MessageID != "" {
-				detail += " (message " + rep.MessageID + ")"
+		res, err := in.match(ctx, rep, rc, returnPaths)
+		if err != nil {
+			return out, err
+		}
+		if res.Applied {
+			applied++
+			if err := in.act(ctx, res); err != nil {
+				return out, err
 			}
-			if err := in.Store.Suppress(ctx, "email", rc.Address, string(rc.Kind), detail); err != nil {
-				return rep, fmt.Errorf("%w: suppress %s: %v", ErrStore, rc.Address, err)
+		} else {
+			in.Log.Warn("bounce report recipient ignored", "address", rc.Address, "kind", rc.Kind, "why", res.Ignored,
+				"message_id", rep.MessageID)
+		}
+		out.Results = append(out.Results, res)
+	}
+	if applied == 0 {
+		return out, ErrNoMatch
+	}
+	return out, nil
+}
+
+// match finds the message lojal sent to rc that the report is about.
+func (in *Intake) match(ctx context.Context, rep Report, rc Recipient, returnPaths []string) (Result, error) {
+	res := Result{Recipient: rc}
+	addrs := []string{rc.Address}
+	if rc.Original != "" {
+		addrs = append(addrs, rc.Original)
+	}
+	for _, addr := range addrs {
+		if in.VERP != nil {
+			for _, rp := range returnPaths {
+				if id, ok := in.VERP.Verify(rp, addr); ok {
+					res.Address, res.Applied, res.Match, res.Message = addr, true, "verp", id
+					return res, nil
+				}
 			}
-			in.Log.Info("address suppressed", "address", rc.Address, "reason", rc.Kind, "status", rc.Status, "message_id", rep.MessageID)
-		case SoftBounce:
-			in.Log.Info("soft bounce", "address", rc.Address, "status", rc.Status, "message_id", rep.MessageID)
+		}
+		if rep.MessageID == "" && rep.Key == "" {
+			continue
+		}
+		sent, found, err := in.Store.SentTo(ctx, addr, rep.MessageID, rep.Key)
+		if err != nil {
+			return res, fmt.Errorf("%w: match %s: %v", ErrStore, addr, err)
+		}
+		if found {
+			res.Address, res.Applied, res.Message = addr, true, sent.MessageID
+			res.Match = "message-id"
+			if rep.MessageID == "" || !strings.EqualFold(sent.MessageID, rep.MessageID) {
+				res.Match = "key"
+			}
+			return res, nil
 		}
 	}
-	return rep, nil
-}
-
-// ServeSMTP runs an inbound SMTP server on l that takes every message as a
-// report: point the Return-Path mailbox (and feedback loops) at it. It
-// returns when l is closed.
-func (in *Intake) ServeSMTP(l net.Listener) error {
-	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &intakeSession{in: in}, nil }))
-	s.Domain = "lojal-bounces"
-	s.MaxMessageBytes = MaxSize
-	s.MaxRecipients = 10
-	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
-	err := s.Serve(l)
-	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-type intakeSession struct{ in *Intake }
-
-func (s *intakeSession) Reset()                               {}
-func (s *intakeSession) Logout() error                        { return nil }
-func (s *intakeSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *intakeSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-
-func (s *intakeSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(io.LimitReader(r, MaxSize))
-	if err != nil {
-		return err
-	}
-	_, err = s.in.Apply(context.Background(), bytes.NewReader(b))
 	switch {
-	case errors.Is(err, ErrStore):
-		// Understood but not recorded: the sender tries again later.
-		s.in.Log.Warn("bounce intake", "err", err)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
-	case err != nil && !errors.Is(err, ErrNotAReport):
-		s.in.Log.Warn("unreadable report dropped", "err", err)
+	case in.VERP == nil && rep.MessageID == "" && rep.Key == "":
+		res.Ignored = "the report quotes no Message-ID or X-Lojal-Key"
+	default:
+		res.Ignored = "no message lojal sent to this address matches the report"
 	}
-	return nil // accepted; auto-replies and unreadable reports are dropped
+	return res, nil
+}
+
+func (in *Intake) act(ctx context.Context, res Result) error {
+	switch res.Kind {
+	case HardBounce, Complaint:
+		detail := strings.TrimSpace(res.Status + " " + res.Diagnostic)
+		detail += fmt.Sprintf(" (message %s, matched by %s)", res.Message, res.Match)
+		if err := in.Store.Suppress(ctx, "email", res.Address, string(res.Kind), strings.TrimSpace(detail)); err != nil {
+			return fmt.Errorf("%w: suppress %s: %v", ErrStore, res.Address, err)
+		}
+		in.Log.Info("address suppressed", "address", res.Address, "reason", res.Kind, "status", res.Status, "message", res.Message, "match", res.Match)
+	case SoftBounce:
+		in.Log.Info("soft bounce", "address", res.Address, "status", res.Status, "message", res.Message)
+	}
+	return nil
+}
+
+// readData reads one message from an SMTP DATA command.
+func readData(r io.Reader) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := io.Copy(&b, io.LimitReader(r, MaxSize))
+	return b.Bytes(), err
 }

@@ -24,6 +24,9 @@ type Envelope struct {
 	Message        render.Message
 	// Unsubscribe is the signed one-click unsubscribe URL (RFC 8058).
 	Unsubscribe string
+	// ReturnPath, when set, is this message's envelope sender (its VERP
+	// address), instead of the configured one.
+	ReturnPath string
 	// Push subscriptions to deliver to.
 	Push []PushSubscription
 	// Confirm, when set, is the commit point: email calls it once the

@@ -179,14 +179,24 @@ func (e *Email) put(c *smtp.Client) {
 func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m := gomail.NewMsg(gomail.WithEncoding(gomail.EncodingQP), gomail.WithCharset(gomail.CharsetUTF8))
 	m.FromMailAddress(e.from)
-	if e.returnPath != "" {
-		if err := m.EnvelopeFrom(e.returnPath); err != nil {
-			return nil, err
+	returnPath := e.returnPath
+	if env.ReturnPath != "" {
+		returnPath = env.ReturnPath
+	}
+	if returnPath != "" {
+		if err := m.EnvelopeFrom(returnPath); err != nil {
+			return nil, &PermanentError{Err: fmt.Errorf("return path %q: %w", returnPath, err)}
 		}
 	}
-	if err := m.AddToFormat(env.ToName, env.To); err != nil {
-		return nil, &PermanentError{Bounce: true, Err: fmt.Errorf("recipient %q: %w", env.To, err)}
+	// A message lojal cannot build is this message's failure; it says
+	// nothing about the mailbox, so it is never a bounce.
+	to, err := mail.ParseAddress(env.To)
+	if err != nil || to.Address != env.To {
+		return nil, &PermanentError{Err: fmt.Errorf("recipient %q is not an address: %v", env.To, err)}
 	}
+	// mail.Address quotes and encodes the name itself; formatting it into
+	// a string first would fail on a quote or line break in it.
+	m.AddToMailAddress(&mail.Address{Name: env.ToName, Address: to.Address})
 	m.Subject(env.Message.Subject)
 	m.SetMessageIDWithValue(env.MessageID)
 	m.SetDate()
@@ -236,7 +246,7 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	}
 	rcpts, err := m.GetRecipients()
 	if err != nil {
-		return Receipt{}, &PermanentError{Bounce: true, Err: err}
+		return Receipt{}, &PermanentError{Err: err}
 	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := e.get(ctx)

@@ -48,7 +48,10 @@ type PushConfig struct {
 	ProviderToken string
 	// TTL is how long a push service may hold a message for an offline
 	// device.
-	TTL    time.Duration
+	TTL time.Duration
+	// Egress vets where Web Push subscriptions may send the worker.
+	Egress Egress
+	// Client, when set, replaces the client NewPush builds from Egress.
 	Client *http.Client
 }
 
@@ -61,7 +64,8 @@ type Push struct {
 // NewPush returns a push sender.
 func NewPush(cfg PushConfig, log *slog.Logger) *Push {
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 15 * time.Second}
+		// The provider URL is the operator's, not a customer's: trusted.
+		cfg.Client = cfg.Egress.Client(15*time.Second, hostOf(cfg.ProviderURL))
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 24 * time.Hour

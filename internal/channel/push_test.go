@@ -209,7 +209,8 @@ func TestWebPushVAPIDAndEncryption(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := newPushService(t, pub)
-	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}, slog.New(slog.DiscardHandler))
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example",
+		Egress: Egress{AllowLoopback: true}}, slog.New(slog.DiscardHandler)) // the push service is local
 	env := Envelope{Channel: "push", To: "c-1", MessageID: "0123456789abcdef0123456789abcdef@lojal.example",
 		Message: render.Message{Locale: "nb", Title: "Fornyelsen nærmer seg", Body: "Kari, forsikringen din fornyes snart."},
 		Push:    []PushSubscription{ps.subscription("/sub/1")}}
@@ -231,7 +232,8 @@ func TestWebPushWrongKeyIsRefused(t *testing.T) {
 	priv, pub, _ := GenerateVAPIDKeys()
 	_, otherPub, _ := GenerateVAPIDKeys()
 	ps := newPushService(t, otherPub) // expects a different application server
-	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}, slog.New(slog.DiscardHandler))
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example",
+		Egress: Egress{AllowLoopback: true}}, slog.New(slog.DiscardHandler)) // the push service is local
 	_, err := p.Send(context.Background(), Envelope{Channel: "push", MessageID: "m", Message: render.Message{Title: "t", Body: "b"},
 		Push: []PushSubscription{ps.subscription("/sub/1")}})
 	if _, perm := IsPermanent(err); !perm {
@@ -244,7 +246,8 @@ func TestExpiredSubscriptionsAreReported(t *testing.T) {
 	priv, pub, _ := GenerateVAPIDKeys()
 	ps := newPushService(t, pub)
 	ps.gone["/sub/old"] = true
-	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}, slog.New(slog.DiscardHandler))
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example",
+		Egress: Egress{AllowLoopback: true}}, slog.New(slog.DiscardHandler)) // the push service is local
 	env := Envelope{Channel: "push", MessageID: "m", Message: render.Message{Title: "t", Body: "b"},
 		Push: []PushSubscription{ps.subscription("/sub/old"), ps.subscription("/sub/new")}}
 	rc, err := p.Send(context.Background(), env)

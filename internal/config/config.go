@@ -7,13 +7,13 @@
 //
 // A flag given on the command line wins over the environment, which wins
 // over the default (the field's value before Load). secret:"true" masks the
-// whole value; secret:"url" masks only a URL's password.
+// whole value; secret:"url" masks the secrets inside a connection string
+// (see MaskURL). NewRedactor masks the same secrets in log lines.
 package config
 
 import (
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -116,7 +116,7 @@ func String(cfg any) string {
 		switch f.Tag.Get("secret") {
 		case "true":
 			if val != "" {
-				val = "********"
+				val = masked
 			}
 		case "url":
 			val = MaskURL(val)
@@ -124,16 +124,4 @@ func String(cfg any) string {
 		fmt.Fprintf(&b, "%s=%s\n", name, val)
 	}
 	return b.String()
-}
-
-// MaskURL hides a URL's password.
-func MaskURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }

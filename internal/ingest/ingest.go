@@ -30,6 +30,9 @@ var (
 	// ErrUnknownCustomer is returned for events about customers lojal has
 	// never been told about.
 	ErrUnknownCustomer = errors.New("unknown customer")
+	// ErrConflict is returned for an event whose id was already used for a
+	// different event.
+	ErrConflict = errors.New("conflict")
 )
 
 // Starter is the part of the Temporal client ingest uses.
@@ -91,14 +94,14 @@ func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error)
 	cat := d.Catalog.Current()
 	e, err := cat.Schema.CheckEvent(e)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: event: %v", ErrInvalid, err)
+		return Result{}, fmt.Errorf("%w: event: %w", ErrInvalid, err)
 	}
 	st, err := d.Store.InsertEvent(ctx, e)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return Result{}, fmt.Errorf("%w %q: upsert the customer before sending their events", ErrUnknownCustomer, e.CustomerID)
 	case errors.Is(err, store.ErrEventConflict):
-		return Result{}, fmt.Errorf("%w: event %s: %v", ErrInvalid, e.ID, err)
+		return Result{}, fmt.Errorf("%w: %s", ErrConflict, ConflictMessage(e.ID))
 	case err != nil:
 		return Result{}, err
 	}
@@ -111,15 +114,33 @@ func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error)
 // Accepted is the fate of one event handed to Accept.
 type Accepted struct {
 	ID string `json:"id"`
-	// Status is accepted, duplicate, unknown_customer or invalid.
+	// Status is accepted, duplicate, conflict, unknown_customer or invalid.
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Pointer locates an invalid field in the event (RFC 6901).
+	Pointer string `json:"pointer,omitempty"`
+}
+
+// Accept statuses.
+const (
+	StatusAccepted        = "accepted"
+	StatusDuplicate       = "duplicate"
+	StatusConflict        = "conflict"
+	StatusUnknownCustomer = "unknown_customer"
+	StatusInvalid         = "invalid"
+)
+
+// ConflictMessage explains a conflict on event id.
+func ConflictMessage(id string) string {
+	return fmt.Sprintf("event id %q was already used for a different event (type, customer, time or data differ); "+
+		"an event id names one event: send a new id for a new event", id)
 }
 
 // Accept validates events and stores them for dispatch. It never talks to
-// Temporal, so it is fast and keeps working while Temporal is down. Events
-// that fail validation or name unknown customers are reported and not
-// stored.
+// Temporal, so it is fast and keeps working while Temporal is down. Each
+// event gets its own result: one that fails validation, names an unknown
+// customer or reuses an id for another event is reported and not stored,
+// and the others are stored all the same.
 func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepted, error) {
 	cat := d.Catalog.Current()
 	out := make([]Accepted, len(evs))
@@ -129,7 +150,7 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 		out[i].ID = e.ID
 		ce, err := cat.Schema.CheckEvent(e)
 		if err != nil {
-			out[i].Status, out[i].Error = "invalid", err.Error()
+			out[i] = Invalid(e.ID, err)
 			continue
 		}
 		valid, idx = append(valid, ce), append(idx, i)
@@ -143,11 +164,27 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 	}
 	for k, r := range res {
 		out[idx[k]].Status = r.Status
-		if r.Status == "unknown_customer" {
+		switch r.Status {
+		case StatusUnknownCustomer:
 			out[idx[k]].Error = fmt.Sprintf("customer %q is unknown: upsert the customer before sending their events", valid[k].CustomerID)
+			out[idx[k]].Pointer = "/customer_id"
+		case StatusConflict:
+			out[idx[k]].Error = ConflictMessage(valid[k].ID)
+			out[idx[k]].Pointer = "/id"
 		}
 	}
 	return out, nil
+}
+
+// Invalid is the result for an event that failed validation (or could not
+// be decoded) with err.
+func Invalid(id string, err error) Accepted {
+	a := Accepted{ID: id, Status: StatusInvalid, Error: err.Error()}
+	var ie *journey.InputError
+	if errors.As(err, &ie) {
+		a.Pointer = ie.Pointer
+	}
+	return a
 }
 
 // Dispatch starts or signals every journey a stored event concerns and
@@ -321,7 +358,7 @@ func (d *Dispatcher) Customer(ctx context.Context, c journey.Customer) (Result, 
 	cat := d.Catalog.Current()
 	c, err := cat.Schema.CheckCustomer(c)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: customer: %v", ErrInvalid, err)
+		return Result{}, fmt.Errorf("%w: customer: %w", ErrInvalid, err)
 	}
 	if c.Locale == "" {
 		c.Locale = "en"

@@ -38,63 +38,78 @@ var (
 func ValidID(s string) bool { return idRE.MatchString(s) }
 
 // CheckCustomer validates c against the schema and returns a copy with
-// typed attributes. Messages name the offending field.
+// typed attributes. Errors are *InputError: the message names the
+// offending field, the pointer locates it in the customer's JSON.
 func (s *Schema) CheckCustomer(c Customer) (Customer, error) {
 	if !ValidID(c.ID) {
-		return c, fmt.Errorf("id %q: want 1-128 letters, digits or ._:@-", c.ID)
+		return c, invalid("/id", "id %q: want 1-128 letters, digits or ._:@-", c.ID)
+	}
+	if c.Email != "" {
+		if err := CheckEmail(c.Email); err != nil {
+			return c, invalid("/email", "email %q: %v", c.Email, err)
+		}
 	}
 	if c.Locale != "" && !localeRE.MatchString(c.Locale) {
-		return c, fmt.Errorf("locale %q: want a language code such as nb, sv, da or en", c.Locale)
+		return c, invalid("/locale", "locale %q: want a language code such as nb, sv, da or en", c.Locale)
 	}
 	if c.Timezone != "" {
 		if _, err := LoadLocation(c.Timezone); err != nil {
-			return c, fmt.Errorf("timezone: %w", err)
+			return c, invalid("/timezone", "timezone: %v", err)
 		}
 	}
 	for ch := range c.Consent {
 		if ch != "email" && ch != "push" {
-			return c, fmt.Errorf("consent: unknown channel %q (want email or push)", ch)
+			return c, invalid("/consent/"+PointerToken(ch), "consent: unknown channel %q (want email or push)", ch)
 		}
+	}
+	if err := checkText("/topics_opted_out", c.TopicsOptedOut); err != nil {
+		return c, err
 	}
 	switch c.PreferredChannel {
 	case "", "email", "push":
 	default:
-		return c, fmt.Errorf("preferred_channel %q: want email or push", c.PreferredChannel)
+		return c, invalid("/preferred_channel", "preferred_channel %q: want email or push", c.PreferredChannel)
+	}
+	if err := checkText("/attributes", c.Attributes); err != nil {
+		return c, err
 	}
 	attrs := make(map[string]any, len(c.Attributes))
 	for k, v := range c.Attributes {
 		if _, builtin := builtinCustomer[k]; builtin {
-			return c, fmt.Errorf("attributes.%s: %s is a top-level customer field", k, k)
+			return c, invalid("/attributes/"+PointerToken(k), "attributes.%s: %s is a top-level customer field", k, k)
 		}
 		attrs[k] = v
 	}
 	typed, err := s.Customer.Coerce(attrs)
 	if err != nil {
-		return c, fmt.Errorf("attributes: %w", err)
+		return c, within("/attributes", "attributes: ", err)
 	}
 	c.Attributes = typed
 	return c, nil
 }
 
 // CheckEvent validates e against the schema and returns a copy with typed
-// data.
+// data. Errors are *InputError, as for CheckCustomer.
 func (s *Schema) CheckEvent(e Event) (Event, error) {
 	if !ValidID(e.ID) {
-		return e, fmt.Errorf("id %q: want 1-128 letters, digits or ._:@-", e.ID)
+		return e, invalid("/id", "id %q: want 1-128 letters, digits or ._:@-", e.ID)
 	}
 	if !ValidID(e.CustomerID) {
-		return e, fmt.Errorf("customer_id %q: want 1-128 letters, digits or ._:@-", e.CustomerID)
+		return e, invalid("/customer_id", "customer_id %q: want 1-128 letters, digits or ._:@-", e.CustomerID)
 	}
 	fields, ok := s.Events[e.Type]
 	if !ok {
-		return e, fmt.Errorf("type %q is not declared in %s", e.Type, s.File)
+		return e, invalid("/type", "type %q is not declared in %s", e.Type, s.File)
 	}
 	if e.At.IsZero() {
-		return e, fmt.Errorf("at: missing (want an RFC 3339 timestamp)")
+		return e, invalid("/at", "at: missing (want an RFC 3339 timestamp)")
+	}
+	if err := checkText("/data", e.Data); err != nil {
+		return e, err
 	}
 	typed, err := fields.Coerce(e.Data)
 	if err != nil {
-		return e, fmt.Errorf("data: %w", err)
+		return e, within("/data", "data: ", err)
 	}
 	e.Data = typed
 	return e, nil

@@ -201,11 +201,11 @@ func (f Fields) Coerce(values map[string]any) (map[string]any, error) {
 	for _, name := range sortedKeys(values) {
 		t, ok := f[name]
 		if !ok {
-			return nil, fmt.Errorf("unknown field %q (declared: %s)", name, strings.Join(f.Names(), ", "))
+			return nil, invalid("/"+PointerToken(name), "unknown field %q (declared: %s)", name, strings.Join(f.Names(), ", "))
 		}
 		v, err := coerce(t, values[name])
 		if err != nil {
-			return nil, fmt.Errorf("field %q: %w", name, err)
+			return nil, invalid("/"+PointerToken(name), "field %q: %v", name, err)
 		}
 		out[name] = v
 	}

@@ -56,7 +56,7 @@ func NewSigner(key []byte, base string, ttl time.Duration) (*Signer, error) {
 	return &Signer{key: key, base: strings.TrimSuffix(base, "/"), ttl: ttl}, nil
 }
 
-// Token signs claims.
+// Token signs claims. The kind is part of the signed payload.
 func (s *Signer) Token(c Claims) string {
 	payload := strings.Join([]string{"v1", c.Kind, c.CustomerID, c.Topic, strconv.FormatInt(c.Expires.Unix(), 10)}, "\x1f")
 	enc := base64.RawURLEncoding.EncodeToString([]byte(payload))
@@ -81,22 +81,29 @@ func (s *Signer) For(customerID, topic string, now time.Time) (unsubscribe, pref
 		s.URL(Claims{Kind: Preferences, CustomerID: customerID, Expires: exp})
 }
 
-// Verify checks a token and returns its claims.
-func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
+// strict decodes only the canonical encoding: a token has one spelling,
+// so a variant of a valid token (other padding bits) is not valid too.
+var strict = base64.RawURLEncoding.Strict()
+
+// Verify checks a token presented where a link of kind is served and
+// returns its claims. A valid token of another kind is invalid here: an
+// unsubscribe link cannot open the preference centre, nor a preference
+// link unsubscribe.
+func (s *Signer) Verify(kind, token string, now time.Time) (Claims, error) {
 	enc, sig, ok := strings.Cut(token, ".")
 	if !ok || len(token) > 1024 {
 		return Claims{}, ErrInvalid
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := strict.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac(enc)) {
 		return Claims{}, ErrInvalid
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	raw, err := strict.DecodeString(enc)
 	if err != nil {
 		return Claims{}, ErrInvalid
 	}
 	parts := strings.Split(string(raw), "\x1f")
-	if len(parts) != 5 || parts[0] != "v1" {
+	if len(parts) != 5 || parts[0] != "v1" || parts[1] != kind {
 		return Claims{}, ErrInvalid
 	}
 	exp, err := strconv.ParseInt(parts[4], 10, 64)

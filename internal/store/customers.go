@@ -161,8 +161,8 @@ type EventState struct {
 }
 
 // ErrEventConflict is returned when an event id is reused for a different
-// event.
-var ErrEventConflict = errors.New("event id already used for a different type or customer")
+// event: another type, customer, time or data.
+var ErrEventConflict = errors.New("event id already used for a different event")
 
 // InsertEvent stores an event once; redeliveries report its state.
 func (s *Store) InsertEvent(ctx context.Context, e journey.Event) (EventState, error) {

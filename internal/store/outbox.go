@@ -16,13 +16,15 @@ import (
 // AcceptResult says what happened to one event of a batch.
 type AcceptResult struct {
 	ID string
-	// Status is accepted, duplicate or unknown_customer.
+	// Status is accepted, duplicate, conflict or unknown_customer.
 	Status string
 }
 
 // AcceptEvents stores validated events in two round trips: one to learn
 // which customers exist, one multi-row insert. Events for unknown
-// customers are not stored; redelivered ids are reported as duplicates.
+// customers are not stored; an id stored before is a duplicate when the
+// event is the same and a conflict when it is not (a third round trip,
+// only when some ids were stored before).
 func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]AcceptResult, error) {
 	ids := make([]string, 0, len(evs))
 	for _, e := range evs {
@@ -71,10 +73,33 @@ func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]Accept
 	for _, id := range inserted {
 		fresh[id] = true
 	}
+	// pos maps an offered event (1-based, as WITH ORDINALITY counts) to its
+	// result.
+	pos := make([]int, 0, len(eid))
 	for i := range out {
+		if out[i].Status != "duplicate" {
+			continue
+		}
+		pos = append(pos, i)
 		if fresh[out[i].ID] {
 			out[i].Status = "accepted"
 			delete(fresh, out[i].ID) // the same id twice in one batch: once
+		}
+	}
+	if len(inserted) == len(eid) {
+		return out, nil
+	}
+	rows, err = s.pool.Query(ctx, s.q.EventsDiffer, eid, typ, cust, at, data)
+	if err != nil {
+		return nil, fmt.Errorf("accept events: compare redelivered: %w", err)
+	}
+	differ, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("accept events: compare redelivered: %w", err)
+	}
+	for _, ord := range differ {
+		if i := pos[ord-1]; out[i].Status == "duplicate" {
+			out[i].Status = "conflict"
 		}
 	}
 	return out, nil

@@ -48,6 +48,7 @@ type queries struct {
 	OpenRuns           string `query:"open-runs"`
 	InsertEvents       string `query:"insert-events"`
 	CustomersExist     string `query:"customers-exist"`
+	EventsDiffer       string `query:"events-differ"`
 	ClaimPending       string `query:"claim-pending-events"`
 	MarkDispatchedMany string `query:"mark-events-dispatched"`
 	MarkEventFailed    string `query:"mark-event-failed"`
@@ -82,6 +83,11 @@ type queries struct {
 	PressurePerWeek    string `query:"pressure-per-week"`
 	HeldByReason       string `query:"held-by-reason"`
 	CountCustomers     string `query:"count-customers"`
+	SentByKey          string `query:"sent-by-key"`
+	SentByMessageID    string `query:"sent-by-message-id"`
+	ListSuppressions   string `query:"list-suppressions"`
+	LiftSuppression    string `query:"lift-suppression"`
+	ListLifts          string `query:"list-suppression-lifts"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It

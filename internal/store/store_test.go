@@ -102,6 +102,16 @@ func TestInsertEventIsIdempotent(t *testing.T) {
 	if err != nil || st.New || !st.Dispatched {
 		t.Fatalf("redelivery after dispatch: %+v %v", st, err)
 	}
+	other := e
+	other.Data = map[string]any{"other": "data"}
+	if _, err := s.InsertEvent(ctx, other); !errors.Is(err, store.ErrEventConflict) {
+		t.Fatalf("reused id, other data: %v", err)
+	}
+	other = e
+	other.At = e.At.Add(time.Second)
+	if _, err := s.InsertEvent(ctx, other); !errors.Is(err, store.ErrEventConflict) {
+		t.Fatalf("reused id, other time: %v", err)
+	}
 	e.Type = "other.type"
 	if _, err := s.InsertEvent(ctx, e); !errors.Is(err, store.ErrEventConflict) {
 		t.Fatalf("reused id: %v", err)
@@ -170,5 +180,48 @@ func TestDecideRecordsAndReplays(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSentTo: a report is matched to the message lojal sent to the address
+// it names, by key or by Message-ID, and to no other.
+func TestSentTo(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, m := range []struct{ customer, key, address string }{{"c-1", "k-1", "Kari@example.no"}, {"c-2", "k-2", "ola@example.no"}} {
+		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: m.customer}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Decide(ctx, store.Request{IdempotencyKey: m.key, RequestKey: m.key, CustomerID: m.customer, WorkflowID: "w", JourneyID: "j",
+			StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
+			func(store.Snapshot) policy.Decision {
+				return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both carry the same Message-ID: only the address tells them apart.
+		if _, err := s.BeginSend(ctx, m.key, store.Sending{MessageID: "same@lojal.example", Address: m.address, Locale: "nb", Subject: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		address, messageID, key string
+		customer                string
+	}{
+		{"kari@example.no", "same@lojal.example", "", "c-1"},
+		{"ola@example.no", "same@lojal.example", "", "c-2"},
+		{"OLA@example.no", "", "k-2", "c-2"},
+		{"kari@example.no", "", "k-2", ""},
+		{"victim@example.no", "same@lojal.example", "k-1", ""},
+		{"kari@example.no", "other@lojal.example", "", ""},
+		{"kari@example.no", "", "", ""},
+	} {
+		m, found, err := s.SentTo(ctx, tc.address, tc.messageID, tc.key)
+		if err != nil || found != (tc.customer != "") || m.CustomerID != tc.customer {
+			t.Errorf("SentTo(%s, %q, %q) = %+v %v %v, want customer %q", tc.address, tc.messageID, tc.key, m, found, err, tc.customer)
+		}
 	}
 }

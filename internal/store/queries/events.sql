@@ -1,5 +1,7 @@
 -- name: insert-event
--- Returns whether the event is new, and whether it was dispatched before.
+-- Returns whether the event is new, and whether it was dispatched before;
+-- NULL for the latter when the id is stored with other content (a
+-- conflict, not a redelivery).
 WITH ins AS (
     INSERT INTO events (id, type, customer_id, occurred_at, data)
     VALUES ($1, $2, $3, $4, $5)
@@ -7,7 +9,8 @@ WITH ins AS (
     RETURNING true AS inserted
 )
 SELECT coalesce((SELECT inserted FROM ins), false),
-       (SELECT dispatched_at IS NOT NULL FROM events WHERE id = $1 AND type = $2 AND customer_id = $3);
+       (SELECT dispatched_at IS NOT NULL FROM events
+        WHERE id = $1 AND type = $2 AND customer_id = $3 AND occurred_at = $4 AND data = $5::jsonb);
 
 -- name: mark-event-dispatched
 UPDATE events SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL;
@@ -42,6 +45,16 @@ INSERT INTO events (id, type, customer_id, occurred_at, data)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
+
+-- name: events-differ
+-- Of events just offered again (ids already stored), the positions of
+-- those whose stored content differs: the same id for another event is a
+-- conflict, not a redelivery. jsonb compares by value, so key order and
+-- number spelling do not matter.
+SELECT n.ord
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) WITH ORDINALITY AS n(id, type, customer_id, occurred_at, data, ord)
+JOIN events e ON e.id = n.id
+WHERE (e.type, e.customer_id, e.occurred_at, e.data) IS DISTINCT FROM (n.type, n.customer_id, n.occurred_at, n.data);
 
 -- name: customers-exist
 SELECT id FROM customers WHERE id = ANY($1::text[]);
