@@ -317,6 +317,16 @@ func (e *Email) transact(c *smtp.Client, m *gomail.Msg, from string, rcpts []str
 			return stageConfirm, err
 		}
 	}
+	// From the commit point on, the ledger says the server may have the
+	// message, so the final "." must go out whenever this goroutine gets
+	// to write it: a process stopped (SIGSTOP, a long GC or VM pause)
+	// after confirming would otherwise find the whole-transaction deadline
+	// gone, fail to write the "." and leave a message recorded as possibly
+	// delivered that the server never got. The "." and its answer get a
+	// deadline of their own.
+	if err := c.UpdateDeadline(e.timeout); err != nil {
+		return stageFinal, err
+	}
 	if err := w.Close(); err != nil {
 		return stageFinal, err
 	}
