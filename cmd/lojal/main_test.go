@@ -57,7 +57,7 @@ func TestValidateReportsEveryErrorWithPosition(t *testing.T) {
 		`testdata/bad/broken.yaml:4:19: trigger event "order.placd" is not declared in testdata/bad/schema.yaml (did you mean "order.placed"?)`,
 		`testdata/bad/broken.yaml:7:22: channel "sms": want email, push or preferred`,
 		`testdata/bad/broken.yaml:9:23: wait duration: duration "3days"`,
-		`testdata/bad/broken.yaml:8:5: step "later": goto "nowhere" names no step`,
+		`testdata/bad/broken.yaml:10:11: step "later": goto "nowhere" names no step`,
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {

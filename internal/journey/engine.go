@@ -345,7 +345,7 @@ func (b Bundle) Compile() (*Journey, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, errs := Parse(b.File, b.Journey, schema, loc)
+	j, errs := parse(b.File, b.Journey, schema, loc, false)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}

@@ -2,14 +2,19 @@ package journey
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lojal/lojal/internal/policy"
 )
 
 // Limits on expressions. They are checked when journeys are validated, so a
@@ -157,12 +162,26 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 	ast, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			d.exprErrorf(n, e.Location.Line(), e.Location.Column(), "%s: %s", what, e.Message)
+			off := exprOffset(src, e.Location.Line(), e.Location.Column())
+			msg := e.Message
+			if m := undefinedFieldRE.FindStringSubmatch(msg); m != nil {
+				// CEL points at the dot; the mistake is the name after it.
+				if off < len(src) && src[off] == '.' {
+					off++
+				}
+				msg = unknownField(s, event, src, off, m[1])
+			} else if m := undeclaredRE.FindStringSubmatch(msg); m != nil {
+				msg = fmt.Sprintf("unknown name %q%s", m[1], suggestName(m[1], knownNames(event)))
+			}
+			d.exprErrorAt(n, off, "%s: %s", what, msg)
 		}
 		return nil
 	}
 	if !ast.OutputType().IsExactType(want) && !(want == cel.StringType && ast.OutputType().IsExactType(cel.IntType)) {
 		d.errorf(n, "%s must be %s, but %q is %s", what, typeName(want), src, typeName(ast.OutputType()))
+		return nil
+	}
+	if d.strict && !d.checkLiterals(n, src, ast, what) {
 		return nil
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
@@ -182,19 +201,131 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 	return &Expr{Source: src, Line: n.Line, Col: n.Column, prg: prg}
 }
 
-// exprErrorf reports an error at a position inside an expression. For a
-// single-line plain or quoted scalar the column is exact.
-func (d *decoder) exprErrorf(n *yaml.Node, line, col int, format string, args ...any) {
-	pos := *n
-	if line <= 1 {
-		pos.Column += col
-		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
-			pos.Column++
-		}
-	} else if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
-		pos.Line += line
+var (
+	undefinedFieldRE = regexp.MustCompile(`^undefined field '([^']*)'`)
+	undeclaredRE     = regexp.MustCompile(`^undeclared reference to '([^']*)'`)
+)
+
+// celFunctions are the CEL functions and macros journeys use most, for
+// suggestions when a name is unknown.
+var celFunctions = []string{"has", "size", "duration", "timestamp", "matches", "startsWith", "endsWith", "contains",
+	"exists", "exists_one", "all", "map", "filter", "int", "double", "string", "bool", "getFullYear", "getMonth",
+	"getDayOfMonth", "getDayOfWeek", "getHours"}
+
+// knownNames are the names an expression can use, for suggestions.
+func knownNames(event string) []string {
+	names := append([]string{"customer"}, celFunctions...)
+	if event != "" {
+		names = append(names, "event")
 	}
-	d.errorf(&pos, format, args...)
+	return names
+}
+
+// unknownField explains a field that does not exist, naming the value it
+// was looked up on (the text before the dot at off-1) and the closest
+// declared field.
+func unknownField(s *Schema, event, src string, off int, field string) string {
+	dot := max(off-1, 0)
+	start := dot
+	for start > 0 && (isIdentByte(src[start-1]) || src[start-1] == '.') {
+		start--
+	}
+	operand := src[start:dot]
+	switch operand {
+	case "customer":
+		return fmt.Sprintf("customer has no field %q%s", field, suggestName(field, s.Customer.Names()))
+	case "event":
+		return fmt.Sprintf("event %s has no field %q%s", event, field, suggestName(field, s.Events[event].Names()))
+	}
+	return fmt.Sprintf("%s has no field %q", operand, field)
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
+
+// exprOffset converts a CEL location (1-based line, 0-based column in
+// characters) into a byte offset in src.
+func exprOffset(src string, line, col int) int {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := strings.IndexByte(src[off:], '\n')
+		if i < 0 {
+			return len(src)
+		}
+		off += i + 1
+	}
+	for c := 0; c < col && off < len(src); c++ {
+		_, w := utf8.DecodeRuneInString(src[off:])
+		off += w
+	}
+	return off
+}
+
+// exprErrorAt reports an error at byte offset off inside expression n.
+func (d *decoder) exprErrorAt(n *yaml.Node, off int, format string, args ...any) {
+	line, col := ScalarPos(d.src, n, off)
+	*d.errs = append(*d.errs, Error{File: d.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// checkLiterals evaluates duration("...") and timestamp("...") with a
+// constant argument exactly as they will run, so a literal that can never
+// work is reported where it is written instead of failing every run.
+func (d *decoder) checkLiterals(n *yaml.Node, src string, a *cel.Ast, what string) bool {
+	native := a.NativeRep()
+	ok := true
+	celast.PreOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind {
+			return
+		}
+		call := e.AsCall()
+		fn := call.FunctionName()
+		if (fn != "duration" && fn != "timestamp") || call.IsMemberFunction() || len(call.Args()) != 1 {
+			return
+		}
+		arg := call.Args()[0]
+		if arg.Kind() != celast.LiteralKind {
+			return
+		}
+		lit, isString := arg.AsLiteral().(types.String)
+		if !isString {
+			return
+		}
+		target := types.DurationType
+		if fn == "timestamp" {
+			target = types.TimestampType
+		}
+		if !types.IsError(lit.ConvertToType(target)) {
+			return
+		}
+		ok = false
+		off := 0
+		if r, found := native.SourceInfo().GetOffsetRange(arg.ID()); found {
+			off = exprOffset(src, 1, int(r.Start))
+		}
+		d.exprErrorAt(n, off, "%s: %s", what, literalProblem(fn, string(lit)))
+	}))
+	return ok
+}
+
+// literalProblem explains why a duration or timestamp literal cannot be
+// converted, and what to write instead.
+func literalProblem(fn, text string) string {
+	if fn == "duration" {
+		if unit := text[max(len(text)-1, 0):]; unit == "d" || unit == "w" {
+			if dur, err := policy.ParseDuration(text); err == nil {
+				return fmt.Sprintf("duration(%q): CEL durations have no %q unit; write duration(%q)", text, unit, fmt.Sprintf("%dh", dur/time.Hour))
+			}
+		}
+		return fmt.Sprintf("duration(%q) is not a valid duration; write hours, minutes or seconds such as duration(\"36h\") or duration(\"90m\")", text)
+	}
+	reason := "write RFC 3339 such as \"2026-03-01T09:00:00Z\""
+	if _, err := time.Parse(time.RFC3339, text); err != nil {
+		if _, after, found := strings.Cut(err.Error(), "\": "); found {
+			reason = after + "; " + reason
+		}
+	}
+	return fmt.Sprintf("timestamp(%q) is not a valid time: %s", text, reason)
 }
 
 func typeName(t *cel.Type) string {

@@ -99,9 +99,11 @@ type Goal struct{ Event string }
 
 // Step is one step of a journey.
 type Step struct {
-	ID      string
-	Kind    StepKind
-	Goto    string
+	ID   string
+	Kind StepKind
+	Goto string
+	// gotoAt is where Goto is written.
+	gotoAt  pos
 	Wait    *Wait
 	WaitFor *WaitFor
 	Send    *Send
@@ -124,6 +126,8 @@ type WaitFor struct {
 	Event     string
 	Timeout   time.Duration
 	OnTimeout string
+
+	onTimeoutAt pos
 }
 
 // Send asks the policy to send a message.
@@ -139,6 +143,8 @@ type Send struct {
 type Case struct {
 	When *Expr
 	Goto string
+
+	gotoAt pos
 }
 
 // Exit ends the run.
@@ -161,8 +167,17 @@ func Version(src []byte) string {
 // policy's default time zone. Every problem found is returned, not only the
 // first.
 func Parse(file string, src []byte, schema *Schema, loc *time.Location) (*Journey, ErrorList) {
+	return parse(file, src, schema, loc, true)
+}
+
+// parse parses a journey. strict adds the checks a newer lojal makes for
+// mistakes an older one let through (an expression that can fail at run
+// time, a schedule that never fires): validation and deployment make
+// them; Bundle.Compile, which rebuilds definitions already running, does
+// not, so a stricter release never fails a run in flight.
+func parse(file string, src []byte, schema *Schema, loc *time.Location, strict bool) (*Journey, ErrorList) {
 	var errs ErrorList
-	d := &decoder{file: file, errs: &errs}
+	d := &decoder{file: file, errs: &errs, src: src, strict: strict}
 	root, ok := d.parseYAML(src)
 	if !ok {
 		return nil, errs
@@ -352,6 +367,12 @@ func (d *decoder) trigger(v *yaml.Node, schema *Schema, t *Trigger) {
 					d.errorf(v, "cron %q: %v", spec, err)
 					return
 				}
+				// cron gives up after five years without a match: a spec
+				// that finds none from a leap year never fires at all.
+				if d.strict && sched.Next(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+					d.errorf(v, "cron %q never fires: no date matches its day of month and month (February has at most 29 days; April, June, September and November 30)", spec)
+					return
+				}
 				t.Cron, t.schedule = spec, sched
 			}})
 		}},
@@ -418,7 +439,7 @@ func (d *decoder) steps(v *yaml.Node, schema *Schema, event string) []*Step {
 					d.errorf(v, "step id %q: use lower-case letters, digits and dashes", s.ID)
 				}
 			}},
-			field{name: "goto", decode: func(_, v *yaml.Node) { s.Goto, _ = d.nonEmpty(v, "goto") }},
+			field{name: "goto", decode: func(_, v *yaml.Node) { s.Goto, _ = d.nonEmpty(v, "goto"); s.gotoAt = at(v) }},
 			kind(KindWait, func(v *yaml.Node) { s.Wait = d.wait(v, schema, event) }),
 			kind(KindWaitFor, func(v *yaml.Node) { s.WaitFor = d.waitFor(v, schema) }),
 			kind(KindSend, func(v *yaml.Node) { s.Send = d.send(v, schema, event) }),
@@ -487,7 +508,7 @@ func (d *decoder) waitFor(v *yaml.Node, schema *Schema) *WaitFor {
 				d.errorf(v, "timeout must be longer than zero")
 			}
 		}},
-		field{name: "on_timeout", decode: func(_, v *yaml.Node) { w.OnTimeout, _ = d.nonEmpty(v, "on_timeout") }},
+		field{name: "on_timeout", decode: func(_, v *yaml.Node) { w.OnTimeout, _ = d.nonEmpty(v, "on_timeout"); w.onTimeoutAt = at(v) }},
 	)
 	return w
 }
@@ -530,7 +551,7 @@ func (d *decoder) branch(v *yaml.Node, schema *Schema, event string) []Case {
 				whenNode = v
 				c.When = d.compileExpr(schema, event, v, "when", cel.BoolType)
 			}},
-			field{name: "goto", required: true, decode: func(_, v *yaml.Node) { c.Goto, _ = d.nonEmpty(v, "goto") }},
+			field{name: "goto", required: true, decode: func(_, v *yaml.Node) { c.Goto, _ = d.nonEmpty(v, "goto"); c.gotoAt = at(v) }},
 		)
 		if whenNode == nil && i < len(v.Content)-1 && item.Kind == yaml.MappingNode {
 			d.errorf(item, "branch case without when always matches, so the cases after it can never run; move it last")
@@ -582,20 +603,20 @@ func (d *decoder) checkGraph(j *Journey) {
 		}
 		j.index[s.ID] = i
 	}
-	target := func(s *Step, id, what string) {
+	target := func(s *Step, id, what string, p pos) {
 		if _, ok := j.index[id]; !ok {
-			d.errorf(at(s), "step %q: %s %q names no step%s", s.ID, what, id, suggestName(id, sortedKeys(j.index)))
+			d.errorf(p.node(), "step %q: %s %q names no step%s", s.ID, what, id, suggestName(id, sortedKeys(j.index)))
 		}
 	}
 	for _, s := range j.Steps {
 		if s.Goto != "" {
-			target(s, s.Goto, "goto")
+			target(s, s.Goto, "goto", s.gotoAt)
 		}
 		for _, c := range s.Branch {
-			target(s, c.Goto, "goto")
+			target(s, c.Goto, "goto", c.gotoAt)
 		}
 		if s.WaitFor != nil && s.WaitFor.OnTimeout != "" {
-			target(s, s.WaitFor.OnTimeout, "on_timeout")
+			target(s, s.WaitFor.OnTimeout, "on_timeout", s.WaitFor.onTimeoutAt)
 		}
 	}
 	if len(*d.errs) > before {

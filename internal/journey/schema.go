@@ -101,7 +101,7 @@ var (
 // ParseSchema parses schema.yaml.
 func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
 	var errs ErrorList
-	d := &decoder{file: file, errs: &errs}
+	d := &decoder{file: file, errs: &errs, src: src, strict: true}
 	s := &Schema{File: file, Customer: Fields{}, Events: map[string]Fields{}, Source: src}
 	for k, v := range builtinCustomer {
 		s.Customer[k] = v
@@ -172,8 +172,12 @@ func (d *decoder) fields(n *yaml.Node, what string, into Fields, customer bool) 
 		}
 		seen[k.Value] = true
 		t := Type(strings.TrimSpace(v.Value))
-		if v.Kind != yaml.ScalarNode || !slices.Contains(allTypes, t) {
-			d.errorf(v, "%s.%s: unknown type %s (want one of %s)", what, k.Value, kindName(v), joinTypes())
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			d.errorf(v, "%s.%s: want a type (one of %s), not %s", what, k.Value, joinTypes(), kindName(v))
+			continue
+		}
+		if !slices.Contains(allTypes, t) {
+			d.errorf(v, "%s.%s: unknown type %q%s", what, k.Value, v.Value, suggestType(string(t)))
 			continue
 		}
 		if b, ok := builtinCustomer[k.Value]; customer && ok && b != t {
@@ -182,6 +186,29 @@ func (d *decoder) fields(n *yaml.Node, what string, into Fields, customer bool) 
 		}
 		into[k.Value] = t
 	}
+}
+
+// typeAliases are the names other languages give lojal's types.
+var typeAliases = map[string]Type{
+	"integer": Int, "long": Int, "int64": Int, "number": Double, "float": Double, "float64": Double, "decimal": Double,
+	"boolean": Bool, "str": String, "text": String, "datetime": Timestamp, "date": Timestamp, "time": Timestamp,
+	"instant": Timestamp, "interval": Duration, "period": Duration, "list": StringList, "array": StringList,
+	"[]string": StringList, "list[string]": StringList, "string[]": StringList,
+}
+
+// suggestType names the type meant by an unknown one, or lists them all.
+func suggestType(got string) string {
+	if t, ok := typeAliases[strings.ToLower(got)]; ok {
+		return fmt.Sprintf(" (did you mean %q?)", t)
+	}
+	names := make([]string, len(allTypes))
+	for i, t := range allTypes {
+		names[i] = string(t)
+	}
+	if s := suggestName(strings.ToLower(got), names); s != "" {
+		return s
+	}
+	return " (want one of " + joinTypes() + ")"
 }
 
 func joinTypes() string {

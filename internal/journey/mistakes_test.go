@@ -1,0 +1,153 @@
+package journey
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mistake is one thing a marketer can get wrong, and where and how
+// validation must say so: "line:col: message" (the message as a
+// substring).
+type mistake struct {
+	name string
+	src  string
+	want string
+}
+
+func checkMistakes(t *testing.T, parse func(src string) ErrorList, tests []mistake) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			errs := parse(tt.src)
+			if len(errs) == 0 {
+				t.Fatalf("accepted; want %q", tt.want)
+			}
+			at, msg, _ := strings.Cut(tt.want, ": ")
+			for _, e := range errs {
+				if strings.HasSuffix(e.File+":"+strconv.Itoa(e.Line)+":"+strconv.Itoa(e.Col), ":"+at) && strings.Contains(e.Msg, msg) {
+					return
+				}
+			}
+			t.Fatalf("errors:\n%v\nwant one at %s containing %q", errs, at, msg)
+		})
+	}
+}
+
+func parseJourney(t *testing.T) func(string) ErrorList {
+	schema := mustSchema(t)
+	return func(src string) ErrorList {
+		_, errs := Parse("j.yaml", []byte(src), schema, time.UTC)
+		return errs
+	}
+}
+
+// head is a journey's top, five lines, so step lines are easy to count:
+// steps start on line 6.
+const head = "id: j\nname: J\ntopic: service\ntrigger: { event: policy.renewal_scheduled }\nsteps:\n"
+
+// TestMistakesAtTheirPosition: each mistake is reported at the line and
+// column of the mistake itself, not at the step or file that holds it.
+func TestMistakesAtTheirPosition(t *testing.T) {
+	t.Parallel()
+	checkMistakes(t, parseJourney(t), []mistake{
+		{"branch goto names no step", head +
+			"  - id: pick\n" +
+			"    branch:\n" +
+			"      - when: customer.plan == \"home\"\n" +
+			"        goto: hme\n" +
+			"      - goto: other\n" +
+			"  - id: home\n    exit: {}\n  - id: other\n    exit: {}\n",
+			`9:15: goto "hme" names no step (did you mean "home"?)`},
+		{"on_timeout names no step", head +
+			"  - id: wait\n" +
+			"    wait_for: { event: policy.renewed, timeout: 7d, on_timeout: nuge }\n" +
+			"  - id: done\n    exit: {}\n  - id: nudge\n    exit: {}\n",
+			`7:65: on_timeout "nuge" names no step (did you mean "nudge"?)`},
+		{"step goto names no step", head +
+			"  - id: a\n" +
+			"    send: { channel: email, template: t }\n" +
+			"    goto: ende\n" +
+			"  - id: end\n    exit: {}\n",
+			`8:11: goto "ende" names no step (did you mean "end"?)`},
+		{"cron that never fires", strings.Replace(head, "{ event: policy.renewal_scheduled }", `{ schedule: { cron: "0 9 31 2 *" } }`, 1) +
+			"  - id: a\n    exit: {}\n",
+			`4:30: cron "0 9 31 2 *" never fires`},
+		{"CEL duration with a d unit", head +
+			"  - id: a\n" +
+			"    wait: { until: 'event.renews_at - duration(\"30d\")' }\n",
+			`7:48: duration("30d"): CEL durations have no "d" unit; write duration("720h")`},
+		{"CEL duration that does not parse", head +
+			"  - id: a\n" +
+			"    wait: { until: 'event.renews_at - duration(\"soon\")' }\n",
+			`7:48: duration("soon")`},
+		{"CEL timestamp that does not exist", head +
+			"  - id: a\n" +
+			"    wait: { until: 'timestamp(\"2026-02-30T09:00:00Z\")' }\n",
+			`7:31: timestamp("2026-02-30T09:00:00Z") is not a valid time`},
+		{"CEL field misspelt", head +
+			"  - id: a\n" +
+			"    branch:\n" +
+			"      - when: customer.segmnt == \"family\"\n" +
+			"        goto: b\n" +
+			"  - id: b\n    exit: {}\n",
+			`8:24: when: customer has no field "segmnt" (did you mean "segment"?)`},
+		{"CEL event field misspelt", head +
+			"  - id: a\n" +
+			"    wait: { until: event.renew_at }\n",
+			`7:26: wait until: event policy.renewal_scheduled has no field "renew_at" (did you mean "renews_at"?)`},
+		{"CEL variable misspelt", head +
+			"  - id: a\n" +
+			"    branch:\n" +
+			"      - when: custmer.plan == \"home\"\n" +
+			"        goto: b\n" +
+			"  - id: b\n    exit: {}\n",
+			`8:15: when: unknown name "custmer" (did you mean "customer"?)`},
+		{"CEL error inside a block expression", head +
+			"  - id: a\n" +
+			"    branch:\n" +
+			"      - when: >\n" +
+			"          customer.plan == \"home\" &&\n" +
+			"          customer.segmnt == \"family\"\n" +
+			"        goto: b\n" +
+			"  - id: b\n    exit: {}\n",
+			`10:20: customer has no field "segmnt"`},
+		{"YAML syntax on the first line", "id: 'it's'\n", `1:9: YAML syntax`},
+		{"YAML syntax: bad indentation", head + "  - id: a\n    exit: {}\n   - id: b\n", `8:4: YAML syntax`},
+	})
+}
+
+func TestSchemaTypeSuggestions(t *testing.T) {
+	t.Parallel()
+	checkMistakes(t, func(src string) ErrorList {
+		_, errs := ParseSchema("schema.yaml", []byte(src))
+		return errs
+	}, []mistake{
+		{"integer", "customer:\n  points: integer\nevents: {}\n", `2:11: customer.points: unknown type "integer" (did you mean "int"?)`},
+		{"float", "customer:\n  ltv: float\nevents: {}\n", `2:8: customer.ltv: unknown type "float" (did you mean "double"?)`},
+		{"boolean", "customer: {}\nevents:\n  a.b: { ok: boolean }\n", `3:14: event a.b.ok: unknown type "boolean" (did you mean "bool"?)`},
+		{"datetime", "customer:\n  since: datetime\nevents: {}\n", `2:10: customer.since: unknown type "datetime" (did you mean "timestamp"?)`},
+		{"typo", "customer:\n  name: strng\nevents: {}\n", `2:9: customer.name: unknown type "strng" (did you mean "string"?)`},
+	})
+}
+
+func TestPolicyMistakes(t *testing.T) {
+	t.Parallel()
+	good := "default_timezone: Europe/Oslo\nquiet_hours: { start: \"21:00\", end: \"08:00\" }\nmin_gap: 24h\ncaps:\n  - { window: 7d, max: 3 }\nmax_defer: 7d\n"
+	checkMistakes(t, func(src string) ErrorList {
+		_, errs := ParseRules("policy.yaml", []byte(src))
+		return errs
+	}, []mistake{
+		{"cap that min_gap never lets fill", strings.Replace(good, "{ window: 7d, max: 3 }", "{ window: 2d, max: 3 }", 1),
+			`5:24: cap 3 per 2d can never be reached: min_gap 1d allows at most 2 messages in 2d`},
+		{"quiet hours leave almost no time", strings.Replace(good, `start: "21:00", end: "08:00"`, `start: "09:00", end: "07:00"`, 1),
+			`2:23: quiet_hours 09:00-07:00 leave only 2h a day for messages`},
+		{"quiet hours swapped", strings.Replace(good, `start: "21:00", end: "08:00"`, `start: "08:00", end: "21:00"`, 1),
+			`2:23: quiet_hours 08:00-21:00 are quiet in the day and send at night (did you mean start: "21:00", end: "08:00"?)`},
+	})
+	if _, errs := ParseRules("policy.yaml", []byte(strings.Replace(good, "{ window: 7d, max: 3 }", "{ window: 3d, max: 3 }", 1))); len(errs) > 0 {
+		t.Errorf("a cap min_gap can just fill was refused: %v", errs)
+	}
+}
