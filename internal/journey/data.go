@@ -72,6 +72,9 @@ func (s *Schema) CheckCustomer(c Customer) (Customer, error) {
 	if err != nil {
 		return c, fmt.Errorf("attributes: %w", err)
 	}
+	if name := s.missingRequired("", s.Customer, typed); name != "" {
+		return c, fmt.Errorf("attributes: missing field %q, which %s marks required (%s: required %s)", name, s.File, name, s.Customer[name])
+	}
 	c.Attributes = typed
 	return c, nil
 }
@@ -95,6 +98,10 @@ func (s *Schema) CheckEvent(e Event) (Event, error) {
 	typed, err := fields.Coerce(e.Data)
 	if err != nil {
 		return e, fmt.Errorf("data: %w", err)
+	}
+	if name := s.missingRequired(e.Type, fields, typed); name != "" {
+		return e, fmt.Errorf("data: missing field %q, which every %s event must carry (declare it %s: optional %s in %s if it may be left out)",
+			name, e.Type, name, fields[name], s.File)
 	}
 	e.Data = typed
 	return e, nil

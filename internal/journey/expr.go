@@ -140,6 +140,10 @@ type Expr struct {
 	Line   int
 	Col    int
 	prg    cel.Program
+	// ast and node are kept for the checks that follow the journey's
+	// steps (has() before optional values) and for their positions.
+	ast  *celast.AST
+	node *yaml.Node
 }
 
 // compileExpr compiles n's text as CEL with the given result type in the
@@ -198,7 +202,7 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 		d.errorf(n, "%s: %v", what, err)
 		return nil
 	}
-	return &Expr{Source: src, Line: n.Line, Col: n.Column, prg: prg}
+	return &Expr{Source: src, Line: n.Line, Col: n.Column, prg: prg, ast: ast.NativeRep(), node: n}
 }
 
 var (

@@ -247,6 +247,9 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 	if len(j.Steps) > 0 {
 		d.checkGraph(j)
 	}
+	if d.strict && len(errs) == 0 && len(j.Steps) > 0 {
+		d.checkJourneyPresence(j)
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -7,18 +7,19 @@ import (
 )
 
 const testSchema = `customer:
-  first_name: string
-  plan: string
-  segment: string
+  first_name: required string
+  plan: required string
+  segment: required string
+  nickname: string
   renews_at: timestamp
   lifetime_value: double
   points: int
-  tags: list<string>
+  tags: required list<string>
 events:
-  policy.renewal_scheduled: { policy_id: string, renews_at: timestamp }
+  policy.renewal_scheduled: { policy_id: string, renews_at: timestamp, note: optional string }
   policy.renewed:           { policy_id: string }
   order.placed:             { order_id: string, total: double }
-  survey.answered:          { answer: string }
+  survey.answered:          { answer: string, comment: optional string }
 `
 
 func mustSchema(t testing.TB) *Schema {

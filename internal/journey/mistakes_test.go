@@ -151,3 +151,80 @@ func TestPolicyMistakes(t *testing.T) {
 		t.Errorf("a cap min_gap can just fill was refused: %v", errs)
 	}
 }
+
+// TestOptionalValuesMustBeTested: an expression that reads a value that
+// may be missing without has() first is refused where it reads it, unless
+// has() in the same expression or on every way to the step guarantees it.
+func TestOptionalValuesMustBeTested(t *testing.T) {
+	t.Parallel()
+	parse := parseJourney(t)
+	wait := "  - id: later\n    wait: { duration: 1d }\n"
+	exit := "  - id: b\n    exit: {}\n"
+	checkMistakes(t, parse, []mistake{
+		{"optional attribute in the audience", strings.Replace(head, "steps:\n", "audience: customer.nickname == \"Kari\"\nsteps:\n", 1) + exit,
+			`5:20: audience: customer.nickname may be missing, and reading it then fails the run: test it first (has(customer.nickname) && ...), or declare it required in schema.yaml (nickname: required string)`},
+		{"optional event field in a purpose", head + "  - id: a\n    send: { channel: email, template: t, purpose: event.note }\n",
+			`7:57: purpose: event.note may be missing, and reading it then fails the run: test it first (has(event.note) && ...); schema.yaml declares it optional (note: optional string)`},
+		{"has() before a wait does not hold after it", strings.Replace(head, "steps:\n", "audience: has(customer.nickname)\nsteps:\n", 1) + wait +
+			"  - id: a\n    branch:\n      - when: customer.nickname == \"Kari\"\n        goto: b\n" + exit,
+			`11:24: when: customer.nickname may be missing`},
+		{"has() on one way only", head +
+			"  - id: a\n    branch:\n      - when: has(customer.nickname)\n        goto: c\n" +
+			"  - id: c\n    branch:\n      - when: customer.nickname == \"Kari\"\n        goto: b\n" + exit,
+			`12:24: when: customer.nickname may be missing`},
+		{"has() on the wrong side of ||", head + "  - id: a\n    branch:\n      - when: has(customer.nickname) || customer.nickname == \"Kari\"\n        goto: b\n" + exit,
+			`8:50: when: customer.nickname may be missing`},
+	})
+	for name, src := range map[string]string{
+		"has() && read":            head + "  - id: a\n    branch:\n      - when: has(customer.nickname) && customer.nickname == \"Kari\"\n        goto: b\n" + exit,
+		"!has() || read":           head + "  - id: a\n    branch:\n      - when: '!has(customer.nickname) || customer.nickname == \"Kari\"'\n        goto: b\n" + exit,
+		"has() ? read : default":   head + "  - id: a\n    send: { channel: email, template: t, purpose: 'has(event.note) ? event.note : \"none\"' }\n",
+		"audience has() carries":   strings.Replace(head, "steps:\n", "audience: has(customer.nickname)\nsteps:\n", 1) + "  - id: a\n    send: { channel: email, template: t, purpose: customer.nickname }\n",
+		"earlier case failed":      head + "  - id: a\n    branch:\n      - when: '!has(customer.nickname)'\n        goto: b\n      - when: customer.nickname == \"Kari\"\n        goto: b\n" + exit,
+		"branch target knows":      head + "  - id: a\n    branch:\n      - when: has(customer.nickname)\n        goto: c\n      - goto: b\n  - id: c\n    send: { channel: email, template: t, purpose: customer.nickname }\n" + exit,
+		"required fields are fine": strings.Replace(head, "steps:\n", "audience: customer.plan == \"home\"\nkey: event.policy_id\nsteps:\n", 1) + exit,
+	} {
+		if errs := parse(src); len(errs) > 0 {
+			t.Errorf("%s: refused:\n%v", name, errs)
+		}
+	}
+}
+
+// TestBundlesOfRunningJourneysCompileLeniently: a definition already
+// running was validated by the lojal that started it; a stricter release
+// must not fail it when the workflow rebuilds it.
+func TestBundlesOfRunningJourneysCompileLeniently(t *testing.T) {
+	t.Parallel()
+	src := strings.Replace(head, "steps:\n", "audience: customer.nickname == \"Kari\"\nsteps:\n", 1) +
+		"  - id: a\n    wait: { until: 'event.renews_at - duration(\"30d\")' }\n"
+	if errs := parseJourney(t)(src); len(errs) == 0 {
+		t.Fatal("validation accepted the journey; the test needs one it refuses")
+	}
+	b := Bundle{File: "j.yaml", Journey: []byte(src), SchemaFile: "schema.yaml", Schema: []byte(testSchema), Timezone: "UTC"}
+	if _, err := b.Compile(); err != nil {
+		t.Fatalf("a running definition no longer compiles: %v", err)
+	}
+}
+
+// TestRequiredFieldsAreEnforcedAtIngest: what the schema says is always
+// there is refused when missing, so expressions can read it without has().
+func TestRequiredFieldsAreEnforcedAtIngest(t *testing.T) {
+	t.Parallel()
+	s := mustSchema(t)
+	c := Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari", "plan": "home", "segment": "family", "tags": []any{}}}
+	if _, err := s.CheckCustomer(c); err != nil {
+		t.Fatalf("customer without optional attributes refused: %v", err)
+	}
+	delete(c.Attributes, "segment")
+	if _, err := s.CheckCustomer(c); err == nil || !strings.Contains(err.Error(), `missing field "segment"`) {
+		t.Errorf("customer without a required attribute: %v", err)
+	}
+	e := Event{ID: "e-1", Type: "policy.renewal_scheduled", CustomerID: "c-1", At: time.Now(), Data: map[string]any{"policy_id": "p-1", "renews_at": "2026-04-01T00:00:00Z"}}
+	if _, err := s.CheckEvent(e); err != nil {
+		t.Fatalf("event without its optional field refused: %v", err)
+	}
+	delete(e.Data, "renews_at")
+	if _, err := s.CheckEvent(e); err == nil || !strings.Contains(err.Error(), `missing field "renews_at", which every policy.renewal_scheduled event must carry`) {
+		t.Errorf("event without a required field: %v", err)
+	}
+}
