@@ -143,3 +143,17 @@ func (s *Schema) EventVars(e *Event) (map[string]any, error) {
 	}
 	return typed, nil
 }
+
+// ReceivedVars returns the events wait_for steps got (by event type) as
+// expressions and templates see them: by received name (survey_answered).
+func (s *Schema) ReceivedVars(received map[string]*Event) (map[string]any, error) {
+	out := make(map[string]any, len(received))
+	for _, typ := range sortedKeys(received) {
+		v, err := s.EventVars(received[typ])
+		if err != nil {
+			return nil, err
+		}
+		out[receivedName(typ)] = v
+	}
+	return out, nil
+}

@@ -9,9 +9,12 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common"
 	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lojal/lojal/internal/policy"
@@ -34,7 +37,11 @@ const (
 
 const (
 	customerTypeName = "lojal.Customer"
+	receivedTypeName = "lojal.Received"
 	eventTypePrefix  = "lojal.event."
+	// outcomesVar holds each send step's outcome; outcome("step") reads
+	// it (the macro below), so journeys never name it.
+	outcomesVar = "lojal_outcomes"
 )
 
 // envs holds one CEL environment per trigger event type, all built from one
@@ -51,10 +58,13 @@ type envs struct {
 type provider struct {
 	types.Provider
 	structs map[string]Fields
+	// received maps the fields of `received` to the event types they
+	// hold (survey_answered -> survey.answered).
+	received map[string]string
 }
 
 func (p *provider) FindStructType(name string) (*types.Type, bool) {
-	if _, ok := p.structs[name]; ok {
+	if _, ok := p.structs[name]; ok || name == receivedTypeName {
 		return types.NewTypeTypeWithParam(types.NewObjectType(name)), true
 	}
 	return p.Provider.FindStructType(name)
@@ -64,20 +74,33 @@ func (p *provider) FindStructFieldNames(name string) ([]string, bool) {
 	if f, ok := p.structs[name]; ok {
 		return f.Names(), true
 	}
+	if name == receivedTypeName {
+		return sortedKeys(p.received), true
+	}
 	return p.Provider.FindStructFieldNames(name)
 }
 
 func (p *provider) FindStructFieldType(name, fieldName string) (*types.FieldType, bool) {
-	f, ok := p.structs[name]
-	if !ok {
-		return p.Provider.FindStructFieldType(name, fieldName)
-	}
-	t, ok := f[fieldName]
-	if !ok {
-		return nil, false
+	var t *cel.Type
+	if name == receivedTypeName {
+		ev, ok := p.received[fieldName]
+		if !ok {
+			return nil, false
+		}
+		t = cel.ObjectType(eventTypeName(ev))
+	} else {
+		f, ok := p.structs[name]
+		if !ok {
+			return p.Provider.FindStructFieldType(name, fieldName)
+		}
+		ft, ok := f[fieldName]
+		if !ok {
+			return nil, false
+		}
+		t = ft.cel()
 	}
 	return &types.FieldType{
-		Type: t.cel(),
+		Type: t,
 		IsSet: func(target any) bool {
 			m, ok := target.(map[string]any)
 			if !ok {
@@ -100,6 +123,18 @@ func (p *provider) FindStructFieldType(name, fieldName string) (*types.FieldType
 	}, true
 }
 
+// expandOutcome turns outcome("remind") into a read of the outcomes map.
+// The step must be named by a literal, so validation can check it.
+func expandOutcome(eh parser.ExprHelper, _ celast.Expr, args []celast.Expr) (celast.Expr, *common.Error) {
+	if args[0].Kind() != celast.LiteralKind {
+		return nil, eh.NewError(args[0].ID(), `outcome() takes the id of a send step in quotes: outcome("remind")`)
+	}
+	if _, ok := args[0].AsLiteral().(types.String); !ok {
+		return nil, eh.NewError(args[0].ID(), `outcome() takes the id of a send step in quotes: outcome("remind")`)
+	}
+	return eh.NewCall(operators.Index, eh.NewIdent(outcomesVar), args[0]), nil
+}
+
 func eventTypeName(event string) string {
 	return eventTypePrefix + strings.ReplaceAll(event, ".", "__")
 }
@@ -109,13 +144,17 @@ func newEnvs(s *Schema) (*envs, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &provider{Provider: reg, structs: map[string]Fields{customerTypeName: s.Customer}}
+	p := &provider{Provider: reg, structs: map[string]Fields{customerTypeName: s.Customer}, received: s.received}
 	for ev, f := range s.Events {
 		p.structs[eventTypeName(ev)] = f
 	}
 	base, err := cel.NewEnv(
 		cel.CustomTypeProvider(p),
 		cel.Variable("customer", cel.ObjectType(customerTypeName)),
+		cel.Variable("now", cel.TimestampType),
+		cel.Variable("received", cel.ObjectType(receivedTypeName)),
+		cel.Variable(outcomesVar, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Macros(cel.GlobalMacro("outcome", 1, expandOutcome)),
 		cel.ParserRecursionLimit(maxExprRecursion),
 		cel.ParserExpressionSizeLimit(maxExprLen),
 		cel.CrossTypeNumericComparisons(true),
@@ -174,6 +213,10 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 					off++
 				}
 				msg = unknownField(s, event, src, off, m[1])
+			} else if strings.HasPrefix(msg, "outcome() takes") {
+				if i := strings.LastIndex(src[:off], "outcome("); i >= 0 {
+					off = i + len("outcome(")
+				}
 			} else if m := undeclaredRE.FindStringSubmatch(msg); m != nil {
 				msg = fmt.Sprintf("unknown name %q%s", m[1], suggestName(m[1], knownNames(event)))
 			}
@@ -218,7 +261,7 @@ var celFunctions = []string{"has", "size", "duration", "timestamp", "matches", "
 
 // knownNames are the names an expression can use, for suggestions.
 func knownNames(event string) []string {
-	names := append([]string{"customer"}, celFunctions...)
+	names := append([]string{"customer", "now", "received", "outcome"}, celFunctions...)
 	if event != "" {
 		names = append(names, "event")
 	}
@@ -240,6 +283,14 @@ func unknownField(s *Schema, event, src string, off int, field string) string {
 		return fmt.Sprintf("customer has no field %q%s", field, suggestName(field, s.Customer.Names()))
 	case "event":
 		return fmt.Sprintf("event %s has no field %q%s", event, field, suggestName(field, s.Events[event].Names()))
+	case "received":
+		return fmt.Sprintf("received has no field %q%s; received.<name> is the event a wait_for got, its type with _ for . (survey.answered: received.survey_answered)",
+			field, suggestName(field, sortedKeys(s.received)))
+	}
+	if name, ok := strings.CutPrefix(operand, "received."); ok {
+		if ev := s.received[name]; ev != "" {
+			return fmt.Sprintf("event %s has no field %q%s", ev, field, suggestName(field, s.Events[ev].Names()))
+		}
 	}
 	return fmt.Sprintf("%s has no field %q", operand, field)
 }
@@ -364,10 +415,23 @@ func (sizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checke
 type Vars struct {
 	Customer map[string]any
 	Event    map[string]any
+	// Now is the time of the evaluation (workflow time in a run).
+	Now time.Time
+	// Received holds the data of the events wait_for steps have got, by
+	// received name (survey_answered).
+	Received map[string]any
+	// Outcomes holds each send step's outcome (SendOutcome), by step id.
+	Outcomes map[string]string
 }
 
 func (v Vars) activation() map[string]any {
-	a := map[string]any{"customer": v.Customer}
+	a := map[string]any{"customer": v.Customer, "now": v.Now, "received": v.Received, outcomesVar: v.Outcomes}
+	if v.Received == nil {
+		a["received"] = map[string]any{}
+	}
+	if v.Outcomes == nil {
+		a[outcomesVar] = map[string]string{}
+	}
 	if v.Event != nil {
 		a["event"] = v.Event
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,8 @@ type Journey struct {
 	Location *time.Location
 
 	index map[string]int
+	// sendSteps are the ids of the send steps, for outcome().
+	sendSteps []string
 }
 
 // Trigger says what starts a run: exactly one of its fields is set.
@@ -132,7 +135,10 @@ type WaitFor struct {
 
 // Send asks the policy to send a message.
 type Send struct {
+	// Channel is email, push or preferred. Fallback holds the channels
+	// after the first of a list (channel: [push, email]).
 	Channel  string
+	Fallback []string
 	Template string
 	Purpose  *Expr
 	// Priority overrides the journey's priority when set.
@@ -248,7 +254,10 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 		d.checkGraph(j)
 	}
 	if d.strict && len(errs) == 0 && len(j.Steps) > 0 {
-		d.checkJourneyPresence(j)
+		d.checkJourneyNames(j)
+		if len(errs) == 0 {
+			d.checkJourneyPresence(j)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -256,6 +265,9 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 	j.index = make(map[string]int, len(j.Steps))
 	for i, s := range j.Steps {
 		j.index[s.ID] = i
+		if s.Kind == KindSend {
+			j.sendSteps = append(j.sendSteps, s.ID)
+		}
 	}
 	return j, nil
 }
@@ -299,12 +311,13 @@ func (j *Journey) Step(id string) (*Step, bool) {
 }
 
 // Templates returns the templates the journey's send steps use, with the
-// channel each is sent on.
+// channels each may be sent on.
 func (j *Journey) Templates() map[string][]string {
 	out := map[string][]string{}
 	for _, s := range j.Steps {
 		if s.Send != nil {
 			out[s.Send.Template] = append(out[s.Send.Template], s.Send.Channel)
+			out[s.Send.Template] = append(out[s.Send.Template], s.Send.Fallback...)
 		}
 	}
 	return out
@@ -519,14 +532,7 @@ func (d *decoder) waitFor(v *yaml.Node, schema *Schema) *WaitFor {
 func (d *decoder) send(v *yaml.Node, schema *Schema, event string) *Send {
 	s := &Send{}
 	d.mapping(v, "send",
-		field{name: "channel", required: true, decode: func(_, v *yaml.Node) {
-			s.Channel, _ = d.str(v, "channel")
-			switch s.Channel {
-			case policy.Email, policy.Push, policy.Preferred:
-			default:
-				d.errorf(v, "channel %q: want email, push or preferred", s.Channel)
-			}
-		}},
+		field{name: "channel", required: true, decode: func(_, v *yaml.Node) { d.channels(v, s) }},
 		field{name: "template", required: true, decode: func(_, v *yaml.Node) {
 			if s.Template, _ = d.str(v, "template"); !templateRE.MatchString(s.Template) {
 				d.errorf(v, "template %q: use lower-case letters, digits, - and _", s.Template)
@@ -538,6 +544,46 @@ func (d *decoder) send(v *yaml.Node, schema *Schema, event string) *Send {
 		field{name: "priority", decode: func(_, v *yaml.Node) { s.Priority = d.priority(v, "priority") }},
 	)
 	return s
+}
+
+// channels decodes a send's channel: one of email, push or preferred, or a
+// list of email and push to try in order.
+func (d *decoder) channels(v *yaml.Node, s *Send) {
+	if v.Kind != yaml.SequenceNode {
+		s.Channel, _ = d.str(v, "channel")
+		switch s.Channel {
+		case policy.Email, policy.Push, policy.Preferred:
+		case "":
+		default:
+			d.errorf(v, "channel %q: want email, push or preferred, or a list to try in order ([push, email])%s",
+				s.Channel, suggestName(s.Channel, []string{policy.Email, policy.Push, policy.Preferred}))
+		}
+		return
+	}
+	if len(v.Content) == 0 {
+		d.errorf(v, "channel: the list is empty; name email, push or both ([push, email])")
+		return
+	}
+	var chain []string
+	for _, item := range v.Content {
+		ch, ok := d.str(item, "channel")
+		if !ok {
+			continue
+		}
+		switch {
+		case ch == policy.Preferred:
+			d.errorf(item, "channel: preferred already means the customer's channel, then the other; use it alone, not in a list")
+		case ch != policy.Email && ch != policy.Push:
+			d.errorf(item, "channel %q: a channel list holds email and push%s", ch, suggestName(ch, []string{policy.Email, policy.Push}))
+		case slices.Contains(chain, ch):
+			d.errorf(item, "channel %s is in the list twice", ch)
+		default:
+			chain = append(chain, ch)
+		}
+	}
+	if len(chain) > 0 {
+		s.Channel, s.Fallback = chain[0], chain[1:]
+	}
 }
 
 func (d *decoder) branch(v *yaml.Node, schema *Schema, event string) []Case {

@@ -3,9 +3,12 @@ package journey
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/types"
 )
 
 // A value that may be missing (an optional attribute, an event field
@@ -371,4 +374,101 @@ func (d *decoder) checkJourneyPresence(j *Journey) {
 			}
 		}
 	}
+}
+
+// checkJourneyNames checks the names expressions use that the type checker
+// cannot: received.<name> must be an event the journey waits for,
+// outcome("id") must name a send step and be compared with an outcome
+// there is, and the audience and key (decided before a run starts, for
+// every event alike) cannot use now, received or outcome().
+func (d *decoder) checkJourneyNames(j *Journey) {
+	var sends []string
+	for _, s := range j.Steps {
+		if s.Kind == KindSend {
+			sends = append(sends, s.ID)
+		}
+	}
+	outcomes := make([]string, len(SendOutcomes))
+	for i, o := range SendOutcomes {
+		outcomes[i] = string(o)
+	}
+	check := func(x *Expr, what string, beforeRun bool) {
+		if x == nil || x.ast == nil {
+			return
+		}
+		at := func(e celast.Expr) int {
+			if r, found := x.ast.SourceInfo().GetOffsetRange(e.ID()); found {
+				return exprOffset(x.Source, 1, int(r.Start))
+			}
+			return 0
+		}
+		celast.PreOrderVisit(x.ast.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+			switch e.Kind() {
+			case celast.IdentKind:
+				name := e.AsIdent()
+				if beforeRun && (name == "now" || name == "received" || name == outcomesVar) {
+					shown := name
+					if name == outcomesVar {
+						shown = "outcome()"
+					}
+					why := "it is decided before the run starts"
+					if what == "key" {
+						why = "it must come out the same for every event of the run"
+					}
+					d.exprErrorAt(x.node, at(e), "%s cannot use %s: %s", what, shown, why)
+				}
+			case celast.SelectKind:
+				p := path(e)
+				name, _, _ := strings.Cut(strings.TrimPrefix(p, "received."), ".")
+				if p == "received."+name && j.receivedEvent(name) == "" && !beforeRun {
+					off := at(e)
+					if e.AsSelect().Operand().Kind() == celast.IdentKind && off < len(x.Source) && x.Source[off] == '.' {
+						off++
+					}
+					d.exprErrorAt(x.node, off, "%s: received.%s is never set: no wait_for in this journey waits for %s",
+						what, name, j.Schema.received[name])
+				}
+			case celast.CallKind:
+				call := e.AsCall()
+				if a := callArgs(e, operators.Index); len(a) == 2 && a[0].Kind() == celast.IdentKind && a[0].AsIdent() == outcomesVar {
+					if id, ok := literalString(a[1]); ok && !slices.Contains(sends, id) {
+						d.exprErrorAt(x.node, at(a[1]), "%s: outcome(%q): no send step has that id%s", what, id, suggestName(id, sends))
+					}
+				}
+				if fn := call.FunctionName(); (fn == operators.Equals || fn == operators.NotEquals) && len(call.Args()) == 2 {
+					for k, side := range call.Args() {
+						other := call.Args()[1-k]
+						if a := callArgs(side, operators.Index); len(a) == 2 && a[0].Kind() == celast.IdentKind && a[0].AsIdent() == outcomesVar {
+							if o, ok := literalString(other); ok && !slices.Contains(outcomes, o) {
+								d.exprErrorAt(x.node, at(other), "%s: %q is not an outcome of a send (want one of %s)%s",
+									what, o, strings.Join(outcomes, ", "), suggestName(o, outcomes))
+							}
+						}
+					}
+				}
+			}
+		}))
+	}
+	check(j.Audience, "audience", true)
+	check(j.Key, "key", true)
+	for _, s := range j.Steps {
+		switch s.Kind {
+		case KindWait:
+			check(s.Wait.Until, "wait until", false)
+		case KindSend:
+			check(s.Send.Purpose, "purpose", false)
+		case KindBranch:
+			for _, c := range s.Branch {
+				check(c.When, "when", false)
+			}
+		}
+	}
+}
+
+func literalString(e celast.Expr) (string, bool) {
+	if e.Kind() != celast.LiteralKind {
+		return "", false
+	}
+	s, ok := e.AsLiteral().(types.String)
+	return string(s), ok
 }

@@ -78,6 +78,9 @@ type Schema struct {
 	// type), the fields a value may leave out: customer attributes not
 	// marked required and event fields marked optional.
 	optional map[string]map[string]bool
+	// received maps the names expressions use for events got by wait_for
+	// steps to the event types (survey_answered -> survey.answered).
+	received map[string]string
 
 	envs *envs
 	// locs caches customers' time zones: loading one reads and parses
@@ -104,9 +107,14 @@ var (
 
 // ParseSchema parses schema.yaml.
 func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
+	return parseSchema(file, src, true)
+}
+
+// parseSchema parses a schema; strict as for parse.
+func parseSchema(file string, src []byte, strict bool) (*Schema, ErrorList) {
 	var errs ErrorList
-	d := &decoder{file: file, errs: &errs, src: src, strict: true}
-	s := &Schema{File: file, Customer: Fields{}, Events: map[string]Fields{}, Source: src, optional: map[string]map[string]bool{}}
+	d := &decoder{file: file, errs: &errs, src: src, strict: strict}
+	s := &Schema{File: file, Customer: Fields{}, Events: map[string]Fields{}, Source: src, optional: map[string]map[string]bool{}, received: map[string]string{}}
 	for k, v := range builtinCustomer {
 		s.Customer[k] = v
 	}
@@ -140,11 +148,27 @@ func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
 				f := Fields{}
 				s.optional[k.Value] = d.fields(fv, "event "+k.Value, f, false)
 				s.Events[k.Value] = f
+				name := receivedName(k.Value)
+				if other, clash := s.received[name]; clash {
+					// Older schemas may hold such a pair; neither is
+					// reachable through received then.
+					if d.strict {
+						d.errorf(k, "event types %q and %q would both be received.%s in expressions; rename one", other, k.Value, name)
+					}
+					s.received[name] = ""
+					continue
+				}
+				s.received[name] = k.Value
 			}
 		}},
 	)
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	for name, ev := range s.received {
+		if ev == "" {
+			delete(s.received, name)
+		}
 	}
 	envs, err := newEnvs(s)
 	if err != nil {
