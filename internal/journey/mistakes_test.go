@@ -150,6 +150,12 @@ func TestPolicyMistakes(t *testing.T) {
 	if _, errs := ParseRules("policy.yaml", []byte(strings.Replace(good, "{ window: 7d, max: 3 }", "{ window: 3d, max: 3 }", 1))); len(errs) > 0 {
 		t.Errorf("a cap min_gap can just fill was refused: %v", errs)
 	}
+	for src, outside := range map[string]bool{good: false, good + "critical_counts_toward_caps: true\n": false, good + "critical_counts_toward_caps: false\n": true} {
+		r, errs := ParseRules("policy.yaml", []byte(src))
+		if len(errs) > 0 || r.CriticalOutsideCaps != outside {
+			t.Errorf("%q: CriticalOutsideCaps %v %v, want %v", src[len(good):], r != nil && r.CriticalOutsideCaps, errs, outside)
+		}
+	}
 }
 
 // TestOptionalValuesMustBeTested: an expression that reads a value that

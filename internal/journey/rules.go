@@ -93,6 +93,11 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 			}
 		}},
 		field{name: "purpose_window", decode: func(_, v *yaml.Node) { r.PurposeWindow, _ = d.duration(v, "purpose_window") }},
+		field{name: "critical_counts_toward_caps", decode: func(_, v *yaml.Node) {
+			if counts, ok := d.boolean(v, "critical_counts_toward_caps"); ok {
+				r.CriticalOutsideCaps = !counts
+			}
+		}},
 		field{name: "priority_aging", decode: func(_, v *yaml.Node) {
 			var ok bool
 			if r.AgingStep, ok = d.duration(v, "priority_aging"); ok && r.AgingStep < time.Minute {

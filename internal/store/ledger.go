@@ -134,7 +134,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	})
 	b.Queue(s.q.ContactWindow, r.CustomerID, r.Now.Add(-lookback), r.Now).Query(func(rows pgx.Rows) error {
 		var c policy.Contact
-		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key, &c.Critical}, func() error {
 			snap.Window = append(snap.Window, c)
 			return nil
 		})

@@ -5,7 +5,7 @@ WHERE idempotency_key = $1;
 
 -- name: contact-window
 -- The contacts that count against caps: sent, or reserved and not expired.
-SELECT contacted_at, channel, purpose, request_key
+SELECT contacted_at, channel, purpose, request_key, priority = 'critical'
 FROM contact_ledger
 WHERE customer_id = $1
   AND status IN ('reserved', 'sent')
