@@ -232,7 +232,7 @@ func TestRenderPreview(t *testing.T) {
 		}
 	}
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust)
-	if err == nil || !strings.Contains(err.Error(), `missing value "product"`) {
+	if err == nil || !strings.Contains(err.Error(), `missing value .Event.product`) {
 		t.Errorf("render without the event the template needs: %v\n%s", err, out)
 	}
 }

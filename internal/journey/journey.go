@@ -71,6 +71,8 @@ type Journey struct {
 	index map[string]int
 	// sendSteps are the ids of the send steps, for outcome().
 	sendSteps []string
+	// present holds, per step, what is known to be present on entry.
+	present []facts
 }
 
 // Trigger says what starts a run: exactly one of its fields is set.
@@ -143,7 +145,12 @@ type Send struct {
 	Purpose  *Expr
 	// Priority overrides the journey's priority when set.
 	Priority policy.Priority
+	// TemplatePos is where the template's name is written.
+	TemplatePos Position
 }
+
+// Position is a place in a journey file.
+type Position struct{ Line, Col int }
 
 // Case is one branch arm; a nil When always matches.
 type Case struct {
@@ -269,8 +276,25 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 			j.sendSteps = append(j.sendSteps, s.ID)
 		}
 	}
+	j.present = j.stepFacts()
 	return j, nil
 }
+
+// PresentAt returns the values known to be present when the given step
+// runs, as expression paths (customer.advisor_name, received.survey_answered):
+// tested with has() in the audience or a branch on every way there since
+// the last wait, or, for received events, got on every way there.
+func (j *Journey) PresentAt(step string) []string {
+	i, ok := j.index[step]
+	if !ok || i >= len(j.present) {
+		return nil
+	}
+	return sortedKeys(j.present[i])
+}
+
+// ReceivedEvent returns the event type received.<name> stands for when a
+// wait_for of this journey waits for it, or "".
+func (j *Journey) ReceivedEvent(name string) string { return j.receivedEvent(name) }
 
 // listens returns the event types, other than the trigger, that a run
 // reacts to.
@@ -351,7 +375,9 @@ func (d *decoder) eventType(v *yaml.Node, schema *Schema, what string) string {
 }
 
 func suggestName(got string, names []string) string {
-	best, bestDist := "", 4
+	// A short word is only a typo of a name it mostly shares: sms is not
+	// push.
+	best, bestDist := "", min(3, max(1, len(got)/2))+1
 	for _, n := range names {
 		if dist := levenshtein(got, n); dist < bestDist {
 			best, bestDist = n, dist
@@ -534,6 +560,7 @@ func (d *decoder) send(v *yaml.Node, schema *Schema, event string) *Send {
 	d.mapping(v, "send",
 		field{name: "channel", required: true, decode: func(_, v *yaml.Node) { d.channels(v, s) }},
 		field{name: "template", required: true, decode: func(_, v *yaml.Node) {
+			s.TemplatePos = Position{v.Line, v.Column}
 			if s.Template, _ = d.str(v, "template"); !templateRE.MatchString(s.Template) {
 				d.errorf(v, "template %q: use lower-case letters, digits, - and _", s.Template)
 			}
