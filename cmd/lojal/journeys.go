@@ -167,9 +167,13 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--start: %w", err)
 		}
 	}
-	lines, err := simulate.Run(opts)
-	if err != nil {
-		return err
+	// A run that fails still shows its timeline up to the failure.
+	lines, runErr := simulate.Run(opts)
+	if runErr != nil && len(lines) == 0 {
+		return runErr
+	}
+	if runErr != nil {
+		runErr = exitError{code: 1, msg: "simulation stopped: " + runErr.Error()}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -178,7 +182,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		return nil
+		return runErr
 	}
 	loc := j.CustomerLocation(cust)
 	fmt.Fprintf(stdout, "%s (version %s) for %s, times in %s\n\n", j.ID, j.Version, customerName(cust), loc)
@@ -210,9 +214,16 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 		if l.Note != "" {
 			what += " - " + l.Note
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.At.In(loc).Format("Mon 02 Jan 15:04 MST"), l.Step, what)
+		step := l.Step
+		if l.Key != "" {
+			step = "[" + l.Key + "] " + step
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.At.In(loc).Format("Mon 02 Jan 15:04 MST"), step, what)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return runErr
 }
 
 // runDiff shows what changes for customers already in a journey when OLD

@@ -236,3 +236,32 @@ func TestRenderPreview(t *testing.T) {
 		t.Errorf("render without the event the template needs: %v\n%s", err, out)
 	}
 }
+
+// TestSimulateShowsTimelineUntilError: a run that fails prints what
+// happened up to the failure and where it stopped, and exits 1.
+func TestSimulateShowsTimelineUntilError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../journeys")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "fails.yaml"), "id: fails\nname: Fails\ntopic: service\ntrigger: { event: policy.renewal_scheduled }\nsteps:\n"+
+		"  - id: first\n    send: { channel: email, template: renewal-reminder }\n"+
+		"  - id: later\n    wait: { duration: 2d }\n"+
+		"  - id: check\n    branch:\n      - when: int(event.policy_id) > 3\n        goto: done\n"+
+		"  - id: done\n    exit: {}\n")
+	cust := filepath.Join(dir, "c.json")
+	events := filepath.Join(dir, "e.jsonl")
+	writeFile(t, cust, `{"id": "c-1", "email": "kari@example.no", "locale": "nb", "timezone": "Europe/Oslo", "consent": {"email": true},
+		"attributes": {"first_name": "Kari", "plan": "car", "segment": "single"}}`)
+	writeFile(t, events, `{"id": "e-1", "type": "policy.renewal_scheduled", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"policy_id": "p-1", "product": "bil", "renews_at": "2026-04-01T00:00:00Z"}}`)
+	out, err := runCLI(t, "journeys", "simulate", "--journey", filepath.Join(dir, "fails.yaml"), "--customer", cust, "--events", events)
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	for _, want := range []string{"send email renewal-reminder: allow", "check", "fails.yaml:12:15: int(event.policy_id) > 3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

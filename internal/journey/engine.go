@@ -129,6 +129,17 @@ func (s State) Done() bool { return s.Current.Kind == ActDone }
 // backstop for waits whose time has already passed.
 const maxHops = 1000
 
+// StepError is a step that could not run: an expression failed on the
+// customer's data.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("step %q: %v", e.Step, e.Err) }
+
+func (e *StepError) Unwrap() error { return e.Err }
+
 // ErrLoop is returned when a run passes through too many steps at once.
 var ErrLoop = errors.New("journey passed through too many steps without waiting")
 
@@ -254,7 +265,7 @@ func (j *Journey) retrigger(st State, e *Event, now time.Time) (State, Action, e
 	}
 	until, err := j.wakeTime(s, v, st.Customer, now)
 	if err != nil {
-		return st, cur, fmt.Errorf("step %q: %w", s.ID, err)
+		return st, cur, &StepError{Step: s.ID, Err: err}
 	}
 	if !until.After(now) {
 		return j.enter(st, j.after(i), now)
@@ -306,11 +317,11 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 		case KindWait:
 			v, err := getVars()
 			if err != nil {
-				return st, st.Current, err
+				return st, st.Current, &StepError{Step: s.ID, Err: err}
 			}
 			until, err := j.wakeTime(s, v, st.Customer, now)
 			if err != nil {
-				return st, st.Current, fmt.Errorf("step %q: %w", s.ID, err)
+				return st, st.Current, &StepError{Step: s.ID, Err: err}
 			}
 			if !until.After(now) {
 				i = j.after(i)
@@ -330,10 +341,10 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 			if s.Send.Purpose != nil {
 				v, err := getVars()
 				if err != nil {
-					return st, st.Current, err
+					return st, st.Current, &StepError{Step: s.ID, Err: err}
 				}
 				if send.Purpose, err = s.Send.Purpose.String(v); err != nil {
-					return st, st.Current, fmt.Errorf("step %q: purpose: %w", s.ID, err)
+					return st, st.Current, &StepError{Step: s.ID, Err: fmt.Errorf("purpose: %w", err)}
 				}
 			}
 			st.Current = Action{Kind: ActSend, Step: s.ID, Send: send}
@@ -345,10 +356,10 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 				if c.When != nil {
 					v, err := getVars()
 					if err != nil {
-						return st, st.Current, err
+						return st, st.Current, &StepError{Step: s.ID, Err: err}
 					}
 					if match, err = c.When.Bool(v); err != nil {
-						return st, st.Current, fmt.Errorf("step %q: %w", s.ID, err)
+						return st, st.Current, &StepError{Step: s.ID, Err: err}
 					}
 				}
 				if match {

@@ -176,6 +176,7 @@ func newEnvs(s *Schema) (*envs, error) {
 // Expr is a compiled, type-checked CEL expression from a journey file.
 type Expr struct {
 	Source string
+	File   string
 	Line   int
 	Col    int
 	prg    cel.Program
@@ -245,7 +246,7 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 		d.errorf(n, "%s: %v", what, err)
 		return nil
 	}
-	return &Expr{Source: src, Line: n.Line, Col: n.Column, prg: prg, ast: ast.NativeRep(), node: n}
+	return &Expr{Source: src, File: d.file, Line: n.Line, Col: n.Column, prg: prg, ast: ast.NativeRep(), node: n}
 }
 
 var (
@@ -441,10 +442,13 @@ func (v Vars) activation() map[string]any {
 func (e *Expr) eval(v Vars) (ref.Val, error) {
 	out, _, err := e.prg.Eval(v.activation())
 	if err != nil {
-		return nil, fmt.Errorf("line %d: %s: %w", e.Line, e.Source, err)
+		return nil, fmt.Errorf("%s: %s: %w", e.where(), e.Source, err)
 	}
 	return out, nil
 }
+
+// where is the expression's position, file:line:col.
+func (e *Expr) where() string { return fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col) }
 
 // Bool evaluates a boolean expression.
 func (e *Expr) Bool(v Vars) (bool, error) {
@@ -454,7 +458,7 @@ func (e *Expr) Bool(v Vars) (bool, error) {
 	}
 	b, ok := out.Value().(bool)
 	if !ok {
-		return false, fmt.Errorf("line %d: %s: not a boolean", e.Line, e.Source)
+		return false, fmt.Errorf("%s: %s: not a boolean", e.where(), e.Source)
 	}
 	return b, nil
 }
@@ -471,7 +475,7 @@ func (e *Expr) String(v Vars) (string, error) {
 	case int64:
 		return fmt.Sprint(x), nil
 	}
-	return "", fmt.Errorf("line %d: %s: not a string", e.Line, e.Source)
+	return "", fmt.Errorf("%s: %s: not a string", e.where(), e.Source)
 }
 
 // Time evaluates a timestamp expression.
@@ -482,7 +486,7 @@ func (e *Expr) Time(v Vars) (time.Time, error) {
 	}
 	t, ok := out.Value().(time.Time)
 	if !ok {
-		return time.Time{}, fmt.Errorf("line %d: %s: not a timestamp", e.Line, e.Source)
+		return time.Time{}, fmt.Errorf("%s: %s: not a timestamp", e.where(), e.Source)
 	}
 	return t, nil
 }
