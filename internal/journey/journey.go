@@ -260,9 +260,11 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 	if len(j.Steps) > 0 {
 		d.checkGraph(j)
 	}
-	if d.strict && len(errs) == 0 && len(j.Steps) > 0 {
+	if d.strict && len(j.Steps) > 0 {
+		// Names need no sound graph; what is present along the steps does.
+		before := len(errs)
 		d.checkJourneyNames(j)
-		if len(errs) == 0 {
+		if before == 0 && len(errs) == 0 {
 			d.checkJourneyPresence(j)
 		}
 	}

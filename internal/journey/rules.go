@@ -122,8 +122,12 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 			// times into a window that excludes its far end.
 			fit := int((c.Window + r.MinGap - 1) / r.MinGap)
 			if fit < c.Max {
-				d.errorf(capMaxNodes[i], "cap %d per %s can never be reached: min_gap %s allows at most %d messages in %s (lower max to %d, or remove the cap)",
-					c.Max, policy.FormatDuration(c.Window), policy.FormatDuration(r.MinGap), fit, policy.FormatDuration(c.Window), fit)
+				noun := "messages"
+				if fit == 1 {
+					noun = "message"
+				}
+				d.errorf(capMaxNodes[i], "cap %d per %s can never be reached: min_gap %s allows at most %d %s in %s (lower max to %d, or remove the cap)",
+					c.Max, policy.FormatDuration(c.Window), policy.FormatDuration(r.MinGap), fit, noun, policy.FormatDuration(c.Window), fit)
 			}
 		}
 	}
