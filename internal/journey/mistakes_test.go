@@ -234,3 +234,18 @@ func TestRequiredFieldsAreEnforcedAtIngest(t *testing.T) {
 		t.Errorf("event without a required field: %v", err)
 	}
 }
+
+// TestPositionsInsideQuotedValues: escapes in double quotes and doubled
+// single quotes in single quotes do not shift the column of what comes
+// after them.
+func TestPositionsInsideQuotedValues(t *testing.T) {
+	t.Parallel()
+	checkMistakes(t, parseJourney(t), []mistake{
+		{"after '' in single quotes", head +
+			"  - id: a\n    send: { channel: email, template: t, purpose: '\"it''s \" + customer.nickame' }\n",
+			`7:72: purpose: customer has no field "nickame" (did you mean "nickname"?)`},
+		{"after escapes in double quotes", head +
+			"  - id: a\n    send: { channel: email, template: t, purpose: \"\\\"a\\u00e5\\\" + customer.nickame\" }\n",
+			`7:75: purpose: customer has no field "nickame" (did you mean "nickname"?)`},
+	})
+}

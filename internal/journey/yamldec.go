@@ -464,9 +464,8 @@ func LoadLocation(name string) (*time.Location, error) {
 // ScalarPos returns the file position (1-based line and column, counted
 // in characters) of the byte at offset in scalar n's value, for errors
 // inside a value: a CEL expression, a template. src is the whole file.
-// It is exact for single-line values and for literal (|) and folded (>)
-// blocks; inside a multi-line quoted value with escapes it may be off by
-// the escapes.
+// Quoted values are decoded line by line (escapes, a doubled single quote),
+// and literal (|) and folded (>) blocks are followed line by line.
 func ScalarPos(src []byte, n *yaml.Node, offset int) (line, col int) {
 	value := n.Value
 	offset = min(max(offset, 0), len(value))
@@ -475,7 +474,8 @@ func ScalarPos(src []byte, n *yaml.Node, offset int) (line, col int) {
 		return n.Line, n.Column
 	}
 	block := n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
-	quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
+	double := n.Style&yaml.DoubleQuotedStyle != 0
+	quoted := double || n.Style&yaml.SingleQuotedStyle != 0
 	first := n.Line - 1 // 0-based index of the first line holding value text
 	if block {
 		first = n.Line
@@ -483,53 +483,120 @@ func ScalarPos(src []byte, n *yaml.Node, offset int) (line, col int) {
 	// Each source line's text is found in the value in order; the line
 	// whose text spans offset holds it.
 	cur := 0
+	end := len(strings.TrimRight(value, " \n"))
 	for li := first; li < len(lines); li++ {
 		raw := strings.TrimRight(lines[li], "\r\n")
-		start := 0 // byte index in raw where this line's value text starts
+		start := len(raw) - len(strings.TrimLeft(raw, " \t"))
 		if li == n.Line-1 && !block {
 			start = byteIndexOfColumn(raw, n.Column)
 			if quoted && start < len(raw) {
-				start++
+				start++ // the opening quote
 			}
-		} else {
-			start = len(raw) - len(strings.TrimLeft(raw, " \t"))
 		}
-		text := raw[min(start, len(raw)):]
+		var text string
+		var at []int // raw byte index of each byte of text
+		closed := false
 		if quoted {
-			if i := strings.LastIndexAny(text, `"'`); i >= 0 && strings.TrimSpace(text[i+1:]) == "" && li > n.Line-1 {
-				text = text[:i]
+			text, at, closed = decodeQuoted(raw, start, double)
+		} else {
+			text = raw[min(start, len(raw)):]
+			at = make([]int, len(text))
+			for k := range at {
+				at[k] = start + k
 			}
 		}
-		if strings.TrimSpace(text) == "" {
-			continue
-		}
-		idx := strings.Index(value[cur:], text)
-		if idx < 0 {
-			// Escapes or folding changed the text; match the longest
-			// prefix that is still found.
-			t := text
-			for len(t) > 0 && idx < 0 {
-				t = t[:len(t)-1]
-				idx = strings.Index(value[cur:], t)
+		if strings.TrimSpace(text) != "" {
+			idx := strings.Index(value[cur:], text)
+			if idx < 0 && !block && !quoted {
+				// A plain value on its key's line may run into the rest of
+				// a flow mapping ({ until: x }): match what is there.
+				t := text
+				for len(t) > 0 && idx < 0 {
+					t = t[:len(t)-1]
+					idx = strings.Index(value[cur:], t)
+				}
+				text = t
 			}
-			if idx < 0 || len(t) == 0 {
+			if idx < 0 || text == "" {
 				break
 			}
-			text = t
+			startInValue := cur + idx
+			if offset < startInValue+len(text) || startInValue+len(text) >= end || closed || li == len(lines)-1 {
+				within := min(max(offset-startInValue, 0), len(text))
+				rawIdx := len(raw)
+				if within < len(at) {
+					rawIdx = at[within]
+				} else if len(at) > 0 {
+					rawIdx = at[len(at)-1] + 1
+				}
+				return li + 1, utf8.RuneCountInString(raw[:min(rawIdx, len(raw))]) + 1
+			}
+			cur = startInValue + len(text)
 		}
-		startInValue := cur + idx
-		last := startInValue+len(text) >= len(strings.TrimRight(value, " \n"))
-		if offset < startInValue+len(text) || last || li == len(lines)-1 {
-			within := max(offset-startInValue, 0)
-			within = min(within, len(text))
-			return li + 1, utf8.RuneCountInString(raw[:min(start, len(raw))]) + utf8.RuneCountInString(text[:within]) + 1
-		}
-		cur = startInValue + len(text)
-		if cur >= len(value) {
+		if closed || cur >= len(value) {
 			break
 		}
 	}
 	return n.Line, n.Column
+}
+
+// decodeQuoted decodes one line of a quoted scalar from raw[start:] up to
+// its closing quote, and maps each decoded byte to the raw byte it came
+// from.
+func decodeQuoted(raw string, start int, double bool) (string, []int, bool) {
+	var b []byte
+	var at []int
+	emit := func(s string, from int) {
+		for k := 0; k < len(s); k++ {
+			b = append(b, s[k])
+			at = append(at, from)
+		}
+	}
+	for i := start; i < len(raw); {
+		c := raw[i]
+		switch {
+		case double && c == '"', !double && c == '\'' && (i+1 >= len(raw) || raw[i+1] != '\''):
+			return string(b), at, true
+		case !double && c == '\'':
+			emit("'", i)
+			i += 2
+		case double && c == '\\' && i+1 < len(raw):
+			esc := raw[i+1]
+			width := 0
+			switch esc {
+			case 'x':
+				width = 2
+			case 'u':
+				width = 4
+			case 'U':
+				width = 8
+			}
+			if width > 0 && i+2+width <= len(raw) {
+				if r, err := strconv.ParseUint(raw[i+2:i+2+width], 16, 32); err == nil {
+					emit(string(rune(r)), i)
+					i += 2 + width
+					continue
+				}
+			}
+			switch esc {
+			case 'n':
+				emit("\n", i)
+			case 't':
+				emit("\t", i)
+			case 'r':
+				emit("\r", i)
+			case '0':
+				emit("\x00", i)
+			default:
+				emit(string(esc), i)
+			}
+			i += 2
+		default:
+			emit(raw[i:i+1], i)
+			i++
+		}
+	}
+	return string(b), at, false
 }
 
 // byteIndexOfColumn returns the byte index of the 1-based character

@@ -130,3 +130,17 @@ func TestTextFunctions(t *testing.T) {
 		t.Errorf("with/if on a missing value: %q", got)
 	}
 }
+
+// TestRefPositionsAfterEscapes: escaped quotes in a double-quoted value do
+// not shift the columns of what follows them.
+func TestRefPositionsAfterEscapes(t *testing.T) {
+	t.Parallel()
+	tm, err := Parse("en.yaml", "greet", "en", []byte("subject: \"{{ date \\\"2 Jan\\\" .Event.at }} {{ .Customer.first_name }}\"\ntext: x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := tm.Refs()
+	if len(refs) != 2 || refs[0].Col != 29 || refs[1].Col != 45 {
+		t.Fatalf("refs %+v, want columns 29 and 45", refs)
+	}
+}
