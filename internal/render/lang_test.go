@@ -144,3 +144,22 @@ func TestRefPositionsAfterEscapes(t *testing.T) {
 		t.Fatalf("refs %+v, want columns 29 and 45", refs)
 	}
 }
+
+// TestRegionLocaleFiles: en-GB.yaml serves customers whose locale is
+// en-GB, whatever its case.
+func TestRegionLocaleFiles(t *testing.T) {
+	t.Parallel()
+	s := NewSet()
+	for _, l := range []string{"en", "en-GB"} {
+		tm, err := Parse(l+".yaml", "greet", l, []byte("subject: \"hello "+l+"\"\ntext: x\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Add(tm)
+	}
+	for _, locale := range []string{"en-GB", "en-gb"} {
+		if m, err := s.Render("greet", "email", locale, Data{}); err != nil || m.Subject != "hello en-GB" {
+			t.Errorf("%s: %q %v", locale, m.Subject, err)
+		}
+	}
+}

@@ -380,7 +380,9 @@ func (s *Set) Add(t *Template) {
 	if s.byName[t.Name] == nil {
 		s.byName[t.Name] = map[string]*Template{}
 	}
-	s.byName[t.Name][t.Locale] = t
+	// Locales are kept in lower case, as Chain writes them: en-GB.yaml
+	// serves a customer whose locale is en-gb.
+	s.byName[t.Name][strings.ToLower(t.Locale)] = t
 }
 
 // Names returns the template names in order.
@@ -391,7 +393,7 @@ func (s *Set) Locales(name string) []string { return slices.Sorted(maps.Keys(s.b
 
 // Get returns one template in one locale.
 func (s *Set) Get(name, locale string) (*Template, bool) {
-	t, ok := s.byName[name][locale]
+	t, ok := s.byName[name][strings.ToLower(locale)]
 	return t, ok
 }
 
