@@ -133,6 +133,9 @@ type SendInput struct {
 	DecideInput
 	// Trigger is the event that started the run (templates see it as .Event).
 	Trigger *journey.Event
+	// Received holds the events wait_for steps got, by event type
+	// (templates see them as .Received).
+	Received map[string]*journey.Event `json:",omitempty"`
 }
 
 // SendOutput is the policy's answer and, when it allowed, what delivery did.
@@ -159,7 +162,7 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutput, error)
 	if d.Verdict != policy.Allow {
 		return out, nil
 	}
-	out.Delivery, err = a.deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger})
+	out.Delivery, err = a.deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger, Received: in.Received})
 	if err == nil && !out.Delivery.AlreadySent {
 		a.Metrics.Message(d.Channel, out.Delivery.Status)
 		if out.Delivery.Status == StatusSent {
@@ -180,7 +183,7 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	}
 	now := a.now()
 	req := policy.Request{Key: in.RequestKey(), Journey: in.JourneyID, Step: in.StepID, Channel: in.Send.Channel,
-		Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked}
+		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked}
 	d, err := a.Store.Decide(ctx, store.Request{
 		IdempotencyKey: in.IdempotencyKey(), RequestKey: req.Key, CustomerID: in.CustomerID, WorkflowID: in.WorkflowID,
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
@@ -204,6 +207,8 @@ type DeliverInput struct {
 	IdempotencyKey string
 	// Trigger is the event that started the run (templates see it as .Event).
 	Trigger *journey.Event
+	// Received holds the events wait_for steps got (.Received).
+	Received map[string]*journey.Event
 }
 
 // Delivery statuses.
@@ -500,7 +505,7 @@ func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int,
 
 func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
 	env, err := Compose(cat, a.Links, Message{Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
-		IdempotencyKey: in.IdempotencyKey, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain)}, now)
+		Received: in.Received, IdempotencyKey: in.IdempotencyKey, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain)}, now)
 	if err != nil {
 		return env, permanent{err}
 	}
@@ -529,6 +534,7 @@ type Message struct {
 	Topic          string
 	Customer       journey.Customer
 	Trigger        *journey.Event
+	Received       map[string]*journey.Event
 	IdempotencyKey string
 	MessageID      string
 }
@@ -548,13 +554,17 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 	if err != nil {
 		return channel.Envelope{}, fmt.Errorf("%w: %v", render.ErrRender, err)
 	}
+	rv, err := cat.Schema.ReceivedVars(m.Received)
+	if err != nil {
+		return channel.Envelope{}, fmt.Errorf("%w: %v", render.ErrRender, err)
+	}
 	loc := cat.Rules.Location
 	if c.Timezone != "" {
 		if l, err := journey.LoadLocation(c.Timezone); err == nil {
 			loc = l
 		}
 	}
-	data := render.Data{Customer: cv, Event: ev, Location: loc}
+	data := render.Data{Customer: cv, Event: ev, Received: rv, Location: loc}
 	var unsub string
 	if signer != nil {
 		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)

@@ -218,11 +218,11 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 			if len(r.pending) > 0 {
 				// An event that arrived while a message waited to be sent
 				// (the customer acted meanwhile) counts now.
-				occ = journey.Occurrence{Kind: journey.OccEvent, Event: r.pending[0]}
+				occ = r.eventOccurrence(journey.Occurrence{Kind: journey.OccEvent, Event: r.pending[0]})
 				r.pending = r.pending[1:]
 				break
 			}
-			occ = r.wait(act.Until)
+			occ = r.eventOccurrence(r.wait(act.Until))
 			if occ.Kind == journey.OccElapsed {
 				// Conditions after a wait see the customer as they are now.
 				cust, found, err := r.loadCustomer()
@@ -370,6 +370,7 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 	in := activities.SendInput{Trigger: r.st.Trigger, DecideInput: activities.DecideInput{
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID, Version: r.in.Version,
 		StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: workflow.Now(r.ctx)}}
+	r.withReceived(&in)
 	sendWithin := activities.ReservationTTL + time.Minute
 	if workflow.GetVersion(r.ctx, changeSendTimeout, workflow.DefaultVersion, 1) == 1 && r.w.sendTimeout > 0 {
 		sendWithin = r.w.sendTimeout
@@ -413,20 +414,21 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 			case activities.StatusExpired:
 				continue
 			case activities.StatusFallback:
-				// Push cannot reach the customer: ask again for email.
-				in.Send.Channel = policy.Email
+				// Push cannot reach the customer: ask again for the
+				// next channel.
+				in.Send = r.pushFallback(in.Send)
 				continue
 			}
 			if out.Delivery.Status == activities.StatusSent {
 				r.sent++
 			}
-			return journey.Occurrence{Kind: journey.OccSent}, nil
+			return r.sendDone(out), nil
 		case policy.Defer:
 			if occ, ended := r.waitOrGoal(out.Until); ended {
 				return occ, nil
 			}
 		default:
-			return journey.Occurrence{Kind: journey.OccSent}, nil
+			return r.sendDone(out), nil
 		}
 	}
 }
@@ -479,7 +481,7 @@ func (r *run) continueAsNew() (JourneyResult, error) {
 		r.pending = append(r.pending, ev)
 	}
 	for _, ev := range r.pending {
-		st, _, err := r.def.Next(r.st, journey.Occurrence{Kind: journey.OccEvent, Event: ev}, workflow.Now(r.ctx))
+		st, _, err := r.def.Next(r.st, r.eventOccurrence(journey.Occurrence{Kind: journey.OccEvent, Event: ev}), workflow.Now(r.ctx))
 		if err != nil {
 			return r.fail(err)
 		}

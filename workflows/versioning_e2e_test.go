@@ -23,7 +23,7 @@ import (
 	"github.com/lojal/lojal/workflows"
 )
 
-var updateHistories = flag.Bool("update-histories", false, "record testdata/histories again from live runs")
+var updateHistories = flag.Bool("update-histories", false, "record the histories of testdata/histories that are missing, from live runs")
 
 func runInfo(t *testing.T, ctx context.Context, c client.Client, id string) workflows.RunInfo {
 	t.Helper()
@@ -141,7 +141,8 @@ func TestEditedJourneyKeepsInFlightVersion(t *testing.T) {
 
 // TestReplayHistories replays saved workflow histories against today's
 // workflow code: a change that would break running journeys fails here.
-// Record them again with -update-histories after an intended change.
+// Histories are append-only: -update-histories records the scenarios
+// that have no file yet and leaves every recorded one as it is.
 func TestReplayHistories(t *testing.T) {
 	t.Parallel()
 	if *updateHistories {
@@ -158,50 +159,107 @@ func TestReplayHistories(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+	for _, sc := range historyScenarios {
+		if _, err := os.Stat(filepath.Join("testdata/histories", sc.name+".json")); err != nil {
+			t.Errorf("scenario %s has no recorded history: run go test ./workflows/ -run Replay -args -update-histories", sc.name)
+		}
+	}
 }
 
-// recordHistories runs scenarios end to end and saves their histories.
-func recordHistories(t *testing.T) {
-	s := stacktest.New(t, stacktest.Options{Journeys: "testdata/journeys"})
-	ctx := waitCtx(t)
-	a := journey.Customer{ID: "c-replay-a", Email: "kari@example.no", Locale: "nb", Timezone: "Europe/Oslo",
+// historyScenario is one recorded run. run drives it on a live stack and
+// returns the workflow id whose history is saved.
+type historyScenario struct {
+	name string
+	run  func(t *testing.T, ctx context.Context, s *stacktest.Stack) string
+}
+
+func replayCustomer(id string) journey.Customer {
+	return journey.Customer{ID: id, Email: "kari@example.no", Locale: "nb", Timezone: "Europe/Oslo",
 		Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari", "plan": "home"}}
-	b := a
-	b.ID = "c-replay-b"
-	for _, c := range []journey.Customer{a, b} {
+}
+
+// orderScenario places an order for customer a and follows it with a
+// second event after the first message is on its way.
+func orderScenario(customer, order, then, thenID, firstID string) func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+	return func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := replayCustomer(customer)
 		if _, err := s.Dispatcher.Customer(ctx, c); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := s.Dispatcher.Event(ctx, orderPlaced(c, firstID, order)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		ev := journey.Event{ID: thenID, Type: then, CustomerID: c.ID, At: time.Now(), Data: map[string]any{"order_id": order}}
+		if _, err := s.Dispatcher.Event(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		id := workflows.WorkflowID("order-thanks", c.ID, order)
+		if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		return id
 	}
-	event := func(c journey.Customer, id, typ, order string) journey.Event {
-		return journey.Event{ID: id, Type: typ, CustomerID: c.ID, At: time.Now(), Data: map[string]any{"order_id": order}}
+}
+
+// historyScenarios are recorded in order on one stack (the third relies
+// on the min gap after the first).
+var historyScenarios = []historyScenario{
+	{"order-thanks-shipped", orderScenario("c-replay-a", "o-r1", "order.shipped", "e-r2", "e-r1")},
+	{"order-thanks-goal", orderScenario("c-replay-b", "o-r3", "review.written", "e-r4", "e-r3")},
+	// The min gap after o-r1 defers this thank-you; the goal ends the
+	// run while the message waits.
+	{"order-thanks-deferred-goal", orderScenario("c-replay-a", "o-r5", "review.written", "e-r6", "e-r5")},
+	// The language's newer constructs: retrigger-update-v1,
+	// channel-fallback-v1, send-outcome-branch-v1, wait-for-event-vars-v1.
+	{"card-expiry-retrigger-fallback-answered", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := replayCustomer("c-replay-card")
+		c.Consent["push"] = true
+		return cardScenario(t, ctx, s, c)
+	}},
+	// A reminder the policy suppresses takes the not-reached branch.
+	{"card-expiry-suppressed", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := replayCustomer("c-replay-card-2")
+		c.Consent = map[string]bool{"email": false}
+		if _, err := s.Dispatcher.Customer(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC().Truncate(time.Second)
+		ev := journey.Event{ID: "e-card-x", Type: "card.expiry_scheduled", CustomerID: c.ID, At: now,
+			Data: map[string]any{"card_id": "k-2", "expires_at": now.Add(24*time.Hour + time.Second).Format(time.RFC3339)}}
+		if _, err := s.Dispatcher.Event(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		id := workflows.WorkflowID("card-expiry", c.ID, "k-2")
+		var out workflows.JourneyResult
+		if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, &out); err != nil || out.Step != "not-reached" {
+			t.Fatalf("run ended %+v %v, want not-reached", out, err)
+		}
+		return id
+	}},
+}
+
+// recordHistories runs the scenarios that have no history yet, end to
+// end, and saves their histories. Recorded ones are never recorded again:
+// they are what runs started by older code look like.
+func recordHistories(t *testing.T) {
+	var todo []historyScenario
+	for _, sc := range historyScenarios {
+		if _, err := os.Stat(filepath.Join("testdata/histories", sc.name+".json")); err != nil {
+			todo = append(todo, sc)
+		}
 	}
-	scenarios := []struct {
-		name   string
-		events []journey.Event
-	}{
-		{"order-thanks-shipped", []journey.Event{orderPlaced(a, "e-r1", "o-r1"), event(a, "e-r2", "order.shipped", "o-r1")}},
-		{"order-thanks-goal", []journey.Event{orderPlaced(b, "e-r3", "o-r3"), event(b, "e-r4", "review.written", "o-r3")}},
-		// The min gap after o-r1 defers this thank-you; the goal ends the
-		// run while the message waits.
-		{"order-thanks-deferred-goal", []journey.Event{orderPlaced(a, "e-r5", "o-r5"), event(a, "e-r6", "review.written", "o-r5")}},
+	if len(todo) == 0 {
+		return
 	}
+	s := languageStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	if err := os.MkdirAll("testdata/histories", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, sc := range scenarios {
-		for i, e := range sc.events {
-			if _, err := s.Dispatcher.Event(ctx, e); err != nil {
-				t.Fatal(err)
-			}
-			if i == 0 {
-				time.Sleep(2 * time.Second)
-			}
-		}
-		id := workflows.WorkflowID("order-thanks", sc.events[0].CustomerID, sc.events[0].Data["order_id"].(string))
-		if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
-			t.Fatalf("%s: %v", sc.name, err)
-		}
+	for _, sc := range todo {
+		id := sc.run(t, ctx, s)
 		iter := s.Client.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		hist := &historypb.History{}
 		for iter.HasNext() {
@@ -218,5 +276,6 @@ func recordHistories(t *testing.T) {
 		if err := os.WriteFile(filepath.Join("testdata/histories", sc.name+".json"), out, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("recorded %s", sc.name)
 	}
 }

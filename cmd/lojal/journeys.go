@@ -167,9 +167,13 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--start: %w", err)
 		}
 	}
-	lines, err := simulate.Run(opts)
-	if err != nil {
-		return err
+	// A run that fails still shows its timeline up to the failure.
+	lines, runErr := simulate.Run(opts)
+	if runErr != nil && len(lines) == 0 {
+		return runErr
+	}
+	if runErr != nil {
+		runErr = exitError{code: 1, msg: "simulation stopped: " + runErr.Error()}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -178,7 +182,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		return nil
+		return runErr
 	}
 	loc := j.CustomerLocation(cust)
 	fmt.Fprintf(stdout, "%s (version %s) for %s, times in %s\n\n", j.ID, j.Version, customerName(cust), loc)
@@ -210,9 +214,16 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 		if l.Note != "" {
 			what += " - " + l.Note
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.At.In(loc).Format("Mon 02 Jan 15:04 MST"), l.Step, what)
+		step := l.Step
+		if l.Key != "" {
+			step = "[" + l.Key + "] " + step
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.At.In(loc).Format("Mon 02 Jan 15:04 MST"), step, what)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return runErr
 }
 
 // runDiff shows what changes for customers already in a journey when OLD
@@ -362,12 +373,13 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	tmpl := fs.String("template", "", "template name (a directory under templates/)")
 	custFile := fs.String("customer", "", "customer JSON file")
 	eventFile := fs.String("event", "", "events file (.jsonl); the first event is .Event")
+	receivedFile := fs.String("received", "", "events a wait_for got (.jsonl), for .Received (the last of each type)")
 	ch := fs.String("channel", "email", "email or push")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
 	if *tmpl == "" || *custFile == "" || (*ch != "email" && *ch != "push") {
-		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push]"}
+		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--received FILE.jsonl] [--channel email|push]"}
 	}
 	cat, err := loadCatalog(*dir)
 	if err != nil {
@@ -391,6 +403,20 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 		}
 		ev = &evs[0]
 	}
+	var received map[string]*journey.Event
+	if *receivedFile != "" {
+		evs, err := readEvents(*receivedFile)
+		if err != nil {
+			return err
+		}
+		received = map[string]*journey.Event{}
+		for i := range evs {
+			if _, err := cat.Schema.CheckEvent(evs[i]); err != nil {
+				return fmt.Errorf("%s: event %s: %w", *receivedFile, evs[i].ID, err)
+			}
+			received[evs[i].Type] = &evs[i]
+		}
+	}
 	// Preview links are signed with a throw-away key: they look like the
 	// real ones but do not work.
 	signer, err := links.NewSigner([]byte("preview-only-key-not-for-real-links"), cfg.PublicURL, 0)
@@ -399,7 +425,7 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	}
 	domain := messageDomain(cfg.MailFrom)
 	env, err := activities.Compose(cat, signer, activities.Message{Template: *tmpl, Channel: *ch, Topic: "preview", Customer: cust,
-		Trigger: ev, IdempotencyKey: "preview", MessageID: activities.MessageID("preview", domain)}, time.Now())
+		Trigger: ev, Received: received, IdempotencyKey: "preview", MessageID: activities.MessageID("preview", domain)}, time.Now())
 	if err != nil {
 		return err
 	}

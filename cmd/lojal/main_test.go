@@ -62,7 +62,7 @@ func TestValidateReportsEveryErrorWithPosition(t *testing.T) {
 		`testdata/bad/broken.yaml:4:19: trigger event "order.placd" is not declared in testdata/bad/schema.yaml (did you mean "order.placed"?)`,
 		`testdata/bad/broken.yaml:7:22: channel "sms": want email, push or preferred`,
 		`testdata/bad/broken.yaml:9:23: wait duration: duration "3days"`,
-		`testdata/bad/broken.yaml:8:5: step "later": goto "nowhere" names no step`,
+		`testdata/bad/broken.yaml:10:11: step "later": goto "nowhere" names no step`,
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
@@ -237,8 +237,44 @@ func TestRenderPreview(t *testing.T) {
 		}
 	}
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust)
-	if err == nil || !strings.Contains(err.Error(), `missing value "product"`) {
+	if err == nil || !strings.Contains(err.Error(), `missing value .Event.product`) {
 		t.Errorf("render without the event the template needs: %v\n%s", err, out)
+	}
+	// The answer a wait_for got is what .Received shows.
+	answer := filepath.Join(dir, "a.jsonl")
+	writeFile(t, answer, `{"id": "e-2", "type": "checkin.answered", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"answer": "Raskere svar"}}`)
+	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "checkin-thanks", "--customer", cust, "--received", answer)
+	if err != nil || !strings.Contains(out, "Raskere svar") {
+		t.Errorf("render with --received: %v\n%s", err, out)
+	}
+}
+
+// TestSimulateShowsTimelineUntilError: a run that fails prints what
+// happened up to the failure and where it stopped, and exits 1.
+func TestSimulateShowsTimelineUntilError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../journeys")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "fails.yaml"), "id: fails\nname: Fails\ntopic: service\ntrigger: { event: policy.renewal_scheduled }\nsteps:\n"+
+		"  - id: first\n    send: { channel: email, template: renewal-reminder }\n"+
+		"  - id: later\n    wait: { duration: 2d }\n"+
+		"  - id: check\n    branch:\n      - when: int(event.policy_id) > 3\n        goto: done\n"+
+		"  - id: done\n    exit: {}\n")
+	cust := filepath.Join(dir, "c.json")
+	events := filepath.Join(dir, "e.jsonl")
+	writeFile(t, cust, `{"id": "c-1", "email": "kari@example.no", "locale": "nb", "timezone": "Europe/Oslo", "consent": {"email": true},
+		"attributes": {"first_name": "Kari", "plan": "car", "segment": "single"}}`)
+	writeFile(t, events, `{"id": "e-1", "type": "policy.renewal_scheduled", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"policy_id": "p-1", "product": "bil", "renews_at": "2026-04-01T00:00:00Z"}}`)
+	out, err := runCLI(t, "journeys", "simulate", "--journey", filepath.Join(dir, "fails.yaml"), "--customer", cust, "--events", events)
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	for _, want := range []string{"send email renewal-reminder: allow", "check", "fails.yaml:12:15: int(event.policy_id) > 3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -57,4 +57,7 @@ func TestFixturesBuild(t *testing.T) {
 	if err != nil || len(c.Journeys) != 1000 {
 		t.Fatalf("%v, %d journeys", err, len(c.Journeys))
 	}
+	if _, err := catalog.Load(benchJourneys, "bench-journeys"); err != nil {
+		t.Fatalf("the journey benchmark's journeys do not validate: %v", err)
+	}
 }

@@ -109,7 +109,7 @@ type NextFixture struct {
 
 // NewNextFixture builds the fixture.
 func NewNextFixture() (NextFixture, error) {
-	schema, errs := journey.ParseSchema("schema.yaml", []byte("customer:\n  plan: string\nevents:\n  order.placed: { order_id: string, total: double }\n  order.shipped: { order_id: string }\n"))
+	schema, errs := journey.ParseSchema("schema.yaml", []byte("customer:\n  plan: required string\nevents:\n  order.placed: { order_id: string, total: double }\n  order.shipped: { order_id: string }\n"))
 	if err := errs.Err(); err != nil {
 		return NextFixture{}, err
 	}

@@ -4,6 +4,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -34,6 +35,9 @@ type Catalog struct {
 	Templates *render.Set
 
 	byID map[string]*journey.Journey
+	// broken holds the locales of each template whose file failed to
+	// parse: reported once, for what is wrong in it.
+	broken map[string][]string
 }
 
 // Journey returns a journey by id.
@@ -56,7 +60,7 @@ func LoadFiles(fsys fs.FS, dir string, files []string) (*Catalog, error) {
 }
 
 func load(fsys fs.FS, dir string, only []string) (*Catalog, error) {
-	c := &Catalog{Dir: dir, Templates: render.NewSet(), byID: map[string]*journey.Journey{}}
+	c := &Catalog{Dir: dir, Templates: render.NewSet(), byID: map[string]*journey.Journey{}, broken: map[string][]string{}}
 	var errs journey.ErrorList
 	name := func(f string) string { return path.Join(dir, f) }
 	read := func(f string) ([]byte, bool) {
@@ -119,10 +123,24 @@ func load(fsys fs.FS, dir string, only []string) (*Catalog, error) {
 		c.byID[j.ID] = j
 	}
 	slices.SortFunc(c.Journeys, func(a, b *journey.Journey) int { return strings.Compare(a.ID, b.ID) })
-	if err := errs.Err(); err != nil {
+	if err := dedupe(errs).Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dedupe drops repeated errors: a template that several journeys use is
+// checked once for each.
+func dedupe(errs journey.ErrorList) journey.ErrorList {
+	seen := make(map[journey.Error]bool, len(errs))
+	out := errs[:0]
+	for _, e := range errs {
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func readLimited(fsys fs.FS, f string, limit int64) ([]byte, error) {
@@ -149,15 +167,22 @@ func unwrapPath(err error) error {
 
 func (c *Catalog) loadTemplates(fsys fs.FS, dir string) journey.ErrorList {
 	var errs journey.ErrorList
+	at := func(rel, format string, args ...any) {
+		errs = append(errs, journey.Error{File: path.Join(dir, rel), Line: 1, Col: 1, Msg: fmt.Sprintf(format, args...)})
+	}
 	names, err := fs.ReadDir(fsys, TemplatesDir)
 	if err != nil {
-		if !strings.Contains(err.Error(), "not exist") {
+		if !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, journey.Error{File: path.Join(dir, TemplatesDir), Msg: err.Error()})
 		}
 		return errs
 	}
 	for _, n := range names {
+		if strings.HasPrefix(n.Name(), ".") {
+			continue
+		}
 		if !n.IsDir() {
+			at(path.Join(TemplatesDir, n.Name()), "a template is a directory of one file per locale: %s/<template>/%s.yaml", TemplatesDir, render.FallbackLocale)
 			continue
 		}
 		locales, err := fs.ReadDir(fsys, path.Join(TemplatesDir, n.Name()))
@@ -166,11 +191,23 @@ func (c *Catalog) loadTemplates(fsys fs.FS, dir string) journey.ErrorList {
 			continue
 		}
 		for _, l := range locales {
-			locale, ok := strings.CutSuffix(l.Name(), ".yaml")
-			if l.IsDir() || !ok {
+			rel := path.Join(TemplatesDir, n.Name(), l.Name())
+			if strings.HasPrefix(l.Name(), ".") || l.IsDir() {
 				continue
 			}
-			rel := path.Join(TemplatesDir, n.Name(), l.Name())
+			locale, ok := strings.CutSuffix(l.Name(), ".yaml")
+			if !ok {
+				if base, yml := strings.CutSuffix(l.Name(), ".yml"); yml {
+					at(rel, "template files end in .yaml: rename it %s.yaml (it is not read as it is)", base)
+				} else {
+					at(rel, "not a template file: %s/%s/ holds one <locale>.yaml per language (%s.yaml)", TemplatesDir, n.Name(), render.FallbackLocale)
+				}
+				continue
+			}
+			if msg := render.CheckLocale(locale); msg != "" {
+				at(rel, "%s", msg)
+				continue
+			}
 			file := path.Join(dir, rel)
 			src, err := readLimited(fsys, rel, render.MaxTemplateSize)
 			if err != nil {
@@ -179,7 +216,15 @@ func (c *Catalog) loadTemplates(fsys fs.FS, dir string) journey.ErrorList {
 			}
 			t, err := render.Parse(file, n.Name(), locale, src)
 			if err != nil {
-				errs = append(errs, journey.Error{Msg: err.Error()})
+				// The file is there: say what is wrong with it, and only
+				// that (not also that the template lacks the locale).
+				c.broken[n.Name()] = append(c.broken[n.Name()], locale)
+				var el journey.ErrorList
+				if errors.As(err, &el) {
+					errs = append(errs, el...)
+				} else {
+					errs = append(errs, journey.Error{File: file, Msg: err.Error()})
+				}
 				continue
 			}
 			c.Templates.Add(t)
@@ -189,33 +234,86 @@ func (c *Catalog) loadTemplates(fsys fs.FS, dir string) journey.ErrorList {
 }
 
 // checkTemplates checks the templates a journey sends: they exist, have the
-// fallback locale, carry the parts their channel needs and refer only to
-// declared data.
+// fallback locale and the locales the journey's other templates have,
+// carry the parts their channels need, and read only declared data, with
+// values that may be missing tested first.
 func (c *Catalog) checkTemplates(j *journey.Journey) journey.ErrorList {
 	var errs journey.ErrorList
-	tmpls := j.Templates()
-	for _, name := range slices.Sorted(maps.Keys(tmpls)) {
-		at := templateUse(j, name)
-		locales := c.Templates.Locales(name)
-		if len(locales) == 0 {
-			errs = append(errs, journey.Error{File: j.File, Line: at.Line, Col: at.Col,
-				Msg: fmt.Sprintf("template %q has no files (want %s/%s/%s.yaml)", name, TemplatesDir, name, render.FallbackLocale)})
+	errorAt := func(file string, line, col int, format string, args ...any) {
+		errs = append(errs, journey.Error{File: file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+	}
+	sends := map[string][]*journey.Step{}
+	var order []string
+	for _, s := range j.Steps {
+		if s.Send == nil {
 			continue
 		}
-		if !slices.Contains(locales, render.FallbackLocale) {
-			errs = append(errs, journey.Error{File: j.File, Line: at.Line, Col: at.Col,
-				Msg: fmt.Sprintf("template %q has no %s.yaml, the fallback locale every template needs (has %s)", name, render.FallbackLocale, strings.Join(locales, ", "))})
+		if _, seen := sends[s.Send.Template]; !seen {
+			order = append(order, s.Send.Template)
+		}
+		sends[s.Send.Template] = append(sends[s.Send.Template], s)
+	}
+	// Every locale some template of the journey speaks, so a customer
+	// does not get one message in their language and the next in English.
+	var spoken []string
+	for _, name := range order {
+		for _, l := range c.Templates.Locales(name) {
+			if !slices.Contains(spoken, l) {
+				spoken = append(spoken, l)
+			}
+		}
+	}
+	slices.Sort(spoken)
+	for _, name := range order {
+		use := sends[name][0]
+		pos := use.Send.TemplatePos
+		locales := c.Templates.Locales(name)
+		broken := c.broken[name]
+		if len(locales) == 0 {
+			if len(broken) == 0 {
+				all := slices.Concat(c.Templates.Names(), slices.Collect(maps.Keys(c.broken)))
+				errorAt(j.File, pos.Line, pos.Col, "template %q has no files (want %s/%s/%s.yaml)%s", name, TemplatesDir, name, render.FallbackLocale, journey.Suggest(name, all))
+			}
+			continue
+		}
+		if !slices.Contains(locales, render.FallbackLocale) && !slices.Contains(broken, render.FallbackLocale) {
+			errorAt(j.File, pos.Line, pos.Col, "template %q has no %s.yaml, the fallback locale every template needs (has %s)", name, render.FallbackLocale, strings.Join(locales, ", "))
+		}
+		for _, l := range spoken {
+			if l == render.FallbackLocale || slices.Contains(broken, l) {
+				continue
+			}
+			if t, err := c.Templates.Resolve(name, l); err == nil && t.Locale == render.FallbackLocale {
+				other := ""
+				for _, o := range order {
+					if slices.Contains(c.Templates.Locales(o), l) {
+						other = o
+						break
+					}
+				}
+				errorAt(j.File, pos.Line, pos.Col, "template %q has no %s.yaml, but template %q in this journey has: customers who read %s would get one message in %s and this one in English (add %s/%s/%s.yaml)",
+					name, l, other, l, l, TemplatesDir, name, l)
+			}
 		}
 		for _, locale := range locales {
 			t, _ := c.Templates.Get(name, locale)
-			for _, ch := range slices.Compact(slices.Sorted(slices.Values(tmpls[name]))) {
-				if err := t.Supports(ch); err != nil {
-					errs = append(errs, journey.Error{Msg: err.Error()})
+			var chans []string
+			for _, s := range sends[name] {
+				chans = append(chans, s.Send.Channel)
+				chans = append(chans, s.Send.Fallback...)
+			}
+			slices.Sort(chans)
+			for _, ch := range slices.Compact(chans) {
+				if missing := t.Missing(ch); len(missing) > 0 {
+					errorAt(t.File, t.Line, t.Col, "journey %s sends this template on %s (%s:%d:%d), which needs %s; this file has no %s",
+						j.ID, ch, j.File, pos.Line, pos.Col, partsFor(ch), strings.Join(missing, " or "))
 				}
 			}
-			for _, ref := range t.Refs() {
-				if msg := c.checkRef(j, ref); msg != "" {
-					errs = append(errs, journey.Error{File: t.File, Msg: fmt.Sprintf("{{ .%s }}: %s (used by journey %s)", ref, msg, j.ID)})
+			for _, s := range sends[name] {
+				for _, ref := range t.Refs() {
+					if col, msg := c.checkRef(j, s, ref); msg != "" {
+						errorAt(t.File, ref.Line, col, "{{ .%s }}%s (used by journey %s, step %s)", ref.Path, msg, j.ID, s.ID)
+					}
 				}
 			}
 		}
@@ -223,41 +321,108 @@ func (c *Catalog) checkTemplates(j *journey.Journey) journey.ErrorList {
 	return errs
 }
 
-func (c *Catalog) checkRef(j *journey.Journey, ref string) string {
-	root, field, _ := strings.Cut(ref, ".")
-	switch root {
+func partsFor(channel string) string {
+	switch channel {
+	case policy.Email:
+		return "subject and text"
+	case policy.Push:
+		return "title and body"
+	}
+	return "subject and text (email) and title and body (push)"
+}
+
+// templateRoots are what a template can read.
+var templateRoots = []string{"Customer", "Event", "Received", "Links"}
+
+// checkRef checks one use of data in a template sent at step s: the field
+// exists, and a value that may be missing is tested first. It returns the
+// column to report at and the problem, or "".
+func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) (int, string) {
+	parts := strings.Split(ref.Path, ".")
+	// The journey's own has() tests on the way to the step count too:
+	// the message is rendered moments after them (a deferred message
+	// that finds the value gone by then fails, it is not sent with a
+	// hole in it).
+	var journeyKnown []string
+	for _, p := range j.PresentAt(s.ID) {
+		root, rest, _ := strings.Cut(p, ".")
+		journeyKnown = append(journeyKnown, strings.ToUpper(root[:1])+root[1:]+"."+rest)
+	}
+	// covered reports whether the value at parts[:n] may be read here: it
+	// is tested by the ref itself (only the last part) or by a guard.
+	covered := func(n int) bool {
+		p := strings.Join(parts[:n], ".")
+		return (ref.Test && n == len(parts)) || slices.Contains(ref.Known, p) || slices.Contains(journeyKnown, p)
+	}
+	guard := func(n int) string {
+		p := "." + strings.Join(parts[:n], ".")
+		return fmt.Sprintf("test it first ({{ with %s }}…{{ end }} or {{ default \"…\" %s }})", p, p)
+	}
+	switch parts[0] {
 	case "Customer":
-		if field != "" {
-			if _, ok := c.Schema.Customer[field]; !ok {
-				return fmt.Sprintf("customer has no field %q in %s", field, c.Schema.File)
-			}
+		if len(parts) < 2 {
+			return ref.Col, ""
+		}
+		field := parts[1]
+		if _, ok := c.Schema.Customer[field]; !ok {
+			return ref.ColOf(1), fmt.Sprintf(": customer has no field %q in %s%s", field, c.Schema.File, journey.Suggest(field, c.Schema.Customer.Names()))
+		}
+		if c.Schema.FieldOptional("", field) && !covered(2) {
+			return ref.ColOf(1), fmt.Sprintf(" may be missing, and the message then fails: %s, or declare it required in %s (%s: required %s)",
+				guard(2), c.Schema.File, field, c.Schema.Customer[field])
 		}
 	case "Event":
 		if j.Trigger.Event == "" {
-			return "this journey is not started by an event, so there is no .Event"
+			return ref.Col, ": this journey is not started by an event, so there is no .Event (its trigger is a schedule or segment entry)"
 		}
-		if field != "" {
-			if _, ok := c.Schema.Events[j.Trigger.Event][field]; !ok {
-				return fmt.Sprintf("event %s has no field %q in %s", j.Trigger.Event, field, c.Schema.File)
+		if len(parts) < 2 {
+			return ref.Col, ""
+		}
+		field := parts[1]
+		fields := c.Schema.Events[j.Trigger.Event]
+		if _, ok := fields[field]; !ok {
+			return ref.ColOf(1), fmt.Sprintf(": event %s has no field %q in %s%s", j.Trigger.Event, field, c.Schema.File, journey.Suggest(field, fields.Names()))
+		}
+		if c.Schema.FieldOptional(j.Trigger.Event, field) && !covered(2) {
+			return ref.ColOf(1), fmt.Sprintf(" may be missing, and the message then fails: %s; %s declares it optional", guard(2), c.Schema.File)
+		}
+	case "Received":
+		if len(parts) < 2 {
+			return ref.Col, ""
+		}
+		name := parts[1]
+		ev := j.ReceivedEvent(name)
+		if ev == "" {
+			var waited []string
+			for _, st := range j.Steps {
+				if st.WaitFor != nil {
+					waited = append(waited, strings.ReplaceAll(st.WaitFor.Event, ".", "_"))
+				}
 			}
+			return ref.ColOf(1), fmt.Sprintf(": journey %s has no wait_for that gets %q (.Received.<name> is the event a wait_for got, its type with _ for .)%s", j.ID, name, journey.Suggest(name, waited))
+		}
+		if !covered(2) {
+			return ref.ColOf(1), fmt.Sprintf(" may be missing: step %s can be reached without the wait_for getting %s (on a timeout); %s", s.ID, ev, guard(2))
+		}
+		if len(parts) < 3 {
+			return ref.Col, ""
+		}
+		field := parts[2]
+		fields := c.Schema.Events[ev]
+		if _, ok := fields[field]; !ok {
+			return ref.ColOf(2), fmt.Sprintf(": event %s has no field %q in %s%s", ev, field, c.Schema.File, journey.Suggest(field, fields.Names()))
+		}
+		if c.Schema.FieldOptional(ev, field) && !covered(3) {
+			return ref.ColOf(2), fmt.Sprintf(" may be missing, and the message then fails: %s; %s declares it optional", guard(3), c.Schema.File)
 		}
 	case "Links":
-		if field != "" && field != "Unsubscribe" && field != "Preferences" {
-			return "links are .Links.Unsubscribe and .Links.Preferences"
+		if len(parts) > 1 && parts[1] != "Unsubscribe" && parts[1] != "Preferences" {
+			return ref.ColOf(1), ": links are .Links.Unsubscribe and .Links.Preferences" + journey.Suggest(parts[1], []string{"Unsubscribe", "Preferences"})
 		}
 	default:
-		return "unknown value; templates see .Customer, .Event and .Links"
+		return ref.ColOf(0), ": unknown value; templates see .Customer, .Event, .Received and .Links" + journey.Suggest(parts[0], templateRoots)
 	}
-	return ""
-}
-
-func templateUse(j *journey.Journey, name string) *journey.Step {
-	for _, s := range j.Steps {
-		if s.Send != nil && s.Send.Template == name {
-			return s
-		}
-	}
-	return &journey.Step{}
+	return 0, ""
 }
 
 // Source hands out the catalog in force. Workers and the API hold a Source

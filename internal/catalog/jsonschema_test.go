@@ -67,13 +67,15 @@ func TestJSONSchemaFlagsMistakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, edit := range map[string][2]string{
-		"unknown field":   {"topic: service", "topic: service\ncolour: red"},
-		"bad channel":     {"channel: email", "channel: sms"},
-		"bad priority":    {"priority: high", "priority: urgent"},
-		"two step kinds":  {"    exit: {}", "    exit: {}\n    wait: { duration: 1d }"},
-		"bad duration":    {"timeout: 7d", "timeout: soon"},
-		"bad at_local":    {`at_local: "09:00"`, `at_local: "9am"`},
-		"missing trigger": {"trigger:\n  event: policy.renewal_scheduled\n", ""},
+		"unknown field":         {"topic: service", "topic: service\ncolour: red"},
+		"bad channel":           {"channel: email", "channel: sms"},
+		"bad priority":          {"priority: high", "priority: urgent"},
+		"two step kinds":        {"    exit: {}", "    exit: {}\n    wait: { duration: 1d }"},
+		"bad duration":          {"timeout: 7d", "timeout: soon"},
+		"bad at_local":          {`at_local: "09:00"`, `at_local: "9am"`},
+		"missing trigger":       {"trigger:\n  event: policy.renewal_scheduled\n", ""},
+		"channel list with sms": {"channel: email", "channel: [push, sms]"},
+		"channel listed twice":  {"channel: email", "channel: [email, email]"},
 	} {
 		bad := strings.Replace(string(good), edit[0], edit[1], 1)
 		if bad == string(good) {
@@ -81,6 +83,24 @@ func TestJSONSchemaFlagsMistakes(t *testing.T) {
 		}
 		if err := s.Validate(yamlValue(t, bad)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	chain := strings.Replace(string(good), "channel: email", "channel: [push, email]", 1)
+	if err := s.Validate(yamlValue(t, chain)); err != nil {
+		t.Errorf("a channel list was refused: %v", err)
+	}
+	policySchema := compileSchema(t, "lojal-policy.json")
+	if err := policySchema.Validate(yamlValue(t, "default_timezone: Europe/Oslo\ncritical_counts_toward_caps: false\n")); err != nil {
+		t.Errorf("critical_counts_toward_caps refused: %v", err)
+	}
+	schemaSchema := compileSchema(t, "lojal-schema.json")
+	for src, ok := range map[string]bool{
+		"customer:\n  nickname: optional string\n  plan: required string\nevents:\n  a.b: { c: optional int }\n": true,
+		"customer:\n  points: integer\nevents: {}\n":                                                             false,
+		"customer:\n  points: maybe int\nevents: {}\n":                                                           false,
+	} {
+		if err := schemaSchema.Validate(yamlValue(t, src)); (err == nil) != ok {
+			t.Errorf("%q: %v, want ok=%v", src, err, ok)
 		}
 	}
 }

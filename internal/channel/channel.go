@@ -107,11 +107,31 @@ func (m Mux) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	return s.Send(ctx, env)
 }
 
-// SendTo implements SubscriptionSender with the mux's push sender.
+// SendTo implements SubscriptionSender with the mux's sender for the
+// envelope's channel. A sender that only implements Sender is given the one
+// subscription, and its answer is read as that subscription's outcome.
 func (m Mux) SendTo(ctx context.Context, env Envelope, sub PushSubscription) PushOutcome {
-	s, ok := m[env.Channel].(SubscriptionSender)
+	s, ok := m[env.Channel]
 	if !ok {
-		return PushOutcome{State: PushFailed, Err: fmt.Errorf("no push sender for channel %q", env.Channel)}
+		return PushOutcome{State: PushFailed, Err: fmt.Errorf("no sender for channel %q", env.Channel)}
 	}
-	return s.SendTo(ctx, env, sub)
+	if ss, ok := s.(SubscriptionSender); ok {
+		return ss.SendTo(ctx, env, sub)
+	}
+	env.Push = []PushSubscription{sub}
+	rc, err := s.Send(ctx, env)
+	_, permanent := IsPermanent(err)
+	switch {
+	case err == nil && rc.Delivered > 0:
+		return PushOutcome{State: PushSent}
+	case len(rc.Expired) > 0 || errors.Is(err, ErrNoLiveSubscription):
+		return PushOutcome{State: PushGone, Err: err}
+	case IsUncertain(err):
+		return PushOutcome{State: PushUncertain, Err: err}
+	case permanent:
+		return PushOutcome{State: PushFailed, Err: err}
+	case err != nil:
+		return PushOutcome{State: PushRetry, Err: err}
+	}
+	return PushOutcome{State: PushFailed, Err: errors.New("the push sender took nothing and gave no reason")}
 }

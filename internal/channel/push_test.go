@@ -355,3 +355,37 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// plainSender implements only Sender, as a stand-in push service might.
+type plainSender struct {
+	rc  Receipt
+	err error
+}
+
+func (p plainSender) Send(context.Context, Envelope) (Receipt, error) { return p.rc, p.err }
+
+// TestMuxAdaptsPlainSenders: a push sender without per-subscription sends
+// is asked for one subscription at a time, and its answer read as that
+// subscription's outcome.
+func TestMuxAdaptsPlainSenders(t *testing.T) {
+	t.Parallel()
+	sub := PushSubscription{ID: 1, Kind: KindHTTP, Endpoint: "d"}
+	for _, tc := range []struct {
+		s    Sender
+		want string
+	}{
+		{plainSender{rc: Receipt{Delivered: 1}}, PushSent},
+		{plainSender{rc: Receipt{Expired: []PushSubscription{sub}}, err: ErrNoLiveSubscription}, PushGone},
+		{plainSender{err: &UncertainError{Err: errors.New("eof")}}, PushUncertain},
+		{plainSender{err: &PermanentError{Err: errors.New("bad key")}}, PushFailed},
+		{plainSender{err: errors.New("connection refused")}, PushRetry},
+	} {
+		out := Mux{"push": tc.s}.SendTo(context.Background(), Envelope{Channel: "push"}, sub)
+		if out.State != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.s, out.State, tc.want)
+		}
+	}
+	if out := (Mux{}).SendTo(context.Background(), Envelope{Channel: "push"}, sub); out.State != PushFailed {
+		t.Errorf("no sender: %s", out.State)
+	}
+}

@@ -84,6 +84,9 @@ func (s *Schema) CheckCustomer(c Customer) (Customer, error) {
 	if err != nil {
 		return c, within("/attributes", "attributes: ", err)
 	}
+	if name := s.missingRequired("", s.Customer, typed); name != "" {
+		return c, fmt.Errorf("attributes: missing field %q, which %s marks required (%s: required %s)", name, s.File, name, s.Customer[name])
+	}
 	c.Attributes = typed
 	return c, nil
 }
@@ -110,6 +113,10 @@ func (s *Schema) CheckEvent(e Event) (Event, error) {
 	typed, err := fields.Coerce(e.Data)
 	if err != nil {
 		return e, within("/data", "data: ", err)
+	}
+	if name := s.missingRequired(e.Type, fields, typed); name != "" {
+		return e, fmt.Errorf("data: missing field %q, which every %s event must carry (declare it %s: optional %s in %s if it may be left out)",
+			name, e.Type, name, fields[name], s.File)
 	}
 	e.Data = typed
 	return e, nil
@@ -150,4 +157,18 @@ func (s *Schema) EventVars(e *Event) (map[string]any, error) {
 		return nil, fmt.Errorf("event %s: %w", e.ID, err)
 	}
 	return typed, nil
+}
+
+// ReceivedVars returns the events wait_for steps got (by event type) as
+// expressions and templates see them: by received name (survey_answered).
+func (s *Schema) ReceivedVars(received map[string]*Event) (map[string]any, error) {
+	out := make(map[string]any, len(received))
+	for _, typ := range sortedKeys(received) {
+		v, err := s.EventVars(received[typ])
+		if err != nil {
+			return nil, err
+		}
+		out[receivedName(typ)] = v
+	}
+	return out, nil
 }

@@ -119,7 +119,7 @@ func stepDiff(a, b *Step) string {
 			return "wait_for changed"
 		}
 	case KindSend:
-		if a.Send.Channel != b.Send.Channel || a.Send.Template != b.Send.Template || exprSrc(a.Send.Purpose) != exprSrc(b.Send.Purpose) || a.Send.Priority != b.Send.Priority {
+		if a.Send.Channel != b.Send.Channel || !slices.Equal(a.Send.Fallback, b.Send.Fallback) || a.Send.Template != b.Send.Template || exprSrc(a.Send.Purpose) != exprSrc(b.Send.Purpose) || a.Send.Priority != b.Send.Priority {
 			return "send changed"
 		}
 	case KindBranch:

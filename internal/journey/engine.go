@@ -49,11 +49,14 @@ type Action struct {
 
 // SendAction is a message the run wants to send.
 type SendAction struct {
-	Channel  string `json:"channel"`
-	Template string `json:"template"`
-	Topic    string `json:"topic"`
-	Priority string `json:"priority"`
-	Purpose  string `json:"purpose,omitempty"`
+	// Channel is email, push or preferred; Fallback the channels to try
+	// after it, in order, when it cannot be used (channel: [push, email]).
+	Channel  string   `json:"channel"`
+	Fallback []string `json:"fallback,omitempty"`
+	Template string   `json:"template"`
+	Topic    string   `json:"topic"`
+	Priority string   `json:"priority"`
+	Purpose  string   `json:"purpose,omitempty"`
 	// Visit counts how often the run has entered this step. With the run
 	// and step it makes an idempotency key that does not depend on activity
 	// attempts.
@@ -67,13 +70,42 @@ type OccurrenceKind string
 const (
 	OccElapsed OccurrenceKind = "elapsed"
 	OccEvent   OccurrenceKind = "event"
-	OccSent    OccurrenceKind = "sent"
+	// OccSent: the send step is over; Occurrence.Outcome says how it
+	// went.
+	OccSent OccurrenceKind = "sent"
+	// OccRetrigger: the trigger event arrived again for this run (a keyed
+	// journey: the same key). See Next for the rule.
+	OccRetrigger OccurrenceKind = "retrigger"
 )
+
+// SendOutcome is how a send step went, as outcome("step") sees it.
+type SendOutcome string
+
+// Send outcomes.
+const (
+	// SendSent: the message went out.
+	SendSent SendOutcome = "sent"
+	// SendSuppressed: the policy refused it (no consent, an opt-out, a
+	// duplicate purpose, a bounced address).
+	SendSuppressed SendOutcome = "suppressed"
+	// SendStale: it could not go out within max_defer and was dropped.
+	SendStale SendOutcome = "stale"
+	// SendFailed: delivery failed for good (the server refused it).
+	SendFailed SendOutcome = "failed"
+	// SendNone: the run has not been through the step.
+	SendNone SendOutcome = "none"
+)
+
+// SendOutcomes lists the outcomes a condition can compare with.
+var SendOutcomes = []SendOutcome{SendSent, SendSuppressed, SendStale, SendFailed, SendNone}
 
 // Occurrence is reported to Next by the shell.
 type Occurrence struct {
 	Kind  OccurrenceKind `json:"kind"`
 	Event *Event         `json:"event,omitempty"`
+	// Outcome is set for OccSent; older shells leave it empty, which
+	// records nothing.
+	Outcome SendOutcome `json:"outcome,omitempty"`
 }
 
 // State is one customer's run. It is plain data (JSON) so a workflow can
@@ -83,6 +115,10 @@ type State struct {
 	Visits   map[string]int `json:"visits,omitempty"`
 	Customer Customer       `json:"customer"`
 	Trigger  *Event         `json:"trigger,omitempty"`
+	// Received holds the last event each wait_for got, by event type.
+	Received map[string]*Event `json:"received,omitempty"`
+	// Outcomes holds how each send step went, by step id.
+	Outcomes map[string]SendOutcome `json:"outcomes,omitempty"`
 }
 
 // Done reports whether the run is over.
@@ -93,6 +129,17 @@ func (s State) Done() bool { return s.Current.Kind == ActDone }
 // backstop for waits whose time has already passed.
 const maxHops = 1000
 
+// StepError is a step that could not run: an expression failed on the
+// customer's data.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("step %q: %v", e.Step, e.Err) }
+
+func (e *StepError) Unwrap() error { return e.Err }
+
 // ErrLoop is returned when a run passes through too many steps at once.
 var ErrLoop = errors.New("journey passed through too many steps without waiting")
 
@@ -101,7 +148,7 @@ var ErrLoop = errors.New("journey passed through too many steps without waiting"
 func (j *Journey) Start(c Customer, trigger *Event, now time.Time) (State, Action, error) {
 	st := State{Customer: c, Trigger: trigger}
 	if j.Audience != nil {
-		vars, err := j.vars(st)
+		vars, err := j.vars(st, now)
 		if err != nil {
 			return st, Action{}, err
 		}
@@ -139,9 +186,24 @@ func (j *Journey) Next(st State, occ Occurrence, now time.Time) (State, Action, 
 			return j.done(st, cur.Step, OutcomeGoal)
 		}
 		if cur.Kind == ActAwait && occ.Event.Type == cur.Event {
+			st.Received = maps.Clone(st.Received)
+			if st.Received == nil {
+				st.Received = map[string]*Event{}
+			}
+			st.Received[occ.Event.Type] = occ.Event
 			return j.enter(st, j.after(i), now)
 		}
 		return st, cur, nil
+	case OccRetrigger:
+		if occ.Event == nil {
+			return st, cur, errors.New("retrigger occurrence without an event")
+		}
+		if (j.Goal != nil && occ.Event.Type == j.Goal.Event) || (cur.Kind == ActAwait && occ.Event.Type == cur.Event) {
+			// A goal or a wait_for for the trigger's own type takes the
+			// event as it would any other.
+			return j.Next(st, Occurrence{Kind: OccEvent, Event: occ.Event}, now)
+		}
+		return j.retrigger(st, occ.Event, now)
 	case OccElapsed:
 		if now.Before(cur.Until) {
 			return st, cur, nil
@@ -161,9 +223,55 @@ func (j *Journey) Next(st State, occ Occurrence, now time.Time) (State, Action, 
 		if cur.Kind != ActSend {
 			return st, cur, fmt.Errorf("step %q is a %s step; nothing was being sent", s.ID, s.Kind)
 		}
+		if occ.Outcome != "" {
+			st.Outcomes = maps.Clone(st.Outcomes)
+			if st.Outcomes == nil {
+				st.Outcomes = map[string]SendOutcome{}
+			}
+			st.Outcomes[s.ID] = occ.Outcome
+		}
 		return j.enter(st, j.after(i), now)
 	}
 	return st, cur, fmt.Errorf("unknown occurrence %q", occ.Kind)
+}
+
+// retrigger applies a newer trigger event to a run in progress (a new
+// expiry date for the same card). The rule, documented in journeys.md:
+// the newer event becomes `event` for every step from now on; a wait
+// whose time comes from an `until` expression is computed again, and when
+// that time has already passed the run moves on at once; nothing already
+// done is repeated, and other waits keep their deadlines. An event older
+// than the one the run has, or of another type, changes nothing.
+func (j *Journey) retrigger(st State, e *Event, now time.Time) (State, Action, error) {
+	cur := st.Current
+	if e.Type != j.Trigger.Event || (st.Trigger != nil && e.At.Before(st.Trigger.At)) {
+		return st, cur, nil
+	}
+	st.Trigger = e
+	if cur.Kind != ActSleep {
+		return st, cur, nil
+	}
+	i, ok := j.index[cur.Step]
+	if !ok {
+		return st, cur, fmt.Errorf("run is at step %q, which journey %s (version %s) does not have", cur.Step, j.ID, j.Version)
+	}
+	s := j.Steps[i]
+	if s.Wait == nil || s.Wait.Until == nil {
+		return st, cur, nil
+	}
+	v, err := j.vars(st, now)
+	if err != nil {
+		return st, cur, err
+	}
+	until, err := j.wakeTime(s, v, st.Customer, now)
+	if err != nil {
+		return st, cur, &StepError{Step: s.ID, Err: err}
+	}
+	if !until.After(now) {
+		return j.enter(st, j.after(i), now)
+	}
+	st.Current.Until = until
+	return st, st.Current, nil
 }
 
 func (j *Journey) after(i int) int {
@@ -183,7 +291,7 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 	var vars *Vars
 	getVars := func() (Vars, error) {
 		if vars == nil {
-			v, err := j.vars(st)
+			v, err := j.vars(st, now)
 			if err != nil {
 				return Vars{}, err
 			}
@@ -209,11 +317,11 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 		case KindWait:
 			v, err := getVars()
 			if err != nil {
-				return st, st.Current, err
+				return st, st.Current, &StepError{Step: s.ID, Err: err}
 			}
 			until, err := j.wakeTime(s, v, st.Customer, now)
 			if err != nil {
-				return st, st.Current, fmt.Errorf("step %q: %w", s.ID, err)
+				return st, st.Current, &StepError{Step: s.ID, Err: err}
 			}
 			if !until.After(now) {
 				i = j.after(i)
@@ -225,7 +333,7 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 			st.Current = Action{Kind: ActAwait, Step: s.ID, Event: s.WaitFor.Event, Until: now.Add(s.WaitFor.Timeout)}
 			return st, st.Current, nil
 		case KindSend:
-			send := &SendAction{Channel: s.Send.Channel, Template: s.Send.Template, Topic: j.Topic,
+			send := &SendAction{Channel: s.Send.Channel, Fallback: s.Send.Fallback, Template: s.Send.Template, Topic: j.Topic,
 				Priority: j.Priority.String(), Visit: st.Visits[s.ID]}
 			if s.Send.Priority != 0 {
 				send.Priority = s.Send.Priority.String()
@@ -233,10 +341,10 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 			if s.Send.Purpose != nil {
 				v, err := getVars()
 				if err != nil {
-					return st, st.Current, err
+					return st, st.Current, &StepError{Step: s.ID, Err: err}
 				}
 				if send.Purpose, err = s.Send.Purpose.String(v); err != nil {
-					return st, st.Current, fmt.Errorf("step %q: purpose: %w", s.ID, err)
+					return st, st.Current, &StepError{Step: s.ID, Err: fmt.Errorf("purpose: %w", err)}
 				}
 			}
 			st.Current = Action{Kind: ActSend, Step: s.ID, Send: send}
@@ -248,10 +356,10 @@ func (j *Journey) enter(st State, i int, now time.Time) (State, Action, error) {
 				if c.When != nil {
 					v, err := getVars()
 					if err != nil {
-						return st, st.Current, err
+						return st, st.Current, &StepError{Step: s.ID, Err: err}
 					}
 					if match, err = c.When.Bool(v); err != nil {
-						return st, st.Current, fmt.Errorf("step %q: %w", s.ID, err)
+						return st, st.Current, &StepError{Step: s.ID, Err: err}
 					}
 				}
 				if match {
@@ -297,7 +405,7 @@ func (j *Journey) CustomerLocation(c Customer) *time.Location {
 	return j.Location
 }
 
-func (j *Journey) vars(st State) (Vars, error) {
+func (j *Journey) vars(st State, now time.Time) (Vars, error) {
 	cv, err := j.Schema.customerVars(st.Customer)
 	if err != nil {
 		return Vars{}, err
@@ -306,7 +414,18 @@ func (j *Journey) vars(st State) (Vars, error) {
 	if err != nil {
 		return Vars{}, err
 	}
-	return Vars{Customer: cv, Event: ev}, nil
+	rv, err := j.Schema.ReceivedVars(st.Received)
+	if err != nil {
+		return Vars{}, err
+	}
+	out := make(map[string]string, len(j.sendSteps)+len(st.Outcomes))
+	for _, id := range j.sendSteps {
+		out[id] = string(SendNone)
+	}
+	for id, o := range st.Outcomes {
+		out[id] = string(o)
+	}
+	return Vars{Customer: cv, Event: ev, Now: now, Received: rv, Outcomes: out}, nil
 }
 
 // Bundle is everything needed to rebuild a journey definition exactly: it
@@ -337,7 +456,7 @@ func (b Bundle) Key() string {
 
 // Compile rebuilds the journey a bundle holds. It is deterministic.
 func (b Bundle) Compile() (*Journey, error) {
-	schema, errs := ParseSchema(b.SchemaFile, b.Schema)
+	schema, errs := parseSchema(b.SchemaFile, b.Schema, false)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -345,7 +464,7 @@ func (b Bundle) Compile() (*Journey, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, errs := Parse(b.File, b.Journey, schema, loc)
+	j, errs := parse(b.File, b.Journey, schema, loc, false)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}

@@ -2,14 +2,22 @@ package journey
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lojal/lojal/internal/policy"
 )
 
 // Limits on expressions. They are checked when journeys are validated, so a
@@ -29,7 +37,11 @@ const (
 
 const (
 	customerTypeName = "lojal.Customer"
+	receivedTypeName = "lojal.Received"
 	eventTypePrefix  = "lojal.event."
+	// outcomesVar holds each send step's outcome; outcome("step") reads
+	// it (the macro below), so journeys never name it.
+	outcomesVar = "lojal_outcomes"
 )
 
 // envs holds one CEL environment per trigger event type, all built from one
@@ -46,10 +58,13 @@ type envs struct {
 type provider struct {
 	types.Provider
 	structs map[string]Fields
+	// received maps the fields of `received` to the event types they
+	// hold (survey_answered -> survey.answered).
+	received map[string]string
 }
 
 func (p *provider) FindStructType(name string) (*types.Type, bool) {
-	if _, ok := p.structs[name]; ok {
+	if _, ok := p.structs[name]; ok || name == receivedTypeName {
 		return types.NewTypeTypeWithParam(types.NewObjectType(name)), true
 	}
 	return p.Provider.FindStructType(name)
@@ -59,20 +74,33 @@ func (p *provider) FindStructFieldNames(name string) ([]string, bool) {
 	if f, ok := p.structs[name]; ok {
 		return f.Names(), true
 	}
+	if name == receivedTypeName {
+		return sortedKeys(p.received), true
+	}
 	return p.Provider.FindStructFieldNames(name)
 }
 
 func (p *provider) FindStructFieldType(name, fieldName string) (*types.FieldType, bool) {
-	f, ok := p.structs[name]
-	if !ok {
-		return p.Provider.FindStructFieldType(name, fieldName)
-	}
-	t, ok := f[fieldName]
-	if !ok {
-		return nil, false
+	var t *cel.Type
+	if name == receivedTypeName {
+		ev, ok := p.received[fieldName]
+		if !ok {
+			return nil, false
+		}
+		t = cel.ObjectType(eventTypeName(ev))
+	} else {
+		f, ok := p.structs[name]
+		if !ok {
+			return p.Provider.FindStructFieldType(name, fieldName)
+		}
+		ft, ok := f[fieldName]
+		if !ok {
+			return nil, false
+		}
+		t = ft.cel()
 	}
 	return &types.FieldType{
-		Type: t.cel(),
+		Type: t,
 		IsSet: func(target any) bool {
 			m, ok := target.(map[string]any)
 			if !ok {
@@ -95,6 +123,18 @@ func (p *provider) FindStructFieldType(name, fieldName string) (*types.FieldType
 	}, true
 }
 
+// expandOutcome turns outcome("remind") into a read of the outcomes map.
+// The step must be named by a literal, so validation can check it.
+func expandOutcome(eh parser.ExprHelper, _ celast.Expr, args []celast.Expr) (celast.Expr, *common.Error) {
+	if args[0].Kind() != celast.LiteralKind {
+		return nil, eh.NewError(args[0].ID(), `outcome() takes the id of a send step in quotes: outcome("remind")`)
+	}
+	if _, ok := args[0].AsLiteral().(types.String); !ok {
+		return nil, eh.NewError(args[0].ID(), `outcome() takes the id of a send step in quotes: outcome("remind")`)
+	}
+	return eh.NewCall(operators.Index, eh.NewIdent(outcomesVar), args[0]), nil
+}
+
 func eventTypeName(event string) string {
 	return eventTypePrefix + strings.ReplaceAll(event, ".", "__")
 }
@@ -104,13 +144,17 @@ func newEnvs(s *Schema) (*envs, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &provider{Provider: reg, structs: map[string]Fields{customerTypeName: s.Customer}}
+	p := &provider{Provider: reg, structs: map[string]Fields{customerTypeName: s.Customer}, received: s.received}
 	for ev, f := range s.Events {
 		p.structs[eventTypeName(ev)] = f
 	}
 	base, err := cel.NewEnv(
 		cel.CustomTypeProvider(p),
 		cel.Variable("customer", cel.ObjectType(customerTypeName)),
+		cel.Variable("now", cel.TimestampType),
+		cel.Variable("received", cel.ObjectType(receivedTypeName)),
+		cel.Variable(outcomesVar, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Macros(cel.GlobalMacro("outcome", 1, expandOutcome)),
 		cel.ParserRecursionLimit(maxExprRecursion),
 		cel.ParserExpressionSizeLimit(maxExprLen),
 		cel.CrossTypeNumericComparisons(true),
@@ -132,9 +176,14 @@ func newEnvs(s *Schema) (*envs, error) {
 // Expr is a compiled, type-checked CEL expression from a journey file.
 type Expr struct {
 	Source string
+	File   string
 	Line   int
 	Col    int
 	prg    cel.Program
+	// ast and node are kept for the checks that follow the journey's
+	// steps (has() before optional values) and for their positions.
+	ast  *celast.AST
+	node *yaml.Node
 }
 
 // compileExpr compiles n's text as CEL with the given result type in the
@@ -157,12 +206,30 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 	ast, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			d.exprErrorf(n, e.Location.Line(), e.Location.Column(), "%s: %s", what, e.Message)
+			off := exprOffset(src, e.Location.Line(), e.Location.Column())
+			msg := e.Message
+			if m := undefinedFieldRE.FindStringSubmatch(msg); m != nil {
+				// CEL points at the dot; the mistake is the name after it.
+				if off < len(src) && src[off] == '.' {
+					off++
+				}
+				msg = unknownField(s, event, src, off, m[1])
+			} else if strings.HasPrefix(msg, "outcome() takes") {
+				if i := strings.LastIndex(src[:off], "outcome("); i >= 0 {
+					off = i + len("outcome(")
+				}
+			} else if m := undeclaredRE.FindStringSubmatch(msg); m != nil {
+				msg = fmt.Sprintf("unknown name %q%s", m[1], suggestName(m[1], knownNames(event)))
+			}
+			d.exprErrorAt(n, off, "%s: %s", what, msg)
 		}
 		return nil
 	}
 	if !ast.OutputType().IsExactType(want) && !(want == cel.StringType && ast.OutputType().IsExactType(cel.IntType)) {
 		d.errorf(n, "%s must be %s, but %q is %s", what, typeName(want), src, typeName(ast.OutputType()))
+		return nil
+	}
+	if d.strict && !d.checkLiterals(n, src, ast, what) {
 		return nil
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
@@ -179,22 +246,142 @@ func (d *decoder) compileExpr(s *Schema, event string, n *yaml.Node, what string
 		d.errorf(n, "%s: %v", what, err)
 		return nil
 	}
-	return &Expr{Source: src, Line: n.Line, Col: n.Column, prg: prg}
+	return &Expr{Source: src, File: d.file, Line: n.Line, Col: n.Column, prg: prg, ast: ast.NativeRep(), node: n}
 }
 
-// exprErrorf reports an error at a position inside an expression. For a
-// single-line plain or quoted scalar the column is exact.
-func (d *decoder) exprErrorf(n *yaml.Node, line, col int, format string, args ...any) {
-	pos := *n
-	if line <= 1 {
-		pos.Column += col
-		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
-			pos.Column++
-		}
-	} else if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
-		pos.Line += line
+var (
+	undefinedFieldRE = regexp.MustCompile(`^undefined field '([^']*)'`)
+	undeclaredRE     = regexp.MustCompile(`^undeclared reference to '([^']*)'`)
+)
+
+// celFunctions are the CEL functions and macros journeys use most, for
+// suggestions when a name is unknown.
+var celFunctions = []string{"has", "size", "duration", "timestamp", "matches", "startsWith", "endsWith", "contains",
+	"exists", "exists_one", "all", "map", "filter", "int", "double", "string", "bool", "getFullYear", "getMonth",
+	"getDayOfMonth", "getDayOfWeek", "getHours"}
+
+// knownNames are the names an expression can use, for suggestions.
+func knownNames(event string) []string {
+	names := append([]string{"customer", "now", "received", "outcome"}, celFunctions...)
+	if event != "" {
+		names = append(names, "event")
 	}
-	d.errorf(&pos, format, args...)
+	return names
+}
+
+// unknownField explains a field that does not exist, naming the value it
+// was looked up on (the text before the dot at off-1) and the closest
+// declared field.
+func unknownField(s *Schema, event, src string, off int, field string) string {
+	dot := max(off-1, 0)
+	start := dot
+	for start > 0 && (isIdentByte(src[start-1]) || src[start-1] == '.') {
+		start--
+	}
+	operand := src[start:dot]
+	switch operand {
+	case "customer":
+		return fmt.Sprintf("customer has no field %q%s", field, suggestName(field, s.Customer.Names()))
+	case "event":
+		return fmt.Sprintf("event %s has no field %q%s", event, field, suggestName(field, s.Events[event].Names()))
+	case "received":
+		return fmt.Sprintf("received has no field %q%s; received.<name> is the event a wait_for got, its type with _ for . (survey.answered: received.survey_answered)",
+			field, suggestName(field, sortedKeys(s.received)))
+	}
+	if name, ok := strings.CutPrefix(operand, "received."); ok {
+		if ev := s.received[name]; ev != "" {
+			return fmt.Sprintf("event %s has no field %q%s", ev, field, suggestName(field, s.Events[ev].Names()))
+		}
+	}
+	return fmt.Sprintf("%s has no field %q", operand, field)
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
+
+// exprOffset converts a CEL location (1-based line, 0-based column in
+// characters) into a byte offset in src.
+func exprOffset(src string, line, col int) int {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := strings.IndexByte(src[off:], '\n')
+		if i < 0 {
+			return len(src)
+		}
+		off += i + 1
+	}
+	for c := 0; c < col && off < len(src); c++ {
+		_, w := utf8.DecodeRuneInString(src[off:])
+		off += w
+	}
+	return off
+}
+
+// exprErrorAt reports an error at byte offset off inside expression n.
+func (d *decoder) exprErrorAt(n *yaml.Node, off int, format string, args ...any) {
+	line, col := ScalarPos(d.src, n, off)
+	*d.errs = append(*d.errs, Error{File: d.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// checkLiterals evaluates duration("...") and timestamp("...") with a
+// constant argument exactly as they will run, so a literal that can never
+// work is reported where it is written instead of failing every run.
+func (d *decoder) checkLiterals(n *yaml.Node, src string, a *cel.Ast, what string) bool {
+	native := a.NativeRep()
+	ok := true
+	celast.PreOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind {
+			return
+		}
+		call := e.AsCall()
+		fn := call.FunctionName()
+		if (fn != "duration" && fn != "timestamp") || call.IsMemberFunction() || len(call.Args()) != 1 {
+			return
+		}
+		arg := call.Args()[0]
+		if arg.Kind() != celast.LiteralKind {
+			return
+		}
+		lit, isString := arg.AsLiteral().(types.String)
+		if !isString {
+			return
+		}
+		target := types.DurationType
+		if fn == "timestamp" {
+			target = types.TimestampType
+		}
+		if !types.IsError(lit.ConvertToType(target)) {
+			return
+		}
+		ok = false
+		off := 0
+		if r, found := native.SourceInfo().GetOffsetRange(arg.ID()); found {
+			off = exprOffset(src, 1, int(r.Start))
+		}
+		d.exprErrorAt(n, off, "%s: %s", what, literalProblem(fn, string(lit)))
+	}))
+	return ok
+}
+
+// literalProblem explains why a duration or timestamp literal cannot be
+// converted, and what to write instead.
+func literalProblem(fn, text string) string {
+	if fn == "duration" {
+		if unit := text[max(len(text)-1, 0):]; unit == "d" || unit == "w" {
+			if dur, err := policy.ParseDuration(text); err == nil {
+				return fmt.Sprintf("duration(%q): CEL durations have no %q unit; write duration(%q)", text, unit, fmt.Sprintf("%dh", dur/time.Hour))
+			}
+		}
+		return fmt.Sprintf("duration(%q) is not a valid duration; write hours, minutes or seconds such as duration(\"36h\") or duration(\"90m\")", text)
+	}
+	reason := "write RFC 3339 such as \"2026-03-01T09:00:00Z\""
+	if _, err := time.Parse(time.RFC3339, text); err != nil {
+		if _, after, found := strings.Cut(err.Error(), "\": "); found {
+			reason = after + "; " + reason
+		}
+	}
+	return fmt.Sprintf("timestamp(%q) is not a valid time: %s", text, reason)
 }
 
 func typeName(t *cel.Type) string {
@@ -229,10 +416,23 @@ func (sizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checke
 type Vars struct {
 	Customer map[string]any
 	Event    map[string]any
+	// Now is the time of the evaluation (workflow time in a run).
+	Now time.Time
+	// Received holds the data of the events wait_for steps have got, by
+	// received name (survey_answered).
+	Received map[string]any
+	// Outcomes holds each send step's outcome (SendOutcome), by step id.
+	Outcomes map[string]string
 }
 
 func (v Vars) activation() map[string]any {
-	a := map[string]any{"customer": v.Customer}
+	a := map[string]any{"customer": v.Customer, "now": v.Now, "received": v.Received, outcomesVar: v.Outcomes}
+	if v.Received == nil {
+		a["received"] = map[string]any{}
+	}
+	if v.Outcomes == nil {
+		a[outcomesVar] = map[string]string{}
+	}
 	if v.Event != nil {
 		a["event"] = v.Event
 	}
@@ -242,10 +442,13 @@ func (v Vars) activation() map[string]any {
 func (e *Expr) eval(v Vars) (ref.Val, error) {
 	out, _, err := e.prg.Eval(v.activation())
 	if err != nil {
-		return nil, fmt.Errorf("line %d: %s: %w", e.Line, e.Source, err)
+		return nil, fmt.Errorf("%s: %s: %w", e.where(), e.Source, err)
 	}
 	return out, nil
 }
+
+// where is the expression's position, file:line:col.
+func (e *Expr) where() string { return fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col) }
 
 // Bool evaluates a boolean expression.
 func (e *Expr) Bool(v Vars) (bool, error) {
@@ -255,7 +458,7 @@ func (e *Expr) Bool(v Vars) (bool, error) {
 	}
 	b, ok := out.Value().(bool)
 	if !ok {
-		return false, fmt.Errorf("line %d: %s: not a boolean", e.Line, e.Source)
+		return false, fmt.Errorf("%s: %s: not a boolean", e.where(), e.Source)
 	}
 	return b, nil
 }
@@ -272,7 +475,7 @@ func (e *Expr) String(v Vars) (string, error) {
 	case int64:
 		return fmt.Sprint(x), nil
 	}
-	return "", fmt.Errorf("line %d: %s: not a string", e.Line, e.Source)
+	return "", fmt.Errorf("%s: %s: not a string", e.where(), e.Source)
 }
 
 // Time evaluates a timestamp expression.
@@ -283,7 +486,7 @@ func (e *Expr) Time(v Vars) (time.Time, error) {
 	}
 	t, ok := out.Value().(time.Time)
 	if !ok {
-		return time.Time{}, fmt.Errorf("line %d: %s: not a timestamp", e.Line, e.Source)
+		return time.Time{}, fmt.Errorf("%s: %s: not a timestamp", e.where(), e.Source)
 	}
 	return t, nil
 }

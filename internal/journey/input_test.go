@@ -13,7 +13,11 @@ import (
 func TestHostileCustomersAreRefused(t *testing.T) {
 	t.Parallel()
 	s := mustSchema(t)
-	ok := Customer{ID: "c-1", Email: "kari@example.no", Attributes: map[string]any{"first_name": "Kari"}}
+	// The attributes the test schema marks required.
+	attrs := func() map[string]any {
+		return map[string]any{"first_name": "Kari", "plan": "home", "segment": "family", "tags": []any{"a"}}
+	}
+	ok := Customer{ID: "c-1", Email: "kari@example.no", Attributes: attrs()}
 	if _, err := s.CheckCustomer(ok); err != nil {
 		t.Fatalf("good customer: %v", err)
 	}
@@ -42,7 +46,7 @@ func TestHostileCustomersAreRefused(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := ok
-			c.Attributes = map[string]any{"first_name": "Kari"}
+			c.Attributes = attrs()
 			tc.edit(&c)
 			_, err := s.CheckCustomer(c)
 			var ie *InputError

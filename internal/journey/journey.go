@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,10 @@ type Journey struct {
 	Location *time.Location
 
 	index map[string]int
+	// sendSteps are the ids of the send steps, for outcome().
+	sendSteps []string
+	// present holds, per step, what is known to be present on entry.
+	present []facts
 }
 
 // Trigger says what starts a run: exactly one of its fields is set.
@@ -99,9 +104,11 @@ type Goal struct{ Event string }
 
 // Step is one step of a journey.
 type Step struct {
-	ID      string
-	Kind    StepKind
-	Goto    string
+	ID   string
+	Kind StepKind
+	Goto string
+	// gotoAt is where Goto is written.
+	gotoAt  pos
 	Wait    *Wait
 	WaitFor *WaitFor
 	Send    *Send
@@ -124,21 +131,33 @@ type WaitFor struct {
 	Event     string
 	Timeout   time.Duration
 	OnTimeout string
+
+	onTimeoutAt pos
 }
 
 // Send asks the policy to send a message.
 type Send struct {
+	// Channel is email, push or preferred. Fallback holds the channels
+	// after the first of a list (channel: [push, email]).
 	Channel  string
+	Fallback []string
 	Template string
 	Purpose  *Expr
 	// Priority overrides the journey's priority when set.
 	Priority policy.Priority
+	// TemplatePos is where the template's name is written.
+	TemplatePos Position
 }
+
+// Position is a place in a journey file.
+type Position struct{ Line, Col int }
 
 // Case is one branch arm; a nil When always matches.
 type Case struct {
 	When *Expr
 	Goto string
+
+	gotoAt pos
 }
 
 // Exit ends the run.
@@ -161,8 +180,17 @@ func Version(src []byte) string {
 // policy's default time zone. Every problem found is returned, not only the
 // first.
 func Parse(file string, src []byte, schema *Schema, loc *time.Location) (*Journey, ErrorList) {
+	return parse(file, src, schema, loc, true)
+}
+
+// parse parses a journey. strict adds the checks a newer lojal makes for
+// mistakes an older one let through (an expression that can fail at run
+// time, a schedule that never fires): validation and deployment make
+// them; Bundle.Compile, which rebuilds definitions already running, does
+// not, so a stricter release never fails a run in flight.
+func parse(file string, src []byte, schema *Schema, loc *time.Location, strict bool) (*Journey, ErrorList) {
 	var errs ErrorList
-	d := &decoder{file: file, errs: &errs}
+	d := &decoder{file: file, errs: &errs, src: src, strict: strict}
 	root, ok := d.parseYAML(src)
 	if !ok {
 		return nil, errs
@@ -232,15 +260,43 @@ func Parse(file string, src []byte, schema *Schema, loc *time.Location) (*Journe
 	if len(j.Steps) > 0 {
 		d.checkGraph(j)
 	}
+	if d.strict && len(j.Steps) > 0 {
+		// Names need no sound graph; what is present along the steps does.
+		before := len(errs)
+		d.checkJourneyNames(j)
+		if before == 0 && len(errs) == 0 {
+			d.checkJourneyPresence(j)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	j.index = make(map[string]int, len(j.Steps))
 	for i, s := range j.Steps {
 		j.index[s.ID] = i
+		if s.Kind == KindSend {
+			j.sendSteps = append(j.sendSteps, s.ID)
+		}
 	}
+	j.present = j.stepFacts()
 	return j, nil
 }
+
+// PresentAt returns the values known to be present when the given step
+// runs, as expression paths (customer.advisor_name, received.survey_answered):
+// tested with has() in the audience or a branch on every way there since
+// the last wait, or, for received events, got on every way there.
+func (j *Journey) PresentAt(step string) []string {
+	i, ok := j.index[step]
+	if !ok || i >= len(j.present) {
+		return nil
+	}
+	return sortedKeys(j.present[i])
+}
+
+// ReceivedEvent returns the event type received.<name> stands for when a
+// wait_for of this journey waits for it, or "".
+func (j *Journey) ReceivedEvent(name string) string { return j.receivedEvent(name) }
 
 // listens returns the event types, other than the trigger, that a run
 // reacts to.
@@ -281,12 +337,13 @@ func (j *Journey) Step(id string) (*Step, bool) {
 }
 
 // Templates returns the templates the journey's send steps use, with the
-// channel each is sent on.
+// channels each may be sent on.
 func (j *Journey) Templates() map[string][]string {
 	out := map[string][]string{}
 	for _, s := range j.Steps {
 		if s.Send != nil {
 			out[s.Send.Template] = append(out[s.Send.Template], s.Send.Channel)
+			out[s.Send.Template] = append(out[s.Send.Template], s.Send.Fallback...)
 		}
 	}
 	return out
@@ -320,7 +377,9 @@ func (d *decoder) eventType(v *yaml.Node, schema *Schema, what string) string {
 }
 
 func suggestName(got string, names []string) string {
-	best, bestDist := "", 4
+	// A short word is only a typo of a name it mostly shares: sms is not
+	// push.
+	best, bestDist := "", min(3, max(1, len(got)/2))+1
 	for _, n := range names {
 		if dist := levenshtein(got, n); dist < bestDist {
 			best, bestDist = n, dist
@@ -350,6 +409,12 @@ func (d *decoder) trigger(v *yaml.Node, schema *Schema, t *Trigger) {
 				sched, err := cron.ParseStandard(spec)
 				if err != nil {
 					d.errorf(v, "cron %q: %v", spec, err)
+					return
+				}
+				// cron gives up after five years without a match: a spec
+				// that finds none from a leap year never fires at all.
+				if d.strict && sched.Next(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+					d.errorf(v, "cron %q never fires: no date matches its day of month and month (February has at most 29 days; April, June, September and November 30)", spec)
 					return
 				}
 				t.Cron, t.schedule = spec, sched
@@ -418,7 +483,7 @@ func (d *decoder) steps(v *yaml.Node, schema *Schema, event string) []*Step {
 					d.errorf(v, "step id %q: use lower-case letters, digits and dashes", s.ID)
 				}
 			}},
-			field{name: "goto", decode: func(_, v *yaml.Node) { s.Goto, _ = d.nonEmpty(v, "goto") }},
+			field{name: "goto", decode: func(_, v *yaml.Node) { s.Goto, _ = d.nonEmpty(v, "goto"); s.gotoAt = at(v) }},
 			kind(KindWait, func(v *yaml.Node) { s.Wait = d.wait(v, schema, event) }),
 			kind(KindWaitFor, func(v *yaml.Node) { s.WaitFor = d.waitFor(v, schema) }),
 			kind(KindSend, func(v *yaml.Node) { s.Send = d.send(v, schema, event) }),
@@ -487,7 +552,7 @@ func (d *decoder) waitFor(v *yaml.Node, schema *Schema) *WaitFor {
 				d.errorf(v, "timeout must be longer than zero")
 			}
 		}},
-		field{name: "on_timeout", decode: func(_, v *yaml.Node) { w.OnTimeout, _ = d.nonEmpty(v, "on_timeout") }},
+		field{name: "on_timeout", decode: func(_, v *yaml.Node) { w.OnTimeout, _ = d.nonEmpty(v, "on_timeout"); w.onTimeoutAt = at(v) }},
 	)
 	return w
 }
@@ -495,15 +560,9 @@ func (d *decoder) waitFor(v *yaml.Node, schema *Schema) *WaitFor {
 func (d *decoder) send(v *yaml.Node, schema *Schema, event string) *Send {
 	s := &Send{}
 	d.mapping(v, "send",
-		field{name: "channel", required: true, decode: func(_, v *yaml.Node) {
-			s.Channel, _ = d.str(v, "channel")
-			switch s.Channel {
-			case policy.Email, policy.Push, policy.Preferred:
-			default:
-				d.errorf(v, "channel %q: want email, push or preferred", s.Channel)
-			}
-		}},
+		field{name: "channel", required: true, decode: func(_, v *yaml.Node) { d.channels(v, s) }},
 		field{name: "template", required: true, decode: func(_, v *yaml.Node) {
+			s.TemplatePos = Position{v.Line, v.Column}
 			if s.Template, _ = d.str(v, "template"); !templateRE.MatchString(s.Template) {
 				d.errorf(v, "template %q: use lower-case letters, digits, - and _", s.Template)
 			}
@@ -514,6 +573,46 @@ func (d *decoder) send(v *yaml.Node, schema *Schema, event string) *Send {
 		field{name: "priority", decode: func(_, v *yaml.Node) { s.Priority = d.priority(v, "priority") }},
 	)
 	return s
+}
+
+// channels decodes a send's channel: one of email, push or preferred, or a
+// list of email and push to try in order.
+func (d *decoder) channels(v *yaml.Node, s *Send) {
+	if v.Kind != yaml.SequenceNode {
+		s.Channel, _ = d.str(v, "channel")
+		switch s.Channel {
+		case policy.Email, policy.Push, policy.Preferred:
+		case "":
+		default:
+			d.errorf(v, "channel %q: want email, push or preferred, or a list to try in order ([push, email])%s",
+				s.Channel, suggestName(s.Channel, []string{policy.Email, policy.Push, policy.Preferred}))
+		}
+		return
+	}
+	if len(v.Content) == 0 {
+		d.errorf(v, "channel: the list is empty; name email, push or both ([push, email])")
+		return
+	}
+	var chain []string
+	for _, item := range v.Content {
+		ch, ok := d.str(item, "channel")
+		if !ok {
+			continue
+		}
+		switch {
+		case ch == policy.Preferred:
+			d.errorf(item, "channel: preferred already means the customer's channel, then the other; use it alone, not in a list")
+		case ch != policy.Email && ch != policy.Push:
+			d.errorf(item, "channel %q: a channel list holds email and push%s", ch, suggestName(ch, []string{policy.Email, policy.Push}))
+		case slices.Contains(chain, ch):
+			d.errorf(item, "channel %s is in the list twice", ch)
+		default:
+			chain = append(chain, ch)
+		}
+	}
+	if len(chain) > 0 {
+		s.Channel, s.Fallback = chain[0], chain[1:]
+	}
 }
 
 func (d *decoder) branch(v *yaml.Node, schema *Schema, event string) []Case {
@@ -530,7 +629,7 @@ func (d *decoder) branch(v *yaml.Node, schema *Schema, event string) []Case {
 				whenNode = v
 				c.When = d.compileExpr(schema, event, v, "when", cel.BoolType)
 			}},
-			field{name: "goto", required: true, decode: func(_, v *yaml.Node) { c.Goto, _ = d.nonEmpty(v, "goto") }},
+			field{name: "goto", required: true, decode: func(_, v *yaml.Node) { c.Goto, _ = d.nonEmpty(v, "goto"); c.gotoAt = at(v) }},
 		)
 		if whenNode == nil && i < len(v.Content)-1 && item.Kind == yaml.MappingNode {
 			d.errorf(item, "branch case without when always matches, so the cases after it can never run; move it last")
@@ -582,20 +681,20 @@ func (d *decoder) checkGraph(j *Journey) {
 		}
 		j.index[s.ID] = i
 	}
-	target := func(s *Step, id, what string) {
+	target := func(s *Step, id, what string, p pos) {
 		if _, ok := j.index[id]; !ok {
-			d.errorf(at(s), "step %q: %s %q names no step%s", s.ID, what, id, suggestName(id, sortedKeys(j.index)))
+			d.errorf(p.node(), "step %q: %s %q names no step%s", s.ID, what, id, suggestName(id, sortedKeys(j.index)))
 		}
 	}
 	for _, s := range j.Steps {
 		if s.Goto != "" {
-			target(s, s.Goto, "goto")
+			target(s, s.Goto, "goto", s.gotoAt)
 		}
 		for _, c := range s.Branch {
-			target(s, c.Goto, "goto")
+			target(s, c.Goto, "goto", c.gotoAt)
 		}
 		if s.WaitFor != nil && s.WaitFor.OnTimeout != "" {
-			target(s, s.WaitFor.OnTimeout, "on_timeout")
+			target(s, s.WaitFor.OnTimeout, "on_timeout", s.WaitFor.onTimeoutAt)
 		}
 	}
 	if len(*d.errs) > before {

@@ -7,18 +7,19 @@ import (
 )
 
 const testSchema = `customer:
-  first_name: string
-  plan: string
-  segment: string
+  first_name: required string
+  plan: required string
+  segment: required string
+  nickname: string
   renews_at: timestamp
   lifetime_value: double
   points: int
-  tags: list<string>
+  tags: required list<string>
 events:
-  policy.renewal_scheduled: { policy_id: string, renews_at: timestamp }
+  policy.renewal_scheduled: { policy_id: string, renews_at: timestamp, note: optional string }
   policy.renewed:           { policy_id: string }
   order.placed:             { order_id: string, total: double }
-  survey.answered:          { answer: string }
+  survey.answered:          { answer: string, comment: optional string }
 `
 
 func mustSchema(t testing.TB) *Schema {
@@ -125,8 +126,8 @@ steps:
     exit: {}
 `, "steps a -> b -> a form a loop with no wait in it"},
 		{"cel syntax error", strings.Replace(renewal, `customer.plan in ["home", "car"]`, `customer.plan in ["home", "car"`, 1), "5:"},
-		{"cel undeclared attribute", strings.Replace(renewal, `customer.plan in`, `customer.plna in`, 1), "undefined field 'plna'"},
-		{"cel undeclared event field", strings.Replace(renewal, `event.renews_at - duration`, `event.renew_at - duration`, 1), "undefined field 'renew_at'"},
+		{"cel undeclared attribute", strings.Replace(renewal, `customer.plan in`, `customer.plna in`, 1), `5:20: audience: customer has no field "plna" (did you mean "plan"?)`},
+		{"cel undeclared event field", strings.Replace(renewal, `event.renews_at - duration`, `event.renew_at - duration`, 1), `event policy.renewal_scheduled has no field "renew_at"`},
 		{"cel wrong result type", strings.Replace(renewal, `customer.plan in ["home", "car"]`, `customer.plan`, 1), "audience must be a boolean (true/false), but \"customer.plan\" is a string"},
 		{"until must be a timestamp", strings.Replace(renewal, `event.renews_at - duration("336h")`, `event.policy_id`, 1), "wait until must be a timestamp"},
 		{"event not declared", strings.Replace(renewal, "event: policy.renewal_scheduled", "event: policy.renewal_sheduled", 1), `trigger event "policy.renewal_sheduled" is not declared in schema.yaml (did you mean "policy.renewal_scheduled"?)`},

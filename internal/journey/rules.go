@@ -12,13 +12,14 @@ import (
 // obeys, and refuses policies that cannot work.
 func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 	var errs ErrorList
-	d := &decoder{file: file, errs: &errs}
+	d := &decoder{file: file, errs: &errs, src: src, strict: true}
 	root, ok := d.parseYAML(src)
 	if !ok {
 		return nil, errs
 	}
 	r := &policy.Rules{MaxDefer: policy.DefaultMaxDefer}
-	var minGapNode, maxDeferNode *yaml.Node
+	var minGapNode, maxDeferNode, quietNode *yaml.Node
+	var capMaxNodes []*yaml.Node
 	d.mapping(root, "policy",
 		field{name: "default_timezone", required: true, decode: func(_, v *yaml.Node) {
 			r.Location, _ = d.location(v, "default_timezone")
@@ -37,6 +38,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 					return
 				}
 				r.Quiet = &q
+				quietNode = startNode
 			}
 		}},
 		field{name: "min_gap", decode: func(_, v *yaml.Node) { minGapNode = v; r.MinGap, _ = d.duration(v, "min_gap") }},
@@ -47,6 +49,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 			}
 			for _, item := range v.Content {
 				var c policy.Cap
+				var maxNode *yaml.Node
 				ok := true
 				d.mapping(item, "cap",
 					field{name: "channel", decode: func(_, v *yaml.Node) {
@@ -66,6 +69,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 						ok = ok && wok
 					}},
 					field{name: "max", required: true, decode: func(_, v *yaml.Node) {
+						maxNode = v
 						var mok bool
 						c.Max, mok = d.integer(v, "cap max")
 						if mok && c.Max < 1 {
@@ -77,6 +81,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 				)
 				if ok && item.Kind == yaml.MappingNode {
 					r.Caps = append(r.Caps, c)
+					capMaxNodes = append(capMaxNodes, maxNode)
 				}
 			}
 		}},
@@ -88,6 +93,11 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 			}
 		}},
 		field{name: "purpose_window", decode: func(_, v *yaml.Node) { r.PurposeWindow, _ = d.duration(v, "purpose_window") }},
+		field{name: "critical_counts_toward_caps", decode: func(_, v *yaml.Node) {
+			if counts, ok := d.boolean(v, "critical_counts_toward_caps"); ok {
+				r.CriticalOutsideCaps = !counts
+			}
+		}},
 		field{name: "priority_aging", decode: func(_, v *yaml.Node) {
 			var ok bool
 			if r.AgingStep, ok = d.duration(v, "priority_aging"); ok && r.AgingStep < time.Minute {
@@ -103,8 +113,52 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 		d.errorf(n, "min_gap (%s) must be shorter than max_defer (%s), or a message behind another is always stale",
 			policy.FormatDuration(r.MinGap), policy.FormatDuration(r.MaxDefer))
 	}
+	if r.Quiet != nil {
+		checkQuietHours(d, quietNode, *r.Quiet)
+	}
+	if r.MinGap > 0 {
+		for i, c := range r.Caps {
+			// Contacts at least min_gap apart fit ceil(window/min_gap)
+			// times into a window that excludes its far end.
+			fit := int((c.Window + r.MinGap - 1) / r.MinGap)
+			if fit < c.Max {
+				noun := "messages"
+				if fit == 1 {
+					noun = "message"
+				}
+				d.errorf(capMaxNodes[i], "cap %d per %s can never be reached: min_gap %s allows at most %d %s in %s (lower max to %d, or remove the cap)",
+					c.Max, policy.FormatDuration(c.Window), policy.FormatDuration(r.MinGap), fit, noun, policy.FormatDuration(c.Window), fit)
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return r, nil
+}
+
+// minSendingTime is the least time a day quiet hours must leave for
+// messages: with less, every message of the day queues for a sliver.
+const minSendingTime = 3 * time.Hour
+
+// checkQuietHours refuses quiet hours that leave almost no time to send,
+// and quiet hours written the wrong way round (quiet by day, sending by
+// night).
+func checkQuietHours(d *decoder, n *yaml.Node, q policy.QuietHours) {
+	const day = 24 * 60
+	quiet := (int(q.End) - int(q.Start) + day) % day
+	sending := time.Duration(day-quiet) * time.Minute
+	inside := func(c policy.Clock) bool {
+		if q.Start < q.End {
+			return c >= q.Start && c < q.End
+		}
+		return c >= q.Start || c < q.End
+	}
+	switch {
+	case sending < minSendingTime:
+		d.errorf(n, "quiet_hours %s leave only %s a day for messages; every message would queue for that window (quiet hours are the customer's night, such as 21:00-08:00)",
+			q, policy.FormatDuration(sending))
+	case inside(12*60) && !inside(3*60):
+		d.errorf(n, "quiet_hours %s are quiet in the day and send at night (did you mean start: %q, end: %q?)", q, q.End.String(), q.Start.String())
+	}
 }

@@ -74,6 +74,13 @@ type Schema struct {
 	Events map[string]Fields
 	// Source is the file as read; it travels with journey definitions.
 	Source []byte
+	// optional holds, per shape ("" for the customer, else an event
+	// type), the fields a value may leave out: customer attributes not
+	// marked required and event fields marked optional.
+	optional map[string]map[string]bool
+	// received maps the names expressions use for events got by wait_for
+	// steps to the event types (survey_answered -> survey.answered).
+	received map[string]string
 
 	envs *envs
 	// locs caches customers' time zones: loading one reads and parses
@@ -100,9 +107,14 @@ var (
 
 // ParseSchema parses schema.yaml.
 func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
+	return parseSchema(file, src, true)
+}
+
+// parseSchema parses a schema; strict as for parse.
+func parseSchema(file string, src []byte, strict bool) (*Schema, ErrorList) {
 	var errs ErrorList
-	d := &decoder{file: file, errs: &errs}
-	s := &Schema{File: file, Customer: Fields{}, Events: map[string]Fields{}, Source: src}
+	d := &decoder{file: file, errs: &errs, src: src, strict: strict}
+	s := &Schema{File: file, Customer: Fields{}, Events: map[string]Fields{}, Source: src, optional: map[string]map[string]bool{}, received: map[string]string{}}
 	for k, v := range builtinCustomer {
 		s.Customer[k] = v
 	}
@@ -112,7 +124,7 @@ func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
 	}
 	d.mapping(root, "schema",
 		field{name: "customer", required: true, decode: func(_, v *yaml.Node) {
-			d.fields(v, "customer", s.Customer, true)
+			s.optional[""] = d.fields(v, "customer", s.Customer, true)
 		}},
 		field{name: "events", required: true, decode: func(_, v *yaml.Node) {
 			if v.Kind != yaml.MappingNode {
@@ -134,13 +146,29 @@ func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
 					continue
 				}
 				f := Fields{}
-				d.fields(fv, "event "+k.Value, f, false)
+				s.optional[k.Value] = d.fields(fv, "event "+k.Value, f, false)
 				s.Events[k.Value] = f
+				name := receivedName(k.Value)
+				if other, clash := s.received[name]; clash {
+					// Older schemas may hold such a pair; neither is
+					// reachable through received then.
+					if d.strict {
+						d.errorf(k, "event types %q and %q would both be received.%s in expressions; rename one", other, k.Value, name)
+					}
+					s.received[name] = ""
+					continue
+				}
+				s.received[name] = k.Value
 			}
 		}},
 	)
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	for name, ev := range s.received {
+		if ev == "" {
+			delete(s.received, name)
+		}
 	}
 	envs, err := newEnvs(s)
 	if err != nil {
@@ -151,13 +179,19 @@ func ParseSchema(file string, src []byte) (*Schema, ErrorList) {
 	return s, nil
 }
 
-func (d *decoder) fields(n *yaml.Node, what string, into Fields, customer bool) {
+// fields decodes a mapping of field names to types into into and returns
+// the fields that may be missing. "optional string" may be missing and
+// "required string" may not; without either word customer attributes are
+// optional (a customer record fills in over time) and event fields
+// required (an event is one message with a fixed shape).
+func (d *decoder) fields(n *yaml.Node, what string, into Fields, customer bool) map[string]bool {
+	optional := map[string]bool{}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return
+		return optional
 	}
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, "%s must be a mapping of field name to type", what)
-		return
+		return optional
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -172,16 +206,81 @@ func (d *decoder) fields(n *yaml.Node, what string, into Fields, customer bool) 
 		}
 		seen[k.Value] = true
 		t := Type(strings.TrimSpace(v.Value))
-		if v.Kind != yaml.ScalarNode || !slices.Contains(allTypes, t) {
-			d.errorf(v, "%s.%s: unknown type %s (want one of %s)", what, k.Value, kindName(v), joinTypes())
+		opt := customer
+		if base, ok := strings.CutPrefix(string(t), "optional "); ok {
+			t, opt = Type(strings.TrimSpace(base)), true
+		} else if base, ok := strings.CutPrefix(string(t), "required "); ok {
+			t, opt = Type(strings.TrimSpace(base)), false
+		}
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			d.errorf(v, "%s.%s: want a type (one of %s), not %s", what, k.Value, joinTypes(), kindName(v))
 			continue
 		}
-		if b, ok := builtinCustomer[k.Value]; customer && ok && b != t {
-			d.errorf(v, "%s.%s is built in and must be %s", what, k.Value, b)
+		if !slices.Contains(allTypes, t) {
+			d.errorf(v, "%s.%s: unknown type %q%s", what, k.Value, v.Value, suggestType(string(t)))
+			continue
+		}
+		if b, ok := builtinCustomer[k.Value]; customer && ok {
+			if b != t {
+				d.errorf(v, "%s.%s is built in and must be %s", what, k.Value, b)
+			}
+			// Built-in fields are always there; a marker changes nothing.
+			into[k.Value] = t
 			continue
 		}
 		into[k.Value] = t
+		if opt {
+			optional[k.Value] = true
+		}
 	}
+	return optional
+}
+
+// FieldOptional reports whether a field may be missing: a customer
+// attribute (event "") or a field of the given event type.
+func (s *Schema) FieldOptional(event, field string) bool {
+	if event == "" {
+		if _, builtin := builtinCustomer[field]; builtin {
+			return false
+		}
+	}
+	return s.optional[event][field]
+}
+
+// missingRequired names the first required field values lacks.
+func (s *Schema) missingRequired(event string, fields Fields, values map[string]any) string {
+	for _, name := range fields.Names() {
+		if _, builtin := builtinCustomer[name]; event == "" && builtin {
+			continue
+		}
+		if _, ok := values[name]; !ok && !s.FieldOptional(event, name) {
+			return name
+		}
+	}
+	return ""
+}
+
+// typeAliases are the names other languages give lojal's types.
+var typeAliases = map[string]Type{
+	"integer": Int, "long": Int, "int64": Int, "number": Double, "float": Double, "float64": Double, "decimal": Double,
+	"boolean": Bool, "str": String, "text": String, "datetime": Timestamp, "date": Timestamp, "time": Timestamp,
+	"instant": Timestamp, "interval": Duration, "period": Duration, "list": StringList, "array": StringList,
+	"[]string": StringList, "list[string]": StringList, "string[]": StringList,
+}
+
+// suggestType names the type meant by an unknown one, or lists them all.
+func suggestType(got string) string {
+	if t, ok := typeAliases[strings.ToLower(got)]; ok {
+		return fmt.Sprintf(" (did you mean %q?)", t)
+	}
+	names := make([]string, len(allTypes))
+	for i, t := range allTypes {
+		names[i] = string(t)
+	}
+	if s := suggestName(strings.ToLower(got), names); s != "" {
+		return s
+	}
+	return " (want one of " + joinTypes() + ")"
 }
 
 func joinTypes() string {

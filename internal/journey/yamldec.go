@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -28,6 +29,13 @@ const (
 type decoder struct {
 	file string
 	errs *ErrorList
+	// src is the file as read: positions inside multi-line values and
+	// expressions are found in it.
+	src []byte
+	// strict turns on the checks for mistakes that an older lojal
+	// accepted (see Parse): definitions already running are compiled
+	// without them, so a stricter release never fails a run in flight.
+	strict bool
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
@@ -38,7 +46,18 @@ func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	*d.errs = append(*d.errs, e)
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+// ParseYAML parses one YAML document with the checks every lojal file
+// gets (size, one document, no anchors, bounded depth) and returns its
+// root. Syntax errors carry the line and column of the mistake.
+func ParseYAML(file string, src []byte) (*yaml.Node, ErrorList) {
+	var errs ErrorList
+	d := &decoder{file: file, errs: &errs, src: src}
+	root, ok := d.parseYAML(src)
+	if !ok {
+		return nil, errs
+	}
+	return root, nil
+}
 
 // parseYAML parses one document and checks its size, depth and shape.
 func (d *decoder) parseYAML(src []byte) (*yaml.Node, bool) {
@@ -53,7 +72,7 @@ func (d *decoder) parseYAML(src []byte) (*yaml.Node, bool) {
 			d.errorf(nil, "file is empty")
 			return nil, false
 		}
-		d.yamlError(err)
+		d.yamlError(src, err)
 		return nil, false
 	}
 	var extra yaml.Node
@@ -73,18 +92,148 @@ func (d *decoder) parseYAML(src []byte) (*yaml.Node, bool) {
 	return root, true
 }
 
-func (d *decoder) yamlError(err error) {
+var yamlLineRE = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlError reports a YAML syntax error on the line that holds the mistake
+// and, as far as the kind of mistake tells, at its column. yaml.v3 names
+// the line where the enclosing construct began, counts from zero for some
+// errors and leaves the line out on the first one, so the line is found
+// again: it is the last line of the shortest prefix of the file that
+// fails the same way.
+func (d *decoder) yamlError(src []byte, err error) {
 	msg := err.Error()
-	line := 0
+	reported := 0
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
+		reported, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
-	e := Error{File: d.file, Line: line, Msg: "YAML syntax: " + msg}
-	if line > 0 {
-		e.Col = 1
+	lines := strings.SplitAfter(string(src), "\n")
+	line := failingLine(lines, msg)
+	if line == 0 {
+		line = max(reported, 1)
 	}
-	*d.errs = append(*d.errs, e)
+	text := ""
+	if line <= len(lines) {
+		text = strings.TrimRight(lines[line-1], "\r\n")
+	}
+	col, hint := syntaxColumn(text, msg)
+	*d.errs = append(*d.errs, Error{File: d.file, Line: line, Col: col, Msg: "YAML syntax: " + msg + hint})
+}
+
+// failingLine returns the 1-based line that makes the document fail with
+// msg, or 0 when no prefix does.
+func failingLine(lines []string, msg string) int {
+	fails := func(k int) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n)
+		if err == nil {
+			return false
+		}
+		m := yamlLineRE.FindStringSubmatch(err.Error())
+		return m != nil && m[2] == msg
+	}
+	const linearLimit = 400
+	if len(lines) <= linearLimit {
+		for k := 1; k <= len(lines); k++ {
+			if fails(k) {
+				return k
+			}
+		}
+		return 0
+	}
+	// Long files: a binary search, which holds for the usual mistakes
+	// (once the bad line is in, every longer prefix fails too).
+	lo, hi := 1, len(lines)
+	if !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+var keyPrefixRE = regexp.MustCompile(`^(\s*(?:- )?)[^\s:#'"{}\[\],&*!|>%@` + "`" + `][^:#]*?:(?:\s|$)`)
+
+// syntaxColumn guesses the 1-based column of a YAML syntax error on line
+// from its message, and a hint at the usual cause.
+func syntaxColumn(line, msg string) (int, string) {
+	runeCol := func(byteIdx int) int { return utf8.RuneCountInString(line[:byteIdx]) + 1 }
+	firstText := func(from int) int {
+		for i := from; i < len(line); i++ {
+			if line[i] != ' ' && line[i] != '\t' {
+				return i
+			}
+		}
+		return from
+	}
+	// value is where the value after "key: " begins (or the first text on
+	// the line when it holds no key).
+	value := firstText(0)
+	if m := keyPrefixRE.FindStringIndex(line); m != nil {
+		value = firstText(m[1])
+	}
+	// A quoted value with text after its closing quote.
+	if value < len(line) && (line[value] == '\'' || line[value] == '"') {
+		if end := closingQuote(line, value); end > 0 {
+			if rest := firstText(end + 1); rest < len(line) && line[rest] != '#' {
+				hint := ""
+				if line[value] == '\'' {
+					hint = " (inside '...' write '' for a single quote)"
+				}
+				return runeCol(rest), ": text after the closing quote" + hint
+			}
+		} else if strings.Contains(msg, "end of stream") || strings.Contains(msg, "quoted scalar") {
+			return runeCol(value), " (the quote that opens here is never closed)"
+		}
+	}
+	switch {
+	case strings.Contains(msg, "tab character"):
+		if i := strings.IndexByte(line, '\t'); i >= 0 {
+			return runeCol(i), " (indent with spaces, not tabs)"
+		}
+	case strings.Contains(msg, "mapping values are not allowed"):
+		rest := line[value:]
+		if i := strings.Index(rest, ": "); i >= 0 && value > firstText(0) {
+			return runeCol(value + i), " (a value that contains \": \" must be quoted)"
+		}
+		if i := strings.IndexByte(line, ':'); i >= 0 {
+			return runeCol(i), " (is this line indented too far?)"
+		}
+	case strings.Contains(msg, "block sequence entries are not allowed"):
+		return runeCol(value), " (a list starts on the line after its key)"
+	case strings.Contains(msg, "','"), strings.Contains(msg, "cannot start any token"):
+		hint := ""
+		if value < len(line) && (line[value] == '{' || line[value] == '[') {
+			hint = " (a value that starts with { or [ must be quoted)"
+		}
+		return runeCol(value), hint
+	}
+	return runeCol(firstText(0)), ""
+}
+
+// closingQuote returns the index of the quote that closes the one at
+// open, or -1 when the line does not close it.
+func closingQuote(line string, open int) int {
+	q := line[open]
+	for i := open + 1; i < len(line); i++ {
+		switch {
+		case q == '"' && line[i] == '\\':
+			i++
+		case line[i] == q:
+			if q == '\'' && i+1 < len(line) && line[i+1] == '\'' {
+				i++
+				continue
+			}
+			return i
+		}
+	}
+	return -1
 }
 
 // checkShape refuses anchors, aliases and merge keys (journeys do not need
@@ -110,6 +259,13 @@ func (d *decoder) checkShape(n *yaml.Node, depth int, nodes *int) bool {
 	}
 	return true
 }
+
+// pos is a position in a file.
+type pos struct{ line, col int }
+
+func at(n *yaml.Node) pos { return pos{n.Line, n.Column} }
+
+func (p pos) node() *yaml.Node { return &yaml.Node{Line: p.line, Column: p.col} }
 
 // field is one key of a mapping with its decoder.
 type field struct {
@@ -304,3 +460,156 @@ func LoadLocation(name string) (*time.Location, error) {
 	}
 	return loc, nil
 }
+
+// ScalarPos returns the file position (1-based line and column, counted
+// in characters) of the byte at offset in scalar n's value, for errors
+// inside a value: a CEL expression, a template. src is the whole file.
+// Quoted values are decoded line by line (escapes, a doubled single quote),
+// and literal (|) and folded (>) blocks are followed line by line.
+func ScalarPos(src []byte, n *yaml.Node, offset int) (line, col int) {
+	value := n.Value
+	offset = min(max(offset, 0), len(value))
+	lines := strings.SplitAfter(string(src), "\n")
+	if n.Line < 1 || n.Line > len(lines) {
+		return n.Line, n.Column
+	}
+	block := n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
+	double := n.Style&yaml.DoubleQuotedStyle != 0
+	quoted := double || n.Style&yaml.SingleQuotedStyle != 0
+	first := n.Line - 1 // 0-based index of the first line holding value text
+	if block {
+		first = n.Line
+	}
+	// Each source line's text is found in the value in order; the line
+	// whose text spans offset holds it.
+	cur := 0
+	end := len(strings.TrimRight(value, " \n"))
+	for li := first; li < len(lines); li++ {
+		raw := strings.TrimRight(lines[li], "\r\n")
+		start := len(raw) - len(strings.TrimLeft(raw, " \t"))
+		if li == n.Line-1 && !block {
+			start = byteIndexOfColumn(raw, n.Column)
+			if quoted && start < len(raw) {
+				start++ // the opening quote
+			}
+		}
+		var text string
+		var at []int // raw byte index of each byte of text
+		closed := false
+		if quoted {
+			text, at, closed = decodeQuoted(raw, start, double)
+		} else {
+			text = raw[min(start, len(raw)):]
+			at = make([]int, len(text))
+			for k := range at {
+				at[k] = start + k
+			}
+		}
+		if strings.TrimSpace(text) != "" {
+			idx := strings.Index(value[cur:], text)
+			if idx < 0 && !block && !quoted {
+				// A plain value on its key's line may run into the rest of
+				// a flow mapping ({ until: x }): match what is there.
+				t := text
+				for len(t) > 0 && idx < 0 {
+					t = t[:len(t)-1]
+					idx = strings.Index(value[cur:], t)
+				}
+				text = t
+			}
+			if idx < 0 || text == "" {
+				break
+			}
+			startInValue := cur + idx
+			if offset < startInValue+len(text) || startInValue+len(text) >= end || closed || li == len(lines)-1 {
+				within := min(max(offset-startInValue, 0), len(text))
+				rawIdx := len(raw)
+				if within < len(at) {
+					rawIdx = at[within]
+				} else if len(at) > 0 {
+					rawIdx = at[len(at)-1] + 1
+				}
+				return li + 1, utf8.RuneCountInString(raw[:min(rawIdx, len(raw))]) + 1
+			}
+			cur = startInValue + len(text)
+		}
+		if closed || cur >= len(value) {
+			break
+		}
+	}
+	return n.Line, n.Column
+}
+
+// decodeQuoted decodes one line of a quoted scalar from raw[start:] up to
+// its closing quote, and maps each decoded byte to the raw byte it came
+// from.
+func decodeQuoted(raw string, start int, double bool) (string, []int, bool) {
+	var b []byte
+	var at []int
+	emit := func(s string, from int) {
+		for k := 0; k < len(s); k++ {
+			b = append(b, s[k])
+			at = append(at, from)
+		}
+	}
+	for i := start; i < len(raw); {
+		c := raw[i]
+		switch {
+		case double && c == '"', !double && c == '\'' && (i+1 >= len(raw) || raw[i+1] != '\''):
+			return string(b), at, true
+		case !double && c == '\'':
+			emit("'", i)
+			i += 2
+		case double && c == '\\' && i+1 < len(raw):
+			esc := raw[i+1]
+			width := 0
+			switch esc {
+			case 'x':
+				width = 2
+			case 'u':
+				width = 4
+			case 'U':
+				width = 8
+			}
+			if width > 0 && i+2+width <= len(raw) {
+				if r, err := strconv.ParseUint(raw[i+2:i+2+width], 16, 32); err == nil {
+					emit(string(rune(r)), i)
+					i += 2 + width
+					continue
+				}
+			}
+			switch esc {
+			case 'n':
+				emit("\n", i)
+			case 't':
+				emit("\t", i)
+			case 'r':
+				emit("\r", i)
+			case '0':
+				emit("\x00", i)
+			default:
+				emit(string(esc), i)
+			}
+			i += 2
+		default:
+			emit(raw[i:i+1], i)
+			i++
+		}
+	}
+	return string(b), at, false
+}
+
+// byteIndexOfColumn returns the byte index of the 1-based character
+// column col in s.
+func byteIndexOfColumn(s string, col int) int {
+	i := 0
+	for c := 1; c < col && i < len(s); c++ {
+		_, w := utf8.DecodeRuneInString(s[i:])
+		i += w
+	}
+	return i
+}
+
+// Suggest returns " (did you mean "x"?)" for the name closest to got, or
+// "" when none is close.
+func Suggest(got string, names []string) string { return suggestName(got, names) }

@@ -136,6 +136,11 @@ type Rules struct {
 	// AgingStep is how long a waiting message waits before it gains one
 	// priority level, so a stream of higher-priority messages cannot starve it.
 	AgingStep time.Duration
+	// CriticalOutsideCaps, when set (critical_counts_toward_caps: false),
+	// leaves critical messages out of the caps other messages share, so a
+	// security alert does not use up the week's marketing budget. They
+	// still count toward the minimum gap.
+	CriticalOutsideCaps bool
 }
 
 // Defaults for rules policy.yaml leaves out.
@@ -202,7 +207,10 @@ type Request struct {
 	Journey string
 	Step    string
 	Channel string
-	Topic   string
+	// Fallback holds the channels to try after Channel, in order
+	// (channel: [push, email]).
+	Fallback []string
+	Topic    string
 	// Priority defaults to Normal.
 	Priority Priority
 	// Purpose, when set, is sent at most once within Rules.PurposeWindow.
@@ -218,6 +226,8 @@ type Contact struct {
 	Channel string
 	Purpose string
 	Key     string
+	// Critical marks a critical message (see Rules.CriticalOutsideCaps).
+	Critical bool
 }
 
 // Waiting is a message deferred earlier that will ask again at Due.
@@ -303,11 +313,11 @@ func (d Decision) String() string {
 // hours, minimum gap, caps and priority. Consent always wins: critical
 // messages skip only the throttling rules.
 func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req Request, now time.Time) Decision {
-	ch, skipped, why := pickChannel(rel, req.Channel)
-	if ch == "" {
+	chans, skipped, why := usableChannels(rel, req)
+	if len(chans) == 0 {
 		return Decision{Verdict: Suppress, Reason: why, Detail: Detail{Skipped: skipped}}
 	}
-	base := Decision{Channel: ch, Detail: Detail{Skipped: skipped}}
+	base := Decision{Channel: chans[0], Detail: Detail{Skipped: skipped}}
 	suppress := func(reason Reason) Decision {
 		base.Verdict, base.Reason = Suppress, reason
 		return base
@@ -353,11 +363,43 @@ func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req 
 	if loc == nil {
 		loc = time.UTC
 	}
-	d := r.throttle(loc, window, waiting, req, ch, first, now, &base.Detail)
-	if d.reason == "" {
-		base.Verdict, base.Reason = Allow, ReasonOK
-		return base
+	// Channels are tried in order, and the message goes out on the first
+	// that may send now. Holds that concern the customer (quiet hours,
+	// the gap, a cap on all channels, a message ahead) hold every channel
+	// alike, so a later channel can only go first when the earlier ones
+	// are held by their own caps. When none may send now, the message
+	// waits for the channel that frees first.
+	var d hold
+	capped := map[string]string{}
+	skippedFor := func(chosen string) []string {
+		out := slices.Clone(base.Detail.Skipped)
+		for _, ch := range chans {
+			if why, ok := capped[ch]; ok && ch != chosen {
+				out = append(out, ch+": cap "+why)
+			}
+		}
+		return out
 	}
+	var held Detail
+	for i, ch := range chans {
+		det := base.Detail
+		h := r.throttle(loc, window, waiting, req, ch, first, now, &det)
+		if h.reason == "" {
+			det.Skipped = skippedFor(ch)
+			base.Channel, base.Detail = ch, det
+			base.Verdict, base.Reason = Allow, ReasonOK
+			return base
+		}
+		if det.Cap != "" {
+			capped[ch] = det.Cap
+		}
+		if i == 0 || h.until.Before(d.until) {
+			d, held = h, det
+			base.Channel = ch
+		}
+	}
+	held.Skipped = skippedFor(base.Channel)
+	base.Detail = held
 	if !d.until.Before(deadline) {
 		// The earliest moment it could go out is already too late.
 		base.Detail.Waited = FormatDuration(d.until.Sub(first).Truncate(time.Minute))
@@ -423,7 +465,7 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 	}
 	for i := range r.Caps {
 		c := &r.Caps[i]
-		if until, n, full := capFull(*c, window, req.Key, ch, at); full {
+		if until, n, full := capFull(*c, window, req.Key, ch, at, r.CriticalOutsideCaps); full {
 			if until.After(h.until) {
 				det.Cap, det.Count = c.String(), n
 			}
@@ -440,14 +482,14 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 // capFull reports whether cap c has no room at time at for a message on
 // channel ch, and if so when the contact that keeps it full leaves the
 // window. window is sorted newest first.
-func capFull(c Cap, window []Contact, key, ch string, at time.Time) (until time.Time, n int, full bool) {
+func capFull(c Cap, window []Contact, key, ch string, at time.Time, skipCritical bool) (until time.Time, n int, full bool) {
 	if c.Channel != "" && c.Channel != ch {
 		return time.Time{}, 0, false
 	}
 	from := at.Add(-c.Window)
 	for _, w := range window {
 		// Contacts after at count too (see holdAt).
-		if w.Key == key || (c.Channel != "" && w.Channel != c.Channel) {
+		if w.Key == key || (c.Channel != "" && w.Channel != c.Channel) || (skipCritical && w.Critical) {
 			continue
 		}
 		if !w.At.After(from) {
@@ -503,29 +545,33 @@ func (r Rules) effective(p Priority, since, at time.Time) Priority {
 	return min(p, High)
 }
 
-// pickChannel resolves the requested channel to a usable one. For Preferred
-// it tries the customer's preferred channel, then the other.
-func pickChannel(rel Relationship, want string) (string, []string, Reason) {
-	candidates := []string{want}
-	if want == Preferred {
+// usableChannels returns the channels a request may go out on, in the
+// order to try them: Channel then Fallback, or for Preferred the
+// customer's preferred channel then the other. Channels the customer
+// cannot receive are left out and listed in skipped, with the first
+// reason.
+func usableChannels(rel Relationship, req Request) ([]string, []string, Reason) {
+	candidates := append([]string{req.Channel}, req.Fallback...)
+	if req.Channel == Preferred {
 		candidates = []string{Email, Push}
 		if rel.Preferred == Push {
 			candidates = []string{Push, Email}
 		}
 	}
-	var skipped []string
+	var out, skipped []string
 	var first Reason
 	for _, ch := range candidates {
 		why := usable(rel.Channels[ch])
 		if why == "" {
-			return ch, skipped, ""
+			out = append(out, ch)
+			continue
 		}
 		if first == "" {
 			first = why
 		}
 		skipped = append(skipped, ch+": "+string(why))
 	}
-	return "", skipped, first
+	return out, skipped, first
 }
 
 func usable(s ChannelState) Reason {

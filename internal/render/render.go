@@ -6,23 +6,59 @@
 package render
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lojal/lojal/internal/journey"
 )
 
 // FallbackLocale is the last locale tried; every template must have it.
 const FallbackLocale = "en"
+
+// Locales are the languages lojal writes messages in (day and month
+// names, numbers, amounts): template files are named after them, nb.yaml,
+// optionally with a region, en-GB.yaml.
+var Locales = []string{"da", "en", "fi", "nb", "nn", "sv"}
+
+var localeFileRE = regexp.MustCompile(`^([a-z]{2,3})(-[A-Za-z0-9]{2,8})?$`)
+
+// CheckLocale says what is wrong with a template file's locale name, or
+// "" when lojal writes that language.
+func CheckLocale(locale string) string {
+	m := localeFileRE.FindStringSubmatch(locale)
+	if m != nil && slices.Contains(Locales, m[1]) {
+		return ""
+	}
+	lang := strings.ToLower(locale)
+	if m != nil {
+		lang = m[1]
+	}
+	hint := journey.Suggest(lang, Locales)
+	switch lang {
+	case "se":
+		hint = ` (Swedish is "sv"; se is the country code)`
+	case "dk":
+		hint = ` (Danish is "da"; dk is the country code)`
+	case "no":
+		hint = ` (Norwegian is "nb", Bokmål, or "nn", Nynorsk)`
+	case "us", "uk", "gb":
+		hint = ` (English is "en", or "en-GB" for a region)`
+	}
+	return fmt.Sprintf("%q is not a language lojal writes messages in%s; template files are named da, en, fi, nb, nn or sv, optionally with a region (en-GB)", locale, hint)
+}
 
 // related maps a language to the one a reader of it understands best when a
 // template lacks it (Nynorsk and generic Norwegian readers get Bokmål).
@@ -48,72 +84,256 @@ func Chain(locale string) []string {
 	return out
 }
 
+// Parts a template file may have: email uses subject, text and html; push
+// uses title, body and url.
+var partNames = []string{"subject", "text", "html", "title", "body", "url"}
+
 // Template is one template in one locale.
 type Template struct {
 	Name   string
 	Locale string
 	File   string
+	// Line and Col are where the file's content starts, for errors about
+	// the file as a whole (a part it lacks).
+	Line, Col int
 
 	subject, text, title, body, url *template.Template
 	html                            *htmltemplate.Template
-}
-
-// source is a template file's fields.
-type source struct {
-	Subject string `yaml:"subject"`
-	Text    string `yaml:"text"`
-	HTML    string `yaml:"html"`
-	Title   string `yaml:"title"`
-	Body    string `yaml:"body"`
-	URL     string `yaml:"url"`
+	refs                            []Ref
 }
 
 // MaxTemplateSize bounds a template file.
 const MaxTemplateSize = 256 << 10
 
 // Parse parses one template file (journeys/templates/<name>/<locale>.yaml).
+// Its error is a journey.ErrorList: every mistake with its file:line:col.
 func Parse(file, name, locale string, src []byte) (*Template, error) {
 	if len(src) > MaxTemplateSize {
-		return nil, fmt.Errorf("%s: file is %d bytes; the limit is %d", file, len(src), MaxTemplateSize)
+		return nil, journey.ErrorList{{File: file, Msg: fmt.Sprintf("file is %d bytes; the limit is %d", len(src), MaxTemplateSize)}}
 	}
-	var s source
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&s); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: file is empty", file)
-		}
-		return nil, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	root, errs := journey.ParseYAML(file, src)
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	t := &Template{Name: name, Locale: locale, File: file}
-	var errs []error
-	text := func(field, body string) *template.Template {
-		if body == "" {
-			return nil
-		}
-		tt, err := template.New(field).Option("missingkey=error").Funcs(textFuncs).Parse(body)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s: %v", file, field, err))
-		}
-		return tt
+	t := &Template{Name: name, Locale: locale, File: file, Line: root.Line, Col: root.Column}
+	errorf := func(n *yaml.Node, format string, args ...any) {
+		errs = append(errs, journey.Error{File: file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
 	}
-	t.subject, t.text = text("subject", s.Subject), text("text", s.Text)
-	t.title, t.body, t.url = text("title", s.Title), text("body", s.Body), text("url", s.URL)
-	if s.HTML != "" {
-		ht, err := htmltemplate.New("html").Option("missingkey=error").Funcs(htmlFuncs).Parse(s.HTML)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: html: %v", file, err))
-		}
-		t.html = ht
+	if root.Kind != yaml.MappingNode {
+		errorf(root, "a template file must be a mapping of subject, text, html (email) or title, body, url (push)")
+		return nil, errs
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	nodes := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		switch {
+		case !slices.Contains(partNames, k.Value):
+			errorf(k, "unknown field %q%s", k.Value, suggestField(k.Value))
+		case nodes[k.Value] != nil:
+			errorf(k, "duplicate field %q", k.Value)
+		case v.Kind == yaml.MappingNode && strings.HasPrefix(rawAt(src, v), "{{"):
+			errorf(v, "%s: a value that starts with {{ must be quoted in YAML: %s: \"{{ ... }}\" (or use a block: %s: |)", k.Value, k.Value, k.Value)
+		case v.Kind != yaml.ScalarNode:
+			errorf(v, "%s must be text, not %s", k.Value, kindName(v))
+		default:
+			nodes[k.Value] = v
+		}
+	}
+	for _, part := range partNames {
+		v := nodes[part]
+		if v == nil || v.Value == "" {
+			continue
+		}
+		pos := func(off int) (int, int) { return journey.ScalarPos(src, v, off) }
+		tree, perr := t.parsePart(part, v.Value)
+		if perr != nil {
+			line, col := templateErrorPos(v.Value, perr, pos)
+			errs = append(errs, journey.Error{File: file, Line: line, Col: col, Msg: part + ": " + templateErrorMsg(perr)})
+			continue
+		}
+		w := &refWalker{part: part, body: v.Value, pos: pos}
+		w.list(tree, nil)
+		t.refs = append(t.refs, w.refs...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return t, nil
 }
 
-// Supports reports what the template lacks for a channel, or nil.
-func (t *Template) Supports(channel string) error {
+// parsePart parses one part and returns its tree.
+func (t *Template) parsePart(part, body string) (*parse.ListNode, error) {
+	if part == "html" {
+		ht, err := htmltemplate.New(part).Option("missingkey=error").Funcs(htmltemplate.FuncMap(declaredFuncs)).Parse(body)
+		if err != nil {
+			return nil, err
+		}
+		// html/template checks its contexts (an attribute left open, a
+		// tag cut in half) on the first execution: do it now, on a copy,
+		// so the mistake is found at validation.
+		c, err := ht.Clone()
+		if err == nil {
+			var herr *htmltemplate.Error
+			if xerr := c.Execute(io.Discard, nil); errors.As(xerr, &herr) && herr.ErrorCode != htmltemplate.ErrorCode(0) {
+				return nil, herr
+			}
+		}
+		t.html = ht
+		return ht.Tree.Root, nil
+	}
+	tt, err := template.New(part).Option("missingkey=error").Funcs(declaredFuncs).Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	switch part {
+	case "subject":
+		t.subject = tt
+	case "text":
+		t.text = tt
+	case "title":
+		t.title = tt
+	case "body":
+		t.body = tt
+	case "url":
+		t.url = tt
+	}
+	return tt.Tree.Root, nil
+}
+
+func suggestField(got string) string {
+	if s := journey.Suggest(got, partNames); s != "" {
+		return s
+	}
+	return " (a template has subject, text and html for email, title, body and url for push)"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return "something else"
+}
+
+// rawAt returns the source text at a node's position.
+func rawAt(src []byte, n *yaml.Node) string {
+	lines := strings.SplitAfter(string(src), "\n")
+	if n.Line < 1 || n.Line > len(lines) {
+		return ""
+	}
+	line := lines[n.Line-1]
+	col := 0
+	for i := range line {
+		if col == n.Column-1 {
+			return line[i:]
+		}
+		col++
+	}
+	return ""
+}
+
+var (
+	templateErrRE = regexp.MustCompile(`^template: [^:]*:(\d+):(?:(\d+):)? (.*)$`)
+	startedAtRE   = regexp.MustCompile(` started at [^:]*:(\d+)$`)
+	htmlErrRE     = regexp.MustCompile(`^html/template:[^:]*:(\d+):(\d+:)? ?(.*)$`)
+	quotedRE      = regexp.MustCompile(`"([^"]+)"`)
+)
+
+// templateErrorMsg is a parse error without Go's prefix, with a
+// suggestion for an unknown function.
+func templateErrorMsg(err error) string {
+	msg := err.Error()
+	var herr *htmltemplate.Error
+	if errors.As(err, &herr) {
+		return herr.Description
+	}
+	if m := templateErrRE.FindStringSubmatch(msg); m != nil {
+		msg = m[3]
+	}
+	msg = startedAtRE.ReplaceAllString(msg, "")
+	if strings.HasPrefix(msg, "function ") && strings.HasSuffix(msg, " not defined") {
+		if m := quotedRE.FindStringSubmatch(msg); m != nil {
+			if alias, ok := funcAliases[strings.ToLower(m[1])]; ok {
+				msg += fmt.Sprintf(" (did you mean %q?)", alias)
+			} else if s := journey.Suggest(m[1], funcNames()); s != "" {
+				msg += s
+			} else {
+				msg += " (template functions: " + strings.Join(funcNames(), ", ") + ")"
+			}
+		}
+	}
+	if msg == "unclosed action" {
+		msg += " (every {{ needs a }})"
+	}
+	return msg
+}
+
+// templateErrorPos finds the file position of a parse error: Go names the
+// template line; the column is where the name in the message, or the
+// action that is left open, is written on it.
+func templateErrorPos(body string, err error, pos func(int) (int, int)) (int, int) {
+	msg := err.Error()
+	line, col := 1, 0
+	var herr *htmltemplate.Error
+	switch m := templateErrRE.FindStringSubmatch(msg); {
+	case errors.As(err, &herr):
+		line = max(herr.Line, 1)
+	case m != nil:
+		line, _ = strconv.Atoi(m[1])
+		if s := startedAtRE.FindStringSubmatch(m[3]); s != nil {
+			line, _ = strconv.Atoi(s[1])
+		}
+		msg = m[3]
+	}
+	lines := strings.SplitAfter(body, "\n")
+	if line > len(lines) {
+		line = len(lines)
+	}
+	start := 0
+	for _, l := range lines[:line-1] {
+		start += len(l)
+	}
+	text := strings.TrimRight(lines[line-1], "\n")
+	col = strings.Index(text, "{{")
+	switch {
+	case strings.HasPrefix(msg, "unclosed") || strings.Contains(msg, "unexpected EOF"):
+		col = strings.LastIndex(text, "{{")
+	default:
+		if q := quotedRE.FindStringSubmatch(msg); q != nil {
+			if i := indexToken(text, q[1]); i >= 0 {
+				col = i
+			}
+		}
+	}
+	return pos(start + max(col, 0))
+}
+
+// indexToken finds name in s as a whole word.
+func indexToken(s, name string) int {
+	for from := 0; ; {
+		i := strings.Index(s[from:], name)
+		if i < 0 {
+			return -1
+		}
+		i += from
+		before := i == 0 || !isWordByte(s[i-1])
+		after := i+len(name) >= len(s) || !isWordByte(s[i+len(name)])
+		if before && after {
+			return i
+		}
+		from = i + 1
+	}
+}
+
+func isWordByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
+
+// Missing returns the parts the template lacks for a channel (email:
+// subject and text; push: title and body).
+func (t *Template) Missing(channel string) []string {
 	var missing []string
 	switch channel {
 	case "email":
@@ -131,14 +351,17 @@ func (t *Template) Supports(channel string) error {
 			missing = append(missing, "body")
 		}
 	case "preferred":
-		if err := t.Supports("email"); err != nil {
-			return err
-		}
-		return t.Supports("push")
-	default:
+		return append(t.Missing("email"), t.Missing("push")...)
+	}
+	return missing
+}
+
+// Supports reports what the template lacks for a channel, or nil.
+func (t *Template) Supports(channel string) error {
+	if channel != "email" && channel != "push" && channel != "preferred" {
 		return fmt.Errorf("unknown channel %q", channel)
 	}
-	if len(missing) > 0 {
+	if missing := t.Missing(channel); len(missing) > 0 {
 		return fmt.Errorf("%s: used for %s but has no %s", t.File, channel, strings.Join(missing, " or "))
 	}
 	return nil
@@ -157,7 +380,9 @@ func (s *Set) Add(t *Template) {
 	if s.byName[t.Name] == nil {
 		s.byName[t.Name] = map[string]*Template{}
 	}
-	s.byName[t.Name][t.Locale] = t
+	// Locales are kept in lower case, as Chain writes them: en-GB.yaml
+	// serves a customer whose locale is en-gb.
+	s.byName[t.Name][strings.ToLower(t.Locale)] = t
 }
 
 // Names returns the template names in order.
@@ -168,7 +393,7 @@ func (s *Set) Locales(name string) []string { return slices.Sorted(maps.Keys(s.b
 
 // Get returns one template in one locale.
 func (s *Set) Get(name, locale string) (*Template, bool) {
-	t, ok := s.byName[name][locale]
+	t, ok := s.byName[name][strings.ToLower(locale)]
 	return t, ok
 }
 
@@ -197,6 +422,9 @@ type Links struct {
 type Data struct {
 	Customer map[string]any
 	Event    map[string]any
+	// Received holds the events wait_for steps got, by received name
+	// (.Received.survey_answered.answer).
+	Received map[string]any
 	Links    Links
 	// Location is the customer's time zone; dates print in it.
 	Location *time.Location
@@ -236,6 +464,10 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 	if data.Location == nil {
 		data.Location = time.UTC
 	}
+	data, err := t.prepare(data)
+	if err != nil {
+		return Message{Template: t.Name, Locale: t.Locale}, err
+	}
 	m := Message{Template: t.Name, Locale: t.Locale}
 	l := &localizer{locale: t.Locale, loc: data.Location}
 	exec := func(tt *template.Template, into *string) error {
@@ -253,7 +485,6 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		*into = strings.TrimSpace(b.String())
 		return nil
 	}
-	var err error
 	switch channel {
 	case "email":
 		err = errors.Join(exec(t.subject, &m.Subject), exec(t.text, &m.Text))
@@ -279,6 +510,67 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 	return m, err
 }
 
+// prepare checks that every value the template reads unguarded is there
+// (a missing one is an error, never "<no value>" in a customer's inbox)
+// and gives the values it only tests (if, with, default) an empty entry
+// when they are missing, so the test says "not there".
+func (t *Template) prepare(data Data) (Data, error) {
+	roots := map[string]map[string]any{"Customer": data.Customer, "Event": data.Event, "Received": data.Received}
+	copied := map[string]bool{}
+	for _, r := range t.refs {
+		parts := strings.Split(r.Path, ".")
+		m, ok := roots[parts[0]]
+		if !ok || len(parts) < 2 {
+			continue
+		}
+		k := firstMissing(m, parts[1:])
+		if k < 0 {
+			continue
+		}
+		missing := strings.Join(parts[:k+2], ".")
+		if !(r.Test && missing == r.Path) && !slices.Contains(r.Known, missing) {
+			return data, fmt.Errorf("%w: %s %s: missing value .%s", ErrRender, t.File, r.Part, missing)
+		}
+		if !copied[parts[0]] {
+			m = maps.Clone(m)
+			if m == nil {
+				m = map[string]any{}
+			}
+			roots[parts[0]], copied[parts[0]] = m, true
+		}
+		for _, p := range parts[1 : k+1] {
+			// Maps below the root are the caller's: copy them on the way
+			// down before writing.
+			next := maps.Clone(m[p].(map[string]any))
+			m[p] = next
+			m = next
+		}
+		m[parts[k+1]] = nil
+	}
+	data.Customer, data.Event, data.Received = roots["Customer"], roots["Event"], roots["Received"]
+	return data, nil
+}
+
+// firstMissing returns the index in path of the first value that is not
+// there, or -1.
+func firstMissing(m map[string]any, path []string) int {
+	for i, p := range path {
+		v, ok := m[p]
+		if !ok || v == nil {
+			return i
+		}
+		if i == len(path)-1 {
+			return -1
+		}
+		next, isMap := v.(map[string]any)
+		if !isMap {
+			return -1
+		}
+		m = next
+	}
+	return -1
+}
+
 func cleanExecErr(err error) string {
 	msg := err.Error()
 	if i := strings.Index(msg, "map has no entry for key "); i >= 0 {
@@ -287,66 +579,255 @@ func cleanExecErr(err error) string {
 	return msg
 }
 
-// Refs lists the data fields a template refers to, as paths such as
-// "Customer.first_name", so validation can check them against the schema.
-// Fields inside range and with blocks are skipped: dot means something
-// else there.
-func (t *Template) Refs() []string {
-	seen := map[string]bool{}
-	for _, tt := range []*template.Template{t.subject, t.text, t.title, t.body, t.url} {
-		if tt != nil {
-			collectRefs(tt.Tree.Root, seen)
-		}
-	}
-	if t.html != nil {
-		for _, ht := range t.html.Templates() {
-			if ht.Tree != nil {
-				collectRefs(ht.Tree.Root, seen)
-			}
-		}
-	}
-	return slices.Sorted(maps.Keys(seen))
+// Ref is one use of data in a template, with where it is written.
+type Ref struct {
+	// Path is the field path without the leading dot:
+	// "Customer.first_name", "Received.survey_answered.comment".
+	Path string
+	// Part is the part it is in (subject, text, html, ...).
+	Part string
+	// Line and Col are where the path's leading dot is in the file; see
+	// ColOf for the names in it.
+	Line, Col int
+	// Test is true when the template only tests the value (if, with,
+	// and/or/not inside a test, the value of default): a missing value is
+	// fine there.
+	Test bool
+	// Known holds the paths guards around the ref (if, with) show to be
+	// present.
+	Known []string
 }
 
-func collectRefs(n parse.Node, seen map[string]bool) {
+// ColOf returns the column of the k-th name in the path (0 is the root:
+// Customer, Event, Received).
+func (r Ref) ColOf(k int) int {
+	col := r.Col + 1
+	for _, name := range strings.Split(r.Path, ".")[:k] {
+		col += utf8.RuneCountInString(name) + 1
+	}
+	return col
+}
+
+// Refs lists every use of data in the template, in the order written.
+// Fields inside range and with blocks are left out: dot means something
+// else there.
+func (t *Template) Refs() []Ref { return t.refs }
+
+// refWalker collects refs from a parse tree, following which values the
+// guards around each one show to be present.
+type refWalker struct {
+	part string
+	body string
+	pos  func(offset int) (line, col int)
+	refs []Ref
+}
+
+func (w *refWalker) add(n parse.Node, ident []string, test bool, known []string) {
+	if len(ident) == 0 {
+		return
+	}
+	// The parser places a field somewhere inside its path; the path
+	// starts at the first dot of the run of names around there.
+	off := min(int(n.Position()), len(w.body))
+	for off > 0 && (isWordByte(w.body[off-1]) || w.body[off-1] == '.' || w.body[off-1] == '$') {
+		off--
+	}
+	if off < len(w.body) && w.body[off] == '$' {
+		off++
+	}
+	line, col := w.pos(off)
+	w.refs = append(w.refs, Ref{Path: strings.Join(ident, "."), Part: w.part, Line: line, Col: col, Test: test, Known: known})
+}
+
+func (w *refWalker) list(l *parse.ListNode, known []string) {
+	if l == nil {
+		return
+	}
+	for _, n := range l.Nodes {
+		w.node(n, known)
+	}
+}
+
+func (w *refWalker) node(n parse.Node, known []string) {
 	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			collectRefs(c, seen)
-		}
 	case *parse.ActionNode:
-		collectRefs(n.Pipe, seen)
-	case *parse.PipeNode:
-		if n == nil {
-			return
+		w.pipe(n.Pipe, false, known)
+	case *parse.IfNode:
+		w.pipe(n.Pipe, true, known)
+		w.list(n.List, union(known, whenTrue(n.Pipe)))
+		w.list(n.ElseList, union(known, whenFalse(n.Pipe)))
+	case *parse.WithNode:
+		w.pipe(n.Pipe, true, known)
+		w.list(n.ElseList, known)
+	case *parse.RangeNode:
+		w.pipe(n.Pipe, false, known)
+		w.list(n.ElseList, known)
+	case *parse.ListNode:
+		w.list(n, known)
+	}
+}
+
+// pipe walks a pipeline; test says it is the condition of an if or with.
+func (w *refWalker) pipe(p *parse.PipeNode, test bool, known []string) {
+	if p == nil {
+		return
+	}
+	for i, c := range p.Cmds {
+		// {{ .Customer.x | default "y" }}: the value piped into default
+		// is only tested.
+		piped := i+1 < len(p.Cmds) && funcName(p.Cmds[i+1]) == "default"
+		w.cmd(c, test && len(p.Cmds) == 1 || piped, known)
+	}
+}
+
+// cmd walks one command; test says a bare field in it is only tested.
+func (w *refWalker) cmd(c *parse.CommandNode, test bool, known []string) {
+	fn := funcName(c)
+	for i, a := range c.Args {
+		argTest := false
+		switch {
+		case fn == "":
+			argTest = test
+		case fn == "and" || fn == "or" || fn == "not":
+			argTest = test && i > 0
+		case fn == "default":
+			argTest = i == len(c.Args)-1 && i > 1
 		}
-		for _, c := range n.Cmds {
-			collectRefs(c, seen)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			collectRefs(a, seen)
-		}
+		w.arg(a, argTest, known)
+	}
+}
+
+func (w *refWalker) arg(a parse.Node, test bool, known []string) {
+	switch a := a.(type) {
 	case *parse.FieldNode:
-		if len(n.Ident) >= 2 {
-			seen[n.Ident[0]+"."+n.Ident[1]] = true
-		} else if len(n.Ident) == 1 {
-			seen[n.Ident[0]] = true
+		w.add(a, a.Ident, test, known)
+	case *parse.VariableNode:
+		if len(a.Ident) > 1 && a.Ident[0] == "$" {
+			w.add(a, a.Ident[1:], test, known)
 		}
 	case *parse.ChainNode:
-		collectRefs(n.Node, seen)
-	case *parse.IfNode:
-		collectRefs(n.Pipe, seen)
-		collectRefs(n.List, seen)
-		collectRefs(n.ElseList, seen)
-	case *parse.RangeNode:
-		collectRefs(n.Pipe, seen)
-		collectRefs(n.ElseList, seen)
-	case *parse.WithNode:
-		collectRefs(n.Pipe, seen)
-		collectRefs(n.ElseList, seen)
+		w.arg(a.Node, false, known)
+	case *parse.PipeNode:
+		w.pipe(a, test, known)
 	}
+}
+
+func funcName(c *parse.CommandNode) string {
+	if len(c.Args) == 0 {
+		return ""
+	}
+	if id, ok := c.Args[0].(*parse.IdentifierNode); ok {
+		return id.Ident
+	}
+	return ""
+}
+
+// whenTrue returns the paths a condition shows to be present when it
+// holds: {{ if .Customer.x }}, {{ if and .a .b }}, {{ if not .a }} (else).
+func whenTrue(p *parse.PipeNode) []string {
+	if p == nil || len(p.Cmds) != 1 || len(p.Decl) > 0 {
+		return nil
+	}
+	c := p.Cmds[0]
+	args := c.Args
+	switch funcName(c) {
+	case "":
+		if len(args) == 1 {
+			return fieldPath(args[0])
+		}
+	case "and":
+		var out []string
+		for _, a := range args[1:] {
+			out = union(out, argTrue(a))
+		}
+		return out
+	case "or":
+		var out []string
+		for i, a := range args[1:] {
+			if i == 0 {
+				out = argTrue(a)
+			} else {
+				out = intersect(out, argTrue(a))
+			}
+		}
+		return out
+	case "not":
+		if len(args) == 2 {
+			return argFalse(args[1])
+		}
+	}
+	return nil
+}
+
+// whenFalse returns the paths a condition shows to be present when it
+// does not hold.
+func whenFalse(p *parse.PipeNode) []string {
+	if p == nil || len(p.Cmds) != 1 || len(p.Decl) > 0 {
+		return nil
+	}
+	c := p.Cmds[0]
+	args := c.Args
+	switch funcName(c) {
+	case "not":
+		if len(args) == 2 {
+			return argTrue(args[1])
+		}
+	case "or":
+		var out []string
+		for _, a := range args[1:] {
+			out = union(out, argFalse(a))
+		}
+		return out
+	}
+	return nil
+}
+
+func argTrue(a parse.Node) []string {
+	if p, ok := a.(*parse.PipeNode); ok {
+		return whenTrue(p)
+	}
+	return fieldPath(a)
+}
+
+func argFalse(a parse.Node) []string {
+	if p, ok := a.(*parse.PipeNode); ok {
+		return whenFalse(p)
+	}
+	return nil
+}
+
+func fieldPath(a parse.Node) []string {
+	switch a := a.(type) {
+	case *parse.FieldNode:
+		return []string{strings.Join(a.Ident, ".")}
+	case *parse.VariableNode:
+		if len(a.Ident) > 1 && a.Ident[0] == "$" {
+			return []string{strings.Join(a.Ident[1:], ".")}
+		}
+	}
+	return nil
+}
+
+func union(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	out := slices.Clone(a)
+	for _, x := range b {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -77,7 +77,7 @@ func TestMissingValueIsAnError(t *testing.T) {
 	t.Parallel()
 	s := set(t, map[string]string{"en.yaml": "subject: \"Hi {{ .Customer.first_name }}\"\ntext: x\n"})
 	_, err := s.Render("greet", "email", "en", Data{Customer: map[string]any{}})
-	if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), `missing value "first_name"`) {
+	if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), `missing value .Customer.first_name`) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -100,7 +100,7 @@ func TestDateIsLocalizedAndInCustomerZone(t *testing.T) {
 	})
 	oslo, _ := time.LoadLocation("Europe/Oslo")
 	at := time.Date(2026, 3, 31, 23, 30, 0, 0, time.UTC) // already 1 April in Oslo
-	for locale, want := range map[string]string{"en": "Wednesday 1 April 01:30", "nb": "onsdag 1. april 01:30", "sv": "1 apr"} {
+	for locale, want := range map[string]string{"en": "Wednesday 1 April 01:30", "nb": "onsdag 1. april 01:30", "sv": "1 apr."} {
 		m, err := s.Render("greet", "email", locale, Data{Event: map[string]any{"at": at}, Location: oslo})
 		if err != nil || m.Subject != want {
 			t.Errorf("%s: %q %v, want %q", locale, m.Subject, err, want)
@@ -114,8 +114,17 @@ func TestRefs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"Customer.first_name", "Customer.tags", "Event.order_id", "Event.total", "Links.Unsubscribe"}
+	want := []Ref{
+		{Path: "Customer.first_name", Part: "subject", Line: 1, Col: 14},
+		{Path: "Event.total", Part: "subject", Line: 1, Col: 44, Test: true},
+		{Path: "Event.order_id", Part: "subject", Line: 1, Col: 62, Known: []string{"Event.total"}},
+		{Path: "Customer.tags", Part: "text", Line: 2, Col: 17},
+		{Path: "Links.Unsubscribe", Part: "html", Line: 3, Col: 19},
+	}
 	if got := tm.Refs(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("refs %v, want %v", got, want)
+		t.Fatalf("refs %+v\nwant %+v", got, want)
+	}
+	if col := want[0].ColOf(1); col != 24 {
+		t.Errorf("first_name is at column %d, want 24", col)
 	}
 }

@@ -2,7 +2,9 @@
 // applying the real relationship policy, and reports what would happen:
 // when each step runs, which message would go out on which channel, and why
 // any was deferred or suppressed. Nothing is sent and no server is needed;
-// it is the same journey.Next and policy.Decide the workflow uses.
+// it is the same journey.Next and policy.Decide the workflow uses, and
+// events reach runs the way production routes them: by the journey's key,
+// one run per key, under the journey's reentry rule.
 package simulate
 
 import (
@@ -39,6 +41,7 @@ type Line struct {
 	At       time.Time  `json:"at"`
 	Step     string     `json:"step"`
 	Kind     string     `json:"kind"`
+	Key      string     `json:"key,omitempty"`
 	Channel  string     `json:"channel,omitempty"`
 	Decision string     `json:"decision,omitempty"`
 	Reason   string     `json:"reason,omitempty"`
@@ -47,10 +50,14 @@ type Line struct {
 	Template string     `json:"template,omitempty"`
 	Locale   string     `json:"locale,omitempty"`
 	Subject  string     `json:"subject,omitempty"`
-	Note     string     `json:"note,omitempty"`
+	// Text is the message's text part (email) or body (push).
+	Text string `json:"text,omitempty"`
+	Note string `json:"note,omitempty"`
 }
 
-// Run simulates and returns the timeline.
+// Run simulates and returns the timeline. When a run fails, the timeline
+// up to the failure is returned with the error, its last line saying
+// where and why.
 func Run(o Options) ([]Line, error) {
 	j := o.Journey
 	if o.Days <= 0 {
@@ -79,9 +86,11 @@ func Run(o Options) ([]Line, error) {
 		}
 		start = events[0].At
 	}
-	s := &sim{o: o, cust: cust, events: events, now: start, end: start.AddDate(0, 0, o.Days), window: slices.Clone(o.History)}
+	s := &sim{o: o, cust: cust, events: events, now: start, end: start.AddDate(0, 0, o.Days), window: slices.Clone(o.History),
+		runs: map[string]*run{}}
 	s.rel = relationship(cust, j.CustomerLocation(cust))
-	return s.run()
+	err = s.run()
+	return s.lines, err
 }
 
 func withCustomer(e journey.Event, id string) journey.Event {
@@ -89,6 +98,19 @@ func withCustomer(e journey.Event, id string) journey.Event {
 		e.CustomerID = id
 	}
 	return e
+}
+
+// run is one run of the journey: one per key, as in production.
+type run struct {
+	key     string
+	st      journey.State
+	act     journey.Action
+	started time.Time
+	done    bool
+	// A send step in progress: the request and when it asks next.
+	req     *policy.Request
+	askAt   time.Time
+	pending []*journey.Event
 }
 
 type sim struct {
@@ -102,7 +124,8 @@ type sim struct {
 	window  []policy.Contact
 	waiting []policy.Waiting
 	lines   []Line
-	trigger *journey.Event
+	runs    map[string]*run
+	order   []*run
 }
 
 func (s *sim) emit(l Line) {
@@ -113,131 +136,316 @@ func (s *sim) emit(l Line) {
 	s.lines = append(s.lines, l)
 }
 
-// nextEvent returns the next event at or before t, if any.
-func (s *sim) nextEvent(t time.Time) (*journey.Event, bool) {
-	if s.next < len(s.events) && !s.events[s.next].At.After(t) {
-		e := s.events[s.next]
-		s.next++
-		return &e, true
+// fail records where a run stopped and why, and returns the error.
+func (s *sim) fail(r *run, step string, err error) error {
+	var se *journey.StepError
+	if errors.As(err, &se) {
+		step = se.Step
 	}
-	return nil, false
+	s.emit(Line{At: s.now, Step: step, Kind: "error", Key: r.key, Note: err.Error()})
+	return err
 }
 
-func (s *sim) run() ([]Line, error) {
-	j := s.o.Journey
-	begin, ok := s.begin()
-	if !ok {
-		return s.lines, nil
-	}
-	s.now = begin
-	st, act, err := j.Start(s.cust, s.trigger, s.now)
-	if err != nil {
-		return s.lines, err
-	}
-	s.emit(Line{At: s.now, Kind: "start", Step: j.Steps[0].ID, Event: eventType(s.trigger), Note: "run starts (version " + j.Version + ")"})
-	for act.Kind != journey.ActDone {
-		if s.now.After(s.end) {
-			s.emit(Line{At: s.end, Kind: "end", Step: act.Step, Note: fmt.Sprintf("simulation stops after %d days", s.o.Days)})
-			return s.lines, nil
-		}
-		var occ journey.Occurrence
-		switch act.Kind {
-		case journey.ActSleep, journey.ActAwait:
-			kind := "wait"
-			if act.Kind == journey.ActAwait {
-				kind = "wait_for"
-			}
-			s.emit(Line{At: s.now, Step: act.Step, Kind: kind, Until: ptr(act.Until), Event: act.Event})
-			occ = s.waitUntil(act.Until)
-		case journey.ActSend:
-			occ, err = s.send(st, act)
-			if err != nil {
-				return s.lines, err
-			}
-		}
-		st, act, err = j.Next(st, occ, s.now)
-		if err != nil {
-			return s.lines, err
-		}
-	}
-	s.emit(Line{At: s.now, Step: act.Step, Kind: "done", Reason: string(act.Outcome)})
-	return s.lines, nil
-}
-
-// begin finds when the run starts: the trigger event, the first schedule
-// fire, or at once for segment entry.
-func (s *sim) begin() (time.Time, bool) {
+func (s *sim) run() error {
 	j := s.o.Journey
 	switch {
-	case j.Trigger.Event != "":
-		for s.next < len(s.events) {
-			e := s.events[s.next]
-			s.next++
-			if e.Type == j.Trigger.Event {
-				s.trigger = &e
-				return e.At, true
-			}
-			s.emit(Line{At: e.At, Kind: "event", Event: e.Type, Note: "before the trigger; ignored"})
-		}
-		s.emit(Line{At: s.now, Kind: "end", Note: "no " + j.Trigger.Event + " event: the journey never starts"})
-		return time.Time{}, false
 	case j.Trigger.Cron != "":
 		at := j.Trigger.NextFire(s.now.Add(-time.Second), j.CustomerLocation(s.cust))
-		return at, true
+		if at.IsZero() {
+			s.emit(Line{At: s.now, Kind: "end", Note: fmt.Sprintf("the schedule %q never fires: no date matches it", j.Trigger.Cron)})
+			return nil
+		}
+		s.now = maxTime(s.now, at)
+		if err := s.start("", nil); err != nil {
+			return err
+		}
+	case j.Trigger.SegmentEntry:
+		if err := s.start("", nil); err != nil {
+			return err
+		}
 	}
-	return s.now, true
-}
-
-// waitUntil advances to t or to the next event before it.
-func (s *sim) waitUntil(t time.Time) journey.Occurrence {
-	if e, ok := s.nextEvent(t); ok {
-		s.now = maxTime(s.now, e.At)
-		s.emit(Line{At: s.now, Kind: "event", Event: e.Type, Note: "event " + e.ID})
-		return journey.Occurrence{Kind: journey.OccEvent, Event: e}
-	}
-	s.now = maxTime(s.now, t)
-	return journey.Occurrence{Kind: journey.OccElapsed}
-}
-
-func (s *sim) send(st journey.State, act journey.Action) (journey.Occurrence, error) {
-	j := s.o.Journey
-	prio, err := policy.ParsePriority(act.Send.Priority)
-	if err != nil {
-		return journey.Occurrence{}, err
-	}
-	key := fmt.Sprintf("%s/%s#%d", j.ID, act.Step, act.Send.Visit)
-	req := policy.Request{Key: key, Journey: j.ID, Step: act.Step, Channel: act.Send.Channel, Topic: act.Send.Topic,
-		Priority: prio, Purpose: act.Send.Purpose, FirstAsked: s.now}
 	for {
-		d := policy.Decide(s.o.Rules, s.rel, s.window, s.waiting, req, s.now)
-		line := Line{At: s.now, Step: act.Step, Kind: "send", Channel: d.Channel, Decision: string(d.Verdict), Reason: string(d.Reason), Template: act.Send.Template}
-		if line.Channel == "" {
-			line.Channel = act.Send.Channel
-		}
-		s.waiting = slices.DeleteFunc(s.waiting, func(w policy.Waiting) bool { return w.Key == key })
-		switch d.Verdict {
-		case policy.Allow:
-			s.render(&line, st)
-			s.emit(line)
-			s.window = append(s.window, policy.Contact{At: s.now, Channel: d.Channel, Purpose: req.Purpose, Key: key})
-			return journey.Occurrence{Kind: journey.OccSent}, nil
-		case policy.Suppress:
-			s.emit(line)
-			return journey.Occurrence{Kind: journey.OccSent}, nil
-		}
-		line.Until = ptr(d.Until)
-		s.emit(line)
-		s.waiting = append(s.waiting, policy.Waiting{Key: key, Priority: prio, Since: req.FirstAsked, Due: d.Until})
-		for {
-			occ := s.waitUntil(d.Until)
-			if occ.Kind == journey.OccElapsed {
+		r, wake := s.nextWake()
+		if s.next < len(s.events) && (r == nil || !s.events[s.next].At.After(wake)) {
+			e := s.events[s.next]
+			s.next++
+			if e.At.After(s.end) {
 				break
 			}
-			if _, next, err := j.Next(st, occ, s.now); err == nil && next.Kind == journey.ActDone {
-				return occ, nil
+			s.now = maxTime(s.now, e.At)
+			if err := s.route(&e); err != nil {
+				return err
 			}
+			continue
+		}
+		if r == nil {
+			break
+		}
+		if wake.After(s.end) {
+			break
+		}
+		s.now = maxTime(s.now, wake)
+		if err := s.wake(r); err != nil {
+			return err
 		}
 	}
+	if !j.Trigger.SegmentEntry && j.Trigger.Cron == "" && len(s.order) == 0 {
+		s.emit(Line{At: s.now, Kind: "end", Note: "no " + j.Trigger.Event + " event: the journey never starts"})
+		return nil
+	}
+	for _, r := range s.order {
+		if !r.done {
+			s.emit(Line{At: s.end, Kind: "end", Step: r.act.Step, Key: r.key, Note: fmt.Sprintf("simulation stops after %d days", s.o.Days)})
+		}
+	}
+	return nil
+}
+
+// nextWake returns the open run that wakes first, and when.
+func (s *sim) nextWake() (*run, time.Time) {
+	var best *run
+	var at time.Time
+	for _, r := range s.order {
+		if r.done {
+			continue
+		}
+		w := r.act.Until
+		if r.act.Kind == journey.ActSend {
+			w = r.askAt
+		}
+		if best == nil || w.Before(at) {
+			best, at = r, w
+		}
+	}
+	return best, at
+}
+
+// route delivers an event the way the dispatcher does: to the run of its
+// key, starting one for a trigger under the reentry rule.
+func (s *sim) route(e *journey.Event) error {
+	j := s.o.Journey
+	line := Line{At: s.now, Kind: "event", Event: e.Type, Note: "event " + e.ID}
+	if !j.Listens(e.Type) {
+		line.Note += ": this journey does not listen for it"
+		s.emit(line)
+		return nil
+	}
+	vars, err := s.vars(e)
+	if err != nil {
+		return err
+	}
+	key := ""
+	if kx := j.KeyFor[e.Type]; kx != nil {
+		if key, err = kx.String(vars); err != nil {
+			line.Note += ": skipped, key: " + err.Error()
+			s.emit(line)
+			return nil
+		}
+	}
+	line.Key = key
+	r := s.runs[key]
+	open := r != nil && !r.done
+	if e.Type != j.Trigger.Event {
+		if !open {
+			line.Note += ": no run in progress"
+			if key != "" {
+				line.Note += " for key " + key
+			}
+			s.emit(line)
+			return nil
+		}
+		s.emit(line)
+		return s.deliver(r, e, journey.OccEvent)
+	}
+	if j.Audience != nil {
+		in, err := j.Audience.Bool(vars)
+		if err != nil || !in {
+			line.Note += ": not in the audience"
+			if err != nil {
+				line.Note += " (" + err.Error() + ")"
+			}
+			s.emit(line)
+			return nil
+		}
+	}
+	switch {
+	case open:
+		kind := journey.OccEvent
+		if j.Key != nil {
+			// A newer trigger for a running keyed journey updates it.
+			kind = journey.OccRetrigger
+			line.Note += ": updates the run in progress"
+		}
+		s.emit(line)
+		return s.deliver(r, e, kind)
+	case r != nil:
+		if why := s.refusal(r); why != "" {
+			line.Note += ": skipped, " + why
+			s.emit(line)
+			return nil
+		}
+	}
+	return s.start(key, e)
+}
+
+// refusal says why the reentry rule refuses a new run after r.
+func (s *sim) refusal(r *run) string {
+	j := s.o.Journey
+	switch {
+	case j.Reentry.Mode == journey.ReentryOnce:
+		return "reentry: once, and the customer has been through this journey"
+	case j.Reentry.Mode == journey.ReentryAfter && s.now.Sub(r.started) < j.Reentry.After:
+		return fmt.Sprintf("reentry: after %s, last run started %s", policy.FormatDuration(j.Reentry.After), r.started.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+func (s *sim) start(key string, trigger *journey.Event) error {
+	j := s.o.Journey
+	r := &run{key: key, started: s.now}
+	s.runs[key] = r
+	s.order = append(s.order, r)
+	st, act, err := j.Start(s.cust, trigger, s.now)
+	r.st = st
+	if err != nil {
+		return s.fail(r, j.Steps[0].ID, err)
+	}
+	s.emit(Line{At: s.now, Kind: "start", Step: j.Steps[0].ID, Key: key, Event: eventType(trigger), Note: "run starts (version " + j.Version + ")"})
+	return s.advance(r, st, act)
+}
+
+// deliver hands an event to a run. A run waiting to send keeps it for
+// after the send step, unless it ends the run (a goal).
+func (s *sim) deliver(r *run, e *journey.Event, kind journey.OccurrenceKind) error {
+	occ := journey.Occurrence{Kind: kind, Event: e}
+	if r.act.Kind == journey.ActSend {
+		if st, next, err := s.o.Journey.Next(r.st, occ, s.now); err == nil && next.Kind == journey.ActDone {
+			s.dropWaiting(r)
+			return s.advance(r, st, next)
+		}
+		r.pending = append(r.pending, e)
+		return nil
+	}
+	st, act, err := s.o.Journey.Next(r.st, occ, s.now)
+	if err != nil {
+		return s.fail(r, r.act.Step, err)
+	}
+	return s.advance(r, st, act)
+}
+
+// wake handles a run's timer: a wait is over, or a message asks again.
+func (s *sim) wake(r *run) error {
+	if r.act.Kind == journey.ActSend {
+		return s.ask(r)
+	}
+	st, act, err := s.o.Journey.Next(r.st, journey.Occurrence{Kind: journey.OccElapsed}, s.now)
+	if err != nil {
+		return s.fail(r, r.act.Step, err)
+	}
+	return s.advance(r, st, act)
+}
+
+// advance records the run's new action and acts on it at once where it
+// needs no time to pass.
+func (s *sim) advance(r *run, st journey.State, act journey.Action) error {
+	j := s.o.Journey
+	for {
+		r.st, r.act = st, act
+		switch act.Kind {
+		case journey.ActDone:
+			r.done = true
+			s.emit(Line{At: s.now, Step: act.Step, Kind: "done", Key: r.key, Reason: string(act.Outcome)})
+			return nil
+		case journey.ActSend:
+			r.askAt = s.now
+			return nil
+		}
+		if len(r.pending) > 0 {
+			// Events that arrived while a message waited count now, as
+			// in the workflow.
+			e := r.pending[0]
+			r.pending = r.pending[1:]
+			kind := journey.OccEvent
+			if e.Type == j.Trigger.Event && j.Key != nil {
+				kind = journey.OccRetrigger
+			}
+			var err error
+			if st, act, err = j.Next(st, journey.Occurrence{Kind: kind, Event: e}, s.now); err != nil {
+				return s.fail(r, r.act.Step, err)
+			}
+			continue
+		}
+		kind := "wait"
+		if act.Kind == journey.ActAwait {
+			kind = "wait_for"
+		}
+		s.emit(Line{At: s.now, Step: act.Step, Kind: kind, Key: r.key, Until: ptr(act.Until), Event: act.Event})
+		return nil
+	}
+}
+
+// ask puts a run's message to the policy.
+func (s *sim) ask(r *run) error {
+	j := s.o.Journey
+	act := r.act
+	prio, err := policy.ParsePriority(act.Send.Priority)
+	if err != nil {
+		return s.fail(r, act.Step, err)
+	}
+	key := fmt.Sprintf("%s/%s/%s#%d", j.ID, r.key, act.Step, act.Send.Visit)
+	if r.req == nil || r.req.Key != key {
+		r.req = &policy.Request{Key: key, Journey: j.ID, Step: act.Step, Channel: act.Send.Channel, Fallback: act.Send.Fallback,
+			Topic: act.Send.Topic, Priority: prio, Purpose: act.Send.Purpose, FirstAsked: s.now}
+	}
+	d := policy.Decide(s.o.Rules, s.rel, s.window, s.waiting, *r.req, s.now)
+	line := Line{At: s.now, Step: act.Step, Kind: "send", Key: r.key, Channel: d.Channel, Decision: string(d.Verdict), Reason: string(d.Reason), Template: act.Send.Template}
+	if line.Channel == "" {
+		line.Channel = act.Send.Channel
+	}
+	s.dropWaiting(r)
+	outcome := journey.SendSuppressed
+	switch d.Verdict {
+	case policy.Defer:
+		line.Until = ptr(d.Until)
+		s.emit(line)
+		s.waiting = append(s.waiting, policy.Waiting{Key: key, Priority: prio, Since: r.req.FirstAsked, Due: d.Until})
+		r.askAt = d.Until
+		return nil
+	case policy.Allow:
+		outcome = journey.SendSent
+		s.render(&line, r.st)
+		s.window = append([]policy.Contact{{At: s.now, Channel: d.Channel, Purpose: r.req.Purpose, Key: key, Critical: prio == policy.Critical}}, s.window...)
+	case policy.Suppress:
+		if d.Reason == policy.ReasonStale {
+			outcome = journey.SendStale
+		}
+	}
+	s.emit(line)
+	r.req = nil
+	st, next, err := j.Next(r.st, journey.Occurrence{Kind: journey.OccSent, Outcome: outcome}, s.now)
+	if err != nil {
+		return s.fail(r, act.Step, err)
+	}
+	return s.advance(r, st, next)
+}
+
+func (s *sim) dropWaiting(r *run) {
+	if r.req != nil {
+		s.waiting = slices.DeleteFunc(s.waiting, func(w policy.Waiting) bool { return w.Key == r.req.Key })
+	}
+}
+
+func (s *sim) vars(e *journey.Event) (journey.Vars, error) {
+	j := s.o.Journey
+	cv, err := j.Schema.CustomerVars(s.cust)
+	if err != nil {
+		return journey.Vars{}, err
+	}
+	ev, err := j.Schema.EventVars(e)
+	if err != nil {
+		return journey.Vars{}, err
+	}
+	return journey.Vars{Customer: cv, Event: ev, Now: s.now}, nil
 }
 
 func (s *sim) render(l *Line, st journey.State) {
@@ -255,17 +463,22 @@ func (s *sim) render(l *Line, st journey.State) {
 		l.Note = "render: " + err.Error()
 		return
 	}
+	rv, err := j.Schema.ReceivedVars(st.Received)
+	if err != nil {
+		l.Note = "render: " + err.Error()
+		return
+	}
 	channel := l.Channel
-	m, err := s.o.Templates.Render(l.Template, channel, s.cust.Locale, render.Data{Customer: cv, Event: ev,
+	m, err := s.o.Templates.Render(l.Template, channel, s.cust.Locale, render.Data{Customer: cv, Event: ev, Received: rv,
 		Location: j.CustomerLocation(s.cust), Links: render.Links{Unsubscribe: "https://example.invalid/u/…", Preferences: "https://example.invalid/p/…"}})
 	if err != nil {
 		l.Note = err.Error()
 		return
 	}
 	l.Locale = m.Locale
-	l.Subject = m.Subject
+	l.Subject, l.Text = m.Subject, m.Text
 	if channel == policy.Push {
-		l.Subject = m.Title
+		l.Subject, l.Text = m.Title, m.Body
 	}
 }
 

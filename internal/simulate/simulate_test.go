@@ -207,7 +207,7 @@ func TestLoyaltyBenefitPreferredPush(t *testing.T) {
 	// Without push consent the benefit falls back to email.
 	cust.Consent["push"] = false
 	s = sends(simulate(t, c, "loyalty-benefit", cust, at("2026-03-02T12:00:00Z")))
-	if len(s) != 1 || s[0].Channel != "email" || !strings.Contains(s[0].Subject, "1200 poeng") {
+	if len(s) != 1 || s[0].Channel != "email" || !strings.Contains(s[0].Subject, "1\u00a0200 poeng") {
 		t.Fatalf("fallback: %+v", s)
 	}
 }

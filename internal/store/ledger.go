@@ -148,7 +148,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		var c policy.Contact
 		var key string
 		var reason policy.Reason
-		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key, &key, &reason}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&c.At, &c.Channel, &c.Purpose, &c.Key, &c.Critical, &key, &reason}, func() error {
 			snap.Window = append(snap.Window, c)
 			if c.Key == r.RequestKey && live == nil {
 				live = &Decided{Decision: policy.Decision{Verdict: policy.Allow, Reason: reason, Channel: c.Channel}, Key: key, Replayed: true}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -223,5 +224,40 @@ func TestSentTo(t *testing.T) {
 		if err != nil || found != (tc.customer != "") || m.CustomerID != tc.customer {
 			t.Errorf("SentTo(%s, %q, %q) = %+v %v %v, want customer %q", tc.address, tc.messageID, tc.key, m, found, err, tc.customer)
 		}
+	}
+}
+
+// TestWindowMarksCriticalContacts: the policy can leave critical messages
+// out of caps (critical_counts_toward_caps: false) only if the window
+// says which contacts were critical.
+func TestWindowMarksCriticalContacts(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "a@example.com", Consent: map[string]bool{"email": true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	allow := func(store.Snapshot) policy.Decision {
+		return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+	}
+	for i, p := range []policy.Priority{policy.Critical, policy.Normal} {
+		key := fmt.Sprintf("w/s%d#1", i)
+		req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+			StepID: "s", Channel: "email", Priority: p, FirstAsked: now, Now: now.Add(time.Duration(i) * time.Second), ReservationTTL: time.Hour}
+		if _, err := s.Decide(ctx, req, 7*24*time.Hour, allow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := store.Request{IdempotencyKey: "w/t#1.1", RequestKey: "w/t#1", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+		StepID: "t", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now.Add(time.Minute), ReservationTTL: time.Hour}
+	_, err := s.Decide(ctx, req, 7*24*time.Hour, func(snap store.Snapshot) policy.Decision {
+		if len(snap.Window) != 2 || snap.Window[0].Critical || !snap.Window[1].Critical {
+			t.Errorf("window %+v: want the normal contact, then the critical one marked", snap.Window)
+		}
+		return policy.Decision{Verdict: policy.Suppress, Channel: "email", Reason: policy.ReasonStale}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,7 +7,7 @@ WHERE idempotency_key = $1;
 -- The contacts that count against caps: sent, possibly delivered
 -- (uncertain), being sent, or reserved and not expired. A live row of the
 -- message being decided is how a later ask finds it again.
-SELECT contacted_at, channel, purpose, request_key, idempotency_key, reason
+SELECT contacted_at, channel, purpose, request_key, priority = 'critical', idempotency_key, reason
 FROM contact_ledger
 WHERE customer_id = $1
   AND status IN ('reserved', 'sending', 'uncertain', 'sent')

@@ -1,0 +1,95 @@
+package workflows
+
+import (
+	"slices"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/policy"
+)
+
+// Change ids of the journey language's constructs (docs/journeys.md). Each
+// is taken with workflow.GetVersion where the workflow first acts on it, so
+// histories recorded before keep replaying the old branch, and runs that
+// reach the point after a deploy record that they took the new one.
+const (
+	// changeSendOutcome: a send step reports how it went (sent,
+	// suppressed, stale, failed), for outcome("step").
+	changeSendOutcome = "send-outcome-branch-v1"
+	// changeReceivedVars: messages see the events wait_for steps got
+	// (.Received).
+	changeReceivedVars = "wait-for-event-vars-v1"
+	// changeChannelFallback: push that cannot reach the customer falls
+	// back along the send's channel list (channel: [push, email]).
+	changeChannelFallback = "channel-fallback-v1"
+	// changeRetrigger: a newer trigger event for a keyed run in progress
+	// updates the run (journey.OccRetrigger).
+	changeRetrigger = "retrigger-update-v1"
+)
+
+// uses reports whether this run takes the new branch of a change.
+func (r *run) uses(change string) bool {
+	return workflow.GetVersion(r.ctx, change, workflow.DefaultVersion, 1) >= 1
+}
+
+// sendDone is the occurrence that ends a send step with the activity's
+// answer out.
+func (r *run) sendDone(out activities.SendOutput) journey.Occurrence {
+	occ := journey.Occurrence{Kind: journey.OccSent}
+	if r.uses(changeSendOutcome) {
+		occ.Outcome = sendOutcome(out)
+	}
+	return occ
+}
+
+// sendOutcome says how a send went. A message the activity allowed counts
+// as sent unless delivery failed for good: one that may have reached the
+// customer must not be followed by a step that assumes it did not.
+func sendOutcome(out activities.SendOutput) journey.SendOutcome {
+	switch {
+	case out.Verdict == policy.Allow && out.Delivery.Status == activities.StatusFailed:
+		return journey.SendFailed
+	case out.Verdict == policy.Allow:
+		return journey.SendSent
+	case out.Reason == policy.ReasonStale:
+		return journey.SendStale
+	}
+	return journey.SendSuppressed
+}
+
+// withReceived gives the message the events the run's wait_for steps got.
+func (r *run) withReceived(in *activities.SendInput) {
+	if len(r.st.Received) > 0 && r.uses(changeReceivedVars) {
+		in.Received = r.st.Received
+	}
+}
+
+// pushFallback returns the send to ask for when push cannot reach the
+// customer: the rest of its channel list, or email as before lists.
+func (r *run) pushFallback(send journey.SendAction) journey.SendAction {
+	if len(send.Fallback) == 0 || !r.uses(changeChannelFallback) {
+		send.Channel, send.Fallback = policy.Email, nil
+		return send
+	}
+	rest := slices.DeleteFunc(append([]string{send.Channel}, send.Fallback...), func(ch string) bool { return ch == policy.Push })
+	if len(rest) == 0 {
+		rest = []string{policy.Email}
+	}
+	send.Channel, send.Fallback = rest[0], rest[1:]
+	return send
+}
+
+// eventOccurrence is how an event reaches the journey: the trigger event
+// of a keyed journey updates a run in progress (the documented rule);
+// every other event is an event.
+func (r *run) eventOccurrence(occ journey.Occurrence) journey.Occurrence {
+	if occ.Kind != journey.OccEvent || occ.Event == nil || r.def.Key == nil || occ.Event.Type != r.def.Trigger.Event {
+		return occ
+	}
+	if r.uses(changeRetrigger) {
+		occ.Kind = journey.OccRetrigger
+	}
+	return occ
+}

@@ -1,0 +1,147 @@
+package workflows_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/workflows"
+)
+
+func allowed(status string) activities.SendOutput {
+	return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Allow, Channel: policy.Email}, Delivery: activities.DeliverOutput{Status: status}}
+}
+
+func cardExpiry(t *testing.T) journey.Bundle {
+	t.Helper()
+	src, err := os.ReadFile("testdata/journeys/card-expiry.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle(t, "card-expiry.yaml", string(src), "Europe/Oslo")
+}
+
+func cardEvent(id string, at, expires time.Time) *journey.Event {
+	return &journey.Event{ID: id, Type: "card.expiry_scheduled", CustomerID: "c-1", At: at,
+		Data: map[string]any{"card_id": "k-1", "expires_at": expires.Format(time.RFC3339)}}
+}
+
+// TestSendOutcomeDecidesTheBranch: a reminder the policy suppressed is not
+// followed by a wait for an answer to it.
+func TestSendOutcomeDecidesTheBranch(t *testing.T) {
+	t.Parallel()
+	for verdict, want := range map[activities.SendOutput]string{
+		{DecideOutput: activities.DecideOutput{Verdict: policy.Suppress, Reason: policy.ReasonNoConsent}}: "not-reached",
+		{DecideOutput: activities.DecideOutput{Verdict: policy.Suppress, Reason: policy.ReasonStale}}:     "not-reached",
+		allowed(activities.StatusFailed): "not-reached",
+		allowed(activities.StatusSent):   "no-answer",
+	} {
+		env, acts := journeyEnv()
+		env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(verdict, nil)
+		env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+		env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)
+		now := env.Now()
+		c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+		env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
+			Customer: &c, Trigger: cardEvent("e-1", now, now.Add(24*time.Hour)), EntryID: "e-1", Key: "k-1"})
+		var res workflows.JourneyResult
+		if err := env.GetWorkflowResult(&res); err != nil || res.Step != want {
+			t.Errorf("%s/%s: ended at %+v %v, want %s", verdict.Verdict, verdict.Reason+policy.Reason(verdict.Delivery.Status), res, err, want)
+		}
+	}
+}
+
+// TestAnswerReachesTheNextMessage: the event that ended the wait_for is
+// in the send after it, for .Received.
+func TestAnswerReachesTheNextMessage(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	var received []map[string]*journey.Event
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+		received = append(received, in.Received)
+		return allowed(activities.StatusSent), nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	now := env.Now()
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "card.answered", CustomerID: "c-1", At: env.Now(),
+			Data: map[string]any{"card_id": "k-1", "answer": "renew it"}})
+	}, time.Minute)
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
+		Customer: &c, Trigger: cardEvent("e-1", now, now.Add(24*time.Hour)), EntryID: "e-1", Key: "k-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != journey.OutcomeExit || res.Step != "done" || res.Sent != 2 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	if len(received) != 2 || received[0] != nil || received[1]["card.answered"] == nil || received[1]["card.answered"].Data["answer"] != "renew it" {
+		t.Fatalf("received per send: %+v", received)
+	}
+}
+
+// TestPushFallbackFollowsTheChannelList: push that cannot reach the
+// customer falls back along the send's channel list.
+func TestPushFallbackFollowsTheChannelList(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	var asked []journey.SendAction
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+		asked = append(asked, in.Send)
+		if in.Send.Channel == policy.Push {
+			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Allow, Channel: policy.Push},
+				Delivery: activities.DeliverOutput{Status: activities.StatusFallback}}, nil
+		}
+		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Suppress, Reason: policy.ReasonNoConsent}}, nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	now := env.Now()
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
+		Customer: &c, Trigger: cardEvent("e-1", now, now.Add(24*time.Hour)), EntryID: "e-1", Key: "k-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 || asked[0].Channel != policy.Push || !slices.Equal(asked[0].Fallback, []string{policy.Email}) ||
+		asked[1].Channel != policy.Email || len(asked[1].Fallback) != 0 {
+		t.Fatalf("asks %+v: want push with email after it, then email", asked)
+	}
+}
+
+// TestNewerTriggerMovesTheWait: a new expiry date for the same card
+// moves the reminder; the run is not started again.
+func TestNewerTriggerMovesTheWait(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	var sentAt time.Time
+	var subjectCard map[string]any
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+		if sentAt.IsZero() {
+			sentAt, subjectCard = env.Now(), in.Trigger.Data
+		}
+		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Suppress, Reason: policy.ReasonNoConsent}}, nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)
+	start := env.Now()
+	newer := start.Add(5 * 24 * time.Hour).Truncate(time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, *cardEvent("e-2", env.Now(), newer))
+	}, time.Hour)
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
+		Customer: &c, Trigger: cardEvent("e-1", start, start.Add(10*24*time.Hour)), EntryID: "e-1", Key: "k-1"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if want := newer.Add(-24 * time.Hour); !sentAt.Equal(want) || subjectCard["expires_at"] != newer.Format(time.RFC3339) {
+		t.Fatalf("reminder at %s for %v, want %s for the new date", sentAt, subjectCard, want)
+	}
+}
