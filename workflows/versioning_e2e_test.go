@@ -10,8 +10,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -154,12 +152,14 @@ func TestReplayHistories(t *testing.T) {
 	}
 	for _, f := range files {
 		r := worker.NewWorkflowReplayer()
-		r.RegisterWorkflowWithOptions(workflows.New().Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
+		w := workflows.New()
+		r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
+		r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: workflows.ScheduleWorkflow})
 		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	for _, sc := range historyScenarios {
+	for _, sc := range append(historyScenarios, shapeScenarios...) {
 		if _, err := os.Stat(filepath.Join("testdata/histories", sc.name+".json")); err != nil {
 			t.Errorf("scenario %s has no recorded history: run go test ./workflows/ -run Replay -args -update-histories", sc.name)
 		}
@@ -243,8 +243,13 @@ var historyScenarios = []historyScenario{
 // end, and saves their histories. Recorded ones are never recorded again:
 // they are what runs started by older code look like.
 func recordHistories(t *testing.T) {
+	record(t, historyScenarios, languageStack)
+	record(t, shapeScenarios, shapesStack)
+}
+
+func record(t *testing.T, scenarios []historyScenario, stack func(*testing.T) *stacktest.Stack) {
 	var todo []historyScenario
-	for _, sc := range historyScenarios {
+	for _, sc := range scenarios {
 		if _, err := os.Stat(filepath.Join("testdata/histories", sc.name+".json")); err != nil {
 			todo = append(todo, sc)
 		}
@@ -252,7 +257,7 @@ func recordHistories(t *testing.T) {
 	if len(todo) == 0 {
 		return
 	}
-	s := languageStack(t)
+	s := stack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := os.MkdirAll("testdata/histories", 0o755); err != nil {
@@ -260,16 +265,7 @@ func recordHistories(t *testing.T) {
 	}
 	for _, sc := range todo {
 		id := sc.run(t, ctx, s)
-		iter := s.Client.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		hist := &historypb.History{}
-		for iter.HasNext() {
-			ev, err := iter.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			hist.Events = append(hist.Events, ev)
-		}
-		out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(hist)
+		out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(history(t, ctx, s, id))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,191 @@
+package workflows_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/ingest"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/stacktest"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+// The replay corpus has a history of every shape a run can take: each is
+// recorded once, by the code of its day, and replayed by every later
+// version of the workflow code (TestReplayHistories). These scenarios
+// record them on testdata/shapes, whose policy has a two-second gap so
+// deferrals come round in seconds.
+
+// shapesStack is a stack on testdata/shapes whose worker has a push
+// service on which every subscription is gone.
+func shapesStack(t *testing.T) *stacktest.Stack {
+	t.Helper()
+	s := stacktest.New(t, stacktest.Options{Journeys: "testdata/shapes", NoWorker: true})
+	w := worker.New(s.Client, s.TaskQueue, worker.Options{WorkerStopTimeout: 5 * time.Second})
+	workflows.Register(w, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email, "push": gonePush{}},
+		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return s
+}
+
+func shapeCustomer(t *testing.T, ctx context.Context, s *stacktest.Stack, id string) journey.Customer {
+	t.Helper()
+	c := replayCustomer(id)
+	c.Consent["push"] = true
+	if _, err := s.Dispatcher.Customer(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func shapeEvent(t *testing.T, ctx context.Context, s *stacktest.Stack, c journey.Customer, id, typ, order string) {
+	t.Helper()
+	e := journey.Event{ID: id, Type: typ, CustomerID: c.ID, At: time.Now().UTC(), Data: map[string]any{"order_id": order}}
+	if typ == "order.placed" {
+		e.Data["total"] = 1.0
+	}
+	if _, err := s.Dispatcher.Event(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func finished(t *testing.T, ctx context.Context, s *stacktest.Stack, id string) string {
+	t.Helper()
+	if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+	return id
+}
+
+// shapeScenarios are the shapes of runs on testdata/shapes.
+var shapeScenarios = []historyScenario{
+	// A normal-priority message waits 5 s (the settle pause) before its
+	// first ask; the second is deferred by the minimum gap, waits on a
+	// durable timer and asks again.
+	{"shape-settle-and-deferral-loop", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-nudge")
+		shapeEvent(t, ctx, s, c, "e-sn-1", "order.placed", "o-sn")
+		return finished(t, ctx, s, workflows.WorkflowID("nudge", c.ID, "o-sn"))
+	}},
+	// wait_for gets its event.
+	{"shape-wait-for-arrival", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-arrive")
+		shapeEvent(t, ctx, s, c, "e-sa-1", "order.placed", "o-sa")
+		time.Sleep(time.Second)
+		shapeEvent(t, ctx, s, c, "e-sa-2", "order.shipped", "o-sa")
+		return finished(t, ctx, s, workflows.WorkflowID("await", c.ID, "o-sa"))
+	}},
+	// wait_for times out and takes on_timeout.
+	{"shape-wait-for-timeout", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-timeout")
+		shapeEvent(t, ctx, s, c, "e-st-1", "order.placed", "o-st")
+		return finished(t, ctx, s, workflows.WorkflowID("await", c.ID, "o-st"))
+	}},
+	// A run waiting at a step moves to an edited version (migrate), then
+	// finishes there.
+	{"shape-migrate", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-migrate")
+		shapeEvent(t, ctx, s, c, "e-sm-1", "order.placed", "o-sm")
+		id := workflows.WorkflowID("await", c.ID, "o-sm")
+		v1, _ := s.Catalog.Journey("await")
+		v2, errs := journey.Parse("await.yaml", []byte(strings.Replace(string(v1.Source), "timeout: 4s", "timeout: 5s", 1)), v1.Schema, v1.Location)
+		if err := errs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, ctx, func() bool { return runInfo(t, ctx, s.Client, id).State.Current.Kind == journey.ActAwait })
+		if err := s.Client.SignalWorkflow(ctx, id, "", workflows.SignalMigrate, workflows.MigrateSignal{Bundle: v2.Bundle(), Version: v2.Version}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, ctx, func() bool { return runInfo(t, ctx, s.Client, id).Version == v2.Version })
+		shapeEvent(t, ctx, s, c, "e-sm-2", "order.shipped", "o-sm")
+		return finished(t, ctx, s, id)
+	}},
+	// Push cannot reach the customer (every subscription is gone): the
+	// message goes by email.
+	{"shape-push-fallback", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-push")
+		if _, err := s.Store.AddPushSubscription(ctx, c.ID, store.PushSubscription{Kind: "http", Endpoint: "device-gone"}); err != nil {
+			t.Fatal(err)
+		}
+		shapeEvent(t, ctx, s, c, "e-sp-1", "order.shipped", "o-sp")
+		return finished(t, ctx, s, workflows.WorkflowID("push-first", c.ID, "o-sp"))
+	}},
+	// A loop of waits: after 200 actions the run continues as new. The
+	// first run of the chain is the recorded one.
+	{"shape-continue-as-new", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-tick")
+		shapeEvent(t, ctx, s, c, "e-sc-1", "review.written", "o-sc")
+		id := workflows.WorkflowID("ticker", c.ID, "o-sc")
+		desc, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		waitUntil(t, ctx, func() bool {
+			d, err := s.Client.DescribeWorkflowExecution(ctx, id, first)
+			return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW
+		})
+		if err := s.Client.TerminateWorkflow(ctx, id, "", "recorded"); err != nil {
+			t.Fatal(err)
+		}
+		return id + "@" + first
+	}},
+	// The scheduler of a scheduled journey fires (every minute) and
+	// enrols the zone's customers. Recorded while it waits for the next
+	// firing.
+	{"shape-scheduler", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		shapeCustomer(t, ctx, s, "c-shape-schedule")
+		if err := ingest.EnsureSchedules(ctx, s.Client, s.Catalog, s.TaskQueue); err != nil {
+			t.Fatal(err)
+		}
+		id := workflows.ScheduleID("every-minute")
+		waitUntil(t, ctx, func() bool { return completedActivities(t, ctx, s, id) >= 3 }) // NextFire, Enrol, NextFire
+		time.Sleep(time.Second)
+		defer func() { _ = s.Client.TerminateWorkflow(context.Background(), id, "", "recorded") }()
+		return id
+	}},
+}
+
+func completedActivities(t *testing.T, ctx context.Context, s *stacktest.Stack, id string) int {
+	t.Helper()
+	iter := s.Client.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	n := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return 0
+		}
+		if ev.GetEventType() == enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED {
+			n++
+		}
+	}
+	return n
+}
+
+// history reads a workflow's history; id may name a run as id@run.
+func history(t *testing.T, ctx context.Context, s *stacktest.Stack, id string) *historypb.History {
+	t.Helper()
+	wid, run, _ := strings.Cut(id, "@")
+	iter := s.Client.GetWorkflowHistory(ctx, wid, run, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	hist := &historypb.History{}
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	return hist
+}
