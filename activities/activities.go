@@ -620,3 +620,16 @@ type FinishRunInput struct {
 func (a *Activities) FinishRun(ctx context.Context, in FinishRunInput) error {
 	return a.Store.FinishRun(ctx, in.JourneyID, in.EntryID, in.Outcome)
 }
+
+// RequeueInput names events a finishing run received and did not apply.
+type RequeueInput struct {
+	JourneyID  string
+	WorkflowID string
+	EventIDs   []string
+}
+
+// Requeue hands events a finishing run did not apply back to routing for
+// its journey (internal/dispatch routes them again once the run closed).
+func (a *Activities) Requeue(ctx context.Context, in RequeueInput) error {
+	return a.Store.Requeue(ctx, in.JourneyID, in.WorkflowID, in.EventIDs)
+}

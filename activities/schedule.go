@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/store"
 )
 
 // EnrolEvent is the internal event that enrols a customer in a scheduled
@@ -122,7 +123,7 @@ func (a *Activities) Enrol(ctx context.Context, in EnrolInput) (EnrolOutput, err
 				CustomerID: c.ID, At: in.Fire, Data: map[string]any{"journey": j.ID}})
 		}
 		if len(evs) > 0 {
-			res, err := a.Store.AcceptEvents(ctx, evs)
+			res, err := a.Store.AcceptEventsIn(ctx, store.LaneBulk, evs)
 			if err != nil {
 				return out, err
 			}
@@ -137,4 +138,25 @@ func (a *Activities) Enrol(ctx context.Context, in EnrolInput) (EnrolOutput, err
 			activity.RecordHeartbeat(ctx, after, out)
 		}
 	}
+}
+
+// FiringInput records one firing of a scheduled journey.
+type FiringInput struct {
+	JourneyID string
+	Fire      time.Time
+	Zones     []string
+	Skipped   bool
+	Reason    string
+	Scanned   int
+	Enrolled  int
+}
+
+// RecordFiring records a firing, enrolled or skipped with its reason.
+func (a *Activities) RecordFiring(ctx context.Context, in FiringInput) error {
+	status := "enrolled"
+	if in.Skipped {
+		status = "skipped"
+	}
+	return a.Store.RecordFiring(ctx, store.Firing{JourneyID: in.JourneyID, At: in.Fire, Zones: in.Zones, Status: status,
+		Reason: in.Reason, Scanned: in.Scanned, Enrolled: in.Enrolled})
 }

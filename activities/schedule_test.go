@@ -75,7 +75,7 @@ func TestEnrolPagesThroughTheAudience(t *testing.T) {
 	if err != nil || again.Enrolled != 0 {
 		t.Fatalf("re-run enrolled %+v %v; want nobody twice", again, err)
 	}
-	evs, err := b.store.PendingEvents(ctx, 5000, 0)
+	evs, err := b.store.PendingEvents(ctx, 5000)
 	if err != nil || len(evs) != 1000 || evs[0].Type != activities.EnrolEvent || evs[0].Data["journey"] != "checkin" {
 		t.Fatalf("%d pending events %v", len(evs), err)
 	}

@@ -86,6 +86,15 @@ type JourneyInput struct {
 	// Seen holds ids of events already applied, carried across
 	// continue-as-new so a redelivered event is not applied twice.
 	Seen []string
+	// ReorderWindow: events that arrive within it of each other are
+	// applied in the order they happened (0: as they arrive).
+	ReorderWindow time.Duration `json:",omitempty"`
+	// Pending holds events received and not yet applied when the run
+	// continued as new in the middle of a step.
+	Pending []journey.Event `json:",omitempty"`
+	// Resume is set when the run continued as new while a message waited
+	// to be sent.
+	Resume *SendResume `json:",omitempty"`
 }
 
 // JourneyResult says how the run ended.
@@ -178,6 +187,9 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 	for _, id := range in.Seen {
 		r.seen[id] = true
 	}
+	for i := range in.Pending {
+		r.pending = append(r.pending, &in.Pending[i])
+	}
 	if in.Trigger != nil {
 		r.seen[in.Trigger.ID] = true
 	}
@@ -203,7 +215,7 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 		if !found {
 			return r.finish(JourneyResult{Outcome: "customer_gone"})
 		}
-		r.st, act, err = def.Start(cust, in.Trigger, workflow.Now(ctx))
+		r.st, act, err = def.Start(r.known(cust), in.Trigger, workflow.Now(ctx))
 		if err != nil {
 			return r.fail(err)
 		}
@@ -222,7 +234,12 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 				r.pending = r.pending[1:]
 				break
 			}
-			occ = r.eventOccurrence(r.wait(act.Until))
+			var cont bool
+			occ, cont = r.wait(act.Until)
+			if cont {
+				return r.continueInStep(nil)
+			}
+			occ = r.eventOccurrence(occ)
 			if occ.Kind == journey.OccElapsed {
 				// Conditions after a wait see the customer as they are now.
 				cust, found, err := r.loadCustomer()
@@ -232,10 +249,13 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 				if !found {
 					return r.finish(JourneyResult{Outcome: "customer_gone", Step: act.Step})
 				}
-				r.st.Customer = cust
+				r.st.Customer = r.known(cust)
 			}
 		case journey.ActSend:
 			occ, err = r.send(act)
+			if errors.Is(err, errContinueAsNew) {
+				return r.continueInStep(r.resume)
+			}
 			if errors.Is(err, errCustomerGone) {
 				return r.finish(JourneyResult{Outcome: "customer_gone", Step: act.Step, Sent: r.sent})
 			}
@@ -271,6 +291,14 @@ type run struct {
 	// deferral): they are applied once the send step is over, so a later
 	// wait_for still sees them.
 	pending []*journey.Event
+	// buffer holds events waiting out the reorder window (it closes at
+	// flushAt); ready holds events to apply next, in order.
+	buffer   []held
+	flushAt  time.Time
+	arrivals int
+	ready    []*journey.Event
+	// resume is the send step to resume after continuing as new.
+	resume *SendResume
 }
 
 // localCtx is for the short database activities (load a customer, record
@@ -284,27 +312,35 @@ var dbRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoeffic
 
 func (r *run) loadCustomer() (journey.Customer, bool, error) {
 	var out activities.LoadCustomerOutput
-	err := workflow.ExecuteLocalActivity(r.localCtx(), r.acts.LoadCustomer,
-		activities.LoadCustomerInput{CustomerID: r.in.CustomerID}).Get(r.ctx, &out)
+	err := r.db(r.acts.LoadCustomer, activities.LoadCustomerInput{CustomerID: r.in.CustomerID}, &out)
 	if err != nil {
 		return journey.Customer{}, false, fmt.Errorf("load customer: %w", err)
 	}
 	return out.Customer, out.Found, nil
 }
 
-// wait blocks until the timer fires or a new event arrives, whichever is
-// first, and reports it.
-func (r *run) wait(until time.Time) journey.Occurrence {
+// wait blocks until the timer fires or an event is ready to apply,
+// whichever is first, and reports it. Events are ready at once, or after
+// the run's reorder window in the order they happened. cont is true when
+// the run should continue as new before going on.
+func (r *run) wait(until time.Time) (occ journey.Occurrence, cont bool) {
+	if ev := r.nextReady(); ev != nil {
+		return journey.Occurrence{Kind: journey.OccEvent, Event: ev}, false
+	}
 	timerCtx, cancel := workflow.WithCancel(r.ctx)
 	defer cancel()
 	timer := workflow.NewTimer(timerCtx, until.Sub(workflow.Now(r.ctx)))
+	var flush workflow.Future
 	for {
-		var occ *journey.Occurrence
+		if r.shouldContinue() {
+			return journey.Occurrence{}, true
+		}
+		elapsed := false
 		sel := workflow.NewSelector(r.ctx)
-		sel.AddFuture(timer, func(workflow.Future) { occ = &journey.Occurrence{Kind: journey.OccElapsed} })
+		sel.AddFuture(timer, func(workflow.Future) { elapsed = true })
 		sel.AddReceive(r.events, func(c workflow.ReceiveChannel, _ bool) {
 			if ev, ok := r.receive(c); ok {
-				occ = &journey.Occurrence{Kind: journey.OccEvent, Event: ev}
+				r.hold(ev)
 			}
 		})
 		sel.AddReceive(r.migrations, func(c workflow.ReceiveChannel, _ bool) {
@@ -312,9 +348,24 @@ func (r *run) wait(until time.Time) journey.Occurrence {
 			c.Receive(r.ctx, &m)
 			r.migrate(m)
 		})
+		if len(r.buffer) > 0 {
+			if flush == nil {
+				flush = workflow.NewTimer(timerCtx, r.flushAt.Sub(workflow.Now(r.ctx)))
+			}
+			sel.AddFuture(flush, func(workflow.Future) { r.flush(); flush = nil })
+		}
 		sel.Select(r.ctx)
-		if occ != nil {
-			return *occ
+		if elapsed {
+			// Events held when the step's time comes happened before it:
+			// they go first.
+			r.flush()
+			if ev := r.nextReady(); ev != nil {
+				return journey.Occurrence{Kind: journey.OccEvent, Event: ev}, false
+			}
+			return journey.Occurrence{Kind: journey.OccElapsed}, false
+		}
+		if ev := r.nextReady(); ev != nil {
+			return journey.Occurrence{Kind: journey.OccEvent, Event: ev}, false
 		}
 	}
 }
@@ -345,11 +396,15 @@ func (r *run) migrate(m MigrateSignal) {
 	log.Info("run migrated", "from_step", cur, "to_step", target, "version", m.Version)
 }
 
-// receive takes one event off the channel, dropping those already seen.
+// receive takes one event off the channel, dropping those already seen and
+// those the run's schema never declared.
 func (r *run) receive(c workflow.ReceiveChannel) (*journey.Event, bool) {
 	var ev journey.Event
 	c.Receive(r.ctx, &ev)
-	return &ev, r.fresh(ev)
+	if !r.fresh(ev) {
+		return &ev, false
+	}
+	return r.knownEvent(&ev)
 }
 
 // fresh reports whether an event is new to the run, and remembers it.
@@ -370,6 +425,14 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 	in := activities.SendInput{Trigger: r.st.Trigger, DecideInput: activities.DecideInput{
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.FirstRunID, JourneyID: r.in.JourneyID, Version: r.in.Version,
 		StepID: act.Step, CustomerID: r.in.CustomerID, Send: *act.Send, FirstAsked: workflow.Now(r.ctx)}}
+	resumed := false
+	if res := r.in.Resume; res != nil && res.Step == act.Step && res.Visit == act.Send.Visit {
+		// The run continued as new while this message waited: it is the
+		// same message, and its staleness counts from its first ask.
+		in.FirstAsked, resumed = res.FirstAsked, true
+		r.in.Resume = nil
+	}
+	r.resume = &SendResume{Step: act.Step, Visit: act.Send.Visit, FirstAsked: in.FirstAsked}
 	r.withReceived(&in)
 	sendWithin := activities.ReservationTTL + time.Minute
 	if workflow.GetVersion(r.ctx, changeSendTimeout, workflow.DefaultVersion, 1) == 1 && r.w.sendTimeout > 0 {
@@ -385,13 +448,13 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		ScheduleToCloseTimeout: sendWithin,
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
-	if p, err := policy.ParsePriority(act.Send.Priority); err == nil && p < policy.High {
+	if p, err := policy.ParsePriority(act.Send.Priority); err == nil && p < policy.High && !resumed {
 		// Messages below high priority let the others triggered by the
 		// same event ask first, so the slot goes by priority rather than
 		// by which workflow happened to run first. A goal meanwhile still
 		// ends the run.
-		if occ, ended := r.waitOrGoal(workflow.Now(r.ctx).Add(settle)); ended {
-			return occ, nil
+		if occ, ended, err := r.waitOrGoal(workflow.Now(r.ctx).Add(settle)); ended || err != nil {
+			return occ, err
 		}
 	}
 	for ask := 1; ; ask++ {
@@ -424,8 +487,8 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 			}
 			return r.sendDone(out), nil
 		case policy.Defer:
-			if occ, ended := r.waitOrGoal(out.Until); ended {
-				return occ, nil
+			if occ, ended, err := r.waitOrGoal(out.Until); ended || err != nil {
+				return occ, err
 			}
 		default:
 			return r.sendDone(out), nil
@@ -435,16 +498,20 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 
 // waitOrGoal waits until a message may ask again. An event that ends the
 // run (a goal) ends the wait too: a message that waits never holds up the
-// customer's success. Other events are kept for after the send step.
-func (r *run) waitOrGoal(until time.Time) (journey.Occurrence, bool) {
+// customer's success. Other events are kept for after the send step. It
+// returns errContinueAsNew when the run should continue as new first.
+func (r *run) waitOrGoal(until time.Time) (journey.Occurrence, bool, error) {
 	for {
-		occ := r.wait(until)
+		occ, cont := r.wait(until)
+		if cont {
+			return occ, false, errContinueAsNew
+		}
 		if occ.Kind == journey.OccElapsed {
-			return occ, false
+			return occ, false, nil
 		}
 		if st, next, err := r.def.Next(r.st, occ, workflow.Now(r.ctx)); err == nil && next.Kind == journey.ActDone {
 			r.st = st
-			return occ, true
+			return occ, true, nil
 		}
 		r.pending = append(r.pending, occ.Event)
 	}
@@ -452,11 +519,17 @@ func (r *run) waitOrGoal(until time.Time) (journey.Occurrence, bool) {
 
 func (r *run) fail(err error) (JourneyResult, error) {
 	_ = r.record("error: " + err.Error())
+	if herr := r.handBack(); herr != nil {
+		workflow.GetLogger(r.ctx).Warn("unapplied events not handed back", "err", herr)
+	}
 	return JourneyResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("journey %s (version %s): %v", r.in.JourneyID, r.in.Version, err), "JourneyError", err)
 }
 
 func (r *run) finish(res JourneyResult) (JourneyResult, error) {
 	if err := r.record(string(res.Outcome)); err != nil {
+		return res, err
+	}
+	if err := r.handBack(); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -466,8 +539,7 @@ func (r *run) record(outcome string) error {
 	if r.in.EntryID == "" {
 		return nil
 	}
-	return workflow.ExecuteLocalActivity(r.localCtx(), r.acts.FinishRun, activities.FinishRunInput{
-		JourneyID: r.in.JourneyID, EntryID: r.in.EntryID, Outcome: outcome}).Get(r.ctx, nil)
+	return r.db(r.acts.FinishRun, activities.FinishRunInput{JourneyID: r.in.JourneyID, EntryID: r.in.EntryID, Outcome: outcome}, nil)
 }
 
 // continueAsNew hands the run to a fresh execution with the same state,
@@ -491,15 +563,7 @@ func (r *run) continueAsNew() (JourneyResult, error) {
 	next := r.in
 	st := r.st
 	next.State = &st
-	next.Seen = make([]string, 0, len(r.seen))
-	//workflowcheck:ignore the ids are sorted below
-	for id := range r.seen {
-		next.Seen = append(next.Seen, id)
-	}
-	slices.Sort(next.Seen)
-	if len(next.Seen) > 500 {
-		next.Seen = next.Seen[len(next.Seen)-500:]
-	}
+	next.Seen = r.seenList()
 	return JourneyResult{}, workflow.NewContinueAsNewError(r.ctx, JourneyWorkflow, next)
 }
 
@@ -513,4 +577,34 @@ func (r *run) drain() (*journey.Event, bool) {
 			return &ev, true
 		}
 	}
+}
+
+// continueInStep hands the run to a fresh execution in the middle of its
+// current step (a long wait, a long deferral): events received and not
+// yet applied travel with it, and a waiting message keeps its first ask.
+func (r *run) continueInStep(resume *SendResume) (JourneyResult, error) {
+	next := r.in
+	st := r.st
+	next.State, next.Resume, next.Pending = &st, resume, nil
+	for _, ev := range r.unapplied() {
+		next.Pending = append(next.Pending, *ev)
+	}
+	next.Seen = r.seenList()
+	workflow.GetLogger(r.ctx).Info("continuing as new in the middle of a step", "step", st.Current.Step, "pending", len(next.Pending))
+	return JourneyResult{}, workflow.NewContinueAsNewError(r.ctx, JourneyWorkflow, next)
+}
+
+// seenList is the run's seen event ids for the next execution, sorted, the
+// newest 500 kept.
+func (r *run) seenList() []string {
+	seen := make([]string, 0, len(r.seen))
+	//workflowcheck:ignore the ids are sorted below
+	for id := range r.seen {
+		seen = append(seen, id)
+	}
+	slices.Sort(seen)
+	if len(seen) > 500 {
+		seen = seen[len(seen)-500:]
+	}
+	return seen
 }

@@ -300,6 +300,4 @@ func parts(t *testing.T, m mailcatch.Message) (text, html string) {
 	}
 }
 
-var ingestOptions = ingest.RunOptions{Batch: 100, Parallel: 4}
-
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -15,5 +15,6 @@ func Register(r worker.Registry, a *activities.Activities, opts ...Option) {
 	w := New(opts...)
 	r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: JourneyWorkflow})
 	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
+	r.RegisterWorkflowWithOptions(w.Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
 	r.RegisterActivity(a)
 }

@@ -2,7 +2,9 @@ package workflows_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -272,6 +274,52 @@ func record(t *testing.T, scenarios []historyScenario, stack func(*testing.T) *s
 		if err := os.WriteFile(filepath.Join("testdata/histories", sc.name+".json"), out, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		sums, err := os.OpenFile("testdata/histories/SHA256SUMS", os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = fmt.Fprintf(sums, "%x  %s.json\n", sha256.Sum256(out), sc.name)
+		if cerr := sums.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("recorded %s", sc.name)
+	}
+}
+
+// TestHistoriesAreAppendOnly: every recorded history is listed in
+// SHA256SUMS with the checksum it was recorded with, and nothing else is
+// in the directory. Recording a new scenario appends its line; an edited or
+// deleted history fails here (and .ci/check-histories catches an edit of
+// both in git).
+func TestHistoriesAreAppendOnly(t *testing.T) {
+	t.Parallel()
+	sums, err := os.ReadFile("testdata/histories/SHA256SUMS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		want, file, ok := strings.Cut(line, "  ")
+		if !ok {
+			t.Fatalf("SHA256SUMS: bad line %q", line)
+		}
+		listed[file] = true
+		b, err := os.ReadFile(filepath.Join("testdata/histories", file))
+		if err != nil {
+			t.Errorf("%s is listed but gone: recorded histories are never deleted", file)
+			continue
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != want {
+			t.Errorf("%s changed since it was recorded: recorded histories are never edited or re-recorded; add a new scenario instead", file)
+		}
+	}
+	files, _ := filepath.Glob("testdata/histories/*.json")
+	for _, f := range files {
+		if !listed[filepath.Base(f)] {
+			t.Errorf("%s is not in SHA256SUMS (record with -update-histories, which adds it)", f)
+		}
 	}
 }

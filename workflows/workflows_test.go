@@ -3,6 +3,8 @@ package workflows_test
 import (
 	"context"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +50,7 @@ func TestScheduleFiresAtEachZonesTime(t *testing.T) {
 		enrolled = append(enrolled, in)
 		return activities.EnrolOutput{Scanned: 10, Enrolled: 7}, nil
 	})
+	env.OnActivity(acts.RecordFiring, mock.Anything, mock.Anything).Return(nil)
 	env.ExecuteWorkflow(workflows.ScheduleWorkflow, workflows.ScheduleInput{JourneyID: "checkin"})
 	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
 		t.Fatalf("workflow: %v", env.GetWorkflowError())
@@ -58,6 +61,60 @@ func TestScheduleFiresAtEachZonesTime(t *testing.T) {
 	}
 	if len(enrolled) != 2 || enrolled[0].Zones[1] != "Europe/Stockholm" || enrolled[1].Zones[0] != "America/New_York" {
 		t.Fatalf("enrolments %+v", enrolled)
+	}
+}
+
+// TestSchedulerNeverSkipsAZone: enrolling one zone takes ten hours. The
+// next firing used to be computed from the clock afterwards, so the zones
+// whose time passed meanwhile were skipped silently. It is computed from
+// the last firing: a zone 5 hours late still goes out, one 8 hours late
+// (more than MaxLateness) is recorded as skipped with the reason.
+func TestSchedulerNeverSkipsAZone(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.New().Schedule, workflow.RegisterOptions{Name: workflows.ScheduleWorkflow})
+	var acts *activities.Activities
+	env.RegisterActivity(acts)
+	start := env.Now()
+	zones := []struct {
+		zone string
+		at   time.Duration
+	}{{"Europe/Oslo", time.Hour}, {"Asia/Tokyo", 3 * time.Hour}, {"Europe/London", 6 * time.Hour}, {"America/New_York", 12 * time.Hour}}
+	env.OnActivity(acts.NextFire, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NextFireInput) (activities.NextFireOutput, error) {
+		for _, z := range zones {
+			if at := start.Add(z.at); at.After(in.After) {
+				return activities.NextFireOutput{Found: true, Fire: at, Zones: []string{z.zone}}, nil
+			}
+		}
+		return activities.NextFireOutput{}, nil
+	})
+	var enrolled []string
+	env.OnActivity(acts.Enrol, mock.Anything, mock.MatchedBy(func(in activities.EnrolInput) bool { return in.Zones[0] == "Europe/Oslo" })).
+		After(10 * time.Hour).Return(func(_ context.Context, in activities.EnrolInput) (activities.EnrolOutput, error) {
+		enrolled = append(enrolled, in.Zones[0])
+		return activities.EnrolOutput{Scanned: 1, Enrolled: 1}, nil
+	})
+	env.OnActivity(acts.Enrol, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EnrolInput) (activities.EnrolOutput, error) {
+		enrolled = append(enrolled, in.Zones[0])
+		return activities.EnrolOutput{Scanned: 1, Enrolled: 1}, nil
+	})
+	var skipped []activities.FiringInput
+	env.OnActivity(acts.RecordFiring, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FiringInput) error {
+		if in.Skipped {
+			skipped = append(skipped, in)
+		}
+		return nil
+	})
+	env.ExecuteWorkflow(workflows.ScheduleWorkflow, workflows.ScheduleInput{JourneyID: "checkin"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"Europe/Oslo", "Europe/London", "America/New_York"}; !slices.Equal(enrolled, want) {
+		t.Fatalf("enrolled %v, want %v", enrolled, want)
+	}
+	if len(skipped) != 1 || skipped[0].Zones[0] != "Asia/Tokyo" || !strings.Contains(skipped[0].Reason, "late") {
+		t.Fatalf("skipped %+v, want Tokyo, 8 hours late", skipped)
 	}
 }
 
@@ -78,7 +135,7 @@ func TestEnrolmentStartsRuns(t *testing.T) {
 		if _, err := s.Store.AcceptEvents(ctx, []journey.Event{ev}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Dispatcher.DispatchPending(ctx, ingestOptions); err != nil {
+		if _, err := s.Dispatcher.Sweep(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,7 +155,7 @@ func TestEnrolmentStartsRuns(t *testing.T) {
 	if _, err := s.Store.AcceptEvents(ctx, []journey.Event{ev}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Dispatcher.DispatchPending(ctx, ingestOptions); err != nil {
+	if _, err := s.Dispatcher.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)

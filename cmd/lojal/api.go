@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/lojal/lojal/internal/api"
 	"github.com/lojal/lojal/internal/bounce"
@@ -47,17 +46,15 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer svc.Close()
 	st, cat := svc.st, svc.cat
 	m := metrics.New()
-	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log}
+	// Events are routed in the request path, by whichever replica took
+	// them; the worker's sweeper routes what a replica left behind.
+	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
 		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}
 	hs, ms, err := apiServers(cfg, srv.Handler(), m)
 	if err != nil {
 		return err
 	}
-	dctx, stopDispatch := context.WithCancel(ctx)
-	defer stopDispatch()
-	go func() { _ = d.Run(dctx, ingest.RunOptions{Reorder: cfg.ReorderWindow}) }()
-	go reportPending(dctx, st, m)
 	errc := make(chan error, 2)
 	go func() { errc <- hs.ListenAndServe() }()
 	if ms != nil {
@@ -102,20 +99,6 @@ func apiServers(cfg Config, api http.Handler, m *metrics.Metrics) (*http.Server,
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler)
 	return httpserver.New(cfg.HTTPAddr, api, httpserver.API), httpserver.New(cfg.MetricsAddr, mux, httpserver.Internal), nil
-}
-
-func reportPending(ctx context.Context, st interface {
-	PendingCount(context.Context) (int64, error)
-}, m *metrics.Metrics) {
-	for ctx.Err() == nil {
-		if n, err := st.PendingCount(ctx); err == nil {
-			m.DispatchPending.Set(float64(n))
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(10 * time.Second):
-		}
-	}
 }
 
 // runToken creates and revokes API bearer tokens. A token is shown once;

@@ -163,7 +163,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
-		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second})
+		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second, ReorderWindow: cfg.ReorderWindow})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -184,7 +184,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "  journeys  %d from %s: %s\n", len(cat.Journeys), cfg.Journeys, journeyIDs(cat))
 
 	start := time.Now().Add(-time.Second)
-	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log}
+	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, ReorderWindow: cfg.ReorderWindow}
 	token, err := devToken(ctx, st)
 	if err != nil {
 		return err
@@ -193,9 +193,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}).Handler())
 	go func() { _ = apiSrv.Serve(apiListener) }()
 	defer apiSrv.Close()
-	dctx, stopDispatch := context.WithCancel(ctx)
-	defer stopDispatch()
-	go func() { _ = d.Run(dctx, ingest.RunOptions{Reorder: cfg.ReorderWindow}) }()
+	// Like `lojal worker`: the sweeper and the schedulers of scheduled
+	// journeys run as Temporal workflows.
+	go keepSchedules(ctx, tc, cat, log)
 	fmt.Fprintf(stdout, "  api       %s  (bearer token %s)\n\n", cfg.PublicURL, token)
 	for _, c := range customers {
 		if _, err := d.Customer(ctx, c); err != nil {

@@ -43,6 +43,8 @@ Usage:
   lojal journeys deploy [DIR]   publish validated journeys; running processes pick them up
   lojal import customers FILE.jsonl   bulk-load customers (progress bar)
   lojal why --customer ID   a customer's contact history, with the reason for every decision
+  lojal events show ID | failed | retry ID | drop ID --reason WHY
+                            an event's routing, dead letters, and what to do about them
   lojal report pressure [--days N] [--png FILE]
                             messages per customer per week; deferrals and suppressions by reason
   lojal bench [--only policy,email,journey]
@@ -108,6 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, rest, stdout, stderr)
 	case "import":
 		return runImport(ctx, rest, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, stdout, stderr)
 	case "suppressions":
 		return runSuppressions(ctx, rest, stdout, stderr)
 	case "config":

@@ -17,6 +17,7 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/dispatch"
 	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
@@ -58,7 +59,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
-		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout})
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout, ReorderWindow: cfg.ReorderWindow})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -127,6 +128,8 @@ type workerDeps struct {
 	StopTimeout time.Duration
 	Metrics     *metrics.Metrics
 	SendTimeout time.Duration
+	// ReorderWindow is passed to runs the sweeper starts.
+	ReorderWindow time.Duration
 }
 
 // newWorker builds the journey worker: one Workflows value (its compiled
@@ -138,6 +141,9 @@ func newWorker(tc client.Client, d workerDeps) worker.Worker {
 	})
 	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
 		Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WithSendTimeout(d.SendTimeout))
+	sweeper := &dispatch.Sweeper{Router: &dispatch.Router{Store: d.Store, Temporal: tc, Catalog: d.Catalog, Log: d.Log,
+		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}}
+	sweeper.Register(w)
 	return w
 }
 
@@ -183,6 +189,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // now and after each deployment.
 func keepSchedules(ctx context.Context, tc client.Client, cat catalog.Source, log *slog.Logger) {
 	for {
+		if err := dispatch.EnsureSweeper(ctx, tc, ""); err != nil && ctx.Err() == nil {
+			log.Warn("event sweeper", "err", err)
+		}
 		if err := ingest.EnsureSchedules(ctx, tc, cat.Current(), ""); err != nil && ctx.Err() == nil {
 			log.Warn("scheduled journeys", "err", err)
 		}

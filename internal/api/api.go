@@ -88,6 +88,7 @@ func (s *Server) Handler() http.Handler {
 	route("GET /v1/customers/{id}/history", s.getHistory, true)
 	route("POST /v1/events", s.postEvent, true)
 	route("POST /v1/events/batch", s.postEvents, true)
+	route("GET /v1/events/{id}", s.getEvent, true)
 	route("POST /v1/bounces", s.postBounce, true)
 	route("GET /v1/suppressions", s.getSuppressions, true)
 	route("GET /v1/suppressions/lifts", s.getLifts, true)
@@ -135,7 +136,7 @@ func Routes() []string {
 		"GET /healthz", "GET /readyz", "GET /openapi.json",
 		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
 		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
-		"POST /v1/events", "POST /v1/events/batch", "POST /v1/bounces",
+		"POST /v1/events", "POST /v1/events/batch", "GET /v1/events/{id}", "POST /v1/bounces",
 		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
 		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
 	}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -228,13 +229,21 @@ func TestEventsAreIdempotent(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) { expectProblem(t, f.do(t, "POST", "/v1/events", tc.body), 422, tc.typ) })
 	}
-	res, err := f.Dispatcher.DispatchPending(context.Background(), ingest.RunOptions{Batch: 100, Parallel: 4})
-	if err != nil || res != 1 {
-		t.Fatalf("dispatched %d events, %v; want exactly the one valid event", res, err)
+	// The valid event was routed in the request path, to both journeys it
+	// starts: nothing is left for the sweeper.
+	if n, err := f.Dispatcher.Sweep(context.Background()); err != nil || n != 0 {
+		t.Fatalf("the sweeper found %d events to route, %v; want none", n, err)
 	}
-	if res, _ := f.Dispatcher.DispatchPending(context.Background(), ingest.RunOptions{Batch: 100, Parallel: 4}); res != 0 {
-		t.Fatalf("dispatched again: %d", res)
+	got := f.do(t, "GET", "/v1/events/e-1", "").json(t)
+	if got["status"] != "routed" || len(got["routes"].([]any)) != 2 {
+		t.Fatalf("GET /v1/events/e-1: %v; want routed to two journeys", got)
 	}
+	for _, rt := range got["routes"].([]any) {
+		if a := rt.(map[string]any)["action"]; a != "started" {
+			t.Errorf("route %v, want started", rt)
+		}
+	}
+	expectProblem(t, f.do(t, "GET", "/v1/events/e-404", ""), 404, "not-found")
 	// Two journeys start on sign-up, once each, and each asks the policy
 	// for its first message (at most one may go now; quiet hours may hold
 	// both, depending on the time of day in Oslo).
@@ -570,8 +579,16 @@ func TestBatchIsPerEvent(t *testing.T) {
 			t.Errorf("result %d: %+v, want %+v", i, a, want)
 		}
 	}
-	if n, err := f.Store.PendingCount(context.Background()); err != nil || n != 997 {
-		t.Fatalf("%d events stored (%v), want 997", n, err)
+	ctx := context.Background()
+	for _, id := range []string{"n-0", "n-500", "n-996"} {
+		if _, err := f.Store.Event(ctx, id); err != nil {
+			t.Errorf("good event %s not stored: %v", id, err)
+		}
+	}
+	for _, id := range []string{"nul", "utf8", "typed"} {
+		if _, err := f.Store.Event(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("bad event %s: %v, want not stored", id, err)
+		}
 	}
 }
 
@@ -648,9 +665,11 @@ func TestEventIDConflict(t *testing.T) {
 	if !strings.Contains(got.Results[1].Error, `"x-1"`) || got.Results[1].Pointer != "/events/1/id" {
 		t.Errorf("conflict result %+v", got.Results[1])
 	}
-	evs, err := f.Store.PendingEvents(context.Background(), 10, 0)
-	if err != nil || len(evs) != 2 || evs[0].Data["total"] != 10.5 || evs[1].Data["total"] != 1.0 {
-		t.Fatalf("stored %+v %v", evs, err)
+	for id, total := range map[string]float64{"x-1": 10.5, "x-2": 1.0} {
+		rec, err := f.Store.Event(context.Background(), id)
+		if err != nil || rec.Event.Data["total"] != total {
+			t.Fatalf("stored %s: %+v %v; want the first payload (total %v)", id, rec.Event.Data, err, total)
+		}
 	}
 }
 

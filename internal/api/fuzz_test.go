@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/lojal/lojal/internal/api"
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
@@ -21,18 +19,8 @@ import (
 	"github.com/lojal/lojal/internal/pgtest"
 )
 
-// noTemporal stands in for Temporal where a fuzz target only needs the
-// API and Postgres: starts and signals succeed and go nowhere.
-type noTemporal struct{}
-
-func (noTemporal) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
-	return nil, nil
-}
-
-func (noTemporal) SignalWorkflow(context.Context, string, string, string, any) error { return nil }
-
-// lightSetup is the API over a real Postgres, without Temporal, so a fuzz
-// worker starts in seconds.
+// lightSetup is the API over a real Postgres, without Temporal (events are
+// stored for the sweeper), so a fuzz worker starts in seconds.
 func lightSetup(tb testing.TB) *fixture {
 	tb.Helper()
 	cat, err := catalog.Load(os.DirFS("../../journeys"), "journeys")
@@ -46,7 +34,7 @@ func lightSetup(tb testing.TB) *fixture {
 		tb.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	srv := &api.Server{Store: st, Dispatcher: &ingest.Dispatcher{Store: st, Temporal: noTemporal{}, Catalog: cat, Log: log},
+	srv := &api.Server{Store: st, Dispatcher: &ingest.Dispatcher{Store: st, Catalog: cat, Log: log},
 		Catalog: cat, Links: signer, Log: log, Bounces: &bounce.Intake{Store: st, Log: log}, PushEgress: &channel.Egress{Resolver: stubDNS}}
 	f.srv = httptest.NewServer(srv.Handler())
 	tb.Cleanup(f.srv.Close)

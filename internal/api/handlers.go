@@ -441,3 +441,26 @@ func (s *Server) deleteSuppression(w http.ResponseWriter, r *http.Request) {
 func unknownCustomer(w http.ResponseWriter, r *http.Request) {
 	problem(w, r, http.StatusNotFound, "unknown-customer", "Unknown customer", "no customer "+r.PathValue("id"))
 }
+
+// eventView is an event with its routing state, as GET /v1/events/{id}
+// answers.
+type eventView struct {
+	store.EventRecord
+	Status string `json:"status"`
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.Store.Event(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, r, http.StatusNotFound, "not-found", "No such event", "no event "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if rec.Routes == nil {
+		rec.Routes = []store.Route{}
+	}
+	writeJSON(w, http.StatusOK, eventView{EventRecord: rec, Status: rec.Status()})
+}

@@ -249,8 +249,43 @@ func TestFaultWorkerKill(t *testing.T) {
 	fmt.Printf("FAULT worker-kill: journeys %d, kills %d, %s\n", n, kills, tl)
 	if tl.duplicates > 0 || tl.lost > 0 {
 		b, _ := os.ReadFile(logFile.Name())
-		t.Fatalf("%s\nworker log tail:\n%s", tl, tail(string(b), 3000))
+		t.Fatalf("%s\nledger of the customers concerned:\n%s\nworker log tail:\n%s", tl, ledgerOf(st, tc, catcher.Messages(), want), tail(string(b), 3000))
 	}
+}
+
+// ledgerOf describes the ledger rows of customers who got other than what
+// they should: what lojal knew of the message that went missing or twice.
+func ledgerOf(st *store.Store, tc client.Client, msgs []mailcatch.Message, want map[string]int) string {
+	got := map[string]int{}
+	for _, m := range msgs {
+		for _, to := range m.To {
+			got[to]++
+		}
+	}
+	var b strings.Builder
+	for addr, n := range want {
+		if got[addr] == n {
+			continue
+		}
+		cid, _, _ := strings.Cut(addr, "@")
+		hist, err := st.History(context.Background(), cid)
+		fmt.Fprintf(&b, "  %s (received %d, want %d): %v\n", cid, got[addr], n, err)
+		var res workflows.JourneyResult
+		rerr := tc.GetWorkflow(context.Background(), workflows.WorkflowID("receipt", cid, "o-"+cid), "").Get(context.Background(), &res)
+		fmt.Fprintf(&b, "    run: %+v %v\n", res, rerr)
+		iter := tc.GetWorkflowHistory(context.Background(), workflows.WorkflowID("receipt", cid, "o-"+cid), "", false, 0)
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			if err != nil {
+				break
+			}
+			fmt.Fprintf(&b, "      %d %s %s\n", ev.GetEventId(), ev.GetEventType(), tail(fmt.Sprint(ev.GetActivityTaskCompletedEventAttributes().GetResult()), 300))
+		}
+		for _, h := range hist {
+			fmt.Fprintf(&b, "    %s %s/%s %s %s: %s\n", h.DecidedAt.Format("15:04:05.000"), h.JourneyID, h.StepID, h.Decision, h.Status, h.Error)
+		}
+	}
+	return b.String()
 }
 
 // stack is an in-process worker on a Postgres of its own, for the tests
@@ -315,7 +350,7 @@ func newStack(t *testing.T, ownPostgres bool) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.w.Stop)
-	s.d = &ingest.Dispatcher{Store: s.st, Temporal: s.tc, Catalog: cat, Log: log, TaskQueue: s.queue}
+	s.d = &ingest.Dispatcher{Store: s.st, Temporal: s.tc, Catalog: cat, Log: log, TaskQueue: s.queue, ReorderWindow: time.Second}
 	return s
 }
 
@@ -445,15 +480,22 @@ func TestFaultDuplicateAndOutOfOrder(t *testing.T) {
 			accepted++
 		}
 	}
-	time.Sleep(1500 * time.Millisecond)
-	opts := ingest.RunOptions{Batch: 1000, Parallel: 8, Reorder: time.Second}
+	// Routed in the request path: each delivery arrived before its
+	// booking and waited, parked, for the run the booking started.
+	if left, err := s.d.Sweep(ctx); err != nil || left != 0 {
+		t.Fatalf("the sweeper found %d events still to route (%v)", left, err)
+	}
 	dispatched := 0
-	for range 5 {
-		k, err := s.d.DispatchPending(ctx, opts)
-		if err != nil {
-			t.Fatal(err)
+	for i := range n {
+		for _, id := range []string{"b-", "d-"} {
+			rec, err := s.st.Event(ctx, fmt.Sprintf("%sooo-%04d", id, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Status() == "routed" {
+				dispatched++
+			}
 		}
-		dispatched += k
 	}
 	ids := make([]string, 0, n)
 	for i := range n {

@@ -1,7 +1,7 @@
-// Package ingest takes customers and events in and routes them to journeys:
-// it validates them against the schema, stores them, and starts or signals
-// the Temporal workflow of every journey run they concern. It is shared by
-// the API and `lojal dev`.
+// Package ingest takes customers and events in: it validates them against
+// the schema, stores them, and hands them to routing (internal/dispatch),
+// which starts or signals the journey runs they concern. It is shared by
+// the API, `lojal dev` and `lojal import`.
 package ingest
 
 import (
@@ -12,13 +12,12 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/dispatch"
 	"github.com/lojal/lojal/internal/journey"
-	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
@@ -35,23 +34,28 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
-// Starter is the part of the Temporal client ingest uses.
-type Starter interface {
-	SignalWithStartWorkflow(ctx context.Context, workflowID string, signalName string, signalArg any,
-		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
-	SignalWorkflow(ctx context.Context, workflowID string, runID string, signalName string, arg any) error
-}
-
-// Dispatcher routes customers and events to journeys.
+// Dispatcher takes customers and events in and routes them.
 type Dispatcher struct {
-	Store    *store.Store
-	Temporal Starter
+	Store *store.Store
+	// Temporal routes events; nil stores them for the sweeper to route
+	// (tools that must not wait on Temporal).
+	Temporal dispatch.Temporal
 	Catalog  catalog.Source
 	Log      *slog.Logger
+	Metrics  *metrics.Metrics
 	// TaskQueue defaults to workflows.TaskQueue.
 	TaskQueue string
+	// ReorderWindow is how long runs hold events that arrive close
+	// together to apply them in the order they happened.
+	ReorderWindow time.Duration
 	// Now is the clock (tests set it).
 	Now func() time.Time
+}
+
+// Router returns a router with the dispatcher's settings.
+func (d *Dispatcher) Router() *dispatch.Router {
+	return &dispatch.Router{Store: d.Store, Temporal: d.Temporal, Catalog: d.Catalog, Log: d.Log, Metrics: d.Metrics,
+		TaskQueue: d.TaskQueue, ReorderWindow: d.ReorderWindow, Now: d.Now}
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -61,21 +65,8 @@ func (d *Dispatcher) now() time.Time {
 	return time.Now()
 }
 
-func (d *Dispatcher) taskQueue() string {
-	if d.TaskQueue != "" {
-		return d.TaskQueue
-	}
-	return workflows.TaskQueue
-}
-
-// Outcome is what happened to one journey.
-type Outcome struct {
-	Journey    string `json:"journey"`
-	WorkflowID string `json:"workflow_id,omitempty"`
-	// Action is started, signalled or skipped.
-	Action string `json:"action"`
-	Reason string `json:"reason,omitempty"`
-}
+// Outcome is what routing did for one journey.
+type Outcome = dispatch.Outcome
 
 // Result reports what an event or customer update did.
 type Result struct {
@@ -86,15 +77,17 @@ type Result struct {
 	Journeys  []Outcome `json:"journeys"`
 }
 
-// Event ingests one event and dispatches it at once (lojal dev, tests).
-// It is idempotent by event id: delivering the same event again starts or
-// advances nothing more. The API instead Accepts events and lets Run
-// dispatch them.
+// Event ingests one event and routes it at once (lojal dev, tests). It is
+// idempotent by event id: delivering the same event again starts or
+// advances nothing more.
 func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error) {
 	cat := d.Catalog.Current()
 	e, err := cat.Schema.CheckEvent(e)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: event: %w", ErrInvalid, err)
+	}
+	if err := dispatch.CheckKeys(cat, e); err != nil {
+		return Result{}, fmt.Errorf("%w: event %s: %w", ErrInvalid, e.ID, err)
 	}
 	st, err := d.Store.InsertEvent(ctx, e)
 	switch {
@@ -108,7 +101,8 @@ func (d *Dispatcher) Event(ctx context.Context, e journey.Event) (Result, error)
 	if st.Dispatched {
 		return Result{Duplicate: true, Journeys: []Outcome{}}, nil
 	}
-	return d.Dispatch(ctx, e)
+	res, err := d.Router().Route(ctx, e)
+	return Result{Journeys: res.Journeys}, err
 }
 
 // Accepted is the fate of one event handed to Accept.
@@ -136,11 +130,12 @@ func ConflictMessage(id string) string {
 		"an event id names one event: send a new id for a new event", id)
 }
 
-// Accept validates events and stores them for dispatch. It never talks to
-// Temporal, so it is fast and keeps working while Temporal is down. Each
-// event gets its own result: one that fails validation, names an unknown
-// customer or reuses an id for another event is reported and not stored,
-// and the others are stored all the same.
+// Accept validates events, stores them and routes them in the request
+// path. Each event gets its own result: one that fails validation, names an
+// unknown customer, reuses an id for another event or carries a key no run
+// id can hold is reported and not stored, and the others are stored all
+// the same. Routing cannot fail an accepted event: one that is not routed
+// now (Temporal is down, this process dies) is routed by the sweeper.
 func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepted, error) {
 	cat := d.Catalog.Current()
 	out := make([]Accepted, len(evs))
@@ -149,6 +144,9 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 	for i, e := range evs {
 		out[i].ID = e.ID
 		ce, err := cat.Schema.CheckEvent(e)
+		if err == nil {
+			err = dispatch.CheckKeys(cat, ce)
+		}
 		if err != nil {
 			out[i] = Invalid(e.ID, err)
 			continue
@@ -162,15 +160,25 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 	if err != nil {
 		return nil, err
 	}
+	accepted := make([]journey.Event, 0, len(res))
 	for k, r := range res {
 		out[idx[k]].Status = r.Status
 		switch r.Status {
+		case StatusAccepted:
+			accepted = append(accepted, valid[k])
 		case StatusUnknownCustomer:
 			out[idx[k]].Error = fmt.Sprintf("customer %q is unknown: upsert the customer before sending their events", valid[k].CustomerID)
 			out[idx[k]].Pointer = "/customer_id"
 		case StatusConflict:
 			out[idx[k]].Error = ConflictMessage(valid[k].ID)
 			out[idx[k]].Pointer = "/id"
+		}
+	}
+	if d.Temporal != nil && len(accepted) > 0 {
+		// The client has its answer whatever routing does: errors are the
+		// sweeper's to retry, recorded per event.
+		if _, err := d.Router().AcceptAndRoute(ctx, accepted); err != nil {
+			d.Log.Warn("accepted events not routed yet; the sweeper will route them", "events", len(accepted), "err", err)
 		}
 	}
 	return out, nil
@@ -187,173 +195,11 @@ func Invalid(id string, err error) Accepted {
 	return a
 }
 
-// Dispatch starts or signals every journey a stored event concerns and
-// marks it dispatched.
-func (d *Dispatcher) Dispatch(ctx context.Context, e journey.Event) (Result, error) {
-	res, err := d.route1(ctx, e)
-	if err != nil {
-		return res, err
-	}
-	if err := d.Store.MarkDispatched(ctx, e.ID); err != nil {
-		return res, err
-	}
-	return res, nil
-}
-
-// route1 routes one stored event without marking it.
-func (d *Dispatcher) route1(ctx context.Context, e journey.Event) (Result, error) {
-	cat := d.Catalog.Current()
-	cust, err := d.Store.Customer(ctx, e.CustomerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Result{}, fmt.Errorf("%w %q", ErrUnknownCustomer, e.CustomerID)
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	res := Result{Journeys: []Outcome{}}
-	if e.Type == EnrolEvent {
-		id, _ := e.Data["journey"].(string)
-		j, ok := cat.Journey(id)
-		if !ok {
-			res.Journeys = append(res.Journeys, Outcome{Journey: id, Action: "skipped", Reason: "journey no longer deployed"})
-			return res, nil
-		}
-		o, err := d.startEntry(ctx, j, cust, e.ID)
-		if err != nil {
-			return res, fmt.Errorf("journey %s: %w", j.ID, err)
-		}
-		res.Journeys = append(res.Journeys, o)
-		return res, nil
-	}
-	for _, j := range cat.Journeys {
-		if !j.Listens(e.Type) {
-			continue
-		}
-		o, err := d.route(ctx, j, cust, e)
-		if err != nil {
-			return res, fmt.Errorf("journey %s: %w", j.ID, err)
-		}
-		res.Journeys = append(res.Journeys, o)
-	}
-	return res, nil
-}
-
-// EnrolEvent is the internal event type that enrols a customer in a
-// scheduled journey (data: {"journey": id}). Schema event types cannot
-// start with "lojal.".
-const EnrolEvent = activities.EnrolEvent
-
-func (d *Dispatcher) route(ctx context.Context, j *journey.Journey, cust journey.Customer, e journey.Event) (Outcome, error) {
-	o := Outcome{Journey: j.ID}
-	vars, err := d.vars(j, cust, &e)
-	if err != nil {
-		return o, err
-	}
-	var key string
-	if kx := j.KeyFor[e.Type]; kx != nil {
-		if key, err = kx.String(vars); err != nil {
-			o.Action, o.Reason = "skipped", "key: "+err.Error()
-			return o, nil
-		}
-	}
-	o.WorkflowID = workflows.WorkflowID(j.ID, cust.ID, key)
-	if j.Trigger.Event != e.Type {
-		return d.signal(ctx, o, e)
-	}
-	if j.Audience != nil {
-		in, err := j.Audience.Bool(vars)
-		if err != nil || !in {
-			o.Action, o.Reason = "skipped", "not in audience"
-			if err != nil {
-				o.Reason += ": " + err.Error()
-			}
-			return o, nil
-		}
-	}
-	last, err := d.Store.LatestRun(ctx, j.ID, cust.ID, key)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return o, err
-	case last.TriggerEventID == e.ID:
-		if !last.Open {
-			o.Action, o.Reason = "skipped", "this event's run has already finished"
-			return o, nil
-		}
-	case last.Open:
-		// One run per customer and key at a time: the running one hears
-		// about the event.
-		return d.signal(ctx, o, e)
-	default:
-		if why := d.refusal(j, last); why != "" {
-			o.Action, o.Reason = "skipped", why
-			return o, nil
-		}
-	}
-	return d.start(ctx, o, j, cust, key, &e, e.ID, e)
-}
-
-// refusal says why a journey's reentry rule refuses a new run after the
-// customer's last one, or "" when it allows it.
-func (d *Dispatcher) refusal(j *journey.Journey, last store.Run) string {
-	switch {
-	case j.Reentry.Mode == journey.ReentryOnce:
-		return "reentry: once, and the customer has been through this journey"
-	case j.Reentry.Mode == journey.ReentryAfter && d.now().Sub(last.StartedAt) < j.Reentry.After:
-		return fmt.Sprintf("reentry: after %s, last run started %s", policy.FormatDuration(j.Reentry.After), last.StartedAt.UTC().Format(time.RFC3339))
-	}
-	return ""
-}
-
-// start records a new run (entry names it in journey_runs) and starts its
-// workflow with SignalWithStart, delivering signal to it.
-func (d *Dispatcher) start(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
-	entry string, signal journey.Event) (Outcome, error) {
-	if err := d.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, key, entry); err != nil {
-		return o, err
-	}
-	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID, Key: key,
-		Trigger: trigger, EntryID: entry, Customer: &c}
-	_, err := d.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, client.StartWorkflowOptions{
-		ID:                    o.WorkflowID,
-		TaskQueue:             d.taskQueue(),
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, workflows.JourneyWorkflow, in)
-	if err != nil {
-		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
-	}
-	o.Action = "started"
-	return o, nil
-}
-
-func (d *Dispatcher) signal(ctx context.Context, o Outcome, e journey.Event) (Outcome, error) {
-	err := d.Temporal.SignalWorkflow(ctx, o.WorkflowID, "", workflows.SignalEvent, e)
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		o.Action, o.Reason = "skipped", "no run in progress"
-		return o, nil
-	}
-	if err != nil {
-		return o, fmt.Errorf("signal %s: %w", o.WorkflowID, err)
-	}
-	o.Action = "signalled"
-	return o, nil
-}
-
-func (d *Dispatcher) vars(j *journey.Journey, c journey.Customer, e *journey.Event) (journey.Vars, error) {
-	cv, err := j.Schema.CustomerVars(c)
-	if err != nil {
-		return journey.Vars{}, err
-	}
-	ev, err := j.Schema.EventVars(e)
-	if err != nil {
-		return journey.Vars{}, err
-	}
-	return journey.Vars{Customer: cv, Event: ev}, nil
-}
-
 // Customer creates or updates a customer. A customer who enters the
-// audience of a segment-entry journey with this update starts it.
+// audience of a segment-entry journey with this update gets a segment-entry
+// event, stored in the same transaction as the update (the outbox), and
+// routed like any event: a failure to start the journey now is retried by
+// the sweeper, never lost.
 func (d *Dispatcher) Customer(ctx context.Context, c journey.Customer) (Result, error) {
 	cat := d.Catalog.Current()
 	c, err := cat.Schema.CheckCustomer(c)
@@ -366,39 +212,57 @@ func (d *Dispatcher) Customer(ctx context.Context, c journey.Customer) (Result, 
 	if c.Timezone == "" {
 		c.Timezone = cat.Rules.Location.String()
 	}
-	up, err := d.Store.UpsertCustomer(ctx, c, "api")
+	at := d.now()
+	var skipped []Outcome
+	entries := func(prev *journey.Customer) ([]journey.Event, error) {
+		var evs []journey.Event
+		for _, j := range cat.Journeys {
+			if !j.Trigger.SegmentEntry || j.Audience == nil {
+				continue
+			}
+			entered, err := entered(j, prev, c)
+			if err != nil {
+				skipped = append(skipped, Outcome{Journey: j.ID, Action: dispatch.ActionSkipped, Reason: err.Error()})
+				continue
+			}
+			if entered {
+				evs = append(evs, journey.Event{ID: fmt.Sprintf("segment-entry:%s:%s:%d", j.ID, c.ID, at.UnixNano()),
+					Type: dispatch.SegmentEntryEvent, CustomerID: c.ID, At: at, Data: map[string]any{"journey": j.ID}})
+			}
+		}
+		return evs, nil
+	}
+	up, err := d.Store.UpsertCustomerWith(ctx, c, "api", entries)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Created: up.Created, Journeys: []Outcome{}}
-	for _, j := range cat.Journeys {
-		if !j.Trigger.SegmentEntry || j.Audience == nil {
+	res := Result{Created: up.Created, Journeys: append([]Outcome{}, skipped...)}
+	if d.Temporal == nil {
+		return res, nil
+	}
+	routed, err := d.Router().AcceptAndRoute(ctx, up.Events)
+	if err != nil {
+		return res, err
+	}
+	for _, r := range routed {
+		if r.Err != nil {
+			d.Log.Warn("segment entry not routed yet; the sweeper will retry", "event", r.Event.ID, "err", r.Err)
 			continue
 		}
-		entered, err := d.entered(j, up.Previous, c)
-		if err != nil {
-			res.Journeys = append(res.Journeys, Outcome{Journey: j.ID, Action: "skipped", Reason: err.Error()})
-			continue
-		}
-		if !entered {
-			continue
-		}
-		o, err := d.startEntry(ctx, j, c, fmt.Sprintf("segment-entry:%s:%s:%d", j.ID, c.ID, d.now().UnixNano()))
-		if err != nil {
-			return res, fmt.Errorf("journey %s: %w", j.ID, err)
-		}
-		res.Journeys = append(res.Journeys, o)
+		res.Journeys = append(res.Journeys, r.Result.Journeys...)
 	}
 	return res, nil
 }
 
-func (d *Dispatcher) entered(j *journey.Journey, before *journey.Customer, after journey.Customer) (bool, error) {
+// entered reports whether a customer entered a segment-entry journey's
+// audience with an update.
+func entered(j *journey.Journey, before *journey.Customer, after journey.Customer) (bool, error) {
 	in := func(c journey.Customer) (bool, error) {
-		v, err := d.vars(j, c, nil)
+		cv, err := j.Schema.CustomerVars(c)
 		if err != nil {
 			return false, err
 		}
-		ok, err := j.Audience.Bool(v)
+		ok, err := j.Audience.Bool(journey.Vars{Customer: cv})
 		if err != nil {
 			return false, nil // a missing attribute means not (yet) in the segment
 		}
@@ -415,28 +279,24 @@ func (d *Dispatcher) entered(j *journey.Journey, before *journey.Customer, after
 	return !was, err
 }
 
-// startEntry starts a run of a segment-entry or scheduled journey, under
-// the journey's reentry rule. entry names the run in journey_runs.
-func (d *Dispatcher) startEntry(ctx context.Context, j *journey.Journey, c journey.Customer, entry string) (Outcome, error) {
-	o := Outcome{Journey: j.ID, WorkflowID: workflows.WorkflowID(j.ID, c.ID, "")}
-	last, err := d.Store.LatestRun(ctx, j.ID, c.ID, "")
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return o, err
-	case last.TriggerEventID == entry:
-		o.Action, o.Reason = "skipped", "already started for this entry"
-		return o, nil
-	case last.Open:
-		o.Action, o.Reason = "skipped", "a run is in progress"
-		return o, nil
-	default:
-		if why := d.refusal(j, last); why != "" {
-			o.Action, o.Reason = "skipped", why
-			return o, nil
+// Sweep routes, once and without waiting for the request path's grace,
+// every event still due in both lanes (tests and tools; production runs
+// the sweeper workflow).
+func (d *Dispatcher) Sweep(ctx context.Context) (int, error) {
+	total := 0
+	for _, lane := range []string{store.LaneLive, store.LaneBulk} {
+		for {
+			n, err := d.Router().SweepLane(ctx, lane, dispatch.SweepOptions{Grace: time.Nanosecond, Batch: 500})
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if n == 0 {
+				break
+			}
 		}
 	}
-	return d.start(ctx, o, j, c, "", nil, entry, journey.Event{ID: entry, Type: "lojal.entry", CustomerID: c.ID, At: d.now()})
+	return total, nil
 }
 
 // ScheduleStarter is the part of the Temporal client EnsureSchedules uses.

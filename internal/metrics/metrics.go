@@ -25,7 +25,12 @@ type Metrics struct {
 	EventsAccepted   *prometheus.CounterVec
 	HTTPRequests     *prometheus.CounterVec
 	HTTPSeconds      *prometheus.HistogramVec
-	DispatchPending  prometheus.Gauge
+	DispatchBacklog  *prometheus.GaugeVec
+	DispatchLag      prometheus.Gauge
+	DeadLetters      prometheus.Gauge
+	Routes           *prometheus.CounterVec
+	RouteFailures    *prometheus.CounterVec
+	RunsReconciled   prometheus.Counter
 	Suppressions     *prometheus.CounterVec
 	PreferenceCentre *prometheus.CounterVec
 	UncertainTotal   *prometheus.CounterVec
@@ -51,8 +56,18 @@ func New() *Metrics {
 			Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
 		HTTPSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lojal_http_request_seconds",
 			Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
-		DispatchPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_events_pending",
-			Help: "Accepted events not yet dispatched to journeys."}),
+		DispatchBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lojal_events_pending",
+			Help: "Accepted events not yet routed to journeys, by lane (live, bulk)."}, []string{"lane"}),
+		DispatchLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_events_oldest_pending_seconds",
+			Help: "How long the oldest live event not yet routed has waited."}),
+		DeadLetters: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_events_dead_letters",
+			Help: "Events given up on after too many failed routing attempts (lojal events failed)."}),
+		Routes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_event_routes_total",
+			Help: "What routing did with events, per journey concerned (started, signalled, skipped, parked)."}, []string{"action"}),
+		RouteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_event_route_failures_total",
+			Help: "Failed attempts to route an event, by result (retry, dead_letter)."}, []string{"result"}),
+		RunsReconciled: prometheus.NewCounter(prometheus.CounterOpts{Name: "lojal_runs_reconciled_total",
+			Help: "Journey runs that ended without recording it (failed, terminated) and were closed by the reconciler."}),
 		Suppressions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_suppressions_total",
 			Help: "Addresses suppressed, by reason."}, []string{"reason"}),
 		PreferenceCentre: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_preference_changes_total",
@@ -63,7 +78,8 @@ func New() *Metrics {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
-		m.DispatchPending, m.Suppressions, m.PreferenceCentre, m.UncertainTotal)
+		m.DispatchBacklog, m.DispatchLag, m.DeadLetters, m.Routes, m.RouteFailures, m.RunsReconciled,
+		m.Suppressions, m.PreferenceCentre, m.UncertainTotal)
 	return m
 }
 
@@ -110,6 +126,45 @@ func UncertainCause(reason string) string {
 		return "timeout"
 	}
 	return "no_reply"
+}
+
+// Routed counts a routing outcome for one journey.
+func (m *Metrics) Routed(action string) {
+	if m == nil {
+		return
+	}
+	m.Routes.WithLabelValues(action).Inc()
+}
+
+// RouteFailed counts a failed attempt to route an event.
+func (m *Metrics) RouteFailed(dead bool) {
+	if m == nil {
+		return
+	}
+	result := "retry"
+	if dead {
+		result = "dead_letter"
+	}
+	m.RouteFailures.WithLabelValues(result).Inc()
+}
+
+// Dispatch sets the event path's gauges.
+func (m *Metrics) Dispatch(live, bulk, dead int64, oldestLive time.Duration) {
+	if m == nil {
+		return
+	}
+	m.DispatchBacklog.WithLabelValues("live").Set(float64(live))
+	m.DispatchBacklog.WithLabelValues("bulk").Set(float64(bulk))
+	m.DeadLetters.Set(float64(dead))
+	m.DispatchLag.Set(oldestLive.Seconds())
+}
+
+// Reconciled counts runs closed by the reconciler.
+func (m *Metrics) Reconciled(n int) {
+	if m == nil {
+		return
+	}
+	m.RunsReconciled.Add(float64(n))
 }
 
 // Step records a send step's latency.

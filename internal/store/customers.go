@@ -22,6 +22,8 @@ type UpsertResult struct {
 	Created bool
 	// Previous is the customer as it was before, when it existed.
 	Previous *journey.Customer
+	// Events are the events the upsert stored (UpsertCustomerWith).
+	Events []journey.Event
 }
 
 // UpsertCustomer creates or replaces a customer and records their consent,
@@ -29,6 +31,19 @@ type UpsertResult struct {
 // Consent for channels not in c.Consent, and topic opt-outs when
 // c.TopicsOptedOut is nil, are kept as they were.
 func (s *Store) UpsertCustomer(ctx context.Context, c journey.Customer, consentSource string) (UpsertResult, error) {
+	return s.UpsertCustomerWith(ctx, c, consentSource, nil)
+}
+
+// Entries says, from the customer as they were before an upsert (nil for a
+// new customer), which events the upsert causes: segment-entry events for
+// the journeys whose audience the customer just entered.
+type Entries func(previous *journey.Customer) ([]journey.Event, error)
+
+// UpsertCustomerWith is UpsertCustomer that also stores, in the same
+// transaction, the events entries returns: a customer who enters a segment
+// is never stored without the event that starts the segment's journey.
+// The stored events are in UpsertResult.Events.
+func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, consentSource string, entries Entries) (UpsertResult, error) {
 	var res UpsertResult
 	attrs, err := json.Marshal(nonNilMap(c.Attributes))
 	if err != nil {
@@ -56,6 +71,27 @@ func (s *Store) UpsertCustomer(ctx context.Context, c journey.Customer, consentS
 		for _, ch := range slices.Sorted(maps.Keys(c.Consent)) {
 			if _, err := tx.Exec(ctx, s.q.UpsertConsent, c.ID, ch, c.Consent[ch], consentSource); err != nil {
 				return err
+			}
+		}
+		if entries == nil {
+			return nil
+		}
+		evs, err := entries(res.Previous)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			data, err := json.Marshal(nonNilMap(e.Data))
+			if err != nil {
+				return err
+			}
+			var inserted bool
+			var dispatched *bool
+			if err := tx.QueryRow(ctx, s.q.InsertEvent, e.ID, e.Type, e.CustomerID, e.At, data).Scan(&inserted, &dispatched); err != nil {
+				return fmt.Errorf("store event %s: %w", e.ID, err)
+			}
+			if inserted {
+				res.Events = append(res.Events, e)
 			}
 		}
 		return nil
@@ -194,8 +230,13 @@ func (s *Store) MarkDispatched(ctx context.Context, eventID string) error {
 	return nil
 }
 
-// Run is the latest run of a journey for a customer and key.
+// Run is a recorded run of a journey for a customer and key.
 type Run struct {
+	ID         int64
+	WorkflowID string
+	// RunID is the first run id of the run's Temporal execution chain,
+	// once its start was confirmed.
+	RunID          string
 	StartedAt      time.Time
 	TriggerEventID string
 	Open           bool
@@ -204,7 +245,7 @@ type Run struct {
 // LatestRun returns the latest run, or ErrNotFound.
 func (s *Store) LatestRun(ctx context.Context, journeyID, customerID, key string) (Run, error) {
 	var r Run
-	err := s.pool.QueryRow(ctx, s.q.LatestRun, journeyID, customerID, key).Scan(&r.StartedAt, &r.TriggerEventID, &r.Open)
+	err := s.pool.QueryRow(ctx, s.q.LatestRun, journeyID, customerID, key).Scan(&r.ID, &r.WorkflowID, &r.RunID, &r.StartedAt, &r.TriggerEventID, &r.Open)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNotFound
 	}
@@ -214,12 +255,18 @@ func (s *Store) LatestRun(ctx context.Context, journeyID, customerID, key string
 	return r, nil
 }
 
-// RecordRun records that a run was started by an event (idempotent).
-func (s *Store) RecordRun(ctx context.Context, workflowID, journeyID, version, customerID, key, triggerEventID string) error {
-	if _, err := s.pool.Exec(ctx, s.q.InsertRun, workflowID, journeyID, version, customerID, key, triggerEventID); err != nil {
-		return fmt.Errorf("record run %s: %w", workflowID, err)
+// RecordRun records that a run is being started by an entry (an event, an
+// enrolment) and returns its row id. recorded is false when the entry's run
+// was recorded before: only the caller that recorded it may start it.
+func (s *Store) RecordRun(ctx context.Context, workflowID, journeyID, version, customerID, key, triggerEventID string) (id int64, recorded bool, err error) {
+	err = s.pool.QueryRow(ctx, s.q.InsertRun, workflowID, journeyID, version, customerID, key, triggerEventID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
 	}
-	return nil
+	if err != nil {
+		return 0, false, fmt.Errorf("record run %s: %w", workflowID, err)
+	}
+	return id, true, nil
 }
 
 // FinishRun records how a run ended.

@@ -26,6 +26,20 @@ type AcceptResult struct {
 // event is the same and a conflict when it is not (a third round trip,
 // only when some ids were stored before).
 func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]AcceptResult, error) {
+	return s.AcceptEventsIn(ctx, LaneLive, evs)
+}
+
+// Lanes keep bulk routing work apart from live events.
+const (
+	// LaneLive is for events customers' own actions cause.
+	LaneLive = "live"
+	// LaneBulk is for enrolment events of scheduled journeys: a sweep of a
+	// million customers never delays a live event.
+	LaneBulk = "bulk"
+)
+
+// AcceptEventsIn is AcceptEvents for a lane.
+func (s *Store) AcceptEventsIn(ctx context.Context, lane string, evs []journey.Event) ([]AcceptResult, error) {
 	ids := make([]string, 0, len(evs))
 	for _, e := range evs {
 		ids = append(ids, e.CustomerID)
@@ -61,7 +75,7 @@ func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]Accept
 	if len(eid) == 0 {
 		return out, nil
 	}
-	rows, err = s.pool.Query(ctx, s.q.InsertEvents, eid, typ, cust, at, data)
+	rows, err = s.pool.Query(ctx, s.q.InsertEvents, eid, typ, cust, at, data, lane)
 	if err != nil {
 		return nil, fmt.Errorf("accept events: %w", err)
 	}
@@ -105,27 +119,6 @@ func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]Accept
 	return out, nil
 }
 
-// PendingEvents returns up to limit events not yet dispatched that
-// arrived at least settle ago, oldest first.
-func (s *Store) PendingEvents(ctx context.Context, limit int, settle time.Duration) ([]journey.Event, error) {
-	rows, err := s.pool.Query(ctx, s.q.ClaimPending, limit, settle)
-	if err != nil {
-		return nil, fmt.Errorf("pending events: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (journey.Event, error) {
-		var e journey.Event
-		var data []byte
-		if err := row.Scan(&e.ID, &e.Type, &e.CustomerID, &e.At, &data); err != nil {
-			return e, err
-		}
-		return e, json.Unmarshal(data, &e.Data)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pending events: %w", err)
-	}
-	return out, nil
-}
-
 // MarkEventsDispatched records that events reached every journey they
 // concern.
 func (s *Store) MarkEventsDispatched(ctx context.Context, ids []string) error {
@@ -134,56 +127,6 @@ func (s *Store) MarkEventsDispatched(ctx context.Context, ids []string) error {
 	}
 	return nil
 }
-
-// MarkEventFailed records why an event could not be dispatched yet.
-func (s *Store) MarkEventFailed(ctx context.Context, id, reason string) error {
-	if _, err := s.pool.Exec(ctx, s.q.MarkEventFailed, id, reason); err != nil {
-		return fmt.Errorf("mark event failed: %w", err)
-	}
-	return nil
-}
-
-// PendingCount counts events not yet dispatched.
-func (s *Store) PendingCount(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.pool.QueryRow(ctx, s.q.CountPending).Scan(&n)
-	return n, err
-}
-
-// dispatcherLock is the advisory lock the one active dispatcher holds.
-const dispatcherLock = 0x6c6f6a616c02
-
-// LeaderLock holds a session advisory lock on its own connection; the
-// process holding it is the only dispatcher. The lock goes away with the
-// connection, so a crashed dispatcher is replaced within a poll.
-type LeaderLock struct {
-	conn *pgx.Conn
-}
-
-// TryLead takes the dispatcher lock if it is free.
-func (s *Store) TryLead(ctx context.Context) (*LeaderLock, bool, error) {
-	cfg := s.pool.Config().ConnConfig.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, false, fmt.Errorf("leader connection: %w", err)
-	}
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(dispatcherLock)).Scan(&ok); err != nil {
-		conn.Close(ctx)
-		return nil, false, fmt.Errorf("leader lock: %w", err)
-	}
-	if !ok {
-		conn.Close(ctx)
-		return nil, false, nil
-	}
-	return &LeaderLock{conn: conn}, true, nil
-}
-
-// Alive checks the lock's connection still stands.
-func (l *LeaderLock) Alive(ctx context.Context) bool { return l.conn.Ping(ctx) == nil }
-
-// Release gives the lock up.
-func (l *LeaderLock) Release(ctx context.Context) { l.conn.Close(ctx) }
 
 // Token is an API client.
 type Token struct {

@@ -49,10 +49,27 @@ type queries struct {
 	InsertEvents       string `query:"insert-events"`
 	CustomersExist     string `query:"customers-exist"`
 	EventsDiffer       string `query:"events-differ"`
-	ClaimPending       string `query:"claim-pending-events"`
 	MarkDispatchedMany string `query:"mark-events-dispatched"`
-	MarkEventFailed    string `query:"mark-event-failed"`
-	CountPending       string `query:"count-pending-events"`
+	ClaimDueEvents     string `query:"claim-due-events"`
+	EventsBlocked      string `query:"events-blocked"`
+	EventFailed        string `query:"event-failed"`
+	UpsertRoute        string `query:"upsert-route"`
+	ParkedForWorkflow  string `query:"parked-for-workflow"`
+	WaitingRoutes      string `query:"waiting-routes"`
+	EventRoutes        string `query:"event-routes"`
+	EventByID          string `query:"event-by-id"`
+	DeadEvents         string `query:"dead-events"`
+	RetryEvent         string `query:"retry-event"`
+	DropEvent          string `query:"drop-event"`
+	DispatchStats      string `query:"dispatch-stats"`
+	UndispatchedEvents string `query:"undispatched-events"`
+	RunByEntry         string `query:"run-by-entry"`
+	SetRunID           string `query:"set-run-id"`
+	CloseRun           string `query:"close-run"`
+	RunsToCheck        string `query:"runs-to-check"`
+	MarkRunsChecked    string `query:"mark-runs-checked"`
+	RecordFiring       string `query:"record-firing"`
+	RecentFirings      string `query:"recent-firings"`
 	InsertToken        string `query:"insert-token"`
 	TokenByHash        string `query:"token-by-hash"`
 	RevokeToken        string `query:"revoke-token"`

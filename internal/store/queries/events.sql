@@ -3,8 +3,8 @@
 -- NULL for the latter when the id is stored with other content (a
 -- conflict, not a redelivery).
 WITH ins AS (
-    INSERT INTO events (id, type, customer_id, occurred_at, data)
-    VALUES ($1, $2, $3, $4, $5)
+    INSERT INTO events (id, type, customer_id, occurred_at, data, lane)
+    VALUES ($1, $2, $3, $4, $5, 'live')
     ON CONFLICT (id) DO NOTHING
     RETURNING true AS inserted
 )
@@ -16,16 +16,20 @@ SELECT coalesce((SELECT inserted FROM ins), false),
 UPDATE events SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL;
 
 -- name: latest-run
-SELECT started_at, trigger_event_id, ended_at IS NULL
+SELECT id, workflow_id, run_id, started_at, trigger_event_id, ended_at IS NULL
 FROM journey_runs
 WHERE journey_id = $1 AND customer_id = $2 AND run_key = $3
 ORDER BY started_at DESC
 LIMIT 1;
 
 -- name: insert-run
+-- Returns the row's id when this call recorded the run; nothing when the
+-- run of this entry was recorded before. Only the caller that recorded it
+-- may start it.
 INSERT INTO journey_runs (workflow_id, journey_id, version, customer_id, run_key, trigger_event_id)
 VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (journey_id, trigger_event_id) DO NOTHING;
+ON CONFLICT (journey_id, trigger_event_id) DO NOTHING
+RETURNING id;
 
 -- name: finish-run
 UPDATE journey_runs
@@ -39,10 +43,11 @@ WHERE journey_id = $1 AND ended_at IS NULL
 ORDER BY workflow_id, started_at DESC;
 
 -- name: insert-events
--- Accepts many events in one statement; returns the ids that were new.
--- Callers check customers exist first (see customers-exist).
-INSERT INTO events (id, type, customer_id, occurred_at, data)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+-- Accepts many events in one statement, in one lane; returns the ids that
+-- were new. Callers check customers exist first (see customers-exist).
+INSERT INTO events (id, type, customer_id, occurred_at, data, lane)
+SELECT n.id, n.type, n.customer_id, n.occurred_at, n.data, $6
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) AS n(id, type, customer_id, occurred_at, data)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
@@ -59,24 +64,8 @@ WHERE (e.type, e.customer_id, e.occurred_at, e.data) IS DISTINCT FROM (n.type, n
 -- name: customers-exist
 SELECT id FROM customers WHERE id = ANY($1::text[]);
 
--- name: claim-pending-events
--- The oldest events not yet dispatched that arrived at least $2 ago (the
--- reorder window), in arrival order. Only the elected dispatcher calls
--- this.
-SELECT e.id, e.type, e.customer_id, e.occurred_at, e.data
-FROM events e
-WHERE e.dispatched_at IS NULL AND e.received_at <= now() - $2::interval
-ORDER BY e.seq
-LIMIT $1;
-
 -- name: mark-events-dispatched
 UPDATE events SET dispatched_at = now(), dispatch_error = '' WHERE id = ANY($1::text[]);
-
--- name: mark-event-failed
-UPDATE events SET dispatch_error = $2 WHERE id = $1;
-
--- name: count-pending-events
-SELECT count(*) FROM events WHERE dispatched_at IS NULL;
 
 -- name: insert-token
 INSERT INTO api_tokens (name, token_hash) VALUES ($1, $2) RETURNING id;

@@ -1,0 +1,213 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// Routed is what RouteAll did with one event.
+type Routed struct {
+	Event  journey.Event
+	Result Result
+	// Err is set when routing failed; the event was given a retry with
+	// backoff (Dead: it was dead-lettered) or left to the sweeper.
+	Err  error
+	Dead bool
+}
+
+// RouteAll routes events: a customer's events one after the other, in the
+// order they happened, and up to Parallel customers at once. When routing
+// an event fails, the failure is recorded with a backoff (or the event is
+// dead-lettered after MaxAttempts) and the customer's later events in evs
+// are left for the sweeper, which routes them in order; other customers
+// are not held up.
+func (r *Router) RouteAll(ctx context.Context, evs []journey.Event) []Routed {
+	out := make([]Routed, len(evs))
+	byCustomer := map[string][]int{}
+	var order []string
+	for i, e := range evs {
+		out[i].Event = e
+		if _, ok := byCustomer[e.CustomerID]; !ok {
+			order = append(order, e.CustomerID)
+		}
+		byCustomer[e.CustomerID] = append(byCustomer[e.CustomerID], i)
+	}
+	parallel := r.Parallel
+	if parallel <= 0 {
+		parallel = 16
+	}
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(parallel, len(order)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for cust := range work {
+				idx := byCustomer[cust]
+				slices.SortStableFunc(idx, func(a, b int) int { return evs[a].At.Compare(evs[b].At) })
+				for k, i := range idx {
+					out[i].Result, out[i].Err = r.Route(ctx, evs[i])
+					if out[i].Err == nil {
+						continue
+					}
+					out[i].Dead = r.failed(ctx, evs[i], out[i].Err)
+					for _, later := range idx[k+1:] {
+						out[later].Err = fmt.Errorf("waits behind event %s of the same customer", evs[i].ID)
+					}
+					break
+				}
+			}
+		}()
+	}
+	for _, c := range order {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	return out
+}
+
+// failed records a failed attempt to route e and reports whether it was
+// dead-lettered. The log line names the event, never its payload.
+func (r *Router) failed(ctx context.Context, e journey.Event, cause error) bool {
+	if errors.Is(cause, ErrUnknownCustomer) {
+		// The customer was deleted after the event was accepted: nothing
+		// will ever route it.
+		if _, err := r.Store.DropEvent(ctx, e.ID, "dropped: "+cause.Error()); err != nil {
+			r.Log.Warn("drop event of a deleted customer", "event", e.ID, "err", err)
+		}
+		return false
+	}
+	attempts, dead, err := r.Store.EventFailed(context.WithoutCancel(ctx), e.ID, cause.Error(), r.maxAttempts())
+	if err != nil {
+		r.Log.Warn("record failed routing", "event", e.ID, "err", err)
+		return false
+	}
+	r.Metrics.RouteFailed(dead)
+	if dead {
+		r.Log.Error("event dead-lettered: routing failed too often; see lojal events failed", "event", e.ID, "type", e.Type,
+			"attempts", attempts, "err", truncate(cause.Error(), 300))
+	} else {
+		r.Log.Warn("event not routed; will retry", "event", e.ID, "type", e.Type, "attempt", attempts, "err", truncate(cause.Error(), 300))
+	}
+	return dead
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// AcceptAndRoute routes events just accepted in the request path. Events
+// that must wait behind an older failing event of their customer are left
+// to the sweeper, which keeps each customer's order.
+func (r *Router) AcceptAndRoute(ctx context.Context, evs []journey.Event) ([]Routed, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	blocked, err := r.Store.Blocked(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	ready := evs
+	if len(blocked) > 0 {
+		ready = slices.DeleteFunc(slices.Clone(evs), func(e journey.Event) bool { return blocked[e.ID] })
+	}
+	return r.RouteAll(ctx, ready), nil
+}
+
+// SweepOptions tune one pass of the sweeper.
+type SweepOptions struct {
+	// Grace is how long the request path has to route an event before the
+	// sweeper takes it (default 3 s).
+	Grace time.Duration
+	// Batch bounds how many events one pass claims (default 500).
+	Batch int
+	// Lease is how long claimed events are kept from other passes while
+	// they are routed (default 1 min).
+	Lease time.Duration
+}
+
+func (o SweepOptions) withDefaults() SweepOptions {
+	if o.Grace <= 0 {
+		o.Grace = 3 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.Lease <= 0 {
+		o.Lease = time.Minute
+	}
+	return o
+}
+
+// SweepLane routes one batch of a lane's due events and returns how many
+// it took.
+func (r *Router) SweepLane(ctx context.Context, lane string, o SweepOptions) (int, error) {
+	o = o.withDefaults()
+	claimed, err := r.Store.ClaimDue(ctx, lane, o.Grace, o.Batch, o.Lease)
+	if err != nil || len(claimed) == 0 {
+		return 0, err
+	}
+	evs := make([]journey.Event, len(claimed))
+	for i, c := range claimed {
+		evs[i] = c.Event
+	}
+	r.RouteAll(ctx, evs)
+	return len(claimed), nil
+}
+
+// Waiting deals with routes that wait: parked events whose run has started
+// since (a replica that started the run died before delivering them) are
+// delivered, parked events whose time is up are recorded as unmatched with
+// the reason, and events a finishing run handed back are routed again.
+func (r *Router) Waiting(ctx context.Context, limit int) (int, error) {
+	routes, err := r.Store.WaitingRoutes(ctx, 2*time.Second, r.parkFor(), limit)
+	if err != nil {
+		return 0, err
+	}
+	now := r.now()
+	done := 0
+	for _, w := range routes {
+		switch w.Action {
+		case ActionRequeued:
+			if _, err := r.route(ctx, w.Event, w.JourneyID); err != nil {
+				return done, fmt.Errorf("route requeued event %s: %w", w.EventID, err)
+			}
+		case ActionParked:
+			o, ok, err := r.signal(ctx, Outcome{Journey: w.JourneyID, WorkflowID: w.WorkflowID}, w.Event)
+			if err != nil {
+				return done, err
+			}
+			route := w.Route
+			switch {
+			case ok:
+				route.Action, route.Reason = o.Action, "delivered after waiting for its run"
+			case w.ParkUntil == nil || !now.Before(*w.ParkUntil):
+				route.Action = ActionUnmatched
+				route.Reason = fmt.Sprintf("no run of %s for customer %s started within %s of the event", w.JourneyID, w.Event.CustomerID,
+					r.parkFor())
+			default:
+				route.ParkUntil = w.ParkUntil // still waiting; routed_at moves on
+			}
+			if err := r.Store.RecordRoutes(ctx, []store.Route{route}); err != nil {
+				return done, err
+			}
+		}
+		done++
+	}
+	return done, nil
+}

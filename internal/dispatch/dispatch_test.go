@@ -1,0 +1,296 @@
+package dispatch_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/lojal/lojal/internal/dispatch"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/stacktest"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+// shapes: await waits up to 4 s for order.shipped after order.placed.
+const shapes = "../../workflows/testdata/shapes"
+
+// flaky is Temporal failing for the customers in down.
+type flaky struct {
+	client.Client
+	mu   sync.Mutex
+	down map[string]bool
+}
+
+func (f *flaky) broken(workflowID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.down {
+		if strings.Contains(workflowID, "/"+c+"/") || strings.HasSuffix(workflowID, "/"+c) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *flaky) heal() {
+	f.mu.Lock()
+	f.down = nil
+	f.mu.Unlock()
+}
+
+func (f *flaky) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	if f.broken(id) {
+		return nil, serviceerror.NewUnavailable("temporal is unreachable for " + id)
+	}
+	return f.Client.SignalWithStartWorkflow(ctx, id, sig, arg, o, wf, args...)
+}
+
+func (f *flaky) SignalWorkflow(ctx context.Context, id, run, sig string, arg any) error {
+	if f.broken(id) {
+		return serviceerror.NewUnavailable("temporal is unreachable for " + id)
+	}
+	return f.Client.SignalWorkflow(ctx, id, run, sig, arg)
+}
+
+type bundle struct {
+	s      *stacktest.Stack
+	router *dispatch.Router
+	flaky  *flaky
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	s := stacktest.New(t, stacktest.Options{Journeys: shapes})
+	f := &flaky{Client: s.Client, down: map[string]bool{}}
+	r := &dispatch.Router{Store: s.Store, Temporal: f, Catalog: s.Catalog, Log: s.Log, TaskQueue: s.TaskQueue, MaxAttempts: 3}
+	return bundle{s: s, router: r, flaky: f}
+}
+
+func (b bundle) customer(t *testing.T, id string) journey.Customer {
+	t.Helper()
+	c := journey.Customer{ID: id, Email: id + "@example.no", Locale: "en", Timezone: "Europe/Oslo",
+		Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
+	if _, err := b.s.Store.UpsertCustomer(context.Background(), c, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// store puts events in the outbox without routing them, as a replica that
+// died right after accepting them leaves them.
+func (b bundle) store(t *testing.T, evs ...journey.Event) {
+	t.Helper()
+	if _, err := b.s.Store.AcceptEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func placed(c journey.Customer, id, order string, at time.Time) journey.Event {
+	return journey.Event{ID: id, Type: "order.placed", CustomerID: c.ID, At: at, Data: map[string]any{"order_id": order, "total": 1.0}}
+}
+
+func shipped(c journey.Customer, id, order string, at time.Time) journey.Event {
+	return journey.Event{ID: id, Type: "order.shipped", CustomerID: c.ID, At: at, Data: map[string]any{"order_id": order}}
+}
+
+func sweepUntil(t *testing.T, ctx context.Context, r *dispatch.Router, lane string, done func() bool) {
+	t.Helper()
+	for !done() {
+		if _, err := r.SweepLane(ctx, lane, dispatch.SweepOptions{Grace: time.Nanosecond}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("gave up waiting")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func record(t *testing.T, st *store.Store, id string) store.EventRecord {
+	t.Helper()
+	r, err := st.Event(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestPoisonEventIsDeadLetteredAndHoldsUpNoOneElse: an event that cannot
+// be routed is retried with backoff and dead-lettered after MaxAttempts,
+// with its error kept once; its customer's later event waits behind it
+// (order), nobody else's does; retry after the cause is fixed routes both.
+func TestPoisonEventIsDeadLetteredAndHoldsUpNoOneElse(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sick, well := b.customer(t, "c-sick"), b.customer(t, "c-well")
+	b.flaky.down["c-sick"] = true
+	now := time.Now()
+	b.store(t, placed(sick, "s-1", "o-1", now), shipped(sick, "s-2", "o-1", now.Add(time.Second)), placed(well, "w-1", "o-2", now))
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool { return record(t, b.s.Store, "s-1").Status() == "dead" })
+	if got := record(t, b.s.Store, "w-1"); got.Status() != "routed" {
+		t.Fatalf("the other customer's event is %s, want routed", got.Status())
+	}
+	dead := record(t, b.s.Store, "s-1")
+	if dead.Attempts != 3 || !strings.Contains(dead.Error, "unreachable") || len(dead.Error) > 500 {
+		t.Fatalf("dead letter %+v", dead)
+	}
+	if got := record(t, b.s.Store, "s-2"); got.Status() != "pending" || got.Attempts != 0 {
+		t.Fatalf("the sick customer's later event is %s after %d attempts; want pending behind the dead one", got.Status(), got.Attempts)
+	}
+	letters, err := b.s.Store.DeadEvents(ctx, 10)
+	if err != nil || len(letters) != 1 || letters[0].Event.ID != "s-1" {
+		t.Fatalf("dead letters %+v %v", letters, err)
+	}
+	// The customer's next event no longer waits behind a dead letter.
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool { return record(t, b.s.Store, "s-2").Attempts > 0 })
+	b.flaky.heal()
+	if ok, err := b.s.Store.RetryEvent(ctx, "s-1"); !ok || err != nil {
+		t.Fatalf("retry: %v %v", ok, err)
+	}
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool {
+		return record(t, b.s.Store, "s-1").Status() == "routed" && record(t, b.s.Store, "s-2").Status() == "routed"
+	})
+	var res workflows.JourneyResult
+	if err := b.s.Client.GetWorkflow(ctx, workflows.WorkflowID("await", sick.ID, "o-1"), "").Get(ctx, &res); err != nil || res.Step != "done" {
+		t.Fatalf("run %+v %v, want done (the shipment counted)", res, err)
+	}
+	if ok, err := b.s.Store.DropEvent(ctx, "nope", "x"); ok || err != nil {
+		t.Fatalf("drop of an unknown event: %v %v", ok, err)
+	}
+}
+
+// TestParkedEventWithoutARunIsUnmatched: an event for a run that never
+// starts is kept for ParkFor, then recorded as unmatched with the reason.
+func TestParkedEventWithoutARunIsUnmatched(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.router.ParkFor = 300 * time.Millisecond
+	ctx := context.Background()
+	c := b.customer(t, "c-lonely")
+	ev := shipped(c, "e-lonely", "o-9", time.Now())
+	b.store(t, ev)
+	res, err := b.router.Route(ctx, ev)
+	if err != nil || awaitRoute(res.Journeys).Action != dispatch.ActionParked {
+		t.Fatalf("route %+v %v, want await's parked", res, err)
+	}
+	time.Sleep(2500 * time.Millisecond) // Waiting looks at routes parked 2 s or more
+	if _, err := b.router.Waiting(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	rec := record(t, b.s.Store, "e-lonely")
+	var got store.Route
+	for _, r := range rec.Routes {
+		if r.JourneyID == "await" {
+			got = r
+		}
+	}
+	if got.Action != dispatch.ActionUnmatched || !strings.Contains(got.Reason, "no run of await") {
+		t.Fatalf("routes %+v, want await's unmatched with a reason", rec.Routes)
+	}
+}
+
+// awaitRoute is the await journey's outcome (order.shipped also starts
+// push-first).
+func awaitRoute(os []dispatch.Outcome) dispatch.Outcome {
+	for _, o := range os {
+		if o.Journey == "await" {
+			return o
+		}
+	}
+	return dispatch.Outcome{}
+}
+
+// TestReconcilerClosesRunsTemporalEnded: a run terminated without
+// recording its end is closed with what Temporal says of it.
+func TestReconcilerClosesRunsTemporalEnded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	c := b.customer(t, "c-term")
+	ev := placed(c, "e-term", "o-1", time.Now())
+	b.store(t, ev)
+	if _, err := b.router.Route(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := workflows.WorkflowID("await", c.ID, "o-1")
+	if err := b.s.Client.TerminateWorkflow(ctx, id, "", "operator mistake"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.router.Reconcile(ctx, 0, 100)
+	if err != nil || n < 1 {
+		t.Fatalf("reconciled %d %v", n, err)
+	}
+	last, err := b.s.Store.LatestRun(ctx, "await", c.ID, "o-1")
+	if err != nil || last.Open {
+		t.Fatalf("run %+v %v, want closed", last, err)
+	}
+}
+
+// TestRequeuedEventStartsTheNextRun: events a finishing run hands back are
+// routed again once it closed: a trigger starts the next run.
+func TestRequeuedEventStartsTheNextRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := b.customer(t, "c-requeue")
+	first := placed(c, "e-first", "o-1", time.Now())
+	b.store(t, first)
+	if _, err := b.router.Route(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	id := workflows.WorkflowID("await", c.ID, "o-1")
+	if err := b.s.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A second order arrived as the first run finished, which handed it
+	// back (what the workflow's drain does).
+	second := placed(c, "e-second", "o-1", time.Now())
+	b.store(t, second)
+	if err := b.s.Store.MarkEventsDispatched(ctx, []string{second.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.Store.Requeue(ctx, "await", id, []string{second.ID}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if _, err := b.router.Waiting(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	last, err := b.s.Store.LatestRun(ctx, "await", c.ID, "o-1")
+	if err != nil || last.TriggerEventID != "e-second" {
+		t.Fatalf("latest run %+v %v, want the second order's", last, err)
+	}
+}
+
+// TestSweeperRoutesWhatAReplicaLeftBehind: events a replica accepted and
+// died before routing are routed by the sweeper after the grace period,
+// live ones before bulk ones.
+func TestSweeperRoutesWhatAReplicaLeftBehind(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := b.customer(t, "c-left")
+	ev := placed(c, "e-left", "o-1", time.Now())
+	b.store(t, ev)
+	sw := &dispatch.Sweeper{Router: b.router, Options: dispatch.SweepOptions{Grace: 200 * time.Millisecond}, Idle: 50 * time.Millisecond}
+	out, err := sw.Sweep(ctx, workflows.SweepActivityInput{For: 2 * time.Second})
+	if err != nil || out.Live != 1 {
+		t.Fatalf("sweep %+v %v, want one live event", out, err)
+	}
+	if got := record(t, b.s.Store, "e-left"); got.Status() != "routed" || len(got.Routes) != 2 {
+		t.Fatalf("event %+v", got)
+	}
+}

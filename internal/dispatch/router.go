@@ -1,0 +1,566 @@
+// Package dispatch routes stored events to the journey runs they concern.
+//
+// Routing happens in the request path: the API replica that accepted an
+// event routes it at once (SignalWithStart on the run's workflow id, or a
+// signal). There is no elected dispatcher and no home-made coordination:
+// Temporal keeps one run per workflow id, runs deduplicate events by id and
+// put events that arrive close together back in the order they happened
+// (their reorder window), and journey_runs' unique entry decides which
+// router may start a run. A sweeper that Temporal runs once (a schedule)
+// routes what a replica left behind when it died or hung, retries what
+// failed with a backoff per event, dead-letters what keeps failing, parks
+// events that arrive before their run exists, and reconciles journey_runs
+// with what Temporal knows. docs/scaling.md explains the choice.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+// Temporal is the part of the Temporal client routing uses.
+type Temporal interface {
+	SignalWithStartWorkflow(ctx context.Context, workflowID string, signalName string, signalArg any,
+		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
+	SignalWorkflow(ctx context.Context, workflowID string, runID string, signalName string, arg any) error
+	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+}
+
+// Internal event types. Schema event types cannot start with "lojal.".
+const (
+	// EnrolEvent enrols a customer in a scheduled journey (data: journey).
+	EnrolEvent = "lojal.enrol"
+	// SegmentEntryEvent starts a segment-entry journey for a customer who
+	// entered its audience (data: journey).
+	SegmentEntryEvent = "lojal.segment_entry"
+)
+
+// Routing actions, stored per event and journey.
+const (
+	ActionStarted   = "started"
+	ActionSignalled = "signalled"
+	ActionSkipped   = "skipped"
+	ActionParked    = "parked"
+	ActionUnmatched = "unmatched"
+	ActionRequeued  = "requeued"
+)
+
+// MaxWorkflowIDBytes bounds a run's workflow id; Temporal's default limit
+// (limit.maxIDLength) is 1,000.
+const MaxWorkflowIDBytes = 1000
+
+// memoEntry names, in a run's Temporal memo, the entry that started it, so
+// a router that cannot tell whether its start went through can ask.
+const memoEntry = "entry"
+
+// Router routes events. Its zero value is not usable: set Store, Temporal,
+// Catalog and Log.
+type Router struct {
+	Store    *store.Store
+	Temporal Temporal
+	Catalog  catalog.Source
+	Log      *slog.Logger
+	Metrics  *metrics.Metrics
+	// TaskQueue defaults to workflows.TaskQueue.
+	TaskQueue string
+	// ReorderWindow is how long runs hold events that arrive close
+	// together to apply them in the order they happened (0: at once).
+	ReorderWindow time.Duration
+	// ParkFor is how long an event that arrives before its run exists is
+	// kept for it (default 10 minutes).
+	ParkFor time.Duration
+	// MaxAttempts dead-letters an event after this many failed attempts
+	// (default 10).
+	MaxAttempts int
+	// Parallel bounds how many customers' events are routed at once
+	// (default 16).
+	Parallel int
+	// Now is the clock (tests set it).
+	Now func() time.Time
+}
+
+func (r *Router) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Router) taskQueue() string {
+	if r.TaskQueue != "" {
+		return r.TaskQueue
+	}
+	return workflows.TaskQueue
+}
+
+func (r *Router) parkFor() time.Duration {
+	if r.ParkFor > 0 {
+		return r.ParkFor
+	}
+	return 10 * time.Minute
+}
+
+func (r *Router) maxAttempts() int {
+	if r.MaxAttempts > 0 {
+		return r.MaxAttempts
+	}
+	return 10
+}
+
+// Outcome is what routing did for one journey.
+type Outcome struct {
+	Journey    string `json:"journey"`
+	WorkflowID string `json:"workflow_id,omitempty"`
+	// Action is started, signalled, skipped or parked.
+	Action string     `json:"action"`
+	Reason string     `json:"reason,omitempty"`
+	Until  *time.Time `json:"park_until,omitempty"`
+}
+
+// Result is what routing did with one event.
+type Result struct {
+	Journeys []Outcome `json:"journeys"`
+}
+
+// ErrUnknownCustomer means the event's customer no longer exists.
+var ErrUnknownCustomer = errors.New("unknown customer")
+
+// CheckKeys refuses, before an event is stored, an event that could never
+// be routed: one whose key makes a workflow id Temporal cannot take. Keys
+// that depend on the customer cannot be checked here and are checked when
+// routed.
+func CheckKeys(cat *catalog.Catalog, e journey.Event) error {
+	for _, j := range cat.Journeys {
+		kx := j.KeyFor[e.Type]
+		if kx == nil || !j.Listens(e.Type) {
+			continue
+		}
+		ev, err := j.Schema.EventVars(&e)
+		if err != nil {
+			continue
+		}
+		key, err := kx.String(journey.Vars{Customer: map[string]any{}, Event: ev})
+		if err != nil {
+			continue
+		}
+		if err := checkWorkflowID(workflows.WorkflowID(j.ID, e.CustomerID, key)); err != nil {
+			return fmt.Errorf("journey %s keys its runs by this event, and %w", j.ID, err)
+		}
+	}
+	return nil
+}
+
+func checkWorkflowID(id string) error {
+	if len(id) > MaxWorkflowIDBytes {
+		return fmt.Errorf("the key makes a run id of %d bytes (at most %d): send a shorter key", len(id), MaxWorkflowIDBytes)
+	}
+	return nil
+}
+
+// Route routes one stored event to every journey it concerns, records
+// what it did per journey and marks the event dispatched. An error means
+// nothing is settled: the event stays undispatched for a retry.
+func (r *Router) Route(ctx context.Context, e journey.Event) (Result, error) {
+	res, err := r.route(ctx, e, "")
+	if err != nil {
+		return res, err
+	}
+	if err := r.Store.MarkEventsDispatched(ctx, []string{e.ID}); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// route routes e to the journeys it concerns (only to journey only, when
+// set) and records the outcomes.
+func (r *Router) route(ctx context.Context, e journey.Event, only string) (Result, error) {
+	cat := r.Catalog.Current()
+	res := Result{Journeys: []Outcome{}}
+	cust, err := r.Store.Customer(ctx, e.CustomerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return res, fmt.Errorf("%w %q", ErrUnknownCustomer, e.CustomerID)
+	}
+	if err != nil {
+		return res, err
+	}
+	switch e.Type {
+	case EnrolEvent, SegmentEntryEvent:
+		id, _ := e.Data["journey"].(string)
+		j, ok := cat.Journey(id)
+		if !ok {
+			res.Journeys = append(res.Journeys, Outcome{Journey: id, Action: ActionSkipped, Reason: "journey no longer deployed"})
+		} else {
+			o, err := r.startEntry(ctx, j, cust, e)
+			if err != nil {
+				return res, fmt.Errorf("journey %s: %w", j.ID, err)
+			}
+			res.Journeys = append(res.Journeys, o)
+		}
+	default:
+		for _, j := range cat.Journeys {
+			if !j.Listens(e.Type) || (only != "" && j.ID != only) {
+				continue
+			}
+			o, err := r.routeJourney(ctx, j, cust, e)
+			if err != nil {
+				return res, fmt.Errorf("journey %s: %w", j.ID, err)
+			}
+			res.Journeys = append(res.Journeys, o)
+		}
+	}
+	routes := make([]store.Route, 0, len(res.Journeys))
+	for _, o := range res.Journeys {
+		routes = append(routes, store.Route{EventID: e.ID, JourneyID: o.Journey, WorkflowID: o.WorkflowID, Action: o.Action, Reason: o.Reason,
+			ParkUntil: o.Until})
+		r.Metrics.Routed(o.Action)
+	}
+	return res, r.Store.RecordRoutes(ctx, routes)
+}
+
+func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust journey.Customer, e journey.Event) (Outcome, error) {
+	o := Outcome{Journey: j.ID}
+	vars, err := r.vars(j, cust, &e)
+	if err != nil {
+		o.Action, o.Reason = ActionSkipped, err.Error()
+		return o, nil
+	}
+	var key string
+	if kx := j.KeyFor[e.Type]; kx != nil {
+		if key, err = kx.String(vars); err != nil {
+			o.Action, o.Reason = ActionSkipped, "key: "+err.Error()
+			return o, nil
+		}
+	}
+	o.WorkflowID = workflows.WorkflowID(j.ID, cust.ID, key)
+	if err := checkWorkflowID(o.WorkflowID); err != nil {
+		o.Action, o.Reason = ActionSkipped, err.Error()
+		return o, nil
+	}
+	if j.Trigger.Event != e.Type {
+		return r.signalOrPark(ctx, o, e)
+	}
+	if j.Audience != nil {
+		in, err := j.Audience.Bool(vars)
+		if err != nil || !in {
+			o.Action, o.Reason = ActionSkipped, "not in audience"
+			if err != nil {
+				o.Reason += ": " + err.Error()
+			}
+			return o, nil
+		}
+	}
+	last, err := r.Store.LatestRun(ctx, j.ID, cust.ID, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return o, err
+	case last.TriggerEventID == e.ID:
+		// This event's own run: routed before (a retry, the sweeper after
+		// the request path). Make sure it got it.
+		return r.confirm(ctx, o, j, cust, key, &e, e.ID, last)
+	case last.Open:
+		// One run per customer and key at a time: the running one hears
+		// about the event.
+		if o, ok, err := r.signal(ctx, o, e); ok || err != nil {
+			return o, err
+		}
+		// journey_runs says running, Temporal has no running execution:
+		// the run ended without recording it (failed, terminated). Close
+		// the row and judge reentry on what Temporal knows.
+		if err := r.closeStale(ctx, last); err != nil {
+			return o, err
+		}
+		fallthrough
+	default:
+		if why := r.refusal(j, last); why != "" {
+			o.Action, o.Reason = ActionSkipped, why
+			return o, nil
+		}
+	}
+	return r.start(ctx, o, j, cust, key, &e, e.ID, e)
+}
+
+// refusal says why a journey's reentry rule refuses a new run after the
+// customer's last one, or "" when it allows it.
+func (r *Router) refusal(j *journey.Journey, last store.Run) string {
+	switch {
+	case j.Reentry.Mode == journey.ReentryOnce:
+		return "reentry: once, and the customer has been through this journey"
+	case j.Reentry.Mode == journey.ReentryAfter && r.now().Sub(last.StartedAt) < j.Reentry.After:
+		return fmt.Sprintf("reentry: after %s, last run started %s", policy.FormatDuration(j.Reentry.After), last.StartedAt.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// startEntry starts a run of a segment-entry or scheduled journey, under
+// the journey's reentry rule. The entry event names the run.
+func (r *Router) startEntry(ctx context.Context, j *journey.Journey, c journey.Customer, e journey.Event) (Outcome, error) {
+	o := Outcome{Journey: j.ID, WorkflowID: workflows.WorkflowID(j.ID, c.ID, "")}
+	last, err := r.Store.LatestRun(ctx, j.ID, c.ID, "")
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return o, err
+	case last.TriggerEventID == e.ID:
+		return r.confirm(ctx, o, j, c, "", nil, e.ID, last)
+	case last.Open:
+		if open, err := r.running(ctx, last); err != nil || open {
+			o.Action, o.Reason = ActionSkipped, "a run is in progress"
+			return o, err
+		}
+		fallthrough
+	default:
+		if why := r.refusal(j, last); why != "" {
+			o.Action, o.Reason = ActionSkipped, why
+			return o, nil
+		}
+	}
+	return r.start(ctx, o, j, c, "", nil, e.ID, e)
+}
+
+// start records a new run under its entry and starts its workflow with
+// SignalWithStart. Only the router that recorded the entry starts it; one
+// that finds it recorded (the request path and the sweeper, a replica that
+// hung and resumed) confirms the run instead.
+func (r *Router) start(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
+	entry string, signal journey.Event) (Outcome, error) {
+	id, recorded, err := r.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, key, entry)
+	if err != nil {
+		return o, err
+	}
+	if !recorded {
+		run, err := r.Store.RunByEntry(ctx, j.ID, entry)
+		if err != nil {
+			return o, err
+		}
+		return r.confirm(ctx, o, j, c, key, trigger, entry, run)
+	}
+	return r.startRecorded(ctx, o, j, c, key, trigger, entry, signal, id)
+}
+
+func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
+	entry string, signal journey.Event, runRow int64) (Outcome, error) {
+	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID, Key: key,
+		Trigger: trigger, EntryID: entry, Customer: &c, ReorderWindow: r.ReorderWindow}
+	run, err := r.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, client.StartWorkflowOptions{
+		ID:                    o.WorkflowID,
+		TaskQueue:             r.taskQueue(),
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		Memo:                  map[string]any{memoEntry: entry},
+	}, workflows.JourneyWorkflow, in)
+	if err != nil {
+		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
+	}
+	if err := r.Store.SetRunID(ctx, runRow, run.GetRunID()); err != nil {
+		return o, err
+	}
+	if err := r.deliverParked(ctx, o.WorkflowID); err != nil {
+		// The run started; the sweeper delivers what is still parked.
+		r.Log.Warn("parked events not delivered yet", "workflow_id", o.WorkflowID, "err", err)
+	}
+	o.Action = ActionStarted
+	return o, nil
+}
+
+// confirm makes sure the run an entry recorded exists and has its event:
+// routing may be retried after the start went through (the router crashed
+// before it knew), or it may not have gone through at all.
+func (r *Router) confirm(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
+	entry string, run store.Run) (Outcome, error) {
+	if !run.Open {
+		o.Action, o.Reason = ActionSkipped, "this entry's run has already finished"
+		return o, nil
+	}
+	desc, err := r.Temporal.DescribeWorkflowExecution(ctx, run.WorkflowID, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		desc = nil
+	case err != nil:
+		return o, fmt.Errorf("describe %s: %w", run.WorkflowID, err)
+	}
+	if desc != nil && r.sameRun(desc, run, entry) {
+		if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			if run.RunID == "" {
+				if err := r.Store.SetRunID(ctx, run.ID, desc.GetWorkflowExecutionInfo().GetFirstRunId()); err != nil {
+					return o, err
+				}
+			}
+			o.Action, o.Reason = ActionSignalled, "the run of this entry is running"
+			return o, nil
+		}
+		if err := r.closeStale(ctx, run); err != nil {
+			return o, err
+		}
+		o.Action, o.Reason = ActionSkipped, "this entry's run has already finished"
+		return o, nil
+	}
+	if run.RunID != "" {
+		// Its start was confirmed and it is no longer the current run: it
+		// ended without recording it.
+		if err := r.closeStale(ctx, run); err != nil {
+			return o, err
+		}
+		o.Action, o.Reason = ActionSkipped, "this entry's run has already finished"
+		return o, nil
+	}
+	// Recorded, never started: start it now.
+	signal := journey.Event{ID: entry, Type: "lojal.entry", CustomerID: c.ID, At: r.now()}
+	if trigger != nil {
+		signal = *trigger
+	}
+	return r.startRecorded(ctx, o, j, c, key, trigger, entry, signal, run.ID)
+}
+
+// sameRun reports whether Temporal's current execution of the workflow is
+// the run a journey_runs row recorded.
+func (r *Router) sameRun(desc *workflowservice.DescribeWorkflowExecutionResponse, run store.Run, entry string) bool {
+	info := desc.GetWorkflowExecutionInfo()
+	if run.RunID != "" {
+		return info.GetFirstRunId() == run.RunID
+	}
+	return memoString(info.GetMemo(), memoEntry) == entry
+}
+
+func memoString(m *commonpb.Memo, key string) string {
+	p := m.GetFields()[key]
+	if p == nil {
+		return ""
+	}
+	var s string
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &s); err != nil {
+		return ""
+	}
+	return s
+}
+
+// running reports whether the run a journey_runs row says is open really
+// is; if not, it closes the row.
+func (r *Router) running(ctx context.Context, run store.Run) (bool, error) {
+	desc, err := r.Temporal.DescribeWorkflowExecution(ctx, run.WorkflowID, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+	case err != nil:
+		return false, fmt.Errorf("describe %s: %w", run.WorkflowID, err)
+	case desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return true, nil
+	}
+	return false, r.closeStale(ctx, run)
+}
+
+// closeStale closes a journey_runs row whose run ended without recording
+// it, with what Temporal says of it.
+func (r *Router) closeStale(ctx context.Context, run store.Run) error {
+	outcome := "closed without recording its end"
+	if desc, err := r.Temporal.DescribeWorkflowExecution(ctx, run.WorkflowID, ""); err == nil {
+		info := desc.GetWorkflowExecutionInfo()
+		if run.RunID == "" || info.GetFirstRunId() == run.RunID {
+			outcome = "temporal: " + statusName(info.GetStatus())
+		}
+	}
+	if _, err := r.Store.CloseRun(ctx, run.ID, outcome); err != nil {
+		return err
+	}
+	r.Log.Info("closed a run that ended without recording it", "workflow_id", run.WorkflowID, "entry", run.TriggerEventID, "outcome", outcome)
+	return nil
+}
+
+// signal delivers e to the running workflow of o. ok is false when there
+// is no running execution.
+func (r *Router) signal(ctx context.Context, o Outcome, e journey.Event) (Outcome, bool, error) {
+	err := r.Temporal.SignalWorkflow(ctx, o.WorkflowID, "", workflows.SignalEvent, e)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return o, false, nil
+	}
+	if err != nil {
+		return o, false, fmt.Errorf("signal %s: %w", o.WorkflowID, err)
+	}
+	o.Action = ActionSignalled
+	return o, true, nil
+}
+
+// signalOrPark delivers an event a run is waiting for (a goal, a
+// wait_for). When the run does not exist yet — the event arrived before
+// the one that starts it — the event is parked: the run gets it when it
+// starts, or the route is recorded as unmatched when it does not start in
+// time.
+func (r *Router) signalOrPark(ctx context.Context, o Outcome, e journey.Event) (Outcome, error) {
+	o, ok, err := r.signal(ctx, o, e)
+	if ok || err != nil {
+		return o, err
+	}
+	until := r.now().Add(r.parkFor())
+	o.Action, o.Until = ActionParked, &until
+	o.Reason = "no run in progress yet; kept for it until " + until.UTC().Format(time.RFC3339)
+	return o, nil
+}
+
+// deliverParked signals a freshly started run the events that arrived for
+// it before it existed, oldest first.
+func (r *Router) deliverParked(ctx context.Context, workflowID string) error {
+	parked, err := r.Store.ParkedFor(ctx, workflowID)
+	if err != nil || len(parked) == 0 {
+		return err
+	}
+	routes := make([]store.Route, 0, len(parked))
+	for _, p := range parked {
+		if err := r.Temporal.SignalWorkflow(ctx, workflowID, "", workflows.SignalEvent, p.Event); err != nil {
+			_ = r.Store.RecordRoutes(ctx, routes)
+			return fmt.Errorf("deliver parked event %s to %s: %w", p.Event.ID, workflowID, err)
+		}
+		routes = append(routes, store.Route{EventID: p.Event.ID, JourneyID: p.JourneyID, WorkflowID: workflowID, Action: ActionSignalled,
+			Reason: "delivered when its run started"})
+	}
+	return r.Store.RecordRoutes(ctx, routes)
+}
+
+func (r *Router) vars(j *journey.Journey, c journey.Customer, e *journey.Event) (journey.Vars, error) {
+	cv, err := j.Schema.CustomerVars(c)
+	if err != nil {
+		return journey.Vars{}, err
+	}
+	ev, err := j.Schema.EventVars(e)
+	if err != nil {
+		return journey.Vars{}, err
+	}
+	return journey.Vars{Customer: cv, Event: ev}, nil
+}
+
+func statusName(s enumspb.WorkflowExecutionStatus) string {
+	switch s {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return "running"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return "completed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return "failed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return "canceled"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return "terminated"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return "continued as new"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return "timed out"
+	}
+	return "unknown"
+}

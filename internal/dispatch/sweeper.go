@@ -1,0 +1,138 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
+)
+
+// Sweeper is the activity the sweeper workflow runs: it routes what the
+// request path left behind, retries failures, deals with parked and
+// requeued routes, reconciles runs, and keeps the event path's metrics.
+// Temporal runs one sweeper workflow (a schedule with overlap skip), and a
+// sweeper whose worker dies is retried elsewhere after its heartbeat
+// timeout.
+type Sweeper struct {
+	Router  *Router
+	Options SweepOptions
+	// Idle is how long it pauses when there is nothing to do (default
+	// 250 ms).
+	Idle time.Duration
+}
+
+// Register registers the sweeper activity on a worker.
+func (s *Sweeper) Register(w worker.Registry) {
+	w.RegisterActivityWithOptions(s.Sweep, activity.RegisterOptions{Name: workflows.SweepActivity})
+}
+
+// Sweep sweeps for in.For, then returns what it did.
+func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
+	var out workflows.SweepActivityOutput
+	idle := s.Idle
+	if idle <= 0 {
+		idle = 250 * time.Millisecond
+	}
+	inActivity := activity.IsActivity(ctx)
+	deadline := time.Now().Add(in.For)
+	var lastWaiting, lastReconcile, lastStats time.Time
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if inActivity {
+			activity.RecordHeartbeat(ctx, out)
+		}
+		live, err := s.Router.SweepLane(ctx, store.LaneLive, s.Options)
+		if err != nil {
+			return out, fmt.Errorf("sweep live events: %w", err)
+		}
+		out.Live += live
+		bulk := 0
+		if live < s.Options.withDefaults().Batch {
+			// Live events first: bulk work never delays them.
+			bulkOpts := s.Options
+			bulkOpts.Batch = min(s.Options.withDefaults().Batch, 200)
+			if bulk, err = s.Router.SweepLane(ctx, store.LaneBulk, bulkOpts); err != nil {
+				return out, fmt.Errorf("sweep bulk events: %w", err)
+			}
+			out.Bulk += bulk
+		}
+		now := time.Now()
+		if now.Sub(lastWaiting) >= time.Second {
+			n, err := s.Router.Waiting(ctx, 500)
+			if err != nil {
+				return out, fmt.Errorf("waiting routes: %w", err)
+			}
+			out.Waiting += n
+			lastWaiting = now
+		}
+		if now.Sub(lastReconcile) >= 30*time.Second {
+			n, err := s.Router.Reconcile(ctx, time.Minute, 200)
+			if err != nil {
+				return out, fmt.Errorf("reconcile runs: %w", err)
+			}
+			out.Reconciled += n
+			lastReconcile = now
+		}
+		if now.Sub(lastStats) >= 5*time.Second {
+			if st, err := s.Router.Store.DispatchStats(ctx); err == nil {
+				s.Router.Metrics.Dispatch(st.LiveBacklog, st.BulkBacklog, st.Dead, st.OldestLive)
+			}
+			lastStats = now
+		}
+		if live == 0 && bulk == 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(idle):
+			}
+		}
+	}
+	return out, nil
+}
+
+// SweeperScheduleID is the Temporal schedule that keeps the sweeper
+// running.
+const SweeperScheduleID = "lojal-sweeper"
+
+// Scheduler is the part of the Temporal client EnsureSweeper uses.
+type Scheduler interface {
+	ScheduleClient() client.ScheduleClient
+}
+
+// EnsureSweeper creates the schedule that runs the sweeper workflow on
+// queue, once a minute with overlap skip: the sweeper runs continuously
+// (it continues as new), and the schedule starts it again if it is ever
+// terminated. It is idempotent.
+func EnsureSweeper(ctx context.Context, c Scheduler, queue string) error {
+	if queue == "" {
+		queue = workflows.TaskQueue
+	}
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID: SweeperScheduleID,
+		Spec: client.ScheduleSpec{
+			Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute}},
+		},
+		Action: &client.ScheduleWorkflowAction{
+			ID:        SweeperScheduleID,
+			Workflow:  workflows.SweepWorkflow,
+			Args:      []any{workflows.SweepInput{}},
+			TaskQueue: queue,
+		},
+		Overlap:            enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		TriggerImmediately: true,
+	})
+	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create the sweeper schedule: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/workflows"
+)
+
+func sent() (activities.SendOutput, error) {
+	return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "allow"}, Delivery: activities.DeliverOutput{Status: activities.StatusSent}}, nil
+}
+
+func order(at time.Time) *journey.Event {
+	return &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: at, Data: map[string]any{"order_id": "o-1", "total": 1.0}}
+}
+
+// twoWaits waits for a shipment and then a review, a week each.
+const twoWaits = `id: two-waits
+name: Two waits
+topic: service
+priority: high
+trigger: { event: order.placed }
+steps:
+  - id: wait-ship
+    wait_for: { event: order.shipped, timeout: 7d, on_timeout: late }
+  - id: wait-review
+    wait_for: { event: review.written, timeout: 7d, on_timeout: late }
+  - id: done
+    exit: {}
+  - id: late
+    exit: {}
+`
+
+// TestReorderWindowAppliesEventsInTheOrderTheyHappened: the review (which
+// happened later) arrives before the shipment. Applied as they arrive, the
+// review is ignored at the first wait and the run waits a week for it;
+// held for the reorder window, both are applied in order.
+func TestReorderWindowAppliesEventsInTheOrderTheyHappened(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	start := env.Now()
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-review", Type: "review.written", CustomerID: "c-1", At: start.Add(2 * time.Minute),
+			Data: map[string]any{"order_id": "o-1"}})
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-ship", Type: "order.shipped", CustomerID: "c-1", At: start.Add(time.Minute),
+			Data: map[string]any{"order_id": "o-1"}})
+	}, 3*time.Minute+500*time.Millisecond)
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "two-waits.yaml", twoWaits, "UTC"),
+		JourneyID: "two-waits", CustomerID: "c-1", Customer: &c, Trigger: order(start), EntryID: "e-1", ReorderWindow: 2 * time.Second})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Step != "done" {
+		t.Fatalf("result %+v %v, want done", res, err)
+	}
+	if took := env.Now().Sub(start); took > 10*time.Minute {
+		t.Fatalf("took %s: the review was not applied after the shipment", took)
+	}
+}
+
+// TestFinishingRunHandsBackEventsItNeverRead: an event that arrives while
+// the run's last message is being sent was lost with the run; it is
+// handed back to routing.
+func TestFinishingRunHandsBackEventsItNeverRead(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	var handed []string
+	env.OnActivity(acts.Requeue, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RequeueInput) error {
+		handed = append(handed, in.EventIDs...)
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		second := *order(env.Now())
+		second.ID = "e-2"
+		env.SignalWorkflow(workflows.SignalEvent, second)
+	}, 0)
+	src := "id: once\nname: Once\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "once.yaml", src, "UTC"),
+		JourneyID: "once", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: "e-1"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != 1 || handed[0] != "e-2" {
+		t.Fatalf("handed back %v, want the order that came in as the run finished", handed)
+	}
+}
+
+// TestLongDeferralContinuesAsNewWhenSuggested: a message deferred for a
+// week while the customer keeps acting grows the run's history; the run
+// used to continue as new only between steps, never inside a deferral.
+// When Temporal suggests it, the run continues as new in the middle of the
+// send step, carrying the events it received and the message's first ask.
+func TestLongDeferralContinuesAsNewWhenSuggested(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	start := env.Now()
+	asks := 0
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		asks++
+		if asks == 1 {
+			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "defer", Reason: "cap", Until: start.Add(7 * 24 * time.Hour)}}, nil
+		}
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-x", Type: "order.shipped", CustomerID: "c-1", At: env.Now(),
+			Data: map[string]any{"order_id": "o-1"}})
+	}, time.Hour+time.Second)
+	src := "id: capped\nname: Capped\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n  - id: wait-ship\n    wait_for: { event: order.shipped, timeout: 30d }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "capped.yaml", src, "UTC"),
+		JourneyID: "capped", CustomerID: "c-1", Customer: &c, Trigger: order(start), EntryID: "e-1"})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("error %v, want continue-as-new during the week-long deferral", err)
+	}
+	var next workflows.JourneyInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Resume == nil || next.Resume.Step != "hello" || !next.Resume.FirstAsked.Equal(start) {
+		t.Fatalf("resume %+v, want the waiting message with its first ask at %s", next.Resume, start)
+	}
+	if len(next.Pending) != 1 || next.Pending[0].ID != "e-x" {
+		t.Fatalf("pending %+v, want the shipment that arrived during the deferral", next.Pending)
+	}
+}
+
+// TestDatabaseOutageAddsNoHistoryPerRetry: a customer read that keeps
+// failing runs locally for at most a minute, then as a regular activity
+// whose retries happen on the server.
+func TestDatabaseOutageAddsNoHistoryPerRetry(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	calls := 0
+	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(func(context.Context, activities.LoadCustomerInput) (activities.LoadCustomerOutput, error) {
+		calls++
+		if calls <= 12 {
+			return activities.LoadCustomerOutput{}, temporal.NewApplicationError("connection refused", "PostgresDown")
+		}
+		return activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil
+	})
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	regular := 0
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "LoadCustomer" {
+			regular++
+		}
+	})
+	src := "id: later\nname: Later\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: pause\n    wait: { duration: 1h }\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "later.yaml", src, "UTC"),
+		JourneyID: "later", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: "e-1"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if regular == 0 {
+		t.Fatalf("the customer read never left the workflow worker: %d local attempts, no regular activity", calls)
+	}
+}
+
+// TestAttributeAddedToTheSchemaDoesNotBreakARun: the customer record has
+// an attribute the run's schema (from when it started) never declared.
+// Reading the customer after the wait used to fail the run ("unknown
+// field"); the run ignores what it does not know.
+func TestAttributeAddedToTheSchemaDoesNotBreakARun(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true,
+		Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari", "shoe_size": 44.0}}}, nil)
+	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	src := `id: later
+name: Later
+topic: service
+priority: high
+trigger: { event: order.placed }
+steps:
+  - id: pause
+    wait: { duration: 30d }
+  - id: check
+    branch:
+      - when: customer.first_name == "Kari"
+        goto: hello
+  - id: hello
+    send: { channel: email, template: order-thanks }
+`
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "later.yaml", src, "UTC"),
+		JourneyID: "later", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: "e-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Sent != 1 {
+		t.Fatalf("result %+v %v, want the message sent", res, err)
+	}
+}
