@@ -363,8 +363,9 @@ func runMigrateRuns(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-// runRender previews a message exactly as it would be sent: the locale the
-// fallback chain picks, the headers, the text and HTML parts (or the push
+// runRender previews a message: the locale the fallback chain picks, the
+// headers a reader sees, the text and HTML parts (or the notification), as
+// the customer reads them; with --raw, exactly as sent (MIME, or the push
 // payload). Nothing is sent.
 func runRender(args []string, stdout, stderr io.Writer) error {
 	cfg := defaultConfig()
@@ -375,11 +376,12 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	eventFile := fs.String("event", "", "events file (.jsonl); the first event is .Event")
 	receivedFile := fs.String("received", "", "events a wait_for got (.jsonl), for .Received (the last of each type)")
 	ch := fs.String("channel", "email", "email or push")
+	raw := fs.Bool("raw", false, "print the message as sent: MIME (email) or the JSON payload (push)")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
 	if *tmpl == "" || *custFile == "" || (*ch != "email" && *ch != "push") {
-		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--received FILE.jsonl] [--channel email|push]"}
+		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--received FILE.jsonl] [--channel email|push] [--raw]"}
 	}
 	cat, err := loadCatalog(*dir)
 	if err != nil {
@@ -431,6 +433,10 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	}
 	msg := env.Message
 	fmt.Fprintf(stderr, "template %s, locale %s (customer locale %q, fallback chain %v)\n\n", *tmpl, msg.Locale, cust.Locale, render.Chain(cust.Locale))
+	if !*raw {
+		printMessage(stdout, cfg.MailFrom, env)
+		return nil
+	}
 	if *ch == "push" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -521,4 +527,27 @@ func runBundle(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  labels:\n    app.kubernetes.io/part-of: lojal\n    lojal/journeys-hash: %q\n", *name, deploy.Hash(files))
 	fmt.Fprintf(stdout, "data:\n  journeys.json: |\n    %s\n", b)
 	return nil
+}
+
+// printMessage shows a rendered message as its reader sees it: decoded
+// headers, then each part as written.
+func printMessage(w io.Writer, from string, env channel.Envelope) {
+	m := env.Message
+	if env.Channel == "push" {
+		fmt.Fprintf(w, "Title:  %s\nBody:   %s\n", m.Title, m.Body)
+		if m.URL != "" {
+			fmt.Fprintf(w, "Opens:  %s\n", m.URL)
+		}
+		return
+	}
+	to := env.To
+	if env.ToName != "" {
+		to = fmt.Sprintf("%s <%s>", env.ToName, env.To)
+	}
+	fmt.Fprintf(w, "From:     %s\nTo:       %s\nSubject:  %s\n", from, to, m.Subject)
+	if env.Unsubscribe != "" {
+		fmt.Fprintf(w, "List-Unsubscribe: <%s> (one click)\n", env.Unsubscribe)
+	}
+	fmt.Fprintf(w, "\n--- text (%s) ---\n%s\n", m.Locale, strings.TrimRight(m.Text, "\n"))
+	fmt.Fprintf(w, "\n--- html (%s) ---\n%s\n", m.Locale, strings.TrimRight(m.HTML, "\n"))
 }

@@ -230,10 +230,26 @@ func TestRenderPreview(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, w := range []string{"locale nb (customer locale \"nn\", fallback chain [nn nb en])", "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-		"Content-Type: text/plain; charset=UTF-8", "Content-Type: text/html; charset=UTF-8", "Nils &lt;b&gt;", "Subject: bil-forsikringen din fornyes 1. april"} {
+	// By default the message reads as the customer reads it: decoded,
+	// text and HTML as written.
+	for _, w := range []string{"locale nb (customer locale \"nn\", fallback chain [nn nb en])", "Subject:  Bilforsikringen din fornyes 1. april",
+		"To:       Nils <b> Haugen <nils@example.no>", "--- text (nb) ---\nHei Nils <b>,\n\nBilforsikringen din (avtale p-1) fornyes onsdag 1. april.",
+		"--- html (nb) ---\n<p>Hei Nils &lt;b&gt;,</p>", "List-Unsubscribe: <http://"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("preview lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "quoted-printable") || strings.Contains(out, "=C3=") {
+		t.Errorf("preview is not decoded:\n%s", out)
+	}
+	out, err = runCLI(t, "journeys", "render", "--raw", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust, "--event", events)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"List-Unsubscribe-Post: List-Unsubscribe=One-Click", "Content-Type: text/plain; charset=UTF-8",
+		"Content-Type: text/html; charset=UTF-8", "Subject: Bilforsikringen din fornyes 1. april"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("raw preview lacks %q:\n%s", w, out)
 		}
 	}
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust)

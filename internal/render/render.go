@@ -502,6 +502,9 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		if strings.ContainsAny(m.Subject, "\r\n") {
 			m.Subject = strings.Join(strings.Fields(m.Subject), " ")
 		}
+		if err == nil {
+			t.finishEmail(&m, data.Links)
+		}
 	case "push":
 		err = errors.Join(exec(t.title, &m.Title), exec(t.body, &m.Body), exec(t.url, &m.URL))
 	default:
