@@ -130,10 +130,54 @@ func TestDiffShowsBreakingSteps(t *testing.T) {
 	v2 = strings.Replace(v2, "on_timeout: nudge", "on_timeout: nudge-everyone", 1)
 	writeFile(t, filepath.Join(dir, "renewal-v2.yaml"), v2)
 	out, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "renewal-reminder.yaml"), filepath.Join(dir, "renewal-v2.yaml"))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d, want 1 (changes), like diff(1): %v\n%s", exitCode(err), err, out)
 	}
-	for _, w := range []string{"step wait-for-renewal changed: wait_for changed", "! step nudge removed", "! step family-nudge removed", "step nudge-everyone added", "--map OLD-STEP=NEW-STEP"} {
+	for _, w := range []string{"step wait-for-renewal: wait_for.timeout: 7d → 10d", "step wait-for-renewal: wait_for.on_timeout: nudge → nudge-everyone",
+		"! step nudge removed (branch, 2 cases)", "! step family-nudge removed", "step nudge-everyone added (send push renewal-nudge) [pressure: one more message]",
+		"--map OLD-STEP=NEW-STEP"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("diff lacks %q:\n%s", w, out)
+		}
+	}
+	if out, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "renewal-reminder.yaml"), filepath.Join(dir, "renewal-reminder.yaml")); err != nil || !strings.Contains(out, "no changes") {
+		t.Errorf("a file against itself: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "nope.yaml"), dir); exitCode(err) != 2 {
+		t.Errorf("a missing side: exit %d, want 2", exitCode(err))
+	}
+}
+
+// TestDiffDirectoriesShowsTemplatesPolicyAndPressure: two directories are
+// compared whole: a priority raised to critical, a policy cap raised and a
+// template's copy, each with old and new values.
+func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
+	t.Parallel()
+	old, nw := t.TempDir(), t.TempDir()
+	copyDir(t, "../../journeys", old)
+	copyDir(t, "../../journeys", nw)
+	edit := func(file, from, to string) {
+		t.Helper()
+		p := filepath.Join(nw, file)
+		s := readFile(t, p)
+		if !strings.Contains(s, from) {
+			t.Fatalf("%s lacks %q", file, from)
+		}
+		writeFile(t, p, strings.Replace(s, from, to, 1))
+	}
+	edit("checkin.yaml", "priority: low", "priority: critical")
+	edit("policy.yaml", "{ window: 7d, max: 3 }", "{ window: 7d, max: 5 }")
+	edit("templates/checkin/nb.yaml", "Bare svar på denne e-posten.", "Svar gjerne på denne e-posten.")
+	out, err := runCLI(t, "journeys", "diff", old, nw)
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d: %v\n%s", exitCode(err), err, out)
+	}
+	for _, w := range []string{
+		"priority: low → critical [pressure: raised to critical: skips caps, the minimum gap and quiet hours]",
+		"policy caps[all channels, 7d]: max 3 → max 5 [pressure: a higher cap: more messages may go out]",
+		"template checkin/nb text changed (reaches runs in flight at once, sent by checkin):",
+		"- Du har vært kunde", "+ Du har vært kunde",
+	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("diff lacks %q:\n%s", w, out)
 		}
