@@ -102,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, rest, stdout, stderr)
 	case "journeys":
 		return runJourneys(ctx, rest, stdout, stderr)
+	case "studio":
+		return runStudio(ctx, rest, stdout, stderr)
 	case "why":
 		return runWhy(ctx, rest, stdout, stderr)
 	case "report":

@@ -379,12 +379,12 @@ func LineDiff(old, new string) []Line {
 		case i < len(a) && j < len(b) && a[i] == b[j]:
 			out = append(out, Line{' ', a[i]})
 			i, j = i+1, j+1
-		case j < len(b) && (i == len(a) || lcs[i][j+1] >= lcs[i+1][j]):
-			out = append(out, Line{'+', b[j]})
-			j++
-		default:
+		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
 			out = append(out, Line{'-', a[i]})
 			i++
+		default:
+			out = append(out, Line{'+', b[j]})
+			j++
 		}
 	}
 	return out
