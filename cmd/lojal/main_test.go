@@ -234,7 +234,8 @@ func TestDevReport(t *testing.T) {
 		t.Setenv(env, "")
 		os.Unsetenv(env)
 	}
-	out, err := runCLI(t, "dev", "--exit-after-report", "--journeys", "../../journeys")
+	mailDir := t.TempDir()
+	out, err := runCLI(t, "dev", "--exit-after-report", "--journeys", "../../journeys", "--mail-dir", mailDir)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -252,11 +253,25 @@ func TestDevReport(t *testing.T) {
 			t.Errorf("report lacks %q", w)
 		}
 	}
-	dir := regexp.MustCompile(`every message is kept in (\S+)\)`).FindStringSubmatch(out)
-	if dir == nil {
-		t.Fatalf("no mail directory in:\n%s", out)
+	if !strings.Contains(out, "every message is kept in "+mailDir+", after lojal dev stops") {
+		t.Errorf("no mail directory in:\n%s", out)
 	}
-	emls, _ := filepath.Glob(filepath.Join(dir[1], "*.eml"))
+	// A lojal why command line that works as printed while dev runs: the
+	// embedded database's full URL, with its user.
+	if !regexp.MustCompile(`\n  DATABASE_URL='postgres://postgres@127\.0\.0\.1:\d+/lojal\?sslmode=disable' \S*lojal\S* why --customer c-1001\n`).MatchString(out) {
+		t.Errorf("no lojal why command line:\n%s", out)
+	}
+	if !regexp.MustCompile(`\n  studio    http://127\.0\.0\.1:\d+ `).MatchString(out) {
+		t.Errorf("no studio address:\n%s", out)
+	}
+	// Held-back messages are listed under each customer, with the zone.
+	if !regexp.MustCompile(`\n  [^\n]+ \(c-\d+\), [A-Z][a-z]+/[A-Za-z_]+ \([^)]+\)\n    [a-z-]+ +(email|push) +(deferred|suppressed)`).MatchString(out) {
+		t.Errorf("held-back messages are not grouped by customer:\n%s", out)
+	}
+	if regexp.MustCompile(`\d\d:\d\d [+-]\d\d`).MatchString(out) {
+		t.Errorf("a zone written as digits:\n%s", out)
+	}
+	emls, _ := filepath.Glob(filepath.Join(mailDir, "*.eml"))
 	if len(emls) < sent {
 		t.Fatalf("%d .eml files for %d messages reported sent", len(emls), sent)
 	}

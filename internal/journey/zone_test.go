@@ -3,6 +3,8 @@ package journey
 import (
 	"testing"
 	"time"
+
+	"github.com/lojal/lojal/internal/policy"
 )
 
 func TestZoneNamesAreReadable(t *testing.T) {
@@ -28,7 +30,7 @@ func TestZoneNamesAreReadable(t *testing.T) {
 	if got := LocalTime(at, sp); got != "Sun 01 Mar 07:00 UTC-3" {
 		t.Errorf("LocalTime = %q", got)
 	}
-	if got := UTCOffset(5*3600 + 1800); got != "UTC+5:30" {
+	if got := policy.UTCOffset(5*3600 + 1800); got != "UTC+5:30" {
 		t.Errorf("UTCOffset = %q", got)
 	}
 }
