@@ -76,7 +76,21 @@ func TestStudioInChromium(t *testing.T) {
 		func() error {
 			return chromedp.Do(ctx, chromedp.ScrollIntoView(css(`[data-template="advisor-follow-up"][data-locale="nb"]`)))
 		},
-		func() (err error) { messages, err = chromedp.Run(ctx, chromedp.CaptureScreenshot()); return err },
+		func() error {
+			// Frames render their srcdoc after the page has loaded: take
+			// screenshots until the email text shows, for a while.
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				var err error
+				if messages, err = chromedp.Run(ctx, chromedp.CaptureScreenshot()); err != nil {
+					return err
+				}
+				if hasColour(decodePNG(t, messages), color.RGBA{R: 0, G: 0, B: 0}, 200) || time.Now().After(deadline) {
+					return nil
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+		},
 		func() error {
 			return chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/simulate"), chromedp.WaitVisible(css("table.timeline")))
 		},
