@@ -32,7 +32,9 @@ import (
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/mailcatch"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/studio"
 )
 
 // devStack is what `lojal dev` runs: embedded services unless the
@@ -42,11 +44,16 @@ type devStack struct {
 	tmp     *devstack.Temporal
 	catcher *mailcatch.Server
 	mailDir string
+	// removeMail is set when mailDir is a temporary directory of ours.
+	removeMail bool
 }
 
 func (s *devStack) stop() {
 	if s.catcher != nil {
 		s.catcher.Close()
+	}
+	if s.removeMail {
+		os.RemoveAll(s.mailDir)
 	}
 	if s.tmp != nil {
 		s.tmp.Stop()
@@ -56,7 +63,7 @@ func (s *devStack) stop() {
 	}
 }
 
-func startDevStack(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (*devStack, error) {
+func startDevStack(ctx context.Context, cfg *Config, mailDir string, log *slog.Logger, out io.Writer) (*devStack, error) {
 	s := &devStack{}
 	if cfg.DatabaseURL == "" {
 		fmt.Fprintln(out, "starting a throw-away PostgreSQL cluster ...")
@@ -75,8 +82,16 @@ func startDevStack(ctx context.Context, cfg *Config, log *slog.Logger, out io.Wr
 		s.tmp, cfg.TemporalAddress = t, t.Address
 	}
 	if cfg.SMTPURL == "" {
-		dir, err := os.MkdirTemp("", "lojal-mail-")
-		if err != nil {
+		dir := mailDir
+		if dir == "" {
+			// Removed when lojal dev stops, like everything else it
+			// started; --mail-dir keeps the messages.
+			var err error
+			if dir, err = devstack.TempDir("lojal-mail-"); err != nil {
+				return s, err
+			}
+			s.mailDir, s.removeMail = dir, true
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
 			return s, err
 		}
 		c, err := mailcatch.Start(log, mailcatch.Options{Dir: dir})
@@ -106,6 +121,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("dev", stderr)
 	exitAfter := fs.Bool("exit-after-report", false, "print the report and stop (for scripts and CI)")
 	settle := fs.Duration("settle", 7*time.Second, "how long the ledger must be quiet before the report is printed (longer than the 5s a normal-priority message waits before its first ask)")
+	mailDir := fs.String("mail-dir", "", "keep every message the embedded SMTP server receives here, after lojal dev stops (default: a temporary directory, removed on exit)")
+	studioAddr := fs.String("studio-addr", "127.0.0.1:0", "where lojal studio listens (loopback; port 0 picks a free one; empty turns it off)")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
@@ -122,7 +139,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	stack, err := startDevStack(ctx, &cfg, log, stdout)
+	stack, err := startDevStack(ctx, &cfg, *mailDir, log, stdout)
 	defer stack.stop()
 	if err != nil {
 		return err
@@ -177,11 +194,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintln(stdout)
 	if stack.catcher != nil {
-		fmt.Fprintf(stdout, "  smtp      %s  (every message is kept in %s)\n", stack.catcher.Addr, stack.mailDir)
+		kept := "until lojal dev stops; --mail-dir DIR keeps them"
+		if !stack.removeMail {
+			kept = "after lojal dev stops"
+		}
+		fmt.Fprintf(stdout, "  smtp      %s  (every message is kept in %s, %s)\n", stack.catcher.Addr, stack.mailDir, kept)
 	} else {
 		fmt.Fprintf(stdout, "  smtp      %s\n", redactHost(cfg.SMTPURL))
 	}
 	fmt.Fprintf(stdout, "  journeys  %d from %s: %s\n", len(cat.Journeys), cfg.Journeys, journeyIDs(cat))
+	if *studioAddr != "" {
+		url, err := startDevStudio(ctx, cfg.Journeys, *studioAddr, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  studio    %s  (journeys as diagrams, messages as customers see them, simulate, diff)\n", url)
+	}
 
 	start := time.Now().Add(-time.Second)
 	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, ReorderWindow: cfg.ReorderWindow}
@@ -223,8 +251,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := waitQuiet(ctx, st, start, *settle, 90*time.Second); err != nil {
 		return err
 	}
-	if err := printReport(ctx, stdout, st, cat, customers, start); err != nil {
+	who := newDirectory(st, customers)
+	if err := printReport(ctx, stdout, st, cat, who, start); err != nil {
 		return err
+	}
+	if len(customers) > 0 {
+		fmt.Fprintf(stdout, "explain any customer's messages (while lojal dev runs):\n  %s\n", whyCommand(cfg.DatabaseURL, stack.pg != nil, selfPath(), customers[0].ID))
 	}
 	if len(customers) > 0 {
 		_, prefs := signer.For(customers[0].ID, "", time.Now())
@@ -235,7 +267,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	fmt.Fprintf(stdout, "\nstill running: deferred messages go out when the policy allows. Ctrl-C stops everything.\n")
-	return followSends(ctx, stdout, st, customers, time.Now())
+	return followSends(ctx, stdout, st, cat, who, time.Now())
 }
 
 // devServer serves the demo API with the same limits as the real one: it
@@ -280,7 +312,35 @@ func waitQuiet(ctx context.Context, st *store.Store, since time.Time, quiet, max
 	return nil
 }
 
-func printReport(ctx context.Context, out io.Writer, st *store.Store, cat *catalog.Catalog, customers []journey.Customer, since time.Time) error {
+// directory finds the customers the report names: the demo's, and any
+// created through the API while lojal dev runs, read from the store.
+type directory struct {
+	known  map[string]journey.Customer
+	lookup func(ctx context.Context, id string) (journey.Customer, error)
+}
+
+func newDirectory(st *store.Store, demo []journey.Customer) *directory {
+	d := &directory{known: map[string]journey.Customer{}, lookup: st.Customer}
+	for _, c := range demo {
+		d.known[c.ID] = c
+	}
+	return d
+}
+
+// get returns a customer, or one with only the id when it cannot be read.
+func (d *directory) get(ctx context.Context, id string) journey.Customer {
+	if c, ok := d.known[id]; ok {
+		return c
+	}
+	c, err := d.lookup(ctx, id)
+	if err != nil {
+		return journey.Customer{ID: id}
+	}
+	d.known[id] = c
+	return c
+}
+
+func printReport(ctx context.Context, out io.Writer, st *store.Store, cat *catalog.Catalog, who *directory, since time.Time) error {
 	sent, err := st.SentSince(ctx, since)
 	if err != nil {
 		return err
@@ -289,25 +349,29 @@ func printReport(ctx context.Context, out io.Writer, st *store.Store, cat *catal
 	if err != nil {
 		return err
 	}
-	byID := map[string]journey.Customer{}
-	for _, c := range customers {
-		byID[c.ID] = c
-	}
-	fmt.Fprintln(out, "Messages sent")
+	writeReport(out, sent, decisions, func(id string) journey.Customer { return who.get(ctx, id) }, cat.Rules.Location)
+	return nil
+}
+
+// writeReport prints what was sent and what the policy held back, by
+// customer, each time in the customer's own zone, named.
+func writeReport(out io.Writer, sent []store.Sent, decisions []store.Decision, who func(string) journey.Customer, defaultLoc *time.Location) {
+	fmt.Fprintln(out, "Messages sent (in each customer's local time)")
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  CUSTOMER\tLOCALE\tJOURNEY\tCHANNEL\tSENT (customer's local time)\tSUBJECT")
+	fmt.Fprintln(tw, "  CUSTOMER\tLOCALE\tJOURNEY\tCHANNEL\tSENT\tSUBJECT")
 	reached := map[string]bool{}
 	for _, m := range sent {
-		c := byID[m.CustomerID]
+		c := who(m.CustomerID)
 		reached[m.CustomerID] = true
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", customerName(c), m.Locale, m.JourneyID, m.Channel, localTime(m.SentAt, c, cat), m.Subject)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", customerName(c), m.Locale, m.JourneyID, m.Channel, localTime(m.SentAt, c, defaultLoc), m.Subject)
 	}
 	if len(sent) == 0 {
 		fmt.Fprintln(tw, "  (none yet)")
 	}
 	tw.Flush()
 
-	// The latest decision per message, for those not sent.
+	// The latest decision per message, for those not sent, grouped by
+	// customer in the order they were first held.
 	latest := map[string]store.Decision{}
 	var order []string
 	for _, d := range decisions {
@@ -317,40 +381,50 @@ func printReport(ctx context.Context, out io.Writer, st *store.Store, cat *catal
 		}
 		latest[k] = d
 	}
-	fmt.Fprintln(out, "\nHeld back by the relationship policy")
-	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  CUSTOMER\tJOURNEY\tCHANNEL\tDECISION\tWHY")
+	held := map[string][]store.Decision{}
+	var customers []string
 	deferred, suppressed := 0, 0
 	for _, k := range order {
 		d := latest[k]
-		c := byID[d.CustomerID]
 		switch d.Decision {
 		case "defer":
 			deferred++
-			until := ""
-			if d.DeferUntil != nil {
-				until = " until " + localTime(*d.DeferUntil, c, cat)
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\tdeferred%s\t%s\n", customerName(c), d.JourneyID, d.Channel, until, explain(d.Reason))
 		case "suppress":
 			suppressed++
-			fmt.Fprintf(tw, "  %s\t%s\t%s\tsuppressed\t%s\n", customerName(c), d.JourneyID, d.Channel, explain(d.Reason))
+		default:
+			continue
 		}
+		if _, ok := held[d.CustomerID]; !ok {
+			customers = append(customers, d.CustomerID)
+		}
+		held[d.CustomerID] = append(held[d.CustomerID], d)
 	}
-	if deferred+suppressed == 0 {
-		fmt.Fprintln(tw, "  (nothing)")
+	fmt.Fprintln(out, "\nHeld back by the relationship policy")
+	if len(customers) == 0 {
+		fmt.Fprintln(out, "  (nothing)")
 	}
-	tw.Flush()
-	fmt.Fprintf(out, "\n%d customers received a message: %d sent, %d waiting, %d suppressed. `lojal why --customer ID` explains any customer.\n",
+	for _, id := range customers {
+		c := who(id)
+		loc := customerLoc(c, defaultLoc)
+		fmt.Fprintf(out, "  %s, %s\n", customerName(c), journey.ZoneName(loc, time.Now()))
+		tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+		for _, d := range held[id] {
+			what := "suppressed"
+			if d.Decision == "defer" {
+				what = "deferred"
+				if d.DeferUntil != nil {
+					what += " until " + journey.LocalTime(*d.DeferUntil, loc)
+				}
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", d.JourneyID, d.Channel, what, explain(d.Reason))
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(out, "\n%d customers received a message: %d sent, %d waiting, %d suppressed.\n",
 		len(reached), len(sent), deferred, suppressed)
-	return nil
 }
 
-func followSends(ctx context.Context, out io.Writer, st *store.Store, customers []journey.Customer, since time.Time) error {
-	byID := map[string]journey.Customer{}
-	for _, c := range customers {
-		byID[c.ID] = c
-	}
+func followSends(ctx context.Context, out io.Writer, st *store.Store, cat *catalog.Catalog, who *directory, since time.Time) error {
 	seen := 0
 	for {
 		select {
@@ -367,32 +441,14 @@ func followSends(ctx context.Context, out io.Writer, st *store.Store, customers 
 			return err
 		}
 		for _, m := range sent[seen:] {
-			fmt.Fprintf(out, "%s  sent %s/%s to %s: %s\n", m.SentAt.Local().Format("15:04:05"), m.JourneyID, m.StepID, customerName(byID[m.CustomerID]), m.Subject)
+			c := who.get(ctx, m.CustomerID)
+			fmt.Fprintf(out, "sent %s/%s to %s at %s: %s\n", m.JourneyID, m.StepID, customerName(c), localTime(m.SentAt, c, cat.Rules.Location), m.Subject)
 		}
 		seen = len(sent)
 	}
 }
 
-var reasons = map[string]string{
-	"quiet_hours":       "quiet hours in the customer's time zone",
-	"min_gap":           "too soon after the last message",
-	"cap":               "the customer's message cap is full",
-	"priority":          "a higher-priority message goes first",
-	"no_consent":        "no consent for the channel",
-	"topic_opted_out":   "opted out of the topic",
-	"duplicate_purpose": "the same purpose was already sent",
-	"stale":             "could not go out within max_defer",
-	"hard_bounce":       "address bounced",
-	"complaint":         "customer complained",
-	"no_address":        "no address for the channel",
-}
-
-func explain(reason string) string {
-	if s, ok := reasons[reason]; ok {
-		return s + " (" + reason + ")"
-	}
-	return reason
-}
+func explain(reason string) string { return policy.Explain(policy.Reason(reason)) }
 
 func customerName(c journey.Customer) string {
 	fn, _ := c.Attributes["first_name"].(string)
@@ -404,14 +460,88 @@ func customerName(c journey.Customer) string {
 	return fmt.Sprintf("%s (%s)", name, c.ID)
 }
 
-func localTime(t time.Time, c journey.Customer, cat *catalog.Catalog) string {
-	loc := cat.Rules.Location
+// customerLoc is a customer's zone, or the policy's default.
+func customerLoc(c journey.Customer, defaultLoc *time.Location) *time.Location {
 	if c.Timezone != "" {
 		if l, err := journey.LoadLocation(c.Timezone); err == nil {
-			loc = l
+			return l
 		}
 	}
-	return t.In(loc).Format("Mon 02 Jan 15:04 MST") + " " + loc.String()
+	if defaultLoc == nil {
+		return time.UTC
+	}
+	return defaultLoc
+}
+
+// localTime writes t in the customer's zone, the zone named:
+// "Sun 01 Mar 07:00 UTC-3 (America/Sao_Paulo)".
+func localTime(t time.Time, c journey.Customer, defaultLoc *time.Location) string {
+	loc := customerLoc(c, defaultLoc)
+	s := journey.LocalTime(t, loc)
+	if loc != time.UTC && loc.String() != "UTC" {
+		s += " (" + loc.String() + ")"
+	}
+	return s
+}
+
+// whyCommand is a command line that explains a customer while lojal dev
+// runs: with the embedded database's URL (it has no password) or, for a
+// database of the user's own, their DATABASE_URL.
+func whyCommand(dbURL string, embedded bool, self, customer string) string {
+	if embedded {
+		return fmt.Sprintf("DATABASE_URL='%s' %s why --customer %s", dbURL, self, customer)
+	}
+	return fmt.Sprintf("%s why --customer %s   (with your DATABASE_URL set)", self, customer)
+}
+
+// selfPath is how to run this binary from the current directory:
+// bin/lojal after make dev, the path given otherwise.
+func selfPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "lojal"
+	}
+	return relativeTo(exe, ".")
+}
+
+func relativeTo(exe, dir string) string {
+	wd, err := filepath.Abs(dir)
+	if err != nil {
+		return exe
+	}
+	rel, err := filepath.Rel(wd, exe)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		if _, err := os.Stat(filepath.Join(wd, "bin", "lojal")); err == nil {
+			return "bin/lojal"
+		}
+		return exe
+	}
+	if !strings.Contains(rel, string(filepath.Separator)) {
+		return "." + string(filepath.Separator) + rel
+	}
+	return rel
+}
+
+// startDevStudio serves lojal studio for the demo's journeys until ctx
+// ends and returns its URL.
+func startDevStudio(ctx context.Context, dir, addr string, log *slog.Logger) (string, error) {
+	if err := studio.CheckAddr(addr); err != nil {
+		return "", err
+	}
+	s, err := studio.New(studio.Options{Dir: dir, Log: log})
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("studio: %w", err)
+	}
+	go func() {
+		if err := serveStudio(ctx, s, ln); err != nil {
+			log.Error("studio stopped", "err", err)
+		}
+	}()
+	return "http://" + ln.Addr().String(), nil
 }
 
 func journeyIDs(cat *catalog.Catalog) string {

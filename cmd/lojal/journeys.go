@@ -18,6 +18,7 @@ import (
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/deploy"
+	"github.com/lojal/lojal/internal/gitfs"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/render"
@@ -35,7 +36,7 @@ func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case "simulate":
 		return runSimulate(args[1:], stdout, stderr)
 	case "diff":
-		return runDiff(args[1:], stdout, stderr)
+		return runDiff(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrateRuns(ctx, args[1:], stdout, stderr)
 	case "render":
@@ -226,47 +227,80 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 	return runErr
 }
 
-// runDiff shows what changes for customers already in a journey when OLD
-// is replaced by NEW.
-func runDiff(args []string, stdout, stderr io.Writer) error {
+// runDiff shows what changes when OLD is replaced by NEW: two journey
+// files, two journeys directories, or directories at git revisions
+// (HEAD:journeys). Like diff(1) it exits 0 when nothing changed, 1 when
+// something did and 2 when it could not compare.
+func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("journeys diff", stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
-		return exitError{code: 2, msg: "usage: lojal journeys diff OLD.yaml NEW.yaml"}
+		return exitError{code: 2, msg: "usage: lojal journeys diff OLD NEW (journey files, journeys directories, or REV:DIR such as HEAD:journeys)"}
 	}
-	_, old, err := journeyFromFile(fs.Arg(0))
+	old, err := diffSide(ctx, fs.Arg(0))
 	if err != nil {
-		return err
+		return exitError{code: 2, msg: "lojal journeys diff: " + err.Error()}
 	}
-	_, nw, err := journeyFromFile(fs.Arg(1))
+	nw, err := diffSide(ctx, fs.Arg(1))
 	if err != nil {
-		return err
+		return exitError{code: 2, msg: "lojal journeys diff: " + err.Error()}
 	}
-	changes := journey.Diff(old, nw)
-	fmt.Fprintf(stdout, "%s: version %s -> %s\n", nw.ID, old.Version, nw.Version)
-	if len(changes) == 0 {
-		fmt.Fprintln(stdout, "no changes that matter to customers in the journey")
+	d := catalog.Compare(old, nw)
+	if len(old.Journeys) == 1 && len(nw.Journeys) == 1 && old.Journeys[0].ID != nw.Journeys[0].ID {
+		// Two files: compare them whatever their ids.
+		o, n := old.Journeys[0], nw.Journeys[0]
+		d.Journeys = []catalog.JourneyDiff{{ID: n.ID, Status: "changed", OldVersion: o.Version, NewVersion: n.Version, Changes: journey.Diff(o, n)}}
+	}
+	if d.Empty() {
+		fmt.Fprintln(stdout, "no changes")
 		return nil
 	}
+	for _, l := range d.Lines() {
+		fmt.Fprintln(stdout, l)
+	}
 	breaks := false
-	for _, c := range changes {
-		mark := " "
-		if c.Breaks {
-			mark, breaks = "!", true
+	for _, j := range d.Journeys {
+		for _, c := range j.Changes {
+			breaks = breaks || c.Breaks
 		}
-		fmt.Fprintf(stdout, "%s %s\n", mark, c)
 	}
-	fmt.Fprintln(stdout, "\nCustomers already in the journey keep version "+old.Version+" until they finish; new entrants get "+nw.Version+".")
-	if breaks {
-		fmt.Fprintln(stdout, "Steps marked ! do not exist in the new version: to move runs waiting there, map them with")
-		fmt.Fprintln(stdout, "  lojal journeys migrate --journey "+fs.Arg(1)+" --map OLD-STEP=NEW-STEP [--apply]")
-	} else {
-		fmt.Fprintln(stdout, "Every step of the old version exists in the new one: runs can be moved with")
-		fmt.Fprintln(stdout, "  lojal journeys migrate --journey "+fs.Arg(1)+" [--apply]")
+	if len(d.Journeys) > 0 {
+		fmt.Fprintln(stdout, "\nCustomers already in a journey keep its old version until they finish; new entrants get the new one.")
+		if breaks {
+			fmt.Fprintln(stdout, "Steps marked ! do not exist in the new version: to move runs waiting there, map them with")
+			fmt.Fprintln(stdout, "  lojal journeys migrate --journey NEW.yaml --map OLD-STEP=NEW-STEP [--apply]")
+		} else {
+			fmt.Fprintln(stdout, "Every step of the old versions exists in the new ones: runs can be moved with")
+			fmt.Fprintln(stdout, "  lojal journeys migrate --journey NEW.yaml [--apply]")
+		}
 	}
-	return nil
+	return exitError{code: 1}
+}
+
+// diffSide reads one side of a diff: a journey file (with the schema,
+// policy and templates of its directory), a directory, or REV:DIR. A side
+// that does not validate is still compared: what parses is shown.
+func diffSide(ctx context.Context, arg string) (*catalog.Catalog, error) {
+	if gitfs.IsSpec(arg) {
+		fsys, err := gitfs.Open(ctx, ".", arg)
+		if err != nil {
+			return nil, err
+		}
+		c, _ := catalog.Inspect(fsys, arg)
+		return c, nil
+	}
+	info, err := os.Stat(arg)
+	if err != nil {
+		return nil, err
+	}
+	if info.IsDir() {
+		c, _ := catalog.Inspect(os.DirFS(arg), filepath.Clean(arg))
+		return c, nil
+	}
+	cat, _, err := journeyFromFile(arg)
+	return cat, err
 }
 
 // runMigrateRuns previews, and with --apply performs, moving a journey's
@@ -363,8 +397,9 @@ func runMigrateRuns(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-// runRender previews a message exactly as it would be sent: the locale the
-// fallback chain picks, the headers, the text and HTML parts (or the push
+// runRender previews a message: the locale the fallback chain picks, the
+// headers a reader sees, the text and HTML parts (or the notification), as
+// the customer reads them; with --raw, exactly as sent (MIME, or the push
 // payload). Nothing is sent.
 func runRender(args []string, stdout, stderr io.Writer) error {
 	cfg := defaultConfig()
@@ -375,11 +410,12 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	eventFile := fs.String("event", "", "events file (.jsonl); the first event is .Event")
 	receivedFile := fs.String("received", "", "events a wait_for got (.jsonl), for .Received (the last of each type)")
 	ch := fs.String("channel", "email", "email or push")
+	raw := fs.Bool("raw", false, "print the message as sent: MIME (email) or the JSON payload (push)")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
 	if *tmpl == "" || *custFile == "" || (*ch != "email" && *ch != "push") {
-		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--received FILE.jsonl] [--channel email|push]"}
+		return exitError{code: 2, msg: "usage: lojal journeys render [--dir journeys] --template T --customer FILE.json [--event FILE.jsonl] [--received FILE.jsonl] [--channel email|push] [--raw]"}
 	}
 	cat, err := loadCatalog(*dir)
 	if err != nil {
@@ -431,6 +467,10 @@ func runRender(args []string, stdout, stderr io.Writer) error {
 	}
 	msg := env.Message
 	fmt.Fprintf(stderr, "template %s, locale %s (customer locale %q, fallback chain %v)\n\n", *tmpl, msg.Locale, cust.Locale, render.Chain(cust.Locale))
+	if !*raw {
+		printMessage(stdout, cfg.MailFrom, env)
+		return nil
+	}
 	if *ch == "push" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -521,4 +561,27 @@ func runBundle(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  labels:\n    app.kubernetes.io/part-of: lojal\n    lojal/journeys-hash: %q\n", *name, deploy.Hash(files))
 	fmt.Fprintf(stdout, "data:\n  journeys.json: |\n    %s\n", b)
 	return nil
+}
+
+// printMessage shows a rendered message as its reader sees it: decoded
+// headers, then each part as written.
+func printMessage(w io.Writer, from string, env channel.Envelope) {
+	m := env.Message
+	if env.Channel == "push" {
+		fmt.Fprintf(w, "Title:  %s\nBody:   %s\n", m.Title, m.Body)
+		if m.URL != "" {
+			fmt.Fprintf(w, "Opens:  %s\n", m.URL)
+		}
+		return
+	}
+	to := env.To
+	if env.ToName != "" {
+		to = fmt.Sprintf("%s <%s>", env.ToName, env.To)
+	}
+	fmt.Fprintf(w, "From:     %s\nTo:       %s\nSubject:  %s\n", from, to, m.Subject)
+	if env.Unsubscribe != "" {
+		fmt.Fprintf(w, "List-Unsubscribe: <%s> (one click)\n", env.Unsubscribe)
+	}
+	fmt.Fprintf(w, "\n--- text (%s) ---\n%s\n", m.Locale, strings.TrimRight(m.Text, "\n"))
+	fmt.Fprintf(w, "\n--- html (%s) ---\n%s\n", m.Locale, strings.TrimRight(m.HTML, "\n"))
 }

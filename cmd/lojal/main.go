@@ -37,8 +37,10 @@ Usage:
   lojal dev                 run everything locally with demo customers and journeys
   lojal journeys validate PATH...
   lojal journeys simulate --journey FILE --customer FILE.json [--events FILE.jsonl] [--days N] [--json]
-  lojal journeys render --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push]
-  lojal journeys diff OLD NEW
+  lojal journeys render --template T --customer FILE.json [--event FILE.jsonl] [--channel email|push] [--raw]
+  lojal journeys diff OLD NEW   journey files, directories or REV:DIR (HEAD:journeys): old → new; exit 1 when they differ
+  lojal studio [--journeys DIR] [--addr 127.0.0.1:PORT]
+                            see journeys as diagrams, messages as customers see them, simulate and diff, in a browser
   lojal journeys migrate --journey FILE [--map OLD=NEW,...] [--apply]
   lojal journeys deploy [DIR]   publish validated journeys; running processes pick them up
   lojal import customers FILE.jsonl   bulk-load customers (progress bar)
@@ -102,6 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, rest, stdout, stderr)
 	case "journeys":
 		return runJourneys(ctx, rest, stdout, stderr)
+	case "studio":
+		return runStudio(ctx, rest, stdout, stderr)
 	case "why":
 		return runWhy(ctx, rest, stdout, stderr)
 	case "report":

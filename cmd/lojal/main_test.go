@@ -130,10 +130,54 @@ func TestDiffShowsBreakingSteps(t *testing.T) {
 	v2 = strings.Replace(v2, "on_timeout: nudge", "on_timeout: nudge-everyone", 1)
 	writeFile(t, filepath.Join(dir, "renewal-v2.yaml"), v2)
 	out, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "renewal-reminder.yaml"), filepath.Join(dir, "renewal-v2.yaml"))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d, want 1 (changes), like diff(1): %v\n%s", exitCode(err), err, out)
 	}
-	for _, w := range []string{"step wait-for-renewal changed: wait_for changed", "! step nudge removed", "! step family-nudge removed", "step nudge-everyone added", "--map OLD-STEP=NEW-STEP"} {
+	for _, w := range []string{"step wait-for-renewal: wait_for.timeout: 7d → 10d", "step wait-for-renewal: wait_for.on_timeout: nudge → nudge-everyone",
+		"! step nudge removed (branch, 2 cases)", "! step family-nudge removed", "step nudge-everyone added (send push renewal-nudge) [pressure: one more message]",
+		"--map OLD-STEP=NEW-STEP"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("diff lacks %q:\n%s", w, out)
+		}
+	}
+	if out, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "renewal-reminder.yaml"), filepath.Join(dir, "renewal-reminder.yaml")); err != nil || !strings.Contains(out, "no changes") {
+		t.Errorf("a file against itself: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "journeys", "diff", filepath.Join(dir, "nope.yaml"), dir); exitCode(err) != 2 {
+		t.Errorf("a missing side: exit %d, want 2", exitCode(err))
+	}
+}
+
+// TestDiffDirectoriesShowsTemplatesPolicyAndPressure: two directories are
+// compared whole: a priority raised to critical, a policy cap raised and a
+// template's copy, each with old and new values.
+func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
+	t.Parallel()
+	old, nw := t.TempDir(), t.TempDir()
+	copyDir(t, "../../journeys", old)
+	copyDir(t, "../../journeys", nw)
+	edit := func(file, from, to string) {
+		t.Helper()
+		p := filepath.Join(nw, file)
+		s := readFile(t, p)
+		if !strings.Contains(s, from) {
+			t.Fatalf("%s lacks %q", file, from)
+		}
+		writeFile(t, p, strings.Replace(s, from, to, 1))
+	}
+	edit("checkin.yaml", "priority: low", "priority: critical")
+	edit("policy.yaml", "{ window: 7d, max: 3 }", "{ window: 7d, max: 5 }")
+	edit("templates/checkin/nb.yaml", "Bare svar på denne e-posten.", "Svar gjerne på denne e-posten.")
+	out, err := runCLI(t, "journeys", "diff", old, nw)
+	if exitCode(err) != 1 {
+		t.Fatalf("exit %d: %v\n%s", exitCode(err), err, out)
+	}
+	for _, w := range []string{
+		"priority: low → critical [pressure: raised to critical: skips caps, the minimum gap and quiet hours]",
+		"policy caps[all channels, 7d]: max 3 → max 5 [pressure: a higher cap: more messages may go out]",
+		"template checkin/nb text changed (reaches runs in flight at once, sent by checkin):",
+		"- Du har vært kunde", "+ Du har vært kunde",
+	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("diff lacks %q:\n%s", w, out)
 		}
@@ -190,7 +234,8 @@ func TestDevReport(t *testing.T) {
 		t.Setenv(env, "")
 		os.Unsetenv(env)
 	}
-	out, err := runCLI(t, "dev", "--exit-after-report", "--journeys", "../../journeys")
+	mailDir := t.TempDir()
+	out, err := runCLI(t, "dev", "--exit-after-report", "--journeys", "../../journeys", "--mail-dir", mailDir)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -208,11 +253,25 @@ func TestDevReport(t *testing.T) {
 			t.Errorf("report lacks %q", w)
 		}
 	}
-	dir := regexp.MustCompile(`every message is kept in (\S+)\)`).FindStringSubmatch(out)
-	if dir == nil {
-		t.Fatalf("no mail directory in:\n%s", out)
+	if !strings.Contains(out, "every message is kept in "+mailDir+", after lojal dev stops") {
+		t.Errorf("no mail directory in:\n%s", out)
 	}
-	emls, _ := filepath.Glob(filepath.Join(dir[1], "*.eml"))
+	// A lojal why command line that works as printed while dev runs: the
+	// embedded database's full URL, with its user.
+	if !regexp.MustCompile(`\n  DATABASE_URL='postgres://postgres@127\.0\.0\.1:\d+/lojal\?sslmode=disable' \S*lojal\S* why --customer c-1001\n`).MatchString(out) {
+		t.Errorf("no lojal why command line:\n%s", out)
+	}
+	if !regexp.MustCompile(`\n  studio    http://127\.0\.0\.1:\d+ `).MatchString(out) {
+		t.Errorf("no studio address:\n%s", out)
+	}
+	// Held-back messages are listed under each customer, with the zone.
+	if !regexp.MustCompile(`\n  [^\n]+ \(c-\d+\), [A-Z][a-z]+/[A-Za-z_]+ \([^)]+\)\n    [a-z-]+ +(email|push) +(deferred|suppressed)`).MatchString(out) {
+		t.Errorf("held-back messages are not grouped by customer:\n%s", out)
+	}
+	if regexp.MustCompile(`\d\d:\d\d [+-]\d\d`).MatchString(out) {
+		t.Errorf("a zone written as digits:\n%s", out)
+	}
+	emls, _ := filepath.Glob(filepath.Join(mailDir, "*.eml"))
 	if len(emls) < sent {
 		t.Fatalf("%d .eml files for %d messages reported sent", len(emls), sent)
 	}
@@ -230,10 +289,26 @@ func TestRenderPreview(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, w := range []string{"locale nb (customer locale \"nn\", fallback chain [nn nb en])", "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-		"Content-Type: text/plain; charset=UTF-8", "Content-Type: text/html; charset=UTF-8", "Nils &lt;b&gt;", "Subject: bil-forsikringen din fornyes 1. april"} {
+	// By default the message reads as the customer reads it: decoded,
+	// text and HTML as written.
+	for _, w := range []string{"locale nb (customer locale \"nn\", fallback chain [nn nb en])", "Subject:  Bilforsikringen din fornyes 1. april",
+		"To:       Nils <b> Haugen <nils@example.no>", "--- text (nb) ---\nHei Nils <b>,\n\nBilforsikringen din (avtale p-1) fornyes onsdag 1. april.",
+		"--- html (nb) ---\n<p>Hei Nils &lt;b&gt;,</p>", "List-Unsubscribe: <http://"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("preview lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "quoted-printable") || strings.Contains(out, "=C3=") {
+		t.Errorf("preview is not decoded:\n%s", out)
+	}
+	out, err = runCLI(t, "journeys", "render", "--raw", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust, "--event", events)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"List-Unsubscribe-Post: List-Unsubscribe=One-Click", "Content-Type: text/plain; charset=UTF-8",
+		"Content-Type: text/html; charset=UTF-8", "Subject: Bilforsikringen din fornyes 1. april"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("raw preview lacks %q:\n%s", w, out)
 		}
 	}
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "renewal-reminder", "--customer", cust)

@@ -125,3 +125,53 @@ func TestReportPressure(t *testing.T) {
 		t.Fatalf("chart: %v %v", img.Bounds(), err)
 	}
 }
+
+// TestWhyIsReadable: consent and opt-outs in words, not Go map syntax, and
+// every time in the customer's own zone, named, also where Go would write
+// a zone as "-03".
+func TestWhyIsReadable(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	s, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	c := journey.Customer{ID: "c-9", Email: "freja@example.dk", Locale: "da", Timezone: "America/Sao_Paulo",
+		Consent: map[string]bool{"email": true, "push": false}, TopicsOptedOut: []string{"onboarding", "loyalty"},
+		Attributes: map[string]any{"first_name": "Freja", "last_name": "Madsen"}}
+	if _, err := s.UpsertCustomer(ctx, c, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 23, 30, 0, 0, time.UTC)
+	r := store.Request{IdempotencyKey: "q.1", RequestKey: "q", CustomerID: "c-9", WorkflowID: "w", JourneyID: "renewal-reminder",
+		StepID: "remind", Channel: "email", Priority: policy.High, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
+	if _, err := s.Decide(ctx, r, time.Hour, func(store.Snapshot) policy.Decision {
+		return policy.Decision{Verdict: policy.Defer, Channel: "email", Reason: policy.ReasonMinGap, Until: now.Add(10 * time.Hour),
+			Detail: policy.Detail{LastContact: now.Add(-2 * time.Hour), MinGap: "24h"}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "why", "--customer", "c-9", "--database-url", cfg.URL+"&search_path="+cfg.Schema)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{
+		"Freja Madsen (c-9)  freja@example.dk  locale da",
+		"time zone  America/Sao_Paulo (UTC-3); every time below is in it",
+		"consent    email yes, push no",
+		"opted out  onboarding, loyalty",
+		"defer until Mon 02 Mar 06:30 UTC-3",
+		"last message Sun 01 Mar 18:30 UTC-3, min gap 24h",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("why lacks %q:\n%s", w, out)
+		}
+	}
+	for _, bad := range []string{"map[", " -03", "UTC\t", ":00 UTC "} {
+		if strings.Contains(out, bad) {
+			t.Errorf("why shows %q:\n%s", bad, out)
+		}
+	}
+}

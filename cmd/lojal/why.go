@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/lojal/lojal/internal/catalog"
+	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -51,37 +55,73 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return nil
 	}
-	loc := time.UTC
-	if l, err := time.LoadLocation(c.Timezone); err == nil && c.Timezone != "" {
-		loc = l
+	loc, zoneNote := time.UTC, ""
+	if c.Timezone != "" {
+		if l, err := journey.LoadLocation(c.Timezone); err == nil {
+			loc = l
+		}
+	} else if cat, _ := catalog.Inspect(os.DirFS(cfg.Journeys), cfg.Journeys); cat != nil && cat.Rules != nil && cat.Rules.Location != nil {
+		loc, zoneNote = cat.Rules.Location, ", the policy's default_timezone (the customer has none)"
+	} else {
+		zoneNote = " (the customer has none, and the policy in " + cfg.Journeys + " could not be read)"
 	}
-	fmt.Fprintf(stdout, "%s  %s  locale %s  time zone %s  consent %v  opted out of %v\n\n",
-		customerName(c), c.Email, c.Locale, loc, c.Consent, c.TopicsOptedOut)
+	fmt.Fprint(stdout, customerHeader(c, loc, zoneNote, time.Now()))
 	if len(hist) == 0 {
 		fmt.Fprintln(stdout, "no messages have been considered for this customer")
 		return nil
 	}
+	at := func(t time.Time) string { return journey.LocalTime(t, loc) }
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DECIDED (local)\tJOURNEY/STEP\tCHANNEL\tDECISION\tSTATUS\tWHY\tFACTS")
+	fmt.Fprintln(tw, "DECIDED\tJOURNEY/STEP\tCHANNEL\tDECISION\tSTATUS\tWHY\tFACTS")
 	for _, e := range hist {
 		decision := e.Decision
 		if e.DeferUntil != nil && e.Decision == "defer" {
-			decision += " until " + e.DeferUntil.In(loc).Format("Jan 02 15:04")
+			decision += " until " + at(*e.DeferUntil)
 		}
 		status := e.Status
 		if e.Status == "uncertain" {
 			status = "uncertain (the server may have it; never resent)"
 		}
 		if e.SentAt != nil {
-			status += " " + e.SentAt.In(loc).Format("15:04:05")
+			status += " " + at(*e.SentAt)
 		}
 		if e.Error != "" {
 			status += ": " + e.Error
 		}
 		var det policy.Detail
 		_ = json.Unmarshal(e.Detail, &det)
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\n", e.DecidedAt.In(loc).Format("Jan 02 15:04:05"), e.JourneyID, e.StepID,
-			e.Channel, decision, status, explain(e.Reason), det)
+		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\n", at(e.DecidedAt), e.JourneyID, e.StepID,
+			e.Channel, decision, status, explain(e.Reason), det.Describe(at))
 	}
 	return tw.Flush()
+}
+
+// customerHeader describes a customer for people: consent and opt-outs in
+// words, and the zone every time after it is written in.
+func customerHeader(c journey.Customer, loc *time.Location, zoneNote string, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s  locale %s\n", customerName(c), c.Email, orNone(c.Locale))
+	fmt.Fprintf(&b, "time zone  %s%s; every time below is in it\n", journey.ZoneName(loc, now), zoneNote)
+	var consent []string
+	for _, ch := range []string{policy.Email, policy.Push} {
+		v := "no"
+		if c.Consent[ch] {
+			v = "yes"
+		}
+		consent = append(consent, ch+" "+v)
+	}
+	fmt.Fprintf(&b, "consent    %s\n", strings.Join(consent, ", "))
+	optedOut := "nothing"
+	if len(c.TopicsOptedOut) > 0 {
+		optedOut = strings.Join(c.TopicsOptedOut, ", ")
+	}
+	fmt.Fprintf(&b, "opted out  %s\n\n", optedOut)
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -59,7 +59,27 @@ func LoadFiles(fsys fs.FS, dir string, files []string) (*Catalog, error) {
 	return load(fsys, dir, files)
 }
 
+// Inspect reads a journeys directory as Load does, but keeps what is
+// valid when some of it is not: the schema and policy when they parse,
+// every journey that parses, every template file that parses. It returns
+// that partial catalog with every problem found, for tools that show a
+// directory while it is being edited (lojal studio). Nothing may run from
+// a catalog with errors.
+func Inspect(fsys fs.FS, dir string) (*Catalog, journey.ErrorList) {
+	c, errs := build(fsys, dir, nil)
+	errs.Sort()
+	return c, errs
+}
+
 func load(fsys fs.FS, dir string, only []string) (*Catalog, error) {
+	c, errs := build(fsys, dir, only)
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func build(fsys fs.FS, dir string, only []string) (*Catalog, journey.ErrorList) {
 	c := &Catalog{Dir: dir, Templates: render.NewSet(), byID: map[string]*journey.Journey{}, broken: map[string][]string{}}
 	var errs journey.ErrorList
 	name := func(f string) string { return path.Join(dir, f) }
@@ -84,7 +104,7 @@ func load(fsys fs.FS, dir string, only []string) (*Catalog, error) {
 	errs = append(errs, c.loadTemplates(fsys, dir)...)
 	if c.Schema == nil || c.Rules == nil {
 		// Without a schema nothing else can be checked meaningfully.
-		return nil, errs.Err()
+		return c, errs
 	}
 
 	files := only
@@ -123,10 +143,7 @@ func load(fsys fs.FS, dir string, only []string) (*Catalog, error) {
 		c.byID[j.ID] = j
 	}
 	slices.SortFunc(c.Journeys, func(a, b *journey.Journey) int { return strings.Compare(a.ID, b.ID) })
-	if err := dedupe(errs).Err(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, dedupe(errs)
 }
 
 // dedupe drops repeated errors: a template that several journeys use is

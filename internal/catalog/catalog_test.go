@@ -196,3 +196,14 @@ func TestGuardedTemplatesValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestLineDiff(t *testing.T) {
+	t.Parallel()
+	var got []string
+	for _, l := range LineDiff("a\nb\nc\n", "a\nB\nc\nd") {
+		got = append(got, string(l.Op)+l.Text)
+	}
+	if want := " a,-b,+B, c,+d"; strings.Join(got, ",") != want {
+		t.Errorf("LineDiff = %q, want %q", strings.Join(got, ","), want)
+	}
+}

@@ -90,7 +90,7 @@ func StartPostgres(ctx context.Context, log *slog.Logger, opts PostgresOptions) 
 		opts.Database = "lojal"
 	}
 	p := &Postgres{bin: bin, opts: opts, log: log}
-	p.dir, err = os.MkdirTemp("", "lojal-pg-")
+	p.dir, err = TempDir("lojal-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}

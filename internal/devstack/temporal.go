@@ -142,6 +142,7 @@ func StartTemporal(ctx context.Context, log *slog.Logger, opts TemporalOptions) 
 		select {
 		case <-t.done:
 			out, _ := os.ReadFile(t.log)
+			os.Remove(t.log)
 			return nil, fmt.Errorf("temporal dev server exited during start:\n%s", tail(out, 2000))
 		case <-ctx.Done():
 			t.Stop()

@@ -39,17 +39,20 @@ import (
 var lojalBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lojal-faults-")
+	dir, err := devstack.TempDir("lojal-faults-")
 	if err != nil {
 		panic(err)
 	}
 	lojalBin = filepath.Join(dir, "lojal")
 	if out, err := exec.Command("go", "build", "-o", lojalBin, "../../cmd/lojal").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build lojal: %v\n%s", err, out)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	stacktest.Main(m)
+	// os.Exit skips deferred calls: remove the directory before it.
+	code := stacktest.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 const journeysDir = "testdata/journeys"

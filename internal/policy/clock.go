@@ -128,3 +128,27 @@ func FormatDuration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// ZoneAbbrev is the short name of t's zone at t as people read it: CET,
+// IST, EDT, or the offset from UTC where the zone has no letters of its
+// own (UTC-3 in São Paulo, UTC+8 in Singapore, which Go writes "-03").
+func ZoneAbbrev(t time.Time) string {
+	name, offset := t.Zone()
+	if name != "" && name[0] != '+' && name[0] != '-' {
+		return name
+	}
+	return UTCOffset(offset)
+}
+
+// UTCOffset writes an offset in seconds as UTC+1, UTC-3, UTC+5:30.
+func UTCOffset(seconds int) string {
+	sign := "+"
+	if seconds < 0 {
+		sign, seconds = "-", -seconds
+	}
+	h, m := seconds/3600, seconds%3600/60
+	if m != 0 {
+		return fmt.Sprintf("UTC%s%d:%02d", sign, h, m)
+	}
+	return fmt.Sprintf("UTC%s%d", sign, h)
+}

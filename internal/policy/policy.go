@@ -265,8 +265,14 @@ type Detail struct {
 	Purpose     string    `json:"purpose,omitempty"`
 }
 
-// String describes the facts in a sentence fragment.
+// String describes the facts in a sentence fragment, times in UTC.
 func (d Detail) String() string {
+	return d.Describe(func(t time.Time) string { return t.UTC().Format("Jan 02 15:04 UTC") })
+}
+
+// Describe describes the facts in a sentence fragment, writing times with
+// at (in the customer's zone, for a person reading about that customer).
+func (d Detail) Describe(at func(time.Time) string) string {
 	var parts []string
 	if d.Cap != "" {
 		parts = append(parts, fmt.Sprintf("cap %s already has %d", d.Cap, d.Count))
@@ -275,9 +281,9 @@ func (d Detail) String() string {
 		parts = append(parts, fmt.Sprintf("local time %s is inside quiet hours %s", d.LocalTime, d.QuietHours))
 	}
 	if d.MinGap != "" {
-		parts = append(parts, fmt.Sprintf("last message %s, min gap %s", d.LastContact.UTC().Format("Jan 02 15:04 UTC"), d.MinGap))
+		parts = append(parts, fmt.Sprintf("last message %s, min gap %s", at(d.LastContact), d.MinGap))
 	} else if !d.LastContact.IsZero() {
-		parts = append(parts, "same purpose sent "+d.LastContact.UTC().Format("Jan 02 15:04 UTC"))
+		parts = append(parts, "same purpose sent "+at(d.LastContact))
 	}
 	if d.BlockedBy != "" {
 		parts = append(parts, "waiting behind "+d.BlockedBy)
@@ -443,7 +449,7 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 	if r.Quiet != nil {
 		if end, in := r.Quiet.EndIfInside(at.In(loc)); in {
 			raise(end, ReasonQuietHours)
-			det.LocalTime = at.In(loc).Format("2006-01-02 15:04 MST")
+			det.LocalTime = at.In(loc).Format("2006-01-02 15:04") + " " + ZoneAbbrev(at.In(loc))
 			det.QuietHours = r.Quiet.String()
 		}
 	}

@@ -399,3 +399,13 @@ func TestClockNextAtOrAfterAcrossDST(t *testing.T) {
 		t.Errorf("got %s, want %s", got.UTC(), want)
 	}
 }
+
+func TestEveryReasonIsExplained(t *testing.T) {
+	t.Parallel()
+	for _, r := range []Reason{ReasonOK, ReasonCritical, ReasonNoConsent, ReasonNoAddress, ReasonHardBounce, ReasonComplaint, ReasonUnsubscribed,
+		ReasonTopicOptedOut, ReasonDuplicatePurpose, ReasonStale, ReasonQuietHours, ReasonMinGap, ReasonCap, ReasonPriority} {
+		if got := Explain(r); got == string(r) {
+			t.Errorf("reason %s has no words", r)
+		}
+	}
+}

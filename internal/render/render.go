@@ -100,7 +100,15 @@ type Template struct {
 	subject, text, title, body, url *template.Template
 	html                            *htmltemplate.Template
 	refs                            []Ref
+	// source holds each part as written, for diffs and previews.
+	source map[string]string
 }
+
+// PartNames lists the parts a template file may have, in order.
+func PartNames() []string { return slices.Clone(partNames) }
+
+// Source returns a part as written, or "" when the file lacks it.
+func (t *Template) Source(part string) string { return t.source[part] }
 
 // MaxTemplateSize bounds a template file.
 const MaxTemplateSize = 256 << 10
@@ -115,7 +123,7 @@ func Parse(file, name, locale string, src []byte) (*Template, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	t := &Template{Name: name, Locale: locale, File: file, Line: root.Line, Col: root.Column}
+	t := &Template{Name: name, Locale: locale, File: file, Line: root.Line, Col: root.Column, source: map[string]string{}}
 	errorf := func(n *yaml.Node, format string, args ...any) {
 		errs = append(errs, journey.Error{File: file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
 	}
@@ -144,6 +152,7 @@ func Parse(file, name, locale string, src []byte) (*Template, error) {
 		if v == nil || v.Value == "" {
 			continue
 		}
+		t.source[part] = v.Value
 		pos := func(off int) (int, int) { return journey.ScalarPos(src, v, off) }
 		tree, perr := t.parsePart(part, v.Value)
 		if perr != nil {
@@ -501,6 +510,9 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		}
 		if strings.ContainsAny(m.Subject, "\r\n") {
 			m.Subject = strings.Join(strings.Fields(m.Subject), " ")
+		}
+		if err == nil {
+			t.finishEmail(&m, data.Links)
 		}
 	case "push":
 		err = errors.Join(exec(t.title, &m.Title), exec(t.body, &m.Body), exec(t.url, &m.URL))

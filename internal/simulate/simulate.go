@@ -1,7 +1,7 @@
-// Package simulate runs one customer through one journey in virtual time,
-// applying the real relationship policy, and reports what would happen:
-// when each step runs, which message would go out on which channel, and why
-// any was deferred or suppressed. Nothing is sent and no server is needed;
+// Package simulate runs one customer through one journey, or every journey
+// at once, in virtual time, applying the real relationship policy between
+// them, and reports what would happen: when each step runs, which message
+// would go out on which channel, and why any was deferred or suppressed. Nothing is sent and no server is needed;
 // it is the same journey.Next and policy.Decide the workflow uses, and
 // events reach runs the way production routes them: by the journey's key,
 // one run per key, under the journey's reentry rule.
@@ -20,7 +20,12 @@ import (
 
 // Options describe one simulation.
 type Options struct {
+	// Journey is the journey to simulate; Journeys, when set instead,
+	// simulates all of them at once for the customer, with one policy
+	// (caps, gaps, quiet hours, priorities) between them, as production
+	// applies it.
 	Journey   *journey.Journey
+	Journeys  []*journey.Journey
 	Rules     policy.Rules
 	Templates *render.Set
 	Customer  journey.Customer
@@ -38,7 +43,10 @@ type Options struct {
 // Line is one thing that happened. JSON field names are part of the
 // `lojal journeys simulate --json` contract.
 type Line struct {
-	At       time.Time  `json:"at"`
+	At time.Time `json:"at"`
+	// Journey is the journey the line is about ("" for a line about the
+	// whole simulation).
+	Journey  string     `json:"journey,omitempty"`
 	Step     string     `json:"step"`
 	Kind     string     `json:"kind"`
 	Key      string     `json:"key,omitempty"`
@@ -59,7 +67,14 @@ type Line struct {
 // up to the failure is returned with the error, its last line saying
 // where and why.
 func Run(o Options) ([]Line, error) {
-	j := o.Journey
+	journeys := o.Journeys
+	if o.Journey != nil {
+		journeys = []*journey.Journey{o.Journey}
+	}
+	if len(journeys) == 0 {
+		return nil, errors.New("no journey to simulate")
+	}
+	schema := journeys[0].Schema
 	if o.Days <= 0 {
 		o.Days = 60
 	}
@@ -69,13 +84,13 @@ func Run(o Options) ([]Line, error) {
 		if e.CustomerID != "" && e.CustomerID != o.Customer.ID {
 			return nil, fmt.Errorf("event %s is for customer %s, not %s", e.ID, e.CustomerID, o.Customer.ID)
 		}
-		checked, err := j.Schema.CheckEvent(withCustomer(e, o.Customer.ID))
+		checked, err := schema.CheckEvent(withCustomer(e, o.Customer.ID))
 		if err != nil {
 			return nil, fmt.Errorf("event %s: %w", e.ID, err)
 		}
 		events[i] = checked
 	}
-	cust, err := j.Schema.CheckCustomer(o.Customer)
+	cust, err := schema.CheckCustomer(o.Customer)
 	if err != nil {
 		return nil, fmt.Errorf("customer: %w", err)
 	}
@@ -86,9 +101,11 @@ func Run(o Options) ([]Line, error) {
 		}
 		start = events[0].At
 	}
-	s := &sim{o: o, cust: cust, events: events, now: start, end: start.AddDate(0, 0, o.Days), window: slices.Clone(o.History),
-		runs: map[string]*run{}}
-	s.rel = relationship(cust, j.CustomerLocation(cust))
+	s := &sim{o: o, cust: cust, events: events, now: start, end: start.AddDate(0, 0, o.Days), window: slices.Clone(o.History)}
+	for _, j := range journeys {
+		s.journeys = append(s.journeys, &flow{j: j, runs: map[string]*run{}})
+	}
+	s.rel = relationship(cust, journeys[0].CustomerLocation(cust))
 	err = s.run()
 	return s.lines, err
 }
@@ -100,8 +117,17 @@ func withCustomer(e journey.Event, id string) journey.Event {
 	return e
 }
 
-// run is one run of the journey: one per key, as in production.
+// flow is one journey in the simulation, with its runs.
+type flow struct {
+	j    *journey.Journey
+	runs map[string]*run
+	// scheduled is when a scheduled or segment journey starts, or zero.
+	scheduled time.Time
+}
+
+// run is one run of a journey: one per key, as in production.
 type run struct {
+	f       *flow
 	key     string
 	st      journey.State
 	act     journey.Action
@@ -114,18 +140,19 @@ type run struct {
 }
 
 type sim struct {
-	o       Options
-	cust    journey.Customer
-	rel     policy.Relationship
-	events  []journey.Event
-	next    int
-	now     time.Time
-	end     time.Time
-	window  []policy.Contact
-	waiting []policy.Waiting
-	lines   []Line
-	runs    map[string]*run
-	order   []*run
+	o        Options
+	cust     journey.Customer
+	rel      policy.Relationship
+	events   []journey.Event
+	next     int
+	now      time.Time
+	end      time.Time
+	window   []policy.Contact
+	waiting  []policy.Waiting
+	lines    []Line
+	journeys []*flow
+	// order holds every run, of every journey, in the order they started.
+	order []*run
 }
 
 func (s *sim) emit(l Line) {
@@ -142,30 +169,36 @@ func (s *sim) fail(r *run, step string, err error) error {
 	if errors.As(err, &se) {
 		step = se.Step
 	}
-	s.emit(Line{At: s.now, Step: step, Kind: "error", Key: r.key, Note: err.Error()})
+	s.emit(Line{At: s.now, Journey: r.f.j.ID, Step: step, Kind: "error", Key: r.key, Note: err.Error()})
 	return err
 }
 
 func (s *sim) run() error {
-	j := s.o.Journey
-	switch {
-	case j.Trigger.Cron != "":
-		at := j.Trigger.NextFire(s.now.Add(-time.Second), j.CustomerLocation(s.cust))
-		if at.IsZero() {
-			s.emit(Line{At: s.now, Kind: "end", Note: fmt.Sprintf("the schedule %q never fires: no date matches it", j.Trigger.Cron)})
-			return nil
-		}
-		s.now = maxTime(s.now, at)
-		if err := s.start("", nil); err != nil {
-			return err
-		}
-	case j.Trigger.SegmentEntry:
-		if err := s.start("", nil); err != nil {
-			return err
+	for _, f := range s.journeys {
+		j := f.j
+		switch {
+		case j.Trigger.Cron != "":
+			at := j.Trigger.NextFire(s.now.Add(-time.Second), j.CustomerLocation(s.cust))
+			if at.IsZero() {
+				s.emit(Line{At: s.now, Journey: j.ID, Kind: "end", Note: fmt.Sprintf("the schedule %q never fires: no date matches it", j.Trigger.Cron)})
+				continue
+			}
+			f.scheduled = maxTime(s.now, at)
+		case j.Trigger.SegmentEntry:
+			f.scheduled = s.now
 		}
 	}
 	for {
 		r, wake := s.nextWake()
+		f, fire := s.nextFire()
+		if f != nil && (r == nil || !fire.After(wake)) && (s.next >= len(s.events) || fire.Before(s.events[s.next].At)) {
+			s.now = maxTime(s.now, fire)
+			f.scheduled = time.Time{}
+			if err := s.start(f, "", nil); err != nil {
+				return err
+			}
+			continue
+		}
 		if s.next < len(s.events) && (r == nil || !s.events[s.next].At.After(wake)) {
 			e := s.events[s.next]
 			s.next++
@@ -189,16 +222,33 @@ func (s *sim) run() error {
 			return err
 		}
 	}
-	if !j.Trigger.SegmentEntry && j.Trigger.Cron == "" && len(s.order) == 0 {
-		s.emit(Line{At: s.now, Kind: "end", Note: "no " + j.Trigger.Event + " event: the journey never starts"})
-		return nil
+	if len(s.journeys) == 1 {
+		j := s.journeys[0].j
+		if !j.Trigger.SegmentEntry && j.Trigger.Cron == "" && len(s.order) == 0 {
+			s.emit(Line{At: s.now, Journey: j.ID, Kind: "end", Note: "no " + j.Trigger.Event + " event: the journey never starts"})
+			return nil
+		}
 	}
 	for _, r := range s.order {
 		if !r.done {
-			s.emit(Line{At: s.end, Kind: "end", Step: r.act.Step, Key: r.key, Note: fmt.Sprintf("simulation stops after %d days", s.o.Days)})
+			s.emit(Line{At: s.end, Journey: r.f.j.ID, Kind: "end", Step: r.act.Step, Key: r.key, Note: fmt.Sprintf("simulation stops after %d days", s.o.Days)})
 		}
 	}
 	return nil
+}
+
+// nextFire returns the scheduled or segment journey that starts first.
+func (s *sim) nextFire() (*flow, time.Time) {
+	var best *flow
+	for _, f := range s.journeys {
+		if !f.scheduled.IsZero() && (best == nil || f.scheduled.Before(best.scheduled)) {
+			best = f
+		}
+	}
+	if best == nil {
+		return nil, time.Time{}
+	}
+	return best, best.scheduled
 }
 
 // nextWake returns the open run that wakes first, and when.
@@ -220,17 +270,38 @@ func (s *sim) nextWake() (*run, time.Time) {
 	return best, at
 }
 
-// route delivers an event the way the dispatcher does: to the run of its
-// key, starting one for a trigger under the reentry rule.
+// route delivers an event the way the dispatcher does: to every journey
+// that listens for it.
 func (s *sim) route(e *journey.Event) error {
-	j := s.o.Journey
-	line := Line{At: s.now, Kind: "event", Event: e.Type, Note: "event " + e.ID}
-	if !j.Listens(e.Type) {
-		line.Note += ": this journey does not listen for it"
-		s.emit(line)
-		return nil
+	listened := false
+	for _, f := range s.journeys {
+		if !f.j.Listens(e.Type) {
+			continue
+		}
+		listened = true
+		if err := s.routeTo(f, e); err != nil {
+			return err
+		}
 	}
-	vars, err := s.vars(e)
+	if !listened {
+		line := Line{At: s.now, Kind: "event", Event: e.Type, Note: "event " + e.ID}
+		if len(s.journeys) == 1 {
+			line.Journey = s.journeys[0].j.ID
+			line.Note += ": this journey does not listen for it"
+		} else {
+			line.Note += ": no journey listens for it"
+		}
+		s.emit(line)
+	}
+	return nil
+}
+
+// routeTo delivers an event to one journey: to the run of its key,
+// starting one for a trigger under the reentry rule.
+func (s *sim) routeTo(f *flow, e *journey.Event) error {
+	j := f.j
+	line := Line{At: s.now, Journey: j.ID, Kind: "event", Event: e.Type, Note: "event " + e.ID}
+	vars, err := s.vars(j, e)
 	if err != nil {
 		return err
 	}
@@ -243,7 +314,7 @@ func (s *sim) route(e *journey.Event) error {
 		}
 	}
 	line.Key = key
-	r := s.runs[key]
+	r := f.runs[key]
 	open := r != nil && !r.done
 	if e.Type != j.Trigger.Event {
 		if !open {
@@ -285,12 +356,12 @@ func (s *sim) route(e *journey.Event) error {
 			return nil
 		}
 	}
-	return s.start(key, e)
+	return s.start(f, key, e)
 }
 
 // refusal says why the reentry rule refuses a new run after r.
 func (s *sim) refusal(r *run) string {
-	j := s.o.Journey
+	j := r.f.j
 	switch {
 	case j.Reentry.Mode == journey.ReentryOnce:
 		return "reentry: once, and the customer has been through this journey"
@@ -300,17 +371,17 @@ func (s *sim) refusal(r *run) string {
 	return ""
 }
 
-func (s *sim) start(key string, trigger *journey.Event) error {
-	j := s.o.Journey
-	r := &run{key: key, started: s.now}
-	s.runs[key] = r
+func (s *sim) start(f *flow, key string, trigger *journey.Event) error {
+	j := f.j
+	r := &run{f: f, key: key, started: s.now}
+	f.runs[key] = r
 	s.order = append(s.order, r)
 	st, act, err := j.Start(s.cust, trigger, s.now)
 	r.st = st
 	if err != nil {
 		return s.fail(r, j.Steps[0].ID, err)
 	}
-	s.emit(Line{At: s.now, Kind: "start", Step: j.Steps[0].ID, Key: key, Event: eventType(trigger), Note: "run starts (version " + j.Version + ")"})
+	s.emit(Line{At: s.now, Journey: j.ID, Kind: "start", Step: j.Steps[0].ID, Key: key, Event: eventType(trigger), Note: "run starts (version " + j.Version + ")"})
 	return s.advance(r, st, act)
 }
 
@@ -319,14 +390,14 @@ func (s *sim) start(key string, trigger *journey.Event) error {
 func (s *sim) deliver(r *run, e *journey.Event, kind journey.OccurrenceKind) error {
 	occ := journey.Occurrence{Kind: kind, Event: e}
 	if r.act.Kind == journey.ActSend {
-		if st, next, err := s.o.Journey.Next(r.st, occ, s.now); err == nil && next.Kind == journey.ActDone {
+		if st, next, err := r.f.j.Next(r.st, occ, s.now); err == nil && next.Kind == journey.ActDone {
 			s.dropWaiting(r)
 			return s.advance(r, st, next)
 		}
 		r.pending = append(r.pending, e)
 		return nil
 	}
-	st, act, err := s.o.Journey.Next(r.st, occ, s.now)
+	st, act, err := r.f.j.Next(r.st, occ, s.now)
 	if err != nil {
 		return s.fail(r, r.act.Step, err)
 	}
@@ -338,7 +409,7 @@ func (s *sim) wake(r *run) error {
 	if r.act.Kind == journey.ActSend {
 		return s.ask(r)
 	}
-	st, act, err := s.o.Journey.Next(r.st, journey.Occurrence{Kind: journey.OccElapsed}, s.now)
+	st, act, err := r.f.j.Next(r.st, journey.Occurrence{Kind: journey.OccElapsed}, s.now)
 	if err != nil {
 		return s.fail(r, r.act.Step, err)
 	}
@@ -348,13 +419,13 @@ func (s *sim) wake(r *run) error {
 // advance records the run's new action and acts on it at once where it
 // needs no time to pass.
 func (s *sim) advance(r *run, st journey.State, act journey.Action) error {
-	j := s.o.Journey
+	j := r.f.j
 	for {
 		r.st, r.act = st, act
 		switch act.Kind {
 		case journey.ActDone:
 			r.done = true
-			s.emit(Line{At: s.now, Step: act.Step, Kind: "done", Key: r.key, Reason: string(act.Outcome)})
+			s.emit(Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: "done", Key: r.key, Reason: string(act.Outcome)})
 			return nil
 		case journey.ActSend:
 			r.askAt = s.now
@@ -379,14 +450,14 @@ func (s *sim) advance(r *run, st journey.State, act journey.Action) error {
 		if act.Kind == journey.ActAwait {
 			kind = "wait_for"
 		}
-		s.emit(Line{At: s.now, Step: act.Step, Kind: kind, Key: r.key, Until: ptr(act.Until), Event: act.Event})
+		s.emit(Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: kind, Key: r.key, Until: ptr(act.Until), Event: act.Event})
 		return nil
 	}
 }
 
 // ask puts a run's message to the policy.
 func (s *sim) ask(r *run) error {
-	j := s.o.Journey
+	j := r.f.j
 	act := r.act
 	prio, err := policy.ParsePriority(act.Send.Priority)
 	if err != nil {
@@ -398,7 +469,7 @@ func (s *sim) ask(r *run) error {
 			Topic: act.Send.Topic, Priority: prio, Purpose: act.Send.Purpose, FirstAsked: s.now}
 	}
 	d := policy.Decide(s.o.Rules, s.rel, s.window, s.waiting, *r.req, s.now)
-	line := Line{At: s.now, Step: act.Step, Kind: "send", Key: r.key, Channel: d.Channel, Decision: string(d.Verdict), Reason: string(d.Reason), Template: act.Send.Template}
+	line := Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: "send", Key: r.key, Channel: d.Channel, Decision: string(d.Verdict), Reason: string(d.Reason), Template: act.Send.Template}
 	if line.Channel == "" {
 		line.Channel = act.Send.Channel
 	}
@@ -413,7 +484,7 @@ func (s *sim) ask(r *run) error {
 		return nil
 	case policy.Allow:
 		outcome = journey.SendSent
-		s.render(&line, r.st)
+		s.render(j, &line, r.st)
 		s.window = append([]policy.Contact{{At: s.now, Channel: d.Channel, Purpose: r.req.Purpose, Key: key, Critical: prio == policy.Critical}}, s.window...)
 	case policy.Suppress:
 		if d.Reason == policy.ReasonStale {
@@ -435,8 +506,7 @@ func (s *sim) dropWaiting(r *run) {
 	}
 }
 
-func (s *sim) vars(e *journey.Event) (journey.Vars, error) {
-	j := s.o.Journey
+func (s *sim) vars(j *journey.Journey, e *journey.Event) (journey.Vars, error) {
 	cv, err := j.Schema.CustomerVars(s.cust)
 	if err != nil {
 		return journey.Vars{}, err
@@ -448,11 +518,10 @@ func (s *sim) vars(e *journey.Event) (journey.Vars, error) {
 	return journey.Vars{Customer: cv, Event: ev, Now: s.now}, nil
 }
 
-func (s *sim) render(l *Line, st journey.State) {
+func (s *sim) render(j *journey.Journey, l *Line, st journey.State) {
 	if s.o.Templates == nil {
 		return
 	}
-	j := s.o.Journey
 	cv, err := j.Schema.CustomerVars(st.Customer)
 	if err != nil {
 		l.Note = "render: " + err.Error()

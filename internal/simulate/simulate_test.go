@@ -74,7 +74,7 @@ func TestRenewalReminder(t *testing.T) {
 	}
 	// 14 days before 1 April at 09:00 Oslo is 18 March 08:00 UTC.
 	if !s[0].At.Equal(at("2026-03-18T08:00:00Z")) || s[0].Decision != "allow" || s[0].Channel != "email" ||
-		s[0].Locale != "nb" || s[0].Subject != "innbo-forsikringen din fornyes 1. april" {
+		s[0].Locale != "nb" || s[0].Subject != "Innboforsikringen din fornyes 1. april" {
 		t.Errorf("reminder: %+v", s[0])
 	}
 	// No renewal within 7 days: the family gets the family nudge by push.

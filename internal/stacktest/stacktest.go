@@ -37,13 +37,17 @@ var (
 )
 
 // Main runs the tests, then stops the shared servers.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests, stops the shared servers and returns the exit code,
+// for a TestMain with more to clean up.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if temporal != nil {
 		temporal.Stop()
 	}
 	pgtest.Stop()
-	os.Exit(code)
+	return code
 }
 
 // TemporalAddress returns the shared dev server's address (TEST_TEMPORAL_ADDRESS
