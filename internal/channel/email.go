@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,7 +34,7 @@ type EmailConfig struct {
 	// InsecureSkipVerify accepts any server certificate (local testing).
 	InsecureSkipVerify bool
 	// DKIM signs every message when set.
-	DKIM *gomail.DKIMSigner
+	DKIM *DKIM
 	// ReturnPath is the envelope sender (MAIL FROM) that bounces go to:
 	// the mailbox lojal's bounce intake reads. Default: the From address.
 	ReturnPath string
@@ -45,7 +46,7 @@ type Email struct {
 	from       *mail.Address
 	returnPath string
 	timeout    time.Duration
-	dkim       *gomail.DKIMSigner
+	dkim       *DKIM
 	domain     string
 	maxIdle    int
 	maxAge     time.Duration
@@ -213,10 +214,20 @@ func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	if env.Message.HTML != "" {
 		m.AddAlternativeString(gomail.TypeTextHTML, env.Message.HTML)
 	}
-	if e.dkim != nil {
-		m.SetDKIM(e.dkim)
-	}
 	return m, nil
+}
+
+// encode writes the message as it goes on the wire, DKIM-signed when a
+// key is configured.
+func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	if e.dkim == nil {
+		return b.Bytes(), nil
+	}
+	return e.dkim.Sign(b.Bytes())
 }
 
 // Send implements Sender.
@@ -248,12 +259,16 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, &PermanentError{Err: err}
 	}
+	raw, err := e.encode(m)
+	if err != nil {
+		return Receipt{}, &PermanentError{Err: fmt.Errorf("encode message: %w", err)}
+	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := e.get(ctx)
 		if err != nil {
 			return Receipt{}, fmt.Errorf("smtp connect: %w", err)
 		}
-		st, err := e.transact(c, m, from, rcpts, env.Confirm)
+		st, err := e.transact(c, raw, from, rcpts, env.Confirm)
 		if err == nil {
 			e.put(c)
 			return Receipt{Delivered: 1}, nil
@@ -285,7 +300,7 @@ const (
 	stageFinal   stage = "end of data"
 )
 
-func (e *Email) transact(c *smtp.Client, m *gomail.Msg, from string, rcpts []string, confirm func() error) (stage, error) {
+func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error) (stage, error) {
 	if err := c.UpdateDeadline(e.timeout); err != nil {
 		return stageMail, err
 	}
@@ -309,7 +324,7 @@ func (e *Email) transact(c *smtp.Client, m *gomail.Msg, from string, rcpts []str
 			return stageData, err
 		}
 	}
-	if _, err := m.WriteTo(w); err != nil {
+	if _, err := w.Write(raw); err != nil {
 		return stageData, err
 	}
 	if confirm != nil {
@@ -377,14 +392,4 @@ func (d *dataWriter) Close() error {
 	}
 	_, _, err := d.c.Text.ReadResponse(250)
 	return err
-}
-
-// LoadDKIM reads a PEM private key (RSA or Ed25519) and returns a signer
-// for domain and selector.
-func LoadDKIM(domain, selector string, pemBytes []byte) (*gomail.DKIMSigner, error) {
-	key, err := gomail.PrivKeyFromPEM(pemBytes)
-	if err != nil {
-		return nil, fmt.Errorf("dkim key: %w", err)
-	}
-	return gomail.NewDKIMSigner(domain, selector, key), nil
 }
