@@ -32,6 +32,9 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := checkPublicURL(cfg); err != nil {
+		return err
+	}
 	signer, err := newSigner(cfg)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -130,7 +131,8 @@ type Config struct {
 	SMTPURL           string        `flag:"smtp-url" env:"SMTP_URL" secret:"url" usage:"smtp://[user:pass@]host:port[?tls=starttls|tls|none]"`
 	MailFrom          string        `flag:"mail-from" env:"LOJAL_MAIL_FROM" usage:"sender of every email"`
 	Journeys          string        `flag:"journeys" env:"LOJAL_JOURNEYS" usage:"journeys directory"`
-	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages"`
+	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages (https; http only in development mode)"`
+	DevMode           bool          `flag:"dev-mode" env:"LOJAL_DEV_MODE" usage:"development mode: accept an http:// public URL; for local use and tests only, never in production"`
 	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
 	BounceAddress     string        `flag:"bounce-address" env:"LOJAL_BOUNCE_ADDRESS" usage:"envelope sender (Return-Path) bounces go to"`
 	BounceSMTPAddr    string        `flag:"bounce-smtp-addr" env:"LOJAL_BOUNCE_SMTP_ADDR" usage:"worker: listen here for bounces and feedback reports (inbound SMTP)"`
@@ -284,6 +286,26 @@ func loadCatalog(path string) (*catalog.Catalog, error) {
 		return nil, fmt.Errorf("journeys in %s are not valid:\n%w", path, err)
 	}
 	return c, nil
+}
+
+// checkPublicURL refuses a public URL that messages cannot carry: the
+// one-click unsubscribe in every email is built on it, RFC 8058 requires it
+// to be https, and Gmail, Yahoo and Outlook ignore one that is not. Only
+// development mode, asked for explicitly, accepts http.
+func checkPublicURL(cfg Config) error {
+	const fix = "set LOJAL_PUBLIC_URL (or --public-url) to the https address the API is reached at, such as https://lojal.example.com"
+	u, err := url.Parse(cfg.PublicURL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return fmt.Errorf("LOJAL_PUBLIC_URL %q is not an absolute URL: %s", cfg.PublicURL, fix)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("LOJAL_PUBLIC_URL %q has user information, a query or a fragment; links are built by appending paths to it: %s", cfg.PublicURL, fix)
+	case u.Scheme != "https" && !cfg.DevMode:
+		return fmt.Errorf("LOJAL_PUBLIC_URL %q must be https: the unsubscribe link in every email is built on it, and RFC 8058 one-click "+
+			"unsubscribe (which Gmail, Yahoo and Outlook require of bulk senders) works only over https; %s "+
+			"(LOJAL_DEV_MODE=true accepts http for local development, never for production)", cfg.PublicURL, fix)
+	}
+	return nil
 }
 
 func newSigner(cfg Config) (*links.Signer, error) {

@@ -34,6 +34,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPublicURL(cfg); err != nil {
+		return err
+	}
 	if cfg.SMTPURL == "" {
 		return errors.New("no SMTP server: set SMTP_URL (or --smtp-url)")
 	}

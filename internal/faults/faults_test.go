@@ -205,7 +205,7 @@ func TestFaultWorkerKill(t *testing.T) {
 	w := &workerProcess{log: logFile, env: []string{
 		"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + addr, "SMTP_URL=smtp://" + catcher.Addr,
 		"LOJAL_JOURNEYS=" + abs, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef", "LOJAL_HTTP_ADDR=" + freeAddr(t),
-		"LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR="}}
+		"LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}}
 	w.start(t)
 	defer w.kill()
 
