@@ -509,6 +509,7 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	}
 	if a.VERP != nil && d.Channel == policy.Email {
 		env.ReturnPath = a.VERP.Address(env.MessageID, env.To)
+		env.UnsubscribeMail = a.VERP.UnsubscribeAddress(env.MessageID)
 	}
 	if d.Channel != policy.Email {
 		subs, err := a.Store.PushSubscriptions(ctx, c.ID)

@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"net/smtp"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -370,5 +374,50 @@ func TestBouncesMatchTheMessageSent(t *testing.T) {
 	list, _ := b.store.Suppressions(ctx, store.SuppressionPage{})
 	if len(list) != 1 || list[0].Address != "kari@example.no" || list[0].Reason != "hard_bounce" {
 		t.Fatalf("suppressions %+v", list)
+	}
+}
+
+// TestUnsubscribeByMail: an email's List-Unsubscribe offers, next to the
+// https link, a mailto: address signed for that message; mail sent to it
+// through the inbound intake unsubscribes the customer from the message's
+// topic, as the one-click POST does.
+func TestUnsubscribeByMail(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	verp, err := bounce.NewVERP([]byte("0123456789abcdef0123456789abcdef"), "bounces@lojal.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.acts.VERP = verp
+	b.customer(t, kari())
+	ctx := context.Background()
+	if out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "email")); err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("%+v %v", out, err)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(b.catcher.Messages()[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^<(https://[^>]+)>, <mailto:([^?>]+)\?subject=unsubscribe>$`).FindStringSubmatch(msg.Header.Get("List-Unsubscribe"))
+	if m == nil {
+		t.Fatalf("List-Unsubscribe %q, want the https link and a mailto: address", msg.Header.Get("List-Unsubscribe"))
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	in := &bounce.Intake{Store: b.store, VERP: verp, Log: slog.New(slog.DiscardHandler), MessageDomain: "lojal.example",
+		Now: b.acts.Now}
+	go in.ServeSMTP(l, bounce.SMTPOptions{}) //nolint:errcheck // ends when l closes
+	request := "From: kari@example.no\r\nTo: " + m[2] + "\r\nSubject: unsubscribe\r\n\r\n\r\n"
+	if err := smtp.SendMail(l.Addr().String(), nil, "kari@example.no", []string{m[2]}, []byte(request)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.store.Customer(ctx, "c-1")
+	if err != nil || !slices.Equal(c.TopicsOptedOut, []string{"loyalty"}) || !c.Consent["email"] {
+		t.Fatalf("after unsubscribing by email: opted out of %v, consent %v (%v); want loyalty only", c.TopicsOptedOut, c.Consent, err)
 	}
 }

@@ -73,7 +73,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("bounce intake: %w", err)
 		}
 		defer l.Close()
-		intake := &bounce.Intake{Store: st, VERP: verp, Log: log}
+		// The intake also takes unsubscribes mailed to List-Unsubscribe.
+		intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
+			Topics: func() []string { return cat.Current().Topics() }}
 		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
 			if err := intake.ServeSMTP(l, opts); err != nil {

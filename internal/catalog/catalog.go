@@ -42,6 +42,19 @@ func (c *Catalog) Journey(id string) (*journey.Journey, bool) {
 	return j, ok
 }
 
+// Topics lists the topics of the journeys, sorted, each once: what a
+// customer can opt out of.
+func (c *Catalog) Topics() []string {
+	var out []string
+	for _, j := range c.Journeys {
+		if !slices.Contains(out, j.Topic) {
+			out = append(out, j.Topic)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Load reads and validates every file in fsys, whose root is the journeys
 // directory named dir (used only in messages). It returns every problem
 // found.

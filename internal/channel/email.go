@@ -206,8 +206,13 @@ func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m.SetGenHeader(gomail.HeaderContentLang, env.Message.Locale)
 	m.SetGenHeader(gomail.HeaderXAutoResponseSuppress, "All")
 	if env.Unsubscribe != "" {
-		// RFC 8058: a one-click POST to the https link unsubscribes.
-		m.SetGenHeader(gomail.HeaderListUnsubscribe, "<"+env.Unsubscribe+">")
+		// RFC 8058: a one-click POST to the https link unsubscribes. The
+		// mailto: address does the same for clients that only mail.
+		unsub := "<" + env.Unsubscribe + ">"
+		if env.UnsubscribeMail != "" {
+			unsub += ", <mailto:" + env.UnsubscribeMail + "?subject=unsubscribe>"
+		}
+		m.SetGenHeader(gomail.HeaderListUnsubscribe, unsub)
 		m.SetGenHeader(gomail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
 	}
 	m.SetBodyString(gomail.TypeTextPlain, env.Message.Text)

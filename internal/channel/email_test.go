@@ -93,7 +93,9 @@ func TestEmailHeadersAndParts(t *testing.T) {
 	t.Parallel()
 	c := catcher(t, mailcatch.Options{})
 	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, ReturnPath: "bounces@lojal.example"})
-	if _, err := e.Send(context.Background(), envelope()); err != nil {
+	env := envelope()
+	env.UnsubscribeMail = "bounces+abc@lojal.example"
+	if _, err := e.Send(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	msgs := c.Messages()
@@ -105,7 +107,7 @@ func TestEmailHeadersAndParts(t *testing.T) {
 	subject, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
 	for name, want := range map[string]string{
 		"Message-Id":            "<abc123@lojal.example>",
-		"List-Unsubscribe":      "<https://lojal.example/u/tok>",
+		"List-Unsubscribe":      "<https://lojal.example/u/tok>, <mailto:bounces+abc@lojal.example?subject=unsubscribe>",
 		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 		"X-Lojal-Key":           "journey/x/c-1@run/remind#1.1",
 		"Content-Language":      "nb",

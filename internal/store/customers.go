@@ -139,6 +139,17 @@ func (s *Store) SetPreferences(ctx context.Context, customerID string, optedOut 
 	return nil
 }
 
+// Unsubscribe is what a one-click unsubscribe does, whichever way it came
+// (the link's POST, or an email to the List-Unsubscribe mailto: address):
+// it opts the customer out of the message's topic, or, for a message
+// without one, out of every topic in allTopics and of email and push.
+func (s *Store) Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, source string) error {
+	if topic != "" {
+		return s.OptOutTopics(ctx, customerID, []string{topic})
+	}
+	return s.SetPreferences(ctx, customerID, allTopics, map[string]bool{"email": false, "push": false}, source)
+}
+
 // OptOutTopics adds topics to a customer's opt-outs.
 func (s *Store) OptOutTopics(ctx context.Context, customerID string, topics []string) error {
 	tag, err := s.pool.Exec(ctx, s.q.OptOutTopic, customerID, topics)

@@ -85,6 +85,7 @@ type queries struct {
 	CountCustomers     string `query:"count-customers"`
 	SentByKey          string `query:"sent-by-key"`
 	SentByMessageID    string `query:"sent-by-message-id"`
+	MessageByID        string `query:"message-by-id"`
 	ListSuppressions   string `query:"list-suppressions"`
 	LiftSuppression    string `query:"lift-suppression"`
 	ListLifts          string `query:"list-suppression-lifts"`
