@@ -583,6 +583,13 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 		}
 	default:
 		env.To = c.ID
+		// One push message carries so much; data that makes it larger is
+		// cut here by the documented rule, so a preview shows what is sent.
+		p, err := channel.FitPayload(channel.Payload{Title: msg.Title, Body: msg.Body, URL: msg.URL, MessageID: m.MessageID, Locale: msg.Locale})
+		if err != nil {
+			return env, err
+		}
+		env.Message.Title, env.Message.Body = p.Title, p.Body
 	}
 	return env, nil
 }

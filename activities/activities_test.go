@@ -3,6 +3,7 @@ package activities_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -419,5 +420,30 @@ func TestUnsubscribeByMail(t *testing.T) {
 	c, err := b.store.Customer(ctx, "c-1")
 	if err != nil || !slices.Equal(c.TopicsOptedOut, []string{"loyalty"}) || !c.Consent["email"] {
 		t.Fatalf("after unsubscribing by email: opted out of %v, consent %v (%v); want loyalty only", c.TopicsOptedOut, c.Consent, err)
+	}
+}
+
+// TestPushTooLongIsCut: a push message whose data makes it too large for
+// one record (3,993 bytes of JSON, RFC 8291) is cut by the documented rule
+// when it is composed, so the preview and the ledger show what is sent:
+// the body, at a character, ending in "…".
+func TestPushTooLongIsCut(t *testing.T) {
+	t.Parallel()
+	cat, err := catalog.Load(os.DirFS("../journeys"), "journeys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kari()
+	c.Locale = "en"
+	c.Attributes["first_name"] = strings.Repeat("Kari-", 1000)
+	env, err := activities.Compose(cat, nil, activities.Message{Template: "onboarding-nudge", Channel: "push", Topic: "service", Customer: c,
+		MessageID: "0123456789abcdef0123456789abcdef@lojal.example"}, noon()())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(channel.Payload{Title: env.Message.Title, Body: env.Message.Body, URL: env.Message.URL, MessageID: env.MessageID, Locale: env.Message.Locale})
+	if len(b) > channel.MaxPushPayload || env.Message.Title != "One step left" || !strings.HasSuffix(env.Message.Body, "…") ||
+		!strings.HasPrefix(env.Message.Body, "Kari-Kari-") {
+		t.Fatalf("%d bytes of JSON, title %q, body %q...", len(b), env.Message.Title, env.Message.Body[:40])
 	}
 }

@@ -196,9 +196,15 @@ func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	push := channel.NewPush(channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
-		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken, Egress: *egress(cfg)}, log)
-	return channel.Mux{"email": email, "push": push}, email, nil
+	pc := channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
+		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken, Egress: *egress(cfg)}
+	if pc.VAPIDPrivateKey != "" {
+		if err := channel.CheckVAPID(pc); err != nil {
+			email.Close()
+			return nil, nil, err
+		}
+	}
+	return channel.Mux{"email": email, "push": channel.NewPush(pc, log)}, email, nil
 }
 
 // egress is where push endpoints may point, for the API (registration)
