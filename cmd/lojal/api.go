@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/report"
+	"github.com/lojal/lojal/internal/store"
 )
 
 // runAPI serves the HTTP API and preference centre, and dispatches
@@ -60,7 +63,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dctx, stopDispatch := context.WithCancel(ctx)
 	defer stopDispatch()
 	go func() { _ = d.Run(dctx, ingest.RunOptions{Reorder: cfg.ReorderWindow}) }()
-	go reportPending(dctx, st, m)
+	go reportGauges(dctx, st, m, log)
 	errc := make(chan error, 2)
 	go func() { errc <- hs.ListenAndServe() }()
 	if ms != nil {
@@ -107,12 +110,27 @@ func apiServers(cfg Config, api http.Handler, m *metrics.Metrics) (*http.Server,
 	return httpserver.New(cfg.HTTPAddr, api, httpserver.API), httpserver.New(cfg.MetricsAddr, mux, httpserver.Internal), nil
 }
 
-func reportPending(ctx context.Context, st interface {
+// gaugeStore is what reportGauges reads.
+type gaugeStore interface {
 	PendingCount(context.Context) (int64, error)
-}, m *metrics.Metrics) {
-	for ctx.Err() == nil {
+	SpamSince(context.Context, time.Time) (store.Spam, error)
+}
+
+// reportGauges keeps the gauges that come from the database current: the
+// events waiting to be dispatched (every 10 seconds) and the spam rate over
+// the last 24 hours (every minute), with a log line when the spam rate
+// crosses a threshold.
+func reportGauges(ctx context.Context, st gaugeStore, m *metrics.Metrics, log *slog.Logger) {
+	level := "ok"
+	for i := 0; ctx.Err() == nil; i++ {
 		if n, err := st.PendingCount(ctx); err == nil {
 			m.DispatchPending.Set(float64(n))
+		}
+		if i%6 == 0 {
+			if l, err := spamGauges(ctx, st, m, time.Now()); err == nil && l != level {
+				log.Warn("spam rate changed level", "from", level, "to", l, "warning_per_1000", report.SpamWarning, "alarm_per_1000", report.SpamAlarm)
+				level = l
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -121,8 +139,18 @@ func reportPending(ctx context.Context, st interface {
 	}
 }
 
-// runToken creates and revokes API bearer tokens. A token is shown once;
-// only its hash is stored.
+// spamGauges sets the spam-rate gauges from the 24 hours before now and
+// returns the level.
+func spamGauges(ctx context.Context, st gaugeStore, m *metrics.Metrics, now time.Time) (string, error) {
+	sp, err := st.SpamSince(ctx, now.Add(-24*time.Hour))
+	if err != nil {
+		return "", err
+	}
+	level := report.SpamLevel(sp.PerThousand())
+	m.Spam(sp.PerThousand(), level, report.SpamWarning, report.SpamAlarm)
+	return level, nil
+}
+
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke") {
 		return exitError{code: 2, msg: "usage: lojal api token create|revoke --name NAME"}

@@ -45,7 +45,8 @@ Usage:
   lojal import customers FILE.jsonl   bulk-load customers (progress bar)
   lojal why --customer ID   a customer's contact history, with the reason for every decision
   lojal report pressure [--days N] [--png FILE]
-                            messages per customer per week; deferrals and suppressions by reason
+                            messages per customer per week; deferrals and suppressions by reason;
+                            spam complaints per 1,000 delivered emails per day
   lojal bench [--only policy,email,journey]
                             throughput against baselines measured in the same run
   lojal suppressions list [--address A] [--lifted]

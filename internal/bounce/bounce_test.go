@@ -165,6 +165,10 @@ func (l *ledger) Suppress(_ context.Context, channel, address, reason, _ string)
 	return nil
 }
 
+func (l *ledger) Complain(ctx context.Context, channel, address, _, detail string) error {
+	return l.Suppress(ctx, channel, address, "complaint", detail)
+}
+
 func (l *ledger) suppressed() map[string]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -23,6 +23,9 @@ type Ledger interface {
 	SentTo(ctx context.Context, address, messageID, key string) (sent store.SentMessage, found bool, err error)
 	// Suppress records that nothing may be sent to an address again.
 	Suppress(ctx context.Context, channel, address, reason, detail string) error
+	// Complain records a complaint about a message (it counts towards the
+	// spam rate) and suppresses the address.
+	Complain(ctx context.Context, channel, address, messageID, detail string) error
 	// MessageByID finds the email lojal sent with Message-ID messageID.
 	MessageByID(ctx context.Context, messageID string) (sent store.SentMessage, found bool, err error)
 	// Unsubscribe does what a one-click unsubscribe does (store.Store.Unsubscribe).
@@ -162,8 +165,14 @@ func (in *Intake) act(ctx context.Context, res Result) error {
 	switch res.Kind {
 	case HardBounce, Complaint:
 		detail := strings.TrimSpace(res.Status + " " + res.Diagnostic)
-		detail += fmt.Sprintf(" (message %s, matched by %s)", res.Message, res.Match)
-		if err := in.Store.Suppress(ctx, "email", res.Address, string(res.Kind), strings.TrimSpace(detail)); err != nil {
+		detail = strings.TrimSpace(detail + fmt.Sprintf(" (message %s, matched by %s)", res.Message, res.Match))
+		var err error
+		if res.Kind == Complaint {
+			err = in.Store.Complain(ctx, "email", res.Address, res.Message, detail)
+		} else {
+			err = in.Store.Suppress(ctx, "email", res.Address, string(res.Kind), detail)
+		}
+		if err != nil {
 			return fmt.Errorf("%w: suppress %s: %v", ErrStore, res.Address, err)
 		}
 		in.Log.Info("address suppressed", "address", res.Address, "reason", res.Kind, "status", res.Status, "message", res.Message, "match", res.Match)

@@ -112,6 +112,16 @@ func (s *Store) Suppress(ctx context.Context, channel, address, reason, detail s
 	return nil
 }
 
+// Complain records a complaint about a message: it counts towards the
+// spam rate (once per address and message, however often the report
+// comes) and suppresses the address.
+func (s *Store) Complain(ctx context.Context, channel, address, messageID, detail string) error {
+	if _, err := s.pool.Exec(ctx, s.q.RecordComplaint, channel, address, messageID, detail); err != nil {
+		return fmt.Errorf("record complaint from %s: %w", address, err)
+	}
+	return nil
+}
+
 // SetPreferences replaces a customer's topic opt-outs and channel consent
 // in one transaction (the preference centre's save).
 func (s *Store) SetPreferences(ctx context.Context, customerID string, optedOut []string, consent map[string]bool, source string) error {
