@@ -49,6 +49,8 @@ Usage:
                             spam complaints per 1,000 delivered emails per day
   lojal bench [--only policy,email,journey]
                             throughput against baselines measured in the same run
+  lojal sender check [--no-dns] [--dmarc-reports ADDRESS]
+                            the DNS records (DKIM, SPF, DMARC, MX) the From domain needs, and what DNS publishes
   lojal suppressions list [--address A] [--lifted]
                             suppressed addresses, or the record of lifted ones
   lojal suppressions remove --address A --reason WHY
@@ -112,6 +114,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImport(ctx, rest, stdout, stderr)
 	case "suppressions":
 		return runSuppressions(ctx, rest, stdout, stderr)
+	case "sender":
+		return runSender(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {
@@ -181,17 +185,9 @@ func defaultConfig() Config {
 // caller closes the returned Email.
 func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) {
 	ec := channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom, ReturnPath: cfg.BounceAddress}
-	if cfg.DKIMKeyFile != "" {
-		if cfg.DKIMSelector == "" {
-			return nil, nil, errors.New("LOJAL_DKIM_KEY_FILE is set but LOJAL_DKIM_SELECTOR is not")
-		}
-		pemBytes, err := os.ReadFile(cfg.DKIMKeyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dkim key: %w", err)
-		}
-		if ec.DKIM, err = channel.LoadDKIM(messageDomain(cfg.MailFrom), cfg.DKIMSelector, pemBytes); err != nil {
-			return nil, nil, err
-		}
+	var err error
+	if ec.DKIM, err = loadDKIM(cfg); err != nil {
+		return nil, nil, err
 	}
 	email, err := channel.NewEmail(ec, log)
 	if err != nil {
@@ -206,6 +202,22 @@ func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) 
 		}
 	}
 	return channel.Mux{"email": email, "push": channel.NewPush(pc, log)}, email, nil
+}
+
+// loadDKIM reads the DKIM signing key, or returns nil when none is
+// configured.
+func loadDKIM(cfg Config) (*channel.DKIM, error) {
+	if cfg.DKIMKeyFile == "" {
+		return nil, nil
+	}
+	if cfg.DKIMSelector == "" {
+		return nil, errors.New("LOJAL_DKIM_KEY_FILE is set but LOJAL_DKIM_SELECTOR is not")
+	}
+	pemBytes, err := os.ReadFile(cfg.DKIMKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dkim key: %w", err)
+	}
+	return channel.LoadDKIM(messageDomain(cfg.MailFrom), cfg.DKIMSelector, pemBytes)
 }
 
 // egress is where push endpoints may point, for the API (registration)
