@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lojal/lojal/internal/bounce"
@@ -60,7 +62,39 @@ const (
 	// ErrTypePushRetry: some push subscriptions failed temporarily; the
 	// retry tries only those.
 	ErrTypePushRetry = "PushRetry"
+	// ErrTypeThrottled: the relay asked lojal to slow down; the message
+	// is tried again later, later each time (throttleDelay).
+	ErrTypeThrottled = "Throttled"
 )
+
+// throttleDelay is how long a message the relay throttled waits before
+// its next attempt: 15 seconds, doubling with each attempt up to 5
+// minutes, plus up to a fifth more at random (jitter in [0, 1)) so that
+// messages throttled together do not come back together. The activity's
+// regular retries (2 seconds, doubling) would come back at nearly full
+// speed, which is what a relay that is throttling punishes.
+func throttleDelay(attempt int32, jitter float64) time.Duration {
+	d := 15 * time.Second
+	for i := int32(1); i < attempt && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	d = min(d, 5*time.Minute)
+	return d + time.Duration(jitter*float64(d)/5)
+}
+
+// later turns a relay's "slow down" into a retry after throttleDelay;
+// other errors keep the activity's retry policy.
+func later(ctx context.Context, err error) error {
+	if !channel.IsThrottled(err) {
+		return err
+	}
+	attempt := int32(1)
+	if activity.IsActivity(ctx) {
+		attempt = activity.GetInfo(ctx).Attempt
+	}
+	return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeThrottled,
+		temporal.ApplicationErrorOptions{NextRetryDelay: throttleDelay(attempt, rand.Float64()), Cause: err})
+}
 
 func (a *Activities) now() time.Time {
 	if a.Now != nil {
@@ -142,27 +176,46 @@ type SendOutput struct {
 }
 
 // Send asks the relationship policy and, when it allows, renders and sends
-// the message. Both halves are idempotent, so Temporal may retry the whole
-// activity: the decision is found again by its key instead of being taken
-// twice, and delivery checks the ledger row before sending. Doing both in
-// one activity halves the activity round trips of every message.
+// the message: Decide and Deliver in one activity. Both halves are
+// idempotent, so Temporal may retry the whole activity: the decision is
+// found again by its key instead of being taken twice, and delivery checks
+// the ledger row before sending. Runs that started before the two halves
+// ran on queues of their own (workflows: changeSendQueues) still call it.
 func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutput, error) {
-	start := time.Now()
-	d, err := a.decide(ctx, in.DecideInput)
+	d, err := a.Decide(ctx, in.DecideInput)
 	if err != nil {
 		return SendOutput{}, err
-	}
-	if !d.Replayed {
-		a.Metrics.Decision(string(d.Verdict), string(d.Reason), d.Channel, time.Since(start))
 	}
 	out := SendOutput{DecideOutput: d}
 	if d.Verdict != policy.Allow {
 		return out, nil
 	}
-	out.Delivery, err = a.deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger})
-	if err == nil && !out.Delivery.AlreadySent {
-		a.Metrics.Message(d.Channel, out.Delivery.Status)
-		if out.Delivery.Status == StatusSent {
+	out.Delivery, err = a.Deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger,
+		Channel: d.Channel, JourneyID: in.JourneyID, FirstAsked: in.FirstAsked})
+	return out, err
+}
+
+// Decide asks the relationship policy about one message and, when it
+// allows, reserves its slot (atomically with every other decision for the
+// customer). An ask of a message already decided finds that decision.
+func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideOutput, error) {
+	start := time.Now()
+	d, err := a.decide(ctx, in)
+	if err == nil && !d.Replayed {
+		a.Metrics.Decision(string(d.Verdict), string(d.Reason), d.Channel, time.Since(start))
+	}
+	return d, err
+}
+
+// Deliver renders and sends a message the policy allowed, at most once
+// (see deliver). The journey workflow runs it on its channel's task queue,
+// whose rate the Temporal server limits across every worker
+// (docs/delivery.md, "Send rate").
+func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (DeliverOutput, error) {
+	out, err := a.deliver(ctx, in)
+	if err == nil && !out.AlreadySent {
+		a.Metrics.Message(in.Channel, out.Status)
+		if out.Status == StatusSent && !in.FirstAsked.IsZero() {
 			a.Metrics.Step(in.JourneyID, a.now().Sub(in.FirstAsked))
 		}
 	}
@@ -204,6 +257,10 @@ type DeliverInput struct {
 	IdempotencyKey string
 	// Trigger is the event that started the run (templates see it as .Event).
 	Trigger *journey.Event
+	// Channel (the policy's), JourneyID and FirstAsked are for metrics.
+	Channel    string
+	JourneyID  string
+	FirstAsked time.Time
 }
 
 // Delivery statuses.
@@ -347,7 +404,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		return fail(err)
 	case !committed:
 		// Nothing was handed over in full: the next attempt sends it.
-		return DeliverOutput{}, err
+		return DeliverOutput{}, later(ctx, err)
 	case channel.IsUncertain(err):
 		return a.uncertain(ctx, key, policy.Email, attempt, env.MessageID, err.Error())
 	case isPerm:
@@ -363,7 +420,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		if rerr := a.Store.MarkRefused(ctx, key, attempt, true, err.Error()); rerr != nil {
 			return DeliverOutput{}, errors.Join(err, rerr)
 		}
-		return DeliverOutput{}, err
+		return DeliverOutput{}, later(ctx, err)
 	}
 }
 

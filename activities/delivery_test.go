@@ -315,6 +315,42 @@ func TestPushRetryAfterPerSubscription(t *testing.T) {
 	}
 }
 
+// TestRelayThrottlingRetriesLater: a relay that says "421 slow down" gets
+// the message again no sooner than throttleDelay, not on the regular
+// retry schedule; nothing was handed over, so it goes out once when the
+// relay takes it.
+func TestRelayThrottlingRetriesLater(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	b.catcher.SetMode(mailcatch.TempFail)
+	in := sendInput("loyalty-benefit", "email")
+	_, err := b.acts.Send(ctx, in)
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeThrottled || ae.NextRetryDelay() < 15*time.Second || ae.NonRetryable() {
+		t.Fatalf("421 from the relay: %v, want a retry no sooner than 15 s", err)
+	}
+	if h := b.history(t); h[0].Status == "sent" || h[0].Status == "failed" {
+		t.Fatalf("status %s after a throttled attempt", h[0].Status)
+	}
+	b.catcher.SetMode(mailcatch.Accept)
+	// This process now paces its sends (channel's pace); the retry comes
+	// 15 s later, when it may send again, or on another worker: here a
+	// fresh sender stands in for that.
+	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + b.catcher.Addr, From: "lojal <hello@lojal.example>"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(email.Close)
+	b.acts.Sender = channel.Mux{"email": email}
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusSent || b.catcher.Count() != 1 {
+		t.Fatalf("after the relay recovered: %+v %v, %d messages", out.Delivery, err, b.catcher.Count())
+	}
+}
+
 // TestLedgerWritesCheckRows: a status change that finds no row in the
 // state it expects is an error, never silent.
 func TestLedgerWritesCheckRows(t *testing.T) {

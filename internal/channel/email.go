@@ -51,6 +51,8 @@ type Email struct {
 	maxIdle    int
 	maxAge     time.Duration
 	log        *slog.Logger
+	// pace slows sending after the relay asked it to (throttle.go).
+	pace *pace
 
 	mu   sync.Mutex
 	idle []pooled
@@ -132,7 +134,7 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 		}
 	}
 	return &Email{client: client, from: from, returnPath: cfg.ReturnPath, domain: domain, maxIdle: maxIdle, maxAge: time.Minute,
-		timeout: timeout, dkim: cfg.DKIM, log: log}, nil
+		timeout: timeout, dkim: cfg.DKIM, log: log, pace: newPace(nil)}, nil
 }
 
 // Domain is the sender's domain, used in Message-IDs.
@@ -249,8 +251,10 @@ func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
 //   - no answer to the "." (the connection breaks, the server is slower
 //     than our timeout): an UncertainError, for the server may have it.
 //
-// A pooled connection that turns out dead before any reply is replaced and
-// the send tried once more on a fresh one.
+// A 4xx that asks lojal to slow down (throttle.go) is a ThrottledError,
+// and paces this process's later sends. A pooled connection that turns
+// out dead before any reply is replaced and the send tried once more on a
+// fresh one.
 func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	m, err := e.Build(env)
 	if err != nil {
@@ -269,8 +273,16 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 		return Receipt{}, &PermanentError{Err: fmt.Errorf("encode message: %w", err)}
 	}
 	for attempt := 0; ; attempt++ {
+		if err := e.pace.wait(ctx); err != nil {
+			return Receipt{}, err
+		}
 		c, reused, err := e.get(ctx)
 		if err != nil {
+			var reply *textproto.Error
+			if errors.As(err, &reply) && throttling(reply) {
+				e.pace.throttled()
+				return Receipt{}, &ThrottledError{Err: fmt.Errorf("smtp connect: %w", err)}
+			}
 			return Receipt{}, fmt.Errorf("smtp connect: %w", err)
 		}
 		st, err := e.transact(c, raw, from, rcpts, env.Confirm)
@@ -290,6 +302,11 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 			continue // the pooled connection had gone stale
 		case replied && reply.Code >= 500:
 			return Receipt{}, &PermanentError{Code: reply.Code, Bounce: st == stageRcpt, Err: fmt.Errorf("smtp %s: %w", st, err)}
+		case replied && throttling(reply):
+			// The relay wants fewer messages: this one waits, and so,
+			// for a while, does everything this process sends.
+			e.pace.throttled()
+			return Receipt{}, &ThrottledError{Err: fmt.Errorf("smtp %s: %w", st, err)}
 		}
 		return Receipt{}, fmt.Errorf("smtp %s: %w", st, err)
 	}
