@@ -2,7 +2,9 @@ package workflows_test
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +25,13 @@ import (
 	"github.com/lojal/lojal/workflows"
 )
 
-var updateHistories = flag.Bool("update-histories", false, "record testdata/histories again from live runs")
+var updateHistories = flag.Bool("update-histories", false, "record new testdata/histories from live runs (existing ones are kept)")
+
+// historySet names the histories recordHistories writes: bump it with each
+// change to workflow code, so the new code's histories are added beside
+// the old ones, which stay as they are (runs of every earlier version must
+// still replay).
+const historySet = "send-queues"
 
 func runInfo(t *testing.T, ctx context.Context, c client.Client, id string) workflows.RunInfo {
 	t.Helper()
@@ -141,7 +149,8 @@ func TestEditedJourneyKeepsInFlightVersion(t *testing.T) {
 
 // TestReplayHistories replays saved workflow histories against today's
 // workflow code: a change that would break running journeys fails here.
-// Record them again with -update-histories after an intended change.
+// After a change to workflow code, bump historySet and record the new
+// code's histories with -update-histories; old ones are never rewritten.
 func TestReplayHistories(t *testing.T) {
 	t.Parallel()
 	if *updateHistories {
@@ -215,7 +224,19 @@ func recordHistories(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join("testdata/histories", sc.name+".json"), out, 0o644); err != nil {
+		// Append-only: a history already recorded is never replaced.
+		f, err := os.OpenFile(filepath.Join("testdata/histories", sc.name+"."+historySet+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			t.Logf("%s.%s.json exists; kept", sc.name, historySet)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}

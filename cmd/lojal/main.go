@@ -47,7 +47,7 @@ Usage:
   lojal report pressure [--days N] [--png FILE]
                             messages per customer per week; deferrals and suppressions by reason;
                             spam complaints per 1,000 delivered emails per day
-  lojal bench [--only policy,email,journey]
+  lojal bench [--only core,policy,email,ingest,enrol,journey,rate]
                             throughput against baselines measured in the same run
   lojal sender check [--no-dns] [--dmarc-reports ADDRESS]
                             the DNS records (DKIM, SPF, DMARC, MX) the From domain needs, and what DNS publishes
@@ -159,6 +159,8 @@ type Config struct {
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
 	ReorderWindow     time.Duration `flag:"reorder-window" env:"LOJAL_REORDER_WINDOW" usage:"api: hold accepted events this long so close ones dispatch in the order they happened"`
+	EmailRate         float64       `flag:"email-rate" env:"LOJAL_EMAIL_RATE" usage:"worker: most emails a second all workers together hand to the SMTP relay, held by the Temporal server (the relay's limit; 0: no limit; the same on every worker)"`
+	PushRate          float64       `flag:"push-rate" env:"LOJAL_PUSH_RATE" usage:"worker: most push messages a second all workers together send (0: no limit; the same on every worker)"`
 	SendTimeout       time.Duration `flag:"send-timeout" env:"LOJAL_SEND_TIMEOUT" usage:"worker: how long one message may take to go out, retries included, before its run asks the policy again (0: the reservation's 15 minutes plus one)"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -37,6 +38,11 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := checkPublicURL(cfg); err != nil {
 		return err
 	}
+	for name, r := range map[string]float64{"LOJAL_EMAIL_RATE": cfg.EmailRate, "LOJAL_PUSH_RATE": cfg.PushRate} {
+		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+			return fmt.Errorf("%s is %v: want messages a second, 0 for no limit", name, r)
+		}
+	}
 	if cfg.SMTPURL == "" {
 		return errors.New("no SMTP server: set SMTP_URL (or --smtp-url)")
 	}
@@ -61,11 +67,13 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
-		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout})
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
+		Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress)
+	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress,
+		"email_rate", cfg.EmailRate, "push_rate", cfg.PushRate)
 	go keepSchedules(ctx, tc, cat, log)
 	if cfg.BounceSMTPAddr != "" {
 		l, err := net.Listen("tcp", cfg.BounceSMTPAddr)
@@ -132,18 +140,20 @@ type workerDeps struct {
 	StopTimeout time.Duration
 	Metrics     *metrics.Metrics
 	SendTimeout time.Duration
+	// Rates bound deliveries a second per channel, across all workers.
+	Rates map[string]float64
 }
 
-// newWorker builds the journey worker: one Workflows value (its compiled
-// definition cache) and one Activities value for the process.
-func newWorker(tc client.Client, d workerDeps) worker.Worker {
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{
-		WorkerStopTimeout:                  d.StopTimeout,
-		MaxConcurrentActivityExecutionSize: 200,
+// newWorker builds the process's workers: the journey worker and one send
+// worker per channel, sharing one Workflows value (its compiled
+// definition cache) and one Activities value.
+func newWorker(tc client.Client, d workerDeps) workflows.Workers {
+	return workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
+		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WorkerOptions{
+		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: 200},
+		Rates:     d.Rates,
+		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},
 	})
-	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
-		Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WithSendTimeout(d.SendTimeout))
-	return w
 }
 
 func healthHandler(st *store.Store) *http.ServeMux {

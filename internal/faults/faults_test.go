@@ -261,7 +261,7 @@ type stack struct {
 	tc      client.Client
 	catcher *mailcatch.Server
 	d       *ingest.Dispatcher
-	w       worker.Worker
+	w       workflows.Workers
 	queue   string
 }
 
@@ -308,9 +308,8 @@ func newStack(t *testing.T, ownPostgres bool) *stack {
 	}
 	t.Cleanup(email.Close)
 	signer, _ := links.NewSigner([]byte("fault-tests-link-key-0123456789abcdef"), "http://lojal.test", 0)
-	s.w = worker.New(s.tc, s.queue, worker.Options{})
-	workflows.Register(s.w, &activities.Activities{Store: s.st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer, Log: log,
-		MessageDomain: "lojal.test"})
+	s.w = workflows.NewWorkers(s.tc, s.queue, &activities.Activities{Store: s.st, Catalog: cat, Sender: channel.Mux{"email": email},
+		Links: signer, Log: log, MessageDomain: "lojal.test"}, workflows.WorkerOptions{})
 	if err := s.w.Start(); err != nil {
 		t.Fatal(err)
 	}
