@@ -82,10 +82,23 @@ func throttleDelay(attempt int32, jitter float64) time.Duration {
 	return d + time.Duration(jitter*float64(d)/5)
 }
 
-// later turns a relay's "slow down" into a retry after throttleDelay;
-// other errors keep the activity's retry policy.
+// retryDelay is when a throttled message is tried again: after
+// throttleDelay when the relay throttled it; when this process held it
+// back itself (its pace), at its next turn, plus the same jitter, so the
+// message does not take a longer and longer pause for a relay it never
+// reached.
+func retryDelay(t *channel.ThrottledError, attempt int32, jitter float64) time.Duration {
+	if t.RetryAfter > 0 {
+		return t.RetryAfter + time.Duration(jitter*float64(t.RetryAfter)/5)
+	}
+	return throttleDelay(attempt, jitter)
+}
+
+// later turns a "slow down" into a retry after retryDelay; other errors
+// keep the activity's retry policy.
 func later(ctx context.Context, err error) error {
-	if !channel.IsThrottled(err) {
+	var t *channel.ThrottledError
+	if !errors.As(err, &t) {
 		return err
 	}
 	attempt := int32(1)
@@ -93,7 +106,7 @@ func later(ctx context.Context, err error) error {
 		attempt = activity.GetInfo(ctx).Attempt
 	}
 	return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeThrottled,
-		temporal.ApplicationErrorOptions{NextRetryDelay: throttleDelay(attempt, rand.Float64()), Cause: err})
+		temporal.ApplicationErrorOptions{NextRetryDelay: retryDelay(t, attempt, rand.Float64()), Cause: err})
 }
 
 func (a *Activities) now() time.Time {

@@ -17,6 +17,10 @@ import (
 // sent later, and later still each time it meets this again.
 type ThrottledError struct {
 	Err error
+	// RetryAfter, when set, is when this process will have a turn for the
+	// message again (it held the message back itself); zero when the
+	// relay answered, which says nothing of when it will take more.
+	RetryAfter time.Duration
 }
 
 func (e *ThrottledError) Error() string { return "throttled: " + e.Err.Error() }
@@ -139,7 +143,7 @@ func (p *pace) reserve() (time.Duration, error) {
 		}
 		if wait := start.Sub(now); wait > maxWait {
 			return 0, &ThrottledError{Err: fmt.Errorf("the relay asked to slow down: sending %.2f messages a second, the next free turn is %s away",
-				p.limit, wait.Round(time.Second))}
+				p.limit, wait.Round(time.Second)), RetryAfter: wait}
 		}
 		p.next = start.Add(time.Duration(float64(time.Second) / p.limit))
 	}
