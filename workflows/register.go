@@ -49,7 +49,7 @@ func NewWorkers(c client.Client, queue string, a *activities.Activities, o Worke
 	jw := worker.New(c, queue, o.Worker)
 	Register(jw, a, o.Workflows...)
 	ws := Workers{jw}
-	for _, ch := range sendChannels {
+	for _, ch := range sendChannels() {
 		sw := worker.New(c, SendQueue(queue, ch), worker.Options{
 			WorkerStopTimeout:                  o.Worker.WorkerStopTimeout,
 			MaxConcurrentActivityExecutionSize: o.Worker.MaxConcurrentActivityExecutionSize,

@@ -26,7 +26,7 @@ func SendQueue(journeyQueue, channel string) string {
 }
 
 // sendChannels are the channels with a send queue of their own.
-var sendChannels = []string{policy.Email, policy.Push}
+func sendChannels() []string { return []string{policy.Email, policy.Push} }
 
 // ask asks the relationship policy about one message and, when it allows,
 // delivers it, with the same meaning of results and errors as the Send
@@ -44,7 +44,7 @@ func (r *run) ask(ctx workflow.Context, in activities.SendInput) (activities.Sen
 		return out, err
 	}
 	queue := workflow.GetInfo(r.ctx).TaskQueueName
-	if slices.Contains(sendChannels, out.Channel) {
+	if slices.Contains(sendChannels(), out.Channel) {
 		queue = SendQueue(queue, out.Channel)
 	}
 	err := workflow.ExecuteActivity(workflow.WithTaskQueue(ctx, queue), r.acts.Deliver, activities.DeliverInput{

@@ -391,15 +391,21 @@ func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 // p256dh an uncompressed point on P-256, auth 16 bytes.
 func checkKeys(s PushSubscription) error {
 	pub, err := decodeKey(s.P256dh)
-	if err != nil || len(pub) != 65 {
-		return fmt.Errorf("subscription key p256dh is not 65 bytes of base64url (%d bytes, %v)", len(pub), err)
+	switch {
+	case err != nil:
+		return fmt.Errorf("subscription key p256dh is not base64url: %w", err)
+	case len(pub) != 65:
+		return fmt.Errorf("subscription key p256dh is %d bytes, not 65", len(pub))
 	}
 	if _, err := ecdh.P256().NewPublicKey(pub); err != nil {
 		return fmt.Errorf("subscription key p256dh is not a P-256 public key: %w", err)
 	}
 	auth, err := decodeKey(s.Auth)
-	if err != nil || len(auth) != 16 {
-		return fmt.Errorf("subscription key auth is not 16 bytes of base64url (%d bytes, %v)", len(auth), err)
+	switch {
+	case err != nil:
+		return fmt.Errorf("subscription key auth is not base64url: %w", err)
+	case len(auth) != 16:
+		return fmt.Errorf("subscription key auth is %d bytes, not 16", len(auth))
 	}
 	return nil
 }
