@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lojal/lojal/internal/bounce"
@@ -60,7 +62,52 @@ const (
 	// ErrTypePushRetry: some push subscriptions failed temporarily; the
 	// retry tries only those.
 	ErrTypePushRetry = "PushRetry"
+	// ErrTypeThrottled: the relay asked lojal to slow down; the message
+	// is tried again later, later each time (throttleDelay).
+	ErrTypeThrottled = "Throttled"
 )
+
+// throttleDelay is how long a message the relay throttled waits before
+// its next attempt: 15 seconds, doubling with each attempt up to 5
+// minutes, plus up to a fifth more at random (jitter in [0, 1)) so that
+// messages throttled together do not come back together. The activity's
+// regular retries (2 seconds, doubling) would come back at nearly full
+// speed, which is what a relay that is throttling punishes.
+func throttleDelay(attempt int32, jitter float64) time.Duration {
+	d := 15 * time.Second
+	for i := int32(1); i < attempt && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	d = min(d, 5*time.Minute)
+	return d + time.Duration(jitter*float64(d)/5)
+}
+
+// retryDelay is when a throttled message is tried again: after
+// throttleDelay when the relay throttled it; when this process held it
+// back itself (its pace), at its next turn, plus the same jitter, so the
+// message does not take a longer and longer pause for a relay it never
+// reached.
+func retryDelay(t *channel.ThrottledError, attempt int32, jitter float64) time.Duration {
+	if t.RetryAfter > 0 {
+		return t.RetryAfter + time.Duration(jitter*float64(t.RetryAfter)/5)
+	}
+	return throttleDelay(attempt, jitter)
+}
+
+// later turns a "slow down" into a retry after retryDelay; other errors
+// keep the activity's retry policy.
+func later(ctx context.Context, err error) error {
+	var t *channel.ThrottledError
+	if !errors.As(err, &t) {
+		return err
+	}
+	attempt := int32(1)
+	if activity.IsActivity(ctx) {
+		attempt = activity.GetInfo(ctx).Attempt
+	}
+	return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeThrottled,
+		temporal.ApplicationErrorOptions{NextRetryDelay: retryDelay(t, attempt, rand.Float64()), Cause: err})
+}
 
 func (a *Activities) now() time.Time {
 	if a.Now != nil {
@@ -145,27 +192,46 @@ type SendOutput struct {
 }
 
 // Send asks the relationship policy and, when it allows, renders and sends
-// the message. Both halves are idempotent, so Temporal may retry the whole
-// activity: the decision is found again by its key instead of being taken
-// twice, and delivery checks the ledger row before sending. Doing both in
-// one activity halves the activity round trips of every message.
+// the message: Decide and Deliver in one activity. Both halves are
+// idempotent, so Temporal may retry the whole activity: the decision is
+// found again by its key instead of being taken twice, and delivery checks
+// the ledger row before sending. Runs that started before the two halves
+// ran on queues of their own (workflows: changeSendQueues) still call it.
 func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutput, error) {
-	start := time.Now()
-	d, err := a.decide(ctx, in.DecideInput)
+	d, err := a.Decide(ctx, in.DecideInput)
 	if err != nil {
 		return SendOutput{}, err
-	}
-	if !d.Replayed {
-		a.Metrics.Decision(string(d.Verdict), string(d.Reason), d.Channel, time.Since(start))
 	}
 	out := SendOutput{DecideOutput: d}
 	if d.Verdict != policy.Allow {
 		return out, nil
 	}
-	out.Delivery, err = a.deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger, Received: in.Received})
-	if err == nil && !out.Delivery.AlreadySent {
-		a.Metrics.Message(d.Channel, out.Delivery.Status)
-		if out.Delivery.Status == StatusSent {
+	out.Delivery, err = a.Deliver(ctx, DeliverInput{IdempotencyKey: d.IdempotencyKey, Trigger: in.Trigger, Received: in.Received,
+		Channel: d.Channel, JourneyID: in.JourneyID, FirstAsked: in.FirstAsked})
+	return out, err
+}
+
+// Decide asks the relationship policy about one message and, when it
+// allows, reserves its slot (atomically with every other decision for the
+// customer). An ask of a message already decided finds that decision.
+func (a *Activities) Decide(ctx context.Context, in DecideInput) (DecideOutput, error) {
+	start := time.Now()
+	d, err := a.decide(ctx, in)
+	if err == nil && !d.Replayed {
+		a.Metrics.Decision(string(d.Verdict), string(d.Reason), d.Channel, time.Since(start))
+	}
+	return d, err
+}
+
+// Deliver renders and sends a message the policy allowed, at most once
+// (see deliver). The journey workflow runs it on its channel's task queue,
+// whose rate the Temporal server limits across every worker
+// (docs/delivery.md, "Send rate").
+func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (DeliverOutput, error) {
+	out, err := a.deliver(ctx, in)
+	if err == nil && !out.AlreadySent {
+		a.Metrics.Message(in.Channel, out.Status)
+		if out.Status == StatusSent && !in.FirstAsked.IsZero() {
 			a.Metrics.Step(in.JourneyID, a.now().Sub(in.FirstAsked))
 		}
 	}
@@ -208,7 +274,11 @@ type DeliverInput struct {
 	// Trigger is the event that started the run (templates see it as .Event).
 	Trigger *journey.Event
 	// Received holds the events wait_for steps got (.Received).
-	Received map[string]*journey.Event
+	Received map[string]*journey.Event `json:",omitempty"`
+	// Channel (the policy's), JourneyID and FirstAsked are for metrics.
+	Channel    string
+	JourneyID  string
+	FirstAsked time.Time
 }
 
 // Delivery statuses.
@@ -352,7 +422,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		return fail(err)
 	case !committed:
 		// Nothing was handed over in full: the next attempt sends it.
-		return DeliverOutput{}, err
+		return DeliverOutput{}, later(ctx, err)
 	case channel.IsUncertain(err):
 		return a.uncertain(ctx, key, policy.Email, attempt, env.MessageID, err.Error())
 	case isPerm:
@@ -368,7 +438,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		if rerr := a.Store.MarkRefused(ctx, key, attempt, true, err.Error()); rerr != nil {
 			return DeliverOutput{}, errors.Join(err, rerr)
 		}
-		return DeliverOutput{}, err
+		return DeliverOutput{}, later(ctx, err)
 	}
 }
 
@@ -514,6 +584,7 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	}
 	if a.VERP != nil && d.Channel == policy.Email {
 		env.ReturnPath = a.VERP.Address(env.MessageID, env.To)
+		env.UnsubscribeMail = a.VERP.UnsubscribeAddress(env.MessageID)
 	}
 	if d.Channel != policy.Email {
 		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
@@ -592,6 +663,13 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 		}
 	default:
 		env.To = c.ID
+		// One push message carries so much; data that makes it larger is
+		// cut here by the documented rule, so a preview shows what is sent.
+		p, err := channel.FitPayload(channel.Payload{Title: msg.Title, Body: msg.Body, URL: msg.URL, MessageID: m.MessageID, Locale: msg.Locale})
+		if err != nil {
+			return env, err
+		}
+		env.Message.Title, env.Message.Body = p.Title, p.Body
 	}
 	return env, nil
 }

@@ -3,15 +3,20 @@ package activities_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"net/smtp"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -370,5 +375,75 @@ func TestBouncesMatchTheMessageSent(t *testing.T) {
 	list, _ := b.store.Suppressions(ctx, store.SuppressionPage{})
 	if len(list) != 1 || list[0].Address != "kari@example.no" || list[0].Reason != "hard_bounce" {
 		t.Fatalf("suppressions %+v", list)
+	}
+}
+
+// TestUnsubscribeByMail: an email's List-Unsubscribe offers, next to the
+// https link, a mailto: address signed for that message; mail sent to it
+// through the inbound intake unsubscribes the customer from the message's
+// topic, as the one-click POST does.
+func TestUnsubscribeByMail(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	verp, err := bounce.NewVERP([]byte("0123456789abcdef0123456789abcdef"), "bounces@lojal.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.acts.VERP = verp
+	b.customer(t, kari())
+	ctx := context.Background()
+	if out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "email")); err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("%+v %v", out, err)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(b.catcher.Messages()[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^<(https://[^>]+)>, <mailto:([^?>]+)\?subject=unsubscribe>$`).FindStringSubmatch(msg.Header.Get("List-Unsubscribe"))
+	if m == nil {
+		t.Fatalf("List-Unsubscribe %q, want the https link and a mailto: address", msg.Header.Get("List-Unsubscribe"))
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	in := &bounce.Intake{Store: b.store, VERP: verp, Log: slog.New(slog.DiscardHandler), MessageDomain: "lojal.example",
+		Now: b.acts.Now}
+	go in.ServeSMTP(l, bounce.SMTPOptions{}) //nolint:errcheck // ends when l closes
+	request := "From: kari@example.no\r\nTo: " + m[2] + "\r\nSubject: unsubscribe\r\n\r\n\r\n"
+	if err := smtp.SendMail(l.Addr().String(), nil, "kari@example.no", []string{m[2]}, []byte(request)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.store.Customer(ctx, "c-1")
+	if err != nil || !slices.Equal(c.TopicsOptedOut, []string{"loyalty"}) || !c.Consent["email"] {
+		t.Fatalf("after unsubscribing by email: opted out of %v, consent %v (%v); want loyalty only", c.TopicsOptedOut, c.Consent, err)
+	}
+}
+
+// TestPushTooLongIsCut: a push message whose data makes it too large for
+// one record (3,993 bytes of JSON, RFC 8291) is cut by the documented rule
+// when it is composed, so the preview and the ledger show what is sent:
+// the body, at a character, ending in "…".
+func TestPushTooLongIsCut(t *testing.T) {
+	t.Parallel()
+	cat, err := catalog.Load(os.DirFS("../journeys"), "journeys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kari()
+	c.Locale = "en"
+	c.Attributes["first_name"] = strings.Repeat("Kari-", 1000)
+	env, err := activities.Compose(cat, nil, activities.Message{Template: "onboarding-nudge", Channel: "push", Topic: "service", Customer: c,
+		MessageID: "0123456789abcdef0123456789abcdef@lojal.example"}, noon()())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(channel.Payload{Title: env.Message.Title, Body: env.Message.Body, URL: env.Message.URL, MessageID: env.MessageID, Locale: env.Message.Locale})
+	if len(b) > channel.MaxPushPayload || env.Message.Title != "One step left" || !strings.HasSuffix(env.Message.Body, "…") ||
+		!strings.HasPrefix(env.Message.Body, "Kari-Kari-") {
+		t.Fatalf("%d bytes of JSON, title %q, body %q...", len(b), env.Message.Title, env.Message.Body[:40])
 	}
 }

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/channel"
@@ -188,10 +191,11 @@ type pushProvider struct {
 	calls    map[string]int
 	keys     map[string][]string
 	failures map[string]int // answer 503 this many times first
+	throttle map[string]int // answer 429 with Retry-After this many seconds, once
 }
 
 func newPushProvider(t *testing.T) (*pushProvider, *httptest.Server) {
-	p := &pushProvider{calls: map[string]int{}, keys: map[string][]string{}, failures: map[string]int{}}
+	p := &pushProvider{calls: map[string]int{}, keys: map[string][]string{}, failures: map[string]int{}, throttle: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		to := ""
@@ -203,6 +207,12 @@ func newPushProvider(t *testing.T) (*pushProvider, *httptest.Server) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.keys[to] = append(p.keys[to], r.Header.Get("Idempotency-Key"))
+		if secs, ok := p.throttle[to]; ok {
+			delete(p.throttle, to)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
 		if p.failures[to] > 0 {
 			p.failures[to]--
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -252,6 +262,92 @@ func TestPushRetriesOnlyTheFailedSubscription(t *testing.T) {
 	ka, kb := prov.keys["device-a"], prov.keys["device-b"]
 	if len(ka) != 1 || len(kb) != 2 || kb[0] != kb[1] || kb[0] == "" || ka[0] == kb[0] {
 		t.Fatalf("Idempotency-Keys: device-a %v, device-b %v; want one stable key per message and device", ka, kb)
+	}
+}
+
+// TestPushRetryAfterPerSubscription: a push service that answers one
+// device 429 with Retry-After gets that device's request again no sooner
+// than it asked, while the other device's delivery stands; the message is
+// not a success until the throttled device took it too.
+func TestPushRetryAfterPerSubscription(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	prov, srv := newPushProvider(t)
+	prov.throttle["device-b"] = 120
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL}, slog.New(slog.DiscardHandler))}
+	var mu sync.Mutex
+	clock := noon()()
+	b.acts.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	b.customer(t, kari())
+	ctx := context.Background()
+	for _, tok := range []string{"device-a", "device-b"} {
+		if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := sendInput("loyalty-benefit", "push")
+	for attempt := range 2 {
+		_, err := b.acts.Send(ctx, in)
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypePushRetry || ae.NextRetryDelay() != 120*time.Second {
+			t.Fatalf("attempt %d: %v, want a push retry no sooner than the 120 s the service asked", attempt+1, err)
+		}
+		if h := b.history(t); h[0].Status == "sent" {
+			t.Fatal("recorded as sent while a device still waits for it")
+		}
+	}
+	prov.mu.Lock()
+	if len(prov.keys["device-b"]) != 1 || prov.calls["device-a"] != 1 {
+		t.Fatalf("before Retry-After passed: device-b asked %d times, device-a took %d; want once each", len(prov.keys["device-b"]), prov.calls["device-a"])
+	}
+	prov.mu.Unlock()
+	mu.Lock()
+	clock = clock.Add(121 * time.Second)
+	mu.Unlock()
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("after Retry-After: %+v %v", out.Delivery, err)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.calls["device-a"] != 1 || prov.calls["device-b"] != 1 {
+		t.Fatalf("deliveries per device %v, want one each", prov.calls)
+	}
+}
+
+// TestRelayThrottlingRetriesLater: a relay that says "421 slow down" gets
+// the message again no sooner than throttleDelay, not on the regular
+// retry schedule; nothing was handed over, so it goes out once when the
+// relay takes it.
+func TestRelayThrottlingRetriesLater(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	b.catcher.SetMode(mailcatch.TempFail)
+	in := sendInput("loyalty-benefit", "email")
+	_, err := b.acts.Send(ctx, in)
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeThrottled || ae.NextRetryDelay() < 15*time.Second || ae.NonRetryable() {
+		t.Fatalf("421 from the relay: %v, want a retry no sooner than 15 s", err)
+	}
+	if h := b.history(t); h[0].Status == "sent" || h[0].Status == "failed" {
+		t.Fatalf("status %s after a throttled attempt", h[0].Status)
+	}
+	b.catcher.SetMode(mailcatch.Accept)
+	// This process now paces its sends (channel's pace); the retry comes
+	// 15 s later, when it may send again, or on another worker: here a
+	// fresh sender stands in for that.
+	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + b.catcher.Addr, From: "lojal <hello@lojal.example>"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(email.Close)
+	b.acts.Sender = channel.Mux{"email": email}
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Delivery.Status != activities.StatusSent || b.catcher.Count() != 1 {
+		t.Fatalf("after the relay recovered: %+v %v, %d messages", out.Delivery, err, b.catcher.Count())
 	}
 }
 

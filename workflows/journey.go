@@ -459,8 +459,7 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 	}
 	for ask := 1; ; ask++ {
 		in.Ask = ask
-		var out activities.SendOutput
-		err := workflow.ExecuteActivity(ctx, r.acts.Send, in).Get(r.ctx, &out)
+		out, err := r.ask(ctx, in)
 		var te *temporal.TimeoutError
 		var ae *temporal.ApplicationError
 		switch {

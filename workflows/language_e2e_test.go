@@ -29,9 +29,9 @@ func (gonePush) Send(_ context.Context, env channel.Envelope) (channel.Receipt, 
 func languageStack(t *testing.T) *stacktest.Stack {
 	t.Helper()
 	s := stacktest.New(t, stacktest.Options{Journeys: "testdata/journeys", NoWorker: true})
-	w := worker.New(s.Client, s.TaskQueue, worker.Options{WorkerStopTimeout: 5 * time.Second})
-	workflows.Register(w, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email, "push": gonePush{}},
-		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()})
+	w := workflows.NewWorkers(s.Client, s.TaskQueue, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email, "push": gonePush{}},
+		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()},
+		workflows.WorkerOptions{Worker: worker.Options{WorkerStopTimeout: 5 * time.Second}})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func TestSendOutcomeDecidesTheBranch(t *testing.T) {
 		allowed(activities.StatusSent):   "no-answer",
 	} {
 		env, acts := journeyEnv()
-		env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(verdict, nil)
+		onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) { return verdict, nil })
 		env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 		env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)
 		now := env.Now()
@@ -64,10 +64,9 @@ func TestAnswerReachesTheNextMessage(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
 	var received []map[string]*journey.Event
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
-		received = append(received, in.Received)
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		return allowed(activities.StatusSent), nil
-	})
+	}, func(in activities.DeliverInput) { received = append(received, in.Received) })
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	now := env.Now()
 	env.RegisterDelayedCallback(func() {
@@ -92,7 +91,7 @@ func TestPushFallbackFollowsTheChannelList(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
 	var asked []journey.SendAction
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+	onSend(env, acts, func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
 		asked = append(asked, in.Send)
 		if in.Send.Channel == policy.Push {
 			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Allow, Channel: policy.Push},
@@ -122,11 +121,12 @@ func TestNewerTriggerMovesTheWait(t *testing.T) {
 	env, acts := journeyEnv()
 	var sentAt time.Time
 	var subjectCard map[string]any
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		return allowed(activities.StatusSent), nil
+	}, func(in activities.DeliverInput) {
 		if sentAt.IsZero() {
 			sentAt, subjectCard = env.Now(), in.Trigger.Data
 		}
-		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Suppress, Reason: policy.ReasonNoConsent}}, nil
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)

@@ -77,7 +77,7 @@ func TestReorderWindowAppliesEventsInTheOrderTheyHappened(t *testing.T) {
 func TestFinishingRunHandsBackEventsItNeverRead(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
@@ -113,7 +113,7 @@ func TestLongDeferralContinuesAsNewWhenSuggested(t *testing.T) {
 	env, acts := journeyEnv()
 	start := env.Now()
 	asks := 0
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		asks++
 		if asks == 1 {
 			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "defer", Reason: "cap", Until: start.Add(7 * 24 * time.Hour)}}, nil
@@ -160,7 +160,7 @@ func TestDatabaseOutageAddsNoHistoryPerRetry(t *testing.T) {
 		}
 		return activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil
 	})
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
@@ -191,7 +191,7 @@ func TestAttributeAddedToTheSchemaDoesNotBreakARun(t *testing.T) {
 	env, acts := journeyEnv()
 	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true,
 		Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari", "shoe_size": 44.0}}}, nil)
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)

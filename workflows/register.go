@@ -1,6 +1,11 @@
 package workflows
 
 import (
+	"fmt"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -17,4 +22,66 @@ func Register(r worker.Registry, a *activities.Activities, opts ...Option) {
 	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
 	r.RegisterWorkflowWithOptions(w.Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
 	r.RegisterActivity(a)
+}
+
+// WorkerOptions configure the workers of one process.
+type WorkerOptions struct {
+	// Worker configures the journey worker; the send workers take its
+	// stop timeout and activity concurrency.
+	Worker worker.Options
+	// Rates bounds, per channel, how many deliveries a second every worker
+	// together starts: the Temporal server holds the channel's send queue
+	// to it (TaskQueueActivitiesPerSecond). Retries count. 0 or absent:
+	// no bound. Give every worker the same value; the server keeps the
+	// last one a worker reported.
+	Rates map[string]float64
+	// Workflows configure the workflows.
+	Workflows []Option
+}
+
+// Workers are the workers of one process: the journey worker on the
+// journey queue (workflows, decisions and the short database activities)
+// and a send worker per channel on SendQueue (deliveries only).
+type Workers []worker.Worker
+
+// NewWorkers builds (but does not start) the workers of one process for
+// the journey queue.
+func NewWorkers(c client.Client, queue string, a *activities.Activities, o WorkerOptions) Workers {
+	jw := worker.New(c, queue, o.Worker)
+	Register(jw, a, o.Workflows...)
+	ws := Workers{jw}
+	for _, ch := range sendChannels() {
+		sw := worker.New(c, SendQueue(queue, ch), worker.Options{
+			WorkerStopTimeout:                  o.Worker.WorkerStopTimeout,
+			MaxConcurrentActivityExecutionSize: o.Worker.MaxConcurrentActivityExecutionSize,
+			TaskQueueActivitiesPerSecond:       o.Rates[ch],
+		})
+		sw.RegisterActivityWithOptions(a.Deliver, activity.RegisterOptions{Name: DeliverActivity})
+		ws = append(ws, sw)
+	}
+	return ws
+}
+
+// DeliverActivity is the registered name of activities.Activities.Deliver.
+const DeliverActivity = "Deliver"
+
+// Start starts every worker; if one fails, those started are stopped.
+func (ws Workers) Start() error {
+	for i, w := range ws {
+		if err := w.Start(); err != nil {
+			ws[:i].Stop()
+			return fmt.Errorf("start worker %d of %d: %w", i+1, len(ws), err)
+		}
+	}
+	return nil
+}
+
+// Stop stops every worker at once, each draining its in-flight activities
+// for up to its stop timeout.
+func (ws Workers) Stop() {
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Go(w.Stop)
+	}
+	wg.Wait()
 }

@@ -30,9 +30,9 @@ import (
 func shapesStack(t *testing.T) *stacktest.Stack {
 	t.Helper()
 	s := stacktest.New(t, stacktest.Options{Journeys: "testdata/shapes", NoWorker: true})
-	w := worker.New(s.Client, s.TaskQueue, worker.Options{WorkerStopTimeout: 5 * time.Second})
-	workflows.Register(w, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email, "push": gonePush{}},
-		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()})
+	w := workflows.NewWorkers(s.Client, s.TaskQueue, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email, "push": gonePush{}},
+		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()},
+		workflows.WorkerOptions{Worker: worker.Options{WorkerStopTimeout: 5 * time.Second}})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

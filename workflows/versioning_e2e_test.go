@@ -3,8 +3,10 @@ package workflows_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -271,7 +273,19 @@ func record(t *testing.T, scenarios []historyScenario, stack func(*testing.T) *s
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join("testdata/histories", sc.name+".json"), out, 0o644); err != nil {
+		// Append-only: a history already recorded is never replaced.
+		f, err := os.OpenFile(filepath.Join("testdata/histories", sc.name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			t.Logf("%s.json exists; kept", sc.name)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
 		sums, err := os.OpenFile("testdata/histories/SHA256SUMS", os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -171,9 +174,9 @@ func TestNormalPriorityWaitsAndGoalEndsIt(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
 	sends := 0
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(func(context.Context, activities.DecideInput) (activities.DecideOutput, error) {
 		sends++
-		return activities.SendOutput{}, nil
+		return activities.DecideOutput{}, nil
 	}).Maybe()
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	src := `id: nudge
@@ -207,10 +210,11 @@ func TestEventDuringSettleCountsLater(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
 	var steps []string
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DecideInput) (activities.DecideOutput, error) {
 		steps = append(steps, in.StepID)
-		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "allow"}, Delivery: activities.DeliverOutput{Status: activities.StatusSent}}, nil
+		return activities.DecideOutput{Verdict: "allow", Channel: "email"}, nil
 	})
+	env.OnActivity(acts.Deliver, mock.Anything, mock.Anything).Return(activities.DeliverOutput{Status: activities.StatusSent}, nil)
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	src := `id: ship
 name: Ship
@@ -247,7 +251,7 @@ steps:
 func TestDeletedCustomerEndsTheRun(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
-	env.OnActivity(acts.Send, mock.Anything, mock.Anything).Return(activities.SendOutput{},
+	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(activities.DecideOutput{},
 		temporal.NewNonRetryableApplicationError("customer no longer exists", activities.ErrTypeCustomerGone, nil))
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	src := "id: bye\nname: Bye\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
@@ -259,6 +263,48 @@ func TestDeletedCustomerEndsTheRun(t *testing.T) {
 	var res workflows.JourneyResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != "customer_gone" || res.Step != "hello" {
 		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+// TestDeliveryRunsOnTheChannelQueue: the policy decides on the journey's
+// queue and the message is delivered on the send queue of the channel the
+// policy chose (here push, for a "preferred" send), where the server
+// limits the rate; a push that can reach no device asks again and goes
+// out on the email queue.
+func TestDeliveryRunsOnTheChannelQueue(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: "journeys-q"})
+	var decided, delivered []string
+	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.DecideInput) (activities.DecideOutput, error) {
+		decided = append(decided, activity.GetInfo(ctx).TaskQueue+" "+in.Send.Channel)
+		ch := "push"
+		if in.Send.Channel == "email" {
+			ch = "email"
+		}
+		return activities.DecideOutput{Verdict: "allow", Channel: ch, IdempotencyKey: fmt.Sprintf("k%d", in.Ask)}, nil
+	})
+	env.OnActivity(acts.Deliver, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.DeliverInput) (activities.DeliverOutput, error) {
+		delivered = append(delivered, activity.GetInfo(ctx).TaskQueue+" "+in.Channel+" "+in.IdempotencyKey)
+		if in.Channel == "push" {
+			return activities.DeliverOutput{Status: activities.StatusFallback}, nil
+		}
+		return activities.DeliverOutput{Status: activities.StatusSent}, nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	src := "id: hi\nname: Hi\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: preferred, template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
+		Bundle: bundle(t, "hi.yaml", src, "UTC"), JourneyID: "hi", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
+		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Sent != 1 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	wantDecided := []string{"journeys-q preferred", "journeys-q email"}
+	wantDelivered := []string{"journeys-q-push push k1", "journeys-q-email email k2"}
+	if !slices.Equal(decided, wantDecided) || !slices.Equal(delivered, wantDelivered) {
+		t.Fatalf("decided %q, delivered %q; want %q and %q", decided, delivered, wantDecided, wantDelivered)
 	}
 }
 

@@ -7,13 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/lojal/lojal/internal/api"
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/httpserver"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/report"
+	"github.com/lojal/lojal/internal/store"
 )
 
 // runAPI serves the HTTP API and preference centre, and dispatches
@@ -29,6 +33,9 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
+		return err
+	}
+	if err := checkPublicURL(cfg); err != nil {
 		return err
 	}
 	signer, err := newSigner(cfg)
@@ -55,6 +62,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	go reportGauges(ctx, st, m, log)
 	errc := make(chan error, 2)
 	go func() { errc <- hs.ListenAndServe() }()
 	if ms != nil {
@@ -99,6 +107,40 @@ func apiServers(cfg Config, api http.Handler, m *metrics.Metrics) (*http.Server,
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler)
 	return httpserver.New(cfg.HTTPAddr, api, httpserver.API), httpserver.New(cfg.MetricsAddr, mux, httpserver.Internal), nil
+}
+
+// gaugeStore is what reportGauges reads.
+type gaugeStore interface {
+	SpamSince(context.Context, time.Time) (store.Spam, error)
+}
+
+// reportGauges keeps the spam rate over the last 24 hours current (every
+// minute), with a log line when it crosses a threshold. (The event path's
+// gauges come from the sweeper, in the worker.)
+func reportGauges(ctx context.Context, st gaugeStore, m *metrics.Metrics, log *slog.Logger) {
+	level := "ok"
+	for ctx.Err() == nil {
+		if l, err := spamGauges(ctx, st, m, time.Now()); err == nil && l != level {
+			log.Warn("spam rate changed level", "from", level, "to", l, "warning_per_1000", report.SpamWarning, "alarm_per_1000", report.SpamAlarm)
+			level = l
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+// spamGauges sets the spam-rate gauges from the 24 hours before now and
+// returns the level.
+func spamGauges(ctx context.Context, st gaugeStore, m *metrics.Metrics, now time.Time) (string, error) {
+	sp, err := st.SpamSince(ctx, now.Add(-24*time.Hour))
+	if err != nil {
+		return "", err
+	}
+	level := report.SpamLevel(sp.PerThousand())
+	m.Spam(sp.PerThousand(), level, report.SpamWarning, report.SpamAlarm)
+	return level, nil
 }
 
 // runToken creates and revokes API bearer tokens. A token is shown once;

@@ -23,7 +23,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("bench", stderr)
 	dur := fs.Duration("duration", 3*time.Second, "length of one measurement")
 	rounds := fs.Int("rounds", 5, "measurements per side; the median is reported")
-	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey")
+	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, rate")
+	rate := fs.Float64("rate", 50, "rate: the email rate to configure, messages a second")
+	rateMessages := fs.Int("rate-messages", 1000, "rate: messages to send at that rate")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown (docs/benchmarks.md)")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
@@ -47,7 +49,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var pg *devstack.Postgres
 	dbURL := cfg.DatabaseURL
-	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol")) {
+	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate")) {
 		fmt.Fprintln(stderr, "bench: starting a durable throw-away PostgreSQL (fsync on)")
 		var err error
 		if pg, err = devstack.StartPostgres(ctx, log, devstack.PostgresOptions{Durable: true}); err != nil {
@@ -95,26 +97,53 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("enrolment benchmark: %w", err)
 		}
 	}
-	if want("journey") {
-		fmt.Fprintln(stderr, "bench: journeys end to end (starting the Temporal dev server) ...")
-		addr := cfg.TemporalAddress
-		if os.Getenv("TEMPORAL_ADDRESS") == "" {
-			t, err := devstack.StartTemporal(ctx, log, devstack.TemporalOptions{})
-			if err != nil {
-				return err
-			}
-			defer t.Stop()
-			addr = t.Address
+	temporalAddr := cfg.TemporalAddress
+	if os.Getenv("TEMPORAL_ADDRESS") == "" && (want("journey") || want("rate")) {
+		fmt.Fprintln(stderr, "bench: starting the Temporal dev server ...")
+		t, err := devstack.StartTemporal(ctx, log, devstack.TemporalOptions{})
+		if err != nil {
+			return err
 		}
-		r, err := bench.Journey(ctx, bench.JourneyOptions{URL: dbURL, TemporalAddress: addr, PerRound: 200, Rounds: *rounds, Conc: 32})
+		defer t.Stop()
+		temporalAddr = t.Address
+	}
+	if want("journey") {
+		fmt.Fprintln(stderr, "bench: journeys end to end ...")
+		r, err := bench.Journey(ctx, bench.JourneyOptions{URL: dbURL, TemporalAddress: temporalAddr, PerRound: 200, Rounds: *rounds, Conc: 32})
 		if err != nil {
 			return fmt.Errorf("journey benchmark: %w", err)
 		}
 		results = append(results, r)
 	}
+	var sendRate *bench.RateResult
+	if want("rate") {
+		fmt.Fprintf(stderr, "bench: %d emails at a configured %g a second, 4 workers ...\n", *rateMessages, *rate)
+		r, err := bench.Rate(ctx, bench.RateOptions{URL: dbURL, TemporalAddress: temporalAddr, Rate: *rate, Messages: *rateMessages, Workers: 4})
+		if err != nil {
+			return fmt.Errorf("rate benchmark: %w", err)
+		}
+		sendRate = &r
+	}
 	printResults(stdout, results, limits, *rounds, *dur, *markdown)
 	printEnrol(stdout, enrol, *markdown)
+	printRate(stdout, sendRate, *markdown)
 	return nil
+}
+
+// printRate shows the send rate the server held the email queue to.
+func printRate(w io.Writer, r *bench.RateResult, markdown bool) {
+	if r == nil {
+		return
+	}
+	if markdown {
+		fmt.Fprintf(w, "\n| send rate | configured | achieved | deviation | busiest second (steady) | lost | sent twice | |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+		fmt.Fprintf(w, "| %d emails, %d workers | %g/s | %.1f/s | %+.1f%% | %d (%d) | %d | %d | %s |\n", r.Messages, r.Workers, r.Configured, r.Achieved,
+			100*r.Deviation(), r.PeakSecond, r.SteadyPeak, r.Lost, r.Duplicates, verdict(r.OK()))
+		return
+	}
+	fmt.Fprintf(w, "\nsend rate: %d emails from a backlog, %d workers each configured with %g a second\n\n", r.Messages, r.Workers, r.Configured)
+	fmt.Fprintf(w, "  achieved %.1f a second (%+.1f%%, target within 10%%), busiest second %d (%d once the queue's first burst is over), took %s; lost %d, sent twice %d: %s\n",
+		r.Achieved, 100*r.Deviation(), r.PeakSecond, r.SteadyPeak, r.Took.Round(100*time.Millisecond), r.Lost, r.Duplicates, verdict(r.OK()))
 }
 
 // printEnrol shows memory at each audience size: flat means the peak does

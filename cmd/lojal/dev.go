@@ -118,6 +118,8 @@ func startDevStack(ctx context.Context, cfg *Config, mailDir string, log *slog.L
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := defaultConfig()
 	cfg.LogLevel = "warn"
+	// Links point at the local API over http.
+	cfg.DevMode = true
 	fs := newFlagSet("dev", stderr)
 	exitAfter := fs.Bool("exit-after-report", false, "print the report and stop (for scripts and CI)")
 	settle := fs.Duration("settle", 7*time.Second, "how long the ledger must be quiet before the report is printed (longer than the 5s a normal-priority message waits before its first ask)")

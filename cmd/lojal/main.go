@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -48,9 +49,12 @@ Usage:
   lojal events show ID | failed | retry ID | drop ID --reason WHY
                             an event's routing, dead letters, and what to do about them
   lojal report pressure [--days N] [--png FILE]
-                            messages per customer per week; deferrals and suppressions by reason
-  lojal bench [--only policy,email,journey]
+                            messages per customer per week; deferrals and suppressions by reason;
+                            spam complaints per 1,000 delivered emails per day
+  lojal bench [--only core,policy,email,ingest,enrol,journey,rate]
                             throughput against baselines measured in the same run
+  lojal sender check [--no-dns] [--dmarc-reports ADDRESS]
+                            the DNS records (DKIM, SPF, DMARC, MX) the From domain needs, and what DNS publishes
   lojal suppressions list [--address A] [--lifted]
                             suppressed addresses, or the record of lifted ones
   lojal suppressions remove --address A --reason WHY
@@ -118,6 +122,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "suppressions":
 		return runSuppressions(ctx, rest, stdout, stderr)
+	case "sender":
+		return runSender(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {
@@ -138,7 +144,8 @@ type Config struct {
 	SMTPURL           string        `flag:"smtp-url" env:"SMTP_URL" secret:"url" usage:"smtp://[user:pass@]host:port[?tls=starttls|tls|none]"`
 	MailFrom          string        `flag:"mail-from" env:"LOJAL_MAIL_FROM" usage:"sender of every email"`
 	Journeys          string        `flag:"journeys" env:"LOJAL_JOURNEYS" usage:"journeys directory"`
-	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages"`
+	PublicURL         string        `flag:"public-url" env:"LOJAL_PUBLIC_URL" usage:"public base URL of the API, for links in messages (https; http only in development mode)"`
+	DevMode           bool          `flag:"dev-mode" env:"LOJAL_DEV_MODE" usage:"development mode: accept an http:// public URL; for local use and tests only, never in production"`
 	LinkKey           string        `flag:"link-key" env:"LOJAL_LINK_KEY" secret:"true" usage:"secret for signing unsubscribe and preference links (32+ characters)"`
 	BounceAddress     string        `flag:"bounce-address" env:"LOJAL_BOUNCE_ADDRESS" usage:"envelope sender (Return-Path) bounces go to"`
 	BounceSMTPAddr    string        `flag:"bounce-smtp-addr" env:"LOJAL_BOUNCE_SMTP_ADDR" usage:"worker: listen here for bounces and feedback reports (inbound SMTP)"`
@@ -160,6 +167,8 @@ type Config struct {
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
 	ReorderWindow     time.Duration `flag:"reorder-window" env:"LOJAL_REORDER_WINDOW" usage:"api: hold accepted events this long so close ones dispatch in the order they happened"`
+	EmailRate         float64       `flag:"email-rate" env:"LOJAL_EMAIL_RATE" usage:"worker: most emails a second all workers together hand to the SMTP relay, held by the Temporal server (the relay's limit; 0: no limit; the same on every worker)"`
+	PushRate          float64       `flag:"push-rate" env:"LOJAL_PUSH_RATE" usage:"worker: most push messages a second all workers together send (0: no limit; the same on every worker)"`
 	SendTimeout       time.Duration `flag:"send-timeout" env:"LOJAL_SEND_TIMEOUT" usage:"worker: how long one message may take to go out, retries included, before its run asks the policy again (0: the reservation's 15 minutes plus one)"`
 }
 
@@ -186,25 +195,39 @@ func defaultConfig() Config {
 // caller closes the returned Email.
 func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) {
 	ec := channel.EmailConfig{URL: cfg.SMTPURL, From: cfg.MailFrom, ReturnPath: cfg.BounceAddress}
-	if cfg.DKIMKeyFile != "" {
-		if cfg.DKIMSelector == "" {
-			return nil, nil, errors.New("LOJAL_DKIM_KEY_FILE is set but LOJAL_DKIM_SELECTOR is not")
-		}
-		pemBytes, err := os.ReadFile(cfg.DKIMKeyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dkim key: %w", err)
-		}
-		if ec.DKIM, err = channel.LoadDKIM(messageDomain(cfg.MailFrom), cfg.DKIMSelector, pemBytes); err != nil {
-			return nil, nil, err
-		}
+	var err error
+	if ec.DKIM, err = loadDKIM(cfg); err != nil {
+		return nil, nil, err
 	}
 	email, err := channel.NewEmail(ec, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	push := channel.NewPush(channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
-		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken, Egress: *egress(cfg)}, log)
-	return channel.Mux{"email": email, "push": push}, email, nil
+	pc := channel.PushConfig{VAPIDPublicKey: cfg.VAPIDPublicKey, VAPIDPrivateKey: cfg.VAPIDPrivateKey,
+		Subject: cfg.VAPIDSubject, ProviderURL: cfg.PushProviderURL, ProviderToken: cfg.PushProviderToken, Egress: *egress(cfg)}
+	if pc.VAPIDPrivateKey != "" {
+		if err := channel.CheckVAPID(pc); err != nil {
+			email.Close()
+			return nil, nil, err
+		}
+	}
+	return channel.Mux{"email": email, "push": channel.NewPush(pc, log)}, email, nil
+}
+
+// loadDKIM reads the DKIM signing key, or returns nil when none is
+// configured.
+func loadDKIM(cfg Config) (*channel.DKIM, error) {
+	if cfg.DKIMKeyFile == "" {
+		return nil, nil
+	}
+	if cfg.DKIMSelector == "" {
+		return nil, errors.New("LOJAL_DKIM_KEY_FILE is set but LOJAL_DKIM_SELECTOR is not")
+	}
+	pemBytes, err := os.ReadFile(cfg.DKIMKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dkim key: %w", err)
+	}
+	return channel.LoadDKIM(messageDomain(cfg.MailFrom), cfg.DKIMSelector, pemBytes)
 }
 
 // egress is where push endpoints may point, for the API (registration)
@@ -292,6 +315,26 @@ func loadCatalog(path string) (*catalog.Catalog, error) {
 		return nil, fmt.Errorf("journeys in %s are not valid:\n%w", path, err)
 	}
 	return c, nil
+}
+
+// checkPublicURL refuses a public URL that messages cannot carry: the
+// one-click unsubscribe in every email is built on it, RFC 8058 requires it
+// to be https, and Gmail, Yahoo and Outlook ignore one that is not. Only
+// development mode, asked for explicitly, accepts http.
+func checkPublicURL(cfg Config) error {
+	const fix = "set LOJAL_PUBLIC_URL (or --public-url) to the https address the API is reached at, such as https://lojal.example.com"
+	u, err := url.Parse(cfg.PublicURL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return fmt.Errorf("LOJAL_PUBLIC_URL %q is not an absolute URL: %s", cfg.PublicURL, fix)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("LOJAL_PUBLIC_URL %q has user information, a query or a fragment; links are built by appending paths to it: %s", cfg.PublicURL, fix)
+	case u.Scheme != "https" && !cfg.DevMode:
+		return fmt.Errorf("LOJAL_PUBLIC_URL %q must be https: the unsubscribe link in every email is built on it, and RFC 8058 one-click "+
+			"unsubscribe (which Gmail, Yahoo and Outlook require of bulk senders) works only over https; %s "+
+			"(LOJAL_DEV_MODE=true accepts http for local development, never for production)", cfg.PublicURL, fix)
+	}
+	return nil
 }
 
 func newSigner(cfg Config) (*links.Signer, error) {

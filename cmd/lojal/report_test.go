@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"image/png"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/pgtest"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
@@ -104,6 +106,18 @@ func TestWhyExplainsDecisions(t *testing.T) {
 func TestReportPressure(t *testing.T) {
 	t.Parallel()
 	db := seededDB(t)
+	// c-1 marks the message as spam; the report comes twice and counts
+	// once: 1 complaint for 3 delivered emails.
+	st, err := store.Open(context.Background(), store.Config{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for range 2 {
+		if err := st.Complain(context.Background(), "email", "c-1@example.no", "m-1@lojal.example", "abuse"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	chart := filepath.Join(t.TempDir(), "pressure.png")
 	out, err := runCLI(t, "report", "pressure", "--days", "7", "--png", chart, "--database-url", db)
 	if err != nil {
@@ -111,7 +125,9 @@ func TestReportPressure(t *testing.T) {
 	}
 	// 3 customers x 1 week: each had one message (c-3's uncertain one
 	// counts).
-	for _, w := range []string{"3 customers, 1 weeks", "1  3  100.0%", "defer     min_gap     1", "suppress  no_consent  1"} {
+	today := time.Now().UTC().Format("2006-01-02")
+	for _, w := range []string{"3 customers, 1 weeks", "1  3  100.0%", "defer     min_gap     1", "suppress  no_consent  1",
+		"warning at 1 (0.1%), alarm at 3 (0.3%)", today + "  3  1  333.33  ALARM"} {
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(w), " ")) {
 			t.Errorf("report lacks %q:\n%s", w, out)
 		}
@@ -173,5 +189,39 @@ func TestWhyIsReadable(t *testing.T) {
 		if strings.Contains(out, bad) {
 			t.Errorf("why shows %q:\n%s", bad, out)
 		}
+	}
+}
+
+// TestSpamRateMetric: the spam rate of the last 24 hours is a metric, with
+// its level and the thresholds it is held to.
+func TestSpamRateMetric(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(context.Background(), store.Config{URL: seededDB(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m := metrics.New()
+	ctx := context.Background()
+	if level, err := spamGauges(ctx, st, m, time.Now()); err != nil || level != "ok" {
+		t.Fatalf("no complaints: %s %v", level, err)
+	}
+	if err := st.Complain(ctx, "email", "c-2@example.no", "m-2@lojal.example", "abuse"); err != nil {
+		t.Fatal(err)
+	}
+	if level, err := spamGauges(ctx, st, m, time.Now()); err != nil || level != "alarm" {
+		t.Fatalf("1 complaint for 3 emails: %s %v", level, err)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"lojal_spam_complaints_per_1000 333.33", "lojal_spam_complaint_level 2",
+		`lojal_spam_complaint_threshold_per_1000{level="warning"} 1`, `lojal_spam_complaint_threshold_per_1000{level="alarm"} 3`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// A day later the complaint has left the window.
+	if level, err := spamGauges(ctx, st, m, time.Now().Add(25*time.Hour)); err != nil || level != "ok" {
+		t.Fatalf("a day later: %s %v", level, err)
 	}
 }

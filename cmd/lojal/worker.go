@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -35,6 +36,14 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPublicURL(cfg); err != nil {
+		return err
+	}
+	for name, r := range map[string]float64{"LOJAL_EMAIL_RATE": cfg.EmailRate, "LOJAL_PUSH_RATE": cfg.PushRate} {
+		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+			return fmt.Errorf("%s is %v: want messages a second, 0 for no limit", name, r)
+		}
+	}
 	if cfg.SMTPURL == "" {
 		return errors.New("no SMTP server: set SMTP_URL (or --smtp-url)")
 	}
@@ -59,11 +68,13 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
-		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout, ReorderWindow: cfg.ReorderWindow})
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
+		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress)
+	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress,
+		"email_rate", cfg.EmailRate, "push_rate", cfg.PushRate)
 	go keepSchedules(ctx, tc, cat, log)
 	if cfg.BounceSMTPAddr != "" {
 		l, err := net.Listen("tcp", cfg.BounceSMTPAddr)
@@ -71,7 +82,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("bounce intake: %w", err)
 		}
 		defer l.Close()
-		intake := &bounce.Intake{Store: st, VERP: verp, Log: log}
+		// The intake also takes unsubscribes mailed to List-Unsubscribe.
+		intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
+			Topics: func() []string { return cat.Current().Topics() }}
 		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
 			if err := intake.ServeSMTP(l, opts); err != nil {
@@ -130,21 +143,24 @@ type workerDeps struct {
 	SendTimeout time.Duration
 	// ReorderWindow is passed to runs the sweeper starts.
 	ReorderWindow time.Duration
+	// Rates bound deliveries a second per channel, across all workers.
+	Rates map[string]float64
 }
 
-// newWorker builds the journey worker: one Workflows value (its compiled
-// definition cache) and one Activities value for the process.
-func newWorker(tc client.Client, d workerDeps) worker.Worker {
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{
-		WorkerStopTimeout:                  d.StopTimeout,
-		MaxConcurrentActivityExecutionSize: 200,
+// newWorker builds the process's workers: the journey worker and one send
+// worker per channel, sharing one Workflows value (its compiled
+// definition cache) and one Activities value.
+func newWorker(tc client.Client, d workerDeps) workflows.Workers {
+	ws := workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
+		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WorkerOptions{
+		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: 200},
+		Rates:     d.Rates,
+		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},
 	})
-	workflows.Register(w, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender, Links: d.Links,
-		Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WithSendTimeout(d.SendTimeout))
 	sweeper := &dispatch.Sweeper{Router: &dispatch.Router{Store: d.Store, Temporal: tc, Catalog: d.Catalog, Log: d.Log,
 		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}}
-	sweeper.Register(w)
-	return w
+	sweeper.Register(ws[0])
+	return ws
 }
 
 func healthHandler(st *store.Store) *http.ServeMux {

@@ -194,16 +194,7 @@ func (s *Server) claims(w http.ResponseWriter, r *http.Request, kind string) (li
 }
 
 // topics lists the topics of deployed journeys.
-func (s *Server) topics() []string {
-	var out []string
-	for _, j := range s.Catalog.Current().Journeys {
-		if !slices.Contains(out, j.Topic) {
-			out = append(out, j.Topic)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+func (s *Server) topics() []string { return s.Catalog.Current().Topics() }
 
 func (s *Server) formView(c journey.Customer) pageView {
 	v := pageView{Locale: uiLocale(c.Locale), Form: true, Email: c.Consent["email"], Push: c.Consent["push"]}
@@ -290,15 +281,11 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxBody))
-	var err error
 	note := "unsubscribed"
-	if claims.Topic != "" {
-		err = s.Store.OptOutTopics(r.Context(), c.ID, []string{claims.Topic})
-	} else {
+	if claims.Topic == "" {
 		note = "unsubscribed_all"
-		err = s.Store.SetPreferences(r.Context(), c.ID, s.topics(), map[string]bool{"email": false, "push": false}, "one-click")
 	}
-	if err != nil {
+	if err := s.Store.Unsubscribe(r.Context(), c.ID, claims.Topic, s.topics(), "one-click"); err != nil {
 		s.Log.Error("unsubscribe", "err", err)
 		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
 		return

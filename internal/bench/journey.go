@@ -94,14 +94,13 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
 	}
 	defer tc.Close()
 	queue := fmt.Sprintf("bench-journeys-%d", time.Now().UnixNano())
-	w := worker.New(tc, queue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
-		Log: log, MessageDomain: email.Domain()})
+	ws := workflows.NewWorkers(tc, queue, &activities.Activities{Store: st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer,
+		Log: log, MessageDomain: email.Domain()}, workflows.WorkerOptions{})
 	baseQueue := queue + "-baseline"
 	bw := worker.New(tc, baseQueue, worker.Options{})
 	bw.RegisterWorkflowWithOptions(baselineWorkflow, workflow.RegisterOptions{Name: "BenchBaseline"})
 	bw.RegisterActivityWithOptions(noop, activityOptions("BenchNoop"))
-	for _, wk := range []worker.Worker{w, bw} {
+	for _, wk := range append(ws, bw) {
 		if err := wk.Start(); err != nil {
 			return res, err
 		}

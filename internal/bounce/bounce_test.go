@@ -100,12 +100,51 @@ type ledger struct {
 	mu   sync.Mutex
 	sent []sentMsg
 	got  map[string]string
-	fail bool
+	// unsubscribed maps a customer to the topics they were unsubscribed
+	// from ("*" for everything).
+	unsubscribed map[string][]string
+	fail         bool
 }
 
-type sentMsg struct{ to, messageID, key string }
+type sentMsg struct {
+	to, messageID, key string
+	customer, topic    string
+	at                 time.Time
+}
 
-func newLedger(sent ...sentMsg) *ledger { return &ledger{sent: sent, got: map[string]string{}} }
+func newLedger(sent ...sentMsg) *ledger {
+	return &ledger{sent: sent, got: map[string]string{}, unsubscribed: map[string][]string{}}
+}
+
+func (l *ledger) MessageByID(_ context.Context, messageID string) (store.SentMessage, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail {
+		return store.SentMessage{}, false, errors.New("database down")
+	}
+	for i, m := range l.sent {
+		if m.messageID == messageID {
+			return store.SentMessage{LedgerID: int64(i + 1), CustomerID: m.customer, MessageID: m.messageID, Address: m.to, Topic: m.topic, At: m.at}, true, nil
+		}
+	}
+	return store.SentMessage{}, false, nil
+}
+
+func (l *ledger) Unsubscribe(_ context.Context, customerID, topic string, allTopics []string, _ string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if topic == "" {
+		topic = "*"
+	}
+	l.unsubscribed[customerID] = append(l.unsubscribed[customerID], topic)
+	return nil
+}
+
+func (l *ledger) unsubscribes() map[string][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.unsubscribed)
+}
 
 func (l *ledger) SentTo(_ context.Context, address, messageID, key string) (store.SentMessage, bool, error) {
 	for i, m := range l.sent {
@@ -124,6 +163,10 @@ func (l *ledger) Suppress(_ context.Context, channel, address, reason, _ string)
 	}
 	l.got[address] = reason
 	return nil
+}
+
+func (l *ledger) Complain(ctx context.Context, channel, address, _, detail string) error {
+	return l.Suppress(ctx, channel, address, "complaint", detail)
 }
 
 func (l *ledger) suppressed() map[string]string {
@@ -329,6 +372,75 @@ func TestSMTPIntake(t *testing.T) {
 	l.fail = true
 	l.mu.Unlock()
 	if err := send("bounces@lojal.example", file("dsn.eml")); err == nil || !strings.Contains(err.Error(), "451") {
+		t.Fatalf("store failure: %v, want a 451 so the sender retries", err)
+	}
+}
+
+// TestUnsubscribeByMail: mail to the mailto: address in a message's
+// List-Unsubscribe unsubscribes its recipient from its topic, as the
+// one-click link does; the address is signed per message, so no other
+// address (a Return-Path, a tampered or foreign token, one for a message
+// lojal never sent or sent too long ago) unsubscribes anyone.
+func TestUnsubscribeByMail(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	v := testVERP(t)
+	kari := sentMsg{to: "kari@example.no", messageID: "5975cf1bba432391c94667f5886225f6@lojal.example", customer: "c-1001",
+		topic: "renewals", at: now.Add(-24 * time.Hour)}
+	old := sentMsg{to: "ola@example.no", messageID: "0123456789abcdef0123456789abcdef@lojal.example", customer: "c-1002",
+		topic: "renewals", at: now.Add(-100 * 24 * time.Hour)}
+	unsub := v.UnsubscribeAddress(kari.messageID)
+	if local, domain, _ := strings.Cut(unsub, "@"); domain != "lojal.example" || len(local) > 64 || !strings.HasPrefix(local, "bounces+") {
+		t.Fatalf("unsubscribe address %q", unsub)
+	}
+	if _, ok := v.Verify(unsub, kari.to); ok {
+		t.Fatal("an unsubscribe address verifies as a Return-Path")
+	}
+	if _, ok := v.VerifyUnsubscribe(v.Address(kari.messageID, kari.to)); ok {
+		t.Fatal("a Return-Path verifies as an unsubscribe address")
+	}
+
+	newIntake := func(l *ledger) string {
+		return serve(t, &Intake{Store: l, VERP: v, Log: slog.New(slog.DiscardHandler), MessageDomain: "lojal.example",
+			Now: func() time.Time { return now }}, SMTPOptions{})
+	}
+	request := []byte("From: Kari Nordmann <kari@example.no>\r\nTo: " + unsub + "\r\nSubject: unsubscribe\r\n\r\n\r\n")
+	l := newLedger(kari, old)
+	addr := newIntake(l)
+	if err := smtp.SendMail(addr, nil, "kari@example.no", []string{unsub}, request); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.unsubscribes(); !reflect.DeepEqual(got, map[string][]string{"c-1001": {"renewals"}}) {
+		t.Fatalf("unsubscribed %v, want c-1001 from renewals", got)
+	}
+	if len(l.suppressed()) != 0 {
+		t.Fatalf("an unsubscribe suppressed %v", l.suppressed())
+	}
+
+	other, _ := NewVERP([]byte("another-key-of-enough-length-0123"), "bounces@lojal.example")
+	tok := strings.TrimSuffix(strings.TrimPrefix(unsub, "bounces+"), "@lojal.example")
+	flipped := []byte(tok)
+	flipped[5] ^= 1
+	for name, to := range map[string]string{
+		"the Return-Path of the message":  v.Address(kari.messageID, kari.to),
+		"tampered":                        "bounces+" + string(flipped) + "@lojal.example",
+		"signed with another key":         other.UnsubscribeAddress(kari.messageID),
+		"a message lojal never sent":      v.UnsubscribeAddress("fedcba9876543210fedcba9876543210@lojal.example"),
+		"sent longer ago than links last": v.UnsubscribeAddress(old.messageID),
+		"the plain bounce mailbox":        "bounces@lojal.example",
+	} {
+		l := newLedger(kari, old)
+		if err := smtp.SendMail(newIntake(l), nil, "kari@example.no", []string{to}, request); err != nil {
+			t.Fatalf("%s: refused at SMTP level: %v", name, err)
+		}
+		if got := l.unsubscribes(); len(got) != 0 {
+			t.Errorf("%s: unsubscribed %v", name, got)
+		}
+	}
+
+	l = newLedger(kari)
+	l.fail = true
+	if err := smtp.SendMail(newIntake(l), nil, "kari@example.no", []string{unsub}, request); err == nil || !strings.Contains(err.Error(), "451") {
 		t.Fatalf("store failure: %v, want a 451 so the sender retries", err)
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -21,6 +23,13 @@ type Ledger interface {
 	SentTo(ctx context.Context, address, messageID, key string) (sent store.SentMessage, found bool, err error)
 	// Suppress records that nothing may be sent to an address again.
 	Suppress(ctx context.Context, channel, address, reason, detail string) error
+	// Complain records a complaint about a message (it counts towards the
+	// spam rate) and suppresses the address.
+	Complain(ctx context.Context, channel, address, messageID, detail string) error
+	// MessageByID finds the email lojal sent with Message-ID messageID.
+	MessageByID(ctx context.Context, messageID string) (sent store.SentMessage, found bool, err error)
+	// Unsubscribe does what a one-click unsubscribe does (store.Store.Unsubscribe).
+	Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, source string) error
 }
 
 // Errors from Apply besides parse errors.
@@ -45,6 +54,15 @@ type Intake struct {
 	// only.
 	VERP *VERP
 	Log  *slog.Logger
+	// MessageDomain is the right-hand side of lojal's Message-IDs (the
+	// From address's domain): an unsubscribe address names its message by
+	// the left-hand side.
+	MessageDomain string
+	// Topics lists the topics of the journeys in force: an unsubscribe
+	// from a message without a topic opts out of all of them. May be nil.
+	Topics func() []string
+	// Now is the clock (tests set it).
+	Now func() time.Time
 }
 
 // Outcome is what Apply did with each recipient of a report.
@@ -147,8 +165,14 @@ func (in *Intake) act(ctx context.Context, res Result) error {
 	switch res.Kind {
 	case HardBounce, Complaint:
 		detail := strings.TrimSpace(res.Status + " " + res.Diagnostic)
-		detail += fmt.Sprintf(" (message %s, matched by %s)", res.Message, res.Match)
-		if err := in.Store.Suppress(ctx, "email", res.Address, string(res.Kind), strings.TrimSpace(detail)); err != nil {
+		detail = strings.TrimSpace(detail + fmt.Sprintf(" (message %s, matched by %s)", res.Message, res.Match))
+		var err error
+		if res.Kind == Complaint {
+			err = in.Store.Complain(ctx, "email", res.Address, res.Message, detail)
+		} else {
+			err = in.Store.Suppress(ctx, "email", res.Address, string(res.Kind), detail)
+		}
+		if err != nil {
 			return fmt.Errorf("%w: suppress %s: %v", ErrStore, res.Address, err)
 		}
 		in.Log.Info("address suppressed", "address", res.Address, "reason", res.Kind, "status", res.Status, "message", res.Message, "match", res.Match)
@@ -156,6 +180,57 @@ func (in *Intake) act(ctx context.Context, res Result) error {
 		in.Log.Info("soft bounce", "address", res.Address, "status", res.Status, "message", res.Message)
 	}
 	return nil
+}
+
+// UnsubscribeByMail applies unsubscribes that came by email: a message
+// sent to the mailto: address in one of lojal's List-Unsubscribe fields
+// (VERP.UnsubscribeAddress) unsubscribes that message's recipient exactly
+// as the one-click link would. handled is false when no address in
+// envelopeTo is such an address. One that verifies but names no email lojal
+// sent, or one sent longer ago than links stay valid, changes nothing.
+func (in *Intake) UnsubscribeByMail(ctx context.Context, envelopeTo []string) (handled bool, err error) {
+	if in.VERP == nil {
+		return false, nil
+	}
+	for _, to := range envelopeTo {
+		id, ok := in.VERP.VerifyUnsubscribe(to)
+		if !ok {
+			continue
+		}
+		handled = true
+		messageID := id + "@" + in.MessageDomain
+		m, found, err := in.Store.MessageByID(ctx, messageID)
+		if err != nil {
+			return true, fmt.Errorf("%w: unsubscribe by email: %v", ErrStore, err)
+		}
+		if !found {
+			in.Log.Warn("unsubscribe by email ignored: no email lojal sent has this Message-ID", "message", messageID)
+			continue
+		}
+		if age := in.now().Sub(m.At); age > links.DefaultTTL {
+			in.Log.Warn("unsubscribe by email ignored: the message is older than its links stay valid", "message", messageID, "age", age.Round(time.Hour))
+			continue
+		}
+		var all []string
+		if in.Topics != nil {
+			all = in.Topics()
+		}
+		if err := in.Store.Unsubscribe(ctx, m.CustomerID, m.Topic, all, "mailto"); errors.Is(err, store.ErrNotFound) {
+			in.Log.Warn("unsubscribe by email ignored: the customer no longer exists", "message", messageID)
+			continue
+		} else if err != nil {
+			return true, fmt.Errorf("%w: unsubscribe by email: %v", ErrStore, err)
+		}
+		in.Log.Info("unsubscribed by email", "customer", m.CustomerID, "topic", m.Topic, "message", messageID)
+	}
+	return handled, nil
+}
+
+func (in *Intake) now() time.Time {
+	if in.Now != nil {
+		return in.Now()
+	}
+	return time.Now()
 }
 
 // readData reads one message from an SMTP DATA command.

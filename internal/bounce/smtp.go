@@ -137,8 +137,16 @@ func (s *intakeSession) Data(r io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = s.in.Apply(ctx, bytes.NewReader(b), s.to...)
 	log := s.in.Log.With("mail_from", s.from, "rcpt_to", s.to)
+	// Mail to a List-Unsubscribe address is an unsubscribe, whatever it
+	// says; everything else is taken for a report.
+	if handled, err := s.in.UnsubscribeByMail(ctx, s.to); err != nil {
+		log.Warn("bounce intake", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
+	} else if handled {
+		return nil
+	}
+	_, err = s.in.Apply(ctx, bytes.NewReader(b), s.to...)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrStore):

@@ -46,6 +46,19 @@ func (c *Catalog) Journey(id string) (*journey.Journey, bool) {
 	return j, ok
 }
 
+// Topics lists the topics of the journeys, sorted, each once: what a
+// customer can opt out of.
+func (c *Catalog) Topics() []string {
+	var out []string
+	for _, j := range c.Journeys {
+		if !slices.Contains(out, j.Topic) {
+			out = append(out, j.Topic)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Load reads and validates every file in fsys, whose root is the journeys
 // directory named dir (used only in messages). It returns every problem
 // found.
@@ -324,6 +337,11 @@ func (c *Catalog) checkTemplates(j *journey.Journey) journey.ErrorList {
 				if missing := t.Missing(ch); len(missing) > 0 {
 					errorAt(t.File, t.Line, t.Col, "journey %s sends this template on %s (%s:%d:%d), which needs %s; this file has no %s",
 						j.ID, ch, j.File, pos.Line, pos.Col, partsFor(ch), strings.Join(missing, " or "))
+				}
+				if ch == "push" || ch == "preferred" {
+					if msg := t.PushTooLong(); msg != "" {
+						errorAt(t.File, t.Line, t.Col, "%s (journey %s sends it on push, %s:%d:%d)", msg, j.ID, j.File, pos.Line, pos.Col)
+					}
 				}
 			}
 			for _, s := range sends[name] {

@@ -24,6 +24,10 @@ type Envelope struct {
 	Message        render.Message
 	// Unsubscribe is the signed one-click unsubscribe URL (RFC 8058).
 	Unsubscribe string
+	// UnsubscribeMail, when set, is an address that unsubscribes by email
+	// (the inbound intake reads it); List-Unsubscribe offers it after the
+	// https link, for mail clients that only know mailto: (RFC 2369).
+	UnsubscribeMail string
 	// ReturnPath, when set, is this message's envelope sender (its VERP
 	// address), instead of the configured one.
 	ReturnPath string

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,7 +34,7 @@ type EmailConfig struct {
 	// InsecureSkipVerify accepts any server certificate (local testing).
 	InsecureSkipVerify bool
 	// DKIM signs every message when set.
-	DKIM *gomail.DKIMSigner
+	DKIM *DKIM
 	// ReturnPath is the envelope sender (MAIL FROM) that bounces go to:
 	// the mailbox lojal's bounce intake reads. Default: the From address.
 	ReturnPath string
@@ -45,11 +46,13 @@ type Email struct {
 	from       *mail.Address
 	returnPath string
 	timeout    time.Duration
-	dkim       *gomail.DKIMSigner
+	dkim       *DKIM
 	domain     string
 	maxIdle    int
 	maxAge     time.Duration
 	log        *slog.Logger
+	// pace slows sending after the relay asked it to (throttle.go).
+	pace *pace
 
 	mu   sync.Mutex
 	idle []pooled
@@ -131,7 +134,7 @@ func NewEmail(cfg EmailConfig, log *slog.Logger) (*Email, error) {
 		}
 	}
 	return &Email{client: client, from: from, returnPath: cfg.ReturnPath, domain: domain, maxIdle: maxIdle, maxAge: time.Minute,
-		timeout: timeout, dkim: cfg.DKIM, log: log}, nil
+		timeout: timeout, dkim: cfg.DKIM, log: log, pace: newPace(nil)}, nil
 }
 
 // Domain is the sender's domain, used in Message-IDs.
@@ -205,18 +208,33 @@ func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m.SetGenHeader(gomail.HeaderContentLang, env.Message.Locale)
 	m.SetGenHeader(gomail.HeaderXAutoResponseSuppress, "All")
 	if env.Unsubscribe != "" {
-		// RFC 8058: a one-click POST to the https link unsubscribes.
-		m.SetGenHeader(gomail.HeaderListUnsubscribe, "<"+env.Unsubscribe+">")
+		// RFC 8058: a one-click POST to the https link unsubscribes. The
+		// mailto: address does the same for clients that only mail.
+		unsub := "<" + env.Unsubscribe + ">"
+		if env.UnsubscribeMail != "" {
+			unsub += ", <mailto:" + env.UnsubscribeMail + "?subject=unsubscribe>"
+		}
+		m.SetGenHeader(gomail.HeaderListUnsubscribe, unsub)
 		m.SetGenHeader(gomail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
 	}
 	m.SetBodyString(gomail.TypeTextPlain, env.Message.Text)
 	if env.Message.HTML != "" {
 		m.AddAlternativeString(gomail.TypeTextHTML, env.Message.HTML)
 	}
-	if e.dkim != nil {
-		m.SetDKIM(e.dkim)
-	}
 	return m, nil
+}
+
+// encode writes the message as it goes on the wire, DKIM-signed when a
+// key is configured.
+func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	if e.dkim == nil {
+		return b.Bytes(), nil
+	}
+	return e.dkim.Sign(b.Bytes())
 }
 
 // Send implements Sender.
@@ -233,8 +251,10 @@ func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 //   - no answer to the "." (the connection breaks, the server is slower
 //     than our timeout): an UncertainError, for the server may have it.
 //
-// A pooled connection that turns out dead before any reply is replaced and
-// the send tried once more on a fresh one.
+// A 4xx that asks lojal to slow down (throttle.go) is a ThrottledError,
+// and paces this process's later sends. A pooled connection that turns
+// out dead before any reply is replaced and the send tried once more on a
+// fresh one.
 func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	m, err := e.Build(env)
 	if err != nil {
@@ -248,12 +268,24 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, &PermanentError{Err: err}
 	}
+	raw, err := e.encode(m)
+	if err != nil {
+		return Receipt{}, &PermanentError{Err: fmt.Errorf("encode message: %w", err)}
+	}
 	for attempt := 0; ; attempt++ {
+		if err := e.pace.wait(ctx); err != nil {
+			return Receipt{}, err
+		}
 		c, reused, err := e.get(ctx)
 		if err != nil {
+			var reply *textproto.Error
+			if errors.As(err, &reply) && throttling(reply) {
+				e.pace.throttled()
+				return Receipt{}, &ThrottledError{Err: fmt.Errorf("smtp connect: %w", err)}
+			}
 			return Receipt{}, fmt.Errorf("smtp connect: %w", err)
 		}
-		st, err := e.transact(c, m, from, rcpts, env.Confirm)
+		st, err := e.transact(c, raw, from, rcpts, env.Confirm)
 		if err == nil {
 			e.put(c)
 			return Receipt{Delivered: 1}, nil
@@ -270,6 +302,11 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 			continue // the pooled connection had gone stale
 		case replied && reply.Code >= 500:
 			return Receipt{}, &PermanentError{Code: reply.Code, Bounce: st == stageRcpt, Err: fmt.Errorf("smtp %s: %w", st, err)}
+		case replied && throttling(reply):
+			// The relay wants fewer messages: this one waits, and so,
+			// for a while, does everything this process sends.
+			e.pace.throttled()
+			return Receipt{}, &ThrottledError{Err: fmt.Errorf("smtp %s: %w", st, err)}
 		}
 		return Receipt{}, fmt.Errorf("smtp %s: %w", st, err)
 	}
@@ -285,7 +322,7 @@ const (
 	stageFinal   stage = "end of data"
 )
 
-func (e *Email) transact(c *smtp.Client, m *gomail.Msg, from string, rcpts []string, confirm func() error) (stage, error) {
+func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error) (stage, error) {
 	if err := c.UpdateDeadline(e.timeout); err != nil {
 		return stageMail, err
 	}
@@ -309,7 +346,7 @@ func (e *Email) transact(c *smtp.Client, m *gomail.Msg, from string, rcpts []str
 			return stageData, err
 		}
 	}
-	if _, err := m.WriteTo(w); err != nil {
+	if _, err := w.Write(raw); err != nil {
 		return stageData, err
 	}
 	if confirm != nil {
@@ -387,14 +424,4 @@ func (d *dataWriter) Close() error {
 	}
 	_, _, err := d.c.Text.ReadResponse(250)
 	return err
-}
-
-// LoadDKIM reads a PEM private key (RSA or Ed25519) and returns a signer
-// for domain and selector.
-func LoadDKIM(domain, selector string, pemBytes []byte) (*gomail.DKIMSigner, error) {
-	key, err := gomail.PrivKeyFromPEM(pemBytes)
-	if err != nil {
-		return nil, fmt.Errorf("dkim key: %w", err)
-	}
-	return gomail.NewDKIMSigner(domain, selector, key), nil
 }

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -18,11 +19,10 @@ import (
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/lojal/lojal/internal/mailcatch"
 	"github.com/lojal/lojal/internal/render"
@@ -93,7 +93,9 @@ func TestEmailHeadersAndParts(t *testing.T) {
 	t.Parallel()
 	c := catcher(t, mailcatch.Options{})
 	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, ReturnPath: "bounces@lojal.example"})
-	if _, err := e.Send(context.Background(), envelope()); err != nil {
+	env := envelope()
+	env.UnsubscribeMail = "bounces+abc@lojal.example"
+	if _, err := e.Send(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	msgs := c.Messages()
@@ -105,7 +107,7 @@ func TestEmailHeadersAndParts(t *testing.T) {
 	subject, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
 	for name, want := range map[string]string{
 		"Message-Id":            "<abc123@lojal.example>",
-		"List-Unsubscribe":      "<https://lojal.example/u/tok>",
+		"List-Unsubscribe":      "<https://lojal.example/u/tok>, <mailto:bounces+abc@lojal.example?subject=unsubscribe>",
 		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 		"X-Lojal-Key":           "journey/x/c-1@run/remind#1.1",
 		"Content-Language":      "nb",
@@ -158,32 +160,103 @@ func TestEmailStartTLSAndAuth(t *testing.T) {
 	}
 }
 
+// TestEmailDKIM verifies lojal's signatures with the verifier in
+// dkimverify_test.go, written from RFC 6376 apart from the library that
+// signs, and checks what they cover: the fields a verifier expects, and
+// List-Unsubscribe with List-Unsubscribe-Post, without which one-click
+// unsubscribe does not count (RFC 8058 section 4). From and the fields
+// whose addition would mislead are named twice (oversigned), so a second
+// one added in transit breaks the signature.
 func TestEmailDKIM(t *testing.T) {
 	t.Parallel()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	signer, err := LoadDKIM("lojal.example", "lj1", pemBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := catcher(t, mailcatch.Options{})
-	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, DKIM: signer})
-	if _, err := e.Send(context.Background(), envelope()); err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(c.Messages()[0].Data), &dkim.VerifyOptions{
-		LookupTXT: func(domain string) ([]string, error) {
-			if domain != "lj1._domainkey.lojal.example" {
-				t.Errorf("looked up %s", domain)
+	rsaDER, _ := x509.MarshalPKCS8PrivateKey(rsaKey)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	edDER, _ := x509.MarshalPKCS8PrivateKey(edKey)
+	wantSigned := []string{"From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type", "Reply-To",
+		"List-Unsubscribe", "List-Unsubscribe-Post", "From", "To", "Subject", "Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"}
+	for _, tc := range []struct {
+		name string
+		pem  []byte
+	}{
+		{"rsa", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaDER})},
+		{"ed25519", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: edDER})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			signer, err := LoadDKIM("lojal.example", "lj1", tc.pem)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return []string{"v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(pub)}, nil
-		}})
-	if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != "lojal.example" {
-		t.Fatalf("dkim: %+v %v", verifs, err)
+			record, err := signer.Record()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lookup := func(name string) (string, error) {
+				if name != "lj1._domainkey.lojal.example" || name != signer.RecordName() {
+					return "", fmt.Errorf("looked up %s", name)
+				}
+				return record, nil
+			}
+			c := catcher(t, mailcatch.Options{})
+			e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr, DKIM: signer})
+			if _, err := e.Send(context.Background(), envelope()); err != nil {
+				t.Fatal(err)
+			}
+			raw := c.Messages()[0].Data
+			rs, err := verifyDKIM(raw, lookup)
+			if err != nil || len(rs) != 1 || rs[0].Domain != "lojal.example" {
+				t.Fatalf("verify: %+v %v", rs, err)
+			}
+			if !slices.Equal(rs[0].Signed, wantSigned) {
+				t.Errorf("signed header fields (h=)\n got %v\nwant %v", rs[0].Signed, wantSigned)
+			}
+
+			// What the signature covers cannot be changed or added to in
+			// transit.
+			for name, change := range map[string]func(string) string{
+				"List-Unsubscribe changed": func(m string) string {
+					return strings.Replace(m, "<https://lojal.example/u/tok>", "<https://evil.example/u/tok>", 1)
+				},
+				"second List-Unsubscribe added": func(m string) string { return "List-Unsubscribe: <https://evil.example/u>\r\n" + m },
+				"List-Unsubscribe-Post removed": func(m string) string {
+					return strings.Replace(m, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", "", 1)
+				},
+				"second From added": func(m string) string { return "From: ceo@lojal.example\r\n" + m },
+				"Reply-To added":    func(m string) string { return "Reply-To: thief@evil.example\r\n" + m },
+				"body changed":      func(m string) string { return strings.Replace(m, "fornyes", "forsvinner", 1) },
+			} {
+				changed := change(string(raw))
+				if changed == string(raw) {
+					t.Fatalf("%s: the message did not change", name)
+				}
+				if _, err := verifyDKIM([]byte(changed), lookup); err == nil {
+					t.Errorf("%s: the signature still verifies", name)
+				}
+			}
+
+			// A Reply-To, when a message has one, is signed.
+			m, err := e.Build(envelope())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.ReplyTo("kundeservice@lojal.example"); err != nil {
+				t.Fatal(err)
+			}
+			signed, err := e.encode(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verifyDKIM(signed, lookup); err != nil || !bytes.Contains(signed, []byte("Reply-To: <kundeservice@lojal.example>")) {
+				t.Fatalf("with Reply-To: %v\n%s", err, signed)
+			}
+			if _, err := verifyDKIM(bytes.Replace(signed, []byte("kundeservice@"), []byte("thief@"), 1), lookup); err == nil {
+				t.Error("a changed Reply-To still verifies")
+			}
+		})
 	}
 }
 

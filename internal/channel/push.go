@@ -3,17 +3,23 @@ package channel
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/mail"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	webpush "github.com/SherClockHolmes/webpush-go"
 )
@@ -84,6 +90,82 @@ type Payload struct {
 	URL       string `json:"url,omitempty"`
 	MessageID string `json:"message_id"`
 	Locale    string `json:"locale,omitempty"`
+}
+
+// MaxPushPayload is the most JSON one push message carries: what one
+// aes128gcm record of 4,096 bytes holds once its header, padding delimiter
+// and tag are taken off (RFC 8291 section 4). The HTTP provider is held to
+// the same, so a template behaves alike on every kind of subscription.
+const MaxPushPayload = 3993
+
+// encodePayload is the JSON a device receives. HTML characters are not
+// escaped: the payload is read by a service worker, not put in a page, and
+// every byte counts against MaxPushPayload.
+func encodePayload(p Payload) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// ErrPayloadTooLarge means a push message cannot be made to fit, even
+// without its title and body: its URL (or locale) is too long.
+var ErrPayloadTooLarge = errors.New("push payload too large")
+
+// FitPayload returns p cut to fit MaxPushPayload by the rule
+// docs/delivery.md sets out: the body is shortened first, at a character
+// boundary, ending in "…", keeping as much as fits; if no body fits, it is
+// left out and the title is shortened the same way. The URL, the
+// Message-ID and the locale are never cut (a cut URL is a broken link):
+// when they alone do not fit, FitPayload returns ErrPayloadTooLarge.
+func FitPayload(p Payload) (Payload, error) {
+	fits := func(q Payload) bool {
+		b, err := encodePayload(q)
+		return err == nil && len(b) <= MaxPushPayload
+	}
+	if fits(p) {
+		return p, nil
+	}
+	if q, ok := cut(p, func(q *Payload) *string { return &q.Body }, fits); ok {
+		return q, nil
+	}
+	p.Body = ""
+	if q, ok := cut(p, func(q *Payload) *string { return &q.Title }, fits); ok {
+		return q, nil
+	}
+	p.Title = ""
+	if fits(p) {
+		return p, nil
+	}
+	b, _ := encodePayload(p)
+	return Payload{}, fmt.Errorf("%w: %d bytes without title or body, the limit is %d (the URL or locale is too long)", ErrPayloadTooLarge, len(b), MaxPushPayload)
+}
+
+// cut finds the longest prefix of the field that, followed by "…", lets p
+// fit. It reports false when not even "…" alone fits.
+func cut(p Payload, field func(*Payload) *string, fits func(Payload) bool) (Payload, bool) {
+	full := []rune(*field(&p))
+	try := func(n int) Payload {
+		q := p
+		*field(&q) = strings.TrimRightFunc(string(full[:n]), unicode.IsSpace) + "…"
+		return q
+	}
+	if !fits(try(0)) {
+		return p, false
+	}
+	lo, hi := 0, len(full) // fits(try(lo)) holds; the longest fitting prefix is in [lo, hi)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fits(try(mid)) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return try(lo), true
 }
 
 // providerRequest is the body the HTTP provider adapter sends.
@@ -167,11 +249,23 @@ func (p *Push) Send(ctx context.Context, env Envelope) (Receipt, error) {
 // SendTo implements SubscriptionSender. The message carries the same
 // Topic (Web Push) or Idempotency-Key (HTTP provider) on every attempt, so
 // a service that still holds an earlier copy replaces it.
+//
+// What cannot succeed however often it is tried fails at once, before any
+// request: a payload over MaxPushPayload (the send path fits it first, with
+// FitPayload), or a Web Push subscription whose keys are not keys.
 func (p *Push) SendTo(ctx context.Context, env Envelope, s PushSubscription) PushOutcome {
 	payload := Payload{Title: env.Message.Title, Body: env.Message.Body, URL: env.Message.URL, MessageID: env.MessageID, Locale: env.Message.Locale}
-	body, err := json.Marshal(payload)
+	body, err := encodePayload(payload)
 	if err != nil {
 		return PushOutcome{State: PushFailed, Err: err}
+	}
+	if len(body) > MaxPushPayload {
+		return PushOutcome{State: PushFailed, Err: fmt.Errorf("%w: %d bytes of JSON, the limit is %d (RFC 8291)", ErrPayloadTooLarge, len(body), MaxPushPayload)}
+	}
+	if s.Kind == KindWebPush {
+		if err := checkKeys(s); err != nil {
+			return PushOutcome{State: PushFailed, Err: fmt.Errorf("push to %s: %w", host(s.Endpoint), err)}
+		}
 	}
 	// Whether the request went out in full decides what a missing answer
 	// means: nothing handed over (retry) or maybe delivered (uncertain).
@@ -239,10 +333,13 @@ func (p *Push) request(ctx context.Context, s PushSubscription, messageID string
 		if p.cfg.VAPIDPrivateKey == "" {
 			return nil, &PermanentError{Err: errors.New("web push is not configured (no VAPID keys)")}
 		}
-		return webpush.SendNotificationWithContext(ctx, body, &webpush.Subscription{Endpoint: s.Endpoint,
+		client := &trackingClient{c: p.cfg.Client}
+		resp, err := webpush.SendNotificationWithContext(ctx, body, &webpush.Subscription{Endpoint: canonicalEndpoint(s.Endpoint),
 			Keys: webpush.Keys{P256dh: s.P256dh, Auth: s.Auth}}, &webpush.Options{
-			HTTPClient:      p.cfg.Client,
-			Subscriber:      p.cfg.Subject,
+			HTTPClient: client,
+			// The library puts "mailto:" in front of any subscriber that
+			// is not https:, so a configured mailto: goes in without it.
+			Subscriber:      strings.TrimPrefix(p.cfg.Subject, "mailto:"),
 			VAPIDPublicKey:  p.cfg.VAPIDPublicKey,
 			VAPIDPrivateKey: p.cfg.VAPIDPrivateKey,
 			TTL:             int(p.cfg.TTL.Seconds()),
@@ -251,6 +348,12 @@ func (p *Push) request(ctx context.Context, s PushSubscription, messageID string
 			Topic:   topic(messageID),
 			Urgency: webpush.UrgencyNormal,
 		})
+		if err != nil && !client.called {
+			// It failed before any request: encryption or the token, which
+			// no retry changes.
+			return nil, &PermanentError{Err: fmt.Errorf("web push request: %w", err)}
+		}
+		return resp, err
 	case KindHTTP:
 		if p.cfg.ProviderURL == "" {
 			return nil, &PermanentError{Err: errors.New("HTTP push provider is not configured")}
@@ -271,6 +374,105 @@ func (p *Push) request(ctx context.Context, s PushSubscription, messageID string
 		return p.cfg.Client.Do(req)
 	}
 	return nil, &PermanentError{Err: fmt.Errorf("unknown push subscription kind %q", s.Kind)}
+}
+
+// trackingClient tells whether the push library got as far as a request.
+type trackingClient struct {
+	c      *http.Client
+	called bool
+}
+
+func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
+	t.called = true
+	return t.c.Do(r)
+}
+
+// checkKeys checks a Web Push subscription's keys (RFC 8291 section 3):
+// p256dh an uncompressed point on P-256, auth 16 bytes.
+func checkKeys(s PushSubscription) error {
+	pub, err := decodeKey(s.P256dh)
+	switch {
+	case err != nil:
+		return fmt.Errorf("subscription key p256dh is not base64url: %w", err)
+	case len(pub) != 65:
+		return fmt.Errorf("subscription key p256dh is %d bytes, not 65", len(pub))
+	}
+	if _, err := ecdh.P256().NewPublicKey(pub); err != nil {
+		return fmt.Errorf("subscription key p256dh is not a P-256 public key: %w", err)
+	}
+	auth, err := decodeKey(s.Auth)
+	switch {
+	case err != nil:
+		return fmt.Errorf("subscription key auth is not base64url: %w", err)
+	case len(auth) != 16:
+		return fmt.Errorf("subscription key auth is %d bytes, not 16", len(auth))
+	}
+	return nil
+}
+
+// decodeKey decodes base64url with or without padding, as browsers give
+// it, or standard base64, which some clients send.
+func decodeKey(k string) ([]byte, error) {
+	k = strings.TrimRight(k, "=")
+	if b, err := base64.RawURLEncoding.DecodeString(k); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(k)
+}
+
+// canonicalEndpoint writes an endpoint URL with a lower-case scheme and
+// host and without a default port, so the VAPID token's aud, which the
+// push library builds from it, is the origin exactly (RFC 6454 section
+// 6.1): a push service compares it with its own.
+func canonicalEndpoint(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return endpoint
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	u.Host = host
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	}
+	return u.String()
+}
+
+// CheckVAPID checks the Web Push configuration when the worker starts,
+// rather than letting every push service refuse every message: the key
+// pair is a P-256 pair, and the subject is the contact RFC 8292 section 2.1
+// asks for, a mailto: address or an https: URL.
+func CheckVAPID(cfg PushConfig) error {
+	sub := cfg.Subject
+	switch {
+	case strings.HasPrefix(sub, "mailto:"):
+		a, err := mail.ParseAddress(strings.TrimPrefix(sub, "mailto:"))
+		if err != nil || a.Name != "" || strings.Contains(a.Address, ":") {
+			return fmt.Errorf("LOJAL_VAPID_SUBJECT %q: want mailto: followed by one plain address, such as mailto:push@example.com", sub)
+		}
+	case strings.HasPrefix(sub, "https://"):
+		if u, err := url.Parse(sub); err != nil || u.Host == "" {
+			return fmt.Errorf("LOJAL_VAPID_SUBJECT %q is not a URL", sub)
+		}
+	default:
+		return fmt.Errorf("LOJAL_VAPID_SUBJECT %q: want a mailto: address or an https: URL push services can contact (RFC 8292)", sub)
+	}
+	priv, err := decodeKey(cfg.VAPIDPrivateKey)
+	if err != nil {
+		return errors.New("LOJAL_VAPID_PRIVATE_KEY is not base64url")
+	}
+	key, err := ecdh.P256().NewPrivateKey(priv)
+	if err != nil {
+		return fmt.Errorf("LOJAL_VAPID_PRIVATE_KEY is not a P-256 private key: %w", err)
+	}
+	pub, err := decodeKey(cfg.VAPIDPublicKey)
+	if err != nil || !bytes.Equal(pub, key.PublicKey().Bytes()) {
+		return errors.New("LOJAL_VAPID_PUBLIC_KEY is not the public key of LOJAL_VAPID_PRIVATE_KEY")
+	}
+	return nil
 }
 
 // topic makes a Web Push Topic header (at most 32 URL-safe characters).

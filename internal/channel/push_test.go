@@ -26,6 +26,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lojal/lojal/internal/render"
 )
@@ -43,7 +44,11 @@ type pushService struct {
 
 	mu       sync.Mutex
 	received []Payload
+	raw      [][]byte // the decrypted payloads
 	topics   []string
+	claims   []map[string]any
+	headers  []map[string]any
+	requests int
 	gone     map[string]bool
 }
 
@@ -68,6 +73,9 @@ func (ps *pushService) subscription(path string) PushSubscription {
 }
 
 func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
+	ps.mu.Lock()
+	ps.requests++
+	ps.mu.Unlock()
 	if ps.gone[r.URL.Path] {
 		http.Error(w, "subscription expired", http.StatusGone)
 		return
@@ -93,6 +101,7 @@ func (ps *pushService) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	ps.mu.Lock()
 	ps.received = append(ps.received, p)
+	ps.raw = append(ps.raw, plain)
 	ps.topics = append(ps.topics, r.Header.Get("Topic"))
 	ps.mu.Unlock()
 	w.WriteHeader(http.StatusCreated)
@@ -133,26 +142,18 @@ func (ps *pushService) checkVAPID(r *http.Request) error {
 	if !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
 		return errors.New("jwt signature does not verify")
 	}
-	var header struct{ Alg, Typ string }
-	var claims struct {
-		Aud string
-		Exp int64
-		Sub string
-	}
+	var header, claims map[string]any
 	hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
 	cb, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	if json.Unmarshal(hb, &header) != nil || json.Unmarshal(cb, &claims) != nil {
 		return errors.New("jwt does not decode")
 	}
-	switch {
-	case header.Alg != "ES256":
-		return fmt.Errorf("jwt alg %q", header.Alg)
-	case claims.Aud != ps.srv.URL:
-		return fmt.Errorf("jwt aud %q, want %q", claims.Aud, ps.srv.URL)
-	case claims.Exp < time.Now().Unix() || claims.Exp > time.Now().Add(24*time.Hour).Unix():
-		return errors.New("jwt exp outside (now, now+24h]")
-	case !strings.HasPrefix(claims.Sub, "mailto:") && !strings.HasPrefix(claims.Sub, "https:"):
-		return fmt.Errorf("jwt sub %q", claims.Sub)
+	ps.mu.Lock()
+	ps.claims = append(ps.claims, claims)
+	ps.headers = append(ps.headers, header)
+	ps.mu.Unlock()
+	if header["alg"] != "ES256" {
+		return fmt.Errorf("jwt alg %v", header["alg"])
 	}
 	return nil
 }
@@ -344,6 +345,15 @@ func TestPushOutcomePerSubscription(t *testing.T) {
 	if out := p.SendTo(context.Background(), env, PushSubscription{ID: 2, Kind: "carrier-pigeon", Endpoint: "x"}); out.State != PushFailed {
 		t.Errorf("unknown kind: %+v, want failed for that subscription alone", out)
 	}
+	// Summed up, a temporary failure on one subscription and a refusal on
+	// another is still worth retrying: the refusal does not make it
+	// permanent.
+	env.Push = []PushSubscription{{ID: 3, Kind: KindHTTP, Endpoint: "down"}, {ID: 4, Kind: "carrier-pigeon", Endpoint: "x"}}
+	if _, err := p.Send(context.Background(), env); err == nil {
+		t.Error("a temporary failure and a refusal: no error")
+	} else if _, perm := IsPermanent(err); perm {
+		t.Errorf("a temporary failure and a refusal: %v, want a temporary error", err)
+	}
 }
 
 func TestRetryAfter(t *testing.T) {
@@ -387,5 +397,182 @@ func TestMuxAdaptsPlainSenders(t *testing.T) {
 	}
 	if out := (Mux{}).SendTo(context.Background(), Envelope{Channel: "push"}, sub); out.State != PushFailed {
 		t.Errorf("no sender: %s", out.State)
+	}
+}
+
+// TestVAPIDClaimsExact decodes the VAPID token (RFC 8292) a push service
+// gets and compares its claims exactly: sub is the configured contact with
+// one scheme (Apple's service refuses "mailto:mailto:..." as BadJwtToken),
+// aud the endpoint's origin, exp at most 24 hours ahead, and nothing else.
+func TestVAPIDClaimsExact(t *testing.T) {
+	t.Parallel()
+	priv, pub, err := GenerateVAPIDKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, want := range map[string]string{
+		"mailto:ops@lojal.example":        "mailto:ops@lojal.example",
+		"https://lojal.example/push-team": "https://lojal.example/push-team",
+	} {
+		ps := newPushService(t, pub)
+		p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: subject,
+			Egress: Egress{AllowLoopback: true}}, slog.New(slog.DiscardHandler)) // the push service is local
+		before := time.Now()
+		out := p.SendTo(context.Background(), Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Title: "t", Body: "b"}},
+			ps.subscription("/sub/1"))
+		after := time.Now()
+		if out.State != PushSent {
+			t.Fatalf("%s: %+v", subject, out)
+		}
+		ps.mu.Lock()
+		claims, header := ps.claims[0], ps.headers[0]
+		ps.mu.Unlock()
+		exp, _ := claims["exp"].(float64)
+		if len(claims) != 3 || claims["sub"] != want || claims["aud"] != ps.srv.URL {
+			t.Errorf("%s: claims %v, want exactly sub %q, aud %q and exp", subject, claims, want, ps.srv.URL)
+		}
+		if int64(exp) <= after.Unix() || int64(exp) > before.Add(24*time.Hour).Unix() {
+			t.Errorf("%s: exp %v, want after now and at most 24 hours ahead", subject, claims["exp"])
+		}
+		if header["alg"] != "ES256" || header["typ"] != "JWT" || len(header) != 2 {
+			t.Errorf("%s: header %v", subject, header)
+		}
+	}
+}
+
+// TestVAPIDSubjectIsChecked: a contact push services cannot use is refused
+// when the worker starts, not by every push service at send time.
+func TestVAPIDSubjectIsChecked(t *testing.T) {
+	t.Parallel()
+	priv, pub, _ := GenerateVAPIDKeys()
+	for subject, ok := range map[string]bool{
+		"mailto:ops@lojal.example": true, "https://lojal.example/contact": true,
+		"ops@lojal.example": false, "mailto:": false, "mailto:mailto:ops@lojal.example": false, "http://lojal.example": false, "": false,
+	} {
+		err := CheckVAPID(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: subject})
+		if (err == nil) != ok {
+			t.Errorf("CheckVAPID(subject %q) = %v, want ok %v", subject, err, ok)
+		}
+	}
+	if err := CheckVAPID(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: "bm90LWEta2V5", Subject: "mailto:ops@lojal.example"}); err == nil {
+		t.Error("a private key that is not a P-256 key was accepted")
+	}
+	_, otherPub, _ := GenerateVAPIDKeys()
+	if err := CheckVAPID(PushConfig{VAPIDPublicKey: otherPub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example"}); err == nil {
+		t.Error("a public key that does not belong to the private key was accepted")
+	}
+}
+
+// TestCanonicalEndpoint: the endpoint is sent to in its canonical form, so
+// aud, built from it, is the origin as RFC 6454 writes it.
+func TestCanonicalEndpoint(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://FCM.googleapis.com:443/fcm/send/x": "https://fcm.googleapis.com/fcm/send/x",
+		"HTTPS://web.push.apple.com/QA/y":           "https://web.push.apple.com/QA/y",
+		"https://push.example:8443/z":               "https://push.example:8443/z",
+		"http://127.0.0.1:80/a":                     "http://127.0.0.1/a",
+	} {
+		if got := canonicalEndpoint(in); got != want {
+			t.Errorf("canonicalEndpoint(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPushPayloadLimit: one aes128gcm record carries at most 3,993 bytes
+// of payload (RFC 8291 section 4). A payload of exactly that size is
+// delivered, and decrypts, with the decryptor above (not the library that
+// encrypted it); one byte more is refused for good before any request,
+// as is a subscription whose keys are not keys: retrying cannot help.
+func TestPushPayloadLimit(t *testing.T) {
+	t.Parallel()
+	priv, pub, _ := GenerateVAPIDKeys()
+	ps := newPushService(t, pub)
+	p := NewPush(PushConfig{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subject: "mailto:ops@lojal.example",
+		Egress: Egress{AllowLoopback: true}}, slog.New(slog.DiscardHandler)) // the push service is local
+	env := Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Locale: "nb", Title: "Fornyelse"}}
+	probe, _ := encodePayload(Payload{Title: env.Message.Title, MessageID: env.MessageID, Locale: "nb"})
+	env.Message.Body = strings.Repeat("å", (MaxPushPayload-len(probe))/2) // two bytes each
+	if (MaxPushPayload-len(probe))%2 == 1 {
+		env.Message.Body += "x"
+	}
+	if out := p.SendTo(context.Background(), env, ps.subscription("/sub/1")); out.State != PushSent {
+		t.Fatalf("a payload of exactly %d bytes: %+v", MaxPushPayload, out)
+	}
+	ps.mu.Lock()
+	got := ps.raw[0]
+	ps.mu.Unlock()
+	if len(got) != MaxPushPayload || ps.received[0].Body != env.Message.Body {
+		t.Fatalf("decrypted %d bytes (body intact %v), want %d", len(got), ps.received[0].Body == env.Message.Body, MaxPushPayload)
+	}
+
+	env.Message.Body += "x"
+	sub := ps.subscription("/sub/1")
+	badKey := sub
+	badKey.P256dh = base64.RawURLEncoding.EncodeToString(append([]byte{4}, bytes.Repeat([]byte{7}, 64)...)) // not on the curve
+	badAuth := sub
+	badAuth.Auth = "c2hvcnQ"
+	okEnv := env
+	okEnv.Message.Body = "kort"
+	for name, tc := range map[string]struct {
+		env Envelope
+		sub PushSubscription
+	}{
+		"one byte too many":   {env, sub},
+		"key not on P-256":    {okEnv, badKey},
+		"auth not 16 bytes":   {okEnv, badAuth},
+		"key not base64":      {okEnv, PushSubscription{Kind: KindWebPush, Endpoint: sub.Endpoint, P256dh: "%%%", Auth: sub.Auth}},
+		"provider, too large": {env, PushSubscription{Kind: KindHTTP, Endpoint: "token"}},
+	} {
+		ps.mu.Lock()
+		before := ps.requests
+		ps.mu.Unlock()
+		pp := p
+		if tc.sub.Kind == KindHTTP {
+			pp = NewPush(PushConfig{ProviderURL: ps.srv.URL}, slog.New(slog.DiscardHandler))
+		}
+		out := pp.SendTo(context.Background(), tc.env, tc.sub)
+		ps.mu.Lock()
+		after := ps.requests
+		ps.mu.Unlock()
+		if out.State != PushFailed || out.Err == nil || after != before {
+			t.Errorf("%s: %+v after %d requests, want failed for good before any request", name, out, after-before)
+		}
+	}
+}
+
+// TestFitPayload: a rendered push message too large for one record is cut
+// by the documented rule: the body first, at a character, ending in "…";
+// then the title; never the URL.
+func TestFitPayload(t *testing.T) {
+	t.Parallel()
+	fits := func(p Payload) bool {
+		b, err := encodePayload(p)
+		return err == nil && len(b) <= MaxPushPayload
+	}
+	small := Payload{Title: "Hei Kari", Body: "Forsikringen din fornyes snart.", URL: "https://lojal.example/r", MessageID: "m", Locale: "nb"}
+	if got, err := FitPayload(small); err != nil || got != small {
+		t.Fatalf("a payload that fits changed: %+v %v", got, err)
+	}
+	long := small
+	long.Body = strings.Repeat("Ærlig talt, ", 600) // 7,800 bytes
+	got, err := FitPayload(long)
+	if err != nil || !fits(got) || got.Title != small.Title || got.URL != small.URL || !strings.HasSuffix(got.Body, "…") ||
+		!strings.HasPrefix(long.Body, strings.TrimSuffix(got.Body, "…")) || !utf8.ValidString(got.Body) {
+		t.Fatalf("long body: %q %v", got.Body, err)
+	}
+	if b, _ := encodePayload(got); len(b) < MaxPushPayload-16 {
+		t.Errorf("cut to %d bytes, far below %d: cut no more than needed", len(b), MaxPushPayload)
+	}
+	both := long
+	both.Title = strings.Repeat("🙂", 1200) // 4,800 bytes on its own
+	got, err = FitPayload(both)
+	if err != nil || !fits(got) || got.Body != "" || !strings.HasSuffix(got.Title, "…") || !utf8.ValidString(got.Title) {
+		t.Fatalf("long title and body: title %d bytes, body %q, %v", len(got.Title), got.Body, err)
+	}
+	hopeless := small
+	hopeless.URL = "https://lojal.example/" + strings.Repeat("a", MaxPushPayload)
+	if _, err := FitPayload(hopeless); err == nil {
+		t.Fatal("a URL that cannot fit was cut or accepted")
 	}
 }

@@ -46,6 +46,8 @@ func Load(fs *flag.FlagSet, args []string, cfg any) error {
 			fs.BoolVar(p, name, *p, usage)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, usage)
+		case *float64:
+			fs.Float64Var(p, name, *p, usage)
 		default:
 			return fmt.Errorf("config: field %s has unsupported type %s", f.Name, f.Type)
 		}
@@ -94,6 +96,12 @@ func setValue(v reflect.Value, s string) error {
 			return err
 		}
 		*p = d
+	case *float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		*p = f
 	}
 	return nil
 }

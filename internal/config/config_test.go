@@ -14,6 +14,7 @@ type cfg struct {
 	Workers int           `flag:"workers" env:"TEST_LOJAL_WORKERS"`
 	Wait    time.Duration `flag:"wait" env:"TEST_LOJAL_WAIT"`
 	Debug   bool          `flag:"debug" env:"TEST_LOJAL_DEBUG"`
+	Rate    float64       `flag:"rate" env:"TEST_LOJAL_RATE"`
 }
 
 func TestFlagsBeatEnvBeatDefaults(t *testing.T) {
@@ -36,5 +37,24 @@ func TestFlagsBeatEnvBeatDefaults(t *testing.T) {
 	t.Setenv("TEST_LOJAL_WORKERS", "many")
 	if err := Load(flag.NewFlagSet("t", flag.ContinueOnError), nil, &cfg{}); err == nil {
 		t.Fatal("bad env value accepted")
+	}
+}
+
+func TestFloatFields(t *testing.T) {
+	t.Setenv("TEST_LOJAL_RATE", "14.5")
+	var c cfg
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := Load(fs, nil, &c); err != nil || c.Rate != 14.5 {
+		t.Fatalf("from env: %v %v", c.Rate, err)
+	}
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := Load(fs, []string{"-rate", "0.5"}, &c); err != nil || c.Rate != 0.5 {
+		t.Fatalf("from a flag: %v %v", c.Rate, err)
+	}
+	t.Setenv("TEST_LOJAL_RATE", "fast")
+	if err := Load(flag.NewFlagSet("t", flag.ContinueOnError), nil, &cfg{}); err == nil {
+		t.Fatal("bad rate accepted")
 	}
 }

@@ -158,7 +158,7 @@ func newProcessStack(t *testing.T, extraEnv ...string) *processStack {
 	w := &workerProcess{log: logFile, env: append([]string{
 		"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + addr, "SMTP_URL=smtp://" + catcher.Addr,
 		"LOJAL_JOURNEYS=" + abs, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef", "LOJAL_HTTP_ADDR=" + freeAddr(t),
-		"LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR="}, extraEnv...)}
+		"LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}, extraEnv...)}
 	w.start(t)
 	t.Cleanup(w.kill)
 	return &processStack{st: st, tc: tc, catcher: catcher, w: w,

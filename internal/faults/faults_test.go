@@ -208,7 +208,7 @@ func TestFaultWorkerKill(t *testing.T) {
 	w := &workerProcess{log: logFile, env: []string{
 		"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + addr, "SMTP_URL=smtp://" + catcher.Addr,
 		"LOJAL_JOURNEYS=" + abs, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef", "LOJAL_HTTP_ADDR=" + freeAddr(t),
-		"LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR="}}
+		"LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}}
 	w.start(t)
 	defer w.kill()
 
@@ -299,7 +299,7 @@ type stack struct {
 	tc      client.Client
 	catcher *mailcatch.Server
 	d       *ingest.Dispatcher
-	w       worker.Worker
+	w       workflows.Workers
 	queue   string
 }
 
@@ -346,9 +346,8 @@ func newStack(t *testing.T, ownPostgres bool) *stack {
 	}
 	t.Cleanup(email.Close)
 	signer, _ := links.NewSigner([]byte("fault-tests-link-key-0123456789abcdef"), "http://lojal.test", 0)
-	s.w = worker.New(s.tc, s.queue, worker.Options{})
-	workflows.Register(s.w, &activities.Activities{Store: s.st, Catalog: cat, Sender: channel.Mux{"email": email}, Links: signer, Log: log,
-		MessageDomain: "lojal.test"})
+	s.w = workflows.NewWorkers(s.tc, s.queue, &activities.Activities{Store: s.st, Catalog: cat, Sender: channel.Mux{"email": email},
+		Links: signer, Log: log, MessageDomain: "lojal.test"}, workflows.WorkerOptions{})
 	if err := s.w.Start(); err != nil {
 		t.Fatal(err)
 	}

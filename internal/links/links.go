@@ -37,6 +37,9 @@ var (
 	ErrExpired = errors.New("link has expired")
 )
 
+// DefaultTTL is how long links work unless NewSigner is told otherwise.
+const DefaultTTL = 90 * 24 * time.Hour
+
 // Signer signs and verifies links.
 type Signer struct {
 	key  []byte
@@ -51,7 +54,7 @@ func NewSigner(key []byte, base string, ttl time.Duration) (*Signer, error) {
 		return nil, errors.New("link signing key must be at least 16 bytes")
 	}
 	if ttl <= 0 {
-		ttl = 90 * 24 * time.Hour
+		ttl = DefaultTTL
 	}
 	return &Signer{key: key, base: strings.TrimSuffix(base, "/"), ttl: ttl}, nil
 }

@@ -76,6 +76,11 @@ type Server struct {
 	afterData  func(Message, int) Reply
 	// attempts counts the times each Message-ID reached the final ".".
 	attempts map[string]int
+	// rate, when set, is how many transactions a second MAIL accepts;
+	// nextMail is when the next may start, throttled counts refusals.
+	rate      float64
+	nextMail  time.Time
+	throttled int
 }
 
 // Action is what the server does once it holds a whole message (the
@@ -141,6 +146,11 @@ type Options struct {
 	// AfterData, when set, decides how the final "." of each message is
 	// answered (see SetAfterData).
 	AfterData func(m Message, attempt int) Reply
+	// Rate, when set, makes the server a relay with a sending limit: MAIL
+	// is accepted at most Rate times a second (with bursts of up to a
+	// second's worth) and answered "451 4.7.1 rate limit exceeded"
+	// otherwise, as relays do.
+	Rate float64
 }
 
 // Start listens and serves until Close.
@@ -159,7 +169,8 @@ func Start(log *slog.Logger, opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{Addr: ln.Addr().String(), ln: ln, dir: opts.Dir, log: log, rejectRcpt: opts.RejectRecipient,
-		notify: make(chan struct{}), discard: opts.Discard, users: opts.Users, afterData: opts.AfterData, attempts: map[string]int{}}
+		notify: make(chan struct{}), discard: opts.Discard, users: opts.Users, afterData: opts.AfterData, attempts: map[string]int{},
+		rate: opts.Rate}
 	srv := smtp.NewServer(s)
 	srv.Domain = "mailcatch.local"
 	srv.AllowInsecureAuth = true
@@ -206,6 +217,13 @@ func (s *Server) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.msgs) + s.discarded
+}
+
+// Throttled counts transactions refused for going over Options.Rate.
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
 }
 
 // Reset forgets received messages.
@@ -302,6 +320,23 @@ func (ss *session) Logout() error { return nil }
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.s.users != nil && ss.user == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
+	if s := ss.s; s.rate > 0 {
+		// A token bucket holding a second's worth, as relays allow
+		// short bursts.
+		s.mu.Lock()
+		now := time.Now()
+		interval := time.Duration(float64(time.Second) / s.rate)
+		if earliest := now.Add(-time.Duration(max(s.rate, 1) * float64(interval))); s.nextMail.Before(earliest) {
+			s.nextMail = earliest
+		}
+		if s.nextMail.After(now) {
+			s.throttled++
+			s.mu.Unlock()
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Rate limit exceeded, slow down"}
+		}
+		s.nextMail = s.nextMail.Add(interval)
+		s.mu.Unlock()
 	}
 	ss.from = from
 	return nil

@@ -34,6 +34,9 @@ type Metrics struct {
 	Suppressions     *prometheus.CounterVec
 	PreferenceCentre *prometheus.CounterVec
 	UncertainTotal   *prometheus.CounterVec
+	SpamRate         prometheus.Gauge
+	SpamLevel        prometheus.Gauge
+	SpamThreshold    *prometheus.GaugeVec
 }
 
 // New builds and registers the collectors, with Go and process metrics.
@@ -75,12 +78,30 @@ func New() *Metrics {
 		UncertainTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_deliveries_uncertain_total",
 			Help: "Messages handed over with no answer: the server may have them; they count as sent and are never resent. By channel and cause."},
 			[]string{"channel", "cause"}),
+		SpamRate: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_spam_complaints_per_1000",
+			Help: "Complaints per 1,000 delivered emails over the last 24 hours (the spam rate Gmail and Yahoo hold bulk senders to; see lojal_spam_complaint_threshold_per_1000)."}),
+		SpamLevel: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_spam_complaint_level",
+			Help: "Where the spam rate stands: 0 under the warning threshold, 1 at or above it (0.1%), 2 at or above the alarm threshold (0.3%)."}),
+		SpamThreshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lojal_spam_complaint_threshold_per_1000",
+			Help: "The spam-rate thresholds, in complaints per 1,000 delivered emails: warning (Gmail's 0.1%) and alarm (0.3%)."}, []string{"level"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
 		m.DispatchBacklog, m.DispatchLag, m.DeadLetters, m.Routes, m.RouteFailures, m.RunsReconciled,
-		m.Suppressions, m.PreferenceCentre, m.UncertainTotal)
+		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold)
 	return m
+}
+
+// Spam records the spam rate (complaints per 1,000 delivered emails), its
+// level ("ok", "warning" or "alarm") and the thresholds it is held to.
+func (m *Metrics) Spam(perThousand float64, level string, warning, alarm float64) {
+	if m == nil {
+		return
+	}
+	m.SpamRate.Set(perThousand)
+	m.SpamLevel.Set(map[string]float64{"warning": 1, "alarm": 2}[level])
+	m.SpamThreshold.WithLabelValues("warning").Set(warning)
+	m.SpamThreshold.WithLabelValues("alarm").Set(alarm)
 }
 
 // Handler serves /metrics.

@@ -6,6 +6,8 @@
 package render
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -373,7 +375,53 @@ func (t *Template) Supports(channel string) error {
 	if missing := t.Missing(channel); len(missing) > 0 {
 		return fmt.Errorf("%s: used for %s but has no %s", t.File, channel, strings.Join(missing, " or "))
 	}
+	if channel != "email" {
+		if msg := t.PushTooLong(); msg != "" {
+			return fmt.Errorf("%s: %s", t.File, msg)
+		}
+	}
 	return nil
+}
+
+// PushTooLong reports a push template whose fixed text can never fit one
+// push message, or "".
+func (t *Template) PushTooLong() string {
+	if n := t.fixedPushText(); n > MaxPushText {
+		return fmt.Sprintf("title, body and url say %d bytes before any data is filled in; a push message carries "+
+			"at most 3,993 bytes with its id and locale (RFC 8291), so at most %d here: shorten them", n, MaxPushText)
+	}
+	return ""
+}
+
+// MaxPushText bounds the fixed text of a push template's title, body and
+// url together. One push message carries at most 3,993 bytes of JSON
+// (RFC 8291 section 4), and its Message-ID, locale and the JSON around
+// them take up to about 390: a template whose text is longer before any
+// data goes in can never be sent whole, which is an authoring mistake
+// validation reports. One that grows too large with its data is cut when
+// sent (channel.FitPayload; docs/delivery.md).
+const MaxPushText = 3600
+
+// fixedPushText counts the bytes, as JSON strings, of the text a push
+// message says whatever its data: text outside actions at the top level.
+// Text inside if, range or with may not be rendered, so it is not counted.
+func (t *Template) fixedPushText() int {
+	n := 0
+	for _, tt := range []*template.Template{t.title, t.body, t.url} {
+		if tt == nil || tt.Tree == nil {
+			continue
+		}
+		for _, node := range tt.Tree.Root.Nodes {
+			if text, ok := node.(*parse.TextNode); ok {
+				var b bytes.Buffer
+				enc := json.NewEncoder(&b)
+				enc.SetEscapeHTML(false) // as channel encodes payloads
+				_ = enc.Encode(string(text.Text))
+				n += b.Len() - 3 // the quotes and the newline
+			}
+		}
+	}
+	return n
 }
 
 // Set holds every template, by name and locale.

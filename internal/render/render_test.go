@@ -128,3 +128,32 @@ func TestRefs(t *testing.T) {
 		t.Errorf("first_name is at column %d, want 24", col)
 	}
 }
+
+// TestPushTextThatCannotFitIsRefused: a push template whose fixed text
+// alone is more than one push message carries (3,993 bytes of JSON with
+// its id and locale, RFC 8291) is refused when journeys are validated;
+// text inside a condition may not be rendered, so it does not count.
+func TestPushTextThatCannotFitIsRefused(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("ø", MaxPushText/2+1) // two bytes each
+	for src, ok := range map[string]bool{
+		"title: Hei\nbody: " + strings.Repeat("x", MaxPushText-3) + "\n":                                true,
+		"title: Hei\nbody: " + long + "\n":                                                              false,
+		"title: " + long + "\nbody: kort\n":                                                             false,
+		"title: Hei\nbody: \"{{ if .Customer.vip }}" + long + "{{ else }}kort{{ end }}\"\n":             true,
+		"title: Hei\nbody: \"{{ .Customer.first_name }}, " + long + "\"\n":                              false,
+		"title: Hei\nbody: kort\nurl: https://lojal.example/" + strings.Repeat("a", MaxPushText) + "\n": false,
+	} {
+		tm, err := Parse("templates/greet/en.yaml", "greet", "en", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tm.Supports("push")
+		if (err == nil) != ok {
+			t.Errorf("%d-byte template: Supports(push) = %v, want ok %v", len(src), err, ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "templates/greet/en.yaml") || !strings.Contains(err.Error(), "3,993")) {
+			t.Errorf("error %q should name the file and the limit", err)
+		}
+	}
+}

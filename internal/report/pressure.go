@@ -48,7 +48,58 @@ func Text(w io.Writer, p store.Pressure) error {
 	if len(p.Held) == 0 {
 		fmt.Fprintln(tw, "  (nothing)")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return spamText(w, p.Spam)
+}
+
+// The spam rate Gmail and Yahoo hold bulk senders to, in complaints per
+// 1,000 delivered emails: keep it under SpamWarning (0.1%); at SpamAlarm
+// (0.3%) and above they reject or junk the sender's mail.
+const (
+	SpamWarning = 1.0
+	SpamAlarm   = 3.0
+)
+
+// SpamLevel is "ok", "warning" (at or above SpamWarning) or "alarm" (at or
+// above SpamAlarm) for a rate in complaints per 1,000 delivered emails.
+func SpamLevel(perThousand float64) string {
+	switch {
+	case perThousand >= SpamAlarm:
+		return "alarm"
+	case perThousand >= SpamWarning:
+		return "warning"
+	}
+	return "ok"
+}
+
+func spamText(w io.Writer, days []store.SpamDay) error {
+	fmt.Fprintf(w, "\nSpam complaints per 1,000 delivered emails, by day (UTC): warning at %.0f (0.1%%), alarm at %.0f (0.3%%)\n", SpamWarning, SpamAlarm)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  DAY\tDELIVERED\tCOMPLAINTS\tPER 1,000\t")
+	for _, d := range days {
+		rate, level := "-", ""
+		if d.Delivered > 0 {
+			rate = fmt.Sprintf("%.2f", d.PerThousand())
+			switch l := SpamLevel(d.PerThousand()); l {
+			case "alarm":
+				level = "ALARM"
+			case "warning":
+				level = "warning"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\n", d.Day.Format("2006-01-02"), d.Delivered, d.Complaints, rate, level)
+	}
+	if len(days) == 0 {
+		fmt.Fprintln(tw, "  (no emails delivered and no complaints)")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "  Complaints count when a mailbox provider's feedback loop reports them (Yahoo, Outlook/JMRP, most others);")
+	fmt.Fprintln(w, "  Gmail shows its own rate only in Postmaster Tools.")
+	return nil
 }
 
 func keys(p store.Pressure) []int {

@@ -75,7 +75,7 @@ type Stack struct {
 	Dispatcher *ingest.Dispatcher
 	Links      *links.Signer
 	TaskQueue  string
-	Worker     worker.Worker
+	Worker     workflows.Workers
 	Email      *channel.Email
 	Log        *slog.Logger
 }
@@ -138,12 +138,12 @@ func New(tb testing.TB, opts Options) *Stack {
 	return s
 }
 
-// NewWorker builds (but does not start) a worker for the stack's queue.
-func (s *Stack) NewWorker() worker.Worker {
-	w := worker.New(s.Client, s.TaskQueue, worker.Options{WorkerStopTimeout: 5 * time.Second})
-	workflows.Register(w, &activities.Activities{Store: s.Store, Catalog: s.Catalog, Sender: channel.Mux{"email": s.Email},
-		Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()})
-	return w
+// NewWorker builds (but does not start) the workers for the stack's
+// queue and its send queues.
+func (s *Stack) NewWorker() workflows.Workers {
+	return workflows.NewWorkers(s.Client, s.TaskQueue, &activities.Activities{Store: s.Store, Catalog: s.Catalog,
+		Sender: channel.Mux{"email": s.Email}, Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()},
+		workflows.WorkerOptions{Worker: worker.Options{WorkerStopTimeout: 5 * time.Second}})
 }
 
 type testWriter struct{ tb testing.TB }

@@ -148,6 +148,16 @@ func (s *Store) Suppress(ctx context.Context, channel, address, reason, detail s
 	return nil
 }
 
+// Complain records a complaint about a message: it counts towards the
+// spam rate (once per address and message, however often the report
+// comes) and suppresses the address.
+func (s *Store) Complain(ctx context.Context, channel, address, messageID, detail string) error {
+	if _, err := s.pool.Exec(ctx, s.q.RecordComplaint, channel, address, messageID, detail); err != nil {
+		return fmt.Errorf("record complaint from %s: %w", address, err)
+	}
+	return nil
+}
+
 // SetPreferences replaces a customer's topic opt-outs and channel consent
 // in one transaction (the preference centre's save).
 func (s *Store) SetPreferences(ctx context.Context, customerID string, optedOut []string, consent map[string]bool, source string) error {
@@ -173,6 +183,17 @@ func (s *Store) SetPreferences(ctx context.Context, customerID string, optedOut 
 		return fmt.Errorf("set preferences: %w", err)
 	}
 	return nil
+}
+
+// Unsubscribe is what a one-click unsubscribe does, whichever way it came
+// (the link's POST, or an email to the List-Unsubscribe mailto: address):
+// it opts the customer out of the message's topic, or, for a message
+// without one, out of every topic in allTopics and of email and push.
+func (s *Store) Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, source string) error {
+	if topic != "" {
+		return s.OptOutTopics(ctx, customerID, []string{topic})
+	}
+	return s.SetPreferences(ctx, customerID, allTopics, map[string]bool{"email": false, "push": false}, source)
 }
 
 // OptOutTopics adds topics to a customer's opt-outs.

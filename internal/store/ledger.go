@@ -546,6 +546,40 @@ type Pressure struct {
 	// counts customers who heard nothing that week.
 	PerWeek map[int]int
 	Held    []Held
+	// Spam is the complaint rate per day, for days with deliveries or
+	// complaints.
+	Spam []SpamDay
+}
+
+// SpamDay is one UTC day's emails delivered and complaints received.
+type SpamDay struct {
+	Day time.Time
+	Spam
+}
+
+// Spam is emails delivered (sent or uncertain) and complaints received
+// over a period.
+type Spam struct {
+	Delivered  int
+	Complaints int
+}
+
+// PerThousand is complaints per 1,000 delivered emails (0 with none
+// delivered).
+func (s Spam) PerThousand() float64 {
+	if s.Delivered == 0 {
+		return 0
+	}
+	return 1000 * float64(s.Complaints) / float64(s.Delivered)
+}
+
+// SpamSince counts emails delivered and complaints received since t.
+func (s *Store) SpamSince(ctx context.Context, t time.Time) (Spam, error) {
+	var sp Spam
+	if err := s.pool.QueryRow(ctx, s.q.SpamSince, t).Scan(&sp.Delivered, &sp.Complaints); err != nil {
+		return sp, fmt.Errorf("spam rate: %w", err)
+	}
+	return sp, nil
 }
 
 // Held counts deferrals or suppressions for one reason.
@@ -579,6 +613,18 @@ func (s *Store) Pressure(ctx context.Context, from, to time.Time) (Pressure, err
 	p.Weeks = int((to.Sub(from) + 7*24*time.Hour - 1) / (7 * 24 * time.Hour))
 	if zero := p.Customers*p.Weeks - covered; zero > 0 {
 		p.PerWeek[0] = zero
+	}
+	rows, err = s.pool.Query(ctx, s.q.SpamPerDay, from, to)
+	if err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
+	}
+	var d SpamDay
+	_, err = pgx.ForEachRow(rows, []any{&d.Day, &d.Delivered, &d.Complaints}, func() error {
+		p.Spam = append(p.Spam, d)
+		return nil
+	})
+	if err != nil {
+		return p, fmt.Errorf("pressure: %w", err)
 	}
 	rows, err = s.pool.Query(ctx, s.q.HeldByReason, from, to)
 	if err != nil {

@@ -100,8 +100,12 @@ type queries struct {
 	PressurePerWeek    string `query:"pressure-per-week"`
 	HeldByReason       string `query:"held-by-reason"`
 	CountCustomers     string `query:"count-customers"`
+	SpamPerDay         string `query:"spam-per-day"`
+	SpamSince          string `query:"spam-since"`
+	RecordComplaint    string `query:"record-complaint"`
 	SentByKey          string `query:"sent-by-key"`
 	SentByMessageID    string `query:"sent-by-message-id"`
+	MessageByID        string `query:"message-by-id"`
 	ListSuppressions   string `query:"list-suppressions"`
 	LiftSuppression    string `query:"lift-suppression"`
 	ListLifts          string `query:"list-suppression-lifts"`

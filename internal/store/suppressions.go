@@ -16,6 +16,24 @@ type SentMessage struct {
 	LedgerID   int64
 	CustomerID string
 	MessageID  string
+	// Address, Topic and At are set by MessageByID.
+	Address string
+	Topic   string
+	At      time.Time
+}
+
+// MessageByID finds the email lojal sent (or may have sent: uncertain)
+// with Message-ID messageID.
+func (s *Store) MessageByID(ctx context.Context, messageID string) (SentMessage, bool, error) {
+	var m SentMessage
+	err := s.pool.QueryRow(ctx, s.q.MessageByID, messageID).Scan(&m.LedgerID, &m.CustomerID, &m.MessageID, &m.Address, &m.Topic, &m.At)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return SentMessage{}, false, nil
+	}
+	if err != nil {
+		return SentMessage{}, false, fmt.Errorf("message %s: %w", messageID, err)
+	}
+	return m, true, nil
 }
 
 // SentTo finds the message with Message-ID messageID or idempotency key

@@ -54,6 +54,18 @@ ON CONFLICT (channel, address) DO UPDATE SET
     reason = CASE WHEN suppressions.reason = 'complaint' THEN suppressions.reason ELSE EXCLUDED.reason END,
     detail = EXCLUDED.detail;
 
+-- name: record-complaint
+-- A complaint counts towards the spam rate (once per address and message)
+-- and suppresses the address, in one statement.
+WITH counted AS (
+    INSERT INTO complaints (channel, address, message_id, detail)
+    VALUES ($1, lower($2), $3, $4)
+    ON CONFLICT (channel, address, message_id) DO NOTHING
+)
+INSERT INTO suppressions (channel, address, reason, detail)
+VALUES ($1, lower($2), 'complaint', $4)
+ON CONFLICT (channel, address) DO UPDATE SET reason = 'complaint', detail = EXCLUDED.detail;
+
 -- name: opt-out-topic
 UPDATE customers
 SET topics_opted_out = array(SELECT DISTINCT unnest(topics_opted_out || $2::text[]) ORDER BY 1), updated_at = now()

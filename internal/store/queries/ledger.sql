@@ -143,5 +143,29 @@ WHERE decision <> 'allow' AND decided_at >= $1 AND decided_at < $2
 GROUP BY 1, 2
 ORDER BY 3 DESC, 1, 2;
 
+-- name: spam-per-day
+-- Emails delivered (sent, or uncertain: the customer may have them) and
+-- complaints received, per UTC day from $1 to $2, for days with either.
+WITH delivered AS (
+    SELECT date_trunc('day', contacted_at AT TIME ZONE 'UTC') AS day, count(*) AS n
+    FROM contact_ledger
+    WHERE channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1 AND contacted_at < $2
+    GROUP BY 1
+), complained AS (
+    SELECT date_trunc('day', received_at AT TIME ZONE 'UTC') AS day, count(*) AS n
+    FROM complaints
+    WHERE channel = 'email' AND received_at >= $1 AND received_at < $2
+    GROUP BY 1
+)
+SELECT day, coalesce(delivered.n, 0), coalesce(complained.n, 0)
+FROM delivered FULL JOIN complained USING (day)
+ORDER BY day;
+
+-- name: spam-since
+-- Emails delivered and complaints received since $1.
+SELECT (SELECT count(*) FROM contact_ledger
+        WHERE channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1),
+       (SELECT count(*) FROM complaints WHERE channel = 'email' AND received_at >= $1);
+
 -- name: count-customers
 SELECT count(*) FROM customers;

@@ -12,6 +12,15 @@ WHERE message_id = $1
 ORDER BY id
 LIMIT 10;
 
+-- name: message-by-id
+-- The email lojal sent with this Message-ID: an unsubscribe by email names
+-- it. Uncertain counts as sent (the customer may have it).
+SELECT id, customer_id, message_id, address, topic, contacted_at
+FROM contact_ledger
+WHERE message_id = $1 AND channel = 'email' AND status IN ('sent', 'uncertain')
+ORDER BY id
+LIMIT 1;
+
 -- name: list-suppressions
 -- Keyset pagination by (channel, address); $1 filters to one address.
 SELECT channel, address, reason, detail, created_at

@@ -1,0 +1,55 @@
+package workflows
+
+import (
+	"slices"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/policy"
+)
+
+// changeSendQueues: a message is asked about (Decide) on the journey's
+// task queue and delivered (Deliver) on its channel's send queue, whose
+// rate the Temporal server limits for every worker together (SendQueue,
+// docs/delivery.md "Send rate"). Runs that replay an ask made before keep
+// the one Send activity doing both on the journey queue.
+const changeSendQueues = "send-on-channel-queues"
+
+// SendQueue is the task queue messages on a channel are delivered on: the
+// journey queue's name and the channel, such as "lojal-journeys-email".
+// Each gets a queue of its own so that its rate can be limited, and a
+// queue per journey queue so that workers on another queue (a test's, a
+// benchmark's) never take its deliveries.
+func SendQueue(journeyQueue, channel string) string {
+	return journeyQueue + "-" + channel
+}
+
+// sendChannels are the channels with a send queue of their own.
+func sendChannels() []string { return []string{policy.Email, policy.Push} }
+
+// ask asks the relationship policy about one message and, when it allows,
+// delivers it, with the same meaning of results and errors as the Send
+// activity: a TimeoutError means nothing went out in time (ask again).
+// Delivery runs on the send queue of the channel the policy chose, which
+// the request may not have named ("preferred"), so it is a step of its
+// own after the decision.
+func (r *run) ask(ctx workflow.Context, in activities.SendInput) (activities.SendOutput, error) {
+	var out activities.SendOutput
+	if workflow.GetVersion(r.ctx, changeSendQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		err := workflow.ExecuteActivity(ctx, r.acts.Send, in).Get(r.ctx, &out)
+		return out, err
+	}
+	if err := workflow.ExecuteActivity(ctx, r.acts.Decide, in.DecideInput).Get(r.ctx, &out.DecideOutput); err != nil || out.Verdict != policy.Allow {
+		return out, err
+	}
+	queue := workflow.GetInfo(r.ctx).TaskQueueName
+	if slices.Contains(sendChannels(), out.Channel) {
+		queue = SendQueue(queue, out.Channel)
+	}
+	err := workflow.ExecuteActivity(workflow.WithTaskQueue(ctx, queue), r.acts.Deliver, activities.DeliverInput{
+		IdempotencyKey: out.IdempotencyKey, Trigger: in.Trigger, Received: in.Received, Channel: out.Channel, JourneyID: in.JourneyID,
+		FirstAsked: in.FirstAsked,
+	}).Get(r.ctx, &out.Delivery)
+	return out, err
+}
