@@ -398,13 +398,32 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 	if err != nil {
 		return DeliverOutput{}, err
 	}
+	// The commit point. Confirm checks, just before the final ".", that
+	// this attempt still owns the message; HandOver then sends the record
+	// that the server may have it and the "." goes out right behind it,
+	// so a worker killed at any moment leaves either no record and no "."
+	// (the next attempt sends), or both in the kernel's hands (the record
+	// reaches Postgres, the message is uncertain and never resent). Only
+	// the few instructions between the two writes remain (docs/delivery.md).
 	committed := false
+	var handOver *store.HandOver
+	defer func() {
+		if handOver != nil && !committed {
+			handOver.Abandon()
+		}
+	}()
 	env.Confirm = func() error {
-		if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), "handed over; awaiting the server's reply to the end of data"); err != nil {
+		h, err := a.Store.PrepareHandOver(ctx, key, attempt)
+		if err != nil {
 			return err
 		}
-		committed = true
+		handOver = h
 		return nil
+	}
+	env.HandOver = func() func() error {
+		handOver.Send(ctx, a.now(), "handed over; awaiting the server's reply to the end of data")
+		committed = true
+		return handOver.Wait
 	}
 	_, err = a.Sender.Send(ctx, env)
 	if err == nil {

@@ -285,7 +285,7 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 			}
 			return Receipt{}, fmt.Errorf("smtp connect: %w", err)
 		}
-		st, err := e.transact(c, raw, from, rcpts, env.Confirm)
+		st, err := e.transact(c, raw, from, rcpts, env.Confirm, env.HandOver)
 		if err == nil {
 			e.put(c)
 			return Receipt{Delivered: 1}, nil
@@ -322,7 +322,7 @@ const (
 	stageFinal   stage = "end of data"
 )
 
-func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error) (stage, error) {
+func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error, handOver func() func() error) (stage, error) {
 	if err := c.UpdateDeadline(e.timeout); err != nil {
 		return stageMail, err
 	}
@@ -362,9 +362,22 @@ func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string
 	// delivered that the server never got. The "." and its answer get a
 	// deadline of their own.
 	if err := c.UpdateDeadline(e.timeout); err != nil {
-		return stageFinal, err
+		return stageConfirm, err
 	}
-	if err := w.Close(); err != nil {
+	var wait func() error
+	if handOver != nil {
+		wait = handOver()
+	}
+	err := w.Close()
+	if wait != nil {
+		// The caller writes the message's final state after this, fenced
+		// by its attempt, so a record that did not make it is made good
+		// there; say so, but do not change what the server's answer was.
+		if werr := wait(); werr != nil {
+			e.log.Warn("hand-over record not confirmed; it is written again with the final state", "err", werr)
+		}
+	}
+	if err != nil {
 		return stageFinal, err
 	}
 	return "", nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/policy"
@@ -639,4 +640,69 @@ func (s *Store) Pressure(ctx context.Context, from, to time.Time) (Pressure, err
 		return p, fmt.Errorf("pressure: %w", err)
 	}
 	return p, nil
+}
+
+// HandOver is the hand-over of one email to its SMTP server: the record
+// that the server may have the message leaves the process together with
+// the final "." of DATA (see PrepareHandOver).
+type HandOver struct {
+	s       *Store
+	conn    *pgxpool.Conn
+	key     string
+	attempt int
+	br      pgx.BatchResults
+}
+
+// PrepareHandOver checks, just before the final "." of an email, that the
+// attempt still owns the message (an attempt given up for dead finds its
+// number stale and must not hand the message over), and holds a
+// connection for the hand-over record. Release it with Wait, or Abandon.
+func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*HandOver, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hand over %s: %w", key, err)
+	}
+	var status string
+	var current int
+	if err := conn.QueryRow(ctx, s.q.SendAttempt, key).Scan(&status, &current); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("hand over %s: %w", key, err)
+	}
+	if status != "sending" || current != attempt {
+		conn.Release()
+		return nil, fmt.Errorf("hand over %s (attempt %d): %w: it is %s by attempt %d", key, attempt, ErrLedgerConflict, status, current)
+	}
+	return &HandOver{s: s, conn: conn, key: key, attempt: attempt}, nil
+}
+
+// Send writes the record that the message is uncertain (handed over, no
+// answer yet) to Postgres without waiting for the answer. The caller
+// writes the final "." right after: both leave the process back to back,
+// and a process killed after both still has the kernel deliver both, so
+// the record is in Postgres whenever the server may have the message.
+func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) {
+	b := &pgx.Batch{}
+	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at)
+	h.br = h.conn.SendBatch(ctx, b)
+}
+
+// Wait reads Postgres' answer to Send and releases the connection.
+func (h *HandOver) Wait() error {
+	defer h.conn.Release()
+	if h.br == nil {
+		return nil
+	}
+	tag, err := h.br.Exec()
+	if cerr := h.br.Close(); err == nil {
+		err = cerr
+	}
+	return h.s.changed(context.Background(), "mark uncertain", h.key, tag, err)
+}
+
+// Abandon releases the connection of a hand-over that did not happen.
+func (h *HandOver) Abandon() {
+	if h.br != nil {
+		_ = h.br.Close()
+	}
+	h.conn.Release()
 }

@@ -87,6 +87,7 @@ type queries struct {
 	DeliveryByKey      string `query:"delivery-by-key"`
 	BeginSend          string `query:"begin-send"`
 	MarkUncertain      string `query:"mark-uncertain"`
+	SendAttempt        string `query:"send-attempt"`
 	MarkSent           string `query:"mark-sent"`
 	MarkRefused        string `query:"mark-refused"`
 	MarkFailed         string `query:"mark-failed"`

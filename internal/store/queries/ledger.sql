@@ -169,3 +169,8 @@ SELECT (SELECT count(*) FROM contact_ledger
 
 -- name: count-customers
 SELECT count(*) FROM customers;
+
+-- name: send-attempt
+-- Whether an attempt still owns a message it is sending (the fence check
+-- just before the final "." of an email).
+SELECT status, send_attempt FROM contact_ledger WHERE idempotency_key = $1;
