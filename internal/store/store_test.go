@@ -275,7 +275,9 @@ func TestHandOverIsFenced(t *testing.T) {
 	now := time.Now()
 	if _, err := s.Decide(ctx, store.Request{IdempotencyKey: "k.1", RequestKey: "k", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
 		StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
-		func(store.Snapshot) policy.Decision { return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK} }); err != nil {
+		func(store.Snapshot) policy.Decision {
+			return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+		}); err != nil {
 		t.Fatal(err)
 	}
 	stale, err := s.BeginSend(ctx, "k.1", store.Sending{})
