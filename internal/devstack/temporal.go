@@ -73,6 +73,9 @@ type TemporalOptions struct {
 	UI bool
 	// DBFile persists state across restarts (empty: in memory).
 	DBFile string
+	// Port is the frontend's port (0: a free one). A restart with the
+	// same DBFile and Port is the same server to its clients.
+	Port int
 }
 
 // StartTemporal starts the dev server on a free port and waits until it
@@ -82,9 +85,11 @@ func StartTemporal(ctx context.Context, log *slog.Logger, opts TemporalOptions) 
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	port := opts.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	t := &Temporal{Address: "127.0.0.1:" + strconv.Itoa(port)}
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--log-level", "error",

@@ -132,9 +132,12 @@ func waitRuns(t *testing.T, tc client.Client, ids []string, timeout time.Duratio
 // workerProcess runs `lojal worker` as a separate process so it can be
 // killed with SIGKILL.
 type workerProcess struct {
-	env []string
-	cmd *exec.Cmd
-	log *os.File
+	// bin and args default to lojalBin worker.
+	bin  string
+	args []string
+	env  []string
+	cmd  *exec.Cmd
+	log  *os.File
 }
 
 func (w *workerProcess) start(t *testing.T) {
@@ -145,7 +148,14 @@ func (w *workerProcess) start(t *testing.T) {
 }
 
 func (w *workerProcess) startProcess() error {
-	cmd := exec.Command(lojalBin, "worker")
+	bin, args := w.bin, w.args
+	if bin == "" {
+		bin = lojalBin
+	}
+	if len(args) == 0 {
+		args = []string{"worker"}
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), w.env...)
 	cmd.Stdout, cmd.Stderr = w.log, w.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
