@@ -1,8 +1,10 @@
 package bounce
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/hex"
+	"errors"
 	"strings"
 )
 
@@ -55,3 +57,19 @@ func (v *VERP) IsReplyAddress(addr string) bool {
 // replyKey is derived from the VERP key, so it needs no configuration of
 // its own and still cannot sign a Return-Path or an unsubscribe address.
 func (v *VERP) replyKey() []byte { return derive(v.key, "lojal reply v1") }
+
+// MaxReplySize is the largest reply the intake takes: a larger one is
+// refused with 552 5.3.4, at RCPT when the client declared its SIZE, else
+// at the end of DATA.
+const MaxReplySize = 512 << 10
+
+// ErrReplyMalformed refuses a reply that is not a readable message
+// (550 5.6.0).
+var ErrReplyMalformed = errors.New("malformed reply")
+
+// ReplyTaker takes replies (internal/dialogue). handled is false when no
+// recipient is a reply address. An error wrapping ErrReplyMalformed is
+// refused for good; any other asks the sender to try again.
+type ReplyTaker interface {
+	TakeReply(ctx context.Context, mailFrom string, envelopeTo []string, raw []byte) (handled bool, err error)
+}

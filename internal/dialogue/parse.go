@@ -20,13 +20,12 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/lojal/lojal/internal/bounce"
 )
 
 // Limits on one reply.
 const (
-	// MaxReplySize is the largest reply taken over SMTP; larger ones are
-	// refused with 552 before their data is read.
-	MaxReplySize = 512 << 10
 	// MaxTextLen bounds the text kept from a reply (runes).
 	MaxTextLen = 8000
 	maxParts   = 50
@@ -34,7 +33,7 @@ const (
 
 // ErrMalformed refuses a reply that is not a readable message: no From,
 // a broken MIME structure, undecodable text.
-var ErrMalformed = errors.New("malformed reply")
+var ErrMalformed = bounce.ErrReplyMalformed
 
 // Parsed is a reply as lojal reads it.
 type Parsed struct {

@@ -14,14 +14,14 @@ func TestParseStripsQuotesAndSignatures(t *testing.T) {
 	t.Parallel()
 	const hdr = "From: Kari Nordmann <Kari@Example.no>\nTo: reply+x@bounces.example\nSubject: =?utf-8?q?Re:_Hva_ville_du_savnet=3F?=\nMessage-ID: <abc@mail.example.no>\nContent-Type: text/plain; charset=utf-8\n"
 	cases := map[string]struct{ body, want string }{
-		"gmail english": {"Faster answers on claims, please.\n\nOn Mon, 2 Mar 2026 at 10:00, lojal <hello@lojal.example> wrote:\n> Hi Kari,\n> what would you miss?\n", "Faster answers on claims, please."},
+		"gmail english":             {"Faster answers on claims, please.\n\nOn Mon, 2 Mar 2026 at 10:00, lojal <hello@lojal.example> wrote:\n> Hi Kari,\n> what would you miss?\n", "Faster answers on claims, please."},
 		"gmail wrapped attribution": {"Yes!\n\nOn Mon, 2 Mar 2026 at 10:00, lojal\n<hello@lojal.example> wrote:\n> Hi\n", "Yes!"},
-		"norwegian":     {"Raskere svar.\n\nDen man. 2. mar. 2026 kl. 10:00 skrev lojal <hello@lojal.example>:\n> Hei Kari\n", "Raskere svar."},
-		"outlook":       {"The app.\n\nFrom: lojal <hello@lojal.example>\nSent: Monday, March 2, 2026 10:00\nTo: Kari\nSubject: What would you miss?\n\nHi Kari", "The app."},
-		"signature":     {"Call me.\n\n-- \nKari Nordmann\n+47 900 00 000", "Call me."},
-		"mobile":        {"Ok thanks\n\nSendt fra min iPhone", "Ok thanks"},
-		"interleaved":   {"> what would you miss?\nThe people.\n> anything else?\nNo.", "The people.\nNo."},
-		"original msg":  {"See below\n-----Original Message-----\nFrom: x", "See below"},
+		"norwegian":                 {"Raskere svar.\n\nDen man. 2. mar. 2026 kl. 10:00 skrev lojal <hello@lojal.example>:\n> Hei Kari\n", "Raskere svar."},
+		"outlook":                   {"The app.\n\nFrom: lojal <hello@lojal.example>\nSent: Monday, March 2, 2026 10:00\nTo: Kari\nSubject: What would you miss?\n\nHi Kari", "The app."},
+		"signature":                 {"Call me.\n\n-- \nKari Nordmann\n+47 900 00 000", "Call me."},
+		"mobile":                    {"Ok thanks\n\nSendt fra min iPhone", "Ok thanks"},
+		"interleaved":               {"> what would you miss?\nThe people.\n> anything else?\nNo.", "The people.\nNo."},
+		"original msg":              {"See below\n-----Original Message-----\nFrom: x", "See below"},
 	}
 	for name, c := range cases {
 		p, err := Parse(msg(hdr, c.body), "kari@example.no")
