@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/http"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"time"
 
@@ -668,6 +668,7 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 	if signer != nil {
 		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
 		data.Links.Unsubscribe = unsub
+		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(c.ID, survey, answer, now) }
 	}
 	msg, err := cat.Templates.Render(m.Template, m.Channel, c.Locale, data)
 	if err != nil {
