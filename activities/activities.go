@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"time"
 
@@ -45,6 +46,9 @@ type Activities struct {
 	VERP *bounce.VERP
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
+	// Webhooks posts replies and escalations to helpers' webhooks (an
+	// egress-checked client); nil forwards by email only.
+	Webhooks *http.Client
 	// Now is the clock (tests set it).
 	Now func() time.Time
 }
@@ -604,6 +608,11 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	if a.VERP != nil && d.Channel == policy.Email {
 		env.ReturnPath = a.VERP.Address(env.MessageID, env.To)
 		env.UnsubscribeMail = a.VERP.UnsubscribeAddress(env.MessageID)
+		// A reply comes back to the intake and names this message.
+		env.ReplyTo = a.VERP.ReplyAddress(env.MessageID)
+	}
+	if d.Channel == policy.Email {
+		env.FromName = helperName(cat, d.JourneyID, c)
 	}
 	if d.Channel != policy.Email {
 		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
@@ -659,6 +668,7 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 	if signer != nil {
 		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
 		data.Links.Unsubscribe = unsub
+		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(c.ID, survey, answer, now) }
 	}
 	msg, err := cat.Templates.Render(m.Template, m.Channel, c.Locale, data)
 	if err != nil {

@@ -57,7 +57,9 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// them; the worker's sweeper routes what a replica left behind.
 	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
-		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg),
+		// Free text written with an answer goes to the helper like a reply.
+		Replies: newReplies(st, verp, cat, svc.tc, d, "", log, m)}
 	hs, ms, err := apiServers(cfg, srv.Handler(), m)
 	if err != nil {
 		return err

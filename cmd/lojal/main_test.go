@@ -317,7 +317,7 @@ func TestRenderPreview(t *testing.T) {
 	}
 	// The answer a wait_for got is what .Received shows.
 	answer := filepath.Join(dir, "a.jsonl")
-	writeFile(t, answer, `{"id": "e-2", "type": "checkin.answered", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"answer": "Raskere svar"}}`)
+	writeFile(t, answer, `{"id": "e-2", "type": "survey.answered", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"survey": "checkin", "answer": "Raskere svar"}}`)
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "checkin-thanks", "--customer", cust, "--received", answer)
 	if err != nil || !strings.Contains(out, "Raskere svar") {
 		t.Errorf("render with --received: %v\n%s", err, out)

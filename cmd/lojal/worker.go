@@ -69,7 +69,8 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
-		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}})
+		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
+		Webhooks: egress(cfg).Client(15 * time.Second)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -85,6 +86,11 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		// The intake also takes unsubscribes mailed to List-Unsubscribe.
 		intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
 			Topics: func() []string { return cat.Current().Topics() }}
+		// And replies, at their own reply+<token> addresses.
+		d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
+		if replies := newReplies(st, verp, cat, tc, d, email.Domain(), log, m); replies != nil {
+			intake.Replies = replies
+		}
 		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
 			if err := intake.ServeSMTP(l, opts); err != nil {
@@ -145,6 +151,8 @@ type workerDeps struct {
 	ReorderWindow time.Duration
 	// Rates bound deliveries a second per channel, across all workers.
 	Rates map[string]float64
+	// Webhooks posts replies and escalations to helpers' webhooks.
+	Webhooks *http.Client
 }
 
 // newWorker builds the process's workers: the journey worker and one send
@@ -152,7 +160,7 @@ type workerDeps struct {
 // definition cache) and one Activities value.
 func newWorker(tc client.Client, d workerDeps) workflows.Workers {
 	ws := workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
-		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WorkerOptions{
+		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics, Webhooks: d.Webhooks}, workflows.WorkerOptions{
 		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: 200},
 		Rates:     d.Rates,
 		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},

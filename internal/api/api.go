@@ -25,6 +25,7 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/dialogue"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -54,6 +55,9 @@ type Server struct {
 	// worker checks again when it dials). Nil means the defaults: public
 	// addresses only, any host.
 	PushEgress *channel.Egress
+	// Replies takes free text written with one-click answers to the
+	// helper; nil keeps the text with the answer only.
+	Replies *dialogue.Intake
 	// Now is the clock (tests set it).
 	Now func() time.Time
 
@@ -97,6 +101,11 @@ func (s *Server) Handler() http.Handler {
 	route("POST /p/{token}", s.savePreferences, false)
 	route("GET /u/{token}", s.unsubscribePage, false)
 	route("POST /u/{token}", s.unsubscribe, false)
+	route("GET /a/{token}", s.answer, false)
+	route("POST /a/{token}", s.answerMore, false)
+	route("GET /c/{token}", s.answeredLink, false)
+	route("POST /c/{token}", s.answeredLink, false)
+	route("POST /v1/conversations/{id}/answered", s.postAnswered, true)
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
 	})))
@@ -139,6 +148,7 @@ func Routes() []string {
 		"POST /v1/events", "POST /v1/events/batch", "GET /v1/events/{id}", "POST /v1/bounces",
 		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
 		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
+		"GET /a/{token}", "POST /a/{token}", "GET /c/{token}", "POST /c/{token}", "POST /v1/conversations/{id}/answered",
 	}
 }
 

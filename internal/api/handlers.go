@@ -191,7 +191,13 @@ func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
 	if hist == nil {
 		hist = []store.LedgerEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"customer": id, "history": hist})
+	dlg, err := s.Store.Dialogue(r.Context(), id)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer": id, "history": hist, "replies": dlg.Replies,
+		"conversations": dlg.Conversations, "answers": dlg.Answers})
 }
 
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {

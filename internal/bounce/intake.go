@@ -61,6 +61,9 @@ type Intake struct {
 	// Topics lists the topics of the journeys in force: an unsubscribe
 	// from a message without a topic opts out of all of them. May be nil.
 	Topics func() []string
+	// Replies takes mail to reply addresses (VERP.ReplyAddress); nil
+	// takes every message as a report.
+	Replies ReplyTaker
 	// Now is the clock (tests set it).
 	Now func() time.Time
 }

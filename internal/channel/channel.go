@@ -31,6 +31,13 @@ type Envelope struct {
 	// ReturnPath, when set, is this message's envelope sender (its VERP
 	// address), instead of the configured one.
 	ReturnPath string
+	// ReplyTo, when set, is this message's own signed reply address
+	// (bounce.VERP.ReplyAddress): a reply reaches the inbound intake and
+	// names the message it answers.
+	ReplyTo string
+	// FromName, when set, is the From display name (the helper's name
+	// when the journey says from_helper); the address stays the sender's.
+	FromName string
 	// Push subscriptions to deliver to.
 	Push []PushSubscription
 	// Confirm, when set, is the last check before the commit point: email

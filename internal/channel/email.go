@@ -181,7 +181,23 @@ func (e *Email) put(c *smtp.Client) {
 // Build composes the MIME message for an envelope (exported for previews).
 func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m := gomail.NewMsg(gomail.WithEncoding(gomail.EncodingQP), gomail.WithCharset(gomail.CharsetUTF8))
-	m.FromMailAddress(e.from)
+	from := e.from
+	if env.FromName != "" {
+		// mail.Address quotes and encodes the name; a line break in it
+		// cannot start a header of its own.
+		from = &mail.Address{Name: strings.Join(strings.Fields(env.FromName), " "), Address: e.from.Address}
+	}
+	m.FromMailAddress(from)
+	if env.ReplyTo != "" {
+		rt, err := mail.ParseAddress(env.ReplyTo)
+		if err != nil {
+			return nil, &PermanentError{Err: fmt.Errorf("reply address %q: %w", env.ReplyTo, err)}
+		}
+		if env.FromName != "" {
+			rt.Name = from.Name
+		}
+		m.ReplyToMailAddress(rt)
+	}
 	returnPath := e.returnPath
 	if env.ReturnPath != "" {
 		returnPath = env.ReturnPath

@@ -58,6 +58,12 @@ type Journey struct {
 	Reentry Reentry
 	Goal    *Goal
 	Steps   []*Step
+	// Helper names the helper in policy.yaml's conversations.helpers who
+	// takes replies to this journey's messages (a customer record's own
+	// helper comes first); FromHelper sends its emails with the helper's
+	// name as the From display name.
+	Helper     string
+	FromHelper bool
 
 	File string
 	// Version is a content hash of the file: runs keep the version they
@@ -216,6 +222,8 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 			}
 		}},
 		field{name: "priority", decode: func(_, v *yaml.Node) { j.Priority = d.priority(v, "priority") }},
+		field{name: "helper", decode: func(_, v *yaml.Node) { j.Helper, _ = d.nonEmpty(v, "helper") }},
+		field{name: "from_helper", decode: func(_, v *yaml.Node) { j.FromHelper, _ = d.boolean(v, "from_helper") }},
 		field{name: "audience", decode: func(_, v *yaml.Node) { audienceNode = v }},
 		field{name: "trigger", required: true, decode: func(_, v *yaml.Node) { d.trigger(v, schema, &j.Trigger) }},
 		field{name: "key", decode: func(_, v *yaml.Node) { keyNode = v }},

@@ -19,6 +19,9 @@ import (
 const (
 	Unsubscribe = "u"
 	Preferences = "p"
+	// Answered marks a conversation answered; its CustomerID names the
+	// conversation.
+	Answered = "c"
 )
 
 // Claims is what a link grants.

@@ -16,6 +16,7 @@ var explanations = map[Reason]string{
 	ReasonComplaint:        "customer complained",
 	ReasonUnsubscribed:     "unsubscribed",
 	ReasonNoAddress:        "no address for the channel",
+	ReasonConversationOpen: "the customer is in a conversation with a helper; marketing waits",
 }
 
 // Explain says a reason in words, with the reason's name after it:

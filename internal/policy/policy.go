@@ -141,6 +141,9 @@ type Rules struct {
 	// security alert does not use up the week's marketing budget. They
 	// still count toward the minimum gap.
 	CriticalOutsideCaps bool
+	// Conversations, when set, pauses marketing while a customer's reply
+	// is unanswered (policy.yaml conversations).
+	Conversations *Conversations
 }
 
 // Defaults for rules policy.yaml leaves out.
@@ -197,6 +200,9 @@ type Relationship struct {
 	TopicsOptedOut []string
 	// Preferred is the channel a `preferred` send tries first.
 	Preferred string
+	// Conversation is the customer's open or last answered conversation
+	// with a helper; nil when there is none.
+	Conversation *Conversation
 }
 
 // Request is one message asking to be sent.
@@ -263,6 +269,12 @@ type Detail struct {
 	Waited      string    `json:"waited,omitempty"`
 	Skipped     []string  `json:"skipped,omitempty"`
 	Purpose     string    `json:"purpose,omitempty"`
+	// RepliedAt is when the customer's reply opened the conversation that
+	// holds the message, AnsweredAt when a helper answered it (zero while
+	// unanswered), and PauseAfterAnswer the pause after the answer.
+	RepliedAt        time.Time `json:"replied_at,omitzero"`
+	AnsweredAt       time.Time `json:"answered_at,omitzero"`
+	PauseAfterAnswer string    `json:"pause_after_answer,omitempty"`
 }
 
 // String describes the facts in a sentence fragment, times in UTC.
@@ -297,6 +309,13 @@ func (d Detail) Describe(at func(time.Time) string) string {
 	if d.Purpose != "" {
 		parts = append(parts, "purpose "+d.Purpose)
 	}
+	switch {
+	case !d.AnsweredAt.IsZero():
+		parts = append(parts, fmt.Sprintf("the customer replied %s, answered %s; marketing pauses %s after the answer",
+			at(d.RepliedAt), at(d.AnsweredAt), d.PauseAfterAnswer))
+	case !d.RepliedAt.IsZero():
+		parts = append(parts, fmt.Sprintf("the customer replied %s and has no answer yet", at(d.RepliedAt)))
+	}
 	return strings.Join(parts, "; ")
 }
 
@@ -316,7 +335,9 @@ func (d Decision) String() string {
 //
 // Rules run in this order: channel usability and consent, topic opt-out,
 // purpose dedupe, staleness, then (unless the message is critical) quiet
-// hours, minimum gap, caps and priority. Consent always wins: critical
+// hours, minimum gap, caps and priority. A conversation the customer has
+// open with a helper holds non-critical messages outside the topics it
+// allows before the throttling rules. Consent always wins: critical
 // messages skip only the throttling rules.
 func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req Request, now time.Time) Decision {
 	chans, skipped, why := usableChannels(rel, req)
@@ -355,6 +376,14 @@ func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req 
 	}
 	if req.Priority == Critical {
 		base.Verdict, base.Reason = Allow, ReasonCritical
+		return base
+	}
+	if h, held := r.conversationHold(rel, req, now, &base.Detail); held {
+		if !h.until.Before(deadline) {
+			base.Detail.Waited = FormatDuration(h.until.Sub(first).Truncate(time.Minute))
+			return suppress(ReasonStale)
+		}
+		base.Verdict, base.Reason, base.Until = Defer, h.reason, h.until
 		return base
 	}
 

@@ -127,6 +127,22 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		snap.Relationship = relationship(*c, policy.Reason(suppressed), pushSubs)
 		return nil
 	})
+	b.Queue(s.q.ConversationState, r.CustomerID).QueryRow(func(row pgx.Row) error {
+		var c policy.Conversation
+		var answered *time.Time
+		err := row.Scan(&c.OpenedAt, &answered)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if answered != nil {
+			c.AnsweredAt = *answered
+		}
+		snap.Relationship.Conversation = &c
+		return nil
+	})
 	b.Queue(s.q.LedgerByKey, r.IdempotencyKey).QueryRow(func(row pgx.Row) error {
 		var d policy.Decision
 		var status string

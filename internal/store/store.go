@@ -110,6 +110,21 @@ type queries struct {
 	ListSuppressions   string `query:"list-suppressions"`
 	LiftSuppression    string `query:"lift-suppression"`
 	ListLifts          string `query:"list-suppression-lifts"`
+	RepliedMessage     string `query:"replied-message"`
+	OpenConversation   string `query:"open-conversation"`
+	InsertReply        string `query:"insert-reply"`
+	ConversationState  string `query:"conversation-state"`
+	ConversationByID   string `query:"conversation-by-id"`
+	AnswerConversation string `query:"answer-conversation"`
+	MarkEscalated      string `query:"mark-escalated"`
+	ReplyByID          string `query:"reply-by-id"`
+	CustomerReplies    string `query:"customer-replies"`
+	CustomerConvs      string `query:"customer-conversations"`
+	InsertSurveyAnswer string `query:"insert-survey-answer"`
+	SurveyAnswer       string `query:"survey-answer"`
+	InsertSurveyChange string `query:"insert-survey-change"`
+	SetSurveyText      string `query:"set-survey-text"`
+	CustomerSurveyAns  string `query:"customer-survey-answers"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It
