@@ -248,8 +248,16 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadRequest, err)
 	}
 	now := a.now()
+	// The bases a marketing message may rely on are read from the journey
+	// as deployed now, like the rules: narrowing them holds for runs in
+	// flight too. A journey no longer deployed may rely on consent only.
+	var bases []policy.Basis
+	if j, ok := cat.Journey(in.JourneyID); ok {
+		bases = j.Bases
+	}
 	req := policy.Request{Key: in.RequestKey(), Journey: in.JourneyID, Step: in.StepID, Channel: in.Send.Channel,
-		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked}
+		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked,
+		Bases: bases}
 	d, err := a.Store.Decide(ctx, store.Request{
 		IdempotencyKey: in.IdempotencyKey(), RequestKey: req.Key, CustomerID: in.CustomerID, WorkflowID: in.WorkflowID,
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,

@@ -56,6 +56,9 @@ type Server struct {
 	PushEgress *channel.Egress
 	// Now is the clock (tests set it).
 	Now func() time.Time
+	// Retention is how long the ledgers are kept, for the evidence
+	// export (zero: the defaults).
+	Retention store.Retention
 
 	tokens tokenCache
 }
@@ -84,6 +87,9 @@ func (s *Server) Handler() http.Handler {
 	route("PUT /v1/customers/{id}", s.putCustomer, true)
 	route("GET /v1/customers/{id}", s.getCustomer, true)
 	route("PUT /v1/customers/{id}/consent/{channel}", s.putConsent, true)
+	route("POST /v1/customers/{id}/consent", s.postConsent, true)
+	route("GET /v1/customers/{id}/consent", s.getConsent, true)
+	route("POST /v1/customers/{id}/consent/email/double-opt-in", s.postDoubleOptIn, true)
 	route("POST /v1/customers/{id}/push-subscriptions", s.postPushSubscription, true)
 	route("GET /v1/customers/{id}/history", s.getHistory, true)
 	route("POST /v1/events", s.postEvent, true)
@@ -97,6 +103,8 @@ func (s *Server) Handler() http.Handler {
 	route("POST /p/{token}", s.savePreferences, false)
 	route("GET /u/{token}", s.unsubscribePage, false)
 	route("POST /u/{token}", s.unsubscribe, false)
+	route("GET /c/{token}", s.confirmPage, false)
+	route("POST /c/{token}", s.confirmConsent, false)
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
 	})))
@@ -135,10 +143,11 @@ func Routes() []string {
 	return []string{
 		"GET /healthz", "GET /readyz", "GET /openapi.json",
 		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
+		"POST /v1/customers/{id}/consent", "GET /v1/customers/{id}/consent", "POST /v1/customers/{id}/consent/email/double-opt-in",
 		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
 		"POST /v1/events", "POST /v1/events/batch", "GET /v1/events/{id}", "POST /v1/bounces",
 		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
-		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
+		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}", "GET /c/{token}", "POST /c/{token}",
 	}
 }
 

@@ -30,7 +30,7 @@ func TestJourneyBasisIsChecked(t *testing.T) {
 			`j/order-thanks.yaml:4:18: basis "soft-opt-in": want consent (customers who agreed to marketing) or soft_opt_in (customers who bought a product the topic covers and have not opted out) (did you mean "soft_opt_in"?)`},
 		"product groups on a service topic": {map[string]string{"policy.yaml": strings.Replace(policy, "service: { kind: service }", "service: { kind: service, product_groups: [home] }", 1)},
 			"j/policy.yaml:10:45: topic service: product_groups apply to marketing topics"},
-		"marketing with consent": {map[string]string{"policy.yaml": policy, "order-thanks.yaml": withTopic("topic: news\nbasis: consent\n")}, ""},
+		"marketing with consent":     {map[string]string{"policy.yaml": policy, "order-thanks.yaml": withTopic("topic: news\nbasis: consent\n")}, ""},
 		"marketing with soft opt-in": {map[string]string{"policy.yaml": policy, "order-thanks.yaml": withTopic("topic: promo\nbasis: [consent, soft_opt_in]\n")}, ""},
 	} {
 		t.Run(name, func(t *testing.T) {

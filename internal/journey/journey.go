@@ -44,9 +44,9 @@ const (
 
 // Journey is one validated journey definition.
 type Journey struct {
-	ID       string
-	Name     string
-	Topic    string
+	ID    string
+	Name  string
+	Topic string
 	// TopicPos is where the topic is written.
 	TopicPos Position
 	// Bases are the legal bases a marketing message of the journey may

@@ -19,6 +19,9 @@ import (
 const (
 	Unsubscribe = "u"
 	Preferences = "p"
+	// Confirm confirms a double opt-in request; the claims' Topic holds
+	// the request's id.
+	Confirm = "c"
 )
 
 // Claims is what a link grants.

@@ -338,3 +338,15 @@ func (r Rules) basis(entries []ConsentEntry, req Request, ch string) (Basis, str
 	}
 	return "", strings.Join(why, "; "), reason
 }
+
+// BasisFor says what a marketing or service message of topic on ch could
+// rely on now, for a journey that may use bases: the basis and its fact,
+// or the reason there is none with the fact that explains it. The
+// evidence export shows it for every declared topic.
+func (r Rules) BasisFor(entries []ConsentEntry, topic string, bases []Basis, ch string) (Basis, string, Reason) {
+	entries = inOrder(entries)
+	if e, out := TopicOptOut(entries, ch, topic); out {
+		return "", e.Fact(), ReasonTopicOptedOut
+	}
+	return r.basis(entries, Request{Topic: topic, Bases: bases}, ch)
+}
