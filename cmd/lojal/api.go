@@ -46,6 +46,10 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	ret, err := retention(cfg)
+	if err != nil {
+		return err
+	}
 	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -57,7 +61,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// them; the worker's sweeper routes what a replica left behind.
 	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
-		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg), Retention: ret}
 	hs, ms, err := apiServers(cfg, srv.Handler(), m)
 	if err != nil {
 		return err
