@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -96,5 +97,35 @@ func TestWithdrawalStopsAMessageAlreadyWaiting(t *testing.T) {
 	hist, _ := b.store.History(ctx, "c-1")
 	if last := hist[len(hist)-1]; !strings.Contains(string(last.Detail), "marketing withdrawn "+night.UTC().Format("2006-01-02")+" (preference centre by customer)") {
 		t.Errorf("the suppression's facts do not name the withdrawal: %+v", last)
+	}
+}
+
+// A message the policy allowed may wait on its channel's send queue; a
+// withdrawal recorded meanwhile stops it before anything is handed over.
+func TestWithdrawalStopsAMessageOnTheSendQueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	d, err := b.acts.Decide(ctx, in.DecideInput)
+	if err != nil || d.Verdict != policy.Allow {
+		t.Fatalf("decide: %+v %v", d, err)
+	}
+	err = b.store.Unsubscribe(ctx, "c-1", "loyalty", nil, store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: noon()()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: d.IdempotencyKey, Channel: d.Channel, JourneyID: in.JourneyID})
+	if err != nil || out.Status != activities.StatusFailed || !strings.Contains(out.Error, "topic_opted_out") || !strings.Contains(out.Error, "opted out of loyalty") {
+		t.Fatalf("deliver after the withdrawal: %+v %v", out, err)
+	}
+	if n := b.catcher.Count(); n != 0 {
+		t.Fatalf("%d messages sent after the withdrawal", n)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if last := hist[len(hist)-1]; last.Status != "released" {
+		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
 	}
 }

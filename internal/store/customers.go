@@ -110,19 +110,27 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 
 // Customer loads a customer with their consent.
 func (s *Store) Customer(ctx context.Context, id string) (journey.Customer, error) {
+	c, _, err := s.CustomerConsent(ctx, id)
+	return c, err
+}
+
+// CustomerConsent loads a customer with their consent ledger, in one
+// query.
+func (s *Store) CustomerConsent(ctx context.Context, id string) (journey.Customer, []policy.ConsentEntry, error) {
 	var c journey.Customer
 	var attrs, consent []byte
 	err := s.pool.QueryRow(ctx, s.q.GetCustomer, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return c, fmt.Errorf("customer %s: %w", id, ErrNotFound)
+		return c, nil, fmt.Errorf("customer %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return c, fmt.Errorf("load customer %s: %w", id, err)
+		return c, nil, fmt.Errorf("load customer %s: %w", id, err)
 	}
-	if _, err := decodeCustomerJSON(&c, attrs, consent); err != nil {
-		return c, fmt.Errorf("load customer %s: %w", id, err)
+	entries, err := decodeCustomerJSON(&c, attrs, consent)
+	if err != nil {
+		return c, nil, fmt.Errorf("load customer %s: %w", id, err)
 	}
-	return c, nil
+	return c, entries, nil
 }
 
 // decodeCustomerJSON decodes a customer's attributes and consent ledger,
