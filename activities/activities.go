@@ -252,8 +252,16 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadRequest, err)
 	}
 	now := a.now()
+	// The bases a marketing message may rely on are read from the journey
+	// as deployed now, like the rules: narrowing them holds for runs in
+	// flight too. A journey no longer deployed may rely on consent only.
+	var bases []policy.Basis
+	if j, ok := cat.Journey(in.JourneyID); ok {
+		bases = j.Bases
+	}
 	req := policy.Request{Key: in.RequestKey(), Journey: in.JourneyID, Step: in.StepID, Channel: in.Send.Channel,
-		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked}
+		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked,
+		Bases: bases}
 	d, err := a.Store.Decide(ctx, store.Request{
 		IdempotencyKey: in.IdempotencyKey(), RequestKey: req.Key, CustomerID: in.CustomerID, WorkflowID: in.WorkflowID,
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
@@ -340,7 +348,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		a.Log.Warn("message not sent", "key", in.IdempotencyKey, "err", cause)
 		return DeliverOutput{Status: StatusFailed, Error: cause.Error()}, nil
 	}
-	cust, err := a.Store.Customer(ctx, d.CustomerID)
+	cust, consent, err := a.Store.CustomerConsent(ctx, d.CustomerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fail(err)
 	}
@@ -348,6 +356,18 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		return DeliverOutput{}, err
 	}
 	cat := a.Catalog.Current()
+	if d.Status == "reserved" {
+		// A message may wait on its channel's send queue after the policy
+		// allowed it: a withdrawal recorded meanwhile stops it here, before
+		// anything is handed over.
+		if why, ok := withdrawn(cat, d, consent); ok {
+			if err := a.Store.Release(ctx, in.IdempotencyKey, "released", why); err != nil {
+				return DeliverOutput{}, err
+			}
+			a.Log.Info("message not sent", "key", in.IdempotencyKey, "why", why)
+			return DeliverOutput{Status: StatusFailed, Error: why}, nil
+		}
+	}
 	env, err := a.envelope(ctx, cat, d, cust, in, now)
 	var perm permanent
 	if errors.As(err, &perm) {
@@ -360,6 +380,20 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		return a.deliverEmail(ctx, in.IdempotencyKey, env, fail)
 	}
 	return a.deliverPush(ctx, in.IdempotencyKey, d, env, fail)
+}
+
+// withdrawn reports whether the customer's consent ledger no longer gives
+// a reserved message a basis on its channel, and why.
+func withdrawn(cat *catalog.Catalog, d store.Delivery, consent []policy.ConsentEntry) (string, bool) {
+	var bases []policy.Basis
+	if j, ok := cat.Journey(d.JourneyID); ok {
+		bases = j.Bases
+	}
+	_, fact, reason := cat.Rules.BasisFor(consent, d.Topic, bases, d.Channel)
+	if reason == "" {
+		return "", false
+	}
+	return fmt.Sprintf("no basis any more when it was to be sent (%s): %s", reason, fact), true
 }
 
 // expire ends a message whose reservation ran out before it was sent: a

@@ -224,7 +224,9 @@ var historyScenarios = []historyScenario{
 	// A reminder the policy suppresses takes the not-reached branch.
 	{"card-expiry-suppressed", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
 		c := replayCustomer("c-replay-card-2")
-		c.Consent = map[string]bool{"email": false}
+		// card-expiry is a service topic, which needs no consent: an
+		// opt-out of the topic is what holds it back.
+		c.Consent, c.TopicsOptedOut = map[string]bool{"email": false}, []string{"service"}
 		if _, err := s.Dispatcher.Customer(ctx, c); err != nil {
 			t.Fatal(err)
 		}

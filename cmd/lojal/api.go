@@ -46,6 +46,10 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	ret, err := retention(cfg)
+	if err != nil {
+		return err
+	}
 	svc, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -59,7 +63,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
 		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg),
 		// Free text written with an answer goes to the helper like a reply.
-		Replies: newReplies(st, verp, cat, svc.tc, d, "", log, m)}
+		Replies: newReplies(st, verp, cat, svc.tc, d, "", log, m), Retention: ret}
 	hs, ms, err := apiServers(cfg, srv.Handler(), m)
 	if err != nil {
 		return err

@@ -59,6 +59,11 @@ Usage:
                             suppressed addresses, or the record of lifted ones
   lojal suppressions remove --address A --reason WHY
                             lift a suppression (who and why are recorded)
+  lojal consent export --customer ID [--html]
+                            one customer's consent evidence, as JSON or a page
+  lojal consent report      messages sent per legal basis
+  lojal retention           delete what retention allows: contact ledger, then
+                            consent evidence (kept longer)
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -122,6 +127,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "suppressions":
 		return runSuppressions(ctx, rest, stdout, stderr)
+	case "consent":
+		return runConsent(ctx, rest, stdout, stderr)
+	case "retention":
+		return runRetention(ctx, rest, stdout, stderr)
 	case "sender":
 		return runSender(ctx, rest, stdout, stderr)
 	case "config":
@@ -169,6 +178,8 @@ type Config struct {
 	ReorderWindow     time.Duration `flag:"reorder-window" env:"LOJAL_REORDER_WINDOW" usage:"api: hold accepted events this long so close ones dispatch in the order they happened"`
 	EmailRate         float64       `flag:"email-rate" env:"LOJAL_EMAIL_RATE" usage:"worker: most emails a second all workers together hand to the SMTP relay, held by the Temporal server (the relay's limit; 0: no limit; the same on every worker)"`
 	PushRate          float64       `flag:"push-rate" env:"LOJAL_PUSH_RATE" usage:"worker: most push messages a second all workers together send (0: no limit; the same on every worker)"`
+	MessageRetention  string        `flag:"message-retention" env:"LOJAL_MESSAGE_RETENTION" usage:"how long the contact ledger keeps a decision (400d); longer than the policy's longest window"`
+	ConsentRetention  string        `flag:"consent-retention" env:"LOJAL_CONSENT_RETENTION" usage:"how long consent evidence is kept after it stops being needed (1825d); longer than message retention"`
 	SendTimeout       time.Duration `flag:"send-timeout" env:"LOJAL_SEND_TIMEOUT" usage:"worker: how long one message may take to go out, retries included, before its run asks the policy again (0: the reservation's 15 minutes plus one)"`
 }
 
@@ -188,6 +199,8 @@ func defaultConfig() Config {
 		BounceSMTPSession: 5 * time.Minute,
 		ReorderWindow:     2 * time.Second,
 		VAPIDSubject:      "mailto:postmaster@lojal.example",
+		MessageRetention:  "400d",
+		ConsentRetention:  "1825d",
 	}
 }
 

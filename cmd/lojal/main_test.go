@@ -168,6 +168,9 @@ func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
 	edit("checkin.yaml", "priority: low", "priority: critical")
 	edit("policy.yaml", "{ window: 7d, max: 3 }", "{ window: 7d, max: 5 }")
 	edit("templates/checkin/nb.yaml", "Bare svar på denne e-posten.", "Svar gjerne på denne e-posten.")
+	edit("policy.yaml", "loyalty:    { kind: marketing, product_groups: [home, car, business] }", "loyalty:    { kind: marketing, product_groups: [home, car, business, pets] }")
+	edit("checkin.yaml", "basis: [consent, soft_opt_in]", "basis: consent")
+	edit("loyalty-benefit.yaml", "topic: loyalty\nbasis: [consent, soft_opt_in]", "topic: loyalty\nbasis: consent")
 	out, err := runCLI(t, "journeys", "diff", old, nw)
 	if exitCode(err) != 1 {
 		t.Fatalf("exit %d: %v\n%s", exitCode(err), err, out)
@@ -176,6 +179,8 @@ func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
 		"priority: low → critical [pressure: raised to critical: skips caps, the minimum gap and quiet hours]",
 		"policy caps[all channels, 7d]: max 3 → max 5 [pressure: a higher cap: more messages may go out]",
 		"template checkin/nb text changed (reaches runs in flight at once, sent by checkin):",
+		"policy topics.loyalty: marketing [home, car, business] → marketing [home, car, business, pets] [pressure: more product groups: soft opt-ins from more sales reach this topic]",
+		"basis: consent, soft_opt_in → consent",
 		"- Du har vært kunde", "+ Du har vært kunde",
 	} {
 		if !strings.Contains(out, w) {

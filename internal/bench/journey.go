@@ -28,7 +28,7 @@ import (
 // benchmark does not depend on the time of day.
 var benchJourneys = fstest.MapFS{
 	"schema.yaml": {Data: []byte("customer:\n  first_name: required string\nevents:\n  bench.ping: { ping_id: string }\n")},
-	"policy.yaml": {Data: []byte("default_timezone: Europe/Oslo\nmin_gap: 24h\ncaps:\n  - { window: 7d, max: 3 }\nmax_defer: 7d\n")},
+	"policy.yaml": {Data: []byte("default_timezone: Europe/Oslo\nmin_gap: 24h\ncaps:\n  - { window: 7d, max: 3 }\nmax_defer: 7d\ntopics:\n  service: { kind: service }\n")},
 	// High priority, like a transactional receipt: messages below high
 	// wait 5s before their first ask (see workflows.settle), which would
 	// make this a measure of that pause rather than of throughput.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -29,7 +30,7 @@ type Ledger interface {
 	// MessageByID finds the email lojal sent with Message-ID messageID.
 	MessageByID(ctx context.Context, messageID string) (sent store.SentMessage, found bool, err error)
 	// Unsubscribe does what a one-click unsubscribe does (store.Store.Unsubscribe).
-	Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, source string) error
+	Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, c store.Capture) error
 }
 
 // Errors from Apply besides parse errors.
@@ -218,7 +219,9 @@ func (in *Intake) UnsubscribeByMail(ctx context.Context, envelopeTo []string) (h
 		if in.Topics != nil {
 			all = in.Topics()
 		}
-		if err := in.Store.Unsubscribe(ctx, m.CustomerID, m.Topic, all, "mailto"); errors.Is(err, store.ErrNotFound) {
+		capture := store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: time.Now(),
+			Evidence: "email to the List-Unsubscribe address of message " + messageID}
+		if err := in.Store.Unsubscribe(ctx, m.CustomerID, m.Topic, all, capture); errors.Is(err, store.ErrNotFound) {
 			in.Log.Warn("unsubscribe by email ignored: the customer no longer exists", "message", messageID)
 			continue
 		} else if err != nil {

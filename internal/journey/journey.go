@@ -44,9 +44,15 @@ const (
 
 // Journey is one validated journey definition.
 type Journey struct {
-	ID       string
-	Name     string
-	Topic    string
+	ID    string
+	Name  string
+	Topic string
+	// TopicPos is where the topic is written.
+	TopicPos Position
+	// Bases are the legal bases a marketing message of the journey may
+	// rely on (basis:); BasesPos is where they are written.
+	Bases    []policy.Basis
+	BasesPos Position
 	Priority policy.Priority
 	Audience *Expr
 	Trigger  Trigger
@@ -217,9 +223,14 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 		}},
 		field{name: "name", required: true, decode: func(_, v *yaml.Node) { j.Name, _ = d.nonEmpty(v, "name") }},
 		field{name: "topic", required: true, decode: func(_, v *yaml.Node) {
+			j.TopicPos = Position{v.Line, v.Column}
 			if j.Topic, _ = d.str(v, "topic"); !topicRE.MatchString(j.Topic) {
 				d.errorf(v, "topic %q: use lower-case letters, digits, - and _", j.Topic)
 			}
+		}},
+		field{name: "basis", decode: func(_, v *yaml.Node) {
+			j.BasesPos = Position{v.Line, v.Column}
+			j.Bases = d.bases(v)
 		}},
 		field{name: "priority", decode: func(_, v *yaml.Node) { j.Priority = d.priority(v, "priority") }},
 		field{name: "helper", decode: func(_, v *yaml.Node) { j.Helper, _ = d.nonEmpty(v, "helper") }},

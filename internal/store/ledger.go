@@ -113,7 +113,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		var suppressed string
 		var pushSubs int64
 		c := &snap.Customer
-		err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent, &suppressed, &pushSubs)
+		err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent, &suppressed, &pushSubs)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -121,10 +121,12 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 			return err
 		}
 		found = true
-		if err := decodeCustomerJSON(c, attrs, consent); err != nil {
+		entries, err := decodeCustomerJSON(c, attrs, consent)
+		if err != nil {
 			return err
 		}
 		snap.Relationship = relationship(*c, policy.Reason(suppressed), pushSubs)
+		snap.Relationship.Consent = entries
 		return nil
 	})
 	b.Queue(s.q.ConversationState, r.CustomerID).QueryRow(func(row pgx.Row) error {

@@ -58,7 +58,7 @@ func TestCustomerRoundTrip(t *testing.T) {
 	}
 	// An unsubscribe survives a sync that leaves opt-outs out, and
 	// consent for channels it does not mention stays.
-	if err := s.OptOutTopics(ctx, "c-1", []string{"marketing"}); err != nil {
+	if err := s.OptOutTopics(ctx, "c-1", []string{"marketing"}, store.Capture{Source: policy.SourceAPI, At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	c.TopicsOptedOut, c.Consent = nil, map[string]bool{"push": true}
