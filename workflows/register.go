@@ -41,7 +41,8 @@ type WorkerOptions struct {
 }
 
 // Workers are the workers of one process: the journey worker on the
-// journey queue (workflows, decisions and the short database activities)
+// journey queue (workflows, decisions and the short database activities),
+// another on its BulkQueue (the same, for runs scheduled journeys enrol),
 // and a send worker per channel on SendQueue (deliveries only).
 type Workers []worker.Worker
 
@@ -50,7 +51,9 @@ type Workers []worker.Worker
 func NewWorkers(c client.Client, queue string, a *activities.Activities, o WorkerOptions) Workers {
 	jw := worker.New(c, queue, o.Worker)
 	Register(jw, a, o.Workflows...)
-	ws := Workers{jw}
+	bw := worker.New(c, BulkQueue(queue), o.Worker)
+	Register(bw, a, o.Workflows...)
+	ws := Workers{jw, bw}
 	for _, ch := range sendChannels() {
 		sw := worker.New(c, SendQueue(queue, ch), worker.Options{
 			WorkerStopTimeout:                  o.Worker.WorkerStopTimeout,

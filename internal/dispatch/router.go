@@ -110,6 +110,16 @@ func (r *Router) taskQueue() string {
 	return workflows.TaskQueue
 }
 
+// queueFor is the task queue a run of j starts on: runs a schedule enrols
+// by the hundred thousand go to the bulk queue, so that their first
+// workflow tasks never queue ahead of a live run's.
+func (r *Router) queueFor(j *journey.Journey) string {
+	if j.Trigger.Cron != "" {
+		return workflows.BulkQueue(r.taskQueue())
+	}
+	return r.taskQueue()
+}
+
 func (r *Router) parkFor() time.Duration {
 	if r.ParkFor > 0 {
 		return r.ParkFor
@@ -361,7 +371,7 @@ func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journe
 		Trigger: trigger, EntryID: entry, Customer: &c, ReorderWindow: r.ReorderWindow}
 	run, err := r.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, client.StartWorkflowOptions{
 		ID:                    o.WorkflowID,
-		TaskQueue:             r.taskQueue(),
+		TaskQueue:             r.queueFor(j),
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		Memo:                  map[string]any{memoEntry: entry},
 	}, workflows.JourneyWorkflow, in)
