@@ -51,7 +51,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	svc, err := connect(ctx, cfg, log)
+	obs, err := observe(ctx, "lojal-worker", log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	svc, err := connect(ctx, cfg, log, obs.client)
 	if err != nil {
 		return err
 	}
@@ -66,7 +71,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m := metrics.New()
+	m := obs.metrics
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
 		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}})
@@ -84,12 +89,14 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		defer l.Close()
 		// The intake also takes unsubscribes mailed to List-Unsubscribe.
 		intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
-			Topics: func() []string { return cat.Current().Topics() }}
+			Topics: func() []string { return cat.Current().Topics() }, Metrics: m}
 		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
+			m.BounceIntake(true)
 			if err := intake.ServeSMTP(l, opts); err != nil {
 				log.Error("bounce intake stopped", "err", err)
 			}
+			m.BounceIntake(false)
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}
