@@ -92,7 +92,7 @@ func New() *Metrics {
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
 		m.DispatchBacklog, m.DispatchLag, m.DeadLetters, m.Routes, m.RouteFailures, m.RunsReconciled,
 		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold)
-	m.operations = newOperations(reg)
+	m.initOperations(reg)
 	return m
 }
 

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -82,5 +83,28 @@ func TestNamesIn(t *testing.T) {
 	want := []string{"temporal_activity_schedule_to_start_latency_seconds", "lojal_events_dead_letters", "temporal_request_total", "lojal_http_request_seconds"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("NamesIn = %v, want %v", got, want)
+	}
+}
+
+// TestAlertedCountersStartAtZero: the counters alert rules take increase()
+// of are exported at 0 before anything happens. Prometheus sees no
+// increase in a series whose first sample is already 1, so without the
+// zero the first dead letter or uncertain delivery of a process would page
+// no one (deploy/prometheus/lojal-alerts.yaml).
+func TestAlertedCountersStartAtZero(t *testing.T) {
+	rec := httptest.NewRecorder()
+	New().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	want := []string{`lojal_event_route_failures_total{result="dead_letter"} 0`, `lojal_event_route_failures_total{result="retry"} 0`}
+	for _, ch := range []string{"email", "push"} {
+		// Every cause UncertainCause gives.
+		for _, reason := range []string{"no reply after the end of data: EOF", "i/o timeout", "the attempt that made the request stopped before the answer"} {
+			want = append(want, fmt.Sprintf(`lojal_deliveries_uncertain_total{cause=%q,channel=%q} 0`, UncertainCause(reason), ch))
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics of a fresh process lacks %s", w)
+		}
 	}
 }

@@ -18,6 +18,21 @@ type operations struct {
 	BounceIntakeUp *prometheus.GaugeVec
 }
 
+// initOperations registers the operations metrics and exports the series
+// alert rules take increase() of from 0: a counter series that first
+// appears at 1 has no increase Prometheus can see, and the first dead
+// letter or uncertain delivery would page no one.
+func (m *Metrics) initOperations(reg *prometheus.Registry) {
+	m.operations = newOperations(reg)
+	m.RouteFailures.WithLabelValues("dead_letter")
+	m.RouteFailures.WithLabelValues("retry")
+	for _, ch := range []string{"email", "push"} {
+		for _, cause := range []string{"no_reply", "timeout", "worker_lost"} {
+			m.UncertainTotal.WithLabelValues(ch, cause)
+		}
+	}
+}
+
 func newOperations(reg *prometheus.Registry) operations {
 	o := operations{
 		DispatchStatsAt: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_events_stats_timestamp_seconds",
