@@ -38,11 +38,11 @@ func outcome(err error) string {
 }
 
 // SendTo implements SubscriptionSender: it sends to one subscription
-// (sendTo) in a span of the trace in ctx, with the push service's host
-// and its answer.
+// (sendTo) in a span of the trace in ctx, with the host of the push
+// service (or provider) and its answer.
 func (p *Push) SendTo(ctx context.Context, env Envelope, s PushSubscription) PushOutcome {
 	ctx, span := telemetry.Start(ctx, "push.send", attribute.String("lojal.message_id", env.MessageID),
-		attribute.String("server.address", host(s.Endpoint)))
+		attribute.String("server.address", p.serverAddress(s)))
 	out := p.sendTo(ctx, env, s)
 	span.SetAttributes(attribute.String("lojal.delivery", out.State))
 	if out.Status != 0 {
@@ -50,4 +50,15 @@ func (p *Push) SendTo(ctx context.Context, env Envelope, s PushSubscription) Pus
 	}
 	telemetry.End(span, out.Err)
 	return out
+}
+
+// serverAddress is the host a request for s goes to: the push service's
+// for Web Push, the provider's for the HTTP provider. Never more: a Web
+// Push endpoint's path and a provider's device token each name one
+// customer's device and work as a credential for it.
+func (p *Push) serverAddress(s PushSubscription) string {
+	if s.Kind == KindHTTP {
+		return hostOf(p.cfg.ProviderURL)
+	}
+	return hostOf(canonicalEndpoint(s.Endpoint))
 }
