@@ -255,8 +255,22 @@ func schedulerState(ctx context.Context, tc client.Client, id string) string {
 func sweeperStatus(ctx context.Context, tc client.Client, s *Status) *SweeperStatus {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	desc, err := tc.ScheduleClient().GetHandle(ctx, dispatch.SweeperScheduleID).Describe(ctx)
+	// The server answers DescribeSchedule by asking its own scheduler
+	// workflow, which fails now and then while that workflow is busy
+	// (starting a sweep): ask again before calling it a problem.
+	var desc *client.ScheduleDescription
+	var err error
 	var nf *serviceerror.NotFound
+	for attempt := 1; ; attempt++ {
+		desc, err = tc.ScheduleClient().GetHandle(ctx, dispatch.SweeperScheduleID).Describe(ctx)
+		if err == nil || errors.As(err, &nf) || attempt == 3 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	switch {
 	case errors.As(err, &nf):
 		s.problem("the sweeper schedule %s does not exist: events a replica left behind, retries and dead letters wait; a worker creates it when it starts (docs/operations.md#the-sweeper)",
