@@ -18,6 +18,7 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/render"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 // Activities holds what the activities need. Create one per worker.
@@ -262,6 +264,7 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	req := policy.Request{Key: in.RequestKey(), Journey: in.JourneyID, Step: in.StepID, Channel: in.Send.Channel,
 		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked,
 		Bases: bases}
+	ctx, span := telemetry.Start(ctx, "policy.Decide", attribute.String("lojal.journey", in.JourneyID), attribute.String("lojal.step", in.StepID))
 	d, err := a.Store.Decide(ctx, store.Request{
 		IdempotencyKey: in.IdempotencyKey(), RequestKey: req.Key, CustomerID: in.CustomerID, WorkflowID: in.WorkflowID,
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
@@ -270,6 +273,9 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	}, rules.Lookback(), func(s store.Snapshot) policy.Decision {
 		return policy.Decide(rules, s.Relationship, s.Window, s.Waiting, req, now)
 	})
+	span.SetAttributes(attribute.String("lojal.verdict", string(d.Verdict)), attribute.String("lojal.reason", string(d.Reason)),
+		attribute.String("lojal.channel", d.Channel))
+	telemetry.End(span, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError("customer no longer exists", ErrTypeCustomerGone, err)
 	}
@@ -345,7 +351,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		if err := a.Store.Release(ctx, in.IdempotencyKey, StatusFailed, cause.Error()); err != nil {
 			return DeliverOutput{}, err
 		}
-		a.Log.Warn("message not sent", "key", in.IdempotencyKey, "err", cause)
+		a.Log.WarnContext(ctx, "message not sent", "key", in.IdempotencyKey, "err", cause)
 		return DeliverOutput{Status: StatusFailed, Error: cause.Error()}, nil
 	}
 	cust, consent, err := a.Store.CustomerConsent(ctx, d.CustomerID)
@@ -488,7 +494,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		if rerr := a.Store.MarkRefused(ctx, key, attempt, false, err.Error()); rerr != nil {
 			return DeliverOutput{}, errors.Join(err, rerr)
 		}
-		a.Log.Warn("message refused at the end of data", "key", key, "err", err)
+		a.Log.WarnContext(ctx, "message refused at the end of data", "key", key, "err", err)
 		return DeliverOutput{Status: StatusFailed, Error: err.Error()}, nil
 	default:
 		// A 4xx to the final ".": not taken, try again.
@@ -616,6 +622,7 @@ func (a *Activities) sent(ctx context.Context, key, ch string, attempt int, mess
 	if err := a.Store.MarkSent(ctx, key, attempt, a.now()); err != nil {
 		return DeliverOutput{}, err
 	}
+	a.Log.DebugContext(ctx, "message sent", "key", key, "channel", ch, "message_id", messageID)
 	return DeliverOutput{Status: StatusSent, MessageID: messageID}, nil
 }
 
@@ -625,7 +632,7 @@ func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int,
 	if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), why); err != nil {
 		return DeliverOutput{}, err
 	}
-	a.Log.Warn("delivery uncertain: the server may have the message; it will not be sent again", "key", key, "channel", ch, "reason", why)
+	a.Log.WarnContext(ctx, "delivery uncertain: the server may have the message; it will not be sent again", "key", key, "channel", ch, "reason", why)
 	a.Metrics.Uncertain(ch, why)
 	return DeliverOutput{Status: StatusUncertain, MessageID: messageID, Error: why}, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/lojal/lojal/internal/deploy"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 const usage = `lojal: customer-relationship messaging orchestrator
@@ -64,6 +65,10 @@ Usage:
   lojal consent report      messages sent per legal basis
   lojal retention           delete what retention allows: contact ledger, then
                             consent evidence (kept longer)
+  lojal status [--json] [--task-queue Q]
+                            the health of a deployment: event backlog and lag, dead letters, uncertain
+                            deliveries, the sweeper, scheduled journeys' next firings, workers polling
+                            each task queue; exit 1 when something needs a person
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -133,6 +138,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRetention(ctx, rest, stdout, stderr)
 	case "sender":
 		return runSender(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {
@@ -282,11 +289,12 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 	// error message (a connection string in a parse error, a provider URL
 	// with its key) is masked before it is written.
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: config.NewRedactor(cfg).ReplaceAttr}
+	// Lines logged in a traced piece of work carry its trace_id and span_id.
 	switch cfg.LogFormat {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 }
@@ -298,12 +306,18 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL})
 }
 
-func dialTemporal(cfg Config, log *slog.Logger) (client.Client, error) {
-	c, err := client.Dial(client.Options{
+// dialTemporal connects to Temporal; opts adjust the client's options
+// (observability.client: the SDK's metrics and tracing).
+func dialTemporal(cfg Config, log *slog.Logger, opts ...func(*client.Options)) (client.Client, error) {
+	co := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
 		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	}
+	for _, o := range opts {
+		o(&co)
+	}
+	c, err := client.Dial(co)
 	if err != nil {
 		return nil, fmt.Errorf("connect to temporal at %s: %w", cfg.TemporalAddress, err)
 	}
@@ -402,8 +416,9 @@ type services struct {
 	tc  client.Client
 }
 
-// connect opens the store, loads the journeys and dials Temporal.
-func connect(ctx context.Context, cfg Config, log *slog.Logger) (*services, error) {
+// connect opens the store, loads the journeys and dials Temporal (with
+// opts, as dialTemporal).
+func connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...func(*client.Options)) (*services, error) {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -413,7 +428,7 @@ func connect(ctx context.Context, cfg Config, log *slog.Logger) (*services, erro
 		st.Close()
 		return nil, err
 	}
-	tc, err := dialTemporal(cfg, log)
+	tc, err := dialTemporal(cfg, log, opts...)
 	if err != nil {
 		st.Close()
 		return nil, err

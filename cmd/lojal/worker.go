@@ -51,7 +51,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	svc, err := connect(ctx, cfg, log)
+	obs, err := observe(ctx, "lojal-worker", log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	svc, err := connect(ctx, cfg, log, obs.client)
 	if err != nil {
 		return err
 	}
@@ -66,7 +71,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m := metrics.New()
+	m := obs.metrics
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
 		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
@@ -85,7 +90,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		defer l.Close()
 		// The intake also takes unsubscribes mailed to List-Unsubscribe.
 		intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
-			Topics: func() []string { return cat.Current().Topics() }}
+			Topics: func() []string { return cat.Current().Topics() }, Metrics: m}
 		// And replies, at their own reply+<token> addresses.
 		d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
 		if replies := newReplies(st, verp, cat, tc, d, email.Domain(), log, m); replies != nil {
@@ -93,9 +98,11 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
+			m.BounceIntake(true)
 			if err := intake.ServeSMTP(l, opts); err != nil {
 				log.Error("bounce intake stopped", "err", err)
 			}
+			m.BounceIntake(false)
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}

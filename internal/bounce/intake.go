@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -67,6 +68,8 @@ type Intake struct {
 	Replies ReplyTaker
 	// Now is the clock (tests set it).
 	Now func() time.Time
+	// Metrics counts reports (lojal_bounce_reports_total); may be nil.
+	Metrics *metrics.Metrics
 }
 
 // Outcome is what Apply did with each recipient of a report.
@@ -94,7 +97,12 @@ type Result struct {
 // webhook has none and relies on the report's own headers. A message that
 // is not a report returns ErrNotAReport and a report that matches no sent
 // message ErrNoMatch; neither changes anything.
-func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) (Outcome, error) {
+func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) (out Outcome, err error) {
+	defer func() { in.Metrics.BounceReport(reportVia(envelopeTo), reportResult(err)) }()
+	return in.apply(ctx, r, envelopeTo)
+}
+
+func (in *Intake) apply(ctx context.Context, r io.Reader, envelopeTo []string) (Outcome, error) {
 	rep, err := Parse(r)
 	out := Outcome{Report: rep}
 	if err != nil {
@@ -122,6 +130,27 @@ func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) 
 		return out, ErrNoMatch
 	}
 	return out, nil
+}
+
+// reportVia names how a report came in: over SMTP it has envelope
+// recipients, through the webhook none.
+func reportVia(envelopeTo []string) string {
+	if len(envelopeTo) > 0 {
+		return "smtp"
+	}
+	return "webhook"
+}
+
+func reportResult(err error) string {
+	switch {
+	case err == nil:
+		return "applied"
+	case errors.Is(err, ErrNoMatch):
+		return "no_match"
+	case errors.Is(err, ErrNotAReport):
+		return "not_a_report"
+	}
+	return "error"
 }
 
 // match finds the message lojal sent to rc that the report is about.

@@ -253,7 +253,7 @@ func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
 	return e.dkim.Sign(b.Bytes())
 }
 
-// Send implements Sender.
+// send sends env over SMTP; Send traces it (trace.go).
 //
 // The conversation is driven step by step so that env.Confirm, the commit
 // point, runs when the server holds the whole message but has not yet been
@@ -271,7 +271,7 @@ func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
 // and paces this process's later sends. A pooled connection that turns
 // out dead before any reply is replaced and the send tried once more on a
 // fresh one.
-func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
+func (e *Email) send(ctx context.Context, env Envelope) (Receipt, error) {
 	m, err := e.Build(env)
 	if err != nil {
 		return Receipt{}, err

@@ -17,6 +17,9 @@ import (
 // paths that run in tests need no registry.
 type Metrics struct {
 	reg *prometheus.Registry
+	// operations are the metrics alerts need beyond those below
+	// (operations.go).
+	operations
 
 	Decisions        *prometheus.CounterVec
 	DecisionSeconds  prometheus.Histogram
@@ -93,6 +96,7 @@ func New() *Metrics {
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
 		m.DispatchBacklog, m.DispatchLag, m.DeadLetters, m.Routes, m.RouteFailures, m.RunsReconciled,
 		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold, m.Dialogue)
+	m.initOperations(reg)
 	return m
 }
 
@@ -182,6 +186,7 @@ func (m *Metrics) Dispatch(live, bulk, dead int64, oldestLive time.Duration) {
 	m.DispatchBacklog.WithLabelValues("bulk").Set(float64(bulk))
 	m.DeadLetters.Set(float64(dead))
 	m.DispatchLag.Set(oldestLive.Seconds())
+	m.DispatchStatsAt.SetToCurrentTime()
 }
 
 // Reconciled counts runs closed by the reconciler.

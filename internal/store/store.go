@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 //go:embed queries/*.sql
@@ -88,6 +90,7 @@ type queries struct {
 	MarkSent              string `query:"mark-sent"`
 	MarkRefused           string `query:"mark-refused"`
 	MarkFailed            string `query:"mark-failed"`
+	UncertainSince        string `query:"uncertain-since"`
 	LedgerStatus          string `query:"ledger-status"`
 	PushDeliveries        string `query:"push-deliveries"`
 	RecordPush            string `query:"record-push"`
@@ -244,6 +247,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	// Queries made in a traced piece of work are spans of its trace; the
+	// rest cost a context lookup.
+	pc.ConnConfig.Tracer = telemetry.QueryTracer{}
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range sqls {
 			if !yield(n) {
