@@ -204,16 +204,12 @@ func (s *Server) answerMore(w http.ResponseWriter, r *http.Request) {
 		s.Log.Error("answer text", "err", err)
 	}
 	if s.Replies != nil {
-		if err := s.Replies.TakeText(r.Context(), c, claims.Survey, journeyOfSurvey(claims.Survey), text); err != nil {
+		if err := s.Replies.TakeText(r.Context(), c, claims.Survey, claims.Journey, text); err != nil {
 			s.Log.Error("answer text to helper", "err", err)
 		}
 	}
 	s.renderAnswer(w, http.StatusOK, v)
 }
-
-// journeyOfSurvey: questions are named after the journey that asks them
-// by convention (the check-in journey asks "checkin").
-func journeyOfSurvey(survey string) string { return survey }
 
 var answeredPage = template.Must(template.New("answered").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
