@@ -58,7 +58,10 @@ func TestAnswerPageInChromium(t *testing.T) {
 		func() error { return chromedp.Do(ctx, chromedp.Navigate(answer)) },
 		func() error { return chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("textarea#text"))) },
 		func() (err error) { heading, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"))); return err },
-		func() (err error) { thanks, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#thanks"))); return err },
+		func() (err error) {
+			thanks, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#thanks")))
+			return err
+		},
 	}
 	for i, step := range steps {
 		if err := step(); err != nil {
