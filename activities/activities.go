@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"time"
 
@@ -46,9 +45,9 @@ type Activities struct {
 	VERP *bounce.VERP
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
-	// Webhooks posts replies and escalations to helpers' webhooks (an
-	// egress-checked client); nil forwards by email only.
-	Webhooks *http.Client
+	// Webhooks posts replies and escalations to helpers' webhooks,
+	// through the egress checks; nil forwards by email only.
+	Webhooks *channel.Webhook
 	// Now is the clock (tests set it).
 	Now func() time.Time
 }
