@@ -287,7 +287,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	demo := &replyDemo{st: st, d: d, cat: cat, verp: verp, inbound: inbound.Addr().String(), catcher: stack.catcher,
 		api: "http://" + apiListener.Addr().String(), token: token}
 	if err := demo.run(ctx, stdout); err != nil {
-		return err
+		// The demo shows the loop; lojal dev itself still runs without it.
+		fmt.Fprintf(stdout, "  (the reply demo stopped: %v)\n", err)
 	}
 	fmt.Fprintln(stdout)
 	if len(customers) > 0 {
