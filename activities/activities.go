@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"time"
 
@@ -48,9 +47,9 @@ type Activities struct {
 	VERP *bounce.VERP
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
-	// Webhooks posts replies and escalations to helpers' webhooks (an
-	// egress-checked client); nil forwards by email only.
-	Webhooks *http.Client
+	// Webhooks posts replies and escalations to helpers' webhooks,
+	// through the egress checks; nil forwards by email only.
+	Webhooks *channel.Webhook
 	// Now is the clock (tests set it).
 	Now func() time.Time
 }
@@ -638,7 +637,7 @@ func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int,
 }
 
 func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
-	env, err := Compose(cat, a.Links, Message{Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
+	env, err := Compose(cat, a.Links, Message{Journey: d.JourneyID, Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
 		Received: in.Received, IdempotencyKey: in.IdempotencyKey, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain)}, now)
 	if err != nil {
 		return env, permanent{err}
@@ -669,6 +668,8 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 
 // Message names what Compose renders.
 type Message struct {
+	// Journey is the journey that sends it (one-click answers carry it).
+	Journey        string
 	Template       string
 	Channel        string
 	Topic          string
@@ -709,7 +710,7 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 	if signer != nil {
 		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
 		data.Links.Unsubscribe = unsub
-		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(c.ID, survey, answer, now) }
+		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(m.Journey, c.ID, survey, answer, now) }
 	}
 	msg, err := cat.Templates.Render(m.Template, m.Channel, c.Locale, data)
 	if err != nil {

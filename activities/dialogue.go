@@ -1,13 +1,10 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -50,8 +47,9 @@ type ForwardReplyInput struct {
 
 // ForwardReplyOutput says where the reply went.
 type ForwardReplyOutput struct {
-	Helper  string
-	Email   string
+	Helper string
+	Email  string
+	// Webhook is where it was posted, as channel.RedactURL shows it.
 	Webhook string
 }
 
@@ -100,7 +98,7 @@ func (a *Activities) ForwardReply(ctx context.Context, in ForwardReplyInput) (Fo
 		if err := a.postHook(ctx, h.Webhook, "forward/"+r.ID, f); err != nil {
 			return out, err
 		}
-		out.Webhook = h.Webhook
+		out.Webhook = channel.RedactURL(h.Webhook)
 	}
 	a.Metrics.Dialog("forwarded", topic)
 	return out, nil
@@ -268,23 +266,14 @@ func (a *Activities) postHook(ctx context.Context, url, key string, f forward) e
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return temporal.NewNonRetryableApplicationError("helper webhook: "+err.Error(), ErrTypeBadRequest, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	// The receiver drops a delivery it has seen: retries carry the same key.
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := a.Webhooks.Do(req)
-	if err != nil {
-		return fmt.Errorf("helper webhook: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("helper webhook answered %s", resp.Status)
+	// Errors name the webhook only as channel.RedactURL shows it: its
+	// URL may be the helpdesk's secret, and errors end up in Temporal's
+	// history and in logs.
+	if err := a.Webhooks.Post(ctx, url, key, body); err != nil {
+		if perm, ok := channel.IsPermanent(err); ok {
+			return temporal.NewNonRetryableApplicationError("helper "+perm.Error(), ErrTypeBadRequest, err)
+		}
+		return fmt.Errorf("helper %w", later(ctx, err))
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("bench", stderr)
 	dur := fs.Duration("duration", 3*time.Second, "length of one measurement")
 	rounds := fs.Int("rounds", 5, "measurements per side; the median is reported")
-	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, dispatch, rate; "+
+	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, dispatch, rate, replies; "+
 		"dispatch-b (the design docs/scaling.md rejected, prototyped) runs only when named")
 	enrolLive := fs.Int("dispatch-enrol", 100000, "dispatch: customers a scheduled journey enrols while live events go through")
 	rate := fs.Float64("rate", 50, "rate: the email rate to configure, messages a second")
@@ -53,7 +53,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var pg *devstack.Postgres
 	dbURL := cfg.DatabaseURL
-	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate") || want("dispatch") || named("dispatch-b")) {
+	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate") || want("dispatch") || want("replies") || named("dispatch-b")) {
 		fmt.Fprintln(stderr, "bench: starting a durable throw-away PostgreSQL (fsync on)")
 		var err error
 		if pg, err = devstack.StartPostgres(ctx, log, devstack.PostgresOptions{Durable: true}); err != nil {
@@ -102,7 +102,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	temporalAddr := cfg.TemporalAddress
-	if os.Getenv("TEMPORAL_ADDRESS") == "" && (want("journey") || want("rate") || want("dispatch") || named("dispatch-b")) {
+	if os.Getenv("TEMPORAL_ADDRESS") == "" && (want("journey") || want("rate") || want("dispatch") || want("replies") || named("dispatch-b")) {
 		fmt.Fprintln(stderr, "bench: starting the Temporal dev server ...")
 		t, err := devstack.StartTemporal(ctx, log, devstack.TemporalOptions{})
 		if err != nil {
@@ -162,6 +162,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("rate benchmark: %w", err)
 		}
 		sendRate = &r
+	}
+	if want("replies") {
+		fmt.Fprintln(stderr, "bench: 1,000 replies over SMTP to the inbound intake ...")
+		cat, err := loadCatalog(cfg.Journeys)
+		if err != nil {
+			return err
+		}
+		r, detail, err := bench.Replies(ctx, bench.RepliesOptions{URL: dbURL, TemporalAddress: temporalAddr, Journeys: cat, Replies: 1000, Conc: 8})
+		if err != nil {
+			return fmt.Errorf("replies benchmark: %w", err)
+		}
+		fmt.Fprintf(stderr, "bench: replies: %s\n", detail)
+		limits = append(limits, r)
 	}
 	printResults(stdout, results, limits, *rounds, *dur, *markdown)
 	printEnrol(stdout, enrol, *markdown)

@@ -276,6 +276,23 @@ func TestDevReport(t *testing.T) {
 	if regexp.MustCompile(`\d\d:\d\d [+-]\d\d`).MatchString(out) {
 		t.Errorf("a zone written as digits:\n%s", out)
 	}
+	// The inbound listener, and a demo reply taken through it: recorded,
+	// pausing marketing, routed to the helper and answered.
+	if !regexp.MustCompile(`\n  inbound   127\.0\.0\.1:\d+  \(SMTP: bounces, complaints, unsubscribes and replies to reply\+…@lojal\.example\)\n`).MatchString(out) {
+		t.Errorf("no inbound address:\n%s", out)
+	}
+	for _, re := range []string{
+		`\nA reply, end to end \(demo customer Nora Berg \(c-reply-\w+\), [A-Za-z_/]+\)\n  \d\d:\d\d:\d\d  lojal sent "[^"]+" \(service-introduction\), Reply-To reply\+\w+@lojal\.example\n`,
+		`\n  \d\d:\d\d:\d\d  Nora replied by email to the inbound SMTP listener 127\.0\.0\.1:\d+: "Hei! Vi har fått en datter og flytter i mai\. Må vi endre innboforsikringen\?" \(signature cut\)\n`,
+		`\n            a message\.replied event and conversation c-\w+, \d+\.\d s after the SMTP session ended\n`,
+		`\n  \d\d:\d\d:\d\d  marketing paused: segment-onboarding/family-welcome deferred until [^:]+:\d\d [^:]+: [^\n]+\(conversation_open\)\n`,
+		`\n            routed to Kundeservice <kundeservice@lojal\.example> at \d\d:\d\d:\d\d \(the forwarded email is in the mail directory\), to be answered within 4h\n`,
+		`\n  \d\d:\d\d:\d\d  answered by Ingrid Solberg \(POST /v1/conversations/c-\w+/answered\); marketing to Nora waits 2d more\n`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("the reply demo lacks %s:\n%s", re, out)
+		}
+	}
 	emls, _ := filepath.Glob(filepath.Join(mailDir, "*.eml"))
 	if len(emls) < sent {
 		t.Fatalf("%d .eml files for %d messages reported sent", len(emls), sent)

@@ -75,7 +75,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
 		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
-		Webhooks: egress(cfg).Client(15 * time.Second)})
+		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -159,7 +159,7 @@ type workerDeps struct {
 	// Rates bound deliveries a second per channel, across all workers.
 	Rates map[string]float64
 	// Webhooks posts replies and escalations to helpers' webhooks.
-	Webhooks *http.Client
+	Webhooks *channel.Webhook
 }
 
 // newWorker builds the process's workers: the journey worker and one send

@@ -138,7 +138,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Changed = rec.Changed
 	cat := s.Catalog.Current()
-	if rec.Changed {
+	if rec.Noted {
 		s.Metrics.Dialog("survey_change", claims.Survey)
 	}
 	// The event is routed again on every open of the first answer's link
@@ -195,25 +195,24 @@ func (s *Server) answerMore(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only the customer's own first answer takes text: a link opened for
 	// another answer, later, cannot write over it.
-	if _, err := s.Store.RecordAnswer(r.Context(), c.ID, claims.Survey, claims.Answer, "survey:"+claims.Survey+":"+c.ID, s.now()); err != nil {
+	rec, err := s.Store.RecordAnswer(r.Context(), c.ID, claims.Survey, claims.Answer, "survey:"+claims.Survey+":"+c.ID, s.now())
+	if err != nil {
 		s.Log.Error("record answer", "err", err)
 		s.renderAnswer(w, http.StatusInternalServerError, answerView{Locale: v.Locale, Problem: "invalid"})
 		return
 	}
-	if err := s.Store.SetAnswerText(r.Context(), c.ID, claims.Survey, text); err != nil {
-		s.Log.Error("answer text", "err", err)
+	if rec.Answer == claims.Answer {
+		if err := s.Store.SetAnswerText(r.Context(), c.ID, claims.Survey, text); err != nil {
+			s.Log.Error("answer text", "err", err)
+		}
 	}
 	if s.Replies != nil {
-		if err := s.Replies.TakeText(r.Context(), c, claims.Survey, journeyOfSurvey(claims.Survey), text); err != nil {
+		if err := s.Replies.TakeText(r.Context(), c, claims.Survey, claims.Journey, text); err != nil {
 			s.Log.Error("answer text to helper", "err", err)
 		}
 	}
 	s.renderAnswer(w, http.StatusOK, v)
 }
-
-// journeyOfSurvey: questions are named after the journey that asks them
-// by convention (the check-in journey asks "checkin").
-func journeyOfSurvey(survey string) string { return survey }
 
 var answeredPage = template.Must(template.New("answered").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

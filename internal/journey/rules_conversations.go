@@ -137,7 +137,9 @@ func decodeHelper(d *decoder, v *yaml.Node, what string) (policy.Helper, bool) {
 			return ""
 		}
 		if u, err := url.Parse(s); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			d.errorf(v, "%s %q must be an http(s) URL", what, s)
+			// Not quoted back: a webhook URL may be a secret, and errors
+			// end up in CI logs; file:line:col says which one.
+			d.errorf(v, "%s must be an http(s) URL with a host", what)
 			ok = false
 		}
 		return s

@@ -31,12 +31,17 @@ conversations:
 		"helper without contact": {strings.Replace(good, "email: team@example.com, ", "", 1), "needs an email or a webhook"},
 		"bad helper address":     {strings.Replace(good, "team@example.com", "team-at-example", 1), "is not an email address"},
 		"webhook not http":       {strings.Replace(good, `"http://127.0.0.1:9/hook"`, "ftp://x", 1), "must be an http(s) URL"},
+		"webhook without host":   {strings.Replace(good, `"http://127.0.0.1:9/hook"`, `"https:///hooks/T0KEN"`, 1), "must be an http(s) URL with a host"},
 		"zero target":            {strings.Replace(good, "claims: 30m", "claims: 0s", 1), "response_time.claims must be longer than zero"},
 		"unknown field":          {strings.Replace(good, "pause_after_answer", "pause_after_answr", 1), `unknown field "pause_after_answr"`},
 	} {
 		_, errs := ParseRules("policy.yaml", []byte(tc.src))
 		if !strings.Contains(errs.Error(), tc.want) {
 			t.Errorf("%s: errors %q, want %q", name, errs.Error(), tc.want)
+		}
+		// A webhook URL may be the helpdesk's secret: never quoted back.
+		if strings.Contains(errs.Error(), "T0KEN") {
+			t.Errorf("%s: the error quotes the webhook URL: %s", name, errs.Error())
 		}
 	}
 }

@@ -259,8 +259,9 @@ type RecordedAnswer struct {
 	Answer  string
 	EventID string
 	// Changed is true when a later, different answer was recorded as a
-	// change.
+	// change; Noted when it was noted now (not already the latest change).
 	Changed bool
+	Noted   bool
 }
 
 // RecordAnswer records a one-click answer: the first counts, the same
@@ -285,7 +286,8 @@ func (s *Store) RecordAnswer(ctx context.Context, customerID, survey, answer, ev
 			return nil
 		}
 		out.Changed = true
-		_, err = tx.Exec(ctx, s.q.InsertSurveyChange, customerID, survey, answer, at)
+		tag, err := tx.Exec(ctx, s.q.InsertSurveyChange, customerID, survey, answer, at)
+		out.Noted = tag.RowsAffected() == 1
 		return err
 	})
 	if isForeignKeyViolation(err) {

@@ -502,6 +502,8 @@ type Sent struct {
 	Locale     string
 	// Status is sent, or uncertain (the server may have it).
 	Status string
+	// MessageID is the Message-ID lojal gave it (email).
+	MessageID string
 }
 
 // SentSince lists messages sent (or possibly delivered) since t.
@@ -512,7 +514,7 @@ func (s *Store) SentSince(ctx context.Context, t time.Time) ([]Sent, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Sent, error) {
 		var m Sent
-		err := row.Scan(&m.CustomerID, &m.JourneyID, &m.StepID, &m.Channel, &m.SentAt, &m.Subject, &m.Address, &m.Locale, &m.Status)
+		err := row.Scan(&m.CustomerID, &m.JourneyID, &m.StepID, &m.Channel, &m.SentAt, &m.Subject, &m.Address, &m.Locale, &m.Status, &m.MessageID)
 		return m, err
 	})
 	if err != nil {

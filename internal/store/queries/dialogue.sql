@@ -84,7 +84,14 @@ RETURNING event_id;
 SELECT answer, free_text, event_id, answered_at FROM survey_answers WHERE customer_id = $1 AND survey = $2;
 
 -- name: insert-survey-change
-INSERT INTO survey_answer_changes (customer_id, survey, answer, changed_at) VALUES ($1, $2, $3, $4);
+-- A change is noted when it differs from the latest answer noted, so
+-- opening the same link again (a replay, a mail scanner) notes nothing.
+INSERT INTO survey_answer_changes (customer_id, survey, answer, changed_at)
+SELECT $1, $2, $3::text, $4
+WHERE $3::text IS DISTINCT FROM (
+    SELECT c.answer FROM survey_answer_changes c
+    WHERE c.customer_id = $1 AND c.survey = $2
+    ORDER BY c.id DESC LIMIT 1);
 
 -- name: set-survey-text
 UPDATE survey_answers SET free_text = $3 WHERE customer_id = $1 AND survey = $2;

@@ -114,7 +114,8 @@ ORDER BY id;
 -- name: recent-sent
 -- Messages sent, and those the server may have (uncertain), which count
 -- as sent.
-SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.contacted_at, l.subject, l.address, l.locale, l.status
+SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.contacted_at, l.subject, l.address, l.locale, l.status,
+       coalesce(l.message_id, '')
 FROM contact_ledger l
 WHERE l.status IN ('sent', 'uncertain') AND l.contacted_at >= $1
 ORDER BY l.contacted_at, l.id;
