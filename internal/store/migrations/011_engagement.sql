@@ -1,0 +1,19 @@
+-- Engagement signals for adaptive pressure: what a customer did with a
+-- message beyond receiving it. Replies, answers and journey goals are
+-- already recorded (replies, survey_answers, journey_runs); this table
+-- holds the rest, clicks on tracked links first. No opens: lojal sends
+-- no tracking pixels.
+CREATE TABLE engagements (
+    id          bigserial PRIMARY KEY,
+    customer_id text NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+    -- message_key is the ledger idempotency key of the message engaged
+    -- with, or '' when the signal names no message.
+    message_key text NOT NULL DEFAULT '',
+    kind        text NOT NULL CHECK (kind IN ('click', 'reply', 'answer', 'goal')),
+    at          timestamptz NOT NULL,
+    UNIQUE (customer_id, message_key, kind, at)
+);
+CREATE INDEX engagements_customer ON engagements (customer_id, at DESC);
+
+-- The policy asks for the customer's last goal on every decision.
+CREATE INDEX journey_runs_goal ON journey_runs (customer_id, ended_at DESC) WHERE outcome = 'goal';
