@@ -497,9 +497,10 @@ func (r Rules) decideOn(base Decision, chans []string, rel Relationship, window 
 		return out
 	}
 	var held Detail
+	var words wording
 	for i, ch := range chans {
 		det := base.Detail
-		h := r.throttle(loc, window, waiting, req, ch, first, now, pr.shift, &det)
+		h := r.throttle(loc, window, waiting, req, ch, first, now, pr.shift, &words, &det)
 		if h.reason == "" {
 			det.Skipped = skippedFor(ch)
 			base.Channel, base.Detail = ch, det
@@ -535,7 +536,7 @@ type hold struct {
 // throttle returns the latest hold among the throttling rules, or a zero hold
 // when the message may go now. Holds are re-checked at the resulting time
 // (a cap that frees at 23:00 must still wait for quiet hours to end).
-func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, now time.Time, shift int, det *Detail) hold {
+func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, now time.Time, shift int, words *wording, det *Detail) hold {
 	var h hold
 	at := now
 	// The facts are put into words once at the end: formatting them on
@@ -543,12 +544,10 @@ func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting,
 	f := facts{capHit: -1}
 	defer func() {
 		if f.capHit >= 0 {
-			det.Cap = r.capLabel(r.Caps[f.capHit], shift)
+			det.Cap = words.capLabel(r, f.capHit, shift)
 		}
 		if !f.quietAt.IsZero() {
-			local := f.quietAt.In(loc)
-			det.LocalTime = local.Format("2006-01-02 15:04") + " " + ZoneAbbrev(local)
-			det.QuietHours = r.Quiet.String()
+			det.LocalTime, det.QuietHours = words.quiet(r, loc, f.quietAt)
 		}
 	}()
 	for range 4 {
@@ -568,6 +567,36 @@ type facts struct {
 	capHit int
 	// quietAt is the time found inside quiet hours, or zero.
 	quietAt time.Time
+}
+
+// wording remembers facts already put into words for one decision: every
+// channel tried usually meets the same cap and the same night.
+type wording struct {
+	caps    [8]string
+	quietAt time.Time
+	local   string
+	hours   string
+}
+
+func (w *wording) capLabel(r Rules, i, shift int) string {
+	if i >= len(w.caps) {
+		return r.capLabel(r.Caps[i], shift)
+	}
+	if w.caps[i] == "" {
+		w.caps[i] = r.capLabel(r.Caps[i], shift)
+	}
+	return w.caps[i]
+}
+
+func (w *wording) quiet(r Rules, loc *time.Location, at time.Time) (local, hours string) {
+	if w.local == "" || !w.quietAt.Equal(at) {
+		l := at.In(loc)
+		w.quietAt, w.local = at, l.Format("2006-01-02 15:04")+" "+ZoneAbbrev(l)
+	}
+	if w.hours == "" {
+		w.hours = r.Quiet.String()
+	}
+	return w.local, w.hours
 }
 
 // capLabel names cap c as it applies under shift halvings.
