@@ -606,6 +606,10 @@ func (r Rules) capLabel(c Cap, shift int) string {
 	}
 	policyMax := c.Max
 	c.Max = r.effectiveMax(c, shift)
+	if c.Max > policyMax>>shift {
+		// Halving went below the floor; say so, or the numbers do not add up.
+		return c.String() + " (" + ScaleWord(shift) + " from " + strconv.Itoa(policyMax) + ", floor " + strconv.Itoa(c.Max) + ")"
+	}
 	return c.String() + " (" + ScaleWord(shift) + " from " + strconv.Itoa(policyMax) + ")"
 }
 

@@ -52,7 +52,7 @@ func TestAdaptivePressure(t *testing.T) {
 		// Twelve ignored would divide by 16; halving stops where it stops
 		// changing caps, and the floor keeps two a week.
 		{name: "the floor holds", adaptive: &Adaptive{HalveAfter: 3, Floor: 2, Grace: 36 * time.Hour}, sent: 13, verdict: Defer, halvings: 2, ignored: 12,
-			cap: "2 per 7d on all channels (quartered from 4)", facts: "12 ignored since Feb 23 12:00 UTC: caps quartered"},
+			cap: "2 per 7d on all channels (quartered from 4, floor 2)", facts: "12 ignored since Feb 23 12:00 UTC: caps quartered"},
 		// A click two days ago: only yesterday's message is after it, and
 		// it is inside the grace.
 		{name: "engagement restores the caps", adaptive: adaptive, sent: 7, engaged: now.Add(-50 * time.Hour), verdict: Defer},
