@@ -136,21 +136,28 @@ func Dispatch(ctx context.Context, o DispatchOptions) (Result, error) {
 			return a.postEvent(ctx, id, cust, "bench.ping", fmt.Sprintf(`{"ping_id": %q}`, id))
 		})
 	}
-	base := func() (float64, error) {
-		round++
-		r := round
-		return throughput(ctx, o.Conc, o.Duration, func(ctx context.Context, w, i int) error {
-			id := fmt.Sprintf("bench-swstart-%d-%d-%d-%d", tag, r, w, i)
-			_, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalEvent, journey.Event{ID: id}, client.StartWorkflowOptions{
-				ID: id, TaskQueue: queue + "-baseline"}, "BenchBaseline")
-			return err
-		})
-	}
 	if _, err := ours(); err != nil { // warm-up
 		return res, err
 	}
-	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, base)
+	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, bareSignalWithStart(ctx, tc, o, fmt.Sprintf("bench-swstart-%d", tag), queue+"-baseline"))
 	return res, err
+}
+
+// bareSignalWithStart is the event dispatch benchmarks' baseline: as many
+// clients calling SignalWithStartWorkflow, each call a new workflow that no
+// worker runs.
+func bareSignalWithStart(ctx context.Context, tc client.Client, o DispatchOptions, prefix, queue string) func() (float64, error) {
+	round := 0
+	return func() (float64, error) {
+		round++
+		r := round
+		return throughput(ctx, o.Conc, o.Duration, func(ctx context.Context, w, i int) error {
+			id := fmt.Sprintf("%s-%d-%d-%d", prefix, r, w, i)
+			_, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalEvent, journey.Event{ID: id}, client.StartWorkflowOptions{
+				ID: id, TaskQueue: queue}, "BenchBaseline")
+			return err
+		})
+	}
 }
 
 // LatencyOptions configure the event-to-delivery latency benchmark.

@@ -14,16 +14,11 @@ import (
 	"time"
 
 	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
-	"github.com/lojal/lojal/internal/mailcatch"
-	"github.com/lojal/lojal/internal/pgtest"
-	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
 
@@ -69,27 +64,8 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	tOpts := devstack.TemporalOptions{DBFile: filepath.Join(tmp, "temporal.db"), Port: port}
-	tmpr, err := devstack.StartTemporal(ctx, log, tOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tmpr.Stop() })
-	tc, err := client.Dial(client.Options{HostPort: tmpr.Address, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	cfg := pgtest.Config(t)
-	st, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	catcher, err := mailcatch.Start(log, mailcatch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { catcher.Close() })
+	srv := ownServers(t, log, tOpts)
+	tc, cfg, st, catcher := srv.tc, srv.cfg, srv.st, srv.catcher
 
 	v1Dir, v2Dir := filepath.Join(tmp, "v1"), filepath.Join(tmp, "v2")
 	copyDir(t, journeysDir, v1Dir)
@@ -112,7 +88,7 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := func(dir string) []string {
-		return []string{"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + tmpr.Address,
+		return []string{"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + srv.temporal.Address,
 			"SMTP_URL=smtp://" + catcher.Addr, "LOJAL_JOURNEYS=" + dir, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef",
 			"LOJAL_HTTP_ADDR=" + freeAddr(t), "LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}
 	}
@@ -156,8 +132,8 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		}
 	}
 	w.kill()
-	tmpr.Stop()
-	if tmpr, err = devstack.StartTemporal(ctx, log, tOpts); err != nil {
+	srv.temporal.Stop()
+	if srv.temporal, err = devstack.StartTemporal(ctx, log, tOpts); err != nil {
 		t.Fatalf("restart Temporal: %v", err)
 	}
 	// The worker refuses to start without Temporal (Kubernetes restarts
