@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -282,8 +283,11 @@ steps:
 	if o.Enrol > 0 {
 		<-sweepDone
 	}
+	lost := ""
 	if err != nil {
-		return nil, fmt.Errorf("%w; %s", err, missing(ctx, st, msgs, posted))
+		// Not there in 2 minutes: reported, and counted as 2 minutes late.
+		lost = "; " + missing(ctx, st, msgs, posted)
+		fmt.Fprintf(os.Stderr, "bench: %d of %d live messages did not arrive in 2 min%s\n", o.Events-len(msgs), o.Events, lost)
 	}
 	var secs []float64
 	for _, m := range msgs {
@@ -294,8 +298,11 @@ steps:
 			}
 		}
 	}
-	if len(secs) != o.Events {
+	if lost == "" && len(secs) != o.Events {
 		return nil, fmt.Errorf("matched %d deliveries to %d events", len(secs), o.Events)
+	}
+	for len(secs) < o.Events {
+		secs = append(secs, (2 * time.Minute).Seconds())
 	}
 	slices.Sort(secs)
 	pct := func(p float64) float64 { return secs[min(len(secs)-1, int(p*float64(len(secs))))] }
