@@ -183,6 +183,7 @@ type Config struct {
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
 	ReorderWindow     time.Duration `flag:"reorder-window" env:"LOJAL_REORDER_WINDOW" usage:"api: hold accepted events this long so close ones dispatch in the order they happened"`
+	BulkRate          float64       `flag:"bulk-rate" env:"LOJAL_BULK_RATE" usage:"worker: most enrolment events of scheduled journeys the sweeper routes a second (runs started beside live traffic; 0: 200; negative: no bound)"`
 	EmailRate         float64       `flag:"email-rate" env:"LOJAL_EMAIL_RATE" usage:"worker: most emails a second all workers together hand to the SMTP relay, held by the Temporal server (the relay's limit; 0: no limit; the same on every worker)"`
 	PushRate          float64       `flag:"push-rate" env:"LOJAL_PUSH_RATE" usage:"worker: most push messages a second all workers together send (0: no limit; the same on every worker)"`
 	MessageRetention  string        `flag:"message-retention" env:"LOJAL_MESSAGE_RETENTION" usage:"how long the contact ledger keeps a decision (400d); longer than the policy's longest window"`

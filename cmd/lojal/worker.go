@@ -74,7 +74,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	m := obs.metrics
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
-		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
+		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}, BulkRate: cfg.BulkRate,
 		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -158,6 +158,8 @@ type workerDeps struct {
 	ReorderWindow time.Duration
 	// Rates bound deliveries a second per channel, across all workers.
 	Rates map[string]float64
+	// BulkRate bounds the bulk events the sweeper routes a second.
+	BulkRate float64
 	// Webhooks posts replies and escalations to helpers' webhooks.
 	Webhooks *channel.Webhook
 }
@@ -173,7 +175,7 @@ func newWorker(tc client.Client, d workerDeps) workflows.Workers {
 		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},
 	})
 	sweeper := &dispatch.Sweeper{Router: &dispatch.Router{Store: d.Store, Temporal: tc, Catalog: d.Catalog, Log: d.Log,
-		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}}
+		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}, Options: dispatch.SweepOptions{BulkRate: d.BulkRate}}
 	sweeper.Register(ws[0])
 	return ws
 }
