@@ -255,6 +255,7 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
 		Channel: in.Send.Channel, Topic: in.Send.Topic, Purpose: in.Send.Purpose, Priority: prio,
 		FirstAsked: in.FirstAsked, Now: now, ReservationTTL: ReservationTTL,
+		MessageID: MessageID(in.IdempotencyKey(), a.MessageDomain),
 	}, rules.Lookback(), func(s store.Snapshot) policy.Decision {
 		return policy.Decide(rules, s.Relationship, s.Window, s.Waiting, req, now)
 	})
