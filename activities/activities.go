@@ -65,6 +65,10 @@ const (
 	// ErrTypeThrottled: the relay asked lojal to slow down; the message
 	// is tried again later, later each time (throttleDelay).
 	ErrTypeThrottled = "Throttled"
+	// ErrTypeDecisionTimeout: a decision gave up waiting for the
+	// customer's lock or the database (store.ErrTimeout); nothing was
+	// recorded and the retry decides afresh.
+	ErrTypeDecisionTimeout = "DecisionTimeout"
 )
 
 // throttleDelay is how long a message the relay throttled waits before
@@ -261,6 +265,9 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError("customer no longer exists", ErrTypeCustomerGone, err)
+	}
+	if errors.Is(err, store.ErrTimeout) {
+		return DecideOutput{}, temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeDecisionTimeout, temporal.ApplicationErrorOptions{Cause: err})
 	}
 	if err != nil {
 		return DecideOutput{}, err

@@ -59,6 +59,42 @@ const ContactSlack = 7 * 24 * time.Hour
 // message's first ask) and of the worker deciding it may disagree.
 const clockSkew = 24 * time.Hour
 
+// ErrTimeout means a decision gave up waiting, for the customer's lock
+// (another decision about them held it past the lock timeout) or for the
+// database (the statement timeout). Nothing was recorded: asking again is
+// safe, and Temporal does.
+var ErrTimeout = errors.New("timed out")
+
+// DecideTimeouts bound how long a decision may wait. Zero values take the
+// defaults.
+type DecideTimeouts struct {
+	// Lock is how long a decision waits for the customer's lock, held by
+	// another decision about them (default 2s; a decision holds it for a
+	// few milliseconds).
+	Lock time.Duration
+	// Statement is how long each round trip of a decision may take
+	// (default 5s).
+	Statement time.Duration
+	// Idle is how long a decision's transaction may sit between its round
+	// trips before Postgres ends it and releases the customer's lock: a
+	// worker stopped mid-decision (SIGSTOP, a long GC pause) must not
+	// hold up every later decision about the customer (default 10s).
+	Idle time.Duration
+}
+
+func (t DecideTimeouts) withDefaults() DecideTimeouts {
+	if t.Lock <= 0 {
+		t.Lock = 2 * time.Second
+	}
+	if t.Statement <= 0 {
+		t.Statement = 5 * time.Second
+	}
+	if t.Idle <= 0 {
+		t.Idle = 10 * time.Second
+	}
+	return t
+}
+
 // Snapshot is what the policy sees, read under the customer's lock.
 type Snapshot struct {
 	Customer     journey.Customer
@@ -87,20 +123,40 @@ type Decided struct {
 // messages, calls decide, and records the decision (reserving a slot when
 // it allows) before the lock is released. Concurrent journeys for the same
 // customer queue on the lock, so together they can never exceed a cap.
+//
+// The wait for the customer's lock and each round trip are bounded
+// (DecideTimeouts); a decision that runs out of time fails with
+// ErrTimeout, retryable, having recorded nothing.
 func (s *Store) Decide(ctx context.Context, r Request, lookback time.Duration, decide DecideFunc) (Decided, error) {
 	out, err := s.decide(ctx, r, lookback, decide)
 	if err != nil {
-		return out, fmt.Errorf("decide %s: %w", r.IdempotencyKey, s.decideError(err))
+		return out, fmt.Errorf("decide %s: %w", r.IdempotencyKey, s.timeoutError(r.CustomerID, err))
 	}
 	return out, nil
 }
 
-// decideError explains a decision the ledger has no month for.
-func (s *Store) decideError(err error) error {
+// timeoutError explains a decision that ran out of time.
+func (s *Store) timeoutError(customer string, err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.Contains(pgErr.Message, "no partition") {
-		return fmt.Errorf("the contact ledger has no partition for this decision's time: the retention job (the Temporal schedule "+
-			"lojal-retention) creates them months ahead; check that it runs (`lojal migrate` creates them too): %w", err)
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	t := s.timeouts
+	switch pgErr.Code {
+	case "55P03": // lock_not_available
+		return fmt.Errorf("%w: another decision about customer %s held their lock for more than %s (lock timeout); nothing was recorded, ask again: %w",
+			ErrTimeout, customer, t.Lock, err)
+	case "57014": // query_canceled
+		return fmt.Errorf("%w: the database took more than %s to answer a decision about customer %s (statement timeout); nothing was recorded, ask again: %w",
+			ErrTimeout, t.Statement, customer, err)
+	case "25P03": // idle_in_transaction_session_timeout
+		return fmt.Errorf("%w: the decision about customer %s paused for more than %s between its round trips, and the database ended it; nothing was recorded, ask again: %w",
+			ErrTimeout, customer, t.Idle, err)
+	case "23514":
+		if strings.Contains(pgErr.Message, "no partition") {
+			return fmt.Errorf("the contact ledger has no partition for this decision's time: the retention job (the Temporal schedule "+
+				"lojal-retention) creates them months ahead; check that it runs (`lojal migrate` creates them too): %w", err)
+		}
 	}
 	return err
 }
@@ -135,8 +191,10 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	if !r.FirstAsked.IsZero() {
 		keySince = minT(r.FirstAsked, r.Now).Add(-clockSkew)
 	}
+	t := s.timeouts
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(s.q.DecideTimeouts, pgInterval(t.Lock), pgInterval(t.Statement), pgInterval(t.Idle))
 	b.Queue(s.q.LockCustomer, r.CustomerID)
 	b.Queue(s.q.Relationship, r.CustomerID).QueryRow(func(row pgx.Row) error {
 		var attrs, consent []byte

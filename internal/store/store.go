@@ -79,6 +79,7 @@ type queries struct {
 	CustomersPage      string `query:"customers-page"`
 	CustomerTimezones  string `query:"customer-timezones"`
 	LedgerByKey        string `query:"ledger-by-key"`
+	DecideTimeouts     string `query:"decide-timeouts"`
 	ContactWindow      string `query:"contact-window"`
 	WaitingForCustomer string `query:"waiting-for-customer"`
 	InsertDecision     string `query:"insert-decision"`
@@ -186,8 +187,9 @@ func splitQueries(file string, src []byte, into map[string]string) error {
 
 // Store is lojal's Postgres store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	q    queries
+	pool     *pgxpool.Pool
+	q        queries
+	timeouts DecideTimeouts
 }
 
 // Config says how to reach Postgres.
@@ -197,6 +199,8 @@ type Config struct {
 	// each test its own).
 	Schema   string
 	MaxConns int32
+	// Decide bounds how long a decision waits.
+	Decide DecideTimeouts
 }
 
 // ErrNotMigrated is returned by Open when the schema is missing.
@@ -204,7 +208,7 @@ var ErrNotMigrated = errors.New("database schema is missing or out of date: run 
 
 // Open connects and prepares every query on each new connection.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{}
+	s := &Store{timeouts: cfg.Decide.withDefaults()}
 	sqls, err := loadQueries(&s.q)
 	if err != nil {
 		return nil, fmt.Errorf("load queries: %w", err)

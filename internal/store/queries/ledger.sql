@@ -6,6 +6,13 @@ SELECT decision, reason, status, channel, coalesce(defer_until, 'epoch'), detail
 FROM contact_ledger
 WHERE idempotency_key = $1 AND decided_at >= $2;
 
+-- name: decide-timeouts
+-- Bounds, for this transaction only, how long a decision waits for the
+-- customer's lock ($1), for each round trip ($2), and between its round
+-- trips before Postgres ends it and frees the lock ($3).
+SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+       set_config('idle_in_transaction_session_timeout', $3, true);
+
 -- name: contact-window
 -- The contacts that count against caps: sent, possibly delivered
 -- (uncertain), being sent, or reserved and not expired. A live row of the
