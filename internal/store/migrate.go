@@ -168,6 +168,15 @@ func Apply(ctx context.Context, cfg Config, ms []Migration) ([]int, error) {
 		}
 		applied = append(applied, m.Version)
 	}
+	if len(ms) == len(all) {
+		// The months ahead, in case the retention job (which keeps them
+		// ahead) has not run for a while: `lojal migrate` is the remedy
+		// the error of a missing partition names.
+		if _, err := conn.Exec(ctx, `SELECT ensure_monthly_partitions(table_name, now() - interval '1 month',
+			date_trunc('month', now()) + interval '4 months') FROM partitioned_tables`); err != nil {
+			return applied, fmt.Errorf("create partitions ahead: %w", err)
+		}
+	}
 	return applied, nil
 }
 
