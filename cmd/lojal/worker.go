@@ -23,6 +23,8 @@ import (
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/retention"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
@@ -57,6 +59,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer svc.Close()
 	st, cat, tc := svc.st, svc.cat, svc.tc
+	if err := checkRetention(cfg, *cat.Current().Rules); err != nil {
+		return err
+	}
 	mux, email, err := senders(cfg, log)
 	if err != nil {
 		return err
@@ -69,7 +74,8 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	m := metrics.New()
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
-		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}})
+		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
+		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -112,6 +118,15 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// checkRetention refuses, at start-up, a retention shorter than what
+// policy.yaml needs remembered (store.Retention.Check).
+func checkRetention(cfg Config, rules policy.Rules) error {
+	if err := retentionOf(cfg).Check(rules, retention.SettingNames()); err != nil {
+		return fmt.Errorf("retention too short for policy.yaml (docs/retention.md):\n%w", err)
+	}
+	return nil
+}
+
 // workerServers are the worker's health server and its metrics server;
 // one server when they share an address (the worker's port is not
 // public), then /metrics still needs LOJAL_METRICS_TOKEN when it is set.
@@ -145,21 +160,31 @@ type workerDeps struct {
 	ReorderWindow time.Duration
 	// Rates bound deliveries a second per channel, across all workers.
 	Rates map[string]float64
+	// ActivitySlots is how many activities each task queue runs at once
+	// (default 200).
+	ActivitySlots int
+	// Retention is what the retention job keeps.
+	Retention store.Retention
 }
 
 // newWorker builds the process's workers: the journey worker and one send
 // worker per channel, sharing one Workflows value (its compiled
 // definition cache) and one Activities value.
 func newWorker(tc client.Client, d workerDeps) workflows.Workers {
+	if d.ActivitySlots <= 0 {
+		d.ActivitySlots = 200
+	}
 	ws := workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
 		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WorkerOptions{
-		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: 200},
+		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: d.ActivitySlots},
 		Rates:     d.Rates,
 		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},
 	})
 	sweeper := &dispatch.Sweeper{Router: &dispatch.Router{Store: d.Store, Temporal: tc, Catalog: d.Catalog, Log: d.Log,
 		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}}
 	sweeper.Register(ws[0])
+	job := &retention.Job{Store: d.Store, Retention: d.Retention, Rules: func() policy.Rules { return *d.Catalog.Current().Rules }, Log: d.Log}
+	job.Register(ws[0])
 	return ws
 }
 
@@ -210,6 +235,9 @@ func keepSchedules(ctx context.Context, tc client.Client, cat catalog.Source, lo
 		}
 		if err := ingest.EnsureSchedules(ctx, tc, cat.Current(), ""); err != nil && ctx.Err() == nil {
 			log.Warn("scheduled journeys", "err", err)
+		}
+		if err := retention.EnsureSchedule(ctx, tc, ""); err != nil && ctx.Err() == nil {
+			log.Warn("retention schedule", "err", err)
 		}
 		select {
 		case <-ctx.Done():
