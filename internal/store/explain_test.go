@@ -41,7 +41,7 @@ func fillRealistic(t *testing.T, conn *pgx.Conn, customers int, now time.Time) {
 		INSERT INTO events (id, type, customer_id, occurred_at, received_at, dispatched_at)
 		SELECT id, 'visit', 'c-' || (1 + i % $2), received_at, received_at, received_at
 		FROM event_ids, LATERAL (SELECT substr(id, 3)::int AS i) n;
-		ANALYZE`, pgx.QueryExecModeSimpleProtocol, now, customers, rows); err != nil {
+		ANALYZE contact_ledger, customers, events, event_ids`, pgx.QueryExecModeSimpleProtocol, now, customers, rows); err != nil {
 		t.Fatalf("fill: %v", err)
 	}
 }

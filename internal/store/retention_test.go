@@ -30,7 +30,7 @@ func TestRetainDropsOldMonthsAndKeepsTheRest(t *testing.T) {
 	}
 	defer s.Close()
 	conn := schemaConn(t, cfg)
-	now := time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
+	now := time.Now().UTC()
 	old, recent := now.AddDate(0, -5, 0), now.AddDate(0, 0, -10)
 	if _, err := conn.Exec(ctx, `SELECT ensure_monthly_partitions(t, $1, $2) FROM unnest(ARRAY['contact_ledger', 'events', 'event_routes']) t`,
 		old.AddDate(0, -1, 0), now); err != nil {
@@ -62,13 +62,22 @@ func TestRetainDropsOldMonthsAndKeepsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", got)
-	// Every month that ended before the cutoff (Sept 16 for the ledger,
-	// Oct 6 for events) is gone; September holds rows decided after the
-	// ledger's cutoff and stays.
+	// Every month that ended before the cutoff is gone; the month the
+	// cutoff falls in stays, and so do those to three months ahead.
+	months := func(table string, keep time.Duration) []string {
+		var names []string
+		m := time.Date(old.Year(), old.Month()-1, 1, 0, 0, 0, 0, time.UTC)
+		last := time.Date(now.Year(), now.Month()+3, 1, 0, 0, 0, 0, time.UTC)
+		for ; !m.After(last); m = m.AddDate(0, 1, 0) {
+			if m.AddDate(0, 1, 0).After(now.Add(-keep)) {
+				names = append(names, table+"_p"+m.Format("200601"))
+			}
+		}
+		return names
+	}
 	for table, want := range map[string][]string{
-		"contact_ledger": {"contact_ledger_p202609", "contact_ledger_p202610", "contact_ledger_p202611", "contact_ledger_p202612",
-			"contact_ledger_p202701", "contact_ledger_p202702"},
-		"events": {"events_p202610", "events_p202611", "events_p202612", "events_p202701", "events_p202702"},
+		"contact_ledger": months("contact_ledger", r.Ledger),
+		"events":         months("events", r.Events),
 	} {
 		ps, err := s.Partitions(ctx, table)
 		if err != nil {
