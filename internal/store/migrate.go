@@ -214,9 +214,30 @@ func applyOutsideTransaction(ctx context.Context, conn *pgx.Conn, m Migration) e
 		return err
 	}
 	for i, stmt := range stmts {
-		if err := retryLockTimeout(ctx, func() error { _, err := conn.Exec(ctx, stmt); return err }); err != nil {
+		// A CREATE INDEX CONCURRENTLY that gave up waiting leaves its index
+		// behind, invalid; IF NOT EXISTS would then skip it. Each retry
+		// drops it first.
+		tried := false
+		err := retryLockTimeout(ctx, func() error {
+			if tried {
+				if err := dropInvalidIndexes(ctx, conn, stmt); err != nil {
+					return err
+				}
+			}
+			tried = true
+			_, err := conn.Exec(ctx, stmt)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("statement %d (%s): %w", i+1, firstLine(stmt), err)
 		}
+	}
+	left, err := invalidIndexes(ctx, conn, m.SQL)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("indexes %v are left invalid; run the migration again", left)
 	}
 	_, err = conn.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
 	return err
@@ -228,25 +249,32 @@ func applyOutsideTransaction(ctx context.Context, conn *pgx.Conn, m Migration) e
 // about to run names them: CREATE INDEX ... IF NOT EXISTS would otherwise
 // keep the invalid one, which no query can use.
 func dropInvalidIndexes(ctx context.Context, conn *pgx.Conn, sql string) error {
-	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_index i
-		JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace`)
+	names, err := invalidIndexes(ctx, conn, sql)
 	if err != nil {
-		return fmt.Errorf("find invalid indexes: %w", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("find invalid indexes: %w", err)
+		return err
 	}
 	for _, n := range names {
-		if !strings.Contains(sql, n) {
-			continue
-		}
 		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{n}.Sanitize()); err != nil {
 			return fmt.Errorf("drop invalid index %s left by an earlier attempt: %w", n, err)
 		}
 	}
 	return nil
+}
+
+// invalidIndexes names the invalid indexes of the current schema that sql
+// names.
+func invalidIndexes(ctx context.Context, conn *pgx.Conn, sql string) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_index i
+		JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace`)
+	if err != nil {
+		return nil, fmt.Errorf("find invalid indexes: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("find invalid indexes: %w", err)
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return !strings.Contains(sql, n) }), nil
 }
 
 // retryLockTimeout runs f again while it fails on lock_timeout.

@@ -157,3 +157,47 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS things_id ON things (id);
 		t.Fatal("duplicate id accepted: the unique index is not valid")
 	}
 }
+
+// TestConcurrentIndexRetriedAfterLockTimeout: CREATE INDEX CONCURRENTLY
+// waits for every transaction older than it; one held open past the
+// migration's lock timeout makes it give up, leaving an invalid index.
+// The retry must build a valid one, not skip it (IF NOT EXISTS).
+//
+// Fails before the retry dropped the invalid index: the migration
+// "succeeds" and the index is invalid (seen under make test's load).
+func TestConcurrentIndexRetriedAfterLockTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	ctx := context.Background()
+	conn := schemaConn(t, cfg)
+	if _, err := conn.Exec(ctx, "CREATE TABLE slow (id int NOT NULL); INSERT INTO slow SELECT generate_series(1, 1000)"); err != nil {
+		t.Fatal(err)
+	}
+	// An open transaction that has written to the table: the index build
+	// must wait for it.
+	holder := schemaConn(t, cfg)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO slow VALUES (0)"); err != nil {
+		t.Fatal(err)
+	}
+	committed := make(chan struct{})
+	time.AfterFunc(7*time.Second, func() { _ = tx.Commit(context.Background()); close(committed) })
+	ms, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms = append(ms, store.Migration{Version: len(ms) + 1, Name: "slow_index", NoTransaction: true,
+		SQL: "-- migrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS slow_id ON slow (id);\n"})
+	_, err = store.Apply(ctx, cfg, ms)
+	<-committed // the holder's connection is the timer's until then
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	var valid bool
+	if err := conn.QueryRow(ctx, `SELECT indisvalid FROM pg_index WHERE indexrelid = 'slow_id'::regclass`).Scan(&valid); err != nil || !valid {
+		t.Fatalf("index valid after the retry: %v %v", valid, err)
+	}
+}
