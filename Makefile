@@ -11,7 +11,7 @@ help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install PostgreSQL, Chromium (for the browser test) and the pinned Temporal CLI if missing
+tools: ## install PostgreSQL, Chromium (for the browser test), promtool (for the alert rules) and the pinned Temporal CLI if missing
 	@.ci/tools
 
 .PHONY: build
@@ -55,7 +55,9 @@ k8s: build ## regenerate deploy/k8s/journeys.yaml (the journeys ConfigMap) from 
 	bin/lojal journeys bundle journeys > deploy/k8s/journeys.yaml
 
 .PHONY: lint
-lint: ## go vet, gofmt and workflowcheck
+lint: ## go vet, gofmt, workflowcheck and promtool (the alert rules: checked and unit-tested)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 -config workflows/workflowcheck.config.yaml ./workflows/...
+	@command -v promtool >/dev/null || { echo "promtool is missing: run make tools (it installs Debian's prometheus package)"; exit 1; }
+	cd deploy/prometheus && promtool check rules lojal-alerts.yaml && promtool test rules lojal-alerts.test.yaml

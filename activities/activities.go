@@ -17,6 +17,7 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/render"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 // Activities holds what the activities need. Create one per worker.
@@ -45,6 +47,9 @@ type Activities struct {
 	VERP *bounce.VERP
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
+	// Webhooks posts replies and escalations to helpers' webhooks,
+	// through the egress checks; nil forwards by email only.
+	Webhooks *channel.Webhook
 	// Now is the clock (tests set it).
 	Now func() time.Time
 }
@@ -252,8 +257,17 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadRequest, err)
 	}
 	now := a.now()
+	// The bases a marketing message may rely on are read from the journey
+	// as deployed now, like the rules: narrowing them holds for runs in
+	// flight too. A journey no longer deployed may rely on consent only.
+	var bases []policy.Basis
+	if j, ok := cat.Journey(in.JourneyID); ok {
+		bases = j.Bases
+	}
 	req := policy.Request{Key: in.RequestKey(), Journey: in.JourneyID, Step: in.StepID, Channel: in.Send.Channel,
-		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked}
+		Fallback: in.Send.Fallback, Topic: in.Send.Topic, Priority: prio, Purpose: in.Send.Purpose, FirstAsked: in.FirstAsked,
+		Bases: bases}
+	ctx, span := telemetry.Start(ctx, "policy.Decide", attribute.String("lojal.journey", in.JourneyID), attribute.String("lojal.step", in.StepID))
 	d, err := a.Store.Decide(ctx, store.Request{
 		IdempotencyKey: in.IdempotencyKey(), RequestKey: req.Key, CustomerID: in.CustomerID, WorkflowID: in.WorkflowID,
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
@@ -263,6 +277,9 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	}, rules.Lookback(), func(s store.Snapshot) policy.Decision {
 		return policy.Decide(rules, s.Relationship, s.Window, s.Waiting, req, now)
 	})
+	span.SetAttributes(attribute.String("lojal.verdict", string(d.Verdict)), attribute.String("lojal.reason", string(d.Reason)),
+		attribute.String("lojal.channel", d.Channel))
+	telemetry.End(span, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError("customer no longer exists", ErrTypeCustomerGone, err)
 	}
@@ -341,10 +358,10 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		if err := a.Store.Release(ctx, in.IdempotencyKey, StatusFailed, cause.Error()); err != nil {
 			return DeliverOutput{}, err
 		}
-		a.Log.Warn("message not sent", "key", in.IdempotencyKey, "err", cause)
+		a.Log.WarnContext(ctx, "message not sent", "key", in.IdempotencyKey, "err", cause)
 		return DeliverOutput{Status: StatusFailed, Error: cause.Error()}, nil
 	}
-	cust, err := a.Store.Customer(ctx, d.CustomerID)
+	cust, consent, err := a.Store.CustomerConsent(ctx, d.CustomerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fail(err)
 	}
@@ -352,6 +369,18 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		return DeliverOutput{}, err
 	}
 	cat := a.Catalog.Current()
+	if d.Status == "reserved" {
+		// A message may wait on its channel's send queue after the policy
+		// allowed it: a withdrawal recorded meanwhile stops it here, before
+		// anything is handed over.
+		if why, ok := withdrawn(cat, d, consent); ok {
+			if err := a.Store.Release(ctx, in.IdempotencyKey, "released", why); err != nil {
+				return DeliverOutput{}, err
+			}
+			a.Log.Info("message not sent", "key", in.IdempotencyKey, "why", why)
+			return DeliverOutput{Status: StatusFailed, Error: why}, nil
+		}
+	}
 	env, err := a.envelope(ctx, cat, d, cust, in, now)
 	var perm permanent
 	if errors.As(err, &perm) {
@@ -364,6 +393,20 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		return a.deliverEmail(ctx, in.IdempotencyKey, env, fail)
 	}
 	return a.deliverPush(ctx, in.IdempotencyKey, d, env, fail)
+}
+
+// withdrawn reports whether the customer's consent ledger no longer gives
+// a reserved message a basis on its channel, and why.
+func withdrawn(cat *catalog.Catalog, d store.Delivery, consent []policy.ConsentEntry) (string, bool) {
+	var bases []policy.Basis
+	if j, ok := cat.Journey(d.JourneyID); ok {
+		bases = j.Bases
+	}
+	_, fact, reason := cat.Rules.BasisFor(consent, d.Topic, bases, d.Channel)
+	if reason == "" {
+		return "", false
+	}
+	return fmt.Sprintf("no basis any more when it was to be sent (%s): %s", reason, fact), true
 }
 
 // expire ends a message whose reservation ran out before it was sent: a
@@ -406,13 +449,32 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 	if err != nil {
 		return DeliverOutput{}, err
 	}
+	// The commit point. Confirm checks, just before the final ".", that
+	// this attempt still owns the message; HandOver then sends the record
+	// that the server may have it and the "." goes out right behind it,
+	// so a worker killed at any moment leaves either no record and no "."
+	// (the next attempt sends), or both in the kernel's hands (the record
+	// reaches Postgres, the message is uncertain and never resent). Only
+	// the few instructions between the two writes remain (docs/delivery.md).
 	committed := false
+	var handOver *store.HandOver
+	defer func() {
+		if handOver != nil && !committed {
+			handOver.Abandon()
+		}
+	}()
 	env.Confirm = func() error {
-		if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), "handed over; awaiting the server's reply to the end of data"); err != nil {
+		h, err := a.Store.PrepareHandOver(ctx, key, attempt)
+		if err != nil {
 			return err
 		}
-		committed = true
+		handOver = h
 		return nil
+	}
+	env.HandOver = func() func() error {
+		handOver.Send(ctx, a.now(), "handed over; awaiting the server's reply to the end of data")
+		committed = true
+		return handOver.Wait
 	}
 	_, err = a.Sender.Send(ctx, env)
 	if err == nil {
@@ -439,7 +501,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		if rerr := a.Store.MarkRefused(ctx, key, attempt, false, err.Error()); rerr != nil {
 			return DeliverOutput{}, errors.Join(err, rerr)
 		}
-		a.Log.Warn("message refused at the end of data", "key", key, "err", err)
+		a.Log.WarnContext(ctx, "message refused at the end of data", "key", key, "err", err)
 		return DeliverOutput{Status: StatusFailed, Error: err.Error()}, nil
 	default:
 		// A 4xx to the final ".": not taken, try again.
@@ -567,6 +629,7 @@ func (a *Activities) sent(ctx context.Context, key, ch string, attempt int, mess
 	if err := a.Store.MarkSent(ctx, key, attempt, a.now()); err != nil {
 		return DeliverOutput{}, err
 	}
+	a.Log.DebugContext(ctx, "message sent", "key", key, "channel", ch, "message_id", messageID)
 	return DeliverOutput{Status: StatusSent, MessageID: messageID}, nil
 }
 
@@ -576,13 +639,13 @@ func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int,
 	if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), why); err != nil {
 		return DeliverOutput{}, err
 	}
-	a.Log.Warn("delivery uncertain: the server may have the message; it will not be sent again", "key", key, "channel", ch, "reason", why)
+	a.Log.WarnContext(ctx, "delivery uncertain: the server may have the message; it will not be sent again", "key", key, "channel", ch, "reason", why)
 	a.Metrics.Uncertain(ch, why)
 	return DeliverOutput{Status: StatusUncertain, MessageID: messageID, Error: why}, nil
 }
 
 func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
-	env, err := Compose(cat, a.Links, Message{Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
+	env, err := Compose(cat, a.Links, Message{Journey: d.JourneyID, Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
 		Received: in.Received, IdempotencyKey: in.IdempotencyKey, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain)}, now)
 	if err != nil {
 		return env, permanent{err}
@@ -593,6 +656,11 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 	if a.VERP != nil && d.Channel == policy.Email {
 		env.ReturnPath = a.VERP.Address(env.MessageID, env.To)
 		env.UnsubscribeMail = a.VERP.UnsubscribeAddress(env.MessageID)
+		// A reply comes back to the intake and names this message.
+		env.ReplyTo = a.VERP.ReplyAddress(env.MessageID)
+	}
+	if d.Channel == policy.Email {
+		env.FromName = helperName(cat, d.JourneyID, c)
 	}
 	if d.Channel != policy.Email {
 		subs, err := a.Store.PushSubscriptions(ctx, c.ID)
@@ -608,6 +676,8 @@ func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store
 
 // Message names what Compose renders.
 type Message struct {
+	// Journey is the journey that sends it (one-click answers carry it).
+	Journey        string
 	Template       string
 	Channel        string
 	Topic          string
@@ -648,6 +718,7 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 	if signer != nil {
 		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
 		data.Links.Unsubscribe = unsub
+		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(m.Journey, c.ID, survey, answer, now) }
 	}
 	msg, err := cat.Templates.Render(m.Template, m.Channel, c.Locale, data)
 	if err != nil {

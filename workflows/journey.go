@@ -356,6 +356,7 @@ func (r *run) wait(until time.Time) (occ journey.Occurrence, cont bool) {
 		}
 		sel.Select(r.ctx)
 		if elapsed {
+			r.redeployed()
 			// Events held when the step's time comes happened before it:
 			// they go first.
 			r.flush()

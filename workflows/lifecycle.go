@@ -33,7 +33,19 @@ const (
 	// changeKnownData: customers and events are trimmed to the run's own
 	// schema, so attributes added to schema.yaml never break a run.
 	changeKnownData = "schema-additions-v1"
+	// changeRedeployTest exists only in the fault test's second build
+	// (redeployChange): a change of commands behind a marker.
+	changeRedeployTest = "fault-test-redeploy-v1"
 )
+
+// redeployed runs the fault test's workflow code change: in its second
+// build, a run whose wait ends takes a one-millisecond timer first. (Its
+// error is the run's cancellation, which the next blocking call reports.)
+func (r *run) redeployed() {
+	if redeployChange && workflow.GetVersion(r.ctx, changeRedeployTest, workflow.DefaultVersion, 1) == 1 {
+		_ = workflow.Sleep(r.ctx, time.Millisecond)
+	}
+}
 
 // SendResume carries a send step across continue-as-new: its staleness
 // (max_defer) keeps counting from its first ask.

@@ -22,6 +22,7 @@ func Register(r worker.Registry, a *activities.Activities, opts ...Option) {
 	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
 	r.RegisterWorkflowWithOptions(w.Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
 	r.RegisterWorkflowWithOptions(w.Retain, workflow.RegisterOptions{Name: RetainWorkflow})
+	r.RegisterWorkflowWithOptions(w.Conversation, workflow.RegisterOptions{Name: ConversationWorkflow})
 	r.RegisterActivity(a)
 }
 
@@ -41,7 +42,8 @@ type WorkerOptions struct {
 }
 
 // Workers are the workers of one process: the journey worker on the
-// journey queue (workflows, decisions and the short database activities)
+// journey queue (workflows, decisions and the short database activities),
+// another on its BulkQueue (the same, for runs scheduled journeys enrol),
 // and a send worker per channel on SendQueue (deliveries only).
 type Workers []worker.Worker
 
@@ -50,7 +52,9 @@ type Workers []worker.Worker
 func NewWorkers(c client.Client, queue string, a *activities.Activities, o WorkerOptions) Workers {
 	jw := worker.New(c, queue, o.Worker)
 	Register(jw, a, o.Workflows...)
-	ws := Workers{jw}
+	bw := worker.New(c, BulkQueue(queue), o.Worker)
+	Register(bw, a, o.Workflows...)
+	ws := Workers{jw, bw}
 	for _, ch := range sendChannels() {
 		sw := worker.New(c, SendQueue(queue, ch), worker.Options{
 			WorkerStopTimeout:                  o.Worker.WorkerStopTimeout,

@@ -24,11 +24,14 @@ type RetainOutput struct {
 	Dropped []string
 	// Rows deleted from the tables that are not partitioned.
 	EventIDs, PushDeliveries, Firings, Runs int64
+	// Consent is the consent-ledger entries deleted: evidence no longer
+	// needed, past its own, longer retention.
+	Consent int64
 }
 
 // Retain runs one retention pass: partitions for the months ahead,
 // partitions past their retention dropped, old rows of the other growing
-// tables deleted. A schedule starts it (overlap skip); every step of the
+// tables deleted, consent evidence no longer needed deleted. A schedule starts it (overlap skip); every step of the
 // activity is safe to repeat, so a worker that dies mid-pass leaves
 // nothing the retry cannot finish.
 func (w *Workflows) Retain(ctx workflow.Context, in RetainInput) (RetainOutput, error) {

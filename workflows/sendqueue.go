@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"slices"
+	"strings"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -16,6 +17,11 @@ import (
 // the one Send activity doing both on the journey queue.
 const changeSendQueues = "send-on-channel-queues"
 
+// changeBulkQueue: a run on the BulkQueue delivers through the journey
+// queue's send queues. (Runs recorded before it were all on the journey
+// queue, where this changes nothing.)
+const changeBulkQueue = "bulk-queue-delivers-on-journey-send-queues"
+
 // SendQueue is the task queue messages on a channel are delivered on: the
 // journey queue's name and the channel, such as "lojal-journeys-email".
 // Each gets a queue of its own so that its rate can be limited, and a
@@ -24,6 +30,13 @@ const changeSendQueues = "send-on-channel-queues"
 func SendQueue(journeyQueue, channel string) string {
 	return journeyQueue + "-" + channel
 }
+
+// BulkQueue is the journey queue for runs that scheduled journeys enrol:
+// an enrolment of a million customers queues a million first workflow
+// tasks, and live runs on the journey queue must not wait behind them.
+// The same workers poll both; deliveries of both go to the journey
+// queue's send queues, so a channel keeps one rate.
+func BulkQueue(journeyQueue string) string { return journeyQueue + "-bulk" }
 
 // sendChannels are the channels with a send queue of their own.
 func sendChannels() []string { return []string{policy.Email, policy.Push} }
@@ -44,6 +57,9 @@ func (r *run) ask(ctx workflow.Context, in activities.SendInput) (activities.Sen
 		return out, err
 	}
 	queue := workflow.GetInfo(r.ctx).TaskQueueName
+	if workflow.GetVersion(r.ctx, changeBulkQueue, workflow.DefaultVersion, 1) == 1 {
+		queue = strings.TrimSuffix(queue, BulkQueue(""))
+	}
 	if slices.Contains(sendChannels(), out.Channel) {
 		queue = SendQueue(queue, out.Channel)
 	}

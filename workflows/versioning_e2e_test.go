@@ -159,6 +159,7 @@ func TestReplayHistories(t *testing.T) {
 		w := workflows.New()
 		r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
 		r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: workflows.ScheduleWorkflow})
+		r.RegisterWorkflowWithOptions(w.Conversation, workflow.RegisterOptions{Name: workflows.ConversationWorkflow})
 		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -166,6 +167,11 @@ func TestReplayHistories(t *testing.T) {
 	for _, sc := range append(historyScenarios, shapeScenarios...) {
 		if _, err := os.Stat(filepath.Join("testdata/histories", sc.name+".json")); err != nil {
 			t.Errorf("scenario %s has no recorded history: run go test ./workflows/ -run Replay -args -update-histories", sc.name)
+		}
+	}
+	for _, name := range conversationHistories {
+		if _, err := os.Stat(filepath.Join("testdata/histories", name+".json")); err != nil {
+			t.Errorf("%s has no recorded history: run go test ./workflows/ -run TestConversationEndToEnd -args -update-histories", name)
 		}
 	}
 }
@@ -224,7 +230,9 @@ var historyScenarios = []historyScenario{
 	// A reminder the policy suppresses takes the not-reached branch.
 	{"card-expiry-suppressed", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
 		c := replayCustomer("c-replay-card-2")
-		c.Consent = map[string]bool{"email": false}
+		// card-expiry is a service topic, which needs no consent: an
+		// opt-out of the topic is what holds it back.
+		c.Consent, c.TopicsOptedOut = map[string]bool{"email": false}, []string{"service"}
 		if _, err := s.Dispatcher.Customer(ctx, c); err != nil {
 			t.Fatal(err)
 		}

@@ -153,6 +153,15 @@ func TestEnrolmentStartsRuns(t *testing.T) {
 	if err := s.Client.GetWorkflow(ctx, workflows.WorkflowID("monthly-hello", c.ID, ""), "").Get(ctx, &res); err != nil || res.Sent != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
+	// Runs a schedule enrols work on the bulk queue, behind which no live
+	// run waits; they deliver through the same send queues (one rate).
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID("monthly-hello", c.ID, ""), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := desc.GetExecutionConfig().GetTaskQueue().GetName(); q != workflows.BulkQueue(s.TaskQueue) {
+		t.Fatalf("scheduled run on task queue %q, want %q", q, workflows.BulkQueue(s.TaskQueue))
+	}
 	// The next month's enrolment is refused by reentry: after 20d.
 	ev.ID = "enrol:monthly-hello:2:" + c.ID
 	if _, err := s.Store.AcceptEvents(ctx, []journey.Event{ev}); err != nil {

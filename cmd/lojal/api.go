@@ -46,19 +46,27 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	svc, err := connect(ctx, cfg, log)
+	ret := retentionOf(cfg)
+	obs, err := observe(ctx, "lojal-api", log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	svc, err := connect(ctx, cfg, log, obs.client)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
 	st, cat := svc.st, svc.cat
-	m := metrics.New()
+	m := obs.metrics
 	// Events are routed in the request path, by whichever replica took
 	// them; the worker's sweeper routes what a replica left behind.
 	d := &ingest.Dispatcher{Store: st, Temporal: svc.tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
 	srv := &api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
-		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}
-	hs, ms, err := apiServers(cfg, srv.Handler(), m)
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log, Metrics: m}, PushEgress: egress(cfg),
+		// Free text written with an answer goes to the helper like a reply.
+		Replies: newReplies(st, verp, cat, svc.tc, d, "", log, m), Retention: ret}
+	hs, ms, err := apiServers(cfg, obs.tracing.Handler(srv.Handler()), m)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("bench", stderr)
 	dur := fs.Duration("duration", 3*time.Second, "length of one measurement")
 	rounds := fs.Int("rounds", 5, "measurements per side; the median is reported")
-	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, rate, ledger (ledger is not in the default set: it builds 10M ledger rows)")
+	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, dispatch, rate, replies; "+
+		"dispatch-b (the design docs/scaling.md rejected, prototyped) and ledger (it builds 10M ledger rows) run only when named")
+	enrolLive := fs.Int("dispatch-enrol", 100000, "dispatch: customers a scheduled journey enrols while live events go through")
 	rate := fs.Float64("rate", 50, "rate: the email rate to configure, messages a second")
 	rateMessages := fs.Int("rate-messages", 1000, "rate: messages to send at that rate")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown (docs/benchmarks.md)")
@@ -33,10 +35,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ledgerRows := fs.Int("ledger-rows", 10_000_000, "ledger: rows of ledger to decide against")
 	ledgerCustomers := fs.Int("ledger-customers", 1_000_000, "ledger: customers they concern")
 	want := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
+	named := func(name string) bool { return slices.Contains(strings.Split(*only, ","), name) }
 	// The ledger benchmark takes long and much disk: only when asked for.
-	wantLedger := slices.Contains(strings.Split(*only, ","), "ledger")
+	wantLedger := named("ledger")
 	log := slog.New(slog.DiscardHandler)
 	var results []bench.Result
+	var costs *bench.Costs
 	var limits []bench.LimitResult
 	if want("core") {
 		fmt.Fprintln(stderr, "bench: pure core (Decide, Next, validate) ...")
@@ -53,7 +57,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var pg *devstack.Postgres
 	dbURL := cfg.DatabaseURL
-	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate") || wantLedger) {
+	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate") || want("dispatch") || want("replies") || named("dispatch-b") || wantLedger) {
 		fmt.Fprintln(stderr, "bench: starting a durable throw-away PostgreSQL (fsync on)")
 		var err error
 		if pg, err = devstack.StartPostgres(ctx, log, devstack.PostgresOptions{Durable: true}); err != nil {
@@ -121,7 +125,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	temporalAddr := cfg.TemporalAddress
-	if os.Getenv("TEMPORAL_ADDRESS") == "" && (want("journey") || want("rate")) {
+	if os.Getenv("TEMPORAL_ADDRESS") == "" && (want("journey") || want("rate") || want("dispatch") || want("replies") || named("dispatch-b")) {
 		fmt.Fprintln(stderr, "bench: starting the Temporal dev server ...")
 		t, err := devstack.StartTemporal(ctx, log, devstack.TemporalOptions{})
 		if err != nil {
@@ -132,9 +136,44 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if want("journey") {
 		fmt.Fprintln(stderr, "bench: journeys end to end ...")
-		r, err := bench.Journey(ctx, bench.JourneyOptions{URL: dbURL, TemporalAddress: temporalAddr, PerRound: 200, Rounds: *rounds, Conc: 32})
+		r, c, err := bench.Journey(ctx, bench.JourneyOptions{URL: dbURL, TemporalAddress: temporalAddr, PerRound: 200, Rounds: *rounds, Conc: 32})
 		if err != nil {
 			return fmt.Errorf("journey benchmark: %w", err)
+		}
+		results = append(results, r)
+		costs = &c
+	}
+	if want("dispatch") {
+		fmt.Fprintln(stderr, "bench: event dispatch, API to run ...")
+		r, err := bench.Dispatch(ctx, bench.DispatchOptions{URL: dbURL, TemporalAddress: temporalAddr, Conc: 16, Duration: *dur, Rounds: *rounds,
+			Customers: 10000})
+		if err != nil {
+			return fmt.Errorf("dispatch benchmark: %w", err)
+		}
+		results = append(results, r)
+		fmt.Fprintln(stderr, "bench: event-to-delivery latency ...")
+		lat, err := bench.Latency(ctx, bench.LatencyOptions{URL: dbURL, TemporalAddress: temporalAddr, Events: 200, Every: 50 * time.Millisecond,
+			Reorder: cfg.ReorderWindow})
+		if err != nil {
+			return fmt.Errorf("latency benchmark: %w", err)
+		}
+		limits = append(limits, lat...)
+		if *enrolLive > 0 {
+			fmt.Fprintf(stderr, "bench: live-event latency while %d customers are enrolled ...\n", *enrolLive)
+			lat, err := bench.Latency(ctx, bench.LatencyOptions{URL: dbURL, TemporalAddress: temporalAddr, Events: 200, Every: 250 * time.Millisecond,
+				Reorder: cfg.ReorderWindow, Enrol: *enrolLive})
+			if err != nil {
+				return fmt.Errorf("latency during enrolment: %w", err)
+			}
+			limits = append(limits, lat...)
+		}
+	}
+	if named("dispatch-b") {
+		fmt.Fprintln(stderr, "bench: event dispatch, design (b) prototype ...")
+		r, err := bench.DispatchPartitioned(ctx, bench.DispatchOptions{URL: dbURL, TemporalAddress: temporalAddr, Conc: 16, Duration: *dur,
+			Rounds: *rounds, Customers: 10000}, 3)
+		if err != nil {
+			return fmt.Errorf("dispatch design (b) benchmark: %w", err)
 		}
 		results = append(results, r)
 	}
@@ -147,10 +186,46 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		sendRate = &r
 	}
+	if want("replies") {
+		fmt.Fprintln(stderr, "bench: 1,000 replies over SMTP to the inbound intake ...")
+		cat, err := loadCatalog(cfg.Journeys)
+		if err != nil {
+			return err
+		}
+		r, detail, err := bench.Replies(ctx, bench.RepliesOptions{URL: dbURL, TemporalAddress: temporalAddr, Journeys: cat, Replies: 1000, Conc: 8})
+		if err != nil {
+			return fmt.Errorf("replies benchmark: %w", err)
+		}
+		fmt.Fprintf(stderr, "bench: replies: %s\n", detail)
+		limits = append(limits, r)
+	}
 	printResults(stdout, results, limits, *rounds, *dur, *markdown)
 	printEnrol(stdout, enrol, *markdown)
 	printRate(stdout, sendRate, *markdown)
+	printCosts(stdout, costs, *markdown)
 	return nil
+}
+
+// printCosts shows what one journey run cost each tier.
+func printCosts(w io.Writer, c *bench.Costs, markdown bool) {
+	if c == nil {
+		return
+	}
+	var tables []string
+	for _, t := range c.ByTable {
+		tables = append(tables, fmt.Sprintf("%s %.1f", t.Table, t.Writes))
+	}
+	if markdown {
+		fmt.Fprintf(w, "\n| cost per journey run (one event, one email) | measured |\n|---|---:|\n")
+		fmt.Fprintf(w, "| Temporal history events (%d runs) | %.1f |\n| Temporal actions | %.1f |\n", c.Runs, c.HistoryEvents, c.Actions)
+		fmt.Fprintf(w, "| Postgres row writes per message | %.1f (%s) |\n| Postgres commits per message | %.1f |\n| WAL per message | %.1f KiB |\n",
+			c.RowWrites, strings.Join(tables, ", "), c.Commits, c.WALBytes/1024)
+		return
+	}
+	fmt.Fprintf(w, "\ncost per journey run (one event, one email; %d runs sampled):\n", c.Runs)
+	fmt.Fprintf(w, "  Temporal: %.1f history events, %.1f actions\n", c.HistoryEvents, c.Actions)
+	fmt.Fprintf(w, "  Postgres: %.1f row writes per message (%s), %.1f commits, %.1f KiB WAL\n", c.RowWrites, strings.Join(tables, ", "),
+		c.Commits, c.WALBytes/1024)
 }
 
 // printRate shows the send rate the server held the email queue to.

@@ -159,6 +159,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tc.Close()
+	// Replies and bounces come back to the inbound listener: every email
+	// carries a reply address at the bounce domain.
+	if cfg.BounceAddress == "" {
+		cfg.BounceAddress = "bounces@" + messageDomain(cfg.MailFrom)
+	}
 	mux, email, err := senders(cfg, log)
 	if err != nil {
 		return err
@@ -182,11 +187,31 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
-		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second, ReorderWindow: cfg.ReorderWindow})
+		Domain: email.Domain(), Log: log, StopTimeout: 5 * time.Second, ReorderWindow: cfg.ReorderWindow,
+		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
+	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, ReorderWindow: cfg.ReorderWindow}
+	m := metrics.New()
+	// The inbound SMTP listener, as the worker runs it: bounces,
+	// complaints, unsubscribes by email and replies.
+	inbound, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("inbound smtp: %w", err)
+	}
+	intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
+		Topics: func() []string { return cat.Topics() }}
+	if replies := newReplies(st, verp, cat, tc, d, email.Domain(), log, m); replies != nil {
+		intake.Replies = replies
+	}
+	go func() {
+		if err := intake.ServeSMTP(inbound, bounce.SMTPOptions{}); err != nil {
+			log.Error("inbound smtp stopped", "err", err)
+		}
+	}()
+	defer inbound.Close()
 
 	fmt.Fprintf(stdout, "\nlojal dev is running\n")
 	fmt.Fprintf(stdout, "  postgres  %s\n", redactHost(cfg.DatabaseURL))
@@ -204,6 +229,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		fmt.Fprintf(stdout, "  smtp      %s\n", redactHost(cfg.SMTPURL))
 	}
+	fmt.Fprintf(stdout, "  inbound   %s  (SMTP: bounces, complaints, unsubscribes and replies to reply+…@%s)\n",
+		inbound.Addr(), messageDomain(cfg.BounceAddress))
 	fmt.Fprintf(stdout, "  journeys  %d from %s: %s\n", len(cat.Journeys), cfg.Journeys, journeyIDs(cat))
 	if *studioAddr != "" {
 		url, err := startDevStudio(ctx, cfg.Journeys, *studioAddr, log)
@@ -214,13 +241,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	start := time.Now().Add(-time.Second)
-	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, ReorderWindow: cfg.ReorderWindow}
 	token, err := devToken(ctx, st)
 	if err != nil {
 		return err
 	}
-	apiSrv := devServer((&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: metrics.New(), Log: log,
-		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg)}).Handler())
+	apiSrv := devServer((&api.Server{Store: st, Dispatcher: d, Catalog: cat, Links: signer, Metrics: m, Log: log,
+		Bounces: &bounce.Intake{Store: st, VERP: verp, Log: log}, PushEgress: egress(cfg),
+		Replies: newReplies(st, verp, cat, tc, d, email.Domain(), log, m)}).Handler())
 	go func() { _ = apiSrv.Serve(apiListener) }()
 	defer apiSrv.Close()
 	// Like `lojal worker`: the sweeper and the schedulers of scheduled
@@ -257,6 +284,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := printReport(ctx, stdout, st, cat, who, start); err != nil {
 		return err
 	}
+	demo := &replyDemo{st: st, d: d, cat: cat, verp: verp, inbound: inbound.Addr().String(), catcher: stack.catcher,
+		api: "http://" + apiListener.Addr().String(), token: token}
+	if err := demo.run(ctx, stdout); err != nil {
+		// The demo shows the loop; lojal dev itself still runs without it.
+		fmt.Fprintf(stdout, "  (the reply demo stopped: %v)\n", err)
+	}
+	fmt.Fprintln(stdout)
 	if len(customers) > 0 {
 		fmt.Fprintf(stdout, "explain any customer's messages (while lojal dev runs):\n  %s\n", whyCommand(cfg.DatabaseURL, stack.pg != nil, selfPath(), customers[0].ID))
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/lojal/lojal/internal/deploy"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 const usage = `lojal: customer-relationship messaging orchestrator
@@ -59,6 +60,15 @@ Usage:
                             suppressed addresses, or the record of lifted ones
   lojal suppressions remove --address A --reason WHY
                             lift a suppression (who and why are recorded)
+  lojal consent export --customer ID [--html]
+                            one customer's consent evidence, as JSON or a page
+  lojal consent report      messages sent per legal basis
+  lojal retention           one pass of the retention job now: ledger and event months,
+                            old rows, consent evidence (kept longer; docs/retention.md)
+  lojal status [--json] [--task-queue Q]
+                            the health of a deployment: event backlog and lag, dead letters, uncertain
+                            deliveries, the sweeper, scheduled journeys' next firings, workers polling
+                            each task queue; exit 1 when something needs a person
   lojal config              print the configuration (secrets masked)
 
 Run 'lojal COMMAND -h' for a command's flags.
@@ -122,8 +132,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "suppressions":
 		return runSuppressions(ctx, rest, stdout, stderr)
+	case "consent":
+		return runConsent(ctx, rest, stdout, stderr)
+	case "retention":
+		return runRetention(ctx, rest, stdout, stderr)
 	case "sender":
 		return runSender(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "config":
 		cfg, _, err := loadConfig("config", rest, stderr)
 		if err != nil {
@@ -176,6 +192,7 @@ type Config struct {
 	RetainLedgerDays  int           `flag:"retain-ledger-days" env:"LOJAL_RETAIN_LEDGER_DAYS" usage:"days the contact ledger keeps a decision (at least policy.yaml's longest window plus 7; see docs/retention.md)"`
 	RetainEventsDays  int           `flag:"retain-events-days" env:"LOJAL_RETAIN_EVENTS_DAYS" usage:"days events and their routes are kept and their ids recognised (at least max_defer plus 7)"`
 	RetainRunsDays    int           `flag:"retain-runs-days" env:"LOJAL_RETAIN_RUNS_DAYS" usage:"days an ended journey run that a later one superseded is kept (at least max_defer plus 7)"`
+	RetainConsentDays int           `flag:"retain-consent-days" env:"LOJAL_RETAIN_CONSENT_DAYS" usage:"days consent evidence is kept after it stops being needed (longer than the ledger's; see docs/retention.md)"`
 	SendTimeout       time.Duration `flag:"send-timeout" env:"LOJAL_SEND_TIMEOUT" usage:"worker: how long one message may take to go out, retries included, before its run asks the policy again (0: the reservation's 15 minutes plus one)"`
 }
 
@@ -201,6 +218,7 @@ func defaultConfig() Config {
 		RetainLedgerDays:  int(store.DefaultRetainLedger / (24 * time.Hour)),
 		RetainEventsDays:  int(store.DefaultRetainEvents / (24 * time.Hour)),
 		RetainRunsDays:    int(store.DefaultRetainRuns / (24 * time.Hour)),
+		RetainConsentDays: int(store.DefaultRetainConsent / (24 * time.Hour)),
 	}
 }
 
@@ -282,11 +300,12 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 	// error message (a connection string in a parse error, a provider URL
 	// with its key) is masked before it is written.
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: config.NewRedactor(cfg).ReplaceAttr}
+	// Lines logged in a traced piece of work carry its trace_id and span_id.
 	switch cfg.LogFormat {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
 }
@@ -316,15 +335,21 @@ func poolSize(cfg Config) int32 {
 func retentionOf(cfg Config) store.Retention {
 	day := 24 * time.Hour
 	return store.Retention{Ledger: time.Duration(cfg.RetainLedgerDays) * day, Events: time.Duration(cfg.RetainEventsDays) * day,
-		Runs: time.Duration(cfg.RetainRunsDays) * day}
+		Runs: time.Duration(cfg.RetainRunsDays) * day, Consent: time.Duration(cfg.RetainConsentDays) * day}
 }
 
-func dialTemporal(cfg Config, log *slog.Logger) (client.Client, error) {
-	c, err := client.Dial(client.Options{
+// dialTemporal connects to Temporal; opts adjust the client's options
+// (observability.client: the SDK's metrics and tracing).
+func dialTemporal(cfg Config, log *slog.Logger, opts ...func(*client.Options)) (client.Client, error) {
+	co := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
 		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	}
+	for _, o := range opts {
+		o(&co)
+	}
+	c, err := client.Dial(co)
 	if err != nil {
 		return nil, fmt.Errorf("connect to temporal at %s: %w", cfg.TemporalAddress, err)
 	}
@@ -423,8 +448,9 @@ type services struct {
 	tc  client.Client
 }
 
-// connect opens the store, loads the journeys and dials Temporal.
-func connect(ctx context.Context, cfg Config, log *slog.Logger) (*services, error) {
+// connect opens the store, loads the journeys and dials Temporal (with
+// opts, as dialTemporal).
+func connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...func(*client.Options)) (*services, error) {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -434,7 +460,7 @@ func connect(ctx context.Context, cfg Config, log *slog.Logger) (*services, erro
 		st.Close()
 		return nil, err
 	}
-	tc, err := dialTemporal(cfg, log)
+	tc, err := dialTemporal(cfg, log, opts...)
 	if err != nil {
 		st.Close()
 		return nil, err

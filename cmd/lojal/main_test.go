@@ -168,6 +168,9 @@ func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
 	edit("checkin.yaml", "priority: low", "priority: critical")
 	edit("policy.yaml", "{ window: 7d, max: 3 }", "{ window: 7d, max: 5 }")
 	edit("templates/checkin/nb.yaml", "Bare svar på denne e-posten.", "Svar gjerne på denne e-posten.")
+	edit("policy.yaml", "loyalty:    { kind: marketing, product_groups: [home, car, business] }", "loyalty:    { kind: marketing, product_groups: [home, car, business, pets] }")
+	edit("checkin.yaml", "basis: [consent, soft_opt_in]", "basis: consent")
+	edit("loyalty-benefit.yaml", "topic: loyalty\nbasis: [consent, soft_opt_in]", "topic: loyalty\nbasis: consent")
 	out, err := runCLI(t, "journeys", "diff", old, nw)
 	if exitCode(err) != 1 {
 		t.Fatalf("exit %d: %v\n%s", exitCode(err), err, out)
@@ -176,6 +179,8 @@ func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
 		"priority: low → critical [pressure: raised to critical: skips caps, the minimum gap and quiet hours]",
 		"policy caps[all channels, 7d]: max 3 → max 5 [pressure: a higher cap: more messages may go out]",
 		"template checkin/nb text changed (reaches runs in flight at once, sent by checkin):",
+		"policy topics.loyalty: marketing [home, car, business] → marketing [home, car, business, pets] [pressure: more product groups: soft opt-ins from more sales reach this topic]",
+		"basis: consent, soft_opt_in → consent",
 		"- Du har vært kunde", "+ Du har vært kunde",
 	} {
 		if !strings.Contains(out, w) {
@@ -271,6 +276,23 @@ func TestDevReport(t *testing.T) {
 	if regexp.MustCompile(`\d\d:\d\d [+-]\d\d`).MatchString(out) {
 		t.Errorf("a zone written as digits:\n%s", out)
 	}
+	// The inbound listener, and a demo reply taken through it: recorded,
+	// pausing marketing, routed to the helper and answered.
+	if !regexp.MustCompile(`\n  inbound   127\.0\.0\.1:\d+  \(SMTP: bounces, complaints, unsubscribes and replies to reply\+…@lojal\.example\)\n`).MatchString(out) {
+		t.Errorf("no inbound address:\n%s", out)
+	}
+	for _, re := range []string{
+		`\nA reply, end to end \(demo customer Nora Berg \(c-reply-\w+\), [A-Za-z_/]+\)\n  \d\d:\d\d:\d\d  lojal sent "[^"]+" \(service-introduction\), Reply-To reply\+\w+@lojal\.example\n`,
+		`\n  \d\d:\d\d:\d\d  Nora replied by email to the inbound SMTP listener 127\.0\.0\.1:\d+: "Hei! Vi har fått en datter og flytter i mai\. Må vi endre innboforsikringen\?" \(signature cut\)\n`,
+		`\n            a message\.replied event and conversation c-\w+, \d+\.\d s after the SMTP session ended\n`,
+		`\n  \d\d:\d\d:\d\d  marketing paused: segment-onboarding/family-welcome deferred until [^:]+:\d\d [^:]+: [^\n]+\(conversation_open\)\n`,
+		`\n            routed to Kundeservice <kundeservice@lojal\.example> at \d\d:\d\d:\d\d \(the forwarded email is in the mail directory\), to be answered within 4h\n`,
+		`\n  \d\d:\d\d:\d\d  answered by Ingrid Solberg \(POST /v1/conversations/c-\w+/answered\); marketing to Nora waits 2d more\n`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("the reply demo lacks %s:\n%s", re, out)
+		}
+	}
 	emls, _ := filepath.Glob(filepath.Join(mailDir, "*.eml"))
 	if len(emls) < sent {
 		t.Fatalf("%d .eml files for %d messages reported sent", len(emls), sent)
@@ -317,7 +339,7 @@ func TestRenderPreview(t *testing.T) {
 	}
 	// The answer a wait_for got is what .Received shows.
 	answer := filepath.Join(dir, "a.jsonl")
-	writeFile(t, answer, `{"id": "e-2", "type": "checkin.answered", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"answer": "Raskere svar"}}`)
+	writeFile(t, answer, `{"id": "e-2", "type": "survey.answered", "customer_id": "c-1", "at": "2026-03-02T10:00:00Z", "data": {"survey": "checkin", "answer": "Raskere svar"}}`)
 	out, err = runCLI(t, "journeys", "render", "--dir", "../../journeys", "--template", "checkin-thanks", "--customer", cust, "--received", answer)
 	if err != nil || !strings.Contains(out, "Raskere svar") {
 		t.Errorf("render with --received: %v\n%s", err, out)

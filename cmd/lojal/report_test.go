@@ -181,7 +181,7 @@ func TestWhyIsReadable(t *testing.T) {
 		"Freja Madsen (c-9)  freja@example.dk  locale da",
 		"time zone  America/Sao_Paulo (UTC-3); every time below is in it",
 		"consent    email yes, push no",
-		"opted out  onboarding, loyalty",
+		"opted out  loyalty, onboarding",
 		"defer until Mon 02 Mar 06:30 UTC-3",
 		"last message Sun 01 Mar 18:30 UTC-3, min gap 24h",
 	} {

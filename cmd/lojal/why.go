@@ -66,6 +66,11 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		zoneNote = " (the customer has none, and the policy in " + cfg.Journeys + " could not be read)"
 	}
 	fmt.Fprint(stdout, customerHeader(c, loc, zoneNote, time.Now()))
+	dlg, err := st.Dialogue(ctx, *customer)
+	if err != nil {
+		return err
+	}
+	printDialogue(stdout, dlg, func(t time.Time) string { return journey.LocalTime(t, loc) })
 	if len(hist) == 0 {
 		fmt.Fprintln(stdout, "no messages have been considered for this customer")
 		return nil
@@ -124,4 +129,38 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// printDialogue shows the customer's replies, conversations and answers
+// above the decisions they explain (conversation_open).
+func printDialogue(out io.Writer, d store.Dialogue, at func(time.Time) string) {
+	for _, r := range d.Replies {
+		who := "replied"
+		if !r.FromCustomer {
+			who = "reply from " + r.From + " (not the customer's address: held for the helper, no conversation)"
+		} else if r.Source == "answer" {
+			who = "wrote with an answer"
+		}
+		fmt.Fprintf(out, "reply      %s %s to %s/%s: %q\n", at(r.At), who, r.JourneyID, r.StepID, r.Body)
+	}
+	for _, c := range d.Conversations {
+		state := "open, not answered"
+		if c.AnsweredAt != nil {
+			state = "answered " + at(*c.AnsweredAt) + " by " + c.AnsweredBy
+		}
+		if c.EscalatedAt != nil {
+			state += "; escalated " + at(*c.EscalatedAt)
+		}
+		fmt.Fprintf(out, "talk       %s opened %s with %s: %s\n", c.ID, at(c.OpenedAt), orNone(c.Helper), state)
+	}
+	for _, a := range d.Answers {
+		line := fmt.Sprintf("answer     %s %s: %s", at(a.At), a.Survey, a.Answer)
+		if len(a.Changes) > 0 {
+			line += " (later changed to " + strings.Join(a.Changes, ", ") + "; the first counts)"
+		}
+		fmt.Fprintln(out, line)
+	}
+	if len(d.Replies)+len(d.Conversations)+len(d.Answers) > 0 {
+		fmt.Fprintln(out)
+	}
 }

@@ -53,7 +53,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	svc, err := connect(ctx, cfg, log)
+	obs, err := observe(ctx, "lojal-worker", log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	svc, err := connect(ctx, cfg, log, obs.client)
 	if err != nil {
 		return err
 	}
@@ -71,11 +76,12 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m := metrics.New()
+	m := obs.metrics
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
 		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
-		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg)})
+		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg),
+		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -90,12 +96,19 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		defer l.Close()
 		// The intake also takes unsubscribes mailed to List-Unsubscribe.
 		intake := &bounce.Intake{Store: st, VERP: verp, Log: log, MessageDomain: email.Domain(),
-			Topics: func() []string { return cat.Current().Topics() }}
+			Topics: func() []string { return cat.Current().Topics() }, Metrics: m}
+		// And replies, at their own reply+<token> addresses.
+		d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, Metrics: m, ReorderWindow: cfg.ReorderWindow}
+		if replies := newReplies(st, verp, cat, tc, d, email.Domain(), log, m); replies != nil {
+			intake.Replies = replies
+		}
 		opts := bounce.SMTPOptions{MaxConns: cfg.BounceSMTPConns, SessionTimeout: cfg.BounceSMTPSession}
 		go func() {
+			m.BounceIntake(true)
 			if err := intake.ServeSMTP(l, opts); err != nil {
 				log.Error("bounce intake stopped", "err", err)
 			}
+			m.BounceIntake(false)
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}
@@ -165,6 +178,8 @@ type workerDeps struct {
 	ActivitySlots int
 	// Retention is what the retention job keeps.
 	Retention store.Retention
+	// Webhooks posts replies and escalations to helpers' webhooks.
+	Webhooks *channel.Webhook
 }
 
 // newWorker builds the process's workers: the journey worker and one send
@@ -175,7 +190,7 @@ func newWorker(tc client.Client, d workerDeps) workflows.Workers {
 		d.ActivitySlots = 200
 	}
 	ws := workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
-		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics}, workflows.WorkerOptions{
+		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics, Webhooks: d.Webhooks}, workflows.WorkerOptions{
 		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: d.ActivitySlots},
 		Rates:     d.Rates,
 		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},

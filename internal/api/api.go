@@ -25,6 +25,7 @@ import (
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
+	"github.com/lojal/lojal/internal/dialogue"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
@@ -54,8 +55,14 @@ type Server struct {
 	// worker checks again when it dials). Nil means the defaults: public
 	// addresses only, any host.
 	PushEgress *channel.Egress
+	// Replies takes free text written with one-click answers to the
+	// helper; nil keeps the text with the answer only.
+	Replies *dialogue.Intake
 	// Now is the clock (tests set it).
 	Now func() time.Time
+	// Retention is how long the ledgers are kept, for the evidence
+	// export (zero: the defaults).
+	Retention store.Retention
 
 	tokens tokenCache
 }
@@ -84,6 +91,9 @@ func (s *Server) Handler() http.Handler {
 	route("PUT /v1/customers/{id}", s.putCustomer, true)
 	route("GET /v1/customers/{id}", s.getCustomer, true)
 	route("PUT /v1/customers/{id}/consent/{channel}", s.putConsent, true)
+	route("POST /v1/customers/{id}/consent", s.postConsent, true)
+	route("GET /v1/customers/{id}/consent", s.getConsent, true)
+	route("POST /v1/customers/{id}/consent/email/double-opt-in", s.postDoubleOptIn, true)
 	route("POST /v1/customers/{id}/push-subscriptions", s.postPushSubscription, true)
 	route("GET /v1/customers/{id}/history", s.getHistory, true)
 	route("POST /v1/events", s.postEvent, true)
@@ -97,6 +107,13 @@ func (s *Server) Handler() http.Handler {
 	route("POST /p/{token}", s.savePreferences, false)
 	route("GET /u/{token}", s.unsubscribePage, false)
 	route("POST /u/{token}", s.unsubscribe, false)
+	route("GET /a/{token}", s.answer, false)
+	route("POST /a/{token}", s.answerMore, false)
+	route("GET /c/{token}", s.answeredLink, false)
+	route("POST /c/{token}", s.answeredLink, false)
+	route("POST /v1/conversations/{id}/answered", s.postAnswered, true)
+	route("GET /o/{token}", s.confirmPage, false)
+	route("POST /o/{token}", s.confirmConsent, false)
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
 	})))
@@ -135,10 +152,13 @@ func Routes() []string {
 	return []string{
 		"GET /healthz", "GET /readyz", "GET /openapi.json",
 		"PUT /v1/customers/{id}", "GET /v1/customers/{id}", "PUT /v1/customers/{id}/consent/{channel}",
+		"POST /v1/customers/{id}/consent", "GET /v1/customers/{id}/consent", "POST /v1/customers/{id}/consent/email/double-opt-in",
 		"POST /v1/customers/{id}/push-subscriptions", "GET /v1/customers/{id}/history",
 		"POST /v1/events", "POST /v1/events/batch", "GET /v1/events/{id}", "POST /v1/bounces",
 		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
 		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
+		"GET /a/{token}", "POST /a/{token}", "GET /c/{token}", "POST /c/{token}", "POST /v1/conversations/{id}/answered",
+		"GET /o/{token}", "POST /o/{token}",
 	}
 }
 

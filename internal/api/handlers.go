@@ -18,6 +18,7 @@ import (
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -83,10 +84,13 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid consent", "granted is required", FieldError{Pointer: "/granted", Detail: "required"})
 		return
 	}
-	if b.Source == "" {
-		b.Source = "api"
+	// The source travels as evidence; the actor is the API token.
+	evidence := ""
+	if b.Source != "" {
+		evidence = "source given by the client: " + b.Source
 	}
-	err := s.Store.SetConsent(r.Context(), r.PathValue("id"), ch, *b.Granted, b.Source)
+	err := s.Store.SetConsent(r.Context(), r.PathValue("id"), ch, *b.Granted, store.Capture{Source: policy.SourceAPI, Actor: client(r), At: s.now(),
+		Wording: func(policy.ConsentEntry) (string, string) { return "", "" }, Evidence: evidence})
 	if errors.Is(err, store.ErrNotFound) {
 		unknownCustomer(w, r)
 		return
@@ -191,7 +195,13 @@ func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
 	if hist == nil {
 		hist = []store.LedgerEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"customer": id, "history": hist})
+	dlg, err := s.Store.Dialogue(r.Context(), id)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer": id, "history": hist, "replies": dlg.Replies,
+		"conversations": dlg.Conversations, "answers": dlg.Answers})
 }
 
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/render"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -21,6 +22,10 @@ import (
 
 var text = map[string]map[string]string{
 	"en": {
+		"consent_email": "Email me news and offers", "consent_push": "Send me news and offers as push notifications",
+		"agreed_on": "You agreed on %s.", "withdrawn_on": "You said no on %s.", "opted_out_on": "You opted out on %s.",
+		"soft_from":       "You bought from us on %s (order %s), so we may tell you about similar products until you say no.",
+		"confirm_consent": "Please confirm that you agree:", "confirm_button": "Yes, I agree", "confirmed": "Thank you. We have recorded that you agree.",
 		"title": "What we send you", "hello": "Hi %s, choose what you want to hear from us.", "topics": "Topics", "channels": "Channels",
 		"email": "Email", "push": "Push notifications", "save": "Save my choices", "all": "Unsubscribe from everything",
 		"saved": "Saved. We will only send you what you chose.", "unsubscribed": "You are unsubscribed. We will not send you these messages again.",
@@ -32,6 +37,10 @@ var text = map[string]map[string]string{
 		"loyalty": "Benefits and thank-yous",
 	},
 	"nb": {
+		"consent_email": "Send meg nyheter og tilbud på e-post", "consent_push": "Send meg nyheter og tilbud som push-varsler",
+		"agreed_on": "Du samtykket %s.", "withdrawn_on": "Du sa nei %s.", "opted_out_on": "Du meldte deg av %s.",
+		"soft_from":       "Du handlet hos oss %s (ordre %s), så vi kan fortelle deg om lignende produkter til du sier nei.",
+		"confirm_consent": "Bekreft at du samtykker:", "confirm_button": "Ja, jeg samtykker", "confirmed": "Takk. Vi har registrert samtykket ditt.",
 		"title": "Hva vi sender deg", "hello": "Hei %s, velg hva du vil høre fra oss om.", "topics": "Emner", "channels": "Kanaler",
 		"email": "E-post", "push": "Push-varsler", "save": "Lagre valgene mine", "all": "Meld meg av alt",
 		"saved": "Lagret. Vi sender deg bare det du har valgt.", "unsubscribed": "Du er meldt av. Vi sender deg ikke disse meldingene igjen.",
@@ -43,6 +52,10 @@ var text = map[string]map[string]string{
 		"loyalty": "Fordeler og takk",
 	},
 	"sv": {
+		"consent_email": "Skicka nyheter och erbjudanden till mig via e-post", "consent_push": "Skicka nyheter och erbjudanden till mig som pushnotiser",
+		"agreed_on": "Du samtyckte %s.", "withdrawn_on": "Du sa nej %s.", "opted_out_on": "Du avregistrerade dig %s.",
+		"soft_from":       "Du handlade hos oss %s (order %s), så vi får berätta om liknande produkter tills du säger nej.",
+		"confirm_consent": "Bekräfta att du samtycker:", "confirm_button": "Ja, jag samtycker", "confirmed": "Tack. Vi har registrerat ditt samtycke.",
 		"title": "Vad vi skickar till dig", "hello": "Hej %s, välj vad du vill höra från oss om.", "topics": "Ämnen", "channels": "Kanaler",
 		"email": "E-post", "push": "Pushnotiser", "save": "Spara mina val", "all": "Avsluta allt",
 		"saved": "Sparat. Vi skickar bara det du har valt.", "unsubscribed": "Du är avregistrerad. Vi skickar inte dessa meddelanden igen.",
@@ -54,6 +67,10 @@ var text = map[string]map[string]string{
 		"loyalty": "Förmåner och tack",
 	},
 	"da": {
+		"consent_email": "Send mig nyheder og tilbud på e-mail", "consent_push": "Send mig nyheder og tilbud som push-beskeder",
+		"agreed_on": "Du gav samtykke %s.", "withdrawn_on": "Du sagde nej %s.", "opted_out_on": "Du afmeldte dig %s.",
+		"soft_from":       "Du handlede hos os %s (ordre %s), så vi må fortælle dig om lignende produkter, indtil du siger nej.",
+		"confirm_consent": "Bekræft, at du giver samtykke:", "confirm_button": "Ja, jeg giver samtykke", "confirmed": "Tak. Vi har registreret dit samtykke.",
 		"title": "Hvad vi sender dig", "hello": "Hej %s, vælg hvad du vil høre fra os om.", "topics": "Emner", "channels": "Kanaler",
 		"email": "E-mail", "push": "Push-beskeder", "save": "Gem mine valg", "all": "Afmeld alt",
 		"saved": "Gemt. Vi sender dig kun det, du har valgt.", "unsubscribed": "Du er afmeldt. Vi sender dig ikke disse beskeder igen.",
@@ -109,13 +126,21 @@ button { font: inherit; padding: .6rem 1rem; border-radius: 8px; border: 1px sol
 button.primary { background: #2f6fb3; color: #fff; } button.secondary { background: #fff; color: #2f6fb3; }
 p.note { padding: .8rem 1rem; background: #eef5ee; border-radius: 8px; }
 p.problem { padding: .8rem 1rem; background: #fbeeee; border-radius: 8px; }
+p.since { margin: -.3rem 0 .4rem 2rem; font-size: .85rem; color: #5a6573; }
+blockquote { margin: 1rem 0; padding: .6rem 1rem; border-left: 4px solid #2f6fb3; background: #f6f7f9; }
 </style></head>
 <body><main>
 <h1>{{ tr .Locale "title" }}</h1>
 {{ if .Problem }}<p class="problem" id="problem">{{ tr .Locale .Problem }}</p>
 {{ else }}
 {{ if .Note }}<p class="note" id="note">{{ tr .Locale .Note }}</p>{{ end }}
-{{ if .Confirm }}
+{{ if .ConfirmConsent }}
+<form method="post">
+<p>{{ tr .Locale "confirm_consent" }}</p>
+<blockquote id="wording">{{ .Wording }}</blockquote>
+<div class="buttons"><button class="primary" type="submit">{{ tr .Locale "confirm_button" }}</button></div>
+</form>
+{{ else if .Confirm }}
 <form method="post">
 <p>{{ if .Topic }}{{ printf (tr .Locale "confirm") (tr .Locale .Topic) }}{{ else }}{{ tr .Locale "confirm_all" }}{{ end }}</p>
 <input type="hidden" name="List-Unsubscribe" value="One-Click">
@@ -126,10 +151,13 @@ p.problem { padding: .8rem 1rem; background: #fbeeee; border-radius: 8px; }
 <form method="post">
 <h2>{{ tr .Locale "topics" }}</h2>
 {{ range .Topics }}<label><input type="checkbox" name="topic" value="{{ .ID }}"{{ if .On }} checked{{ end }}>{{ tr $.Locale .ID }}</label>
+{{ if .Since }}<p class="since" data-topic="{{ .ID }}">{{ .Since }}</p>{{ end }}
 {{ end }}
 <h2>{{ tr .Locale "channels" }}</h2>
-<label><input type="checkbox" name="channel" value="email"{{ if .Email }} checked{{ end }}>{{ tr .Locale "email" }}</label>
-<label><input type="checkbox" name="channel" value="push"{{ if .Push }} checked{{ end }}>{{ tr .Locale "push" }}</label>
+<label><input type="checkbox" name="channel" value="email"{{ if .Email }} checked{{ end }}>{{ tr .Locale "consent_email" }}</label>
+{{ if .EmailSince }}<p class="since" data-channel="email">{{ .EmailSince }}</p>{{ end }}
+<label><input type="checkbox" name="channel" value="push"{{ if .Push }} checked{{ end }}>{{ tr .Locale "consent_push" }}</label>
+{{ if .PushSince }}<p class="since" data-channel="push">{{ .PushSince }}</p>{{ end }}
 <div class="buttons">
 <button class="primary" type="submit" name="action" value="save">{{ tr .Locale "save" }}</button>
 <button class="secondary" type="submit" name="action" value="unsubscribe_all">{{ tr .Locale "all" }}</button>
@@ -143,6 +171,8 @@ p.problem { padding: .8rem 1rem; background: #fbeeee; border-radius: 8px; }
 type topicView struct {
 	ID string
 	On bool
+	// Since says when the customer opted out, in their words.
+	Since string
 }
 
 type pageView struct {
@@ -156,6 +186,12 @@ type pageView struct {
 	Topics  []topicView
 	Email   bool
 	Push    bool
+	// EmailSince and PushSince say what the customer agreed to on the
+	// channel and when.
+	EmailSince, PushSince string
+	// ConfirmConsent asks to confirm a double opt-in of Wording.
+	ConfirmConsent bool
+	Wording        string
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, v pageView) {
@@ -196,13 +232,21 @@ func (s *Server) claims(w http.ResponseWriter, r *http.Request, kind string) (li
 // topics lists the topics of deployed journeys.
 func (s *Server) topics() []string { return s.Catalog.Current().Topics() }
 
-func (s *Server) formView(c journey.Customer) pageView {
-	v := pageView{Locale: uiLocale(c.Locale), Form: true, Email: c.Consent["email"], Push: c.Consent["push"]}
+// formView shows the customer's choices and, next to each, what they
+// agreed to and when, from their consent ledger.
+func (s *Server) formView(r *http.Request, c journey.Customer) (pageView, error) {
+	entries, err := s.Store.ConsentEntries(r.Context(), c.ID)
+	if err != nil {
+		return pageView{}, err
+	}
+	locale := uiLocale(c.Locale)
+	v := pageView{Locale: locale, Form: true, Email: c.Consent["email"], Push: c.Consent["push"],
+		EmailSince: channelStanding(locale, c, entries, "email"), PushSince: channelStanding(locale, c, entries, "push")}
 	v.Name, _ = c.Attributes["first_name"].(string)
 	for _, t := range s.topics() {
-		v.Topics = append(v.Topics, topicView{ID: t, On: !slices.Contains(c.TopicsOptedOut, t)})
+		v.Topics = append(v.Topics, topicView{ID: t, On: !slices.Contains(c.TopicsOptedOut, t), Since: topicStanding(locale, c, entries, t)})
 	}
-	return v
+	return v, nil
 }
 
 func (s *Server) preferencesPage(w http.ResponseWriter, r *http.Request) {
@@ -210,7 +254,20 @@ func (s *Server) preferencesPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.render(w, http.StatusOK, s.formView(c))
+	v, err := s.formView(r, c)
+	if err != nil {
+		s.Log.Error("preference centre", "err", err)
+		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
+		return
+	}
+	s.render(w, http.StatusOK, v)
+}
+
+// customerCapture is how the customer's own choices are recorded: by the
+// customer, at the moment they chose, in the words they saw.
+func (s *Server) customerCapture(c journey.Customer, source string) store.Capture {
+	locale := uiLocale(c.Locale)
+	return store.Capture{Source: source, Actor: "customer", Locale: locale, At: s.now(), Wording: prefsWording(locale)}
 }
 
 func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
@@ -227,8 +284,10 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 	var optedOut []string
 	consent := map[string]bool{"email": false, "push": false}
 	note := "saved"
+	var err error
 	if r.PostForm.Get("action") == "unsubscribe_all" {
-		optedOut, note = known, "unsubscribed_all"
+		note = "unsubscribed_all"
+		err = s.Store.Unsubscribe(r.Context(), claims.CustomerID, "", known, s.customerCapture(c, policy.SourcePreferenceCentre))
 	} else {
 		keep := r.PostForm["topic"]
 		for _, t := range known {
@@ -242,13 +301,24 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	// Opt-outs of topics no longer deployed are kept.
-	for _, t := range c.TopicsOptedOut {
-		if !slices.Contains(known, t) {
-			optedOut = append(optedOut, t)
+	if note == "saved" {
+		// Opt-outs of topics no longer deployed are kept.
+		for _, t := range c.TopicsOptedOut {
+			if !slices.Contains(known, t) {
+				optedOut = append(optedOut, t)
+			}
 		}
+		_, err = s.Store.SetPreferences(r.Context(), claims.CustomerID, store.Preferences{Consent: consent, OptedOut: optedOut},
+			s.customerCapture(c, policy.SourcePreferenceCentre))
 	}
-	if err := s.Store.SetPreferences(r.Context(), claims.CustomerID, optedOut, consent, "preference-centre"); err != nil {
+	if err == nil {
+		c, err = s.Store.Customer(r.Context(), claims.CustomerID)
+	}
+	var v pageView
+	if err == nil {
+		v, err = s.formView(r, c)
+	}
+	if err != nil {
 		s.Log.Error("save preferences", "err", err)
 		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
 		return
@@ -256,8 +326,6 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 	if s.Metrics != nil {
 		s.Metrics.PreferenceCentre.WithLabelValues(note).Inc()
 	}
-	c.TopicsOptedOut, c.Consent = optedOut, consent
-	v := s.formView(c)
 	v.Note = note
 	s.render(w, http.StatusOK, v)
 }
@@ -285,7 +353,7 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	if claims.Topic == "" {
 		note = "unsubscribed_all"
 	}
-	if err := s.Store.Unsubscribe(r.Context(), c.ID, claims.Topic, s.topics(), "one-click"); err != nil {
+	if err := s.Store.Unsubscribe(r.Context(), c.ID, claims.Topic, s.topics(), s.customerCapture(c, policy.SourceUnsubscribe)); err != nil {
 		s.Log.Error("unsubscribe", "err", err)
 		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
 		return

@@ -17,7 +17,8 @@ WITH c AS (
     SELECT 'c-' || i, 'c' || i || '@example.com', 'Europe/Oslo' FROM generate_series(1, $1::int) i
     RETURNING id
 )
-INSERT INTO consents (customer_id, channel, granted) SELECT id, 'email', true FROM c;
+INSERT INTO consent_ledger (customer_id, channel, topic, action, basis, at, source)
+SELECT id, 'email', '*', 'grant', 'consent', now(), 'import' FROM c;
 
 -- name: ledger-partitions
 -- The monthly partitions of the last $2 months, up to now ($1).

@@ -17,7 +17,6 @@ import (
 	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/channel"
-	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/mailcatch"
@@ -29,7 +28,7 @@ import (
 // benchmark does not depend on the time of day.
 var benchJourneys = fstest.MapFS{
 	"schema.yaml": {Data: []byte("customer:\n  first_name: required string\nevents:\n  bench.ping: { ping_id: string }\n")},
-	"policy.yaml": {Data: []byte("default_timezone: Europe/Oslo\nmin_gap: 24h\ncaps:\n  - { window: 7d, max: 3 }\nmax_defer: 7d\n")},
+	"policy.yaml": {Data: []byte("default_timezone: Europe/Oslo\nmin_gap: 24h\ncaps:\n  - { window: 7d, max: 3 }\nmax_defer: 7d\ntopics:\n  service: { kind: service }\n")},
 	// High priority, like a transactional receipt: messages below high
 	// wait 5s before their first ask (see workflows.settle), which would
 	// make this a measure of that pause rather than of throughput.
@@ -61,36 +60,40 @@ type JourneyOptions struct {
 // second through the real stack (ingest, workflow, policy decision in
 // Postgres, rendering, SMTP delivery, outcome), with a bare workflow that
 // runs one no-op activity, on the same Temporal dev server.
-func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
-	res := Result{Name: "journeys with a send step, end to end", Unit: "journeys/s",
-		BaseName: "bare one-activity workflow", Target: 0.5}
+//
+// One more round after the measurements is taken apart for what a run
+// costs each tier (Costs).
+func Journey(ctx context.Context, o JourneyOptions) (Result, Costs, error) {
+	var costs Costs
+	res := Result{Name: "journeys with a send step, end to end through the API and routing", Unit: "journeys/s",
+		BaseName: "bare one-activity workflow started with SignalWithStart", Target: 0.8}
 	log := slog.New(slog.DiscardHandler)
 	cat, err := catalog.Load(benchJourneys, "bench")
 	if err != nil {
-		return res, err
+		return res, costs, err
 	}
-	st, _, closeStore, err := schemaStore(ctx, o.URL, "journey", 32)
+	st, schema, closeStore, err := schemaStore(ctx, o.URL, "journey", 32)
 	if err != nil {
-		return res, err
+		return res, costs, err
 	}
 	defer closeStore()
 	catcher, err := mailcatch.Start(log, mailcatch.Options{Discard: true})
 	if err != nil {
-		return res, err
+		return res, costs, err
 	}
 	defer catcher.Close()
 	email, err := channel.NewEmail(channel.EmailConfig{URL: "smtp://" + catcher.Addr, From: "lojal <hello@lojal.example>", MaxIdle: 16}, log)
 	if err != nil {
-		return res, err
+		return res, costs, err
 	}
 	defer email.Close()
 	signer, err := links.NewSigner([]byte("bench-link-key-0123456789abcdef-0123"), "http://lojal.bench", 0)
 	if err != nil {
-		return res, err
+		return res, costs, err
 	}
 	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
 	if err != nil {
-		return res, err
+		return res, costs, err
 	}
 	defer tc.Close()
 	queue := fmt.Sprintf("bench-journeys-%d", time.Now().UnixNano())
@@ -102,27 +105,33 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
 	bw.RegisterActivityWithOptions(noop, activityOptions("BenchNoop"))
 	for _, wk := range append(ws, bw) {
 		if err := wk.Start(); err != nil {
-			return res, err
+			return res, costs, err
 		}
 		defer wk.Stop()
 	}
-	total := o.PerRound * (o.Rounds + 1)
+	total := o.PerRound * (o.Rounds + 2)
 	for i := range total {
 		c := journey.Customer{ID: fmt.Sprintf("c-%06d", i), Email: fmt.Sprintf("c%d@example.com", i), Locale: "en", Timezone: "Europe/Oslo",
 			Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
 		if _, err := st.UpsertCustomer(ctx, c, "bench"); err != nil {
-			return res, err
+			return res, costs, err
 		}
 	}
-	d := &ingest.Dispatcher{Store: st, Temporal: tc, Catalog: cat, Log: log, TaskQueue: queue}
+	// Events go the way real ones do: posted to the API, routed in the
+	// request path, started with SignalWithStart.
+	a, err := startAPI(ctx, st, tc, cat, queue, 2*time.Second)
+	if err != nil {
+		return res, costs, err
+	}
+	defer a.Close()
 	round := 0
 	ours := func() (float64, error) {
 		first := round * o.PerRound
 		round++
 		return timed(o.PerRound, o.Conc, func(i int) error {
 			cid := fmt.Sprintf("c-%06d", first+i)
-			ev := journey.Event{ID: fmt.Sprintf("e-%s", cid), Type: "bench.ping", CustomerID: cid, At: time.Now(), Data: map[string]any{"ping_id": cid}}
-			if _, err := d.Event(ctx, ev); err != nil {
+			id := "e-" + cid
+			if err := a.postEvent(ctx, id, cid, "bench.ping", fmt.Sprintf(`{"ping_id": %q}`, cid)); err != nil {
 				return err
 			}
 			var r workflows.JourneyResult
@@ -138,7 +147,9 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
 	base := func() (float64, error) {
 		tag := time.Now().UnixNano()
 		return timed(o.PerRound, o.Conc, func(i int) error {
-			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-baseline-%d-%d", tag, i), TaskQueue: baseQueue}, "BenchBaseline")
+			id := fmt.Sprintf("bench-baseline-%d-%d", tag, i)
+			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalEvent, journey.Event{ID: id},
+				client.StartWorkflowOptions{ID: id, TaskQueue: baseQueue}, "BenchBaseline")
 			if err != nil {
 				return err
 			}
@@ -147,16 +158,42 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, error) {
 	}
 	// One warm-up round each: caches, connections, JIT of the dev server.
 	if _, err := ours(); err != nil {
-		return res, err
+		return res, costs, err
 	}
 	if _, err := base(); err != nil {
-		return res, err
+		return res, costs, err
 	}
-	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, base)
-	if err == nil && catcher.Count() != o.PerRound*(o.Rounds+1) {
-		err = fmt.Errorf("SMTP server received %d messages, want %d", catcher.Count(), o.PerRound*(o.Rounds+1))
+	if res.Ours, res.Baseline, err = alternate(o.Rounds, ours, base); err != nil {
+		return res, costs, err
 	}
-	return res, err
+	// Statistics reach pg_stat_* when a backend goes idle, up to 10 s late.
+	time.Sleep(11 * time.Second)
+	before, err := readPGCounters(ctx, st.Pool(), schema)
+	if err != nil {
+		return res, costs, err
+	}
+	first := round * o.PerRound
+	if _, err := ours(); err != nil {
+		return res, costs, err
+	}
+	time.Sleep(11 * time.Second)
+	after, err := readPGCounters(ctx, st.Pool(), schema)
+	if err != nil {
+		return res, costs, err
+	}
+	costs.addPG(before, after, o.PerRound)
+	var ids []string
+	for i := range min(o.PerRound, 50) {
+		cid := fmt.Sprintf("c-%06d", first+i)
+		ids = append(ids, workflows.WorkflowID("thanks", cid, cid))
+	}
+	if err := costs.addHistories(ctx, tc, ids); err != nil {
+		return res, costs, err
+	}
+	if catcher.Count() != total {
+		return res, costs, fmt.Errorf("SMTP server received %d messages, want %d", catcher.Count(), total)
+	}
+	return res, costs, nil
 }
 
 func baselineWorkflow(ctx workflow.Context) error {

@@ -85,7 +85,7 @@ func Ledger(ctx context.Context, o LedgerOptions) (LedgerResult, error) {
 	}
 	o.Progress("vacuum and analyze")
 	for _, st := range []*store.Store{full, empty} {
-		if _, err := st.Pool().Exec(ctx, "VACUUM (ANALYZE) contact_ledger, customers, consents"); err != nil {
+		if _, err := st.Pool().Exec(ctx, "VACUUM (ANALYZE) contact_ledger, customers, consent_ledger"); err != nil {
 			return res, fmt.Errorf("vacuum: %w", err)
 		}
 	}

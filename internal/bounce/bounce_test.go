@@ -130,7 +130,7 @@ func (l *ledger) MessageByID(_ context.Context, messageID string) (store.SentMes
 	return store.SentMessage{}, false, nil
 }
 
-func (l *ledger) Unsubscribe(_ context.Context, customerID, topic string, allTopics []string, _ string) error {
+func (l *ledger) Unsubscribe(_ context.Context, customerID, topic string, allTopics []string, _ store.Capture) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if topic == "" {

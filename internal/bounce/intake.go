@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/lojal/lojal/internal/links"
+	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -29,7 +31,7 @@ type Ledger interface {
 	// MessageByID finds the email lojal sent with Message-ID messageID.
 	MessageByID(ctx context.Context, messageID string) (sent store.SentMessage, found bool, err error)
 	// Unsubscribe does what a one-click unsubscribe does (store.Store.Unsubscribe).
-	Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, source string) error
+	Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, c store.Capture) error
 }
 
 // Errors from Apply besides parse errors.
@@ -61,8 +63,13 @@ type Intake struct {
 	// Topics lists the topics of the journeys in force: an unsubscribe
 	// from a message without a topic opts out of all of them. May be nil.
 	Topics func() []string
+	// Replies takes mail to reply addresses (VERP.ReplyAddress); nil
+	// takes every message as a report.
+	Replies ReplyTaker
 	// Now is the clock (tests set it).
 	Now func() time.Time
+	// Metrics counts reports (lojal_bounce_reports_total); may be nil.
+	Metrics *metrics.Metrics
 }
 
 // Outcome is what Apply did with each recipient of a report.
@@ -90,7 +97,12 @@ type Result struct {
 // webhook has none and relies on the report's own headers. A message that
 // is not a report returns ErrNotAReport and a report that matches no sent
 // message ErrNoMatch; neither changes anything.
-func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) (Outcome, error) {
+func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) (out Outcome, err error) {
+	defer func() { in.Metrics.BounceReport(reportVia(envelopeTo), reportResult(err)) }()
+	return in.apply(ctx, r, envelopeTo)
+}
+
+func (in *Intake) apply(ctx context.Context, r io.Reader, envelopeTo []string) (Outcome, error) {
 	rep, err := Parse(r)
 	out := Outcome{Report: rep}
 	if err != nil {
@@ -118,6 +130,27 @@ func (in *Intake) Apply(ctx context.Context, r io.Reader, envelopeTo ...string) 
 		return out, ErrNoMatch
 	}
 	return out, nil
+}
+
+// reportVia names how a report came in: over SMTP it has envelope
+// recipients, through the webhook none.
+func reportVia(envelopeTo []string) string {
+	if len(envelopeTo) > 0 {
+		return "smtp"
+	}
+	return "webhook"
+}
+
+func reportResult(err error) string {
+	switch {
+	case err == nil:
+		return "applied"
+	case errors.Is(err, ErrNoMatch):
+		return "no_match"
+	case errors.Is(err, ErrNotAReport):
+		return "not_a_report"
+	}
+	return "error"
 }
 
 // match finds the message lojal sent to rc that the report is about.
@@ -215,7 +248,9 @@ func (in *Intake) UnsubscribeByMail(ctx context.Context, envelopeTo []string) (h
 		if in.Topics != nil {
 			all = in.Topics()
 		}
-		if err := in.Store.Unsubscribe(ctx, m.CustomerID, m.Topic, all, "mailto"); errors.Is(err, store.ErrNotFound) {
+		capture := store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: time.Now(),
+			Evidence: "email to the List-Unsubscribe address of message " + messageID}
+		if err := in.Store.Unsubscribe(ctx, m.CustomerID, m.Topic, all, capture); errors.Is(err, store.ErrNotFound) {
 			in.Log.Warn("unsubscribe by email ignored: the customer no longer exists", "message", messageID)
 			continue
 		} else if err != nil {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,22 +117,76 @@ type intakeSession struct {
 	in   *Intake
 	from string
 	to   []string
+	// size is what the client declared with MAIL FROM SIZE= (RFC 1870).
+	size  int64
+	reply bool
 }
 
-func (s *intakeSession) Reset()        { s.from, s.to = "", nil }
+func (s *intakeSession) Reset()        { s.from, s.to, s.size, s.reply = "", nil, 0, false }
 func (s *intakeSession) Logout() error { return nil }
 
-func (s *intakeSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *intakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.from = from
+	if opts != nil {
+		s.size = opts.Size
+	}
 	return nil
 }
 
 func (s *intakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.in.Replies != nil && s.in.VERP != nil && s.in.VERP.IsReplyAddress(to) {
+		if s.size > MaxReplySize {
+			return errReplyTooLarge
+		}
+		s.reply = true
+	}
 	s.to = append(s.to, to)
 	return nil
 }
 
+var errReplyTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+	Message: fmt.Sprintf("Reply too large: lojal takes replies of up to %d KiB; write a shorter reply", MaxReplySize>>10)}
+
+// dataReply takes a message to a reply address: refused when too large or
+// malformed, 451 when it could not be recorded, otherwise accepted.
+func (s *intakeSession) dataReply(r io.Reader) error {
+	var b bytes.Buffer
+	n, err := io.Copy(&b, io.LimitReader(r, MaxReplySize+1))
+	if err != nil {
+		return err
+	}
+	if n > MaxReplySize {
+		_, _ = io.Copy(io.Discard, r)
+		return errReplyTooLarge
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = s.in.Replies.TakeReply(ctx, s.from, s.to, b.Bytes())
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrReplyMalformed):
+		s.in.Log.Warn("reply refused", "mail_from", s.from, "rcpt_to", s.to, "err", err)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed reply: " + oneLine(err.Error())}
+	default:
+		s.in.Log.Warn("reply not recorded; the sender will try again", "mail_from", s.from, "rcpt_to", s.to, "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
+	}
+}
+
+// oneLine keeps an SMTP reply text on one line and short.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
 func (s *intakeSession) Data(r io.Reader) error {
+	if s.reply {
+		return s.dataReply(r)
+	}
 	b, err := readData(r)
 	if err != nil {
 		return err

@@ -152,6 +152,7 @@ func build(fsys fs.FS, dir string, only []string) (*Catalog, journey.ErrorList) 
 		}
 		firstFile[j.ID] = name(f)
 		errs = append(errs, c.checkTemplates(j)...)
+		errs = append(errs, c.checkBasis(j)...)
 		c.Journeys = append(c.Journeys, j)
 		c.byID[j.ID] = j
 	}

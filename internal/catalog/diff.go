@@ -174,6 +174,39 @@ func comparePolicy(o, n policy.Rules) []FieldChange {
 		critical = "critical messages no longer use up the caps, so more others fit"
 	}
 	field("critical_counts_toward_caps", fmt.Sprint(!o.CriticalOutsideCaps), fmt.Sprint(!n.CriticalOutsideCaps), critical)
+	out = append(out, compareTopics(o.Topics, n.Topics)...)
+	return out
+}
+
+// compareTopics shows each topic whose kind or product groups changed,
+// with what that does to who may be sent it.
+func compareTopics(o, n map[string]policy.Topic) []FieldChange {
+	var out []FieldChange
+	show := func(t policy.Topic, ok bool) string {
+		if !ok {
+			return ""
+		}
+		if len(t.ProductGroups) == 0 {
+			return string(t.Kind)
+		}
+		return fmt.Sprintf("%s [%s]", t.Kind, strings.Join(t.ProductGroups, ", "))
+	}
+	for _, name := range slices.Sorted(maps.Keys(union(o, n))) {
+		ot, inOld := o[name]
+		nt, inNew := n[name]
+		ov, nv := show(ot, inOld), show(nt, inNew)
+		if ov == nv {
+			continue
+		}
+		pressure := ""
+		switch {
+		case inOld && inNew && ot.Kind == policy.TopicMarketing && nt.Kind == policy.TopicService:
+			pressure = "now a service topic: its messages need no marketing consent"
+		case inNew && nt.Kind == policy.TopicMarketing && slices.ContainsFunc(nt.ProductGroups, func(g string) bool { return !slices.Contains(ot.ProductGroups, g) }):
+			pressure = "more product groups: soft opt-ins from more sales reach this topic"
+		}
+		out = append(out, FieldChange{Field: "topics." + name, Old: ov, New: nv, Pressure: pressure})
+	}
 	return out
 }
 

@@ -66,7 +66,7 @@ func TestJourneyReferenceCoversTheFormat(t *testing.T) {
 		// steps
 		"wait", "duration", "until", "at_local", "wait_for", "timeout", "on_timeout", "send", "channel", "template", "purpose", "branch", "when", "goto", "exit", "reason",
 		// policy
-		"default_timezone", "quiet_hours", "min_gap", "caps", "window", "max", "max_defer", "purpose_window", "priority_aging", "critical_counts_toward_caps",
+		"default_timezone", "quiet_hours", "min_gap", "caps", "window", "max", "max_defer", "purpose_window", "priority_aging", "critical_counts_toward_caps", "topics", "kind", "product_groups", "basis", "soft_opt_in",
 		// schema
 		"required", "optional", "list<string>", "timestamp",
 		// expressions and templates

@@ -31,14 +31,28 @@ type Envelope struct {
 	// ReturnPath, when set, is this message's envelope sender (its VERP
 	// address), instead of the configured one.
 	ReturnPath string
+	// ReplyTo, when set, is this message's own signed reply address
+	// (bounce.VERP.ReplyAddress): a reply reaches the inbound intake and
+	// names the message it answers.
+	ReplyTo string
+	// FromName, when set, is the From display name (the helper's name
+	// when the journey says from_helper); the address stays the sender's.
+	FromName string
 	// Push subscriptions to deliver to.
 	Push []PushSubscription
-	// Confirm, when set, is the commit point: email calls it once the
-	// server holds the whole message and before telling it to deliver (the
-	// final "." of DATA); if Confirm fails, the message is abandoned and
-	// not delivered. Push has no such point; the send activity records each
-	// subscription's request before and after it (SubscriptionSender).
+	// Confirm, when set, is the last check before the commit point: email
+	// calls it once the server holds the whole message and before telling
+	// it to deliver (the final "." of DATA); if Confirm fails, the message
+	// is abandoned and not delivered. Push has no such point; the send
+	// activity records each subscription's request before and after it
+	// (SubscriptionSender).
 	Confirm func() error
+	// HandOver, when set, is the commit point: email calls it right before
+	// it writes the final ".", and calls the function it returns once the
+	// server has answered (or not). It lets the caller send its record
+	// that the server may have the message so that record and "." leave
+	// the process back to back (activities.deliverEmail).
+	HandOver func() (wait func() error)
 }
 
 // Receipt says what happened to a sent message.

@@ -44,7 +44,7 @@ type Resolver interface {
 // ErrForbiddenAddress means an endpoint's host is not allowed or resolves
 // to an address lojal does not connect to on a customer's behalf.
 // Refusals are *PermanentError wrapping it: retrying cannot change them.
-var ErrForbiddenAddress = errors.New("push endpoint refused")
+var ErrForbiddenAddress = errors.New("endpoint refused")
 
 // refuse makes a refusal.
 func refuse(format string, args ...any) error {

@@ -181,7 +181,23 @@ func (e *Email) put(c *smtp.Client) {
 // Build composes the MIME message for an envelope (exported for previews).
 func (e *Email) Build(env Envelope) (*gomail.Msg, error) {
 	m := gomail.NewMsg(gomail.WithEncoding(gomail.EncodingQP), gomail.WithCharset(gomail.CharsetUTF8))
-	m.FromMailAddress(e.from)
+	from := e.from
+	if env.FromName != "" {
+		// mail.Address quotes and encodes the name; a line break in it
+		// cannot start a header of its own.
+		from = &mail.Address{Name: strings.Join(strings.Fields(env.FromName), " "), Address: e.from.Address}
+	}
+	m.FromMailAddress(from)
+	if env.ReplyTo != "" {
+		rt, err := mail.ParseAddress(env.ReplyTo)
+		if err != nil {
+			return nil, &PermanentError{Err: fmt.Errorf("reply address %q: %w", env.ReplyTo, err)}
+		}
+		if env.FromName != "" {
+			rt.Name = from.Name
+		}
+		m.ReplyToMailAddress(rt)
+	}
 	returnPath := e.returnPath
 	if env.ReturnPath != "" {
 		returnPath = env.ReturnPath
@@ -237,7 +253,7 @@ func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
 	return e.dkim.Sign(b.Bytes())
 }
 
-// Send implements Sender.
+// send sends env over SMTP; Send traces it (trace.go).
 //
 // The conversation is driven step by step so that env.Confirm, the commit
 // point, runs when the server holds the whole message but has not yet been
@@ -255,7 +271,7 @@ func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
 // and paces this process's later sends. A pooled connection that turns
 // out dead before any reply is replaced and the send tried once more on a
 // fresh one.
-func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
+func (e *Email) send(ctx context.Context, env Envelope) (Receipt, error) {
 	m, err := e.Build(env)
 	if err != nil {
 		return Receipt{}, err
@@ -285,7 +301,7 @@ func (e *Email) Send(ctx context.Context, env Envelope) (Receipt, error) {
 			}
 			return Receipt{}, fmt.Errorf("smtp connect: %w", err)
 		}
-		st, err := e.transact(c, raw, from, rcpts, env.Confirm)
+		st, err := e.transact(c, raw, from, rcpts, env.Confirm, env.HandOver)
 		if err == nil {
 			e.put(c)
 			return Receipt{Delivered: 1}, nil
@@ -322,7 +338,7 @@ const (
 	stageFinal   stage = "end of data"
 )
 
-func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error) (stage, error) {
+func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error, handOver func() func() error) (stage, error) {
 	if err := c.UpdateDeadline(e.timeout); err != nil {
 		return stageMail, err
 	}
@@ -362,9 +378,22 @@ func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string
 	// delivered that the server never got. The "." and its answer get a
 	// deadline of their own.
 	if err := c.UpdateDeadline(e.timeout); err != nil {
-		return stageFinal, err
+		return stageConfirm, err
 	}
-	if err := w.Close(); err != nil {
+	var wait func() error
+	if handOver != nil {
+		wait = handOver()
+	}
+	err := w.Close()
+	if wait != nil {
+		// The caller writes the message's final state after this, fenced
+		// by its attempt, so a record that did not make it is made good
+		// there; say so, but do not change what the server's answer was.
+		if werr := wait(); werr != nil {
+			e.log.Warn("hand-over record not confirmed; it is written again with the final state", "err", werr)
+		}
+	}
+	if err != nil {
 		return stageFinal, err
 	}
 	return "", nil

@@ -471,3 +471,31 @@ func TestPipelining(t *testing.T) {
 		}
 	}
 }
+
+// TestHandOverOrder: Confirm and HandOver both run while the server holds
+// the whole message but before the final "."; the wait HandOver returns
+// runs once the server has answered.
+func TestHandOverOrder(t *testing.T) {
+	t.Parallel()
+	c := catcher(t, mailcatch.Options{})
+	e := newEmail(t, EmailConfig{URL: "smtp://" + c.Addr})
+	env := envelope()
+	var order []string
+	env.Confirm = func() error { order = append(order, fmt.Sprintf("confirm %d", c.Count())); return nil }
+	env.HandOver = func() func() error {
+		order = append(order, fmt.Sprintf("hand over %d", c.Count()))
+		return func() error { order = append(order, fmt.Sprintf("wait %d", c.Count())); return nil }
+	}
+	if _, err := e.Send(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"confirm 0", "hand over 0", "wait 1"}; !slices.Equal(order, want) {
+		t.Fatalf("order %v, want %v", order, want)
+	}
+	// A failed Confirm abandons the message before any hand-over.
+	order = nil
+	env.Confirm = func() error { return io.ErrUnexpectedEOF }
+	if _, err := e.Send(context.Background(), env); err == nil || len(order) != 0 || c.Count() != 1 {
+		t.Fatalf("failed confirm: %v, order %v, %d delivered", err, order, c.Count())
+	}
+}

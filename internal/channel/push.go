@@ -246,14 +246,15 @@ func (p *Push) Send(ctx context.Context, env Envelope) (Receipt, error) {
 	return rc, &PermanentError{Err: fmt.Errorf("every push subscription refused the message: %w", errors.Join(perm...))}
 }
 
-// SendTo implements SubscriptionSender. The message carries the same
+// sendTo sends to one subscription; SendTo traces it (trace.go). The
+// message carries the same
 // Topic (Web Push) or Idempotency-Key (HTTP provider) on every attempt, so
 // a service that still holds an earlier copy replaces it.
 //
 // What cannot succeed however often it is tried fails at once, before any
 // request: a payload over MaxPushPayload (the send path fits it first, with
 // FitPayload), or a Web Push subscription whose keys are not keys.
-func (p *Push) SendTo(ctx context.Context, env Envelope, s PushSubscription) PushOutcome {
+func (p *Push) sendTo(ctx context.Context, env Envelope, s PushSubscription) PushOutcome {
 	payload := Payload{Title: env.Message.Title, Body: env.Message.Body, URL: env.Message.URL, MessageID: env.MessageID, Locale: env.Message.Locale}
 	body, err := encodePayload(payload)
 	if err != nil {

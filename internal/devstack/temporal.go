@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -73,18 +74,37 @@ type TemporalOptions struct {
 	UI bool
 	// DBFile persists state across restarts (empty: in memory).
 	DBFile string
+	// Port is the frontend's port (0: a free one). A restart with the
+	// same DBFile and Port is the same server to its clients.
+	Port int
 }
 
 // StartTemporal starts the dev server on a free port and waits until it
-// answers.
+// answers. Free ports are found by binding and closing them, so another
+// process can take one before the server binds it: a start that fails on
+// a port in use is tried again (on new ports, but for a Port the caller
+// fixed).
 func StartTemporal(ctx context.Context, log *slog.Logger, opts TemporalOptions) (*Temporal, error) {
 	bin, err := FindTemporal()
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		t, err := startTemporal(ctx, bin, opts)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || attempt == 5 {
+			return t, err
+		}
+		log.Debug("temporal dev server lost a port race; starting again", "attempt", attempt)
+	}
+}
+
+func startTemporal(ctx context.Context, bin string, opts TemporalOptions) (*Temporal, error) {
+	var err error
+	port := opts.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	t := &Temporal{Address: "127.0.0.1:" + strconv.Itoa(port)}
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--log-level", "error",

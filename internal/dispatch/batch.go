@@ -8,8 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 // Routed is what RouteAll did with one event.
@@ -81,21 +84,21 @@ func (r *Router) failed(ctx context.Context, e journey.Event, cause error) bool 
 		// The customer was deleted after the event was accepted: nothing
 		// will ever route it.
 		if _, err := r.Store.DropEvent(ctx, e.ID, "dropped: "+cause.Error()); err != nil {
-			r.Log.Warn("drop event of a deleted customer", "event", e.ID, "err", err)
+			r.Log.WarnContext(ctx, "drop event of a deleted customer", "event", e.ID, "err", err)
 		}
 		return false
 	}
 	attempts, dead, err := r.Store.EventFailed(context.WithoutCancel(ctx), e.ID, cause.Error(), r.maxAttempts())
 	if err != nil {
-		r.Log.Warn("record failed routing", "event", e.ID, "err", err)
+		r.Log.WarnContext(ctx, "record failed routing", "event", e.ID, "err", err)
 		return false
 	}
 	r.Metrics.RouteFailed(dead)
 	if dead {
-		r.Log.Error("event dead-lettered: routing failed too often; see lojal events failed", "event", e.ID, "type", e.Type,
+		r.Log.ErrorContext(ctx, "event dead-lettered: routing failed too often; see lojal events failed", "event", e.ID, "type", e.Type,
 			"attempts", attempts, "err", truncate(cause.Error(), 300))
 	} else {
-		r.Log.Warn("event not routed; will retry", "event", e.ID, "type", e.Type, "attempt", attempts, "err", truncate(cause.Error(), 300))
+		r.Log.WarnContext(ctx, "event not routed; will retry", "event", e.ID, "type", e.Type, "attempt", attempts, "err", truncate(cause.Error(), 300))
 	}
 	return dead
 }
@@ -166,6 +169,10 @@ func (r *Router) SweepLane(ctx context.Context, lane string, o SweepOptions) (in
 	for i, c := range claimed {
 		evs[i] = c.Event
 	}
+	// A batch the sweeper routes is a trace of its own, linked to the
+	// sweeper's (Sweep detaches its polling from it).
+	ctx, span := telemetry.Linked(ctx, "dispatch.SweepLane", attribute.String("lojal.lane", lane), attribute.Int("lojal.events", len(evs)))
+	defer span.End()
 	r.RouteAll(ctx, evs)
 	return len(claimed), nil
 }

@@ -40,7 +40,7 @@ func (r *Router) Reconcile(ctx context.Context, minAge time.Duration, limit int)
 		}
 		if ok {
 			closed++
-			r.Log.Info("reconciler closed a run that ended without recording it", "workflow_id", row.WorkflowID, "entry", row.EntryID,
+			r.Log.InfoContext(ctx, "reconciler closed a run that ended without recording it", "workflow_id", row.WorkflowID, "entry", row.EntryID,
 				"outcome", outcome)
 		}
 	}

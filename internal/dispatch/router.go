@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -32,6 +34,7 @@ import (
 	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 	"github.com/lojal/lojal/workflows"
 )
 
@@ -110,6 +113,16 @@ func (r *Router) taskQueue() string {
 	return workflows.TaskQueue
 }
 
+// queueFor is the task queue a run of j starts on: runs a schedule enrols
+// by the hundred thousand go to the bulk queue, so that their first
+// workflow tasks never queue ahead of a live run's.
+func (r *Router) queueFor(j *journey.Journey) string {
+	if j.Trigger.Cron != "" {
+		return workflows.BulkQueue(r.taskQueue())
+	}
+	return r.taskQueue()
+}
+
 func (r *Router) parkFor() time.Duration {
 	if r.ParkFor > 0 {
 		return r.ParkFor
@@ -177,8 +190,10 @@ func checkWorkflowID(id string) error {
 // Route routes one stored event to every journey it concerns, records
 // what it did per journey and marks the event dispatched. An error means
 // nothing is settled: the event stays undispatched for a retry.
-func (r *Router) Route(ctx context.Context, e journey.Event) (Result, error) {
-	res, err := r.route(ctx, e, "")
+func (r *Router) Route(ctx context.Context, e journey.Event) (res Result, err error) {
+	ctx, span := telemetry.Start(ctx, "dispatch.Route", attribute.String("lojal.event.id", e.ID), attribute.String("lojal.event.type", e.Type))
+	defer func() { telemetry.End(routeEvents(span, res), err) }()
+	res, err = r.route(ctx, e, "")
 	if err != nil {
 		return res, err
 	}
@@ -361,7 +376,7 @@ func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journe
 		Trigger: trigger, EntryID: entry, Customer: &c, ReorderWindow: r.ReorderWindow}
 	run, err := r.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, client.StartWorkflowOptions{
 		ID:                    o.WorkflowID,
-		TaskQueue:             r.taskQueue(),
+		TaskQueue:             r.queueFor(j),
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		Memo:                  map[string]any{memoEntry: entry},
 	}, workflows.JourneyWorkflow, in)
@@ -373,7 +388,7 @@ func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journe
 	}
 	if err := r.deliverParked(ctx, o.WorkflowID); err != nil {
 		// The run started; the sweeper delivers what is still parked.
-		r.Log.Warn("parked events not delivered yet", "workflow_id", o.WorkflowID, "err", err)
+		r.Log.WarnContext(ctx, "parked events not delivered yet", "workflow_id", o.WorkflowID, "err", err)
 	}
 	o.Action = ActionStarted
 	return o, nil
@@ -479,7 +494,7 @@ func (r *Router) closeStale(ctx context.Context, run store.Run) error {
 	if _, err := r.Store.CloseRun(ctx, run.ID, outcome); err != nil {
 		return err
 	}
-	r.Log.Info("closed a run that ended without recording it", "workflow_id", run.WorkflowID, "entry", run.TriggerEventID, "outcome", outcome)
+	r.Log.InfoContext(ctx, "closed a run that ended without recording it", "workflow_id", run.WorkflowID, "entry", run.TriggerEventID, "outcome", outcome)
 	return nil
 }
 
@@ -563,4 +578,13 @@ func statusName(s enumspb.WorkflowExecutionStatus) string {
 		return "timed out"
 	}
 	return "unknown"
+}
+
+// routeEvents notes on a Route span what routing did per journey.
+func routeEvents(span trace.Span, res Result) trace.Span {
+	for _, o := range res.Journeys {
+		span.AddEvent(o.Action, trace.WithAttributes(attribute.String("lojal.journey", o.Journey),
+			attribute.String("lojal.workflow_id", o.WorkflowID), attribute.String("lojal.reason", o.Reason)))
+	}
+	return span
 }

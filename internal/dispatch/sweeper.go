@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/telemetry"
 	"github.com/lojal/lojal/workflows"
 )
 
@@ -43,6 +44,9 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 		idle = 250 * time.Millisecond
 	}
 	inActivity := activity.IsActivity(ctx)
+	// A minute of polling under one span would be thousands of spans in
+	// one trace; batches with work get traces of their own (SweepLane).
+	ctx = telemetry.Detach(ctx)
 	deadline := time.Now().Add(in.For)
 	var lastWaiting, lastReconcile, lastStats time.Time
 	for ctx.Err() == nil && time.Now().Before(deadline) {

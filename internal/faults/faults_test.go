@@ -132,9 +132,12 @@ func waitRuns(t *testing.T, tc client.Client, ids []string, timeout time.Duratio
 // workerProcess runs `lojal worker` as a separate process so it can be
 // killed with SIGKILL.
 type workerProcess struct {
-	env []string
-	cmd *exec.Cmd
-	log *os.File
+	// bin and args default to lojalBin worker.
+	bin  string
+	args []string
+	env  []string
+	cmd  *exec.Cmd
+	log  *os.File
 }
 
 func (w *workerProcess) start(t *testing.T) {
@@ -145,7 +148,14 @@ func (w *workerProcess) start(t *testing.T) {
 }
 
 func (w *workerProcess) startProcess() error {
-	cmd := exec.Command(lojalBin, "worker")
+	bin, args := w.bin, w.args
+	if bin == "" {
+		bin = lojalBin
+	}
+	if len(args) == 0 {
+		args = []string{"worker"}
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), w.env...)
 	cmd.Stdout, cmd.Stderr = w.log, w.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -621,5 +631,41 @@ func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
+	return s
+}
+
+// servers are a fault test's own: a Temporal dev server it may stop and
+// restart (the cleanup stops whichever temporal holds then), a client of
+// it, a Postgres schema and an SMTP catcher.
+type servers struct {
+	temporal *devstack.Temporal
+	tc       client.Client
+	cfg      store.Config
+	st       *store.Store
+	catcher  *mailcatch.Server
+}
+
+func ownServers(t *testing.T, log *slog.Logger, opts devstack.TemporalOptions) *servers {
+	t.Helper()
+	ctx := context.Background()
+	s := &servers{}
+	var err error
+	if s.temporal, err = devstack.StartTemporal(ctx, log, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.temporal.Stop() })
+	if s.tc, err = client.Dial(client.Options{HostPort: s.temporal.Address, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.tc.Close)
+	s.cfg = pgtest.Config(t)
+	if s.st, err = store.Open(ctx, s.cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.st.Close)
+	if s.catcher, err = mailcatch.Start(log, mailcatch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.catcher.Close() })
 	return s
 }

@@ -70,6 +70,11 @@ func Diff(old, new *Journey) []Change {
 		topicPressure = fmt.Sprintf("customers who opted out of %s get this journey again unless they opted out of %s", old.Topic, new.Topic)
 	}
 	field("topic", old.Topic, new.Topic, topicPressure)
+	basesPressure := ""
+	if !slices.Contains(old.Bases, policy.BasisSoftOptIn) && slices.Contains(new.Bases, policy.BasisSoftOptIn) {
+		basesPressure = "customers with a soft opt-in from a covered sale get this journey's messages too"
+	}
+	field("basis", basesString(old.Bases), basesString(new.Bases), basesPressure)
 	field("priority", old.Priority.String(), new.Priority.String(), priorityPressure(old.Priority, new.Priority))
 	audiencePressure := ""
 	if old.Audience != nil && new.Audience == nil {
@@ -328,4 +333,12 @@ func prioString(p policy.Priority, j *Journey) string {
 		return "(journey's: " + j.Priority.String() + ")"
 	}
 	return p.String()
+}
+
+func basesString(bs []policy.Basis) string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = string(b)
+	}
+	return strings.Join(out, ", ")
 }

@@ -44,9 +44,15 @@ const (
 
 // Journey is one validated journey definition.
 type Journey struct {
-	ID       string
-	Name     string
-	Topic    string
+	ID    string
+	Name  string
+	Topic string
+	// TopicPos is where the topic is written.
+	TopicPos Position
+	// Bases are the legal bases a marketing message of the journey may
+	// rely on (basis:); BasesPos is where they are written.
+	Bases    []policy.Basis
+	BasesPos Position
 	Priority policy.Priority
 	Audience *Expr
 	Trigger  Trigger
@@ -58,6 +64,12 @@ type Journey struct {
 	Reentry Reentry
 	Goal    *Goal
 	Steps   []*Step
+	// Helper names the helper in policy.yaml's conversations.helpers who
+	// takes replies to this journey's messages (a customer record's own
+	// helper comes first); FromHelper sends its emails with the helper's
+	// name as the From display name.
+	Helper     string
+	FromHelper bool
 
 	File string
 	// Version is a content hash of the file: runs keep the version they
@@ -211,11 +223,18 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 		}},
 		field{name: "name", required: true, decode: func(_, v *yaml.Node) { j.Name, _ = d.nonEmpty(v, "name") }},
 		field{name: "topic", required: true, decode: func(_, v *yaml.Node) {
+			j.TopicPos = Position{v.Line, v.Column}
 			if j.Topic, _ = d.str(v, "topic"); !topicRE.MatchString(j.Topic) {
 				d.errorf(v, "topic %q: use lower-case letters, digits, - and _", j.Topic)
 			}
 		}},
+		field{name: "basis", decode: func(_, v *yaml.Node) {
+			j.BasesPos = Position{v.Line, v.Column}
+			j.Bases = d.bases(v)
+		}},
 		field{name: "priority", decode: func(_, v *yaml.Node) { j.Priority = d.priority(v, "priority") }},
+		field{name: "helper", decode: func(_, v *yaml.Node) { j.Helper, _ = d.nonEmpty(v, "helper") }},
+		field{name: "from_helper", decode: func(_, v *yaml.Node) { j.FromHelper, _ = d.boolean(v, "from_helper") }},
 		field{name: "audience", decode: func(_, v *yaml.Node) { audienceNode = v }},
 		field{name: "trigger", required: true, decode: func(_, v *yaml.Node) { d.trigger(v, schema, &j.Trigger) }},
 		field{name: "key", decode: func(_, v *yaml.Node) { keyNode = v }},

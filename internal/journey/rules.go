@@ -98,6 +98,8 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 				r.CriticalOutsideCaps = !counts
 			}
 		}},
+		conversationsField(d, r),
+		field{name: "topics", decode: func(_, v *yaml.Node) { r.Topics = d.topics(v) }},
 		field{name: "priority_aging", decode: func(_, v *yaml.Node) {
 			var ok bool
 			if r.AgingStep, ok = d.duration(v, "priority_aging"); ok && r.AgingStep < time.Minute {

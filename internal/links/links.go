@@ -19,6 +19,12 @@ import (
 const (
 	Unsubscribe = "u"
 	Preferences = "p"
+	// Answered marks a conversation answered; its CustomerID names the
+	// conversation.
+	Answered = "c"
+	// Confirm confirms a double opt-in request; the claims' Topic holds
+	// the request's id.
+	Confirm = "o"
 )
 
 // Claims is what a link grants.

@@ -17,6 +17,9 @@ import (
 // paths that run in tests need no registry.
 type Metrics struct {
 	reg *prometheus.Registry
+	// operations are the metrics alerts need beyond those below
+	// (operations.go).
+	operations
 
 	Decisions        *prometheus.CounterVec
 	DecisionSeconds  prometheus.Histogram
@@ -37,6 +40,7 @@ type Metrics struct {
 	SpamRate         prometheus.Gauge
 	SpamLevel        prometheus.Gauge
 	SpamThreshold    *prometheus.GaugeVec
+	Dialogue         *prometheus.CounterVec
 }
 
 // New builds and registers the collectors, with Go and process metrics.
@@ -84,11 +88,15 @@ func New() *Metrics {
 			Help: "Where the spam rate stands: 0 under the warning threshold, 1 at or above it (0.1%), 2 at or above the alarm threshold (0.3%)."}),
 		SpamThreshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lojal_spam_complaint_threshold_per_1000",
 			Help: "The spam-rate thresholds, in complaints per 1,000 delivered emails: warning (Gmail's 0.1%) and alarm (0.3%)."}, []string{"level"}),
+		Dialogue: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_dialogue_total",
+			Help: "Replies and answers by what happened (reply, held_for_helper, auto_reply, unmatched, refused, forwarded, answered, escalated, survey_answer, survey_change) and topic."},
+			[]string{"what", "topic"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
 		m.DispatchBacklog, m.DispatchLag, m.DeadLetters, m.Routes, m.RouteFailures, m.RunsReconciled,
-		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold)
+		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold, m.Dialogue)
+	m.initOperations(reg)
 	return m
 }
 
@@ -178,6 +186,7 @@ func (m *Metrics) Dispatch(live, bulk, dead int64, oldestLive time.Duration) {
 	m.DispatchBacklog.WithLabelValues("bulk").Set(float64(bulk))
 	m.DeadLetters.Set(float64(dead))
 	m.DispatchLag.Set(oldestLive.Seconds())
+	m.DispatchStatsAt.SetToCurrentTime()
 }
 
 // Reconciled counts runs closed by the reconciler.
@@ -194,4 +203,12 @@ func (m *Metrics) Step(journey string, took time.Duration) {
 		return
 	}
 	m.StepSeconds.WithLabelValues(journey).Observe(took.Seconds())
+}
+
+// Dialog counts one reply, answer or conversation step (see Dialogue).
+func (m *Metrics) Dialog(what, topic string) {
+	if m == nil {
+		return
+	}
+	m.Dialogue.WithLabelValues(what, topic).Inc()
 }

@@ -46,6 +46,9 @@ const (
 	ReasonMinGap           Reason = "min_gap"
 	ReasonCap              Reason = "cap"
 	ReasonPriority         Reason = "priority"
+	// ReasonSoftOptInNotCovered: the customer's only basis is a soft
+	// opt-in from a sale outside the product groups the topic covers.
+	ReasonSoftOptInNotCovered Reason = "soft_opt_in_not_covered"
 )
 
 // Channels a message can be sent on. Preferred is resolved by Decide to one of
@@ -141,6 +144,12 @@ type Rules struct {
 	// security alert does not use up the week's marketing budget. They
 	// still count toward the minimum gap.
 	CriticalOutsideCaps bool
+	// Conversations, when set, pauses marketing while a customer's reply
+	// is unanswered (policy.yaml conversations).
+	Conversations *Conversations
+	// Topics are the topics declared in policy.yaml, by name, with their
+	// kind and, for marketing, the product groups they cover.
+	Topics map[string]Topic
 }
 
 // Defaults for rules policy.yaml leaves out.
@@ -197,6 +206,14 @@ type Relationship struct {
 	TopicsOptedOut []string
 	// Preferred is the channel a `preferred` send tries first.
 	Preferred string
+	// Conversation is the customer's open or last answered conversation
+	// with a helper; nil when there is none.
+	Conversation *Conversation
+	// Consent is the customer's consent ledger, oldest first. When it is
+	// nil, Channels' Consent and TopicsOptedOut stand for it (a
+	// relationship built by hand, as simulations do); the store always
+	// fills it, and then derives those two from it.
+	Consent []ConsentEntry
 }
 
 // Request is one message asking to be sent.
@@ -217,6 +234,9 @@ type Request struct {
 	Purpose string
 	// FirstAsked is when the message first asked; MaxDefer counts from here.
 	FirstAsked time.Time
+	// Bases are the legal bases the journey says a marketing message may
+	// rely on; none means consent only.
+	Bases []Basis
 }
 
 // Contact is a message that counts against the customer's caps: sent, or
@@ -263,6 +283,18 @@ type Detail struct {
 	Waited      string    `json:"waited,omitempty"`
 	Skipped     []string  `json:"skipped,omitempty"`
 	Purpose     string    `json:"purpose,omitempty"`
+	// RepliedAt is when the customer's reply opened the conversation that
+	// holds the message, AnsweredAt when a helper answered it (zero while
+	// unanswered), and PauseAfterAnswer the pause after the answer.
+	RepliedAt        time.Time `json:"replied_at,omitzero"`
+	AnsweredAt       time.Time `json:"answered_at,omitzero"`
+	PauseAfterAnswer string    `json:"pause_after_answer,omitempty"`
+	// Basis is the legal basis the message relies on on its channel, and
+	// BasisFact the evidence in words ("soft opt-in from sale o-123,
+	// 2026-02-01, product group home"); for a message without a basis,
+	// BasisFact says why there is none.
+	Basis     Basis  `json:"basis,omitempty"`
+	BasisFact string `json:"basis_fact,omitempty"`
 }
 
 // String describes the facts in a sentence fragment, times in UTC.
@@ -297,6 +329,16 @@ func (d Detail) Describe(at func(time.Time) string) string {
 	if d.Purpose != "" {
 		parts = append(parts, "purpose "+d.Purpose)
 	}
+	switch {
+	case !d.AnsweredAt.IsZero():
+		parts = append(parts, fmt.Sprintf("the customer replied %s, answered %s; marketing pauses %s after the answer",
+			at(d.RepliedAt), at(d.AnsweredAt), d.PauseAfterAnswer))
+	case !d.RepliedAt.IsZero():
+		parts = append(parts, fmt.Sprintf("the customer replied %s and has no answer yet", at(d.RepliedAt)))
+	}
+	if d.BasisFact != "" {
+		parts = append(parts, "basis: "+d.BasisFact)
+	}
 	return strings.Join(parts, "; ")
 }
 
@@ -316,20 +358,58 @@ func (d Decision) String() string {
 //
 // Rules run in this order: channel usability and consent, topic opt-out,
 // purpose dedupe, staleness, then (unless the message is critical) quiet
-// hours, minimum gap, caps and priority. Consent always wins: critical
+// hours, minimum gap, caps and priority. A conversation the customer has
+// open with a helper holds non-critical messages outside the topics it
+// allows before the throttling rules. Consent always wins: critical
 // messages skip only the throttling rules.
 func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req Request, now time.Time) Decision {
-	chans, skipped, why := usableChannels(rel, req)
+	entries := rel.Consent
+	if entries == nil {
+		entries = legacyConsent(rel)
+	}
+	entries = inOrder(entries)
+	chans, skipped, why, facts := r.usableChannels(rel, entries, req)
 	if len(chans) == 0 {
-		return Decision{Verdict: Suppress, Reason: why, Detail: Detail{Skipped: skipped}}
+		return Decision{Verdict: Suppress, Reason: why, Detail: Detail{Skipped: skipped, BasisFact: facts.none}}
 	}
 	base := Decision{Channel: chans[0], Detail: Detail{Skipped: skipped}}
 	suppress := func(reason Reason) Decision {
 		base.Verdict, base.Reason = Suppress, reason
 		return base
 	}
-	if req.Topic != "" && slices.Contains(rel.TopicsOptedOut, req.Topic) {
-		return suppress(ReasonTopicOptedOut)
+	if req.Topic != "" {
+		// A topic opt-out holds on every channel it covers; the message
+		// goes on the first channel it does not.
+		var open []string
+		var out ConsentEntry
+		for _, ch := range chans {
+			if e, opted := TopicOptOut(entries, ch, req.Topic); opted {
+				out = e
+				continue
+			}
+			open = append(open, ch)
+		}
+		if len(open) == 0 {
+			base.Detail.BasisFact = out.Fact()
+			return suppress(ReasonTopicOptedOut)
+		}
+		chans, base.Channel = open, open[0]
+	}
+	withBasis := func(d Decision) Decision {
+		if b, ok := facts.by[d.Channel]; ok {
+			d.Detail.Basis, d.Detail.BasisFact = b.basis, b.fact
+		}
+		return d
+	}
+	return withBasis(r.decideOn(base, chans, rel, window, waiting, req, now))
+}
+
+// decideOn applies the rules after consent to a message that may go out
+// on chans.
+func (r Rules) decideOn(base Decision, chans []string, rel Relationship, window []Contact, waiting []Waiting, req Request, now time.Time) Decision {
+	suppress := func(reason Reason) Decision {
+		base.Verdict, base.Reason = Suppress, reason
+		return base
 	}
 	if req.Purpose != "" {
 		base.Detail.Purpose = req.Purpose
@@ -355,6 +435,14 @@ func Decide(r Rules, rel Relationship, window []Contact, waiting []Waiting, req 
 	}
 	if req.Priority == Critical {
 		base.Verdict, base.Reason = Allow, ReasonCritical
+		return base
+	}
+	if h, held := r.conversationHold(rel, req, now, &base.Detail); held {
+		if !h.until.Before(deadline) {
+			base.Detail.Waited = FormatDuration(h.until.Sub(first).Truncate(time.Minute))
+			return suppress(ReasonStale)
+		}
+		base.Verdict, base.Reason, base.Until = Defer, h.reason, h.until
 		return base
 	}
 
@@ -551,12 +639,24 @@ func (r Rules) effective(p Priority, since, at time.Time) Priority {
 	return min(p, High)
 }
 
+type basisFact struct {
+	basis Basis
+	fact  string
+}
+
+// channelFacts holds the basis found on each usable channel, and for a
+// message with none, why.
+type channelFacts struct {
+	by   map[string]basisFact
+	none string
+}
+
 // usableChannels returns the channels a request may go out on, in the
 // order to try them: Channel then Fallback, or for Preferred the
 // customer's preferred channel then the other. Channels the customer
-// cannot receive are left out and listed in skipped, with the first
-// reason.
-func usableChannels(rel Relationship, req Request) ([]string, []string, Reason) {
+// cannot receive, or has given no basis to use, are left out and listed
+// in skipped, with the first reason.
+func (r Rules) usableChannels(rel Relationship, entries []ConsentEntry, req Request) ([]string, []string, Reason, channelFacts) {
 	candidates := append([]string{req.Channel}, req.Fallback...)
 	if req.Channel == Preferred {
 		candidates = []string{Email, Push}
@@ -566,10 +666,17 @@ func usableChannels(rel Relationship, req Request) ([]string, []string, Reason) 
 	}
 	var out, skipped []string
 	var first Reason
+	facts := channelFacts{by: map[string]basisFact{}}
 	for _, ch := range candidates {
-		why := usable(rel.Channels[ch])
+		basis, fact, why := r.basis(entries, req, ch)
+		if why == "" {
+			why = usable(rel.Channels[ch])
+		} else if facts.none == "" {
+			facts.none = fact
+		}
 		if why == "" {
 			out = append(out, ch)
+			facts.by[ch] = basisFact{basis, fact}
 			continue
 		}
 		if first == "" {
@@ -577,13 +684,13 @@ func usableChannels(rel Relationship, req Request) ([]string, []string, Reason) 
 		}
 		skipped = append(skipped, ch+": "+string(why))
 	}
-	return out, skipped, first
+	return out, skipped, first, facts
 }
 
+// usable says why a channel cannot reach the customer, whatever they
+// agreed to.
 func usable(s ChannelState) Reason {
 	switch {
-	case !s.Consent:
-		return ReasonNoConsent
 	case s.Suppressed != "":
 		return s.Suppressed
 	case !s.Address:

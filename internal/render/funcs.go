@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,8 @@ var minorUnits = map[string]int{"JPY": 0, "ISK": 0, "KRW": 0, "CLP": 0, "BHD": 3
 type localizer struct {
 	locale string
 	loc    *time.Location
+	// answerURL signs one-click answer links (Links.Answer).
+	answerURL func(survey, answer string) string
 }
 
 func (l *localizer) lang() string {
@@ -320,6 +323,7 @@ func (l *localizer) funcs() template.FuncMap {
 	return template.FuncMap{
 		"date": l.date, "number": l.number, "currency": l.currency,
 		"default": defaultValue, "upper": upper, "lower": lower, "title": title,
+		"answer": l.answer,
 	}
 }
 
@@ -347,4 +351,21 @@ func funcNames() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+var answerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// answer renders the one-click link that records answer to the question
+// survey for the message's customer: {{ answer "checkin" "more-help" }}.
+// Opening it records a survey.answered event.
+func (l *localizer) answer(survey, answer string) (string, error) {
+	for _, v := range []string{survey, answer} {
+		if !answerName.MatchString(v) {
+			return "", fmt.Errorf("answer %q %q: question and answer must be lower-case letters, digits, - and _", survey, answer)
+		}
+	}
+	if l.answerURL == nil {
+		return "#answer-" + survey + "-" + answer, nil
+	}
+	return l.answerURL(survey, answer), nil
 }

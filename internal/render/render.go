@@ -473,6 +473,10 @@ func (s *Set) Resolve(name, locale string) (*Template, error) {
 type Links struct {
 	Unsubscribe string
 	Preferences string
+	// Answer returns the signed one-click answer link of one answer to
+	// one question for this customer ({{ answer "checkin" "more-help" }});
+	// nil renders previews with inert links.
+	Answer func(survey, answer string) string
 }
 
 // Data is what templates see.
@@ -526,7 +530,7 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		return Message{Template: t.Name, Locale: t.Locale}, err
 	}
 	m := Message{Template: t.Name, Locale: t.Locale}
-	l := &localizer{locale: t.Locale, loc: data.Location}
+	l := &localizer{locale: t.Locale, loc: data.Location, answerURL: data.Links.Answer}
 	exec := func(tt *template.Template, into *string) error {
 		if tt == nil {
 			return nil

@@ -32,7 +32,8 @@ const Every = 6 * time.Hour
 // SettingNames are the settings of each Retention field, for error
 // messages.
 func SettingNames() map[string]string {
-	return map[string]string{"ledger": "LOJAL_RETAIN_LEDGER_DAYS", "events": "LOJAL_RETAIN_EVENTS_DAYS", "runs": "LOJAL_RETAIN_RUNS_DAYS"}
+	return map[string]string{"ledger": "LOJAL_RETAIN_LEDGER_DAYS", "events": "LOJAL_RETAIN_EVENTS_DAYS", "runs": "LOJAL_RETAIN_RUNS_DAYS",
+		"consent": "LOJAL_RETAIN_CONSENT_DAYS"}
 }
 
 // Job is the retention activity.
@@ -52,31 +53,46 @@ func (j *Job) Register(w worker.Registry) {
 	w.RegisterActivityWithOptions(j.Retain, activity.RegisterOptions{Name: workflows.RetainActivity})
 }
 
-// Retain runs one pass, heartbeating between its steps.
-func (j *Job) Retain(ctx context.Context, _ workflows.RetainInput) (workflows.RetainOutput, error) {
+// ErrTooShort marks a pass refused because the retention is shorter than
+// the policy in force needs remembered.
+var ErrTooShort = errors.New("retention refused")
+
+// Once runs one pass: the check against the policy, then the store's
+// pass (partitions, unpartitioned tables, consent evidence). The
+// scheduled activity and `lojal retention` both run it. progress may be
+// nil.
+func (j *Job) Once(ctx context.Context, progress func(string)) (store.Retained, error) {
 	if err := j.Retention.Check(j.Rules(), SettingNames()); err != nil {
-		return workflows.RetainOutput{}, temporal.NewNonRetryableApplicationError("retention refused: "+err.Error(), workflows.RetentionTooShort, err)
+		return store.Retained{}, fmt.Errorf("%w: %w", ErrTooShort, err)
 	}
 	now := time.Now()
 	if j.Now != nil {
 		now = j.Now()
 	}
-	progress := func(step string) {
+	r, err := j.Store.Retain(ctx, now, j.Retention, progress)
+	if err != nil {
+		return r, fmt.Errorf("retention: %w", err)
+	}
+	if j.Log != nil && (len(r.Created)+len(r.Dropped) > 0 || r.EventIDs+r.PushDeliveries+r.Firings+r.Runs+r.Consent > 0) {
+		j.Log.Info("retention", "created", r.Created, "dropped", r.Dropped, "event_ids", r.EventIDs,
+			"push_deliveries", r.PushDeliveries, "schedule_firings", r.Firings, "runs", r.Runs, "consent_entries", r.Consent)
+	}
+	return r, nil
+}
+
+// Retain runs one pass as an activity, heartbeating between its steps.
+func (j *Job) Retain(ctx context.Context, _ workflows.RetainInput) (workflows.RetainOutput, error) {
+	r, err := j.Once(ctx, func(step string) {
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, step)
 		}
-	}
-	r, err := j.Store.Retain(ctx, now, j.Retention, progress)
+	})
 	out := workflows.RetainOutput{Created: r.Created, Dropped: r.Dropped, EventIDs: r.EventIDs, PushDeliveries: r.PushDeliveries,
-		Firings: r.Firings, Runs: r.Runs}
-	if err != nil {
-		return out, fmt.Errorf("retention: %w", err)
+		Firings: r.Firings, Runs: r.Runs, Consent: r.Consent}
+	if errors.Is(err, ErrTooShort) {
+		return out, temporal.NewNonRetryableApplicationError(err.Error(), workflows.RetentionTooShort, err)
 	}
-	if j.Log != nil && (len(r.Created)+len(r.Dropped) > 0 || r.EventIDs+r.PushDeliveries+r.Firings+r.Runs > 0) {
-		j.Log.Info("retention", "created", r.Created, "dropped", r.Dropped, "event_ids", r.EventIDs,
-			"push_deliveries", r.PushDeliveries, "schedule_firings", r.Firings, "runs", r.Runs)
-	}
-	return out, nil
+	return out, err
 }
 
 // Scheduler creates schedules (client.Client does).

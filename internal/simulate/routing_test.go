@@ -154,7 +154,7 @@ func TestSendOutcomeAndReceivedEvent(t *testing.T) {
 	cust := kari()
 	cust.Attributes["customer_since"] = "2024-01-01T00:00:00Z"
 	lines := simulate(t, c, "checkin", cust, at("2026-03-31T12:00:00Z"),
-		journey.Event{ID: "e-1", Type: "checkin.answered", At: at("2026-04-02T12:00:00Z"), Data: map[string]any{"answer": "Raskere svar på skader"}})
+		journey.Event{ID: "e-1", Type: "survey.answered", At: at("2026-04-02T12:00:00Z"), Data: map[string]any{"survey": "checkin", "answer": "Raskere svar på skader"}})
 	s := sends(lines)
 	if len(s) != 2 || s[1].Template != "checkin-thanks" || !strings.Contains(s[1].Text, "Raskere svar på skader") {
 		t.Fatalf("sends %+v", s)

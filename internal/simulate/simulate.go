@@ -466,7 +466,7 @@ func (s *sim) ask(r *run) error {
 	key := fmt.Sprintf("%s/%s/%s#%d", j.ID, r.key, act.Step, act.Send.Visit)
 	if r.req == nil || r.req.Key != key {
 		r.req = &policy.Request{Key: key, Journey: j.ID, Step: act.Step, Channel: act.Send.Channel, Fallback: act.Send.Fallback,
-			Topic: act.Send.Topic, Priority: prio, Purpose: act.Send.Purpose, FirstAsked: s.now}
+			Topic: act.Send.Topic, Priority: prio, Purpose: act.Send.Purpose, FirstAsked: s.now, Bases: j.Bases}
 	}
 	d := policy.Decide(s.o.Rules, s.rel, s.window, s.waiting, *r.req, s.now)
 	line := Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: "send", Key: r.key, Channel: d.Channel, Decision: string(d.Verdict), Reason: string(d.Reason), Template: act.Send.Template}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/pgtest"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
@@ -78,6 +80,8 @@ type Stack struct {
 	Worker     workflows.Workers
 	Email      *channel.Email
 	Log        *slog.Logger
+	// Metrics is Options.Metrics (nil records nothing).
+	Metrics *metrics.Metrics
 }
 
 // Options adjust a stack.
@@ -89,13 +93,25 @@ type Options struct {
 	// NoWorker leaves the worker to the test (fault tests start and kill
 	// their own).
 	NoWorker bool
+	// Metrics, when set, records lojal's metrics and the Temporal SDK's
+	// (of the stack's client and workers), as lojal worker does.
+	Metrics *metrics.Metrics
+	// Interceptors go on the stack's Temporal client, and so on its
+	// workers (tracing).
+	Interceptors []interceptor.ClientInterceptor
+	// Log, when set, is the stack's logger (default: warnings to the
+	// test's log).
+	Log *slog.Logger
 }
 
 // New starts a stack for one test; everything stops when the test ends.
 func New(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	if opts.Journeys == "" {
 		opts.Journeys = "../../journeys"
 	}
@@ -109,7 +125,11 @@ func New(tb testing.TB, opts Options) *Stack {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Catcher.Close() })
-	s.Client, err = client.Dial(client.Options{HostPort: TemporalAddress(tb), Logger: tlog.NewStructuredLogger(log)})
+	sdkMetrics, closeMetrics := opts.Metrics.Temporal(log)
+	tb.Cleanup(func() { _ = closeMetrics.Close() })
+	s.Metrics = opts.Metrics
+	s.Client, err = client.Dial(client.Options{HostPort: TemporalAddress(tb), Logger: tlog.NewStructuredLogger(log),
+		MetricsHandler: sdkMetrics, Interceptors: opts.Interceptors})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -126,7 +146,7 @@ func New(tb testing.TB, opts Options) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.Dispatcher = &ingest.Dispatcher{Store: s.Store, Temporal: s.Client, Catalog: cat, Log: log, TaskQueue: s.TaskQueue}
+	s.Dispatcher = &ingest.Dispatcher{Store: s.Store, Temporal: s.Client, Catalog: cat, Log: log, TaskQueue: s.TaskQueue, Metrics: s.Metrics}
 	if !opts.NoWorker {
 		s.Worker = s.NewWorker()
 		if err := s.Worker.Start(); err != nil {
@@ -142,7 +162,7 @@ func New(tb testing.TB, opts Options) *Stack {
 // queue and its send queues.
 func (s *Stack) NewWorker() workflows.Workers {
 	return workflows.NewWorkers(s.Client, s.TaskQueue, &activities.Activities{Store: s.Store, Catalog: s.Catalog,
-		Sender: channel.Mux{"email": s.Email}, Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()},
+		Sender: channel.Mux{"email": s.Email}, Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain(), Metrics: s.Metrics},
 		workflows.WorkerOptions{Worker: worker.Options{WorkerStopTimeout: 5 * time.Second}})
 }
 

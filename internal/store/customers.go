@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/policy"
 )
 
 // ErrNotFound is returned when a customer (or other row) does not exist.
@@ -26,10 +25,12 @@ type UpsertResult struct {
 	Events []journey.Event
 }
 
-// UpsertCustomer creates or replaces a customer and records their consent,
-// in one transaction. c must already be validated against the schema.
-// Consent for channels not in c.Consent, and topic opt-outs when
-// c.TopicsOptedOut is nil, are kept as they were.
+// UpsertCustomer creates or replaces a customer and records the changes
+// of their consent and topic opt-outs in the consent ledger, in one
+// transaction; consentSource names who sent them (the ledger's actor).
+// c must already be validated against the schema. Consent for channels
+// not in c.Consent, and topic opt-outs when c.TopicsOptedOut is nil, are
+// kept as they were.
 func (s *Store) UpsertCustomer(ctx context.Context, c journey.Customer, consentSource string) (UpsertResult, error) {
 	return s.UpsertCustomerWith(ctx, c, consentSource, nil)
 }
@@ -50,11 +51,13 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 		return res, fmt.Errorf("upsert customer %s: encode attributes: %w", c.ID, err)
 	}
 	// nil (left out) keeps the stored opt-outs; an empty list clears them.
-	topics := c.TopicsOptedOut
+	prefs := Preferences{Consent: c.Consent, OptedOut: c.TopicsOptedOut}
+	capture := Capture{Source: policy.SourceAPI, Actor: consentSource, Locale: c.Locale, At: time.Now(),
+		Wording: func(policy.ConsentEntry) (string, string) { return "", "customer update" }}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var oldAttrs []byte
 		var oldEmail, oldLocale, oldTZ *string
-		err := tx.QueryRow(ctx, s.q.UpsertCustomer, c.ID, c.Email, c.Locale, c.Timezone, c.PreferredChannel, attrs, topics).
+		err := tx.QueryRow(ctx, s.q.UpsertCustomer, c.ID, c.Email, c.Locale, c.Timezone, c.PreferredChannel, attrs).
 			Scan(&oldAttrs, &oldEmail, &oldLocale, &oldTZ)
 		if err != nil {
 			return err
@@ -68,9 +71,12 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 			}
 			res.Previous = &prev
 		}
-		for _, ch := range slices.Sorted(maps.Keys(c.Consent)) {
-			if _, err := tx.Exec(ctx, s.q.UpsertConsent, c.ID, ch, c.Consent[ch], consentSource); err != nil {
-				return err
+		if len(prefs.Consent) > 0 || prefs.OptedOut != nil {
+			_, err := s.appendConsent(ctx, tx, c.ID, func(_ pgx.Tx, current []policy.ConsentEntry) ([]policy.ConsentEntry, error) {
+				return prefs.changes(current, capture), nil
+			})
+			if err != nil {
+				return fmt.Errorf("record consent: %w", err)
 			}
 		}
 		if entries == nil {
@@ -105,42 +111,48 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 	return res, nil
 }
 
-// SetConsent records consent for one channel.
-func (s *Store) SetConsent(ctx context.Context, customerID, channel string, granted bool, source string) error {
-	if _, err := s.pool.Exec(ctx, s.q.UpsertConsent, customerID, channel, granted, source); err != nil {
-		if isForeignKeyViolation(err) {
-			return fmt.Errorf("set consent: customer %s: %w", customerID, ErrNotFound)
-		}
-		return fmt.Errorf("set consent: %w", err)
-	}
-	return nil
-}
-
 // Customer loads a customer with their consent.
 func (s *Store) Customer(ctx context.Context, id string) (journey.Customer, error) {
-	var c journey.Customer
-	var attrs, consent []byte
-	err := s.pool.QueryRow(ctx, s.q.GetCustomer, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, fmt.Errorf("customer %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return c, fmt.Errorf("load customer %s: %w", id, err)
-	}
-	if err := decodeCustomerJSON(&c, attrs, consent); err != nil {
-		return c, fmt.Errorf("load customer %s: %w", id, err)
-	}
-	return c, nil
+	c, _, err := s.CustomerConsent(ctx, id)
+	return c, err
 }
 
-func decodeCustomerJSON(c *journey.Customer, attrs, consent []byte) error {
+// CustomerConsent loads a customer with their consent ledger, in one
+// query.
+func (s *Store) CustomerConsent(ctx context.Context, id string) (journey.Customer, []policy.ConsentEntry, error) {
+	var c journey.Customer
+	var attrs, consent []byte
+	err := s.pool.QueryRow(ctx, s.q.GetCustomer, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, nil, fmt.Errorf("customer %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return c, nil, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	entries, err := decodeCustomerJSON(&c, attrs, consent)
+	if err != nil {
+		return c, nil, fmt.Errorf("load customer %s: %w", id, err)
+	}
+	return c, entries, nil
+}
+
+// decodeCustomerJSON decodes a customer's attributes and consent ledger,
+// and derives from the ledger the consent and topic opt-outs a customer
+// shows: whether they consent to marketing on each channel, and the
+// topics opted out of everywhere.
+func decodeCustomerJSON(c *journey.Customer, attrs, ledger []byte) ([]policy.ConsentEntry, error) {
 	if err := json.Unmarshal(attrs, &c.Attributes); err != nil {
-		return fmt.Errorf("decode attributes: %w", err)
+		return nil, fmt.Errorf("decode attributes: %w", err)
 	}
-	if err := json.Unmarshal(consent, &c.Consent); err != nil {
-		return fmt.Errorf("decode consent: %w", err)
+	entries, err := decodeEntries(ledger)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	c.Consent, c.TopicsOptedOut = map[string]bool{}, policy.TopicsOptedOut(entries)
+	for _, ch := range []string{policy.Email, policy.Push} {
+		_, c.Consent[ch] = policy.ChannelConsent(entries, ch)
+	}
+	return entries, nil
 }
 
 // Suppress records that nothing may be sent to an address again.
@@ -157,56 +169,6 @@ func (s *Store) Suppress(ctx context.Context, channel, address, reason, detail s
 func (s *Store) Complain(ctx context.Context, channel, address, messageID, detail string) error {
 	if _, err := s.pool.Exec(ctx, s.q.RecordComplaint, channel, address, messageID, detail); err != nil {
 		return fmt.Errorf("record complaint from %s: %w", address, err)
-	}
-	return nil
-}
-
-// SetPreferences replaces a customer's topic opt-outs and channel consent
-// in one transaction (the preference centre's save).
-func (s *Store) SetPreferences(ctx context.Context, customerID string, optedOut []string, consent map[string]bool, source string) error {
-	if optedOut == nil {
-		optedOut = []string{}
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.q.SetTopicsOptedOut, customerID, optedOut)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("customer %s: %w", customerID, ErrNotFound)
-		}
-		for _, ch := range slices.Sorted(maps.Keys(consent)) {
-			if _, err := tx.Exec(ctx, s.q.UpsertConsent, customerID, ch, consent[ch], source); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("set preferences: %w", err)
-	}
-	return nil
-}
-
-// Unsubscribe is what a one-click unsubscribe does, whichever way it came
-// (the link's POST, or an email to the List-Unsubscribe mailto: address):
-// it opts the customer out of the message's topic, or, for a message
-// without one, out of every topic in allTopics and of email and push.
-func (s *Store) Unsubscribe(ctx context.Context, customerID, topic string, allTopics []string, source string) error {
-	if topic != "" {
-		return s.OptOutTopics(ctx, customerID, []string{topic})
-	}
-	return s.SetPreferences(ctx, customerID, allTopics, map[string]bool{"email": false, "push": false}, source)
-}
-
-// OptOutTopics adds topics to a customer's opt-outs.
-func (s *Store) OptOutTopics(ctx context.Context, customerID string, topics []string) error {
-	tag, err := s.pool.Exec(ctx, s.q.OptOutTopic, customerID, topics)
-	if err != nil {
-		return fmt.Errorf("opt out: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("opt out: customer %s: %w", customerID, ErrNotFound)
 	}
 	return nil
 }

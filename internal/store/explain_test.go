@@ -79,12 +79,17 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"begin-send", []any{"k-77.1", "m", "a", "nb", "s", recentFrom, recentTo}, 2},
 		{"mark-sent", []any{"k-77.1", 1, now, recentFrom, recentTo}, 2},
 		{"mark-uncertain", []any{"k-77.1", 1, "r", now, recentFrom, recentTo}, 2},
+		{"send-attempt", []any{"k-77.1", recentFrom, recentTo}, 2},
 		{"mark-failed", []any{"k-77.1", "failed", "r", recentFrom, recentTo}, 2},
 		{"ledger-status", []any{"k-77.1", recentFrom, recentTo}, 2},
 		{"customer-history", []any{"c-77"}, 0},
 		{"sent-by-key", []any{"k-77.1"}, 0},
 		{"sent-by-message-id", []any{"abc@lojal.example"}, 0},
 		{"message-by-id", []any{"abc@lojal.example"}, 0},
+		{"replied-message", []any{"abc@lojal.example"}, 0},
+		{"consent-messages", []any{"c-77"}, 0},
+		{"messages-per-basis", []any{now.Add(-28 * day), now}, 2},
+		{"uncertain-since", []any{now.Add(-time.Hour), now.Add(-time.Hour - week)}, 2},
 		{"recent-sent", []any{now.Add(-day), now.Add(-day - week)}, 2},
 		{"recent-decisions", []any{now.Add(-day)}, 2},
 		{"pressure-per-week", []any{now.Add(-28 * day), now, now.Add(-35 * day)}, 3},
@@ -98,6 +103,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	}
 	// A scan of a partition that holds nothing (a month ahead) costs
 	// nothing, and the planner says so: such lines are left out.
+	emptyScan := regexp.MustCompile(`cost=0\.00\.\.0\.0[01] `)
 	partRE := regexp.MustCompile(`Scan(?: using \S+)? on (contact_ledger_p\d{6}|contact_ledger_legacy)`)
 	for i, c := range cases {
 		sql := store.QuerySQL(c.query)
@@ -127,7 +133,9 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		plan := strings.Join(lines, "\n")
 		var nonEmpty []string
 		for _, l := range lines {
-			if !strings.Contains(l, "cost=0.00..0.00 ") {
+			// An empty partition costs 0.00..0.00, or 0.00..0.01 with a
+			// filter on it (a month ahead, or one never analyzed).
+			if !emptyScan.MatchString(l) {
 				nonEmpty = append(nonEmpty, l)
 			}
 		}

@@ -38,7 +38,7 @@ func ledgerUpdates(t *testing.T, conn *pgx.Conn, schema string, want int64) (upd
 // contacted_at) and the ledger's partitions leave a fifth of each page
 // free, so they are HOT: no index entry written, nothing for vacuum to
 // clean from the indexes. The same messages through the schema before
-// partitioning (008) are measured alongside.
+// partitioning (010) are measured alongside.
 //
 // Before this change: 0 of 2,000 updates HOT (measured with the 008
 // schema below).
@@ -80,9 +80,9 @@ func TestSendUpdatesAreHOT(t *testing.T) {
 	s.Close() // backends report their statistics as they exit
 	upd, hot := ledgerUpdates(t, schemaConn(t, cfg), cfg.Schema, 2*messages)
 
-	// The same through the 008 schema and its statements.
+	// The same through the 010 schema and its statements.
 	old := emptySchema(t)
-	if _, err := store.MigrateTo(ctx, old, 8); err != nil {
+	if _, err := store.MigrateTo(ctx, old, 10); err != nil {
 		t.Fatal(err)
 	}
 	oc := schemaConn(t, old)
@@ -105,7 +105,7 @@ func TestSendUpdatesAreHOT(t *testing.T) {
 	oc.Close(ctx)
 	oldUpd, oldHot := ledgerUpdates(t, schemaConn(t, old), old.Schema, 2*messages)
 
-	t.Logf("%d messages: %d of %d ledger updates HOT (%.0f%%); before partitioning (008): %d of %d (%.0f%%)",
+	t.Logf("%d messages: %d of %d ledger updates HOT (%.0f%%); before partitioning (010): %d of %d (%.0f%%)",
 		messages, hot, upd, 100*float64(hot)/float64(upd), oldHot, oldUpd, 100*float64(oldHot)/float64(max(oldUpd, 1)))
 	if upd < 2*messages || float64(hot) < 0.9*float64(upd) {
 		t.Fatalf("%d of %d ledger updates HOT, want at least 90%%", hot, upd)

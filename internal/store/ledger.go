@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/policy"
@@ -201,7 +202,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		var suppressed string
 		var pushSubs int64
 		c := &snap.Customer
-		err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent, &suppressed, &pushSubs)
+		err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent, &suppressed, &pushSubs)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -209,10 +210,28 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 			return err
 		}
 		found = true
-		if err := decodeCustomerJSON(c, attrs, consent); err != nil {
+		entries, err := decodeCustomerJSON(c, attrs, consent)
+		if err != nil {
 			return err
 		}
 		snap.Relationship = relationship(*c, policy.Reason(suppressed), pushSubs)
+		snap.Relationship.Consent = entries
+		return nil
+	})
+	b.Queue(s.q.ConversationState, r.CustomerID).QueryRow(func(row pgx.Row) error {
+		var c policy.Conversation
+		var answered *time.Time
+		err := row.Scan(&c.OpenedAt, &answered)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if answered != nil {
+			c.AnsweredAt = *answered
+		}
+		snap.Relationship.Conversation = &c
 		return nil
 	})
 	b.Queue(s.q.LedgerByKey, r.IdempotencyKey, keySince).QueryRow(func(row pgx.Row) error {
@@ -635,6 +654,8 @@ type Sent struct {
 	Locale     string
 	// Status is sent, or uncertain (the server may have it).
 	Status string
+	// MessageID is the Message-ID lojal gave it (email).
+	MessageID string
 }
 
 // SentSince lists messages sent (or possibly delivered) since t.
@@ -645,7 +666,7 @@ func (s *Store) SentSince(ctx context.Context, t time.Time) ([]Sent, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Sent, error) {
 		var m Sent
-		err := row.Scan(&m.CustomerID, &m.JourneyID, &m.StepID, &m.Channel, &m.SentAt, &m.Subject, &m.Address, &m.Locale, &m.Status)
+		err := row.Scan(&m.CustomerID, &m.JourneyID, &m.StepID, &m.Channel, &m.SentAt, &m.Subject, &m.Address, &m.Locale, &m.Status, &m.MessageID)
 		return m, err
 	})
 	if err != nil {
@@ -791,4 +812,90 @@ func (s *Store) Pressure(ctx context.Context, from, to time.Time) (Pressure, err
 		return p, fmt.Errorf("pressure: %w", err)
 	}
 	return p, nil
+}
+
+// HandOver is the hand-over of one email to its SMTP server: the record
+// that the server may have the message leaves the process together with
+// the final "." of DATA (see PrepareHandOver).
+type HandOver struct {
+	s       *Store
+	conn    *pgxpool.Conn
+	key     string
+	attempt int
+	// sp is the span the message was found in: the months its record
+	// must be written to.
+	sp span
+	br pgx.BatchResults
+}
+
+// PrepareHandOver checks, just before the final "." of an email, that the
+// attempt still owns the message (an attempt given up for dead finds its
+// number stale and must not hand the message over), and holds a
+// connection for the hand-over record. Release it with Wait, or Abandon.
+func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*HandOver, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hand over %s: %w", key, err)
+	}
+	var status string
+	var current int
+	var found span
+	err = recentFirst(func(sp span) (bool, error) {
+		err := conn.QueryRow(ctx, s.q.SendAttempt, key, sp.from, sp.to).Scan(&status, &current)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		found = sp
+		return true, err
+	})
+	if err == nil && status == "" {
+		err = pgx.ErrNoRows
+	}
+	if err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("hand over %s: %w", key, err)
+	}
+	if status != "sending" || current != attempt {
+		conn.Release()
+		return nil, fmt.Errorf("hand over %s (attempt %d): %w: it is %s by attempt %d", key, attempt, ErrLedgerConflict, status, current)
+	}
+	return &HandOver{s: s, conn: conn, key: key, attempt: attempt, sp: found}, nil
+}
+
+// Send writes the record that the message is uncertain (handed over, no
+// answer yet) to Postgres without waiting for the answer. The caller
+// writes the final "." right after: both leave the process back to back,
+// and a process killed after both still has the kernel deliver both, so
+// the record is in Postgres whenever the server may have the message.
+func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) {
+	b := &pgx.Batch{}
+	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at, h.sp.from, h.sp.to)
+	h.br = h.conn.SendBatch(ctx, b)
+}
+
+// Wait reads Postgres' answer to Send and releases the connection.
+func (h *HandOver) Wait() error {
+	defer h.conn.Release()
+	if h.br == nil {
+		return nil
+	}
+	tag, err := h.br.Exec()
+	if cerr := h.br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("mark uncertain %s: %w", h.key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return h.s.conflict(context.Background(), "mark uncertain", h.key)
+	}
+	return nil
+}
+
+// Abandon releases the connection of a hand-over that did not happen.
+func (h *HandOver) Abandon() {
+	if h.br != nil {
+		_ = h.br.Close()
+	}
+	h.conn.Release()
 }

@@ -225,10 +225,11 @@ func (s *Store) CustomersPage(ctx context.Context, zones []string, after string,
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (journey.Customer, error) {
 		var c journey.Customer
 		var attrs, consent []byte
-		if err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &c.TopicsOptedOut, &consent); err != nil {
+		if err := row.Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent); err != nil {
 			return c, err
 		}
-		return c, decodeCustomerJSON(&c, attrs, consent)
+		_, err := decodeCustomerJSON(&c, attrs, consent)
+		return c, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("customers page: %w", err)

@@ -28,6 +28,14 @@ type Retention struct {
 	// days). The latest run is kept whatever its age: reentry rules read
 	// it.
 	Runs time.Duration
+	// Consent is how long a consent-ledger entry is kept after it stopped
+	// being evidence of anything: a grant a later entry of the same scope
+	// replaced, or the entries of a customer deleted (default 5 years).
+	// Withdrawals and soft opt-ins of a customer who still exists are
+	// kept whatever their age. It must be longer than Ledger: the consent
+	// ledger proves that the messages the contact ledger holds were
+	// lawful (docs/consent.md).
+	Consent time.Duration
 	// Ahead is how many months of partitions exist beyond the current one
 	// (default 3), so inserts never find their month missing even when
 	// the retention job has not run for a while.
@@ -36,10 +44,11 @@ type Retention struct {
 
 // Default retention.
 const (
-	DefaultRetainLedger = 400 * 24 * time.Hour
-	DefaultRetainEvents = 90 * 24 * time.Hour
-	DefaultRetainRuns   = 400 * 24 * time.Hour
-	DefaultAhead        = 3
+	DefaultRetainLedger  = 400 * 24 * time.Hour
+	DefaultRetainEvents  = 90 * 24 * time.Hour
+	DefaultRetainRuns    = 400 * 24 * time.Hour
+	DefaultRetainConsent = 5 * 365 * 24 * time.Hour
+	DefaultAhead         = 3
 )
 
 // WithDefaults fills the zero fields.
@@ -52,6 +61,9 @@ func (r Retention) WithDefaults() Retention {
 	}
 	if r.Runs <= 0 {
 		r.Runs = DefaultRetainRuns
+	}
+	if r.Consent <= 0 {
+		r.Consent = DefaultRetainConsent
 	}
 	if r.Ahead <= 0 {
 		r.Ahead = DefaultAhead
@@ -67,7 +79,8 @@ func (r Retention) WithDefaults() Retention {
 // would let the policy forget contacts it must count, and send more than
 // the caps allow. Events and runs must outlive max_defer: a run waits
 // that long on a deferred message, and a redelivery of its trigger event
-// must still be recognised meanwhile. names gives each field's setting,
+// must still be recognised meanwhile. Consent evidence must outlive the
+// ledger whose messages it justifies. names gives each field's setting,
 // for the message.
 func (r Retention) Check(rules policy.Rules, names map[string]string) error {
 	r = r.WithDefaults()
@@ -113,6 +126,18 @@ func (r Retention) Check(rules policy.Rules, names map[string]string) error {
 			"lojal would forget what it must still count or recognise. Set %s to at least %s, or shorten %s",
 			name, days(f.d), f.by.what, days(f.by.d), days(ContactSlack), name, days(need), f.by.what))
 	}
+	if r.Consent <= r.Ledger {
+		consent, ledger := names["consent"], names["ledger"]
+		if consent == "" {
+			consent = "consent retention"
+		}
+		if ledger == "" {
+			ledger = "ledger retention"
+		}
+		errs = append(errs, fmt.Errorf("%s is %s, not longer than %s (%s): consent evidence would be deleted while the messages "+
+			"it proves lawful are still in the contact ledger. Set %s above %s", consent, days(r.Consent), ledger, days(r.Ledger),
+			consent, days(r.Ledger)))
+	}
 	return errors.Join(errs...)
 }
 
@@ -133,6 +158,7 @@ type Retained struct {
 	PushDeliveries int64 `json:"push_deliveries"`
 	Firings        int64 `json:"schedule_firings"`
 	Runs           int64 `json:"runs"`
+	Consent        int64 `json:"consent_entries"`
 }
 
 // retentionBatch is how many rows one delete of the retention job takes:
@@ -141,7 +167,8 @@ const retentionBatch = 5000
 
 // Retain runs one retention pass at now: creates the partitions of the
 // months ahead, drops those wholly older than the retention, and deletes
-// the rows of unpartitioned tables that are past it. progress is called
+// the rows of unpartitioned tables that are past it, consent evidence
+// included (its own, longer retention). progress is called
 // between steps (the activity heartbeats there); it may be nil. Each step
 // is safe to interrupt and run again.
 func (s *Store) Retain(ctx context.Context, now time.Time, r Retention, progress func(string)) (Retained, error) {
@@ -201,6 +228,11 @@ func (s *Store) Retain(ctx context.Context, now time.Time, r Retention, progress
 	}
 	n, err := s.pruneRuns(ctx, now.Add(-r.Runs), progress)
 	out.Runs = n
+	if err != nil {
+		return out, err
+	}
+	progress("consent evidence")
+	out.Consent, err = s.purgeConsent(ctx, now.Add(-r.Consent))
 	return out, err
 }
 

@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lojal/lojal/internal/telemetry"
 )
 
 //go:embed queries/*.sql
@@ -29,96 +31,121 @@ var queryFiles embed.FS
 // queries holds the name of every prepared statement; a call passes the
 // name where pgx expects SQL. Field tags name blocks in queries/*.sql.
 type queries struct {
-	UpsertCustomer       string `query:"upsert-customer"`
-	UpsertConsent        string `query:"upsert-consent"`
-	GetCustomer          string `query:"get-customer"`
-	LockCustomer         string `query:"lock-customer"`
-	Relationship         string `query:"relationship"`
-	SuppressAddress      string `query:"suppress-address"`
-	OptOutTopic          string `query:"opt-out-topic"`
-	SetTopicsOptedOut    string `query:"set-topics-opted-out"`
-	UpsertPushSub        string `query:"upsert-push-subscription"`
-	PushSubs             string `query:"push-subscriptions"`
-	DeletePushSub        string `query:"delete-push-subscription"`
-	InsertEvent          string `query:"insert-event"`
-	MarkEventDispatch    string `query:"mark-event-dispatched"`
-	LatestRun            string `query:"latest-run"`
-	InsertRun            string `query:"insert-run"`
-	FinishRun            string `query:"finish-run"`
-	OpenRuns             string `query:"open-runs"`
-	InsertEvents         string `query:"insert-events"`
-	CustomersExist       string `query:"customers-exist"`
-	EventsDiffer         string `query:"events-differ"`
-	MarkDispatchedMany   string `query:"mark-events-dispatched"`
-	ClaimDueEvents       string `query:"claim-due-events"`
-	EventsBlocked        string `query:"events-blocked"`
-	EventFailed          string `query:"event-failed"`
-	UpsertRoute          string `query:"upsert-route"`
-	ParkedForWorkflow    string `query:"parked-for-workflow"`
-	WaitingRoutes        string `query:"waiting-routes"`
-	EventRoutes          string `query:"event-routes"`
-	EventByID            string `query:"event-by-id"`
-	DeadEvents           string `query:"dead-events"`
-	RetryEvent           string `query:"retry-event"`
-	DropEvent            string `query:"drop-event"`
-	DispatchStats        string `query:"dispatch-stats"`
-	UndispatchedEvents   string `query:"undispatched-events"`
-	RunByEntry           string `query:"run-by-entry"`
-	SetRunID             string `query:"set-run-id"`
-	CloseRun             string `query:"close-run"`
-	RunsToCheck          string `query:"runs-to-check"`
-	MarkRunsChecked      string `query:"mark-runs-checked"`
-	RecordFiring         string `query:"record-firing"`
-	RecentFirings        string `query:"recent-firings"`
-	InsertToken          string `query:"insert-token"`
-	TokenByHash          string `query:"token-by-hash"`
-	RevokeToken          string `query:"revoke-token"`
-	InsertDeployment     string `query:"insert-deployment"`
-	LatestDeployment     string `query:"latest-deployment"`
-	LatestDeploymentID   string `query:"latest-deployment-id"`
-	CustomersPage        string `query:"customers-page"`
-	CustomerTimezones    string `query:"customer-timezones"`
-	LedgerByKey          string `query:"ledger-by-key"`
-	PartitionedTables    string `query:"partitioned-tables"`
-	EnsurePartitions     string `query:"ensure-partitions"`
-	ExpiredPartitions    string `query:"expired-partitions"`
-	Partitions           string `query:"partitions"`
-	PruneEventIDs        string `query:"prune-event-ids"`
-	PrunePushDeliveries  string `query:"prune-push-deliveries"`
-	PruneScheduleFirings string `query:"prune-schedule-firings"`
-	PruneRuns            string `query:"prune-runs"`
-	ResetRunsCursor      string `query:"reset-runs-cursor"`
-	DecideTimeouts       string `query:"decide-timeouts"`
-	ContactWindow        string `query:"contact-window"`
-	WaitingForCustomer   string `query:"waiting-for-customer"`
-	InsertDecision       string `query:"insert-decision"`
-	UpsertWaiting        string `query:"upsert-waiting"`
-	DeleteWaiting        string `query:"delete-waiting"`
-	DeliveryByKey        string `query:"delivery-by-key"`
-	BeginSend            string `query:"begin-send"`
-	MarkUncertain        string `query:"mark-uncertain"`
-	MarkSent             string `query:"mark-sent"`
-	MarkRefused          string `query:"mark-refused"`
-	MarkFailed           string `query:"mark-failed"`
-	LedgerStatus         string `query:"ledger-status"`
-	PushDeliveries       string `query:"push-deliveries"`
-	RecordPush           string `query:"record-push"`
-	OrphanedPushSends    string `query:"orphaned-push-sends"`
-	CustomerHistory      string `query:"customer-history"`
-	RecentSent           string `query:"recent-sent"`
-	RecentDecisions      string `query:"recent-decisions"`
-	PressurePerWeek      string `query:"pressure-per-week"`
-	HeldByReason         string `query:"held-by-reason"`
-	CountCustomers       string `query:"count-customers"`
-	SpamPerDay           string `query:"spam-per-day"`
-	SpamSince            string `query:"spam-since"`
-	RecordComplaint      string `query:"record-complaint"`
-	SentByKey            string `query:"sent-by-key"`
-	SentByMessageID      string `query:"sent-by-message-id"`
-	MessageByID          string `query:"message-by-id"`
-	ListSuppressions     string `query:"list-suppressions"`
-	LiftSuppression      string `query:"lift-suppression"`
-	ListLifts            string `query:"list-suppression-lifts"`
+	UpsertCustomer        string `query:"upsert-customer"`
+	GetCustomer           string `query:"get-customer"`
+	LockCustomer          string `query:"lock-customer"`
+	Relationship          string `query:"relationship"`
+	SuppressAddress       string `query:"suppress-address"`
+	UpsertPushSub         string `query:"upsert-push-subscription"`
+	PushSubs              string `query:"push-subscriptions"`
+	DeletePushSub         string `query:"delete-push-subscription"`
+	InsertEvent           string `query:"insert-event"`
+	MarkEventDispatch     string `query:"mark-event-dispatched"`
+	LatestRun             string `query:"latest-run"`
+	InsertRun             string `query:"insert-run"`
+	FinishRun             string `query:"finish-run"`
+	OpenRuns              string `query:"open-runs"`
+	InsertEvents          string `query:"insert-events"`
+	CustomersExist        string `query:"customers-exist"`
+	EventsDiffer          string `query:"events-differ"`
+	MarkDispatchedMany    string `query:"mark-events-dispatched"`
+	ClaimDueEvents        string `query:"claim-due-events"`
+	EventsBlocked         string `query:"events-blocked"`
+	EventFailed           string `query:"event-failed"`
+	UpsertRoute           string `query:"upsert-route"`
+	ParkedForWorkflow     string `query:"parked-for-workflow"`
+	WaitingRoutes         string `query:"waiting-routes"`
+	EventRoutes           string `query:"event-routes"`
+	EventByID             string `query:"event-by-id"`
+	DeadEvents            string `query:"dead-events"`
+	RetryEvent            string `query:"retry-event"`
+	DropEvent             string `query:"drop-event"`
+	DispatchStats         string `query:"dispatch-stats"`
+	UndispatchedEvents    string `query:"undispatched-events"`
+	RunByEntry            string `query:"run-by-entry"`
+	SetRunID              string `query:"set-run-id"`
+	CloseRun              string `query:"close-run"`
+	RunsToCheck           string `query:"runs-to-check"`
+	MarkRunsChecked       string `query:"mark-runs-checked"`
+	RecordFiring          string `query:"record-firing"`
+	RecentFirings         string `query:"recent-firings"`
+	InsertToken           string `query:"insert-token"`
+	TokenByHash           string `query:"token-by-hash"`
+	RevokeToken           string `query:"revoke-token"`
+	InsertDeployment      string `query:"insert-deployment"`
+	LatestDeployment      string `query:"latest-deployment"`
+	LatestDeploymentID    string `query:"latest-deployment-id"`
+	CustomersPage         string `query:"customers-page"`
+	CustomerTimezones     string `query:"customer-timezones"`
+	LedgerByKey           string `query:"ledger-by-key"`
+	ContactWindow         string `query:"contact-window"`
+	WaitingForCustomer    string `query:"waiting-for-customer"`
+	InsertDecision        string `query:"insert-decision"`
+	UpsertWaiting         string `query:"upsert-waiting"`
+	DeleteWaiting         string `query:"delete-waiting"`
+	DeliveryByKey         string `query:"delivery-by-key"`
+	BeginSend             string `query:"begin-send"`
+	MarkUncertain         string `query:"mark-uncertain"`
+	SendAttempt           string `query:"send-attempt"`
+	MarkSent              string `query:"mark-sent"`
+	MarkRefused           string `query:"mark-refused"`
+	MarkFailed            string `query:"mark-failed"`
+	UncertainSince        string `query:"uncertain-since"`
+	LedgerStatus          string `query:"ledger-status"`
+	PushDeliveries        string `query:"push-deliveries"`
+	RecordPush            string `query:"record-push"`
+	OrphanedPushSends     string `query:"orphaned-push-sends"`
+	CustomerHistory       string `query:"customer-history"`
+	RecentSent            string `query:"recent-sent"`
+	RecentDecisions       string `query:"recent-decisions"`
+	PressurePerWeek       string `query:"pressure-per-week"`
+	HeldByReason          string `query:"held-by-reason"`
+	CountCustomers        string `query:"count-customers"`
+	SpamPerDay            string `query:"spam-per-day"`
+	SpamSince             string `query:"spam-since"`
+	RecordComplaint       string `query:"record-complaint"`
+	SentByKey             string `query:"sent-by-key"`
+	SentByMessageID       string `query:"sent-by-message-id"`
+	MessageByID           string `query:"message-by-id"`
+	ListSuppressions      string `query:"list-suppressions"`
+	LiftSuppression       string `query:"lift-suppression"`
+	ListLifts             string `query:"list-suppression-lifts"`
+	ConsentEntries        string `query:"consent-entries"`
+	InsertConsentEntry    string `query:"insert-consent-entry"`
+	CustomerExists        string `query:"customer-exists"`
+	InsertConsentRequest  string `query:"insert-consent-request"`
+	ConsentRequest        string `query:"consent-request"`
+	ConsentRequestsOf     string `query:"consent-requests-of"`
+	ConfirmConsentRequest string `query:"confirm-consent-request"`
+	ConsentMessages       string `query:"consent-messages"`
+	MessagesPerBasis      string `query:"messages-per-basis"`
+	AllowConsentPurge     string `query:"allow-consent-purge"`
+	PurgeConsent          string `query:"purge-consent"`
+	RepliedMessage        string `query:"replied-message"`
+	OpenConversation      string `query:"open-conversation"`
+	InsertReply           string `query:"insert-reply"`
+	ConversationState     string `query:"conversation-state"`
+	ConversationByID      string `query:"conversation-by-id"`
+	AnswerConversation    string `query:"answer-conversation"`
+	MarkEscalated         string `query:"mark-escalated"`
+	ReplyByID             string `query:"reply-by-id"`
+	CustomerReplies       string `query:"customer-replies"`
+	CustomerConvs         string `query:"customer-conversations"`
+	InsertSurveyAnswer    string `query:"insert-survey-answer"`
+	SurveyAnswer          string `query:"survey-answer"`
+	InsertSurveyChange    string `query:"insert-survey-change"`
+	SetSurveyText         string `query:"set-survey-text"`
+	CustomerSurveyAns     string `query:"customer-survey-answers"`
+	PartitionedTables     string `query:"partitioned-tables"`
+	EnsurePartitions      string `query:"ensure-partitions"`
+	ExpiredPartitions     string `query:"expired-partitions"`
+	Partitions            string `query:"partitions"`
+	PruneEventIDs         string `query:"prune-event-ids"`
+	PrunePushDeliveries   string `query:"prune-push-deliveries"`
+	PruneScheduleFirings  string `query:"prune-schedule-firings"`
+	PruneRuns             string `query:"prune-runs"`
+	ResetRunsCursor       string `query:"reset-runs-cursor"`
+	DecideTimeouts        string `query:"decide-timeouts"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It
@@ -232,6 +259,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	// Queries made in a traced piece of work are spans of its trace; the
+	// rest cost a context lookup.
+	pc.ConnConfig.Tracer = telemetry.QueryTracer{}
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range sqls {
 			if !yield(n) {

@@ -58,7 +58,7 @@ func TestCustomerRoundTrip(t *testing.T) {
 	}
 	// An unsubscribe survives a sync that leaves opt-outs out, and
 	// consent for channels it does not mention stays.
-	if err := s.OptOutTopics(ctx, "c-1", []string{"marketing"}); err != nil {
+	if err := s.OptOutTopics(ctx, "c-1", []string{"marketing"}, store.Capture{Source: policy.SourceAPI, At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	c.TopicsOptedOut, c.Consent = nil, map[string]bool{"push": true}
@@ -259,5 +259,48 @@ func TestWindowMarksCriticalContacts(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHandOverIsFenced: an attempt that another attempt took over from
+// (it was given up for dead) cannot hand the message over; the owner's
+// hand-over records the message as uncertain.
+func TestHandOverIsFenced(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.Decide(ctx, store.Request{IdempotencyKey: "k.1", RequestKey: "k", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+		StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
+		func(store.Snapshot) policy.Decision {
+			return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
+		}); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := s.BeginSend(ctx, "k.1", store.Sending{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := s.BeginSend(ctx, "k.1", store.Sending{}) // the next attempt takes over
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PrepareHandOver(ctx, "k.1", stale); !errors.Is(err, store.ErrLedgerConflict) {
+		t.Fatalf("stale attempt: %v, want ErrLedgerConflict", err)
+	}
+	h, err := s.PrepareHandOver(ctx, "k.1", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Send(ctx, now, "handed over")
+	if err := h.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Delivery(ctx, "k.1")
+	if err != nil || d.Status != "uncertain" || d.Error != "handed over" {
+		t.Fatalf("delivery %+v %v", d, err)
 	}
 }

@@ -33,7 +33,7 @@ func emptySchema(t *testing.T) store.Config {
 	return cfg
 }
 
-// TestUpgradeKeepsRowsOfUnpartitionedTables: a database at schema 008
+// TestUpgradeKeepsRowsOfUnpartitionedTables: a database at schema 010
 // (unpartitioned ledger, events and routes) holding rows is migrated to
 // the partitioned schema. Every row is still there, in the legacy
 // partition; the policy still counts the old contacts; an old event id is
@@ -43,16 +43,17 @@ func TestUpgradeKeepsRowsOfUnpartitionedTables(t *testing.T) {
 	t.Parallel()
 	cfg := emptySchema(t)
 	ctx := context.Background()
-	if _, err := store.MigrateTo(ctx, cfg, 8); err != nil {
-		t.Fatalf("migrate to 008: %v", err)
+	if _, err := store.MigrateTo(ctx, cfg, 10); err != nil {
+		t.Fatalf("migrate to 010: %v", err)
 	}
 	conn := schemaConn(t, cfg)
 	now := time.Now()
-	// Rows as lojal 008 wrote them: a sent message two days ago, an
+	// Rows as lojal 010 wrote them: a sent message two days ago, an
 	// expired reservation last month, an event and its route.
 	if _, err := conn.Exec(ctx, `
 		INSERT INTO customers (id, email, timezone) VALUES ('c-1', 'kari@example.no', 'Europe/Oslo'), ('c-2', 'ola@example.no', 'UTC');
-		INSERT INTO consents (customer_id, channel, granted) VALUES ('c-1', 'email', true), ('c-2', 'email', true);
+		INSERT INTO consent_ledger (customer_id, channel, topic, action, basis, at, source)
+		VALUES ('c-1', 'email', '*', 'grant', 'consent', $2, 'import'), ('c-2', 'email', '*', 'grant', 'consent', $2, 'import');
 		INSERT INTO contact_ledger (idempotency_key, request_key, customer_id, workflow_id, journey_id, step_id, channel, priority,
 			decision, reason, status, decided_at, contacted_at, sent_at, message_id, address, send_attempt)
 		VALUES ('w/a#1.1', 'w/a#1', 'c-1', 'w', 'j', 'a', 'email', 'normal', 'allow', 'allowed', 'sent', $1, $1, $1, 'm1@x', 'kari@example.no', 1),
@@ -63,7 +64,7 @@ func TestUpgradeKeepsRowsOfUnpartitionedTables(t *testing.T) {
 		INSERT INTO event_routes (event_id, journey_id, workflow_id, action) VALUES ('e-1', 'j', 'w', 'started');
 		INSERT INTO journey_runs (workflow_id, journey_id, version, customer_id, trigger_event_id) VALUES ('w', 'j', 'v1', 'c-1', 'e-1');
 	`, pgx.QueryExecModeSimpleProtocol, now.Add(-48*time.Hour), now.AddDate(0, -1, 0)); err != nil {
-		t.Fatalf("fill the 008 schema: %v", err)
+		t.Fatalf("fill the 010 schema: %v", err)
 	}
 	applied, err := store.Migrate(ctx, cfg)
 	if err != nil {
@@ -101,7 +102,7 @@ func TestUpgradeKeepsRowsOfUnpartitionedTables(t *testing.T) {
 	if err != nil || !st.New {
 		t.Fatalf("new event: %+v %v", st, err)
 	}
-	// The legacy partitions end two months ahead (rows written while 009
+	// The legacy partitions end two months ahead (rows written while 011
 	// ran must fit); monthly partitions follow, three months beyond now.
 	var part string
 	if err := conn.QueryRow(ctx, "SELECT tableoid::regclass::text FROM events WHERE id = 'e-3'").Scan(&part); err != nil || part != "events_legacy" {

@@ -115,9 +115,9 @@ func TestTemplatesInEveryLocale(t *testing.T) {
 		`<div class="title">Er hele familien fortsatt dekket?</div>`,
 		"Endre hva vi sender deg: http://preview.invalid/p/example",
 		`sandbox srcdoc="&lt;p&gt;Hei Kari,&lt;/p&gt;`,
-		// checkin-thanks reads .Received.checkin_answered: made from the
+		// checkin-thanks reads .Received.survey_answered: made from the
 		// schema when the sample has no such event.
-		"data-template=\"checkin-thanks\" data-locale=\"en\"", "You wrote: &#34;example&#34;",
+		"data-template=\"checkin-thanks\" data-locale=\"en\"", "You answered: &#34;example&#34;",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("messages page lacks %q", want)

@@ -4,29 +4,29 @@
 WITH old AS (
     SELECT attributes, locale, timezone, email FROM customers WHERE id = $1
 )
--- A NULL $7 (topics_opted_out left out) keeps the customer's opt-outs: a
--- CRM sync that does not know about them must not undo an unsubscribe.
-INSERT INTO customers AS c (id, email, locale, timezone, preferred_channel, attributes, topics_opted_out)
-VALUES ($1, $2, $3, $4, $5, $6, coalesce($7::text[], '{}'))
+-- Consent and topic opt-outs are entries of the consent ledger, written
+-- beside it (consent-entries, insert-consent-entry).
+INSERT INTO customers AS c (id, email, locale, timezone, preferred_channel, attributes)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO UPDATE SET
     email = EXCLUDED.email,
     locale = EXCLUDED.locale,
     timezone = EXCLUDED.timezone,
     preferred_channel = EXCLUDED.preferred_channel,
     attributes = EXCLUDED.attributes,
-    topics_opted_out = CASE WHEN $7::text[] IS NULL THEN c.topics_opted_out ELSE EXCLUDED.topics_opted_out END,
     updated_at = now()
 RETURNING (SELECT attributes FROM old), (SELECT email FROM old), (SELECT locale FROM old), (SELECT timezone FROM old);
 
--- name: upsert-consent
-INSERT INTO consents (customer_id, channel, granted, source, recorded_at)
-VALUES ($1, $2, $3, $4, now())
-ON CONFLICT (customer_id, channel) DO UPDATE SET
-    granted = EXCLUDED.granted, source = EXCLUDED.source, recorded_at = now();
-
 -- name: get-customer
-SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out,
-       coalesce((SELECT jsonb_object_agg(channel, granted) FROM consents WHERE customer_id = c.id), '{}')
+-- The customer with their consent ledger, oldest entry first; consent and
+-- topic opt-outs are derived from it (policy.ChannelConsent, TopicsOptedOut).
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+           'id', l.id, 'channel', l.channel, 'topic', l.topic, 'action', l.action, 'basis', l.basis,
+           'wording', l.wording, 'wording_version', l.wording_version, 'locale', l.locale, 'at', l.at,
+           'source', l.source, 'actor', l.actor, 'evidence', l.evidence, 'sale_id', l.sale_id,
+           'sale_at', l.sale_at, 'product_group', l.product_group, 'recorded_at', l.recorded_at) ORDER BY l.at, l.id)
+         FROM consent_ledger l WHERE l.customer_id = c.id), '[]')
 FROM customers c
 WHERE c.id = $1;
 
@@ -40,8 +40,13 @@ SELECT pg_advisory_xact_lock(hashtextextended('lojal-customer:' || $1::text, 0))
 
 -- name: relationship
 -- The customer as the policy sees them, read after lock-customer.
-SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out,
-       coalesce((SELECT jsonb_object_agg(channel, granted) FROM consents WHERE customer_id = c.id), '{}'),
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+           'id', l.id, 'channel', l.channel, 'topic', l.topic, 'action', l.action, 'basis', l.basis,
+           'wording', l.wording, 'wording_version', l.wording_version, 'locale', l.locale, 'at', l.at,
+           'source', l.source, 'actor', l.actor, 'evidence', l.evidence, 'sale_id', l.sale_id,
+           'sale_at', l.sale_at, 'product_group', l.product_group, 'recorded_at', l.recorded_at) ORDER BY l.at, l.id)
+         FROM consent_ledger l WHERE l.customer_id = c.id), '[]'),
        coalesce((SELECT reason FROM suppressions WHERE channel = 'email' AND address = lower(c.email)), ''),
        (SELECT count(*) FROM push_subscriptions WHERE customer_id = c.id)
 FROM customers c
@@ -66,11 +71,6 @@ INSERT INTO suppressions (channel, address, reason, detail)
 VALUES ($1, lower($2), 'complaint', $4)
 ON CONFLICT (channel, address) DO UPDATE SET reason = 'complaint', detail = EXCLUDED.detail;
 
--- name: opt-out-topic
-UPDATE customers
-SET topics_opted_out = array(SELECT DISTINCT unnest(topics_opted_out || $2::text[]) ORDER BY 1), updated_at = now()
-WHERE id = $1;
-
 -- name: upsert-push-subscription
 INSERT INTO push_subscriptions (customer_id, kind, endpoint, p256dh, auth)
 VALUES ($1, $2, $3, $4, $5)
@@ -82,6 +82,3 @@ SELECT id, kind, endpoint, p256dh, auth FROM push_subscriptions WHERE customer_i
 
 -- name: delete-push-subscription
 DELETE FROM push_subscriptions WHERE id = $1;
-
--- name: set-topics-opted-out
-UPDATE customers SET topics_opted_out = $2, updated_at = now() WHERE id = $1;

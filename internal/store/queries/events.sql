@@ -108,7 +108,7 @@ SELECT coalesce(max(id), 0) FROM journey_deployments;
 -- name: customers-page
 -- Keyset pagination through customers in some time zones, for scheduled
 -- enrolment without loading everyone.
-SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, c.topics_opted_out, '{}'::jsonb
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, '[]'::jsonb
 FROM customers c
 WHERE c.timezone = ANY($1::text[]) AND c.id > $2
 ORDER BY c.id

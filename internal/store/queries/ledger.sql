@@ -132,7 +132,8 @@ ORDER BY decided_at, id;
 -- name: recent-sent
 -- Messages sent, and those the server may have (uncertain), which count
 -- as sent.
-SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.contacted_at, l.subject, l.address, l.locale, l.status
+SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.contacted_at, l.subject, l.address, l.locale, l.status,
+       coalesce(l.message_id, '')
 FROM contact_ledger l
 WHERE l.decided_at >= $2 AND l.status IN ('sent', 'uncertain') AND l.contacted_at >= $1
 ORDER BY l.contacted_at, l.id;
@@ -192,3 +193,8 @@ SELECT (SELECT count(*) FROM contact_ledger
 
 -- name: count-customers
 SELECT count(*) FROM customers;
+
+-- name: send-attempt
+-- Whether an attempt still owns a message it is sending (the fence check
+-- just before the final "." of an email), in the months $2..$3.
+SELECT status, send_attempt FROM contact_ledger WHERE idempotency_key = $1 AND decided_at BETWEEN $2 AND $3;

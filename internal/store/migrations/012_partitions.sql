@@ -1,7 +1,7 @@
 -- The contact ledger, events and event routes, partitioned by month: a
 -- month past its retention is dropped whole (docs/retention.md), and the
 -- queries of a decision or a report read only the months they concern.
--- 009 prepared the old tables without blocking writes; this transaction
+-- 011 prepared the old tables without blocking writes; this transaction
 -- only renames, attaches and creates. An old table that holds rows
 -- becomes the partition "<table>_legacy" (everything before its bound); an
 -- empty one (a new installation) is dropped.

@@ -1,7 +1,7 @@
 -- migrate: no-transaction
 --
 -- The contact ledger, events and event routes become partitioned by month
--- (010), so that old months are dropped whole instead of deleted row by
+-- (012), so that old months are dropped whole instead of deleted row by
 -- row, and queries for recent rows never read old ones. A deployment
 -- upgraded in place keeps its rows: each table becomes the first
 -- partition of its new self, "<table>_legacy", covering everything before
@@ -11,9 +11,9 @@
 --
 -- This migration does, while lojal keeps running, everything that takes
 -- time on a large table: the indexes the partitions need (built
--- CONCURRENTLY), the checks that let 010 attach the old table without
+-- CONCURRENTLY), the checks that let 012 attach the old table without
 -- reading it (validated without blocking writes), and the registry of
--- event ids. 010 then only renames, attaches and creates, in one short
+-- event ids. 012 then only renames, attaches and creates, in one short
 -- transaction. Every statement here can run again: an interrupted
 -- migration is run again from the start.
 
@@ -32,7 +32,7 @@ ON CONFLICT (table_name) DO NOTHING;
 -- Event ids stay unique across monthly partitions through a registry of
 -- their own: a primary key on a partitioned table must include the
 -- partition key, and the same event delivered again a month later must
--- still be found. Until 010 the old events table fills it by trigger;
+-- still be found. Until 012 the old events table fills it by trigger;
 -- from then on the insert does.
 CREATE TABLE IF NOT EXISTS event_ids (
     id          text PRIMARY KEY,
@@ -86,7 +86,7 @@ END $$;
 ALTER TABLE event_routes VALIDATE CONSTRAINT event_routes_received_at_set;
 
 -- Checks that prove every row belongs in the legacy partition, validated
--- here (without blocking writes) so that attaching the table in 010 does
+-- here (without blocking writes) so that attaching the table in 012 does
 -- not have to read it under a lock.
 DO $$
 DECLARE
@@ -109,7 +109,7 @@ ALTER TABLE events VALIDATE CONSTRAINT events_before_partitions;
 ALTER TABLE event_routes VALIDATE CONSTRAINT event_routes_before_partitions;
 
 -- The indexes the partitioned tables have that the old tables lack. They
--- must match the partitioned tables' definitions exactly for 010 to adopt
+-- must match the partitioned tables' definitions exactly for 012 to adopt
 -- them instead of building them under its lock. CREATE INDEX CONCURRENTLY
 -- waits for every transaction older than it, blocking no one meanwhile,
 -- so it gets no lock timeout.

@@ -1,0 +1,131 @@
+package activities_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+func softOptIn(t *testing.T, b bundle, sale, group string, at time.Time) {
+	t.Helper()
+	_, err := b.store.RecordConsent(context.Background(), "c-1", []policy.ConsentEntry{{Channel: policy.Email, Topic: policy.AllTopics,
+		Action: policy.Grant, Basis: policy.BasisSoftOptIn, At: at, Source: policy.SourceAPI, SaleID: sale, SaleAt: at, ProductGroup: group}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loyalty-benefit sends marketing topic loyalty (product groups home, car,
+// travel) with basis [consent, soft_opt_in]. A customer whose only basis
+// is a sale in another product group gets nothing; a sale the topic
+// covers lets the message out, and the ledger row names that sale.
+func TestSoftOptInOnlyFromASaleTheTopicCovers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	c := kari()
+	c.Consent = nil
+	b.customer(t, c)
+	ctx := context.Background()
+	day := 24 * time.Hour
+	softOptIn(t, b, "o-9", "pets", noon()().Add(-10*day))
+	in := sendInput("loyalty-benefit", "email")
+	out, err := b.acts.Send(ctx, in)
+	if err != nil || out.Verdict != policy.Suppress || out.Reason != policy.ReasonSoftOptInNotCovered {
+		t.Fatalf("sale outside the topic: %+v %v", out, err)
+	}
+	softOptIn(t, b, "o-123", "home", noon()().Add(-2*day))
+	in.Send.Visit = 2
+	out, err = b.acts.Send(ctx, in)
+	if err != nil || out.Verdict != policy.Allow || out.Delivery.Status != "sent" {
+		t.Fatalf("sale the topic covers: %+v %v", out, err)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("%d messages, want 1", n)
+	}
+	msgs, err := b.store.ConsentMessages(ctx, "c-1")
+	want := "soft opt-in from sale o-123, " + noon()().Add(-2*day).Format("2006-01-02") + ", product group home"
+	if err != nil || len(msgs) != 1 || msgs[0].Basis != policy.BasisSoftOptIn || msgs[0].BasisFact != want {
+		t.Fatalf("evidence of the message: %+v %v, want %q", msgs, err, want)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if len(hist) == 0 || !strings.Contains(string(hist[0].Detail), "product group pets") {
+		t.Errorf("the refusal's facts do not name the sale outside the topic: %+v", hist)
+	}
+}
+
+// A message held back (here by quiet hours) asks the policy again when its
+// time comes; a withdrawal recorded while it waited stops it then.
+func TestWithdrawalStopsAMessageAlreadyWaiting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := kari()
+	c.Timezone = "Europe/Oslo"
+	b.customer(t, c)
+	ctx := context.Background()
+	y, m, d := time.Now().UTC().Date()
+	oslo, _ := time.LoadLocation("Europe/Oslo")
+	night := time.Date(y, m, d, 22, 30, 0, 0, oslo)
+	clock := night
+	b.acts.Now = func() time.Time { return clock }
+	in := sendInput("loyalty-benefit", "email")
+	in.FirstAsked = night
+	first, err := b.acts.Decide(ctx, in.DecideInput)
+	if err != nil || first.Verdict != policy.Defer || first.Reason != policy.ReasonQuietHours {
+		t.Fatalf("at night: %+v %v", first, err)
+	}
+	// While it waits, the customer says no in the preference centre.
+	_, err = b.store.SetPreferences(ctx, "c-1", store.Preferences{Consent: map[string]bool{"email": false, "push": true}},
+		store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", Locale: "nb", At: night.Add(20 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock = first.Until
+	in.Ask = 2
+	again, err := b.acts.Send(ctx, in)
+	if err != nil || again.Verdict != policy.Suppress || again.Reason != policy.ReasonNoConsent {
+		t.Fatalf("when its time came: %+v %v", again, err)
+	}
+	if n := b.catcher.Count(); n != 0 {
+		t.Fatalf("%d messages sent after the withdrawal", n)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if last := hist[len(hist)-1]; !strings.Contains(string(last.Detail), "marketing withdrawn "+night.UTC().Format("2006-01-02")+" (preference centre by customer)") {
+		t.Errorf("the suppression's facts do not name the withdrawal: %+v", last)
+	}
+}
+
+// A message the policy allowed may wait on its channel's send queue; a
+// withdrawal recorded meanwhile stops it before anything is handed over.
+func TestWithdrawalStopsAMessageOnTheSendQueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	d, err := b.acts.Decide(ctx, in.DecideInput)
+	if err != nil || d.Verdict != policy.Allow {
+		t.Fatalf("decide: %+v %v", d, err)
+	}
+	err = b.store.Unsubscribe(ctx, "c-1", "loyalty", nil, store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: noon()()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: d.IdempotencyKey, Channel: d.Channel, JourneyID: in.JourneyID})
+	if err != nil || out.Status != activities.StatusFailed || !strings.Contains(out.Error, "topic_opted_out") || !strings.Contains(out.Error, "opted out of loyalty") {
+		t.Fatalf("deliver after the withdrawal: %+v %v", out, err)
+	}
+	if n := b.catcher.Count(); n != 0 {
+		t.Fatalf("%d messages sent after the withdrawal", n)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if last := hist[len(hist)-1]; last.Status != "released" {
+		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
+	}
+}
