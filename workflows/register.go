@@ -21,6 +21,7 @@ func Register(r worker.Registry, a *activities.Activities, opts ...Option) {
 	r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: JourneyWorkflow})
 	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
 	r.RegisterWorkflowWithOptions(w.Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
+	r.RegisterWorkflowWithOptions(w.Retain, workflow.RegisterOptions{Name: RetainWorkflow})
 	r.RegisterWorkflowWithOptions(w.Conversation, workflow.RegisterOptions{Name: ConversationWorkflow})
 	r.RegisterActivity(a)
 }

@@ -112,7 +112,7 @@ func Dispatch(ctx context.Context, o DispatchOptions) (Result, error) {
 		return res, err
 	}
 	defer closeStore()
-	if err := copyCustomers(ctx, st, "d-", o.Customers, "Europe/Oslo", `{"first_name": "Kari"}`); err != nil {
+	if err := copyCustomers(ctx, st, "d-", o.Customers, []string{"Europe/Oslo"}, `{"first_name": "Kari"}`); err != nil {
 		return res, err
 	}
 	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
@@ -246,7 +246,7 @@ steps:
 	stopSweep := func() {}
 	if o.Enrol > 0 {
 		name = fmt.Sprintf("live event to delivery during a %d-customer enrolment", o.Enrol)
-		if err := copyCustomers(ctx, st, "s-", o.Enrol, "Europe/Oslo", `{"first_name": "Kari"}`); err != nil {
+		if err := copyCustomers(ctx, st, "s-", o.Enrol, []string{"Europe/Oslo"}, `{"first_name": "Kari"}`); err != nil {
 			return nil, err
 		}
 		if _, err := acts.Enrol(ctx, activities.EnrolInput{JourneyID: "survey", Zones: []string{"Europe/Oslo"}, Fire: time.Now()}); err != nil {

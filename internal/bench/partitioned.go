@@ -158,7 +158,7 @@ func DispatchPartitioned(ctx context.Context, o DispatchOptions, replicas int) (
 	if _, err := st.Pool().Exec(ctx, prototypeDDL); err != nil {
 		return res, fmt.Errorf("prototype tables: %w", err)
 	}
-	if err := copyCustomers(ctx, st, "d-", o.Customers, "Europe/Oslo", `{"first_name": "Kari"}`); err != nil {
+	if err := copyCustomers(ctx, st, "d-", o.Customers, []string{"Europe/Oslo"}, `{"first_name": "Kari"}`); err != nil {
 		return res, err
 	}
 	log := slog.New(slog.DiscardHandler)
