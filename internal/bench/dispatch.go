@@ -16,6 +16,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
@@ -286,7 +287,7 @@ steps:
 	lost := ""
 	if err != nil {
 		// Not there in 2 minutes: reported, and counted as 2 minutes late.
-		lost = "; " + missing(ctx, st, msgs, posted)
+		lost = "; " + missing(ctx, st, tc, msgs, posted)
 		fmt.Fprintf(os.Stderr, "bench: %d of %d live messages did not arrive in 2 min%s\n", o.Events-len(msgs), o.Events, lost)
 	}
 	var secs []float64
@@ -318,7 +319,7 @@ steps:
 }
 
 // missing says what became of live events whose message did not arrive.
-func missing(ctx context.Context, st *store.Store, msgs []mailcatch.Message, posted map[string]time.Time) string {
+func missing(ctx context.Context, st *store.Store, tc client.Client, msgs []mailcatch.Message, posted map[string]time.Time) string {
 	var out []string
 	for id := range posted {
 		found := false
@@ -338,7 +339,45 @@ func missing(ctx context.Context, st *store.Store, msgs []mailcatch.Message, pos
 			Scan(&routes)
 		_ = st.Pool().QueryRow(ctx, `SELECT coalesce(string_agg(decision || ' ' || reason || ' ' || status, '; '), 'no decisions')
 			FROM contact_ledger WHERE workflow_id LIKE '%' || $1 || '%'`, id).Scan(&ledger)
-		out = append(out, fmt.Sprintf("%s: event %s; routes %s; ledger %s", id, dispatched, routes, ledger))
+		run := "no run"
+		wid := workflows.WorkflowID("thanks", "live-"+strings.TrimPrefix(id, "l-"), id)
+		if d, err := tc.DescribeWorkflowExecution(ctx, wid, ""); err == nil {
+			run = fmt.Sprintf("%s on %s, %d history events, %d pending activities", d.GetWorkflowExecutionInfo().GetStatus(),
+				d.GetExecutionConfig().GetTaskQueue().GetName(), d.GetWorkflowExecutionInfo().GetHistoryLength(), len(d.GetPendingActivities()))
+			for _, a := range d.GetPendingActivities() {
+				run += fmt.Sprintf(" [%s %s attempt %d %s]", a.GetActivityType().GetName(), a.GetState(), a.GetAttempt(), a.GetLastFailure().GetMessage())
+			}
+		}
+		var hist []string
+		iter := tc.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			if err != nil {
+				break
+			}
+			h := strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")
+			if m := ev.GetMarkerRecordedEventAttributes(); m != nil {
+				h += " " + m.GetMarkerName()
+				if ps := m.GetDetails()["change-id"].GetPayloads(); len(ps) > 0 {
+					h += " " + string(ps[0].GetData())
+				}
+			}
+			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+				h += " " + a.GetActivityType().GetName()
+			}
+			if a := ev.GetTimerStartedEventAttributes(); a != nil {
+				h += " " + a.GetStartToFireTimeout().AsDuration().String()
+			}
+			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+				h += " " + a.GetSignalName()
+			}
+			hist = append(hist, h)
+		}
+		run += " history: " + strings.Join(hist, ", ")
+		out = append(out, fmt.Sprintf("%s: event %s; routes %s; ledger %s; run %s", id, dispatched, routes, ledger, run))
 	}
-	return "missing: " + strings.Join(out, " | ")
+	var waits string
+	_ = st.Pool().QueryRow(ctx, `SELECT coalesce(string_agg(state || ' ' || coalesce(wait_event_type, '') || ' ' || left(query, 60), ' | '), 'none')
+		FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'`).Scan(&waits)
+	return "missing: " + strings.Join(out, " | ") + "; busy sessions: " + waits
 }
