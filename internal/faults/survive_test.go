@@ -19,31 +19,11 @@ import (
 	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/stacktest"
 	"github.com/lojal/lojal/workflows"
 )
 
 // copyDir copies a journeys directory.
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.Walk(from, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if info.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFaultRunsSurviveChange: 200 runs wait between their two messages.
 // In one go the schema gains an attribute (and every customer gets it),
 // the worker is redeployed with a workflow code change behind a version
@@ -68,8 +48,8 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 	tc, cfg, st, catcher := srv.tc, srv.cfg, srv.st, srv.catcher
 
 	v1Dir, v2Dir := filepath.Join(tmp, "v1"), filepath.Join(tmp, "v2")
-	copyDir(t, journeysDir, v1Dir)
-	copyDir(t, journeysDir, v2Dir)
+	stacktest.CopyDir(t, journeysDir, v1Dir)
+	stacktest.CopyDir(t, journeysDir, v2Dir)
 	schema, _ := os.ReadFile(filepath.Join(v2Dir, "schema.yaml"))
 	newSchema := strings.Replace(string(schema), "customer:\n", "customer:\n  tier: string\n", 1)
 	if err := os.WriteFile(filepath.Join(v2Dir, "schema.yaml"), []byte(newSchema), 0o644); err != nil {
