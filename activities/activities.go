@@ -70,6 +70,10 @@ const (
 	// ErrTypeThrottled: the relay asked lojal to slow down; the message
 	// is tried again later, later each time (throttleDelay).
 	ErrTypeThrottled = "Throttled"
+	// ErrTypeDecisionTimeout: a decision gave up waiting for the
+	// customer's lock or the database (store.ErrTimeout); nothing was
+	// recorded and the retry decides afresh.
+	ErrTypeDecisionTimeout = "DecisionTimeout"
 )
 
 // throttleDelay is how long a message the relay throttled waits before
@@ -269,6 +273,7 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
 		Channel: in.Send.Channel, Topic: in.Send.Topic, Purpose: in.Send.Purpose, Priority: prio,
 		FirstAsked: in.FirstAsked, Now: now, ReservationTTL: ReservationTTL,
+		MessageID: MessageID(in.IdempotencyKey(), a.MessageDomain),
 	}, rules.Lookback(), func(s store.Snapshot) policy.Decision {
 		return policy.Decide(rules, s.Relationship, s.Window, s.Waiting, req, now)
 	})
@@ -277,6 +282,9 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	telemetry.End(span, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return DecideOutput{}, temporal.NewNonRetryableApplicationError("customer no longer exists", ErrTypeCustomerGone, err)
+	}
+	if errors.Is(err, store.ErrTimeout) {
+		return DecideOutput{}, temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeDecisionTimeout, temporal.ApplicationErrorOptions{Cause: err})
 	}
 	if err != nil {
 		return DecideOutput{}, err

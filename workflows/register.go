@@ -21,6 +21,7 @@ func Register(r worker.Registry, a *activities.Activities, opts ...Option) {
 	r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: JourneyWorkflow})
 	r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: ScheduleWorkflow})
 	r.RegisterWorkflowWithOptions(w.Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
+	r.RegisterWorkflowWithOptions(w.Retain, workflow.RegisterOptions{Name: RetainWorkflow})
 	r.RegisterWorkflowWithOptions(w.Conversation, workflow.RegisterOptions{Name: ConversationWorkflow})
 	r.RegisterActivity(a)
 }
@@ -51,7 +52,16 @@ type Workers []worker.Worker
 func NewWorkers(c client.Client, queue string, a *activities.Activities, o WorkerOptions) Workers {
 	jw := worker.New(c, queue, o.Worker)
 	Register(jw, a, o.Workflows...)
-	bw := worker.New(c, BulkQueue(queue), o.Worker)
+	// The bulk queue's worker takes a share of the process: the fewest
+	// pollers the SDK allows (two for workflow tasks, one for activities)
+	// and a quarter of the activity slots, so enrolled runs progress
+	// beside live ones without crowding them out.
+	bulk := o.Worker
+	bulk.MaxConcurrentWorkflowTaskPollers, bulk.MaxConcurrentActivityTaskPollers = 2, 1
+	if bulk.MaxConcurrentActivityExecutionSize > 0 {
+		bulk.MaxConcurrentActivityExecutionSize = max(1, bulk.MaxConcurrentActivityExecutionSize/4)
+	}
+	bw := worker.New(c, BulkQueue(queue), bulk)
 	Register(bw, a, o.Workflows...)
 	ws := Workers{jw, bw}
 	for _, ch := range sendChannels() {

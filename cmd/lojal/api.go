@@ -46,10 +46,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	ret, err := retention(cfg)
-	if err != nil {
-		return err
-	}
+	ret := retentionOf(cfg)
 	obs, err := observe(ctx, "lojal-api", log)
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dur := fs.Duration("duration", 3*time.Second, "length of one measurement")
 	rounds := fs.Int("rounds", 5, "measurements per side; the median is reported")
 	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, dispatch, rate, replies; "+
-		"dispatch-b (the design docs/scaling.md rejected, prototyped) runs only when named")
+		"dispatch-b (the design docs/scaling.md rejected, prototyped) and ledger (it builds 10M ledger rows) run only when named")
 	enrolLive := fs.Int("dispatch-enrol", 100000, "dispatch: customers a scheduled journey enrols while live events go through")
 	rate := fs.Float64("rate", 50, "rate: the email rate to configure, messages a second")
 	rateMessages := fs.Int("rate-messages", 1000, "rate: messages to send at that rate")
@@ -32,8 +32,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
+	ledgerRows := fs.Int("ledger-rows", 10_000_000, "ledger: rows of ledger to decide against")
+	ledgerCustomers := fs.Int("ledger-customers", 1_000_000, "ledger: customers they concern")
 	want := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
 	named := func(name string) bool { return slices.Contains(strings.Split(*only, ","), name) }
+	// The ledger benchmark takes long and much disk: only when asked for.
+	wantLedger := named("ledger")
 	log := slog.New(slog.DiscardHandler)
 	var results []bench.Result
 	var costs *bench.Costs
@@ -53,7 +57,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var pg *devstack.Postgres
 	dbURL := cfg.DatabaseURL
-	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate") || want("dispatch") || want("replies") || named("dispatch-b")) {
+	if dbURL == "" && (want("policy") || want("journey") || want("ingest") || want("enrol") || want("rate") || want("dispatch") || want("replies") || named("dispatch-b") || wantLedger) {
 		fmt.Fprintln(stderr, "bench: starting a durable throw-away PostgreSQL (fsync on)")
 		var err error
 		if pg, err = devstack.StartPostgres(ctx, log, devstack.PostgresOptions{Durable: true}); err != nil {
@@ -98,6 +102,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if enrol, err = bench.Enrol(ctx, bench.EnrolOptions{URL: dbURL, Journeys: cat, Journey: "checkin", Sizes: []int{20000, 100000}}); err != nil {
+			return fmt.Errorf("enrolment benchmark: %w", err)
+		}
+	}
+	if wantLedger {
+		fmt.Fprintf(stderr, "bench: ledger of %d rows, %d customers (building it takes minutes) ...\n", *ledgerRows, *ledgerCustomers)
+		r, err := bench.Ledger(ctx, bench.LedgerOptions{URL: dbURL, Rows: *ledgerRows, Months: 12, Customers: *ledgerCustomers, Conc: 8,
+			Duration: *dur, Rounds: *rounds, Progress: func(s string) { fmt.Fprintf(stderr, "bench: ledger: %s\n", s) }})
+		if err != nil {
+			return fmt.Errorf("ledger benchmark: %w", err)
+		}
+		fmt.Fprintf(stderr, "bench: ledger built in %s\n", r.Fill.Round(time.Second))
+		results = append(results, r.Decisions)
+		limits = append(limits, r.Limits...)
+		fmt.Fprintln(stderr, "bench: enrolling 100,000 then 1,000,000 customers across 20 time zones ...")
+		cat, err := loadCatalog(cfg.Journeys)
+		if err != nil {
+			return err
+		}
+		if enrol, err = bench.Enrol(ctx, bench.EnrolOptions{URL: dbURL, Journeys: cat, Journey: "checkin", Sizes: []int{100000, 1000000}, Zones: 20}); err != nil {
 			return fmt.Errorf("enrolment benchmark: %w", err)
 		}
 	}
@@ -245,6 +268,9 @@ func printEnrol(w io.Writer, rs []bench.EnrolResult, markdown bool) {
 	growth := mb(last.PeakRSS) - mb(first.PeakRSS)
 	ok := growth < 64 && last.Enrolled == last.Size
 	fmt.Fprintf(w, "  peak RSS grew %.0f MiB from %d to %d customers (flat means < 64 MiB): %s\n", growth, first.Size, last.Size, verdict(ok))
+	// Time should grow no faster than the audience.
+	sizeX, timeX := float64(last.Size)/float64(first.Size), last.Took.Seconds()/first.Took.Seconds()
+	fmt.Fprintf(w, "  time grew %.1fx for %.0fx the customers (at most %.0fx): %s\n", timeX, sizeX, sizeX, verdict(timeX <= sizeX))
 }
 
 func printResults(w io.Writer, results []bench.Result, limits []bench.LimitResult, rounds int, dur time.Duration, markdown bool) {

@@ -49,11 +49,7 @@ func runConsent(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ret, err := retention(cfg)
-	if err != nil {
-		return err
-	}
-	ev, err := evidence.Build(ctx, st, cat.Rules, *customer, ret, time.Now())
+	ev, err := evidence.Build(ctx, st, cat.Rules, *customer, retentionOf(cfg), time.Now())
 	if errors.Is(err, store.ErrNotFound) {
 		return exitError{code: 1, msg: fmt.Sprintf("lojal consent export: no customer %q and no consent evidence for that id", *customer)}
 	}
@@ -109,50 +105,4 @@ func basisName(b policy.Basis) string {
 		return "service (no consent needed)"
 	}
 	return "before the consent ledger"
-}
-
-// retention reads how long the ledgers are kept from the configuration.
-func retention(cfg Config) (store.Retention, error) {
-	m, err := policy.ParseDuration(cfg.MessageRetention)
-	if err != nil {
-		return store.Retention{}, fmt.Errorf("LOJAL_MESSAGE_RETENTION: %w", err)
-	}
-	c, err := policy.ParseDuration(cfg.ConsentRetention)
-	if err != nil {
-		return store.Retention{}, fmt.Errorf("LOJAL_CONSENT_RETENTION: %w", err)
-	}
-	return store.Retention{Messages: m, Consent: c}, nil
-}
-
-// runRetention applies retention once: the contact ledger's, then the
-// consent ledger's, which is longer (docs/consent.md). Run it daily (a
-// Kubernetes CronJob).
-func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := loadConfig("retention", args, stderr)
-	if err != nil {
-		return err
-	}
-	ret, err := retention(cfg)
-	if err != nil {
-		return err
-	}
-	cat, err := loadCatalog(cfg.Journeys)
-	if err != nil {
-		return err
-	}
-	if err := ret.Check(cat.Rules.Lookback()); err != nil {
-		return exitError{code: 2, msg: "lojal retention: " + err.Error()}
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	p, err := st.Purge(ctx, ret, cat.Rules.Lookback(), time.Now())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "deleted %d contact-ledger rows older than %s and %d consent-ledger entries no longer needed as evidence for %s\n",
-		p.Messages, policy.FormatDuration(ret.Messages), p.Consent, policy.FormatDuration(ret.Consent))
-	return nil
 }

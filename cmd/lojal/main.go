@@ -63,8 +63,8 @@ Usage:
   lojal consent export --customer ID [--html]
                             one customer's consent evidence, as JSON or a page
   lojal consent report      messages sent per legal basis
-  lojal retention           delete what retention allows: contact ledger, then
-                            consent evidence (kept longer)
+  lojal retention           one pass of the retention job now: ledger and event months,
+                            old rows, consent evidence (kept longer; docs/retention.md)
   lojal status [--json] [--task-queue Q]
                             the health of a deployment: event backlog and lag, dead letters, uncertain
                             deliveries, the sweeper, scheduled journeys' next firings, workers polling
@@ -183,10 +183,17 @@ type Config struct {
 	LogLevel          string        `flag:"log-level" env:"LOJAL_LOG_LEVEL" usage:"debug, info, warn or error"`
 	ShutdownTimeout   time.Duration `flag:"shutdown-timeout" env:"LOJAL_SHUTDOWN_TIMEOUT" usage:"how long to drain in-flight work on shutdown"`
 	ReorderWindow     time.Duration `flag:"reorder-window" env:"LOJAL_REORDER_WINDOW" usage:"api: hold accepted events this long so close ones dispatch in the order they happened"`
+	BulkRate          float64       `flag:"bulk-rate" env:"LOJAL_BULK_RATE" usage:"worker: most enrolment events of scheduled journeys the sweeper routes a second (runs started beside live traffic; 0: 200; negative: no bound)"`
 	EmailRate         float64       `flag:"email-rate" env:"LOJAL_EMAIL_RATE" usage:"worker: most emails a second all workers together hand to the SMTP relay, held by the Temporal server (the relay's limit; 0: no limit; the same on every worker)"`
 	PushRate          float64       `flag:"push-rate" env:"LOJAL_PUSH_RATE" usage:"worker: most push messages a second all workers together send (0: no limit; the same on every worker)"`
-	MessageRetention  string        `flag:"message-retention" env:"LOJAL_MESSAGE_RETENTION" usage:"how long the contact ledger keeps a decision (400d); longer than the policy's longest window"`
-	ConsentRetention  string        `flag:"consent-retention" env:"LOJAL_CONSENT_RETENTION" usage:"how long consent evidence is kept after it stops being needed (1825d); longer than message retention"`
+	ActivitySlots     int           `flag:"activity-slots" env:"LOJAL_ACTIVITY_SLOTS" usage:"worker: activities each of the worker's task queues runs at once (the database pool is sized from it)"`
+	DBMaxConns        int           `flag:"db-max-conns" env:"LOJAL_DB_MAX_CONNS" usage:"most Postgres connections this process opens (0: a quarter of the activity slots plus 5; see docs/retention.md)"`
+	DecideLockTimeout time.Duration `flag:"decide-lock-timeout" env:"LOJAL_DECIDE_LOCK_TIMEOUT" usage:"worker: longest a decision waits for the customer's lock before it fails, to be retried"`
+	DecideTimeout     time.Duration `flag:"decide-statement-timeout" env:"LOJAL_DECIDE_STATEMENT_TIMEOUT" usage:"worker: longest each round trip of a decision may take before it fails, to be retried"`
+	RetainLedgerDays  int           `flag:"retain-ledger-days" env:"LOJAL_RETAIN_LEDGER_DAYS" usage:"days the contact ledger keeps a decision (at least policy.yaml's longest window plus 7; see docs/retention.md)"`
+	RetainEventsDays  int           `flag:"retain-events-days" env:"LOJAL_RETAIN_EVENTS_DAYS" usage:"days events and their routes are kept and their ids recognised (at least max_defer plus 7)"`
+	RetainRunsDays    int           `flag:"retain-runs-days" env:"LOJAL_RETAIN_RUNS_DAYS" usage:"days an ended journey run that a later one superseded is kept (at least max_defer plus 7)"`
+	RetainConsentDays int           `flag:"retain-consent-days" env:"LOJAL_RETAIN_CONSENT_DAYS" usage:"days consent evidence is kept after it stops being needed (longer than the ledger's; see docs/retention.md)"`
 	SendTimeout       time.Duration `flag:"send-timeout" env:"LOJAL_SEND_TIMEOUT" usage:"worker: how long one message may take to go out, retries included, before its run asks the policy again (0: the reservation's 15 minutes plus one)"`
 }
 
@@ -206,8 +213,13 @@ func defaultConfig() Config {
 		BounceSMTPSession: 5 * time.Minute,
 		ReorderWindow:     2 * time.Second,
 		VAPIDSubject:      "mailto:postmaster@lojal.example",
-		MessageRetention:  "400d",
-		ConsentRetention:  "1825d",
+		ActivitySlots:     200,
+		DecideLockTimeout: 2 * time.Second,
+		DecideTimeout:     5 * time.Second,
+		RetainLedgerDays:  int(store.DefaultRetainLedger / (24 * time.Hour)),
+		RetainEventsDays:  int(store.DefaultRetainEvents / (24 * time.Hour)),
+		RetainRunsDays:    int(store.DefaultRetainRuns / (24 * time.Hour)),
+		RetainConsentDays: int(store.DefaultRetainConsent / (24 * time.Hour)),
 	}
 }
 
@@ -303,7 +315,28 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("no database: set DATABASE_URL (or --database-url)")
 	}
-	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL})
+	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL, MaxConns: poolSize(cfg),
+		Decide: store.DecideTimeouts{Lock: cfg.DecideLockTimeout, Statement: cfg.DecideTimeout}})
+}
+
+// poolSize is the most Postgres connections the process opens. An
+// activity holds a connection only for its round trips (a decision: two,
+// about a millisecond each), so a quarter of the activity slots serves
+// them all with room to spare, and 5 more serve the loops beside them
+// (sweeper, retention, bounce intake, health checks, schedules). pgx's
+// default, max(4, CPUs), made 200 slots queue for 4 connections.
+func poolSize(cfg Config) int32 {
+	if cfg.DBMaxConns > 0 {
+		return int32(cfg.DBMaxConns)
+	}
+	return int32(max(cfg.ActivitySlots, 1)/4 + 5)
+}
+
+// retention is the configured retention.
+func retentionOf(cfg Config) store.Retention {
+	day := 24 * time.Hour
+	return store.Retention{Ledger: time.Duration(cfg.RetainLedgerDays) * day, Events: time.Duration(cfg.RetainEventsDays) * day,
+		Runs: time.Duration(cfg.RetainRunsDays) * day, Consent: time.Duration(cfg.RetainConsentDays) * day}
 }
 
 // dialTemporal connects to Temporal; opts adjust the client's options

@@ -123,7 +123,7 @@ func TestSimulateJSON(t *testing.T) {
 func TestDiffShowsBreakingSteps(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyDir(t, "../../journeys", dir)
+	stacktest.CopyDir(t, "../../journeys", dir)
 	old := readFile(t, filepath.Join(dir, "renewal-reminder.yaml"))
 	v2 := strings.Replace(old, "timeout: 7d", "timeout: 10d", 1)
 	v2 = v2[:strings.Index(v2, "  - id: nudge")] + "  - id: nudge-everyone\n    send: { channel: push, template: renewal-nudge }\n"
@@ -154,8 +154,8 @@ func TestDiffShowsBreakingSteps(t *testing.T) {
 func TestDiffDirectoriesShowsTemplatesPolicyAndPressure(t *testing.T) {
 	t.Parallel()
 	old, nw := t.TempDir(), t.TempDir()
-	copyDir(t, "../../journeys", old)
-	copyDir(t, "../../journeys", nw)
+	stacktest.CopyDir(t, "../../journeys", old)
+	stacktest.CopyDir(t, "../../journeys", nw)
 	edit := func(file, from, to string) {
 		t.Helper()
 		p := filepath.Join(nw, file)
@@ -203,27 +203,6 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.Walk(from, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if info.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestDevReport runs `lojal dev` as `make dev` does (embedded Postgres,

@@ -70,7 +70,7 @@ func TestDeployIsPickedUpByRunningProcesses(t *testing.T) {
 	}
 	// Deploy an edited copy: the check-in journey waits longer.
 	dir := t.TempDir()
-	copyDir(t, "../../journeys", dir)
+	stacktest.CopyDir(t, "../../journeys", dir)
 	src := readFile(t, filepath.Join(dir, "checkin.yaml"))
 	writeFile(t, filepath.Join(dir, "checkin.yaml"), strings.Replace(src, "timeout: 14d", "timeout: 21d", 1))
 	out, err := runCLI(t, "journeys", "deploy", "--database-url", db, "--by", "test", dir)

@@ -161,6 +161,10 @@ func TestWhyIsReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 3, 1, 23, 30, 0, 0, time.UTC)
+	// The ledger has months from the migration's on; this decision is older.
+	if _, err := s.EnsurePartitions(ctx, now, 0); err != nil {
+		t.Fatal(err)
+	}
 	r := store.Request{IdempotencyKey: "q.1", RequestKey: "q", CustomerID: "c-9", WorkflowID: "w", JourneyID: "renewal-reminder",
 		StepID: "remind", Channel: "email", Priority: policy.High, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
 	if _, err := s.Decide(ctx, r, time.Hour, func(store.Snapshot) policy.Decision {

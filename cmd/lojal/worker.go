@@ -23,6 +23,8 @@ import (
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/retention"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
@@ -62,6 +64,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer svc.Close()
 	st, cat, tc := svc.st, svc.cat, svc.tc
+	if err := checkRetention(cfg, *cat.Current().Rules); err != nil {
+		return err
+	}
 	mux, email, err := senders(cfg, log)
 	if err != nil {
 		return err
@@ -74,7 +79,8 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	m := obs.metrics
 	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
-		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate},
+		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}, BulkRate: cfg.BulkRate,
+		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg),
 		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -125,6 +131,15 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// checkRetention refuses, at start-up, a retention shorter than what
+// policy.yaml needs remembered (store.Retention.Check).
+func checkRetention(cfg Config, rules policy.Rules) error {
+	if err := retentionOf(cfg).Check(rules, retention.SettingNames()); err != nil {
+		return fmt.Errorf("retention too short for policy.yaml (docs/retention.md):\n%w", err)
+	}
+	return nil
+}
+
 // workerServers are the worker's health server and its metrics server;
 // one server when they share an address (the worker's port is not
 // public), then /metrics still needs LOJAL_METRICS_TOKEN when it is set.
@@ -158,6 +173,13 @@ type workerDeps struct {
 	ReorderWindow time.Duration
 	// Rates bound deliveries a second per channel, across all workers.
 	Rates map[string]float64
+	// BulkRate bounds the bulk events the sweeper routes a second.
+	BulkRate float64
+	// ActivitySlots is how many activities each task queue runs at once
+	// (default 200).
+	ActivitySlots int
+	// Retention is what the retention job keeps.
+	Retention store.Retention
 	// Webhooks posts replies and escalations to helpers' webhooks.
 	Webhooks *channel.Webhook
 }
@@ -166,15 +188,20 @@ type workerDeps struct {
 // worker per channel, sharing one Workflows value (its compiled
 // definition cache) and one Activities value.
 func newWorker(tc client.Client, d workerDeps) workflows.Workers {
+	if d.ActivitySlots <= 0 {
+		d.ActivitySlots = 200
+	}
 	ws := workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
 		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics, Webhooks: d.Webhooks}, workflows.WorkerOptions{
-		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: 200},
+		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: d.ActivitySlots},
 		Rates:     d.Rates,
 		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},
 	})
 	sweeper := &dispatch.Sweeper{Router: &dispatch.Router{Store: d.Store, Temporal: tc, Catalog: d.Catalog, Log: d.Log,
-		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}}
+		Metrics: d.Metrics, ReorderWindow: d.ReorderWindow}, Options: dispatch.SweepOptions{BulkRate: d.BulkRate}}
 	sweeper.Register(ws[0])
+	job := &retention.Job{Store: d.Store, Retention: d.Retention, Rules: func() policy.Rules { return *d.Catalog.Current().Rules }, Log: d.Log}
+	job.Register(ws[0])
 	return ws
 }
 
@@ -225,6 +252,9 @@ func keepSchedules(ctx context.Context, tc client.Client, cat catalog.Source, lo
 		}
 		if err := ingest.EnsureSchedules(ctx, tc, cat.Current(), ""); err != nil && ctx.Err() == nil {
 			log.Warn("scheduled journeys", "err", err)
+		}
+		if err := retention.EnsureSchedule(ctx, tc, ""); err != nil && ctx.Err() == nil {
+			log.Warn("retention schedule", "err", err)
 		}
 		select {
 		case <-ctx.Done():

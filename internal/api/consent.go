@@ -21,14 +21,7 @@ import (
 const ConfirmTTL = 7 * 24 * time.Hour
 
 func (s *Server) retention() store.Retention {
-	r := s.Retention
-	if r.Messages == 0 {
-		r.Messages = store.DefaultMessageRetention
-	}
-	if r.Consent == 0 {
-		r.Consent = store.DefaultConsentRetention
-	}
-	return r
+	return s.Retention.WithDefaults()
 }
 
 // consentEntryBody is one entry a client records: a consent the customer

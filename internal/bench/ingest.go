@@ -47,7 +47,7 @@ func Ingest(ctx context.Context, o IngestOptions) ([]LimitResult, error) {
 		return nil, err
 	}
 	defer closeStore()
-	if err := copyCustomers(ctx, st, "c-", o.Customers, "Europe/Oslo", `{"first_name": "Kari", "plan": "home"}`); err != nil {
+	if err := copyCustomers(ctx, st, "c-", o.Customers, []string{"Europe/Oslo"}, `{"first_name": "Kari", "plan": "home"}`); err != nil {
 		return nil, err
 	}
 	const token = "lj_bench"
@@ -109,7 +109,7 @@ func Ingest(ctx context.Context, o IngestOptions) ([]LimitResult, error) {
 
 // copyCustomers bulk-loads n customers with COPY, ids prefix0000000...,
 // all in one time zone, with the given attributes JSON.
-func copyCustomers(ctx context.Context, st *store.Store, prefix string, n int, zone, attrs string) error {
+func copyCustomers(ctx context.Context, st *store.Store, prefix string, n int, zones []string, attrs string) error {
 	rows := make([][]any, 0, 10000)
 	flush := func() error {
 		_, err := st.Pool().CopyFrom(ctx, pgx.Identifier{"customers"},
@@ -118,7 +118,7 @@ func copyCustomers(ctx context.Context, st *store.Store, prefix string, n int, z
 		return err
 	}
 	for i := range n {
-		rows = append(rows, []any{fmt.Sprintf("%s%07d", prefix, i), fmt.Sprintf("%s%d@example.no", prefix, i), "nb", zone, attrs})
+		rows = append(rows, []any{fmt.Sprintf("%s%07d", prefix, i), fmt.Sprintf("%s%d@example.no", prefix, i), "nb", zones[i%len(zones)], attrs})
 		if len(rows) == cap(rows) {
 			if err := flush(); err != nil {
 				return err
@@ -138,6 +138,19 @@ type EnrolOptions struct {
 	// Journey is a scheduled journey in Journeys.
 	Journey string
 	Sizes   []int
+	// Zones is how many time zones each audience is spread across, all
+	// enrolled by one firing (default 1).
+	Zones int
+}
+
+// benchZones are time zones for audiences: each size takes its own.
+func benchZones() []string {
+	return []string{"Europe/Oslo", "America/New_York", "Asia/Tokyo", "Europe/London", "Europe/Stockholm", "Europe/Copenhagen",
+		"Europe/Helsinki", "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "Europe/Rome", "Europe/Warsaw", "America/Chicago", "America/Denver",
+		"America/Los_Angeles", "Asia/Singapore", "Australia/Sydney", "Africa/Lagos", "Asia/Kolkata", "UTC", "Europe/Dublin", "Europe/Lisbon",
+		"Europe/Vienna", "Europe/Prague", "Europe/Athens", "Europe/Istanbul", "Asia/Dubai", "Asia/Shanghai", "Asia/Seoul", "Asia/Jakarta",
+		"America/Toronto", "America/Sao_Paulo", "America/Mexico_City", "America/Bogota", "Africa/Cairo", "Africa/Johannesburg",
+		"Pacific/Auckland", "Atlantic/Reykjavik", "America/Anchorage", "Pacific/Honolulu"}
 }
 
 // EnrolResult is memory and time at each audience size.
@@ -162,10 +175,14 @@ func Enrol(ctx context.Context, o EnrolOptions) ([]EnrolResult, error) {
 	defer closeStore()
 	a := &activities.Activities{Store: st, Catalog: o.Journeys, Log: slog.New(slog.DiscardHandler)}
 	var out []EnrolResult
+	zones, all := max(o.Zones, 1), benchZones()
 	for i, size := range o.Sizes {
-		// Each size has a time zone of its own.
-		zone := []string{"Europe/Oslo", "America/New_York", "Asia/Tokyo", "Europe/London"}[i%4]
-		if err := copyCustomers(ctx, st, fmt.Sprintf("z%d-", i), size, zone, `{"first_name": "Kari", "customer_since": "2024-01-01T00:00:00Z"}`); err != nil {
+		// Each size has time zones of its own.
+		var sizeZones []string
+		for z := range zones {
+			sizeZones = append(sizeZones, all[(i*zones+z)%len(all)])
+		}
+		if err := copyCustomers(ctx, st, fmt.Sprintf("z%d-", i), size, sizeZones, `{"first_name": "Kari", "customer_since": "2024-01-01T00:00:00Z"}`); err != nil {
 			return nil, err
 		}
 		runtime.GC()
@@ -186,7 +203,7 @@ func Enrol(ctx context.Context, o EnrolOptions) ([]EnrolResult, error) {
 			}
 		}()
 		start := time.Now()
-		res, err := a.Enrol(ctx, activities.EnrolInput{JourneyID: o.Journey, Zones: []string{zone}, Fire: time.Now(), PageSize: 1000})
+		res, err := a.Enrol(ctx, activities.EnrolInput{JourneyID: o.Journey, Zones: sizeZones, Fire: time.Now(), PageSize: 1000})
 		took := time.Since(start)
 		close(stop)
 		heap := <-peak

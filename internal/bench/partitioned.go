@@ -17,7 +17,6 @@ import (
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/dispatch"
 	"github.com/lojal/lojal/internal/journey"
-	"github.com/lojal/lojal/workflows"
 )
 
 // Design (b) of docs/scaling.md, prototyped to be measured beside design
@@ -159,7 +158,7 @@ func DispatchPartitioned(ctx context.Context, o DispatchOptions, replicas int) (
 	if _, err := st.Pool().Exec(ctx, prototypeDDL); err != nil {
 		return res, fmt.Errorf("prototype tables: %w", err)
 	}
-	if err := copyCustomers(ctx, st, "d-", o.Customers, "Europe/Oslo", `{"first_name": "Kari"}`); err != nil {
+	if err := copyCustomers(ctx, st, "d-", o.Customers, []string{"Europe/Oslo"}, `{"first_name": "Kari"}`); err != nil {
 		return res, err
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -225,19 +224,9 @@ func DispatchPartitioned(ctx context.Context, o DispatchOptions, replicas int) (
 		}
 		return float64(posted.Load()) / time.Since(start).Seconds(), nil
 	}
-	base := func() (float64, error) {
-		round++
-		r := round
-		return throughput(ctx, o.Conc, o.Duration, func(ctx context.Context, w, i int) error {
-			id := fmt.Sprintf("bench-swstart-b-%d-%d-%d-%d", tag, r, w, i)
-			_, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalEvent, journey.Event{ID: id}, client.StartWorkflowOptions{
-				ID: id, TaskQueue: queue + "-baseline"}, "BenchBaseline")
-			return err
-		})
-	}
 	if _, err := ours(); err != nil { // warm-up
 		return res, err
 	}
-	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, base)
+	res.Ours, res.Baseline, err = alternate(o.Rounds, ours, bareSignalWithStart(ctx, tc, o, fmt.Sprintf("bench-swstart-b-%d", tag), queue+"-baseline"))
 	return res, err
 }

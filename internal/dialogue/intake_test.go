@@ -50,6 +50,11 @@ func setup(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 3, 10, 11, 0, 0, 0, time.UTC)
+	// The ledger has months from the migration's on; these decisions are
+	// older.
+	if _, err := st.EnsurePartitions(ctx, now, 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.UpsertCustomer(ctx, journey.Customer{ID: "kari", Email: "kari@example.no", Locale: "nb", Timezone: "Europe/Oslo",
 		Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}, "test"); err != nil {
 		t.Fatal(err)

@@ -142,6 +142,13 @@ type SweepOptions struct {
 	// Lease is how long claimed events are kept from other passes while
 	// they are routed (default 1 min).
 	Lease time.Duration
+	// BulkParallel bounds how many customers' bulk events are routed at
+	// once (default 4), and BulkRate how many a second (default 200;
+	// negative: no bound): an enrolment of a million customers is a
+	// steady stream of run starts Temporal and the workers take beside
+	// live traffic, not a flood that makes live runs wait.
+	BulkParallel int
+	BulkRate     float64
 }
 
 func (o SweepOptions) withDefaults() SweepOptions {
@@ -153,6 +160,12 @@ func (o SweepOptions) withDefaults() SweepOptions {
 	}
 	if o.Lease <= 0 {
 		o.Lease = time.Minute
+	}
+	if o.BulkParallel <= 0 {
+		o.BulkParallel = 4
+	}
+	if o.BulkRate == 0 {
+		o.BulkRate = 200
 	}
 	return o
 }

@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -292,5 +293,33 @@ func TestSweeperRoutesWhatAReplicaLeftBehind(t *testing.T) {
 	}
 	if got := record(t, b.s.Store, "e-left"); got.Status() != "routed" || len(got.Routes) != 2 {
 		t.Fatalf("event %+v", got)
+	}
+}
+
+// TestBulkLaneIsPaced: the sweeper routes bulk events (a scheduled
+// enrolment) no faster than BulkRate, so that an enrolment is a steady
+// stream beside live traffic rather than a flood of run starts.
+func TestBulkLaneIsPaced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var evs []journey.Event
+	for i := range 60 {
+		c := b.customer(t, fmt.Sprintf("c-bulk-%02d", i))
+		evs = append(evs, placed(c, fmt.Sprintf("e-bulk-%02d", i), "o-1", time.Now()))
+	}
+	if _, err := b.s.Store.AcceptEventsIn(ctx, store.LaneBulk, evs); err != nil {
+		t.Fatal(err)
+	}
+	sw := &dispatch.Sweeper{Router: b.router, Idle: 20 * time.Millisecond,
+		Options: dispatch.SweepOptions{Grace: time.Nanosecond, Batch: 10, BulkRate: 10}}
+	out, err := sw.Sweep(ctx, workflows.SweepActivityInput{For: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A first batch of 10 at once, then 10 a second: about 30 in 2 s.
+	if out.Bulk < 15 || out.Bulk > 35 {
+		t.Fatalf("routed %d bulk events in 2 s at 10 a second (batches of 10), want about 30", out.Bulk)
 	}
 }

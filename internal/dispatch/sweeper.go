@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
+	"golang.org/x/time/rate"
 
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/internal/telemetry"
@@ -48,6 +49,13 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 	// one trace; batches with work get traces of their own (SweepLane).
 	ctx = telemetry.Detach(ctx)
 	deadline := time.Now().Add(in.For)
+	opts := s.Options.withDefaults()
+	bulkRouter := *s.Router
+	bulkRouter.Parallel = opts.BulkParallel
+	bulkRate := rate.NewLimiter(rate.Inf, 0)
+	if opts.BulkRate > 0 {
+		bulkRate = rate.NewLimiter(rate.Limit(opts.BulkRate), bulkBatch(opts))
+	}
 	var lastWaiting, lastReconcile, lastStats time.Time
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		if inActivity {
@@ -59,14 +67,18 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 		}
 		out.Live += live
 		bulk := 0
-		if live < s.Options.withDefaults().Batch {
+		if live < opts.Batch {
 			// Live events first: bulk work never delays them.
-			bulkOpts := s.Options
-			bulkOpts.Batch = min(s.Options.withDefaults().Batch, 200)
-			if bulk, err = s.Router.SweepLane(ctx, store.LaneBulk, bulkOpts); err != nil {
+			bulkOpts := opts
+			bulkOpts.Batch = bulkBatch(opts)
+			if bulk, err = bulkRouter.SweepLane(ctx, store.LaneBulk, bulkOpts); err != nil {
 				return out, fmt.Errorf("sweep bulk events: %w", err)
 			}
 			out.Bulk += bulk
+			// The next batch waits until this one fits the bulk rate.
+			if err := bulkRate.WaitN(ctx, bulk); err != nil && ctx.Err() == nil {
+				return out, fmt.Errorf("bulk rate: %w", err)
+			}
 		}
 		now := time.Now()
 		if now.Sub(lastWaiting) >= time.Second {
@@ -100,6 +112,8 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 	}
 	return out, nil
 }
+
+func bulkBatch(o SweepOptions) int { return min(o.Batch, 200) }
 
 // SweeperScheduleID is the Temporal schedule that keeps the sweeper
 // running.

@@ -103,7 +103,7 @@ func Build(ctx context.Context, st *store.Store, rules *policy.Rules, customerID
 		}
 	}
 	ev.Kept = fmt.Sprintf("consent evidence is kept %s after it stops being needed; messages %s (docs/consent.md)",
-		policy.FormatDuration(ret.Consent), policy.FormatDuration(ret.Messages))
+		policy.FormatDuration(ret.Consent), policy.FormatDuration(ret.Ledger))
 	if ev.Entries == nil {
 		ev.Entries = []Entry{}
 	}

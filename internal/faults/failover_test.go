@@ -19,16 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
-
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
-	"github.com/lojal/lojal/internal/mailcatch"
-	"github.com/lojal/lojal/internal/pgtest"
-	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
 
@@ -54,27 +48,8 @@ func TestFaultReplicaFailover(t *testing.T) {
 	const customers, steps = 500, 10
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	tmpr, err := devstack.StartTemporal(ctx, log, devstack.TemporalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tmpr.Stop)
-	tc, err := client.Dial(client.Options{HostPort: tmpr.Address, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	cfg := pgtest.Config(t)
-	st, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	catcher, err := mailcatch.Start(log, mailcatch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { catcher.Close() })
+	srv := ownServers(t, log, devstack.TemporalOptions{})
+	tc, cfg, st, catcher, tmpr := srv.tc, srv.cfg, srv.st, srv.catcher, srv.temporal
 	dir, _ := filepath.Abs("testdata/tracker")
 	cat, err := catalog.Load(os.DirFS(dir), dir)
 	if err != nil {

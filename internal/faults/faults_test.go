@@ -633,3 +633,39 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// servers are a fault test's own: a Temporal dev server it may stop and
+// restart (the cleanup stops whichever temporal holds then), a client of
+// it, a Postgres schema and an SMTP catcher.
+type servers struct {
+	temporal *devstack.Temporal
+	tc       client.Client
+	cfg      store.Config
+	st       *store.Store
+	catcher  *mailcatch.Server
+}
+
+func ownServers(t *testing.T, log *slog.Logger, opts devstack.TemporalOptions) *servers {
+	t.Helper()
+	ctx := context.Background()
+	s := &servers{}
+	var err error
+	if s.temporal, err = devstack.StartTemporal(ctx, log, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.temporal.Stop() })
+	if s.tc, err = client.Dial(client.Options{HostPort: s.temporal.Address, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.tc.Close)
+	s.cfg = pgtest.Config(t)
+	if s.st, err = store.Open(ctx, s.cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.st.Close)
+	if s.catcher, err = mailcatch.Start(log, mailcatch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.catcher.Close() })
+	return s
+}

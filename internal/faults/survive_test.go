@@ -14,41 +14,16 @@ import (
 	"time"
 
 	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
-	"github.com/lojal/lojal/internal/mailcatch"
-	"github.com/lojal/lojal/internal/pgtest"
-	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/internal/stacktest"
 	"github.com/lojal/lojal/workflows"
 )
 
 // copyDir copies a journeys directory.
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.Walk(from, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if info.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFaultRunsSurviveChange: 200 runs wait between their two messages.
 // In one go the schema gains an attribute (and every customer gets it),
 // the worker is redeployed with a workflow code change behind a version
@@ -69,31 +44,12 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	tOpts := devstack.TemporalOptions{DBFile: filepath.Join(tmp, "temporal.db"), Port: port}
-	tmpr, err := devstack.StartTemporal(ctx, log, tOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tmpr.Stop() })
-	tc, err := client.Dial(client.Options{HostPort: tmpr.Address, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	cfg := pgtest.Config(t)
-	st, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	catcher, err := mailcatch.Start(log, mailcatch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { catcher.Close() })
+	srv := ownServers(t, log, tOpts)
+	tc, cfg, st, catcher := srv.tc, srv.cfg, srv.st, srv.catcher
 
 	v1Dir, v2Dir := filepath.Join(tmp, "v1"), filepath.Join(tmp, "v2")
-	copyDir(t, journeysDir, v1Dir)
-	copyDir(t, journeysDir, v2Dir)
+	stacktest.CopyDir(t, journeysDir, v1Dir)
+	stacktest.CopyDir(t, journeysDir, v2Dir)
 	schema, _ := os.ReadFile(filepath.Join(v2Dir, "schema.yaml"))
 	newSchema := strings.Replace(string(schema), "customer:\n", "customer:\n  tier: string\n", 1)
 	if err := os.WriteFile(filepath.Join(v2Dir, "schema.yaml"), []byte(newSchema), 0o644); err != nil {
@@ -112,7 +68,7 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := func(dir string) []string {
-		return []string{"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + tmpr.Address,
+		return []string{"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + srv.temporal.Address,
 			"SMTP_URL=smtp://" + catcher.Addr, "LOJAL_JOURNEYS=" + dir, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef",
 			"LOJAL_HTTP_ADDR=" + freeAddr(t), "LOJAL_LOG_LEVEL=warn", "LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}
 	}
@@ -156,8 +112,8 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		}
 	}
 	w.kill()
-	tmpr.Stop()
-	if tmpr, err = devstack.StartTemporal(ctx, log, tOpts); err != nil {
+	srv.temporal.Stop()
+	if srv.temporal, err = devstack.StartTemporal(ctx, log, tOpts); err != nil {
 		t.Fatalf("restart Temporal: %v", err)
 	}
 	// The worker refuses to start without Temporal (Kubernetes restarts

@@ -14,7 +14,7 @@ import (
 	"github.com/lojal/lojal/internal/policy"
 )
 
-// The consent ledger (migrations/009_consent_ledger.sql) is append-only:
+// The consent ledger (migrations/010_consent_ledger.sql) is append-only:
 // every change of a customer's consent is a new entry, written under the
 // customer's lock so it is ordered with every decision about them, and
 // the consent the policy sees is derived from the entries.
@@ -423,64 +423,22 @@ func (s *Store) MessagesPerBasis(ctx context.Context, from, to time.Time) ([]Bas
 	return out, nil
 }
 
-// Retention says how long the ledgers are kept. The consent ledger is
-// kept longer than the contact ledger: it is the proof that the messages
-// in the contact ledger were lawful, and must outlast them
-// (docs/consent.md).
-type Retention struct {
-	Messages time.Duration
-	Consent  time.Duration
-}
-
-// Default retention.
-const (
-	DefaultMessageRetention = 400 * 24 * time.Hour
-	DefaultConsentRetention = 5 * 365 * 24 * time.Hour
-)
-
-// Check refuses a retention that would delete consent evidence before
-// the messages it justifies, or messages the policy still counts.
-func (r Retention) Check(lookback time.Duration) error {
-	switch {
-	case r.Messages <= lookback:
-		return fmt.Errorf("message retention %s must be longer than the policy's longest window %s, or caps and purpose dedupe forget messages",
-			policy.FormatDuration(r.Messages), policy.FormatDuration(lookback))
-	case r.Consent <= r.Messages:
-		return fmt.Errorf("consent retention %s must be longer than message retention %s: the consent ledger proves the messages were lawful",
-			policy.FormatDuration(r.Consent), policy.FormatDuration(r.Messages))
-	}
-	return nil
-}
-
-// Purged says how many rows retention deleted.
-type Purged struct {
-	Messages int64 `json:"messages"`
-	Consent  int64 `json:"consent_entries"`
-}
-
-// Purge applies retention at now: contact-ledger rows decided before
-// now-Messages, and consent entries no longer needed as evidence since
-// before now-Consent (see the purge-consent query).
-func (s *Store) Purge(ctx context.Context, r Retention, lookback time.Duration, now time.Time) (Purged, error) {
-	var p Purged
-	if err := r.Check(lookback); err != nil {
-		return p, err
-	}
-	tag, err := s.pool.Exec(ctx, s.q.PurgeMessages, now.Add(-r.Messages))
-	if err != nil {
-		return p, fmt.Errorf("purge contact ledger: %w", err)
-	}
-	p.Messages = tag.RowsAffected()
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// purgeConsent deletes the consent entries no longer needed as evidence
+// since before cutoff (see the purge-consent query). The consent ledger
+// is append-only: its trigger lets a delete through only in a
+// transaction that says it is retention's.
+func (s *Store) purgeConsent(ctx context.Context, cutoff time.Time) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, s.q.AllowConsentPurge); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, s.q.PurgeConsent, now.Add(-r.Consent))
-		p.Consent = tag.RowsAffected()
+		tag, err := tx.Exec(ctx, s.q.PurgeConsent, cutoff)
+		n = tag.RowsAffected()
 		return err
 	})
 	if err != nil {
-		return p, fmt.Errorf("purge consent ledger: %w", err)
+		return 0, fmt.Errorf("retain: purge consent ledger: %w", err)
 	}
-	return p, nil
+	return n, nil
 }

@@ -296,12 +296,13 @@ func TestRetentionKeepsConsentLonger(t *testing.T) {
 	s := pgtest.Store(t)
 	ctx := context.Background()
 	day := 24 * time.Hour
-	if err := (store.Retention{Messages: 400 * day, Consent: 300 * day}).Check(30 * day); err == nil ||
-		!strings.Contains(err.Error(), "consent retention 300d must be longer than message retention 400d") {
+	rules := policy.Rules{PurposeWindow: 30 * day}
+	if err := (store.Retention{Ledger: 400 * day, Consent: 300 * day}).Check(rules, nil); err == nil ||
+		!strings.Contains(err.Error(), "consent retention is 300d, not longer than ledger retention (400d)") {
 		t.Fatalf("shorter consent retention: %v", err)
 	}
-	if err := (store.Retention{Messages: 20 * day, Consent: 300 * day}).Check(30 * day); err == nil {
-		t.Fatal("message retention shorter than the policy's window accepted")
+	if err := (store.Retention{Ledger: 20 * day, Consent: 300 * day}).Check(rules, nil); err == nil {
+		t.Fatal("ledger retention shorter than the policy's window accepted")
 	}
 	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "crm"); err != nil {
 		t.Fatal(err)
@@ -316,7 +317,9 @@ func TestRetentionKeepsConsentLonger(t *testing.T) {
 		entry(policy.Grant, old.Add(2*day)), entry(policy.Grant, now.Add(-day))}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.Purge(ctx, store.Retention{Messages: 400 * day, Consent: 2 * 365 * day}, 30*day, now)
+	// The consent evidence is purged by the same pass that drops old
+	// months of the contact ledger.
+	p, err := s.Retain(ctx, now, store.Retention{Ledger: 400 * day, Consent: 2 * 365 * day}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,10 +91,13 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 			if err != nil {
 				return err
 			}
-			var inserted bool
+			var inserted, known bool
 			var dispatched *bool
-			if err := tx.QueryRow(ctx, s.q.InsertEvent, e.ID, e.Type, e.CustomerID, e.At, data).Scan(&inserted, &dispatched); err != nil {
+			if err := tx.QueryRow(ctx, s.q.InsertEvent, e.ID, e.Type, e.CustomerID, e.At, data).Scan(&inserted, &dispatched, &known); err != nil {
 				return fmt.Errorf("store event %s: %w", e.ID, err)
+			}
+			if !known {
+				return fmt.Errorf("store event %s: customer %s: %w", e.ID, e.CustomerID, ErrNotFound)
 			}
 			if inserted {
 				res.Events = append(res.Events, e)
@@ -191,12 +194,13 @@ func (s *Store) InsertEvent(ctx context.Context, e journey.Event) (EventState, e
 		return st, fmt.Errorf("insert event %s: encode data: %w", e.ID, err)
 	}
 	var dispatched *bool
-	err = s.pool.QueryRow(ctx, s.q.InsertEvent, e.ID, e.Type, e.CustomerID, e.At, data).Scan(&st.New, &dispatched)
+	var known bool
+	err = s.pool.QueryRow(ctx, s.q.InsertEvent, e.ID, e.Type, e.CustomerID, e.At, data).Scan(&st.New, &dispatched, &known)
 	if err != nil {
-		if isForeignKeyViolation(err) {
-			return st, fmt.Errorf("insert event %s: customer %s: %w", e.ID, e.CustomerID, ErrNotFound)
-		}
 		return st, fmt.Errorf("insert event %s: %w", e.ID, err)
+	}
+	if !known {
+		return st, fmt.Errorf("insert event %s: customer %s: %w", e.ID, e.CustomerID, ErrNotFound)
 	}
 	if !st.New && dispatched == nil {
 		return st, fmt.Errorf("insert event %s: %w", e.ID, ErrEventConflict)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +42,58 @@ type Request struct {
 	// ReservationTTL is how long an allowed message may take to be sent
 	// before its reservation stops counting and sending is refused.
 	ReservationTTL time.Duration
+	// MessageID is the Message-ID an allowed message is sent with,
+	// recorded with the decision (activities.MessageID derives it from
+	// the idempotency key), so sending it writes no new index entry.
+	MessageID string
+}
+
+// ContactSlack bounds how long after its decision a message reaches the
+// customer: it is sent within its reservation (activities.ReservationTTL,
+// 15 minutes) or not at all, and the longest an attempt that began in
+// time can take to finish is minutes. A week is the margin decisions and
+// reports use to read only the ledger's months that can hold a contact of
+// a period: contacts since t were decided since t - ContactSlack.
+const ContactSlack = 7 * 24 * time.Hour
+
+// clockSkew is how far the clocks of the Temporal server (which dates a
+// message's first ask) and of the worker deciding it may disagree.
+const clockSkew = 24 * time.Hour
+
+// ErrTimeout means a decision gave up waiting, for the customer's lock
+// (another decision about them held it past the lock timeout) or for the
+// database (the statement timeout). Nothing was recorded: asking again is
+// safe, and Temporal does.
+var ErrTimeout = errors.New("timed out")
+
+// DecideTimeouts bound how long a decision may wait. Zero values take the
+// defaults.
+type DecideTimeouts struct {
+	// Lock is how long a decision waits for the customer's lock, held by
+	// another decision about them (default 2s; a decision holds it for a
+	// few milliseconds).
+	Lock time.Duration
+	// Statement is how long each round trip of a decision may take
+	// (default 5s).
+	Statement time.Duration
+	// Idle is how long a decision's transaction may sit between its round
+	// trips before Postgres ends it and releases the customer's lock: a
+	// worker stopped mid-decision (SIGSTOP, a long GC pause) must not
+	// hold up every later decision about the customer (default 10s).
+	Idle time.Duration
+}
+
+func (t DecideTimeouts) withDefaults() DecideTimeouts {
+	if t.Lock <= 0 {
+		t.Lock = 2 * time.Second
+	}
+	if t.Statement <= 0 {
+		t.Statement = 5 * time.Second
+	}
+	if t.Idle <= 0 {
+		t.Idle = 10 * time.Second
+	}
+	return t
 }
 
 // Snapshot is what the policy sees, read under the customer's lock.
@@ -71,12 +124,42 @@ type Decided struct {
 // messages, calls decide, and records the decision (reserving a slot when
 // it allows) before the lock is released. Concurrent journeys for the same
 // customer queue on the lock, so together they can never exceed a cap.
+//
+// The wait for the customer's lock and each round trip are bounded
+// (DecideTimeouts); a decision that runs out of time fails with
+// ErrTimeout, retryable, having recorded nothing.
 func (s *Store) Decide(ctx context.Context, r Request, lookback time.Duration, decide DecideFunc) (Decided, error) {
 	out, err := s.decide(ctx, r, lookback, decide)
 	if err != nil {
-		return out, fmt.Errorf("decide %s: %w", r.IdempotencyKey, err)
+		return out, fmt.Errorf("decide %s: %w", r.IdempotencyKey, s.timeoutError(r.CustomerID, err))
 	}
 	return out, nil
+}
+
+// timeoutError explains a decision that ran out of time.
+func (s *Store) timeoutError(customer string, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	t := s.timeouts
+	switch pgErr.Code {
+	case "55P03": // lock_not_available
+		return fmt.Errorf("%w: another decision about customer %s held their lock for more than %s (lock timeout); nothing was recorded, ask again: %w",
+			ErrTimeout, customer, t.Lock, err)
+	case "57014": // query_canceled
+		return fmt.Errorf("%w: the database took more than %s to answer a decision about customer %s (statement timeout); nothing was recorded, ask again: %w",
+			ErrTimeout, t.Statement, customer, err)
+	case "25P03": // idle_in_transaction_session_timeout
+		return fmt.Errorf("%w: the decision about customer %s paused for more than %s between its round trips, and the database ended it; nothing was recorded, ask again: %w",
+			ErrTimeout, customer, t.Idle, err)
+	case "23514":
+		if strings.Contains(pgErr.Message, "no partition") {
+			return fmt.Errorf("the contact ledger has no partition for this decision's time: the retention job (the Temporal schedule "+
+				"lojal-retention) creates them months ahead; check that it runs (`lojal migrate` creates them too): %w", err)
+		}
+	}
+	return err
 }
 
 // decide runs the transaction in two round trips: BEGIN and every read in
@@ -105,8 +188,14 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	// live is this message's row among the contacts, found whatever ask
 	// made it: idempotency is per message, not per ask.
 	var live *Decided
+	keySince := minTime
+	if !r.FirstAsked.IsZero() {
+		keySince = minT(r.FirstAsked, r.Now).Add(-clockSkew)
+	}
+	t := s.timeouts
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(s.q.DecideTimeouts, pgInterval(t.Lock), pgInterval(t.Statement), pgInterval(t.Idle))
 	b.Queue(s.q.LockCustomer, r.CustomerID)
 	b.Queue(s.q.Relationship, r.CustomerID).QueryRow(func(row pgx.Row) error {
 		var attrs, consent []byte
@@ -155,7 +244,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		}
 		return nil
 	})
-	b.Queue(s.q.LedgerByKey, r.IdempotencyKey).QueryRow(func(row pgx.Row) error {
+	b.Queue(s.q.LedgerByKey, r.IdempotencyKey, keySince).QueryRow(func(row pgx.Row) error {
 		var d policy.Decision
 		var status string
 		var detail []byte
@@ -173,7 +262,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		prior = &d
 		return nil
 	})
-	b.Queue(s.q.ContactWindow, r.CustomerID, r.Now.Add(-lookback), r.Now).Query(func(rows pgx.Rows) error {
+	b.Queue(s.q.ContactWindow, r.CustomerID, r.Now.Add(-lookback), r.Now, r.Now.Add(-lookback-ContactSlack)).Query(func(rows pgx.Rows) error {
 		var c policy.Contact
 		var key string
 		var reason policy.Reason
@@ -239,17 +328,18 @@ func (s *Store) decisionWrites(r Request, d policy.Decision) (*pgx.Batch, error)
 		channel = r.Channel
 	}
 	var deferUntil, contactedAt, expiresAt *time.Time
+	messageID := ""
 	switch d.Verdict {
 	case policy.Defer:
 		deferUntil = &d.Until
 	case policy.Allow:
 		exp := r.Now.Add(r.ReservationTTL)
-		contactedAt, expiresAt = &r.Now, &exp
+		contactedAt, expiresAt, messageID = &r.Now, &exp, r.MessageID
 	}
 	b := &pgx.Batch{}
 	b.Queue(s.q.InsertDecision, r.IdempotencyKey, r.RequestKey, r.CustomerID, r.WorkflowID, r.JourneyID, r.Version, r.StepID,
 		r.Template, channel, r.Topic, r.Purpose, r.Priority.String(), string(d.Verdict), string(d.Reason), detail, status,
-		r.Now, deferUntil, contactedAt, expiresAt)
+		r.Now, deferUntil, contactedAt, expiresAt, messageID)
 	if d.Verdict == policy.Defer {
 		b.Queue(s.q.UpsertWaiting, r.RequestKey, r.CustomerID, int(r.Priority), r.FirstAsked, d.Until)
 	} else {
@@ -295,12 +385,55 @@ type Delivery struct {
 	Error string
 }
 
+// span is a range of decision times a statement about one message reads.
+// A message being sent was decided minutes ago, so each such statement
+// reads the months around now first (recent), and every month (always)
+// only when that finds nothing: exact, and one partition in the usual case.
+type span struct{ from, to time.Time }
+
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	always  = span{minTime, time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}
+)
+
+func recent() span {
+	now := time.Now()
+	return span{now.Add(-2 * clockSkew), now.Add(2 * clockSkew)}
+}
+
+// recentFirst runs f on the recent span and, when it finds nothing, on
+// every month.
+func recentFirst(f func(span) (found bool, err error)) error {
+	found, err := f(recent())
+	if err != nil || found {
+		return err
+	}
+	_, err = f(always)
+	return err
+}
+
+func minT(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // Delivery loads the reservation for an idempotency key.
 func (s *Store) Delivery(ctx context.Context, key string) (Delivery, error) {
 	var d Delivery
 	var exp *time.Time
-	err := s.pool.QueryRow(ctx, s.q.DeliveryByKey, key).Scan(&d.Status, &d.CustomerID, &d.JourneyID, &d.StepID, &d.Template, &d.Channel,
-		&d.Topic, &exp, &d.MessageID, &d.WorkflowID, &d.Attempt, &d.Error)
+	err := recentFirst(func(sp span) (bool, error) {
+		err := s.pool.QueryRow(ctx, s.q.DeliveryByKey, key, sp.from, sp.to).Scan(&d.Status, &d.CustomerID, &d.JourneyID, &d.StepID, &d.Template,
+			&d.Channel, &d.Topic, &exp, &d.MessageID, &d.WorkflowID, &d.Attempt, &d.Error)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return true, err
+	})
+	if err == nil && d.Status == "" {
+		err = pgx.ErrNoRows
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("delivery %s: %w", key, ErrNotFound)
 	}
@@ -326,8 +459,14 @@ type Sending struct {
 // attempt's number, which every later write of the attempt names.
 func (s *Store) BeginSend(ctx context.Context, key string, m Sending) (int, error) {
 	var attempt int
-	err := s.pool.QueryRow(ctx, s.q.BeginSend, key, m.MessageID, m.Address, m.Locale, m.Subject).Scan(&attempt)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err := recentFirst(func(sp span) (bool, error) {
+		err := s.pool.QueryRow(ctx, s.q.BeginSend, key, m.MessageID, m.Address, m.Locale, m.Subject, sp.from, sp.to).Scan(&attempt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return true, err
+	})
+	if err == nil && attempt == 0 {
 		return 0, s.conflict(ctx, "begin send", key)
 	}
 	if err != nil {
@@ -339,14 +478,12 @@ func (s *Store) BeginSend(ctx context.Context, key string, m Sending) (int, erro
 // MarkUncertain records that the server may have the message: it was
 // handed over in full (or is about to be) and no answer has come back.
 func (s *Store) MarkUncertain(ctx context.Context, key string, attempt int, at time.Time, reason string) error {
-	tag, err := s.pool.Exec(ctx, s.q.MarkUncertain, key, attempt, reason, at)
-	return s.changed(ctx, "mark uncertain", key, tag, err)
+	return s.update(ctx, "mark uncertain", key, s.q.MarkUncertain, key, attempt, reason, at)
 }
 
 // MarkSent records that the server took the message.
 func (s *Store) MarkSent(ctx context.Context, key string, attempt int, at time.Time) error {
-	tag, err := s.pool.Exec(ctx, s.q.MarkSent, key, attempt, at)
-	return s.changed(ctx, "mark sent", key, tag, err)
+	return s.update(ctx, "mark sent", key, s.q.MarkSent, key, attempt, at)
 }
 
 // MarkRefused records an explicit refusal of a message that was handed
@@ -357,8 +494,7 @@ func (s *Store) MarkRefused(ctx context.Context, key string, attempt int, retry 
 	if retry {
 		status = "reserved"
 	}
-	tag, err := s.pool.Exec(ctx, s.q.MarkRefused, key, attempt, status, reason)
-	return s.changed(ctx, "mark refused", key, tag, err)
+	return s.update(ctx, "mark refused", key, s.q.MarkRefused, key, attempt, status, reason)
 }
 
 // Release gives back a reservation that will not be sent, or was not handed
@@ -368,17 +504,23 @@ func (s *Store) Release(ctx context.Context, key, status, reason string) error {
 	if status != "released" && status != "failed" {
 		return fmt.Errorf("release %s: bad status %q", key, status)
 	}
-	tag, err := s.pool.Exec(ctx, s.q.MarkFailed, key, status, reason)
-	return s.changed(ctx, "release", key, tag, err)
+	return s.update(ctx, "release", key, s.q.MarkFailed, key, status, reason)
 }
 
-// changed turns an update that changed no row into ErrLedgerConflict,
-// naming the state the row is really in.
-func (s *Store) changed(ctx context.Context, op, key string, tag pgconn.CommandTag, err error) error {
+// update runs a status change of one message (args, then the span it
+// reads) and turns one that changed no row into ErrLedgerConflict, naming
+// the state the row is really in.
+func (s *Store) update(ctx context.Context, op, key, query string, args ...any) error {
+	var changed bool
+	err := recentFirst(func(sp span) (bool, error) {
+		tag, err := s.pool.Exec(ctx, query, append(args, sp.from, sp.to)...)
+		changed = err == nil && tag.RowsAffected() > 0
+		return changed, err
+	})
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !changed {
 		return s.conflict(ctx, op, key)
 	}
 	return nil
@@ -386,7 +528,16 @@ func (s *Store) changed(ctx context.Context, op, key string, tag pgconn.CommandT
 
 func (s *Store) conflict(ctx context.Context, op, key string) error {
 	var status string
-	err := s.pool.QueryRow(ctx, s.q.LedgerStatus, key).Scan(&status)
+	err := recentFirst(func(sp span) (bool, error) {
+		err := s.pool.QueryRow(ctx, s.q.LedgerStatus, key, sp.from, sp.to).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return true, err
+	})
+	if err == nil && status == "" {
+		err = pgx.ErrNoRows
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%s %s: %w: no such message", op, key, ErrLedgerConflict)
@@ -482,7 +633,8 @@ type LedgerEntry struct {
 	Error      string          `json:"error,omitempty"`
 }
 
-// History returns every decision about a customer, oldest first.
+// History returns every decision about a customer the ledger still holds
+// (see docs/retention.md), oldest first.
 func (s *Store) History(ctx context.Context, customerID string) ([]LedgerEntry, error) {
 	rows, err := s.pool.Query(ctx, s.q.CustomerHistory, customerID)
 	if err != nil {
@@ -518,7 +670,7 @@ type Sent struct {
 
 // SentSince lists messages sent (or possibly delivered) since t.
 func (s *Store) SentSince(ctx context.Context, t time.Time) ([]Sent, error) {
-	rows, err := s.pool.Query(ctx, s.q.RecentSent, t)
+	rows, err := s.pool.Query(ctx, s.q.RecentSent, t, t.Add(-ContactSlack))
 	if err != nil {
 		return nil, fmt.Errorf("sent since %s: %w", t, err)
 	}
@@ -607,7 +759,7 @@ func (s Spam) PerThousand() float64 {
 // SpamSince counts emails delivered and complaints received since t.
 func (s *Store) SpamSince(ctx context.Context, t time.Time) (Spam, error) {
 	var sp Spam
-	if err := s.pool.QueryRow(ctx, s.q.SpamSince, t).Scan(&sp.Delivered, &sp.Complaints); err != nil {
+	if err := s.pool.QueryRow(ctx, s.q.SpamSince, t, t.Add(-ContactSlack)).Scan(&sp.Delivered, &sp.Complaints); err != nil {
 		return sp, fmt.Errorf("spam rate: %w", err)
 	}
 	return sp, nil
@@ -627,7 +779,7 @@ func (s *Store) Pressure(ctx context.Context, from, to time.Time) (Pressure, err
 	if err := s.pool.QueryRow(ctx, s.q.CountCustomers).Scan(&p.Customers); err != nil {
 		return p, fmt.Errorf("pressure: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, s.q.PressurePerWeek, from, to)
+	rows, err := s.pool.Query(ctx, s.q.PressurePerWeek, from, to, from.Add(-ContactSlack))
 	if err != nil {
 		return p, fmt.Errorf("pressure: %w", err)
 	}
@@ -645,7 +797,7 @@ func (s *Store) Pressure(ctx context.Context, from, to time.Time) (Pressure, err
 	if zero := p.Customers*p.Weeks - covered; zero > 0 {
 		p.PerWeek[0] = zero
 	}
-	rows, err = s.pool.Query(ctx, s.q.SpamPerDay, from, to)
+	rows, err = s.pool.Query(ctx, s.q.SpamPerDay, from, to, from.Add(-ContactSlack))
 	if err != nil {
 		return p, fmt.Errorf("pressure: %w", err)
 	}
@@ -680,7 +832,10 @@ type HandOver struct {
 	conn    *pgxpool.Conn
 	key     string
 	attempt int
-	br      pgx.BatchResults
+	// sp is the span the message was found in: the months its record
+	// must be written to.
+	sp span
+	br pgx.BatchResults
 }
 
 // PrepareHandOver checks, just before the final "." of an email, that the
@@ -694,7 +849,19 @@ func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*
 	}
 	var status string
 	var current int
-	if err := conn.QueryRow(ctx, s.q.SendAttempt, key).Scan(&status, &current); err != nil {
+	var found span
+	err = recentFirst(func(sp span) (bool, error) {
+		err := conn.QueryRow(ctx, s.q.SendAttempt, key, sp.from, sp.to).Scan(&status, &current)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		found = sp
+		return true, err
+	})
+	if err == nil && status == "" {
+		err = pgx.ErrNoRows
+	}
+	if err != nil {
 		conn.Release()
 		return nil, fmt.Errorf("hand over %s: %w", key, err)
 	}
@@ -702,7 +869,7 @@ func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*
 		conn.Release()
 		return nil, fmt.Errorf("hand over %s (attempt %d): %w: it is %s by attempt %d", key, attempt, ErrLedgerConflict, status, current)
 	}
-	return &HandOver{s: s, conn: conn, key: key, attempt: attempt}, nil
+	return &HandOver{s: s, conn: conn, key: key, attempt: attempt, sp: found}, nil
 }
 
 // Send writes the record that the message is uncertain (handed over, no
@@ -712,7 +879,7 @@ func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*
 // the record is in Postgres whenever the server may have the message.
 func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) {
 	b := &pgx.Batch{}
-	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at)
+	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at, h.sp.from, h.sp.to)
 	h.br = h.conn.SendBatch(ctx, b)
 }
 
@@ -726,7 +893,13 @@ func (h *HandOver) Wait() error {
 	if cerr := h.br.Close(); err == nil {
 		err = cerr
 	}
-	return h.s.changed(context.Background(), "mark uncertain", h.key, tag, err)
+	if err != nil {
+		return fmt.Errorf("mark uncertain %s: %w", h.key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return h.s.conflict(context.Background(), "mark uncertain", h.key)
+	}
+	return nil
 }
 
 // Abandon releases the connection of a hand-over that did not happen.

@@ -12,7 +12,7 @@ import (
 // since with no answer (lojal status): each is one a person may want to
 // look at (docs/operations.md, "Uncertain deliveries").
 func (s *Store) UncertainSince(ctx context.Context, since time.Time) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, s.q.UncertainSince, since)
+	rows, err := s.pool.Query(ctx, s.q.UncertainSince, since, since.Add(-ContactSlack))
 	if err != nil {
 		return nil, fmt.Errorf("uncertain deliveries: %w", err)
 	}

@@ -119,7 +119,6 @@ type queries struct {
 	ConfirmConsentRequest string `query:"confirm-consent-request"`
 	ConsentMessages       string `query:"consent-messages"`
 	MessagesPerBasis      string `query:"messages-per-basis"`
-	PurgeMessages         string `query:"purge-messages"`
 	AllowConsentPurge     string `query:"allow-consent-purge"`
 	PurgeConsent          string `query:"purge-consent"`
 	RepliedMessage        string `query:"replied-message"`
@@ -139,6 +138,16 @@ type queries struct {
 	InsertSurveyChange    string `query:"insert-survey-change"`
 	SetSurveyText         string `query:"set-survey-text"`
 	CustomerSurveyAns     string `query:"customer-survey-answers"`
+	PartitionedTables     string `query:"partitioned-tables"`
+	EnsurePartitions      string `query:"ensure-partitions"`
+	ExpiredPartitions     string `query:"expired-partitions"`
+	Partitions            string `query:"partitions"`
+	PruneEventIDs         string `query:"prune-event-ids"`
+	PrunePushDeliveries   string `query:"prune-push-deliveries"`
+	PruneScheduleFirings  string `query:"prune-schedule-firings"`
+	PruneRuns             string `query:"prune-runs"`
+	ResetRunsCursor       string `query:"reset-runs-cursor"`
+	DecideTimeouts        string `query:"decide-timeouts"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It
@@ -216,8 +225,9 @@ func splitQueries(file string, src []byte, into map[string]string) error {
 
 // Store is lojal's Postgres store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	q    queries
+	pool     *pgxpool.Pool
+	q        queries
+	timeouts DecideTimeouts
 }
 
 // Config says how to reach Postgres.
@@ -227,6 +237,8 @@ type Config struct {
 	// each test its own).
 	Schema   string
 	MaxConns int32
+	// Decide bounds how long a decision waits.
+	Decide DecideTimeouts
 }
 
 // ErrNotMigrated is returned by Open when the schema is missing.
@@ -234,7 +246,7 @@ var ErrNotMigrated = errors.New("database schema is missing or out of date: run 
 
 // Open connects and prepares every query on each new connection.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{}
+	s := &Store{timeouts: cfg.Decide.withDefaults()}
 	sqls, err := loadQueries(&s.q)
 	if err != nil {
 		return nil, fmt.Errorf("load queries: %w", err)

@@ -56,14 +56,19 @@ func (QueryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.Trac
 	end(ctx, data.Err)
 }
 
+// batchPreamble are the statements that only set up a batch's
+// transaction (decide-timeouts: a decision's lock and statement
+// timeouts), never what a batch is named by.
+func batchPreamble(st string) bool { return st == "decide-timeouts" }
+
 // TraceBatchStart implements pgx.BatchTracer.
 func (t QueryTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
 	// A batch is named by its first prepared statement, the one that says
-	// what it is for (lock-customer: a policy decision), not by a BEGIN
-	// before it; its statements are events.
+	// what it is for (lock-customer: a policy decision), not by a BEGIN or
+	// the transaction's settings before it; its statements are events.
 	name := "batch"
 	for _, q := range data.Batch.QueuedQueries {
-		if st := statement(q.SQL); st != strings.ToUpper(st) {
+		if st := statement(q.SQL); st != strings.ToUpper(st) && !batchPreamble(st) {
 			name += " " + st
 			break
 		}

@@ -60,12 +60,6 @@ WHERE status IN ('sent', 'uncertain') AND decided_at >= $1 AND decided_at < $2
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
 
--- name: purge-messages
--- The contact ledger's retention: decisions older than $1, except
--- messages still on their way.
-DELETE FROM contact_ledger
-WHERE decided_at < $1 AND status NOT IN ('reserved', 'sending');
-
 -- name: allow-consent-purge
 SELECT set_config('lojal.consent_retention', 'on', true);
 

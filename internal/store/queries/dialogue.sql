@@ -1,11 +1,13 @@
 -- name: replied-message
 -- The email a reply answers, with what the reply event and the helper
--- need: who it went to, from which journey and step.
+-- need: who it went to, from which journey and step. message_id <> ''
+-- lets a generic plan use the partial index contact_ledger_message_id
+-- in each month's partition.
 SELECT l.customer_id, l.message_id, l.address, l.journey_id, l.step_id, l.topic, l.contacted_at, l.subject,
        c.email
 FROM contact_ledger l
 JOIN customers c ON c.id = l.customer_id
-WHERE l.message_id = $1 AND l.channel = 'email' AND l.status IN ('sent', 'uncertain')
+WHERE l.message_id = $1 AND l.message_id <> '' AND l.channel = 'email' AND l.status IN ('sent', 'uncertain')
 ORDER BY l.id
 LIMIT 1;
 

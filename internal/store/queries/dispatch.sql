@@ -6,7 +6,7 @@
 -- order while one is retried and no other customer waits for it. Claimed
 -- events are leased for $4 (next_attempt_at moves on).
 WITH due AS (
-    SELECT e.seq
+    SELECT e.id, e.received_at
     FROM events e
     WHERE e.lane = $1 AND e.dispatched_at IS NULL AND e.dead_at IS NULL
       AND e.next_attempt_at <= now() AND e.received_at <= now() - $2::interval
@@ -20,7 +20,7 @@ WITH due AS (
 )
 UPDATE events e SET next_attempt_at = now() + $4::interval
 FROM due
-WHERE e.seq = due.seq
+WHERE e.id = due.id AND e.received_at = due.received_at
 RETURNING e.id, e.type, e.customer_id, e.occurred_at, e.data, e.attempts;
 
 -- name: events-blocked
@@ -48,10 +48,12 @@ RETURNING attempts, dead_at IS NOT NULL;
 
 -- name: upsert-route
 -- A journey's routing outcome for an event. An event parked again keeps
--- its first park_until: retries do not extend how long it may wait.
-INSERT INTO event_routes AS r (event_id, journey_id, workflow_id, action, reason, park_until)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (event_id, journey_id) DO UPDATE
+-- its first park_until: retries do not extend how long it may wait. The
+-- route is stored in its event's month (received_at, from event_ids);
+-- nothing is stored for an event lojal does not know.
+INSERT INTO event_routes AS r (event_id, journey_id, workflow_id, action, reason, park_until, received_at)
+SELECT $1, $2, $3, $4, $5, $6, k.received_at FROM event_ids k WHERE k.id = $1
+ON CONFLICT (event_id, journey_id, received_at) DO UPDATE
 SET workflow_id = EXCLUDED.workflow_id, action = EXCLUDED.action, reason = EXCLUDED.reason,
     park_until = CASE WHEN r.action = 'parked' AND EXCLUDED.action = 'parked' THEN r.park_until ELSE EXCLUDED.park_until END,
     routed_at = now();
@@ -60,7 +62,7 @@ SET workflow_id = EXCLUDED.workflow_id, action = EXCLUDED.action, reason = EXCLU
 -- Events that arrived before the run they concern existed, oldest first.
 SELECT r.event_id, r.journey_id, e.type, e.customer_id, e.occurred_at, e.data
 FROM event_routes r
-JOIN events e ON e.id = r.event_id
+JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
 WHERE r.workflow_id = $1 AND r.action = 'parked'
 ORDER BY e.occurred_at, e.seq;
 
@@ -70,19 +72,19 @@ ORDER BY e.occurred_at, e.seq;
 -- (within the park window $2: a replica that started it may have died
 -- before delivering them); and parked events whose time is up.
 (SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, e.type, e.customer_id, e.occurred_at, e.data
- FROM event_routes r JOIN events e ON e.id = r.event_id
+ FROM event_routes r JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
  WHERE r.action = 'requeued' AND r.routed_at <= now() - $1::interval
  ORDER BY r.routed_at LIMIT $3)
 UNION ALL
 (SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, e.type, e.customer_id, e.occurred_at, e.data
  FROM journey_runs j
  JOIN event_routes r ON r.workflow_id = j.workflow_id AND r.action = 'parked'
- JOIN events e ON e.id = r.event_id
+ JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
  WHERE j.ended_at IS NULL AND j.run_id <> '' AND j.started_at > now() - $2::interval
  LIMIT $3)
 UNION ALL
 (SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, e.type, e.customer_id, e.occurred_at, e.data
- FROM event_routes r JOIN events e ON e.id = r.event_id
+ FROM event_routes r JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
  WHERE r.action = 'parked' AND r.park_until <= now()
  ORDER BY r.park_until LIMIT $3);
 

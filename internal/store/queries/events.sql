@@ -1,16 +1,23 @@
 -- name: insert-event
--- Returns whether the event is new, and whether it was dispatched before;
--- NULL for the latter when the id is stored with other content (a
--- conflict, not a redelivery).
-WITH ins AS (
-    INSERT INTO events (id, type, customer_id, occurred_at, data, lane)
-    VALUES ($1, $2, $3, $4, $5, 'live')
+-- Returns whether the event is new; whether it was dispatched before,
+-- NULL when the id is stored with other content (a conflict, not a
+-- redelivery); and whether the customer exists (nothing is stored for
+-- one who does not). The id is claimed in event_ids, which keeps ids
+-- unique across the monthly partitions of events.
+WITH fresh AS (
+    INSERT INTO event_ids (id)
+    SELECT $1 WHERE EXISTS (SELECT 1 FROM customers WHERE id = $3)
     ON CONFLICT (id) DO NOTHING
+    RETURNING received_at
+), ins AS (
+    INSERT INTO events (id, type, customer_id, occurred_at, data, lane, received_at)
+    SELECT $1, $2, $3, $4, $5, 'live', received_at FROM fresh
     RETURNING true AS inserted
 )
 SELECT coalesce((SELECT inserted FROM ins), false),
        (SELECT dispatched_at IS NOT NULL FROM events
-        WHERE id = $1 AND type = $2 AND customer_id = $3 AND occurred_at = $4 AND data = $5::jsonb);
+        WHERE id = $1 AND type = $2 AND customer_id = $3 AND occurred_at = $4 AND data = $5::jsonb),
+       EXISTS (SELECT 1 FROM customers WHERE id = $3);
 
 -- name: mark-event-dispatched
 UPDATE events SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL;
@@ -45,10 +52,23 @@ ORDER BY workflow_id, started_at DESC;
 -- name: insert-events
 -- Accepts many events in one statement, in one lane; returns the ids that
 -- were new. Callers check customers exist first (see customers-exist).
-INSERT INTO events (id, type, customer_id, occurred_at, data, lane)
-SELECT n.id, n.type, n.customer_id, n.occurred_at, n.data, $6
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) AS n(id, type, customer_id, occurred_at, data)
-ON CONFLICT (id) DO NOTHING
+-- Each id is claimed in event_ids first (the first of an id offered twice
+-- wins), and events are numbered (seq) in the order they were offered.
+WITH offered AS (
+    SELECT DISTINCT ON (n.id) n.id, n.type, n.customer_id, n.occurred_at, n.data, n.ord
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+         WITH ORDINALITY AS n(id, type, customer_id, occurred_at, data, ord)
+    ORDER BY n.id, n.ord
+), fresh AS (
+    INSERT INTO event_ids (id)
+    SELECT id FROM offered
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, received_at
+)
+INSERT INTO events (id, type, customer_id, occurred_at, data, lane, received_at)
+SELECT o.id, o.type, o.customer_id, o.occurred_at, o.data, $6, f.received_at
+FROM offered o JOIN fresh f USING (id)
+ORDER BY o.ord
 RETURNING id;
 
 -- name: events-differ
@@ -95,4 +115,14 @@ ORDER BY c.id
 LIMIT $3;
 
 -- name: customer-timezones
-SELECT DISTINCT timezone FROM customers ORDER BY 1;
+-- The distinct time zones, one index probe each (a skip scan of
+-- customers_timezone): a scheduled journey asks at every firing, and
+-- reading every customer to learn twenty zones would not do.
+WITH RECURSIVE zone AS (
+    (SELECT timezone FROM customers ORDER BY timezone LIMIT 1)
+    UNION ALL
+    SELECT (SELECT c.timezone FROM customers c WHERE c.timezone > zone.timezone ORDER BY c.timezone LIMIT 1)
+    FROM zone
+    WHERE zone.timezone IS NOT NULL
+)
+SELECT timezone FROM zone WHERE timezone IS NOT NULL;

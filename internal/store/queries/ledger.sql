@@ -1,15 +1,31 @@
 -- name: ledger-by-key
+-- This ask's decision, if it was taken before. An ask is decided after its
+-- message was first asked, so $2 (the first ask, less a day for clocks
+-- that disagree) keeps the search to the months since.
 SELECT decision, reason, status, channel, coalesce(defer_until, 'epoch'), detail
 FROM contact_ledger
-WHERE idempotency_key = $1;
+WHERE idempotency_key = $1 AND decided_at >= $2;
+
+-- name: decide-timeouts
+-- Bounds, for this transaction only, how long a decision waits for the
+-- customer's lock ($1), for each round trip ($2), and between its round
+-- trips before Postgres ends it and frees the lock ($3).
+SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+       set_config('idle_in_transaction_session_timeout', $3, true);
 
 -- name: contact-window
 -- The contacts that count against caps: sent, possibly delivered
 -- (uncertain), being sent, or reserved and not expired. A live row of the
--- message being decided is how a later ask finds it again.
+-- message being decided is how a later ask finds it again. A message is
+-- contacted within ContactSlack of its decision, so decisions since $4
+-- (the window's start less that) are all there is to read: the index on
+-- (customer_id, decided_at) finds them in the months they are in, and
+-- status and contacted_at, which change as a message is sent and are
+-- indexed nowhere, are checked on those few rows.
 SELECT contacted_at, channel, purpose, request_key, priority = 'critical', idempotency_key, reason
 FROM contact_ledger
 WHERE customer_id = $1
+  AND decided_at > $4
   AND status IN ('reserved', 'sending', 'uncertain', 'sent')
   AND contacted_at > $2
   AND (status <> 'reserved' OR expires_at > $3)
@@ -24,8 +40,8 @@ WHERE customer_id = $1;
 INSERT INTO contact_ledger (
     idempotency_key, request_key, customer_id, workflow_id, journey_id, journey_version, step_id,
     template, channel, topic, purpose, priority, decision, reason, detail, status,
-    decided_at, defer_until, contacted_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20);
+    decided_at, defer_until, contacted_at, expires_at, message_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21);
 
 -- name: upsert-waiting
 INSERT INTO waiting_messages (request_key, customer_id, priority, since, due)
@@ -40,16 +56,18 @@ DELETE FROM waiting_messages WHERE request_key = $1;
 SELECT l.status, l.customer_id, l.journey_id, l.step_id, l.template, l.channel, l.topic,
        l.expires_at, l.message_id, l.workflow_id, l.send_attempt, l.error
 FROM contact_ledger l
-WHERE l.idempotency_key = $1;
+WHERE l.idempotency_key = $1 AND l.decided_at BETWEEN $2 AND $3;
 
 -- name: begin-send
 -- Starts an attempt to send: records what is about to go out (a retry
 -- reuses the Message-ID) and takes the next attempt number, which fences
--- off any earlier attempt still running.
+-- off any earlier attempt still running. The Message-ID is the one the
+-- decision wrote (the same value), so this changes no indexed column and
+-- is a HOT update.
 UPDATE contact_ledger
 SET status = 'sending', send_attempt = send_attempt + 1,
     message_id = $2, address = $3, locale = $4, subject = $5, error = ''
-WHERE idempotency_key = $1 AND status IN ('reserved', 'sending')
+WHERE idempotency_key = $1 AND decided_at BETWEEN $6 AND $7 AND status IN ('reserved', 'sending')
 RETURNING send_attempt;
 
 -- name: mark-uncertain
@@ -57,19 +75,19 @@ RETURNING send_attempt;
 -- may have it. Also updates the reason of a message already uncertain.
 UPDATE contact_ledger
 SET status = 'uncertain', error = $3, contacted_at = $4
-WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'uncertain');
+WHERE idempotency_key = $1 AND decided_at BETWEEN $5 AND $6 AND send_attempt = $2 AND status IN ('sending', 'uncertain');
 
 -- name: mark-sent
 UPDATE contact_ledger
 SET status = 'sent', sent_at = $3, contacted_at = $3, error = ''
-WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'uncertain');
+WHERE idempotency_key = $1 AND decided_at BETWEEN $4 AND $5 AND send_attempt = $2 AND status IN ('sending', 'uncertain');
 
 -- name: mark-refused
 -- The server answered the end of the message with a refusal, which proves
 -- it did not take it: back to reserved (4xx, to be retried) or failed (5xx).
 UPDATE contact_ledger
 SET status = $3, error = $4, contacted_at = decided_at
-WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'uncertain')
+WHERE idempotency_key = $1 AND decided_at BETWEEN $5 AND $6 AND send_attempt = $2 AND status IN ('sending', 'uncertain')
   AND $3 IN ('reserved', 'failed');
 
 -- name: mark-failed
@@ -77,10 +95,10 @@ WHERE idempotency_key = $1 AND send_attempt = $2 AND status IN ('sending', 'unce
 -- under the customer's caps.
 UPDATE contact_ledger
 SET status = $2, error = $3
-WHERE idempotency_key = $1 AND status IN ('reserved', 'sending');
+WHERE idempotency_key = $1 AND decided_at BETWEEN $4 AND $5 AND status IN ('reserved', 'sending');
 
 -- name: ledger-status
-SELECT status FROM contact_ledger WHERE idempotency_key = $1;
+SELECT status FROM contact_ledger WHERE idempotency_key = $1 AND decided_at BETWEEN $2 AND $3;
 
 -- name: push-deliveries
 SELECT subscription_id, status, error, retry_after
@@ -109,7 +127,7 @@ SELECT id, decided_at, journey_id, journey_version, step_id, template, channel, 
        decision, reason, detail, status, defer_until, sent_at, address, locale, subject, error
 FROM contact_ledger
 WHERE customer_id = $1
-ORDER BY id;
+ORDER BY decided_at, id;
 
 -- name: recent-sent
 -- Messages sent, and those the server may have (uncertain), which count
@@ -117,7 +135,7 @@ ORDER BY id;
 SELECT l.customer_id, l.journey_id, l.step_id, l.channel, l.contacted_at, l.subject, l.address, l.locale, l.status,
        coalesce(l.message_id, '')
 FROM contact_ledger l
-WHERE l.status IN ('sent', 'uncertain') AND l.contacted_at >= $1
+WHERE l.decided_at >= $2 AND l.status IN ('sent', 'uncertain') AND l.contacted_at >= $1
 ORDER BY l.contacted_at, l.id;
 
 -- name: recent-decisions
@@ -127,11 +145,13 @@ WHERE l.decided_at >= $1
 ORDER BY l.decided_at, l.id;
 
 -- name: pressure-per-week
--- How many customers got n messages in a week, for each n >= 1.
+-- How many customers got n messages in a week, for each n >= 1. $3 is
+-- $1 less ContactSlack: only the months of decisions since then are read.
 SELECT n, count(*) FROM (
     SELECT customer_id, date_trunc('week', contacted_at) AS week, count(*) AS n
     FROM contact_ledger
-    WHERE status IN ('sent', 'uncertain') AND contacted_at >= $1 AND contacted_at < $2
+    WHERE decided_at >= $3 AND decided_at < $2
+      AND status IN ('sent', 'uncertain') AND contacted_at >= $1 AND contacted_at < $2
     GROUP BY 1, 2
 ) per_week
 GROUP BY n
@@ -146,11 +166,13 @@ ORDER BY 3 DESC, 1, 2;
 
 -- name: spam-per-day
 -- Emails delivered (sent, or uncertain: the customer may have them) and
--- complaints received, per UTC day from $1 to $2, for days with either.
+-- complaints received, per UTC day from $1 to $2, for days with either
+-- ($3: see pressure-per-week).
 WITH delivered AS (
     SELECT date_trunc('day', contacted_at AT TIME ZONE 'UTC') AS day, count(*) AS n
     FROM contact_ledger
-    WHERE channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1 AND contacted_at < $2
+    WHERE decided_at >= $3 AND decided_at < $2
+      AND channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1 AND contacted_at < $2
     GROUP BY 1
 ), complained AS (
     SELECT date_trunc('day', received_at AT TIME ZONE 'UTC') AS day, count(*) AS n
@@ -163,9 +185,10 @@ FROM delivered FULL JOIN complained USING (day)
 ORDER BY day;
 
 -- name: spam-since
--- Emails delivered and complaints received since $1.
+-- Emails delivered and complaints received since $1 ($2: $1 less
+-- ContactSlack).
 SELECT (SELECT count(*) FROM contact_ledger
-        WHERE channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1),
+        WHERE decided_at >= $2 AND channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1),
        (SELECT count(*) FROM complaints WHERE channel = 'email' AND received_at >= $1);
 
 -- name: count-customers
@@ -173,5 +196,5 @@ SELECT count(*) FROM customers;
 
 -- name: send-attempt
 -- Whether an attempt still owns a message it is sending (the fence check
--- just before the final "." of an email).
-SELECT status, send_attempt FROM contact_ledger WHERE idempotency_key = $1;
+-- just before the final "." of an email), in the months $2..$3.
+SELECT status, send_attempt FROM contact_ledger WHERE idempotency_key = $1 AND decided_at BETWEEN $2 AND $3;

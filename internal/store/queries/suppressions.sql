@@ -1,14 +1,18 @@
 -- name: sent-by-key
 -- The message with this idempotency key (X-Lojal-Key), if lojal began
--- sending it; the caller checks the address.
+-- sending it (only then has it an address); the caller checks the
+-- address.
 SELECT id, customer_id, message_id, address
 FROM contact_ledger
-WHERE idempotency_key = $1 AND message_id <> '';
+WHERE idempotency_key = $1 AND address <> '';
 
 -- name: sent-by-message-id
+-- The message with this Message-ID, if lojal began sending it (the
+-- decision records the Message-ID, the send the address). message_id <>
+-- '' lets a generic plan use the partial index contact_ledger_message_id.
 SELECT id, customer_id, message_id, address
 FROM contact_ledger
-WHERE message_id = $1
+WHERE message_id = $1 AND message_id <> '' AND address <> ''
 ORDER BY id
 LIMIT 10;
 
@@ -17,7 +21,7 @@ LIMIT 10;
 -- it. Uncertain counts as sent (the customer may have it).
 SELECT id, customer_id, message_id, address, topic, contacted_at
 FROM contact_ledger
-WHERE message_id = $1 AND channel = 'email' AND status IN ('sent', 'uncertain')
+WHERE message_id = $1 AND message_id <> '' AND channel = 'email' AND status IN ('sent', 'uncertain')
 ORDER BY id
 LIMIT 1;
 

@@ -14,6 +14,3 @@ CREATE TABLE engagements (
     UNIQUE (customer_id, message_key, kind, at)
 );
 CREATE INDEX engagements_customer ON engagements (customer_id, at DESC);
-
--- The policy asks for the customer's last goal on every decision.
-CREATE INDEX journey_runs_goal ON journey_runs (customer_id, ended_at DESC) WHERE outcome = 'goal';

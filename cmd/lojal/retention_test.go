@@ -1,0 +1,56 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestWorkerRefusesRetentionShorterThanPolicy: the shipped policy.yaml
+// remembers 30 days (purpose_window); a ledger kept for 30 days is refused
+// at start-up, naming the setting and the least value, and the defaults
+// pass.
+func TestWorkerRefusesRetentionShorterThanPolicy(t *testing.T) {
+	cat, err := loadCatalog("../../journeys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := loadConfig("worker", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRetention(cfg, *cat.Rules); err != nil {
+		t.Fatalf("default retention: %v", err)
+	}
+	cfg, _, err = loadConfig("worker", []string{"--retain-ledger-days", "30"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = checkRetention(cfg, *cat.Rules)
+	if err == nil {
+		t.Fatal("a 30-day ledger against a 30-day purpose window was accepted")
+	}
+	for _, want := range []string{"LOJAL_RETAIN_LEDGER_DAYS is 30d", "purpose_window in policy.yaml (30d)", "at least 37d"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+}
+
+// TestPoolSizedFromActivitySlots: the pool follows the activity slots
+// unless LOJAL_DB_MAX_CONNS overrides it.
+func TestPoolSizedFromActivitySlots(t *testing.T) {
+	cfg := defaultConfig()
+	if got := poolSize(cfg); got != 55 {
+		t.Errorf("200 slots: pool of %d, want 55", got)
+	}
+	cfg.ActivitySlots = 40
+	if got := poolSize(cfg); got != 15 {
+		t.Errorf("40 slots: pool of %d, want 15", got)
+	}
+	t.Setenv("LOJAL_DB_MAX_CONNS", "12")
+	cfg, _, err := loadConfig("worker", nil, io.Discard)
+	if err != nil || poolSize(cfg) != 12 {
+		t.Errorf("LOJAL_DB_MAX_CONNS=12: pool of %d (%v)", poolSize(cfg), err)
+	}
+}
