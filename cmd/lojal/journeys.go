@@ -204,6 +204,9 @@ func runSimulate(args []string, stdout, stderr io.Writer) error {
 			if l.Reason != "ok" {
 				what += " (" + explain(l.Reason) + ")"
 			}
+			if l.Facts != "" {
+				what += " [" + l.Facts + "]"
+			}
 			if l.Subject != "" {
 				what += fmt.Sprintf(" [%s] %q", l.Locale, l.Subject)
 			}

@@ -53,7 +53,9 @@ func nsPerOp(f func(b *testing.B)) float64 {
 }
 
 // DecideFixture is a decision against the house policy with a 100-entry
-// ledger window and a waiting message.
+// ledger window and a waiting message, under adaptive pressure: the
+// customer last engaged ten days ago, so a third of the window counts as
+// ignored and every cap is lowered.
 type DecideFixture struct {
 	Rules   policy.Rules
 	Rel     policy.Relationship
@@ -67,9 +69,11 @@ type DecideFixture struct {
 func NewDecideFixture() DecideFixture {
 	oslo, _ := time.LoadLocation("Europe/Oslo")
 	rules := policy.Rules{Location: oslo, Quiet: &policy.QuietHours{Start: 21 * 60, End: 8 * 60}, MinGap: 24 * time.Hour, MaxDefer: 7 * 24 * time.Hour,
-		Caps: []policy.Cap{{Window: 7 * 24 * time.Hour, Max: 3}, {Channel: policy.Push, Window: 24 * time.Hour, Max: 1}}}
-	rel := policy.Relationship{Channels: map[string]policy.ChannelState{policy.Email: {Consent: true, Address: true}, policy.Push: {Consent: true, Address: true}}}
+		Caps:     []policy.Cap{{Window: 7 * 24 * time.Hour, Max: 3}, {Channel: policy.Push, Window: 24 * time.Hour, Max: 1}},
+		Adaptive: &policy.Adaptive{HalveAfter: 3, Floor: 1, Grace: policy.DefaultAdaptiveGrace}}
 	now := time.Date(2026, 5, 5, 12, 0, 0, 0, oslo)
+	rel := policy.Relationship{Channels: map[string]policy.ChannelState{policy.Email: {Consent: true, Address: true}, policy.Push: {Consent: true, Address: true}},
+		LastEngaged: now.Add(-10 * 24 * time.Hour)}
 	window := make([]policy.Contact, 100)
 	for i := range window {
 		window[i] = policy.Contact{At: now.Add(-time.Duration(i+1) * 7 * time.Hour), Channel: []string{policy.Email, policy.Push}[i%2], Purpose: fmt.Sprint("p", i), Key: fmt.Sprint(i)}

@@ -99,6 +99,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 			}
 		}},
 		conversationsField(d, r),
+		adaptivePressureField(d, r),
 		field{name: "topics", decode: func(_, v *yaml.Node) { r.Topics = d.topics(v) }},
 		field{name: "priority_aging", decode: func(_, v *yaml.Node) {
 			var ok bool

@@ -11,6 +11,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -150,6 +151,9 @@ type Rules struct {
 	// Topics are the topics declared in policy.yaml, by name, with their
 	// kind and, for marketing, the product groups they cover.
 	Topics map[string]Topic
+	// Adaptive, when set, lowers a customer's caps while messages go
+	// without engagement (policy.yaml adaptive_pressure).
+	Adaptive *Adaptive
 }
 
 // Defaults for rules policy.yaml leaves out.
@@ -214,6 +218,10 @@ type Relationship struct {
 	// relationship built by hand, as simulations do); the store always
 	// fills it, and then derives those two from it.
 	Consent []ConsentEntry
+	// LastEngaged is when the customer last engaged with lojal's messages
+	// (clicked a tracked link, replied, answered, reached a journey goal);
+	// zero if never. Adaptive pressure counts the messages since.
+	LastEngaged time.Time
 }
 
 // Request is one message asking to be sent.
@@ -295,6 +303,13 @@ type Detail struct {
 	// BasisFact says why there is none.
 	Basis     Basis  `json:"basis,omitempty"`
 	BasisFact string `json:"basis_fact,omitempty"`
+	// Ignored is how many messages in a row the customer let pass without
+	// engaging, since IgnoredSince (the oldest of them), and CapHalvings
+	// how many times adaptive pressure halved the caps for it. Recorded
+	// only when the caps were lowered.
+	Ignored      int       `json:"ignored,omitempty"`
+	IgnoredSince time.Time `json:"ignored_since,omitzero"`
+	CapHalvings  int       `json:"cap_halvings,omitempty"`
 }
 
 // String describes the facts in a sentence fragment, times in UTC.
@@ -338,6 +353,9 @@ func (d Detail) Describe(at func(time.Time) string) string {
 	}
 	if d.BasisFact != "" {
 		parts = append(parts, "basis: "+d.BasisFact)
+	}
+	if d.CapHalvings > 0 {
+		parts = append(parts, fmt.Sprintf("%d ignored since %s: caps %s", d.Ignored, at(d.IgnoredSince), ScaleWord(d.CapHalvings)))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -450,6 +468,10 @@ func (r Rules) decideOn(base Decision, chans []string, rel Relationship, window 
 		window = slices.Clone(window)
 		slices.SortFunc(window, newestFirst)
 	}
+	pr := r.pressure(rel, window, req.Key, now)
+	if pr.shift > 0 {
+		base.Detail.Ignored, base.Detail.IgnoredSince, base.Detail.CapHalvings = pr.ignored, pr.since, pr.shift
+	}
 	loc := rel.Location
 	if loc == nil {
 		loc = r.Location
@@ -475,9 +497,10 @@ func (r Rules) decideOn(base Decision, chans []string, rel Relationship, window 
 		return out
 	}
 	var held Detail
+	var words wording
 	for i, ch := range chans {
 		det := base.Detail
-		h := r.throttle(loc, window, waiting, req, ch, first, now, &det)
+		h := r.throttle(loc, window, waiting, req, ch, first, now, pr.shift, &words, &det)
 		if h.reason == "" {
 			det.Skipped = skippedFor(ch)
 			base.Channel, base.Detail = ch, det
@@ -513,11 +536,22 @@ type hold struct {
 // throttle returns the latest hold among the throttling rules, or a zero hold
 // when the message may go now. Holds are re-checked at the resulting time
 // (a cap that frees at 23:00 must still wait for quiet hours to end).
-func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, now time.Time, det *Detail) hold {
+func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, now time.Time, shift int, words *wording, det *Detail) hold {
 	var h hold
 	at := now
+	// The facts are put into words once at the end: formatting them on
+	// every pass would cost more than the rules themselves.
+	f := facts{capHit: -1}
+	defer func() {
+		if f.capHit >= 0 {
+			det.Cap = words.capLabel(r, f.capHit, shift)
+		}
+		if !f.quietAt.IsZero() {
+			det.LocalTime, det.QuietHours = words.quiet(r, loc, f.quietAt)
+		}
+	}()
 	for range 4 {
-		next := r.holdAt(loc, window, waiting, req, ch, first, at, det)
+		next := r.holdAt(loc, window, waiting, req, ch, first, at, shift, &f, det)
 		if next.reason == "" {
 			return h
 		}
@@ -527,7 +561,59 @@ func (r Rules) throttle(loc *time.Location, window []Contact, waiting []Waiting,
 	return h
 }
 
-func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, at time.Time, det *Detail) hold {
+// facts are what throttle's passes found, to be put into words once.
+type facts struct {
+	// capHit is the index of the cap that holds longest, or -1.
+	capHit int
+	// quietAt is the time found inside quiet hours, or zero.
+	quietAt time.Time
+}
+
+// wording remembers facts already put into words for one decision: every
+// channel tried usually meets the same cap and the same night.
+type wording struct {
+	caps    [8]string
+	quietAt time.Time
+	local   string
+	hours   string
+}
+
+func (w *wording) capLabel(r Rules, i, shift int) string {
+	if i >= len(w.caps) {
+		return r.capLabel(r.Caps[i], shift)
+	}
+	if w.caps[i] == "" {
+		w.caps[i] = r.capLabel(r.Caps[i], shift)
+	}
+	return w.caps[i]
+}
+
+func (w *wording) quiet(r Rules, loc *time.Location, at time.Time) (local, hours string) {
+	if w.local == "" || !w.quietAt.Equal(at) {
+		l := at.In(loc)
+		w.quietAt, w.local = at, l.Format("2006-01-02 15:04")+" "+ZoneAbbrev(l)
+	}
+	if w.hours == "" {
+		w.hours = r.Quiet.String()
+	}
+	return w.local, w.hours
+}
+
+// capLabel names cap c as it applies under shift halvings.
+func (r Rules) capLabel(c Cap, shift int) string {
+	if shift == 0 {
+		return c.String()
+	}
+	policyMax := c.Max
+	c.Max = r.effectiveMax(c, shift)
+	if c.Max > policyMax>>shift {
+		// Halving went below the floor; say so, or the numbers do not add up.
+		return c.String() + " (" + ScaleWord(shift) + " from " + strconv.Itoa(policyMax) + ", floor " + strconv.Itoa(c.Max) + ")"
+	}
+	return c.String() + " (" + ScaleWord(shift) + " from " + strconv.Itoa(policyMax) + ")"
+}
+
+func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, req Request, ch string, first, at time.Time, shift int, f *facts, det *Detail) hold {
 	var h hold
 	raise := func(until time.Time, reason Reason) {
 		if until.After(at) && (h.reason == "" || until.After(h.until)) {
@@ -537,8 +623,7 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 	if r.Quiet != nil {
 		if end, in := r.Quiet.EndIfInside(at.In(loc)); in {
 			raise(end, ReasonQuietHours)
-			det.LocalTime = at.In(loc).Format("2006-01-02 15:04") + " " + ZoneAbbrev(at.In(loc))
-			det.QuietHours = r.Quiet.String()
+			f.quietAt = at
 		}
 	}
 	if r.MinGap > 0 {
@@ -558,10 +643,14 @@ func (r Rules) holdAt(loc *time.Location, window []Contact, waiting []Waiting, r
 		}
 	}
 	for i := range r.Caps {
-		c := &r.Caps[i]
-		if until, n, full := capFull(*c, window, req.Key, ch, at, r.CriticalOutsideCaps); full {
+		c := r.Caps[i]
+		if shift > 0 {
+			// The cap that applies is the lowered one.
+			c.Max = r.effectiveMax(c, shift)
+		}
+		if until, n, full := capFull(c, window, req.Key, ch, at, r.CriticalOutsideCaps); full {
 			if until.After(h.until) {
-				det.Cap, det.Count = c.String(), n
+				f.capHit, det.Count = i, n
 			}
 			raise(until, ReasonCap)
 		}

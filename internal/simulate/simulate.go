@@ -61,6 +61,8 @@ type Line struct {
 	// Text is the message's text part (email) or body (push).
 	Text string `json:"text,omitempty"`
 	Note string `json:"note,omitempty"`
+	// Facts say why adaptive pressure lowered the caps for this decision.
+	Facts string `json:"facts,omitempty"`
 }
 
 // Run simulates and returns the timeline. When a run fails, the timeline
@@ -425,6 +427,11 @@ func (s *sim) advance(r *run, st journey.State, act journey.Action) error {
 		switch act.Kind {
 		case journey.ActDone:
 			r.done = true
+			if act.Outcome == journey.OutcomeGoal {
+				// Reaching a goal is engagement: adaptive pressure
+				// restores the caps.
+				s.rel.LastEngaged = s.now
+			}
 			s.emit(Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: "done", Key: r.key, Reason: string(act.Outcome)})
 			return nil
 		case journey.ActSend:
@@ -472,6 +479,9 @@ func (s *sim) ask(r *run) error {
 	line := Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: "send", Key: r.key, Channel: d.Channel, Decision: string(d.Verdict), Reason: string(d.Reason), Template: act.Send.Template}
 	if line.Channel == "" {
 		line.Channel = act.Send.Channel
+	}
+	if d.Detail.CapHalvings > 0 {
+		line.Facts = d.Detail.String()
 	}
 	s.dropWaiting(r)
 	outcome := journey.SendSuppressed

@@ -234,6 +234,16 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 		snap.Relationship.Conversation = &c
 		return nil
 	})
+	b.Queue(s.q.LastEngaged, r.CustomerID).QueryRow(func(row pgx.Row) error {
+		var at *time.Time
+		if err := row.Scan(&at); err != nil {
+			return err
+		}
+		if at != nil {
+			snap.Relationship.LastEngaged = *at
+		}
+		return nil
+	})
 	b.Queue(s.q.LedgerByKey, r.IdempotencyKey, keySince).QueryRow(func(row pgx.Row) error {
 		var d policy.Decision
 		var status string

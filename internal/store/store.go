@@ -125,6 +125,8 @@ type queries struct {
 	OpenConversation      string `query:"open-conversation"`
 	InsertReply           string `query:"insert-reply"`
 	ConversationState     string `query:"conversation-state"`
+	LastEngaged           string `query:"last-engaged"`
+	InsertEngagement      string `query:"insert-engagement"`
 	ConversationByID      string `query:"conversation-by-id"`
 	AnswerConversation    string `query:"answer-conversation"`
 	MarkEscalated         string `query:"mark-escalated"`

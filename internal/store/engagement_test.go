@@ -1,0 +1,55 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// The policy sees the latest engagement of any kind: a click recorded
+// here, a journey goal, and whichever is newer wins.
+func TestDecideSeesLastEngagement(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	asks := 0
+	seen := func() time.Time {
+		t.Helper()
+		var got time.Time
+		req := store.Request{IdempotencyKey: "w/s#1.1", RequestKey: "w/s#1", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+			StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
+		// A fresh ask each time: a replayed one would not call decide.
+		asks++
+		req.IdempotencyKey = fmt.Sprintf("w/s#1.%d", asks)
+		if _, err := s.Decide(ctx, req, time.Hour, func(snap store.Snapshot) policy.Decision {
+			got = snap.Relationship.LastEngaged
+			return policy.Decision{Verdict: policy.Defer, Reason: policy.ReasonMinGap, Until: now.Add(time.Hour)}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := seen(); !got.IsZero() {
+		t.Fatalf("never engaged, policy saw %s", got)
+	}
+	click := now.Add(-3 * time.Hour)
+	if err := s.RecordEngagement(ctx, store.Engagement{CustomerID: "c-1", MessageKey: "w/s#1.1", Kind: store.EngagedClick, At: click}); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen(); !got.Equal(click) {
+		t.Fatalf("after a click at %s, policy saw %s", click, got)
+	}
+	if err := s.RecordEngagement(ctx, store.Engagement{CustomerID: "c-1", Kind: "opened", At: now}); err == nil {
+		t.Fatal("an unknown kind of engagement was recorded")
+	}
+}
