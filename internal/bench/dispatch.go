@@ -235,8 +235,13 @@ steps:
 		return nil, err
 	}
 	defer a.Close()
+	// Customer and event ids are this call's own: workflow ids are the
+	// Temporal namespace's, and a run of an earlier call (its workers
+	// stopped) would otherwise take this call's event.
+	tag := time.Now().UnixNano() % 1e9
+	customer := func(i int) string { return fmt.Sprintf("live-%d-%05d", tag, i) }
 	for i := range o.Events {
-		c := journey.Customer{ID: fmt.Sprintf("live-%05d", i), Email: fmt.Sprintf("live%d@example.com", i), Locale: "en", Timezone: "Europe/Oslo",
+		c := journey.Customer{ID: customer(i), Email: fmt.Sprintf("live%d@example.com", i), Locale: "en", Timezone: "Europe/Oslo",
 			Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
 		if _, err := st.UpsertCustomer(ctx, c, "bench"); err != nil {
 			return nil, err
@@ -263,11 +268,11 @@ steps:
 	posted := make(map[string]time.Time, o.Events)
 	var mu sync.Mutex
 	for i := range o.Events {
-		id := fmt.Sprintf("l-%05d", i)
+		id := fmt.Sprintf("l-%d-%05d", tag, i)
 		mu.Lock()
 		posted[id] = time.Now()
 		mu.Unlock()
-		if err := a.postEvent(ctx, id, fmt.Sprintf("live-%05d", i), "bench.ping", fmt.Sprintf(`{"ping_id": %q}`, id)); err != nil {
+		if err := a.postEvent(ctx, id, customer(i), "bench.ping", fmt.Sprintf(`{"ping_id": %q}`, id)); err != nil {
 			stopSweep()
 			return nil, err
 		}
@@ -340,7 +345,7 @@ func missing(ctx context.Context, st *store.Store, tc client.Client, msgs []mail
 		_ = st.Pool().QueryRow(ctx, `SELECT coalesce(string_agg(decision || ' ' || reason || ' ' || status, '; '), 'no decisions')
 			FROM contact_ledger WHERE workflow_id LIKE '%' || $1 || '%'`, id).Scan(&ledger)
 		run := "no run"
-		wid := workflows.WorkflowID("thanks", "live-"+strings.TrimPrefix(id, "l-"), id)
+		wid := workflows.WorkflowID("thanks", "live-"+strings.TrimPrefix(id, "l-"), id) // l-<tag>-<i> was posted for live-<tag>-<i>
 		if d, err := tc.DescribeWorkflowExecution(ctx, wid, ""); err == nil {
 			run = fmt.Sprintf("%s on %s, %d history events, %d pending activities", d.GetWorkflowExecutionInfo().GetStatus(),
 				d.GetExecutionConfig().GetTaskQueue().GetName(), d.GetWorkflowExecutionInfo().GetHistoryLength(), len(d.GetPendingActivities()))
