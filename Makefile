@@ -42,13 +42,14 @@ bench: build ## run every benchmark; print medians and ratios against baselines 
 FUZZTIME ?= 20s
 
 .PHONY: fuzz
-fuzz: ## fuzz hostile input: journeys, policy, API JSON bodies, bounce reports, signed links (FUZZTIME each, 20s unless set)
+fuzz: ## fuzz hostile input: journeys, policy, API JSON bodies, bounce reports, signed links and tracked-link tokens (FUZZTIME each, 20s unless set)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/journey/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSchemaAndRules$$' -fuzztime $(FUZZTIME) ./internal/journey/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecideStream$$' -fuzztime $(FUZZTIME) ./internal/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzAPI$$' -fuzztime $(FUZZTIME) -parallel 1 ./internal/api/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/bounce/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/links/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerifyClick$$' -fuzztime $(FUZZTIME) ./internal/links/
 
 .PHONY: k8s
 k8s: build ## regenerate deploy/k8s/journeys.yaml (the journeys ConfigMap) from journeys/

@@ -719,6 +719,10 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
 		data.Links.Unsubscribe = unsub
 		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(m.Journey, c.ID, survey, answer, now) }
+		// Tracked links name the message by its ledger key; a click on
+		// one is engagement with it (docs/journeys.md, "Tracked links").
+		data.Links.Track = func(dest string) (string, error) { return signer.ClickURL(c.ID, m.IdempotencyKey, dest, now) }
+		data.Links.TrackAll = cat.Rules != nil && cat.Rules.TrackLinks
 	}
 	msg, err := cat.Templates.Render(m.Template, m.Channel, c.Locale, data)
 	if err != nil {

@@ -95,6 +95,10 @@ type JourneyInput struct {
 	// Resume is set when the run continued as new while a message waited
 	// to be sent.
 	Resume *SendResume `json:",omitempty"`
+	// HeldOut is set when the run is in its journey's holdout (drawn when
+	// it starts, changeHoldout): it records what it would have sent
+	// instead of sending. It travels across continue-as-new.
+	HeldOut bool `json:",omitempty"`
 }
 
 // JourneyResult says how the run ended.
@@ -184,6 +188,7 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 	}
 	r := &run{w: w, ctx: ctx, in: in, def: def, seen: map[string]bool{}, events: workflow.GetSignalChannel(ctx, SignalEvent),
 		migrations: workflow.GetSignalChannel(ctx, SignalMigrate)}
+	r.takeEpochs()
 	for _, id := range in.Seen {
 		r.seen[id] = true
 	}
@@ -218,6 +223,9 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 		r.st, act, err = def.Start(r.known(cust), in.Trigger, workflow.Now(ctx))
 		if err != nil {
 			return r.fail(err)
+		}
+		if err := r.drawHoldout(); err != nil {
+			return JourneyResult{}, err
 		}
 	}
 	for steps := 0; act.Kind != journey.ActDone; steps++ {
@@ -287,6 +295,8 @@ type run struct {
 	seen       map[string]bool
 	events     workflow.ReceiveChannel
 	sent       int
+	// epoch is the epoch the run took (changeEpochs).
+	epoch workflow.Version
 	// pending holds events that arrived while a message waited (settle,
 	// deferral): they are applied once the send step is over, so a later
 	// wait_for still sees them.
@@ -433,10 +443,13 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 		in.FirstAsked, resumed = res.FirstAsked, true
 		r.in.Resume = nil
 	}
+	if r.in.HeldOut {
+		return r.wouldSend(in.DecideInput)
+	}
 	r.resume = &SendResume{Step: act.Step, Visit: act.Send.Visit, FirstAsked: in.FirstAsked}
 	r.withReceived(&in)
 	sendWithin := activities.ReservationTTL + time.Minute
-	if workflow.GetVersion(r.ctx, changeSendTimeout, workflow.DefaultVersion, 1) == 1 && r.w.sendTimeout > 0 {
+	if r.uses(changeSendTimeout) && r.w.sendTimeout > 0 {
 		sendWithin = r.w.sendTimeout
 	}
 	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{

@@ -29,8 +29,46 @@ const (
 	changeRetrigger = "retrigger-update-v1"
 )
 
+// changeEpochs takes every change of an epoch at once. A run records it
+// when it starts (every run this code starts) and takes the new branches
+// of the changes in every epoch up to the version it recorded, without a
+// marker each: every GetVersion marker also upserts Temporal's
+// TemporalChangeVersion search attribute, and a one-send run recorded
+// seven of each, more than half its history events and actions (each
+// upsert a billed action and a visibility write). A run that started
+// before replays without it and goes on taking the changes one by one;
+// one that recorded an earlier epoch takes the later epochs' changes one
+// by one. The change id is the first epoch's name; later epochs are its
+// later versions (docs/versioning.md).
+const changeEpochs = "epoch-1"
+
+// epochs are the changes each epoch takes (epochs[v] for version v). Never
+// add a change to an epoch that has shipped: a run that recorded it and
+// reaches the change after a deploy would take its new branch on replay
+// although it recorded nothing. A new change gets its own GetVersion, or
+// goes into a new epoch.
+var epochs = []map[string]bool{
+	1: {
+		changeSendTimeout: true, changeSendOutcome: true, changeReceivedVars: true, changeChannelFallback: true, changeRetrigger: true,
+		changeReorder: true, changeDrain: true, changeBoundedDB: true, changeContinueInWaits: true, changeKnownData: true,
+		changeSendQueues: true, changeBulkQueue: true, changeHoldout: true,
+	},
+	2: {changeDecideLocal: true},
+}
+
+// takeEpochs records, when a run starts (and when it continues as new),
+// the epoch it takes. It must come before the run's first command.
+func (r *run) takeEpochs() {
+	r.epoch = workflow.GetVersion(r.ctx, changeEpochs, workflow.DefaultVersion, workflow.Version(len(epochs)-1))
+}
+
 // uses reports whether this run takes the new branch of a change.
 func (r *run) uses(change string) bool {
+	for v := workflow.Version(1); v <= r.epoch; v++ {
+		if epochs[v][change] {
+			return true
+		}
+	}
 	return workflow.GetVersion(r.ctx, change, workflow.DefaultVersion, 1) >= 1
 }
 

@@ -24,6 +24,13 @@ type RetainOutput struct {
 	Dropped []string
 	// Rows deleted from the tables that are not partitioned.
 	EventIDs, PushDeliveries, Firings, Runs int64
+	// Messages held-out runs would have sent, and engagement signals,
+	// deleted with the ledger's retention.
+	HoldoutMessages, Engagements int64
+	// Answered conversations (with their replies), replies in no
+	// conversation and one-click answers deleted with the ledger's
+	// retention.
+	Conversations, Replies, Answers int64
 	// Consent is the consent-ledger entries deleted: evidence no longer
 	// needed, past its own, longer retention.
 	Consent int64

@@ -22,6 +22,22 @@ const changeSendQueues = "send-on-channel-queues"
 // queue, where this changes nothing.)
 const changeBulkQueue = "bulk-queue-delivers-on-journey-send-queues"
 
+// changeDecideLocal: the decision runs as a local activity, in the
+// workflow task that asks (a database round trip or two under the
+// customer's lock), not as an activity task of its own: a one-send run
+// takes one workflow task and one activity task fewer, six history events
+// fewer. Like the other database activities (run.db) it falls back to a
+// regular activity when Postgres does not answer within a minute.
+const changeDecideLocal = "decide-local-v1"
+
+// decide asks the relationship policy about one message.
+func (r *run) decide(ctx workflow.Context, in activities.DecideInput, out *activities.DecideOutput) error {
+	if r.uses(changeDecideLocal) {
+		return r.db(r.acts.Decide, in, out)
+	}
+	return workflow.ExecuteActivity(ctx, r.acts.Decide, in).Get(r.ctx, out)
+}
+
 // SendQueue is the task queue messages on a channel are delivered on: the
 // journey queue's name and the channel, such as "lojal-journeys-email".
 // Each gets a queue of its own so that its rate can be limited, and a
@@ -49,15 +65,15 @@ func sendChannels() []string { return []string{policy.Email, policy.Push} }
 // own after the decision.
 func (r *run) ask(ctx workflow.Context, in activities.SendInput) (activities.SendOutput, error) {
 	var out activities.SendOutput
-	if workflow.GetVersion(r.ctx, changeSendQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !r.uses(changeSendQueues) {
 		err := workflow.ExecuteActivity(ctx, r.acts.Send, in).Get(r.ctx, &out)
 		return out, err
 	}
-	if err := workflow.ExecuteActivity(ctx, r.acts.Decide, in.DecideInput).Get(r.ctx, &out.DecideOutput); err != nil || out.Verdict != policy.Allow {
+	if err := r.decide(ctx, in.DecideInput, &out.DecideOutput); err != nil || out.Verdict != policy.Allow {
 		return out, err
 	}
 	queue := workflow.GetInfo(r.ctx).TaskQueueName
-	if workflow.GetVersion(r.ctx, changeBulkQueue, workflow.DefaultVersion, 1) == 1 {
+	if r.uses(changeBulkQueue) {
 		queue = strings.TrimSuffix(queue, BulkQueue(""))
 	}
 	if slices.Contains(sendChannels(), out.Channel) {

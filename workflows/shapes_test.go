@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,49 @@ var shapeScenarios = []historyScenario{
 		defer func() { _ = s.Client.TerminateWorkflow(context.Background(), id, "", "recorded") }()
 		return id
 	}},
+	// holdout-v1: a held-out run records the message it would have sent
+	// instead of sending, and ends on the goal.
+	{"shape-holdout-held-out-goal", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		return holdoutScenario(t, ctx, s, true)
+	}},
+	// holdout-v1: a treated run of a journey with a holdout records its
+	// group and sends as before, then ends on the goal.
+	{"shape-holdout-treated-goal", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		return holdoutScenario(t, ctx, s, false)
+	}},
+}
+
+// holdoutCustomer is the first shape customer of the held journey (50%
+// held out) in the group asked for.
+func holdoutCustomer(heldOut bool) string {
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("c-shape-held-%d", i)
+		if journey.HeldOut("held", id, 5000) == heldOut {
+			return id
+		}
+	}
+}
+
+func holdoutScenario(t *testing.T, ctx context.Context, s *stacktest.Stack, heldOut bool) string {
+	c := shapeCustomer(t, ctx, s, holdoutCustomer(heldOut))
+	trial := func(id, typ string) {
+		e := journey.Event{ID: id, Type: typ, CustomerID: c.ID, At: time.Now().UTC(), Data: map[string]any{"trial_id": "t-1"}}
+		if _, err := s.Dispatcher.Event(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trial("e-"+c.ID+"-start", "trial.started")
+	id := workflows.WorkflowID("held", c.ID, "")
+	waitUntil(t, ctx, func() bool { return runInfo(t, ctx, s.Client, id).State.Current.Step == "linger" })
+	trial("e-"+c.ID+"-convert", "trial.converted")
+	var res workflows.JourneyResult
+	if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil || res.Outcome != journey.OutcomeGoal {
+		t.Fatalf("%s ended %+v, %v; want the goal", id, res, err)
+	}
+	if want := map[bool]int{true: 0, false: 1}[heldOut]; res.Sent != want {
+		t.Fatalf("%s (held out %v) sent %d messages, want %d", id, heldOut, res.Sent, want)
+	}
+	return id
 }
 
 func completedActivities(t *testing.T, ctx context.Context, s *stacktest.Stack, id string) int {

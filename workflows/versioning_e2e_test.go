@@ -160,6 +160,7 @@ func TestReplayHistories(t *testing.T) {
 		r.RegisterWorkflowWithOptions(w.Journey, workflow.RegisterOptions{Name: workflows.JourneyWorkflow})
 		r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: workflows.ScheduleWorkflow})
 		r.RegisterWorkflowWithOptions(w.Conversation, workflow.RegisterOptions{Name: workflows.ConversationWorkflow})
+		r.RegisterWorkflowWithOptions(w.Retain, workflow.RegisterOptions{Name: workflows.RetainWorkflow})
 		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -172,6 +173,11 @@ func TestReplayHistories(t *testing.T) {
 	for _, name := range conversationHistories {
 		if _, err := os.Stat(filepath.Join("testdata/histories", name+".json")); err != nil {
 			t.Errorf("%s has no recorded history: run go test ./workflows/ -run TestConversationEndToEnd -args -update-histories", name)
+		}
+	}
+	for _, name := range retainHistories {
+		if _, err := os.Stat(filepath.Join("testdata/histories", name+".json")); err != nil {
+			t.Errorf("%s has no recorded history: run go test ./workflows/ -run TestRetainEndToEnd -args -update-histories", name)
 		}
 	}
 }

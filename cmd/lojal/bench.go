@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -29,11 +30,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rate := fs.Float64("rate", 50, "rate: the email rate to configure, messages a second")
 	rateMessages := fs.Int("rate-messages", 1000, "rate: messages to send at that rate")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown (docs/benchmarks.md)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the API, routing, workers) to FILE (go tool pprof)")
+	ledgerRows := fs.Int("ledger-rows", 10_000_000, "ledger: rows of ledger to decide against")
+	ledgerCustomers := fs.Int("ledger-customers", 1_000_000, "ledger: customers they concern")
+	ledgerCache := fs.Bool("ledger-cache", false, "ledger, for development only: keep the built ledger in the server DATABASE_URL names "+
+		"and reuse it in the next run (never for a published number)")
+	ledgerEnrol := fs.Bool("ledger-enrol", true, "ledger: also the scheduled enrolment of 100,000 then 1,000,000 customers")
 	if err := loadInto(fs, args, &cfg); err != nil {
 		return err
 	}
-	ledgerRows := fs.Int("ledger-rows", 10_000_000, "ledger: rows of ledger to decide against")
-	ledgerCustomers := fs.Int("ledger-customers", 1_000_000, "ledger: customers they concern")
+	if *ledgerCache && cfg.DatabaseURL == "" {
+		return fmt.Errorf("bench: --ledger-cache keeps the ledger in a server of your own: set DATABASE_URL to it")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	want := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
 	named := func(name string) bool { return slices.Contains(strings.Split(*only, ","), name) }
 	// The ledger benchmark takes long and much disk: only when asked for.
@@ -108,13 +127,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if wantLedger {
 		fmt.Fprintf(stderr, "bench: ledger of %d rows, %d customers (building it takes minutes) ...\n", *ledgerRows, *ledgerCustomers)
 		r, err := bench.Ledger(ctx, bench.LedgerOptions{URL: dbURL, Rows: *ledgerRows, Months: 12, Customers: *ledgerCustomers, Conc: 8,
-			Duration: *dur, Rounds: *rounds, Progress: func(s string) { fmt.Fprintf(stderr, "bench: ledger: %s\n", s) }})
+			Duration: *dur, Rounds: *rounds, Cache: *ledgerCache, Progress: func(s string) { fmt.Fprintf(stderr, "bench: ledger: %s\n", s) }})
 		if err != nil {
 			return fmt.Errorf("ledger benchmark: %w", err)
 		}
 		fmt.Fprintf(stderr, "bench: ledger built in %s\n", r.Fill.Round(time.Second))
 		results = append(results, r.Decisions)
 		limits = append(limits, r.Limits...)
+	}
+	if wantLedger && *ledgerEnrol {
 		fmt.Fprintln(stderr, "bench: enrolling 100,000 then 1,000,000 customers across 20 time zones ...")
 		cat, err := loadCatalog(cfg.Journeys)
 		if err != nil {

@@ -101,7 +101,9 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	if failed {
 		return exitError{code: 1}
 	}
-	fmt.Fprintf(stdout, "ok: %d journeys valid in %d places (schema, policy, conditions, templates)\n", journeys, dirs+len(order))
+	places := dirs + len(order)
+	fmt.Fprintf(stdout, "ok: %d journeys valid in %d %s (schema, policy, conditions, templates)\n", journeys, places,
+		map[bool]string{true: "place", false: "places"}[places == 1])
 	return nil
 }
 

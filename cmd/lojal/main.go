@@ -52,7 +52,11 @@ Usage:
   lojal report pressure [--days N] [--png FILE]
                             messages per customer per week; deferrals and suppressions by reason;
                             spam complaints per 1,000 delivered emails per day
-  lojal bench [--only core,policy,email,ingest,enrol,journey,rate]
+  lojal report journeys [--days N] [--png FILE]
+                            per journey: entrants, messages per entrant, goal rate treated vs
+                            held out with the uplift and its 95% CI, unsubscribes and complaints
+                            per 1,000 messages (docs/holdouts.md)
+  lojal bench [--only core,policy,email,ingest,enrol,journey,dispatch,rate,replies,ledger]
                             throughput against baselines measured in the same run
   lojal sender check [--no-dns] [--dmarc-reports ADDRESS]
                             the DNS records (DKIM, SPF, DMARC, MX) the From domain needs, and what DNS publishes

@@ -24,7 +24,10 @@ func TestMain(m *testing.M) { stacktest.Main(m) }
 
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	// The Temporal SDK's goroutines (an activity failing its last
+	// heartbeat as lojal dev stops) may still log after run returns: the
+	// SDK does not wait for them.
+	var out, errOut syncBuffer
 	err := run(context.Background(), args, &out, &errOut)
 	return out.String() + errOut.String(), err
 }

@@ -151,7 +151,9 @@ func TestOperatorsView(t *testing.T) {
 	// The SDK's metrics, under its standard names, on both processes.
 	worker := waitMetrics(t, ctx, "http://"+workerMetrics+"/metrics",
 		`\ntemporal_workflow_task_schedule_to_start_latency_seconds_bucket\{`,
-		`\ntemporal_activity_schedule_to_start_latency_seconds_bucket\{[^}]*activity_type="Decide"`,
+		// Decisions run as local activities in the workflow task (decide-local-v1).
+		`\ntemporal_local_activity_total\{[^}]*activity_type="Decide"`,
+		`\ntemporal_activity_schedule_to_start_latency_seconds_bucket\{[^}]*activity_type="Deliver"`,
 		`\ntemporal_activity_execution_failed_total\{[^}]*activity_type="Deliver"`,
 		`\ntemporal_workflow_task_execution_failed_total\{`,
 		`\ntemporal_worker_task_slots_available\{`,
@@ -189,6 +191,7 @@ func TestOperatorsView(t *testing.T) {
 	for _, re := range []string{
 		`live backlog +0 `, `dead letters +0`, `uncertain \(24 h\) +email 0, push 0`,
 		`state +active, 1 running +last started \d`,
+		`Retention \(schedule lojal-retention, every 6h0m0s\)\n +state +active, [01] running +last started \S+ ago \((running|completed)\), next in `,
 		`monthly-hello +next \d{4}-\d\d-01T\d\d:00:00Z \(in \S+\), zones Europe/Oslo +no firing yet; scheduler running`,
 		`lojal-journeys workflow +1 pollers`, `lojal-journeys activity +1 pollers`,
 		`lojal-journeys-bulk workflow +1 pollers`, `lojal-journeys-bulk activity +1 pollers`,

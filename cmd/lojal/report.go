@@ -12,8 +12,11 @@ import (
 
 // runReport prints reports; for now the contact-pressure report.
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "journeys" {
+		return runReportJourneys(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "pressure" {
-		return exitError{code: 2, msg: "usage: lojal report pressure [--days N] [--png FILE]"}
+		return exitError{code: 2, msg: "usage: lojal report pressure|journeys [--days N] [--png FILE]"}
 	}
 	cfg := defaultConfig()
 	fs := newFlagSet("report pressure", stderr)
@@ -35,15 +38,22 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := report.Text(stdout, p); err != nil {
 		return err
 	}
-	if *png != "" {
-		b, err := report.PNG(p)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*png, b, 0o644); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "\nchart written to %s\n", *png)
+	return writeChart(stdout, *png, func() ([]byte, error) { return report.PNG(p) })
+}
+
+// writeChart writes a report's chart to path, when one is given, and
+// says where.
+func writeChart(stdout io.Writer, path string, draw func() ([]byte, error)) error {
+	if path == "" {
+		return nil
 	}
+	b, err := draw()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nchart written to %s\n", path)
 	return nil
 }

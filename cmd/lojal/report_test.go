@@ -229,3 +229,88 @@ func TestSpamRateMetric(t *testing.T) {
 		t.Fatalf("a day later: %s %v", level, err)
 	}
 }
+
+// TestReportJourneys: the table and the chart of lojal report journeys on
+// a holdout whose treated customers reach the goal more often.
+func TestReportJourneys(t *testing.T) {
+	t.Parallel()
+	db := seededDB(t)
+	st, err := store.Open(context.Background(), store.Config{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	// renewal-reminder: c-1 and c-2 treated, both reach the goal; c-3
+	// held out, does not. (seededDB sent them 3 messages.)
+	for _, c := range []string{"c-1", "c-2", "c-3"} {
+		if _, _, err := st.RecordRun(ctx, "w-"+c, "renewal-reminder", "v", c, "", "e-"+c); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.RecordRunGroup(ctx, "renewal-reminder", "e-"+c, c == "c-3"); err != nil {
+			t.Fatal(err)
+		}
+		if c != "c-3" {
+			if err := st.FinishRun(ctx, "renewal-reminder", "e-"+c, "goal"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	chart := filepath.Join(t.TempDir(), "journeys.png")
+	out, err := runCLI(t, "report", "journeys", "--days", "7", "--png", chart, "--database-url", db)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if testing.Verbose() {
+		t.Log(out)
+		if dst := os.Getenv("LOJAL_KEEP_CHART"); dst != "" {
+			b, _ := os.ReadFile(chart)
+			_ = os.WriteFile(dst, b, 0o644)
+		}
+	}
+	// 2 of 2 against 0 of 1: +100 pp, Newcombe -3.1 .. +100 (a holdout of
+	// one proves nothing: no *).
+	for _, w := range []string{"runs started in the last 7 days", "renewal-reminder 3 1 (33.3%) 1.50 100.0% 0.0% +100.0 [-"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), w) {
+			t.Errorf("report lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "] *") {
+		t.Errorf("an uplift over a holdout of one is marked as excluding 0:\n%s", out)
+	}
+	b, err := os.ReadFile(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+		t.Fatalf("chart: %v", err)
+	}
+	if out, err := runCLI(t, "report", "journeys", "--days", "0", "--database-url", db); err == nil {
+		t.Errorf("--days 0 accepted:\n%s", out)
+	}
+}
+
+// TestWhyShowsHeldOutMessages: lojal why says which messages a customer
+// was held out of, apart from the decisions (none was taken for them).
+func TestWhyShowsHeldOutMessages(t *testing.T) {
+	t.Parallel()
+	db := seededDB(t)
+	st, err := store.Open(context.Background(), store.Config{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	at := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	if err := st.RecordHoldoutMessage(context.Background(), store.HoldoutMessage{RequestKey: "w@r/welcome#1", CustomerID: "c-2",
+		WorkflowID: "w", JourneyID: "trial-welcome", StepID: "welcome", Template: "trial-welcome", Channel: "email", Priority: "normal", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "why", "--customer", "c-2", "--database-url", db)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := "HELD OUT OF JOURNEY/STEP CHANNEL TEMPLATE Mon 02 Mar 09:00 CET trial-welcome/welcome email trial-welcome"
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+		t.Errorf("why lacks %q:\n%s", want, out)
+	}
+}

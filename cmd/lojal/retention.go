@@ -42,9 +42,10 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "created %d partitions, dropped %d (ledger kept %s, events %s); deleted %d event ids, %d push deliveries, "+
-		"%d schedule firings, %d journey runs, and %d consent-ledger entries no longer needed as evidence for %s\n",
+		"%d schedule firings, %d journey runs, %d held-out messages, %d engagement signals, %d answered conversations, "+
+		"%d replies outside a conversation, %d one-click answers, and %d consent-ledger entries no longer needed as evidence for %s\n",
 		len(r.Created), len(r.Dropped), policy.FormatDuration(ret.WithDefaults().Ledger), policy.FormatDuration(ret.WithDefaults().Events),
-		r.EventIDs, r.PushDeliveries, r.Firings, r.Runs, r.Consent, policy.FormatDuration(ret.WithDefaults().Consent))
+		r.EventIDs, r.PushDeliveries, r.Firings, r.Runs, r.HoldoutMessages, r.Engagements, r.Conversations, r.Replies, r.Answers, r.Consent, policy.FormatDuration(ret.WithDefaults().Consent))
 	for _, d := range r.Dropped {
 		fmt.Fprintf(stdout, "dropped %s\n", d)
 	}

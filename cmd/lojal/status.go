@@ -23,6 +23,7 @@ import (
 	"github.com/lojal/lojal/internal/deploy"
 	"github.com/lojal/lojal/internal/dispatch"
 	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/retention"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
@@ -46,6 +47,7 @@ type Status struct {
 	Events    EventsStatus     `json:"events"`
 	Uncertain map[string]int64 `json:"uncertain_24h"`
 	Sweeper   *SweeperStatus   `json:"sweeper,omitempty"`
+	Retention *RetentionStatus `json:"retention,omitempty"`
 	Schedules []ScheduleStatus `json:"schedules"`
 	Queues    []QueueStatus    `json:"task_queues"`
 	// Problems are what needs a person, each with what to do; none means
@@ -68,6 +70,23 @@ type SweeperStatus struct {
 	Running    int       `json:"running_workflows"`
 	LastAction time.Time `json:"last_action,omitzero"`
 	NextAction time.Time `json:"next_action,omitzero"`
+}
+
+// RetentionStatus is the retention job's Temporal schedule
+// (docs/retention.md#the-retention-job).
+type RetentionStatus struct {
+	Schedule   string    `json:"schedule"`
+	Every      string    `json:"every,omitempty"`
+	Paused     bool      `json:"paused"`
+	Note       string    `json:"note,omitempty"`
+	Running    int       `json:"running_workflows"`
+	LastAction time.Time `json:"last_action,omitzero"`
+	// LastWorkflow is the workflow of the last pass, and LastResult how
+	// it stands: running, completed, failed, ... ("unknown" when Temporal
+	// no longer says).
+	LastWorkflow string    `json:"last_workflow,omitempty"`
+	LastResult   string    `json:"last_result,omitempty"`
+	NextAction   time.Time `json:"next_action,omitzero"`
 }
 
 // ScheduleStatus is a scheduled journey: its next firing (computed as the
@@ -210,6 +229,9 @@ func gatherStatus(ctx context.Context, st *store.Store, tc client.Client, namesp
 		return s, nil
 	}
 	s.Sweeper = sweeperStatus(ctx, tc, s)
+	s.Retention = retentionStatus(ctx, tc.ScheduleClient(), func(ctx context.Context, id, run string) (string, error) {
+		return runState(ctx, tc, id, run)
+	}, s)
 	queues := []struct {
 		name string
 		kind enumspb.TaskQueueType
@@ -241,9 +263,7 @@ func (s *Status) problem(format string, args ...any) {
 }
 
 func schedulerState(ctx context.Context, tc client.Client, id string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	desc, err := tc.DescribeWorkflowExecution(ctx, id, "")
+	state, err := runState(ctx, tc, id, "")
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
@@ -251,28 +271,92 @@ func schedulerState(ctx context.Context, tc client.Client, id string) string {
 	case err != nil:
 		return "unknown (" + err.Error() + ")"
 	}
-	return strings.ToLower(strings.TrimPrefix(desc.GetWorkflowExecutionInfo().GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"))
+	return state
 }
 
-func sweeperStatus(ctx context.Context, tc client.Client, s *Status) *SweeperStatus {
+// runState says how a workflow run stands, as Temporal names it in lower
+// case: running, completed, failed, timed_out ...
+func runState(ctx context.Context, tc client.Client, id, run string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	// The server answers DescribeSchedule by asking its own scheduler
-	// workflow, which fails now and then while that workflow is busy
-	// (starting a sweep): ask again before calling it a problem.
-	var desc *client.ScheduleDescription
-	var err error
+	desc, err := tc.DescribeWorkflowExecution(ctx, id, run)
+	if err != nil {
+		return "", err
+	}
+	return strings.ToLower(strings.TrimPrefix(desc.GetWorkflowExecutionInfo().GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")), nil
+}
+
+// describeSchedule describes schedule id. The server answers
+// DescribeSchedule by asking its own scheduler workflow, which fails now
+// and then while that workflow is busy (starting an action): it asks
+// again before giving up.
+func describeSchedule(ctx context.Context, sc client.ScheduleClient, id string) (*client.ScheduleDescription, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var nf *serviceerror.NotFound
 	for attempt := 1; ; attempt++ {
-		desc, err = tc.ScheduleClient().GetHandle(ctx, dispatch.SweeperScheduleID).Describe(ctx)
+		desc, err := sc.GetHandle(ctx, id).Describe(ctx)
 		if err == nil || errors.As(err, &nf) || attempt == 3 || ctx.Err() != nil {
-			break
+			return desc, err
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// retentionStatus describes the retention job's schedule and how its
+// last pass ended (runState says how a workflow run stands).
+func retentionStatus(ctx context.Context, sc client.ScheduleClient, runState func(ctx context.Context, id, run string) (string, error),
+	s *Status) *RetentionStatus {
+	desc, err := describeSchedule(ctx, sc, retention.ScheduleID)
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		s.problem("the retention schedule %s does not exist: no partitions are created ahead and nothing past its retention is removed; "+
+			"a worker creates it when it starts, and `lojal retention` runs a pass meanwhile (docs/retention.md#the-retention-job)", retention.ScheduleID)
+		return nil
+	case err != nil:
+		s.problem("the retention schedule %s: %v", retention.ScheduleID, err)
+		return nil
+	}
+	r := &RetentionStatus{Schedule: retention.ScheduleID, Running: len(desc.Info.RunningWorkflows)}
+	if st := desc.Schedule.State; st != nil {
+		r.Paused, r.Note = st.Paused, st.Note
+	}
+	if sp := desc.Schedule.Spec; sp != nil && len(sp.Intervals) > 0 {
+		r.Every = sp.Intervals[0].Every.String()
+	}
+	if n := len(desc.Info.RecentActions); n > 0 {
+		last := desc.Info.RecentActions[n-1]
+		r.LastAction = last.ActualTime
+		if wf := last.StartWorkflowResult; wf != nil {
+			r.LastWorkflow = wf.WorkflowID
+			if r.LastResult, err = runState(ctx, wf.WorkflowID, wf.FirstExecutionRunID); err != nil {
+				r.LastResult = "unknown"
+			}
+		}
+	}
+	if len(desc.Info.NextActionTimes) > 0 {
+		r.NextAction = desc.Info.NextActionTimes[0]
+	}
+	if r.Paused {
+		s.problem("the retention schedule %s is paused (%q): partitions are not created ahead and nothing expires; unpause it with "+
+			"`temporal schedule toggle --schedule-id %s --unpause` (docs/retention.md#the-retention-job)", retention.ScheduleID, r.Note, retention.ScheduleID)
+	}
+	switch r.LastResult {
+	case "failed", "terminated", "timed_out":
+		s.problem("the last retention pass (workflow %s) %s: `temporal workflow show --workflow-id %s` says why; a RetentionTooShort failure "+
+			"means a retention setting is shorter than policy.yaml needs, and the pass deleted nothing (docs/retention.md#the-start-up-check)",
+			r.LastWorkflow, strings.ReplaceAll(r.LastResult, "_", " "), r.LastWorkflow)
+	}
+	return r
+}
+
+func sweeperStatus(ctx context.Context, tc client.Client, s *Status) *SweeperStatus {
+	desc, err := describeSchedule(ctx, tc.ScheduleClient(), dispatch.SweeperScheduleID)
+	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
 		s.problem("the sweeper schedule %s does not exist: events a replica left behind, retries and dead letters wait; a worker creates it when it starts (docs/operations.md#the-sweeper)",
@@ -360,6 +444,22 @@ func printStatus(w io.Writer, s *Status) {
 			state = "paused: " + sw.Note
 		}
 		fmt.Fprintf(tw, "  state\t%s, %d running\tlast started %s, next %s\n", state, sw.Running, ago(sw.LastAction), ago(sw.NextAction))
+	}
+	switch r := s.Retention; {
+	case r == nil:
+		fmt.Fprintln(tw, "Retention (schedule "+retention.ScheduleID+")")
+		fmt.Fprintln(tw, "  state\tmissing or unknown\t")
+	default:
+		fmt.Fprintf(tw, "Retention (schedule %s, every %s)\n", r.Schedule, r.Every)
+		state := "active"
+		if r.Paused {
+			state = "paused: " + r.Note
+		}
+		last := ago(r.LastAction)
+		if r.LastResult != "" {
+			last += " (" + r.LastResult + ")"
+		}
+		fmt.Fprintf(tw, "  state\t%s, %d running\tlast started %s, next %s\n", state, r.Running, last, ago(r.NextAction))
 	}
 	if len(s.Schedules) > 0 {
 		fmt.Fprintln(tw, "Scheduled journeys")

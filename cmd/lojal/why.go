@@ -71,6 +71,22 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	printDialogue(stdout, dlg, func(t time.Time) string { return journey.LocalTime(t, loc) })
+	held, err := st.CustomerHoldoutMessages(ctx, *customer)
+	if err != nil {
+		return err
+	}
+	if len(held) > 0 {
+		fmt.Fprintln(stdout, "Held out of these journeys' sends (docs/holdouts.md): these messages were not sent, and count toward nothing.")
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "HELD OUT\tOF JOURNEY/STEP\tCHANNEL\tTEMPLATE")
+		for _, m := range held {
+			fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\n", journey.LocalTime(m.At, loc), m.JourneyID, m.StepID, m.Channel, m.Template)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+	}
 	if len(hist) == 0 {
 		fmt.Fprintln(stdout, "no messages have been considered for this customer")
 		return nil

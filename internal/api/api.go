@@ -114,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/conversations/{id}/answered", s.postAnswered, true)
 	route("GET /o/{token}", s.confirmPage, false)
 	route("POST /o/{token}", s.confirmConsent, false)
+	route("GET /k/{token}", s.click, false)
 	mux.Handle("/", s.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem(w, r, http.StatusNotFound, "not-found", "No such resource", "no route for "+r.Method+" "+r.URL.Path)
 	})))
@@ -158,7 +159,7 @@ func Routes() []string {
 		"GET /v1/suppressions", "GET /v1/suppressions/lifts", "DELETE /v1/suppressions/{channel}/{address}",
 		"GET /p/{token}", "POST /p/{token}", "GET /u/{token}", "POST /u/{token}",
 		"GET /a/{token}", "POST /a/{token}", "GET /c/{token}", "POST /c/{token}", "POST /v1/conversations/{id}/answered",
-		"GET /o/{token}", "POST /o/{token}",
+		"GET /o/{token}", "POST /o/{token}", "GET /k/{token}",
 	}
 }
 

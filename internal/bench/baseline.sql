@@ -21,9 +21,19 @@ INSERT INTO consent_ledger (customer_id, channel, topic, action, basis, at, sour
 SELECT id, 'email', '*', 'grant', 'consent', now(), 'import' FROM c;
 
 -- name: ledger-partitions
--- The monthly partitions of the last $2 months, up to now ($1).
-SELECT ensure_monthly_partitions(t.table_name, $1::timestamptz - make_interval(months => $2::int), $1::timestamptz)
+-- The monthly partitions of the last $2 months, up to now ($1): the
+-- current month and the $2 - 1 before it, no older (the oldest is the one
+-- the benchmark drops, and it must hold its month of rows).
+SELECT ensure_monthly_partitions(t.table_name, $1::timestamptz - make_interval(months => $2::int - 1), $1::timestamptz)
 FROM partitioned_tables t;
+
+-- name: ledger-month-rows
+-- The rows ledger-ledger wrote for month $3 of $2 ending at $1 (a cached
+-- ledger's: see LedgerOptions.Cache).
+SELECT count(*) FROM contact_ledger
+WHERE workflow_id = 'fill'
+  AND decided_at >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - make_interval(months => $2::int - 1 - $3::int)) AT TIME ZONE 'UTC'
+  AND decided_at < (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - make_interval(months => $2::int - 2 - $3::int)) AT TIME ZONE 'UTC';
 
 -- name: ledger-ledger
 -- Calendar month $3 (0: the oldest) of a ledger of $2 months ending at
@@ -44,3 +54,16 @@ FROM (SELECT (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - make_int
      LATERAL (SELECT least(m.lo + interval '1 month', $1::timestamptz - interval '1 hour') AS hi) h,
      generate_series(0, $4::int - 1) i,
      LATERAL (SELECT m.lo + (i::float8 / $4::int) * (h.hi - m.lo) AS at) a;
+
+-- name: ledger-runs
+-- $2 journey runs spread evenly over the $3 months up to $1, of
+-- customers c-1 .. c-$4, in 4 journeys: one in ten held out, three in ten
+-- treated and two in ten held out reaching the goal (the journeys
+-- report's entrants).
+INSERT INTO journey_runs (workflow_id, journey_id, version, customer_id, trigger_event_id, started_at, ended_at, outcome, holdout)
+SELECT 'w-' || i, 'journey-' || i % 4, 'v', 'c-' || (1 + (i::bigint * 7919) % $4::int), 'e-' || i, at, at + interval '1 day',
+       CASE WHEN (i / 4) % 10 = 0 THEN CASE WHEN (i / 40) % 10 < 2 THEN 'goal' ELSE 'exit' END
+            WHEN (i / 4) % 10 < 4 THEN 'goal' ELSE 'exit' END,
+       (i / 4) % 10 = 0
+FROM generate_series(0, $2::int - 1) i,
+     LATERAL (SELECT $1::timestamptz - interval '1 hour' - (i::float8 / $2::int) * make_interval(months => $3::int) AS at) a;

@@ -22,9 +22,19 @@ func TestLedgerSmall(t *testing.T) {
 		r.Decisions.Baseline[0] <= 0 {
 		t.Fatalf("decisions: %+v", r.Decisions)
 	}
-	if len(r.Limits) != 2 || !strings.Contains(r.Limits[1].Name, "_p") {
+	// pressure, journeys 28 and 365 days, the drop.
+	if len(r.Limits) != 4 || !strings.Contains(r.Limits[3].Name, "_p") ||
+		!strings.HasPrefix(r.Limits[1].Name, "lojal report journeys --days 28 over 24k ledger rows, 2k runs") ||
+		!strings.HasPrefix(r.Limits[2].Name, "lojal report journeys --days 365") || len(r.Limits[2].Values) != 3 {
 		t.Fatalf("limits: %+v", r.Limits)
 	}
-	t.Logf("%s: ratio %.2f; %s %.3f s; %s %.3f s", r.Decisions.Name, r.Decisions.Ratio(), r.Limits[0].Name, r.Limits[0].Values[0],
-		r.Limits[1].Name, r.Limits[1].Values[0])
+	// The month dropped is a month of the ledger, not an empty one
+	// before it: 24,000 rows over 12 months.
+	if !strings.HasSuffix(r.Limits[3].Name, "(2000 rows)") {
+		t.Errorf("dropped %s, want a month of 2000 rows", r.Limits[3].Name)
+	}
+	for _, l := range r.Limits {
+		t.Logf("%s: %.3f %s", l.Name, l.Values[0], l.Unit)
+	}
+	t.Logf("%s: ratio %.2f", r.Decisions.Name, r.Decisions.Ratio())
 }

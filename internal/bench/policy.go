@@ -107,6 +107,20 @@ func schemaStore(ctx context.Context, url, name string, conns int) (st *store.St
 	return st, schema, func() { st.Close(); dropSchema(url, schema) }, nil
 }
 
+// cachedSchemaStore is schemaStore's for LedgerOptions.Cache: a schema
+// of a fixed name, reused and kept.
+func cachedSchemaStore(ctx context.Context, url, name string, conns int) (st *store.Store, schema string, close func(), err error) {
+	schema = "bench_" + name + "_cache"
+	cfg := store.Config{URL: url, Schema: schema, MaxConns: int32(conns)}
+	if _, err := store.Migrate(ctx, cfg); err != nil {
+		return nil, "", nil, err
+	}
+	if st, err = store.Open(ctx, cfg); err != nil {
+		return nil, "", nil, err
+	}
+	return st, schema, st.Close, nil
+}
+
 func dropSchema(url, schema string) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)

@@ -85,6 +85,12 @@ func TestJSONSchemaFlagsMistakes(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	for v, ok := range map[string]bool{"10%": true, "12.5%": true, "0%": true, "99.99%": true, "100%": false, "10": false, "-5%": false, "10.125%": false} {
+		src := string(good) + "holdout: " + v + "\n"
+		if err := s.Validate(yamlValue(t, src)); (err == nil) != ok {
+			t.Errorf("holdout: %s: accepted %v, want %v (%v)", v, err == nil, ok, err)
+		}
+	}
 	chain := strings.Replace(string(good), "channel: email", "channel: [push, email]", 1)
 	if err := s.Validate(yamlValue(t, chain)); err != nil {
 		t.Errorf("a channel list was refused: %v", err)
@@ -92,6 +98,19 @@ func TestJSONSchemaFlagsMistakes(t *testing.T) {
 	policySchema := compileSchema(t, "lojal-policy.json")
 	if err := policySchema.Validate(yamlValue(t, "default_timezone: Europe/Oslo\ncritical_counts_toward_caps: false\n")); err != nil {
 		t.Errorf("critical_counts_toward_caps refused: %v", err)
+	}
+	for src, ok := range map[string]bool{
+		"adaptive_pressure: { halve_after: 3, floor: 1, grace: 48h }\n": true,
+		"adaptive_pressure: { halve_after: 3 }\n":                       true,
+		"adaptive_pressure: { floor: 1 }\n":                             false,
+		"adaptive_pressure: { halve_after: 0 }\n":                       false,
+		"adaptive_pressure: { halve_after: 3, grace: soon }\n":          false,
+		"track_links: true\n":                                           true,
+		"track_links: sometimes\n":                                      false,
+	} {
+		if err := policySchema.Validate(yamlValue(t, "default_timezone: Europe/Oslo\n"+src)); (err == nil) != ok {
+			t.Errorf("policy %q: accepted %v, want %v (%v)", src, err == nil, ok, err)
+		}
 	}
 	schemaSchema := compileSchema(t, "lojal-schema.json")
 	for src, ok := range map[string]bool{

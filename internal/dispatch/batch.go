@@ -32,6 +32,18 @@ type Routed struct {
 // are left for the sweeper, which routes them in order; other customers
 // are not held up.
 func (r *Router) RouteAll(ctx context.Context, evs []journey.Event) []Routed {
+	return r.routeAll(ctx, evs, nil)
+}
+
+// RouteAccepted is RouteAll for events the request path just stored,
+// with their customers as the insert read them (store.AcceptResult), so
+// that routing does not read them again. The caller leaves out events
+// that must wait behind an older failing event of their customer.
+func (r *Router) RouteAccepted(ctx context.Context, evs []journey.Event, customers map[string]*journey.Customer) []Routed {
+	return r.routeAll(ctx, evs, customers)
+}
+
+func (r *Router) routeAll(ctx context.Context, evs []journey.Event, customers map[string]*journey.Customer) []Routed {
 	out := make([]Routed, len(evs))
 	byCustomer := map[string][]int{}
 	var order []string
@@ -56,7 +68,7 @@ func (r *Router) RouteAll(ctx context.Context, evs []journey.Event) []Routed {
 				idx := byCustomer[cust]
 				slices.SortStableFunc(idx, func(a, b int) int { return evs[a].At.Compare(evs[b].At) })
 				for k, i := range idx {
-					out[i].Result, out[i].Err = r.Route(ctx, evs[i])
+					out[i].Result, out[i].Err = r.routeWith(ctx, evs[i], customers[cust])
 					if out[i].Err == nil {
 						continue
 					}
@@ -204,7 +216,7 @@ func (r *Router) Waiting(ctx context.Context, limit int) (int, error) {
 	for _, w := range routes {
 		switch w.Action {
 		case ActionRequeued:
-			if _, err := r.route(ctx, w.Event, w.JourneyID); err != nil {
+			if _, err := r.route(ctx, w.Event, w.JourneyID, false, nil); err != nil {
 				return done, fmt.Errorf("route requeued event %s: %w", w.EventID, err)
 			}
 		case ActionParked:

@@ -145,6 +145,9 @@ type Outcome struct {
 	Action string     `json:"action"`
 	Reason string     `json:"reason,omitempty"`
 	Until  *time.Time `json:"park_until,omitempty"`
+	// started is the journey_runs row and Temporal run this routing
+	// started, for Settle to record.
+	started *store.StartedRun
 }
 
 // Result is what routing did with one event.
@@ -191,29 +194,37 @@ func checkWorkflowID(id string) error {
 // what it did per journey and marks the event dispatched. An error means
 // nothing is settled: the event stays undispatched for a retry.
 func (r *Router) Route(ctx context.Context, e journey.Event) (res Result, err error) {
+	return r.routeWith(ctx, e, nil)
+}
+
+// routeWith is Route with the event's customer when the caller has read
+// it (nil: read it).
+func (r *Router) routeWith(ctx context.Context, e journey.Event, cust *journey.Customer) (res Result, err error) {
 	ctx, span := telemetry.Start(ctx, "dispatch.Route", attribute.String("lojal.event.id", e.ID), attribute.String("lojal.event.type", e.Type))
 	defer func() { telemetry.End(routeEvents(span, res), err) }()
-	res, err = r.route(ctx, e, "")
-	if err != nil {
-		return res, err
-	}
-	if err := r.Store.MarkEventsDispatched(ctx, []string{e.ID}); err != nil {
-		return res, err
-	}
-	return res, nil
+	return r.route(ctx, e, "", true, cust)
 }
 
 // route routes e to the journeys it concerns (only to journey only, when
-// set) and records the outcomes.
-func (r *Router) route(ctx context.Context, e journey.Event, only string) (Result, error) {
+// set; with its customer when known, as the caller read it) and settles:
+// the runs it started, the outcomes and, when dispatched, the event marked
+// routed, in one transaction. Events parked for the runs it started are
+// delivered after.
+func (r *Router) route(ctx context.Context, e journey.Event, only string, dispatched bool, known *journey.Customer) (Result, error) {
 	cat := r.Catalog.Current()
 	res := Result{Journeys: []Outcome{}}
-	cust, err := r.Store.Customer(ctx, e.CustomerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return res, fmt.Errorf("%w %q", ErrUnknownCustomer, e.CustomerID)
-	}
-	if err != nil {
-		return res, err
+	var cust journey.Customer
+	if known != nil {
+		cust = *known
+	} else {
+		var err error
+		cust, err = r.Store.Customer(ctx, e.CustomerID)
+		if errors.Is(err, store.ErrNotFound) {
+			return res, fmt.Errorf("%w %q", ErrUnknownCustomer, e.CustomerID)
+		}
+		if err != nil {
+			return res, err
+		}
 	}
 	switch e.Type {
 	case EnrolEvent, SegmentEntryEvent:
@@ -240,13 +251,31 @@ func (r *Router) route(ctx context.Context, e journey.Event, only string) (Resul
 			res.Journeys = append(res.Journeys, o)
 		}
 	}
-	routes := make([]store.Route, 0, len(res.Journeys))
+	set := store.Settlement{Routes: make([]store.Route, 0, len(res.Journeys))}
 	for _, o := range res.Journeys {
-		routes = append(routes, store.Route{EventID: e.ID, JourneyID: o.Journey, WorkflowID: o.WorkflowID, Action: o.Action, Reason: o.Reason,
-			ParkUntil: o.Until})
+		set.Routes = append(set.Routes, store.Route{EventID: e.ID, JourneyID: o.Journey, WorkflowID: o.WorkflowID, Action: o.Action,
+			Reason: o.Reason, ParkUntil: o.Until})
+		if o.started != nil {
+			set.Started = append(set.Started, *o.started)
+		}
+	}
+	if dispatched {
+		set.Dispatched = []string{e.ID}
+	}
+	parked, err := r.Store.Settle(ctx, set)
+	if err != nil {
+		return res, err
+	}
+	for _, o := range res.Journeys {
 		r.Metrics.Routed(o.Action)
 	}
-	return res, r.Store.RecordRoutes(ctx, routes)
+	for _, s := range set.Started {
+		if err := r.deliverParked(ctx, s.WorkflowID, parked[s.WorkflowID]); err != nil {
+			// The run started; the sweeper delivers what is still parked.
+			r.Log.WarnContext(ctx, "parked events not delivered yet", "workflow_id", s.WorkflowID, "err", err)
+		}
+	}
+	return res, nil
 }
 
 func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust journey.Customer, e journey.Event) (Outcome, error) {
@@ -281,8 +310,11 @@ func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust jour
 			return o, nil
 		}
 	}
-	last, err := r.Store.LatestRun(ctx, j.ID, cust.ID, key)
+	last, row, recorded, err := r.Store.LatestRunOrRecord(ctx, o.WorkflowID, j.ID, j.Version, cust.ID, key, e.ID)
 	switch {
+	case recorded:
+		// The customer's first run of the journey under this key.
+		return r.startRecorded(ctx, o, j, cust, key, &e, e.ID, e, row)
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return o, err
@@ -328,8 +360,10 @@ func (r *Router) refusal(j *journey.Journey, last store.Run) string {
 // the journey's reentry rule. The entry event names the run.
 func (r *Router) startEntry(ctx context.Context, j *journey.Journey, c journey.Customer, e journey.Event) (Outcome, error) {
 	o := Outcome{Journey: j.ID, WorkflowID: workflows.WorkflowID(j.ID, c.ID, "")}
-	last, err := r.Store.LatestRun(ctx, j.ID, c.ID, "")
+	last, row, recorded, err := r.Store.LatestRunOrRecord(ctx, o.WorkflowID, j.ID, j.Version, c.ID, "", e.ID)
 	switch {
+	case recorded:
+		return r.startRecorded(ctx, o, j, c, "", nil, e.ID, e, row)
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return o, err
@@ -383,14 +417,10 @@ func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journe
 	if err != nil {
 		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
 	}
-	if err := r.Store.SetRunID(ctx, runRow, run.GetRunID()); err != nil {
-		return o, err
-	}
-	if err := r.deliverParked(ctx, o.WorkflowID); err != nil {
-		// The run started; the sweeper delivers what is still parked.
-		r.Log.WarnContext(ctx, "parked events not delivered yet", "workflow_id", o.WorkflowID, "err", err)
-	}
-	o.Action = ActionStarted
+	// The run id is recorded when routing settles. A router that dies
+	// before leaves the event undispatched: the sweeper confirms the run
+	// by the entry in its memo (confirm).
+	o.Action, o.started = ActionStarted, &store.StartedRun{Row: runRow, RunID: run.GetRunID(), WorkflowID: o.WorkflowID}
 	return o, nil
 }
 
@@ -531,10 +561,9 @@ func (r *Router) signalOrPark(ctx context.Context, o Outcome, e journey.Event) (
 
 // deliverParked signals a freshly started run the events that arrived for
 // it before it existed, oldest first.
-func (r *Router) deliverParked(ctx context.Context, workflowID string) error {
-	parked, err := r.Store.ParkedFor(ctx, workflowID)
-	if err != nil || len(parked) == 0 {
-		return err
+func (r *Router) deliverParked(ctx context.Context, workflowID string, parked []store.ParkedEvent) error {
+	if len(parked) == 0 {
+		return nil
 	}
 	routes := make([]store.Route, 0, len(parked))
 	for _, p := range parked {

@@ -161,11 +161,17 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 		return nil, err
 	}
 	accepted := make([]journey.Event, 0, len(res))
+	customers := make(map[string]*journey.Customer, len(res))
 	for k, r := range res {
 		out[idx[k]].Status = r.Status
 		switch r.Status {
 		case StatusAccepted:
-			accepted = append(accepted, valid[k])
+			// One that must wait behind an older failing event of its
+			// customer is the sweeper's, which keeps the customer's order.
+			if !r.Blocked {
+				accepted = append(accepted, valid[k])
+				customers[valid[k].CustomerID] = r.Customer
+			}
 		case StatusUnknownCustomer:
 			out[idx[k]].Error = fmt.Sprintf("customer %q is unknown: upsert the customer before sending their events", valid[k].CustomerID)
 			out[idx[k]].Pointer = "/customer_id"
@@ -177,9 +183,7 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 	if d.Temporal != nil && len(accepted) > 0 {
 		// The client has its answer whatever routing does: errors are the
 		// sweeper's to retry, recorded per event.
-		if _, err := d.Router().AcceptAndRoute(ctx, accepted); err != nil {
-			d.Log.Warn("accepted events not routed yet; the sweeper will route them", "events", len(accepted), "err", err)
-		}
+		d.Router().RouteAccepted(ctx, accepted, customers)
 	}
 	return out, nil
 }

@@ -91,6 +91,11 @@ func Diff(old, new *Journey) []Change {
 		goalPressure = "runs no longer stop when the customer reaches the goal"
 	}
 	field("goal", goalEvent(old.Goal), goalEvent(new.Goal), goalPressure)
+	holdoutPressure := ""
+	if new.Holdout < old.Holdout {
+		holdoutPressure = "fewer entrants are held out: more customers get the journey's messages"
+	}
+	field("holdout", FormatHoldout(old.Holdout), FormatHoldout(new.Holdout), holdoutPressure)
 
 	var removed, added []*Step
 	for _, s := range old.Steps {

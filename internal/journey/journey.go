@@ -64,6 +64,9 @@ type Journey struct {
 	Reentry Reentry
 	Goal    *Goal
 	Steps   []*Step
+	// Holdout is the share of entrants, in basis points (HoldoutScale),
+	// kept out of the journey's sends (HeldOut); 0 keeps nobody out.
+	Holdout int
 	// Helper names the helper in policy.yaml's conversations.helpers who
 	// takes replies to this journey's messages (a customer record's own
 	// helper comes first); FromHelper sends its emails with the helper's
@@ -213,7 +216,7 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 		j.Location = time.UTC
 	}
 	var (
-		audienceNode, keyNode, stepsNode *yaml.Node
+		audienceNode, keyNode, stepsNode, holdoutNode *yaml.Node
 	)
 	d.mapping(root, "journey",
 		field{name: "id", required: true, decode: func(_, v *yaml.Node) {
@@ -246,6 +249,7 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 			}})
 			j.Goal = g
 		}},
+		field{name: "holdout", decode: func(_, v *yaml.Node) { holdoutNode, j.Holdout = v, d.holdout(v) }},
 		field{name: "steps", required: true, decode: func(_, v *yaml.Node) { stepsNode = v }},
 	)
 	// Expressions are compiled once the trigger (and so the type of
@@ -278,6 +282,10 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 	}
 	if len(j.Steps) > 0 {
 		d.checkGraph(j)
+	}
+	if d.strict && j.Holdout > 0 && j.Goal == nil {
+		d.errorf(holdoutNode, "holdout %s: the journey has no goal, so held-out and treated customers have nothing to be compared on: "+
+			"add goal: { event: ... } (the event that says the journey worked), or remove holdout", strings.TrimSpace(holdoutNode.Value))
 	}
 	if d.strict && len(j.Steps) > 0 {
 		// Names need no sound graph; what is present along the steps does.

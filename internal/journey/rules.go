@@ -98,6 +98,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 				r.CriticalOutsideCaps = !counts
 			}
 		}},
+		field{name: "track_links", decode: func(_, v *yaml.Node) { r.TrackLinks, _ = d.boolean(v, "track_links") }},
 		conversationsField(d, r),
 		adaptivePressureField(d, r),
 		field{name: "topics", decode: func(_, v *yaml.Node) { r.Topics = d.topics(v) }},

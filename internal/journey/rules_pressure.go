@@ -37,8 +37,8 @@ func adaptivePressureField(d *decoder, r *policy.Rules) field {
 			}},
 			field{name: "grace", decode: func(_, v *yaml.Node) {
 				if dur, ok := d.duration(v, "adaptive_pressure.grace"); ok {
-					if dur < 0 {
-						d.errorf(v, "adaptive_pressure.grace must not be negative")
+					if dur <= 0 {
+						d.errorf(v, "adaptive_pressure.grace must be longer than 0 (how long a message may go unanswered before it counts as ignored, such as 48h; leave it out for 48h)")
 					}
 					a.Grace = dur
 				}

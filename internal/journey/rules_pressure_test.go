@@ -28,6 +28,7 @@ adaptive_pressure:
 		"missing halve_after": {strings.Replace(good, "  halve_after: 3\n", "", 1), "policy.yaml:5:3: adaptive_pressure needs halve_after"},
 		"floor zero":          {strings.Replace(good, "floor: 1", "floor: 0", 1), "policy.yaml:6:10: adaptive_pressure.floor must be at least 1"},
 		"negative grace":      {strings.Replace(good, "grace: 36h", "grace: -1h", 1), "policy.yaml:7:10: adaptive_pressure.grace"},
+		"zero grace":          {strings.Replace(good, "grace: 36h", "grace: 0s", 1), "policy.yaml:7:10: adaptive_pressure.grace must be longer than 0 (how long"},
 		"not a number":        {strings.Replace(good, "halve_after: 3", "halve_after: three", 1), "policy.yaml:5:16: adaptive_pressure.halve_after must be a whole number"},
 		"unknown field":       {strings.Replace(good, "floor", "flor", 1), `unknown field "flor"`},
 	} {

@@ -154,6 +154,11 @@ type Rules struct {
 	// Adaptive, when set, lowers a customer's caps while messages go
 	// without engagement (policy.yaml adaptive_pressure).
 	Adaptive *Adaptive
+	// TrackLinks (policy.yaml track_links: true) sends every http(s) link
+	// in every message through lojal's signed redirect, which records a
+	// click as engagement; without it only links a template wraps in
+	// {{ track }} are. It is for rendering; Decide does not read it.
+	TrackLinks bool
 }
 
 // Defaults for rules policy.yaml leaves out.

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"math/bits"
 	"strconv"
 	"time"
 )
@@ -73,10 +72,19 @@ func (r Rules) pressure(rel Relationship, window []Contact, key string, now time
 
 // floorShift is the number of halvings that brings every cap to its
 // floor; halving further changes nothing, and facts should not claim it.
+// A cap at or below the floor is never lowered.
 func (r Rules) floorShift() int {
+	floor := DefaultAdaptiveFloor
+	if r.Adaptive != nil && r.Adaptive.Floor > 0 {
+		floor = r.Adaptive.Floor
+	}
 	n := 0
 	for _, c := range r.Caps {
-		n = max(n, bits.Len(uint(max(c.Max, 1)))-1)
+		k := 0
+		for m := c.Max; m > floor; m >>= 1 {
+			k++
+		}
+		n = max(n, k)
 	}
 	return n
 }

@@ -49,10 +49,14 @@ func TestAdaptivePressure(t *testing.T) {
 		// 7 sent over a week, 6 ignored: cap 4 → 1.
 		{name: "six ignored: caps quartered", adaptive: adaptive, sent: 7, verdict: Defer, halvings: 2, ignored: 6,
 			cap: "1 per 7d on all channels (quartered from 4)", facts: "6 ignored since Mar 01 12:00 UTC: caps quartered"},
-		// Twelve ignored would divide by 16; halving stops where it stops
-		// changing caps, and the floor keeps two a week.
-		{name: "the floor holds", adaptive: &Adaptive{HalveAfter: 3, Floor: 2, Grace: 36 * time.Hour}, sent: 13, verdict: Defer, halvings: 2, ignored: 12,
-			cap: "2 per 7d on all channels (quartered from 4, floor 2)", facts: "12 ignored since Feb 23 12:00 UTC: caps quartered"},
+		// Twelve ignored would divide by 16; halving stops where the caps
+		// reach the floor, two a week, and the facts say no more than that.
+		{name: "the floor holds", adaptive: &Adaptive{HalveAfter: 3, Floor: 2, Grace: 36 * time.Hour}, sent: 13, verdict: Defer, halvings: 1, ignored: 12,
+			cap: "2 per 7d on all channels (halved from 4)", facts: "12 ignored since Feb 23 12:00 UTC: caps halved"},
+		// A floor at the cap leaves nothing to lower: the facts must not
+		// claim the caps were halved.
+		{name: "a floor at the cap", adaptive: &Adaptive{HalveAfter: 3, Floor: 4, Grace: 36 * time.Hour}, sent: 7, verdict: Defer,
+			cap: "4 per 7d on all channels"},
 		// A click two days ago: only yesterday's message is after it, and
 		// it is inside the grace.
 		{name: "engagement restores the caps", adaptive: adaptive, sent: 7, engaged: now.Add(-50 * time.Hour), verdict: Defer},

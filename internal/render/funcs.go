@@ -100,6 +100,10 @@ type localizer struct {
 	loc    *time.Location
 	// answerURL signs one-click answer links (Links.Answer).
 	answerURL func(survey, answer string) string
+	// trackURL signs tracked links (Links.Track); own holds the links
+	// lojal made for the message, which track_links leaves alone.
+	trackURL func(dest string) (string, error)
+	own      map[string]bool
 }
 
 func (l *localizer) lang() string {
@@ -323,7 +327,7 @@ func (l *localizer) funcs() template.FuncMap {
 	return template.FuncMap{
 		"date": l.date, "number": l.number, "currency": l.currency,
 		"default": defaultValue, "upper": upper, "lower": lower, "title": title,
-		"answer": l.answer,
+		"answer": l.answer, "track": l.track,
 	}
 }
 
@@ -367,5 +371,7 @@ func (l *localizer) answer(survey, answer string) (string, error) {
 	if l.answerURL == nil {
 		return "#answer-" + survey + "-" + answer, nil
 	}
-	return l.answerURL(survey, answer), nil
+	u := l.answerURL(survey, answer)
+	l.mine(u)
+	return u, nil
 }

@@ -477,6 +477,14 @@ type Links struct {
 	// one question for this customer ({{ answer "checkin" "more-help" }});
 	// nil renders previews with inert links.
 	Answer func(survey, answer string) string
+	// Track returns the signed redirect link (links.Signer.ClickURL) to a
+	// destination in this message, for {{ track "https://..." }}; nil
+	// renders previews with the destination as written.
+	Track func(dest string) (string, error)
+	// TrackAll (policy.yaml track_links: true) sends every http(s) link
+	// in the text, the HTML's <a href> and a push url through Track, not
+	// only those the template wraps in track.
+	TrackAll bool
 }
 
 // Data is what templates see.
@@ -530,7 +538,10 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		return Message{Template: t.Name, Locale: t.Locale}, err
 	}
 	m := Message{Template: t.Name, Locale: t.Locale}
-	l := &localizer{locale: t.Locale, loc: data.Location, answerURL: data.Links.Answer}
+	l := &localizer{locale: t.Locale, loc: data.Location, answerURL: data.Links.Answer, trackURL: data.Links.Track}
+	l.mine(data.Links.Unsubscribe)
+	l.mine(data.Links.Preferences)
+	trackAll := data.Links.TrackAll && data.Links.Track != nil
 	exec := func(tt *template.Template, into *string) error {
 		if tt == nil {
 			return nil
@@ -549,6 +560,9 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 	switch channel {
 	case "email":
 		err = errors.Join(exec(t.subject, &m.Subject), exec(t.text, &m.Text))
+		if trackAll {
+			m.Text = l.trackText(m.Text)
+		}
 		if err == nil && t.html != nil {
 			c, cerr := t.html.Clone()
 			if cerr != nil {
@@ -559,6 +573,9 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 				err = fmt.Errorf("%w: %s html: %v", ErrRender, t.File, cleanExecErr(herr))
 			}
 			m.HTML = b.String()
+			if trackAll {
+				m.HTML = l.trackHTML(m.HTML)
+			}
 		}
 		if strings.ContainsAny(m.Subject, "\r\n") {
 			m.Subject = strings.Join(strings.Fields(m.Subject), " ")
@@ -568,6 +585,9 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		}
 	case "push":
 		err = errors.Join(exec(t.title, &m.Title), exec(t.body, &m.Body), exec(t.url, &m.URL))
+		if trackAll && m.URL != "" {
+			m.URL = l.retrack(m.URL)
+		}
 	default:
 		err = fmt.Errorf("%w: unknown channel %q", ErrRender, channel)
 	}

@@ -17,6 +17,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
 
@@ -51,7 +52,39 @@ func Text(w io.Writer, p store.Pressure) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := capsText(w, p); err != nil {
+		return err
+	}
 	return spamText(w, p.Spam)
+}
+
+// capsText shows the decisions by the effective caps they were taken at:
+// in full, or lowered by adaptive pressure (policy.yaml
+// adaptive_pressure) after messages went without engagement.
+func capsText(w io.Writer, p store.Pressure) error {
+	fmt.Fprintln(w, "\nEffective caps (adaptive pressure)")
+	if len(p.Caps) == 0 {
+		fmt.Fprintln(w, "  (no decisions)")
+		return nil
+	}
+	total := 0
+	for _, c := range p.Caps {
+		total += c.Decisions
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CAPS\tDECISIONS\tSHARE\tCUSTOMERS")
+	for _, c := range p.Caps {
+		customers := "-"
+		if c.Halvings > 0 {
+			customers = fmt.Sprint(c.Customers)
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%.1f%%\t%s\n", policy.ScaleWord(c.Halvings), c.Decisions, 100*float64(c.Decisions)/float64(max(total, 1)), customers)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  %d of %d customers had a decision at lowered caps.\n", p.Lowered, p.Customers)
+	return nil
 }
 
 // The spam rate Gmail and Yahoo hold bulk senders to, in complaints per
@@ -121,9 +154,16 @@ func PNG(p store.Pressure) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return twoPanels(left, right)
+}
+
+// twoPanels draws two plots side by side, aligned, as a 12 by 5 inch PNG:
+// the shape of every report chart.
+func twoPanels(left, right *plot.Plot) ([]byte, error) {
 	img := vgimg.New(12*vg.Inch, 5*vg.Inch)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 6, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 6, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2,
+		PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
 	canvases := plot.Align([][]*plot.Plot{{left, right}}, tiles, dc)
 	left.Draw(canvases[0][0])
 	right.Draw(canvases[0][1])

@@ -47,3 +47,37 @@ func TestSpamRateInReport(t *testing.T) {
 		t.Errorf("flagged a rate under the threshold:\n%s", out)
 	}
 }
+
+// TestEffectiveCapsInReport: the report shows how many decisions were
+// taken at the caps in full and at each level adaptive pressure lowered
+// them to, with their share and the customers at each lowered level.
+func TestEffectiveCapsInReport(t *testing.T) {
+	t.Parallel()
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC) }
+	var b strings.Builder
+	err := Text(&b, store.Pressure{From: day(1), To: day(28), Customers: 1000, Weeks: 4, PerWeek: map[int]int{},
+		Caps:    []store.CapLevel{{Halvings: 0, Decisions: 750}, {Halvings: 1, Decisions: 200, Customers: 40}, {Halvings: 3, Decisions: 50, Customers: 7}},
+		Lowered: 45})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		"Effective caps (adaptive pressure)",
+		"in full 750 75.0%",
+		"halved 200 20.0% 40",
+		"divided by 8 50 5.0% 7",
+		"45 of 1000 customers had a decision at lowered caps",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := Text(&b, store.Pressure{From: day(1), To: day(28), PerWeek: map[int]int{}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Effective caps (adaptive pressure)\n  (no decisions)") {
+		t.Errorf("report of no decisions:\n%s", b.String())
+	}
+}

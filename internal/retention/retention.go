@@ -73,9 +73,11 @@ func (j *Job) Once(ctx context.Context, progress func(string)) (store.Retained, 
 	if err != nil {
 		return r, fmt.Errorf("retention: %w", err)
 	}
-	if j.Log != nil && (len(r.Created)+len(r.Dropped) > 0 || r.EventIDs+r.PushDeliveries+r.Firings+r.Runs+r.Consent > 0) {
+	if j.Log != nil && (len(r.Created)+len(r.Dropped) > 0 || r.Deleted() > 0) {
 		j.Log.Info("retention", "created", r.Created, "dropped", r.Dropped, "event_ids", r.EventIDs,
-			"push_deliveries", r.PushDeliveries, "schedule_firings", r.Firings, "runs", r.Runs, "consent_entries", r.Consent)
+			"push_deliveries", r.PushDeliveries, "schedule_firings", r.Firings, "runs", r.Runs, "holdout_messages", r.HoldoutMessages,
+			"engagements", r.Engagements, "conversations", r.Conversations, "replies", r.Replies, "answers", r.Answers,
+			"consent_entries", r.Consent)
 	}
 	return r, nil
 }
@@ -88,7 +90,8 @@ func (j *Job) Retain(ctx context.Context, _ workflows.RetainInput) (workflows.Re
 		}
 	})
 	out := workflows.RetainOutput{Created: r.Created, Dropped: r.Dropped, EventIDs: r.EventIDs, PushDeliveries: r.PushDeliveries,
-		Firings: r.Firings, Runs: r.Runs, Consent: r.Consent}
+		Firings: r.Firings, Runs: r.Runs, HoldoutMessages: r.HoldoutMessages, Engagements: r.Engagements, Conversations: r.Conversations, Replies: r.Replies,
+		Answers: r.Answers, Consent: r.Consent}
 	if errors.Is(err, ErrTooShort) {
 		return out, temporal.NewNonRetryableApplicationError(err.Error(), workflows.RetentionTooShort, err)
 	}

@@ -135,6 +135,8 @@ type run struct {
 	act     journey.Action
 	started time.Time
 	done    bool
+	// heldOut: the customer is in the journey's holdout (journey.HeldOut).
+	heldOut bool
 	// A send step in progress: the request and when it asks next.
 	req     *policy.Request
 	askAt   time.Time
@@ -375,7 +377,7 @@ func (s *sim) refusal(r *run) string {
 
 func (s *sim) start(f *flow, key string, trigger *journey.Event) error {
 	j := f.j
-	r := &run{f: f, key: key, started: s.now}
+	r := &run{f: f, key: key, started: s.now, heldOut: journey.HeldOut(j.ID, s.cust.ID, j.Holdout)}
 	f.runs[key] = r
 	s.order = append(s.order, r)
 	st, act, err := j.Start(s.cust, trigger, s.now)
@@ -383,7 +385,11 @@ func (s *sim) start(f *flow, key string, trigger *journey.Event) error {
 	if err != nil {
 		return s.fail(r, j.Steps[0].ID, err)
 	}
-	s.emit(Line{At: s.now, Journey: j.ID, Kind: "start", Step: j.Steps[0].ID, Key: key, Event: eventType(trigger), Note: "run starts (version " + j.Version + ")"})
+	note := "run starts (version " + j.Version + ")"
+	if r.heldOut {
+		note += "; the customer is in the journey's holdout (" + journey.FormatHoldout(j.Holdout) + "): nothing will be sent"
+	}
+	s.emit(Line{At: s.now, Journey: j.ID, Kind: "start", Step: j.Steps[0].ID, Key: key, Event: eventType(trigger), Note: note})
 	return s.advance(r, st, act)
 }
 
@@ -462,10 +468,20 @@ func (s *sim) advance(r *run, st journey.State, act journey.Action) error {
 	}
 }
 
-// ask puts a run's message to the policy.
+// ask puts a run's message to the policy. A held-out run only says what
+// it would have sent, and goes on as if it had (as the workflow does).
 func (s *sim) ask(r *run) error {
 	j := r.f.j
 	act := r.act
+	if r.heldOut {
+		s.emit(Line{At: s.now, Journey: j.ID, Step: act.Step, Kind: "send", Key: r.key, Channel: act.Send.Channel, Decision: "held_out", Reason: "holdout",
+			Template: act.Send.Template, Note: "held out (holdout " + journey.FormatHoldout(j.Holdout) + "): would have sent this; nothing is sent or counted"})
+		st, next, err := j.Next(r.st, journey.Occurrence{Kind: journey.OccSent, Outcome: journey.SendSent}, s.now)
+		if err != nil {
+			return s.fail(r, act.Step, err)
+		}
+		return s.advance(r, st, next)
+	}
 	prio, err := policy.ParsePriority(act.Send.Priority)
 	if err != nil {
 		return s.fail(r, act.Step, err)

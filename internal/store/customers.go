@@ -242,6 +242,32 @@ func (s *Store) LatestRun(ctx context.Context, journeyID, customerID, key string
 	return r, nil
 }
 
+// LatestRunOrRecord is LatestRun and, when the customer has no run of
+// the journey under key yet, RecordRun, in one round trip. recorded says
+// the caller recorded the run (its row is id) and alone may start it;
+// otherwise last is the latest run, or ErrNotFound when there is none (the
+// entry's run was recorded before: RunByEntry finds it).
+func (s *Store) LatestRunOrRecord(ctx context.Context, workflowID, journeyID, version, customerID, key, triggerEventID string) (
+	last Run, id int64, recorded bool, err error) {
+	var newID, lastID *int64
+	var wf, runID, trigger *string
+	var started *time.Time
+	var open *bool
+	err = s.pool.QueryRow(ctx, s.q.LatestRunOrRecord, workflowID, journeyID, version, customerID, key, triggerEventID).
+		Scan(&newID, &lastID, &wf, &runID, &started, &trigger, &open)
+	if err != nil {
+		return last, 0, false, fmt.Errorf("latest run of %s for %s: %w", journeyID, customerID, err)
+	}
+	if newID != nil {
+		return last, *newID, true, nil
+	}
+	if lastID == nil {
+		return last, 0, false, ErrNotFound
+	}
+	last = Run{ID: *lastID, WorkflowID: deref(wf), RunID: deref(runID), StartedAt: *started, TriggerEventID: deref(trigger), Open: *open}
+	return last, 0, false, nil
+}
+
 // RecordRun records that a run is being started by an entry (an event, an
 // enrolment) and returns its row id. recorded is false when the entry's run
 // was recorded before: only the caller that recorded it may start it.

@@ -97,30 +97,87 @@ func (s *Store) RecordRoutes(ctx context.Context, routes []Route) error {
 	return nil
 }
 
+// StartedRun is a journey_runs row whose Temporal run routing started.
+type StartedRun struct {
+	Row        int64
+	RunID      string
+	WorkflowID string
+}
+
+// Settlement is what routing one event leaves to record: the runs it
+// started, what it did per journey, and whether the event is done with.
+type Settlement struct {
+	Started []StartedRun
+	Routes  []Route
+	// Dispatched marks these events routed.
+	Dispatched []string
+}
+
+// Settle records a settlement in one round trip and one transaction: the
+// started runs' Temporal run ids, the routes, the events marked
+// dispatched, all or nothing. It returns, per started run's workflow id,
+// the events parked for it before it existed, oldest first, for the
+// caller to deliver.
+func (s *Store) Settle(ctx context.Context, st Settlement) (map[string][]ParkedEvent, error) {
+	parked := map[string][]ParkedEvent{}
+	if len(st.Started)+len(st.Routes)+len(st.Dispatched) == 0 {
+		return parked, nil
+	}
+	b := s.genericTx()
+	for _, r := range st.Started {
+		b.Queue(s.q.SetRunID, r.Row, r.RunID)
+	}
+	for _, r := range st.Routes {
+		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil)
+	}
+	if len(st.Dispatched) > 0 {
+		b.Queue(s.q.MarkDispatchedMany, st.Dispatched)
+	}
+	for _, r := range st.Started {
+		b.Queue(s.q.ParkedForWorkflow, r.WorkflowID).Query(func(rows pgx.Rows) error {
+			evs, err := pgx.CollectRows(rows, scanParked)
+			if len(evs) > 0 {
+				parked[r.WorkflowID] = evs
+			}
+			return err
+		})
+	}
+	if err := s.commit(ctx, b); err != nil {
+		return nil, fmt.Errorf("settle routing: %w", err)
+	}
+	return parked, nil
+}
+
+// genericTx begins a batch that runs as one transaction on generic plans
+// (generic-plans): the request path's statements touch every month of
+// events, and Postgres would plan them again on every call. Queue the
+// statements, then commit.
+func (s *Store) genericTx() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(s.q.GenericPlans)
+	return b
+}
+
+// commit ends a batch genericTx began and sends it: one round trip.
+func (s *Store) commit(ctx context.Context, b *pgx.Batch) error {
+	b.Queue("COMMIT")
+	return s.pool.SendBatch(ctx, b).Close()
+}
+
 // ParkedEvent is an event waiting for the run it concerns to exist.
 type ParkedEvent struct {
 	JourneyID string
 	Event     journey.Event
 }
 
-// ParkedFor returns the events parked for a workflow, oldest first.
-func (s *Store) ParkedFor(ctx context.Context, workflowID string) ([]ParkedEvent, error) {
-	rows, err := s.pool.Query(ctx, s.q.ParkedForWorkflow, workflowID)
-	if err != nil {
-		return nil, fmt.Errorf("parked events of %s: %w", workflowID, err)
+func scanParked(row pgx.CollectableRow) (ParkedEvent, error) {
+	var p ParkedEvent
+	var data []byte
+	if err := row.Scan(&p.Event.ID, &p.JourneyID, &p.Event.Type, &p.Event.CustomerID, &p.Event.At, &data); err != nil {
+		return p, err
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ParkedEvent, error) {
-		var p ParkedEvent
-		var data []byte
-		if err := row.Scan(&p.Event.ID, &p.JourneyID, &p.Event.Type, &p.Event.CustomerID, &p.Event.At, &data); err != nil {
-			return p, err
-		}
-		return p, json.Unmarshal(data, &p.Event.Data)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("parked events of %s: %w", workflowID, err)
-	}
-	return out, nil
+	return p, json.Unmarshal(data, &p.Event.Data)
 }
 
 // WaitingRoute is a parked or requeued route due another look.

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -51,5 +52,53 @@ func TestDecideSeesLastEngagement(t *testing.T) {
 	}
 	if err := s.RecordEngagement(ctx, store.Engagement{CustomerID: "c-1", Kind: "opened", At: now}); err == nil {
 		t.Fatal("an unknown kind of engagement was recorded")
+	}
+}
+
+// A click is recorded once per message: opening the same message's links
+// again moves its time forward (the policy sees the latest engagement)
+// and adds no row; another message's click is a row of its own.
+func TestRecordClickOncePerMessage(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	for i, c := range []struct {
+		key   string
+		at    time.Time
+		first bool
+	}{
+		{"w/s#1.1", t0, true},
+		{"w/s#1.1", t0.Add(time.Hour), false},
+		{"w/s#1.1", t0.Add(time.Minute), false}, // out of order: the latest stays
+		{"w/s#2.1", t0.Add(2 * time.Hour), true},
+	} {
+		first, err := s.RecordClick(ctx, "c-1", c.key, c.at)
+		if err != nil || first != c.first {
+			t.Fatalf("click %d: first=%v %v, want first=%v", i, first, err, c.first)
+		}
+	}
+	got, err := s.Engagements(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Engagement{
+		{CustomerID: "c-1", MessageKey: "w/s#2.1", Kind: store.EngagedClick, At: t0.Add(2 * time.Hour)},
+		{CustomerID: "c-1", MessageKey: "w/s#1.1", Kind: store.EngagedClick, At: t0.Add(time.Hour)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("engagements %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].MessageKey != want[i].MessageKey || got[i].Kind != want[i].Kind || !got[i].At.Equal(want[i].At) {
+			t.Errorf("engagement %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// A customer who is no longer there (erased) has nothing recorded.
+	if _, err := s.RecordClick(ctx, "c-gone", "w/s#1.1", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("click by an unknown customer: %v, want ErrNotFound", err)
 	}
 }

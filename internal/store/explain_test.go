@@ -41,7 +41,11 @@ func fillRealistic(t *testing.T, conn *pgx.Conn, customers int, now time.Time) {
 		INSERT INTO events (id, type, customer_id, occurred_at, received_at, dispatched_at)
 		SELECT id, 'visit', 'c-' || (1 + i % $2), received_at, received_at, received_at
 		FROM event_ids, LATERAL (SELECT substr(id, 3)::int AS i) n;
-		ANALYZE contact_ledger, customers, events, event_ids`, pgx.QueryExecModeSimpleProtocol, now, customers, rows); err != nil {
+		INSERT INTO journey_runs (workflow_id, journey_id, version, customer_id, trigger_event_id, started_at, ended_at, outcome, holdout)
+		SELECT 'w-' || i, 'j' || i % 7, 'v', 'c-' || (1 + i % $2), 'e-' || i, at, at + interval '1 day',
+			CASE WHEN i % 3 = 0 THEN 'goal' ELSE 'exit' END, i % 10 = 0
+		FROM generate_series(1, $2 * 4) i, LATERAL (SELECT $1::timestamptz - (i::float8 / ($2 * 4)) * interval '365 days' AS at) a;
+		ANALYZE contact_ledger, customers, events, event_ids, journey_runs`, pgx.QueryExecModeSimpleProtocol, now, customers, rows); err != nil {
 		t.Fatalf("fill: %v", err)
 	}
 }
@@ -93,13 +97,26 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"recent-sent", []any{now.Add(-day), now.Add(-day - week)}, 2},
 		{"recent-decisions", []any{now.Add(-day)}, 2},
 		{"pressure-per-week", []any{now.Add(-28 * day), now, now.Add(-35 * day)}, 3},
-		{"held-by-reason", []any{now.Add(-28 * day), now}, 2},
+		{"decisions-by-caps", []any{now.Add(-28 * day), now}, 2},
 		{"spam-per-day", []any{now.Add(-28 * day), now, now.Add(-35 * day)}, 3},
 		{"spam-since", []any{now.Add(-28 * day), now.Add(-35 * day)}, 3},
 		{"customers-page", []any{[]string{"Europe/Oslo", "UTC"}, "c-5000", 1000}, 0},
 		{"customer-timezones", nil, 0},
 		{"insert-event", []any{"e-new", "visit", "c-77", now, "{}"}, 0},
 		{"mark-event-dispatched", []any{"e-77"}, 0},
+		// The request path's: store events (with their customers and
+		// blocked flags), the first run, the settling batch.
+		{"insert-events", []any{[]string{"e-new"}, []string{"visit"}, []string{"c-77"}, []time.Time{now}, []string{"{}"}, "live"}, 0},
+		{"latest-run-or-record", []any{"w-new", "j", "v1", "c-77", "", "e-new"}, 0},
+		{"mark-events-dispatched", []any{[]string{"e-77"}}, 0},
+		// Every decision asks when the customer last engaged.
+		{"last-engaged", []any{"c-77"}, 0},
+		{"journey-entrants", []any{now.Add(-28 * day), now}, 0},
+		{"journey-messages", []any{now.Add(-28 * day), now}, 2},
+		{"journey-would-have-sent", []any{now.Add(-28 * day), now}, 0},
+		{"journey-complaints", []any{now.Add(-28 * day), now}, 0},
+		{"journey-unsubscribes", []any{now.Add(-28 * day), now, now.Add(-58 * day)}, 3},
+		{"record-run-group", []any{"j1", "e-8", true}, 0},
 	}
 	// A scan of a partition that holds nothing (a month ahead) costs
 	// nothing, and the planner says so: such lines are left out.
@@ -143,10 +160,15 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		for _, m := range partRE.FindAllStringSubmatch(strings.Join(nonEmpty, "\n"), -1) {
 			read[m[1]] = true
 		}
-		for _, table := range []string{"contact_ledger", "customers", "events", "event_ids"} {
+		for _, table := range []string{"contact_ledger", "customers", "events", "event_ids", "journey_runs"} {
 			if regexp.MustCompile(`Seq Scan on ` + table + `(_p\d{6}|_legacy)?\b`).MatchString(strings.Join(nonEmpty, "\n")) {
 				t.Errorf("%s reads %s whole:\n%s", c.query, table, plan)
 			}
+		}
+		// Every decision runs last-engaged: it may read no table whole
+		// (engagements, replies, answers, goals).
+		if c.query == "last-engaged" && strings.Contains(plan, "Seq Scan") {
+			t.Errorf("%s reads a table whole:\n%s", c.query, plan)
 		}
 		if c.months > 0 && len(read) > c.months {
 			t.Errorf("%s reads %d ledger partitions, want at most %d:\n%s", c.query, len(read), c.months, plan)

@@ -18,13 +18,20 @@ type AcceptResult struct {
 	ID string
 	// Status is accepted, duplicate, conflict or unknown_customer.
 	Status string
+	// An accepted live event comes with what routing it in the request
+	// path needs: its customer as stored, and Blocked when an older event
+	// of the customer failed and waits for a retry (the sweeper routes
+	// this one after it, keeping the customer's order).
+	Customer *journey.Customer
+	Blocked  bool
 }
 
-// AcceptEvents stores validated events in two round trips: one to learn
-// which customers exist, one multi-row insert. Events for unknown
-// customers are not stored; an id stored before is a duplicate when the
-// event is the same and a conflict when it is not (a third round trip,
-// only when some ids were stored before).
+// AcceptEvents stores validated events in one round trip: one multi-row
+// insert that also returns, for the events it stored, what routing them
+// needs (AcceptResult). Events for unknown customers are not stored; an id
+// stored before is a duplicate when the event is the same and a conflict
+// when it is not. Telling those apart takes two more round trips, only
+// when some event was not stored.
 func (s *Store) AcceptEvents(ctx context.Context, evs []journey.Event) ([]AcceptResult, error) {
 	return s.AcceptEventsIn(ctx, LaneLive, evs)
 }
@@ -38,85 +45,136 @@ const (
 	LaneBulk = "bulk"
 )
 
-// AcceptEventsIn is AcceptEvents for a lane.
+// offered is a batch of events as insert-events and events-differ take it.
+type offered struct {
+	id, typ, cust []string
+	at            []time.Time
+	data          [][]byte
+}
+
+func (o *offered) add(e journey.Event) error {
+	b, err := json.Marshal(nonNilMap(e.Data))
+	if err != nil {
+		return fmt.Errorf("accept event %s: %w", e.ID, err)
+	}
+	o.id, o.typ, o.cust, o.at, o.data = append(o.id, e.ID), append(o.typ, e.Type), append(o.cust, e.CustomerID), append(o.at, e.At), append(o.data, b)
+	return nil
+}
+
+// AcceptEventsIn is AcceptEvents for a lane. Only live events come with
+// their customer and blocked flag: bulk enrolments are routed by the
+// sweeper.
 func (s *Store) AcceptEventsIn(ctx context.Context, lane string, evs []journey.Event) ([]AcceptResult, error) {
-	ids := make([]string, 0, len(evs))
-	for _, e := range evs {
-		ids = append(ids, e.CustomerID)
+	out := make([]AcceptResult, len(evs))
+	var all offered
+	for i, e := range evs {
+		out[i] = AcceptResult{ID: e.ID}
+		if err := all.add(e); err != nil {
+			return nil, err
+		}
+	}
+	if len(evs) == 0 {
+		return out, nil
+	}
+	var inserted []AcceptResult
+	b := s.genericTx()
+	b.Queue(s.q.InsertEvents, all.id, all.typ, all.cust, all.at, all.data, lane).Query(func(rows pgx.Rows) error {
+		var err error
+		inserted, err = pgx.CollectRows(rows, scanAccepted)
+		return err
+	})
+	if err := s.commit(ctx, b); err != nil {
+		return nil, fmt.Errorf("accept events: %w", err)
+	}
+	fresh := make(map[string]AcceptResult, len(inserted))
+	for _, r := range inserted {
+		fresh[r.ID] = r
+	}
+	var rest []int
+	for i := range out {
+		if r, ok := fresh[out[i].ID]; ok {
+			out[i] = r
+			delete(fresh, r.ID) // the same id twice in one batch: once
+			continue
+		}
+		rest = append(rest, i)
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	return out, s.notAccepted(ctx, evs, out, rest)
+}
+
+// notAccepted tells why the events at rest were not stored: their
+// customer is unknown, or their id was stored before, for the same event
+// (a duplicate) or another (a conflict).
+func (s *Store) notAccepted(ctx context.Context, evs []journey.Event, out []AcceptResult, rest []int) error {
+	ids := make([]string, 0, len(rest))
+	for _, i := range rest {
+		ids = append(ids, evs[i].CustomerID)
 	}
 	rows, err := s.pool.Query(ctx, s.q.CustomersExist, ids)
 	if err != nil {
-		return nil, fmt.Errorf("accept events: %w", err)
+		return fmt.Errorf("accept events: %w", err)
 	}
 	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("accept events: %w", err)
+		return fmt.Errorf("accept events: %w", err)
 	}
 	exists := make(map[string]bool, len(known))
 	for _, k := range known {
 		exists[k] = true
 	}
-	var eid, typ, cust []string
-	var at []time.Time
-	var data [][]byte
-	out := make([]AcceptResult, len(evs))
-	for i, e := range evs {
-		out[i] = AcceptResult{ID: e.ID, Status: "unknown_customer"}
-		if !exists[e.CustomerID] {
+	var again offered
+	// pos maps an event offered again (1-based, as WITH ORDINALITY
+	// counts) to its result.
+	pos := make([]int, 0, len(rest))
+	for _, i := range rest {
+		if !exists[evs[i].CustomerID] {
+			out[i].Status = "unknown_customer"
 			continue
 		}
-		b, err := json.Marshal(nonNilMap(e.Data))
-		if err != nil {
-			return nil, fmt.Errorf("accept event %s: %w", e.ID, err)
-		}
-		eid, typ, cust, at, data = append(eid, e.ID), append(typ, e.Type), append(cust, e.CustomerID), append(at, e.At), append(data, b)
 		out[i].Status = "duplicate"
-	}
-	if len(eid) == 0 {
-		return out, nil
-	}
-	rows, err = s.pool.Query(ctx, s.q.InsertEvents, eid, typ, cust, at, data, lane)
-	if err != nil {
-		return nil, fmt.Errorf("accept events: %w", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("accept events: %w", err)
-	}
-	fresh := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		fresh[id] = true
-	}
-	// pos maps an offered event (1-based, as WITH ORDINALITY counts) to its
-	// result.
-	pos := make([]int, 0, len(eid))
-	for i := range out {
-		if out[i].Status != "duplicate" {
-			continue
+		if err := again.add(evs[i]); err != nil {
+			return err
 		}
 		pos = append(pos, i)
-		if fresh[out[i].ID] {
-			out[i].Status = "accepted"
-			delete(fresh, out[i].ID) // the same id twice in one batch: once
-		}
 	}
-	if len(inserted) == len(eid) {
-		return out, nil
+	if len(pos) == 0 {
+		return nil
 	}
-	rows, err = s.pool.Query(ctx, s.q.EventsDiffer, eid, typ, cust, at, data)
+	rows, err = s.pool.Query(ctx, s.q.EventsDiffer, again.id, again.typ, again.cust, again.at, again.data)
 	if err != nil {
-		return nil, fmt.Errorf("accept events: compare redelivered: %w", err)
+		return fmt.Errorf("accept events: compare redelivered: %w", err)
 	}
 	differ, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, fmt.Errorf("accept events: compare redelivered: %w", err)
+		return fmt.Errorf("accept events: compare redelivered: %w", err)
 	}
 	for _, ord := range differ {
-		if i := pos[ord-1]; out[i].Status == "duplicate" {
-			out[i].Status = "conflict"
-		}
+		out[pos[ord-1]].Status = "conflict"
 	}
-	return out, nil
+	return nil
+}
+
+// scanAccepted reads a row of insert-events: an event stored, with its
+// customer and blocked flag when it is live.
+func scanAccepted(row pgx.CollectableRow) (AcceptResult, error) {
+	r := AcceptResult{Status: "accepted"}
+	var id, email, locale, tz, preferred *string
+	var attrs, consent []byte
+	if err := row.Scan(&r.ID, &r.Blocked, &id, &email, &locale, &tz, &preferred, &attrs, &consent); err != nil {
+		return r, err
+	}
+	if id == nil {
+		return r, nil
+	}
+	c := journey.Customer{ID: *id, Email: deref(email), Locale: deref(locale), Timezone: deref(tz), PreferredChannel: deref(preferred)}
+	if _, err := decodeCustomerJSON(&c, attrs, consent); err != nil {
+		return r, fmt.Errorf("customer %s: %w", c.ID, err)
+	}
+	r.Customer = &c
+	return r, nil
 }
 
 // MarkEventsDispatched records that events reached every journey they

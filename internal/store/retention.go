@@ -158,7 +158,25 @@ type Retained struct {
 	PushDeliveries int64 `json:"push_deliveries"`
 	Firings        int64 `json:"schedule_firings"`
 	Runs           int64 `json:"runs"`
-	Consent        int64 `json:"consent_entries"`
+	// HoldoutMessages counts messages held-out runs would have sent,
+	// deleted with the ledger's retention.
+	HoldoutMessages int64 `json:"holdout_messages"`
+	// Engagements counts engagement signals (clicks and the like) deleted
+	// with the ledger's retention.
+	Engagements int64 `json:"engagements"`
+	// Conversations answered (with their replies), Replies in no
+	// conversation and one-click Answers, deleted with the ledger's
+	// retention; open conversations are kept.
+	Conversations int64 `json:"conversations"`
+	Replies       int64 `json:"replies"`
+	Answers       int64 `json:"answers"`
+	Consent       int64 `json:"consent_entries"`
+}
+
+// Deleted is how many rows the pass deleted, whatever the table.
+func (r Retained) Deleted() int64 {
+	return r.EventIDs + r.PushDeliveries + r.Firings + r.Runs + r.HoldoutMessages + r.Engagements + r.Conversations + r.Replies +
+		r.Answers + r.Consent
 }
 
 // retentionBatch is how many rows one delete of the retention job takes:
@@ -212,6 +230,11 @@ func (s *Store) Retain(ctx context.Context, now time.Time, r Retention, progress
 		{"event ids", &out.EventIDs, s.q.PruneEventIDs, []any{retentionBatch}},
 		{"push deliveries", &out.PushDeliveries, s.q.PrunePushDeliveries, []any{now.Add(-r.Ledger), retentionBatch}},
 		{"schedule firings", &out.Firings, s.q.PruneScheduleFirings, []any{now.Add(-r.Runs), retentionBatch}},
+		{"held-out messages", &out.HoldoutMessages, s.q.PruneHoldoutMessages, []any{now.Add(-r.Ledger), retentionBatch}},
+		{"engagements", &out.Engagements, s.q.PruneEngagements, []any{now.Add(-r.Ledger), retentionBatch}},
+		{"answered conversations", &out.Conversations, s.q.PruneConversations, []any{now.Add(-r.Ledger), retentionBatch}},
+		{"replies", &out.Replies, s.q.PruneReplies, []any{now.Add(-r.Ledger), retentionBatch}},
+		{"answers", &out.Answers, s.q.PruneAnswers, []any{now.Add(-r.Ledger), retentionBatch}},
 	}
 	for _, st := range steps {
 		for {

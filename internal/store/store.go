@@ -43,7 +43,21 @@ type queries struct {
 	MarkEventDispatch     string `query:"mark-event-dispatched"`
 	LatestRun             string `query:"latest-run"`
 	InsertRun             string `query:"insert-run"`
+	LatestRunOrRecord     string `query:"latest-run-or-record"`
 	FinishRun             string `query:"finish-run"`
+	RecordRunGroup        string `query:"record-run-group"`
+	InsertHoldoutMessage  string `query:"insert-holdout-message"`
+	JourneyEntrants       string `query:"journey-entrants"`
+	JourneyMessages       string `query:"journey-messages"`
+	JourneyWouldHaveSent  string `query:"journey-would-have-sent"`
+	JourneyComplaints     string `query:"journey-complaints"`
+	JourneyUnsubscribes   string `query:"journey-unsubscribes"`
+	PruneHoldoutMessages  string `query:"prune-holdout-messages"`
+	PruneEngagements      string `query:"prune-engagements"`
+	PruneConversations    string `query:"prune-conversations"`
+	PruneReplies          string `query:"prune-replies"`
+	PruneAnswers          string `query:"prune-answers"`
+	CustomerHoldoutMsgs   string `query:"customer-holdout-messages"`
 	OpenRuns              string `query:"open-runs"`
 	InsertEvents          string `query:"insert-events"`
 	CustomersExist        string `query:"customers-exist"`
@@ -99,7 +113,7 @@ type queries struct {
 	RecentSent            string `query:"recent-sent"`
 	RecentDecisions       string `query:"recent-decisions"`
 	PressurePerWeek       string `query:"pressure-per-week"`
-	HeldByReason          string `query:"held-by-reason"`
+	DecisionsByCaps       string `query:"decisions-by-caps"`
 	CountCustomers        string `query:"count-customers"`
 	SpamPerDay            string `query:"spam-per-day"`
 	SpamSince             string `query:"spam-since"`
@@ -127,6 +141,8 @@ type queries struct {
 	ConversationState     string `query:"conversation-state"`
 	LastEngaged           string `query:"last-engaged"`
 	InsertEngagement      string `query:"insert-engagement"`
+	RecordClick           string `query:"record-click"`
+	CustomerEngagements   string `query:"customer-engagements"`
 	ConversationByID      string `query:"conversation-by-id"`
 	AnswerConversation    string `query:"answer-conversation"`
 	MarkEscalated         string `query:"mark-escalated"`
@@ -148,6 +164,7 @@ type queries struct {
 	PruneRuns             string `query:"prune-runs"`
 	ResetRunsCursor       string `query:"reset-runs-cursor"`
 	DecideTimeouts        string `query:"decide-timeouts"`
+	GenericPlans          string `query:"generic-plans"`
 }
 
 // loadQueries parses queries/*.sql and fills q with statement names. It
@@ -225,8 +242,11 @@ func splitQueries(file string, src []byte, into map[string]string) error {
 
 // Store is lojal's Postgres store. It is safe for concurrent use.
 type Store struct {
-	pool     *pgxpool.Pool
-	q        queries
+	pool *pgxpool.Pool
+	q    queries
+	// sqls is the text of each query by name: the few whose text is
+	// written per use (monthBounds) run by text, the rest by name.
+	sqls     map[string]string
 	timeouts DecideTimeouts
 }
 
@@ -251,6 +271,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load queries: %w", err)
 	}
+	s.sqls = sqls
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)

@@ -58,8 +58,8 @@ func (QueryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.Trac
 
 // batchPreamble are the statements that only set up a batch's
 // transaction (decide-timeouts: a decision's lock and statement
-// timeouts), never what a batch is named by.
-func batchPreamble(st string) bool { return st == "decide-timeouts" }
+// timeouts; generic-plans), never what a batch is named by.
+func batchPreamble(st string) bool { return st == "decide-timeouts" || st == "generic-plans" }
 
 // TraceBatchStart implements pgx.BatchTracer.
 func (t QueryTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {

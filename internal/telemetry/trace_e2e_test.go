@@ -128,9 +128,10 @@ func TestOneEventIsOneTrace(t *testing.T) {
 		"dispatch.Route", "POST /v1/events", "crm: order placed")
 	wantChain("policy.Decide", "RunActivity:Decide", "StartActivity:Decide", "RunWorkflow:Journey", "SignalWithStartWorkflow:Journey",
 		"dispatch.Route", "POST /v1/events", "crm: order placed")
-	// Storage: the request stores the event, routing records the run, and
+	// Storage: the request stores the event, routing records the run (in
+	// the statement that looks for the latest), and
 	// the decision locks and writes the customer's ledger.
-	for parent, child := range map[string]string{"POST /v1/events": "db ", "dispatch.Route": "db insert-run", "policy.Decide": "db batch lock-customer"} {
+	for parent, child := range map[string]string{"POST /v1/events": "db ", "dispatch.Route": "db latest-run-or-record", "policy.Decide": "db batch lock-customer"} {
 		if !hasChild(spans, find(spans, traceID, parent), child) {
 			t.Errorf("%s has no %q child span:\n%s", parent, child, tree(spans, traceID))
 		}

@@ -1,13 +1,7 @@
 -- name: consent-entries
 -- One customer's consent ledger, oldest first, as JSON (the shape of
 -- policy.ConsentEntry).
-SELECT coalesce(jsonb_agg(jsonb_build_object(
-           'id', l.id, 'channel', l.channel, 'topic', l.topic, 'action', l.action, 'basis', l.basis,
-           'wording', l.wording, 'wording_version', l.wording_version, 'locale', l.locale, 'at', l.at,
-           'source', l.source, 'actor', l.actor, 'evidence', l.evidence, 'sale_id', l.sale_id,
-           'sale_at', l.sale_at, 'product_group', l.product_group, 'recorded_at', l.recorded_at) ORDER BY l.at, l.id), '[]')
-FROM consent_ledger l
-WHERE l.customer_id = $1;
+SELECT consent_ledger_json($1);
 
 -- name: insert-consent-entry
 INSERT INTO consent_ledger (customer_id, channel, topic, action, basis, wording, wording_version, locale, at,

@@ -21,12 +21,7 @@ RETURNING (SELECT attributes FROM old), (SELECT email FROM old), (SELECT locale 
 -- The customer with their consent ledger, oldest entry first; consent and
 -- topic opt-outs are derived from it (policy.ChannelConsent, TopicsOptedOut).
 SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes,
-       coalesce((SELECT jsonb_agg(jsonb_build_object(
-           'id', l.id, 'channel', l.channel, 'topic', l.topic, 'action', l.action, 'basis', l.basis,
-           'wording', l.wording, 'wording_version', l.wording_version, 'locale', l.locale, 'at', l.at,
-           'source', l.source, 'actor', l.actor, 'evidence', l.evidence, 'sale_id', l.sale_id,
-           'sale_at', l.sale_at, 'product_group', l.product_group, 'recorded_at', l.recorded_at) ORDER BY l.at, l.id)
-         FROM consent_ledger l WHERE l.customer_id = c.id), '[]')
+       consent_ledger_json(c.id)
 FROM customers c
 WHERE c.id = $1;
 

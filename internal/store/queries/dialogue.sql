@@ -105,3 +105,26 @@ SELECT a.survey, a.answer, a.free_text, a.answered_at,
 FROM survey_answers a
 WHERE a.customer_id = $1
 ORDER BY a.answered_at;
+
+-- name: prune-conversations
+-- Conversations answered before $1 (the ledger's cutoff), their replies
+-- with them (ON DELETE CASCADE), in batches of $2. An open conversation
+-- is never deleted: it still holds the customer's marketing.
+DELETE FROM conversations
+WHERE id IN (SELECT id FROM conversations WHERE answered_at < $1 ORDER BY answered_at LIMIT $2);
+
+-- name: prune-replies
+-- Replies in no conversation (from another address than the customer's)
+-- received before $1, in batches of $2.
+DELETE FROM replies
+WHERE id IN (SELECT id FROM replies WHERE conversation_id IS NULL AND received_at < $1 ORDER BY received_at LIMIT $2);
+
+-- name: prune-answers
+-- One-click answers given before $1 and their later changes, in batches
+-- of $2 (the changes first: they are what a later click recorded).
+WITH changes AS (
+    DELETE FROM survey_answer_changes
+    WHERE id IN (SELECT id FROM survey_answer_changes WHERE changed_at < $1 ORDER BY changed_at LIMIT $2)
+)
+DELETE FROM survey_answers
+WHERE (customer_id, survey) IN (SELECT customer_id, survey FROM survey_answers WHERE answered_at < $1 ORDER BY answered_at LIMIT $2);

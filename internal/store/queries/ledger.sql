@@ -1,10 +1,13 @@
 -- name: ledger-by-key
 -- This ask's decision, if it was taken before. An ask is decided after its
 -- message was first asked, so $2 (the first ask, less a day for clocks
--- that disagree) keeps the search to the months since.
+-- that disagree) keeps the search to the months since. The two constant
+-- month bounds (see monthBounds) let Postgres plan, open and lock only
+-- those months.
 SELECT decision, reason, status, channel, coalesce(defer_until, 'epoch'), detail
 FROM contact_ledger
-WHERE idempotency_key = $1 AND decided_at >= $2;
+WHERE idempotency_key = $1 AND decided_at >= $2
+  AND decided_at >= /*months_from*/'-infinity'::timestamptz AND decided_at < /*months_to*/'infinity'::timestamptz;
 
 -- name: decide-timeouts
 -- Bounds, for this transaction only, how long a decision waits for the
@@ -21,11 +24,14 @@ SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2,
 -- (the window's start less that) are all there is to read: the index on
 -- (customer_id, decided_at) finds them in the months they are in, and
 -- status and contacted_at, which change as a message is sent and are
--- indexed nowhere, are checked on those few rows.
+-- indexed nowhere, are checked on those few rows. The two constant month
+-- bounds (see monthBounds) let Postgres plan, open and lock only the one
+-- or two months that can hold them.
 SELECT contacted_at, channel, purpose, request_key, priority = 'critical', idempotency_key, reason
 FROM contact_ledger
 WHERE customer_id = $1
   AND decided_at > $4
+  AND decided_at >= /*months_from*/'-infinity'::timestamptz AND decided_at < /*months_to*/'infinity'::timestamptz
   AND status IN ('reserved', 'sending', 'uncertain', 'sent')
   AND contacted_at > $2
   AND (status <> 'reserved' OR expires_at > $3)
@@ -157,13 +163,6 @@ SELECT n, count(*) FROM (
 GROUP BY n
 ORDER BY n;
 
--- name: held-by-reason
-SELECT decision, reason, count(*)
-FROM contact_ledger
-WHERE decision <> 'allow' AND decided_at >= $1 AND decided_at < $2
-GROUP BY 1, 2
-ORDER BY 3 DESC, 1, 2;
-
 -- name: spam-per-day
 -- Emails delivered (sent, or uncertain: the customer may have them) and
 -- complaints received, per UTC day from $1 to $2, for days with either
@@ -183,6 +182,29 @@ WITH delivered AS (
 SELECT day, coalesce(delivered.n, 0), coalesce(complained.n, 0)
 FROM delivered FULL JOIN complained USING (day)
 ORDER BY day;
+
+-- name: decisions-by-caps
+-- The decisions taken from $1 to $2, by decision, reason and the caps
+-- that applied (h: how many times adaptive pressure halved them, recorded
+-- in the facts only when it did): grouping 1 counts decisions; grouping
+-- 12 counts the customers with a decision at each level (only those at
+-- a lowered one are named); grouping 14 the customers with any. The pass
+-- over the ledger is a plain GROUP BY, which Postgres may split across
+-- parallel workers; the grouping sets work on its few rows.
+SELECT grouping, coalesce(decision, ''), coalesce(reason, ''), coalesce(h, 0),
+       CASE WHEN grouping = 1 THEN sum(n) ELSE count(lowered) END
+FROM (
+    SELECT GROUPING(decision, reason, h, lowered) AS grouping, decision, reason, h, lowered, sum(n) AS n
+    FROM (
+        SELECT decision, reason, coalesce((detail->>'cap_halvings')::int, 0) AS h,
+               CASE WHEN detail ? 'cap_halvings' THEN customer_id END AS lowered, count(*) AS n
+        FROM contact_ledger
+        WHERE decided_at >= $1 AND decided_at < $2
+        GROUP BY 1, 2, 3, 4
+    ) d
+    GROUP BY GROUPING SETS ((decision, reason, h), (h, lowered), (lowered))
+) g
+GROUP BY 1, 2, 3, 4;
 
 -- name: spam-since
 -- Emails delivered and complaints received since $1 ($2: $1 less

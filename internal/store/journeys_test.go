@@ -1,0 +1,242 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/policy"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// A message a held-out run would have sent is recorded, once however
+// often it is recorded, and never reaches the policy's window: it cannot
+// count toward caps, the gap or adaptive pressure.
+func TestHoldoutMessageNeverCountsAsContact(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	m := store.HoldoutMessage{RequestKey: "w@r/hi#1", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j", StepID: "hi", Template: "hi",
+		Channel: "email", Topic: "service", Priority: "normal", At: now}
+	for range 2 {
+		if err := s.RecordHoldoutMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := store.Request{IdempotencyKey: "w2/s#1.1", RequestKey: "w2/s#1", CustomerID: "c-1", WorkflowID: "w2", JourneyID: "j2",
+		StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}
+	var window []policy.Contact
+	if _, err := s.Decide(ctx, req, 30*24*time.Hour, func(snap store.Snapshot) policy.Decision {
+		window = snap.Window
+		return policy.Decision{Verdict: policy.Defer, Reason: policy.ReasonMinGap, Until: now.Add(time.Hour)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(window) != 0 {
+		t.Fatalf("the policy saw %d contacts after a held-out message: %+v", len(window), window)
+	}
+	rep, err := s.JourneyReport(ctx, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != 1 || rep[0].WouldHaveSent != 1 || rep[0].Messages != 0 {
+		t.Fatalf("report %+v, want j with 1 message would have been sent and none sent", rep)
+	}
+}
+
+// TestJourneyReportCounts: entrants and goals per group, messages sent,
+// complaints about the journey's messages and unsubscribes after them.
+func TestJourneyReportCounts(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for i := range 10 {
+		id := fmt.Sprintf("c-%d", i)
+		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: id, Email: id + "@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
+			t.Fatal(err)
+		}
+		entry := "e-" + id
+		if _, _, err := s.RecordRun(ctx, "w-"+id, "welcome", "v1", id, "", entry); err != nil {
+			t.Fatal(err)
+		}
+		// c-0..c-2 held out, c-0 reaches the goal; of the treated c-3..c-9,
+		// c-3..c-6 do.
+		if err := s.RecordRunGroup(ctx, "welcome", entry, i < 3); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 || (i >= 3 && i <= 6) {
+			if err := s.FinishRun(ctx, "welcome", entry, "goal"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i < 3 {
+			continue
+		}
+		// Each treated customer gets two messages.
+		for n := 1; n <= 2; n++ {
+			key := fmt.Sprintf("w-%s@r/s%d#1", id, n)
+			req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: id, WorkflowID: "w-" + id, JourneyID: "welcome",
+				StepID: fmt.Sprint("s", n), Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour,
+				MessageID: fmt.Sprintf("m-%s-%d@example", id, n)}
+			if _, err := s.Decide(ctx, req, time.Hour, func(store.Snapshot) policy.Decision {
+				return policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonOK, Channel: "email"}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			attempt, err := s.BeginSend(ctx, key+".1", store.Sending{MessageID: req.MessageID, Address: id + "@example.no"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.MarkSent(ctx, key+".1", attempt, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Another journey's run is not welcome's.
+	if _, _, err := s.RecordRun(ctx, "w-x", "other", "v1", "c-1", "", "e-x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complain(ctx, "email", "c-4@example.no", "m-c-4-1@example", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unsubscribe(ctx, "c-5", "", []string{"service"}, store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: now.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.JourneyReport(ctx, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.JourneyStats{
+		{JourneyID: "other", Treated: store.JourneyGroup{Entrants: 1}},
+		{JourneyID: "welcome", Treated: store.JourneyGroup{Entrants: 7, Goals: 4}, HeldOut: store.JourneyGroup{Entrants: 3, Goals: 1},
+			Messages: 14, Unsubscribes: 1, Complaints: 1},
+	}
+	if fmt.Sprintf("%+v", rep) != fmt.Sprintf("%+v", want) {
+		t.Fatalf("report\n%+v\nwant\n%+v", rep, want)
+	}
+}
+
+// TestRetainPrunesHoldoutMessages: what held-out runs would have sent is
+// kept as long as the ledger, no longer.
+func TestRetainPrunesHoldoutMessages(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i, at := range []time.Time{now.AddDate(0, -5, 0), now.AddDate(0, 0, -10)} {
+		m := store.HoldoutMessage{RequestKey: fmt.Sprint("w@r/hi#", i), CustomerID: "c-1", WorkflowID: "w", JourneyID: "j", StepID: "hi",
+			Channel: "email", Priority: "normal", At: at}
+		if err := s.RecordHoldoutMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Retain(ctx, now, store.Retention{Ledger: 60 * 24 * time.Hour, Events: 40 * 24 * time.Hour, Runs: 60 * 24 * time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.JourneyReport(ctx, now.AddDate(-1, 0, 0), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HoldoutMessages != 1 || len(rep) != 1 || rep[0].WouldHaveSent != 1 {
+		t.Fatalf("retention deleted %d held-out messages and left %+v; want the one 5 months old gone, the one 10 days old kept", got.HoldoutMessages, rep)
+	}
+}
+
+// TestRetainPrunesEngagements: engagement signals (clicks and the like)
+// are kept as long as the ledger they are weighed against, no longer.
+func TestRetainPrunesEngagements(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i, at := range []time.Time{now.AddDate(0, -5, 0), now.AddDate(0, 0, -10)} {
+		if _, err := s.RecordClick(ctx, "c-1", fmt.Sprint("w@r/hi#", i), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Retain(ctx, now, store.Retention{Ledger: 60 * 24 * time.Hour, Events: 40 * 24 * time.Hour, Runs: 60 * 24 * time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.Engagements(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Engagements != 1 || len(left) != 1 || !left[0].At.After(now.AddDate(0, -1, 0)) {
+		t.Fatalf("retention deleted %d engagements and left %+v; want the one 5 months old gone, the one 10 days old kept", got.Engagements, left)
+	}
+}
+
+// TestRetainPrunesDialogue: answered conversations (with their replies),
+// replies outside any conversation and one-click answers go with the
+// ledger's retention; an open conversation stays whatever its age, for it
+// still holds the customer's marketing.
+func TestRetainPrunesDialogue(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	for _, id := range []string{"c-1", "c-2"} {
+		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: id, Email: id + "@example.no"}, "crm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC()
+	old, recent := now.AddDate(0, -5, 0), now.AddDate(0, 0, -10)
+	reply := func(id, customer string, fromCustomer bool, at time.Time) store.RecordedReply {
+		t.Helper()
+		out, err := s.RecordReply(ctx, store.Reply{ID: id, CustomerID: customer, MessageID: "m-" + id, From: customer + "@example.no",
+			FromCustomer: fromCustomer, Source: "email", Body: "hei", At: at}, "conv-"+id, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	answered := reply("r-answered", "c-1", true, old)
+	if ok, err := s.AnswerConversation(ctx, answered.ConversationID, "helper@example.no", old.Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("answer: %v %v", ok, err)
+	}
+	open := reply("r-open", "c-2", true, old)
+	reply("r-other-old", "c-1", false, old)
+	reply("r-other-new", "c-1", false, recent)
+	for customer, at := range map[string]time.Time{"c-1": old, "c-2": recent} {
+		if _, err := s.RecordAnswer(ctx, customer, "need", "advice", "e-"+customer, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Retain(ctx, now, store.Retention{Ledger: 60 * 24 * time.Hour, Events: 40 * 24 * time.Hour, Runs: 60 * 24 * time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Conversations != 1 || got.Replies != 1 || got.Answers != 1 {
+		t.Errorf("deleted %d conversations, %d replies outside one, %d answers; want 1 each", got.Conversations, got.Replies, got.Answers)
+	}
+	d1, err := s.Dialogue(ctx, "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d1.Conversations) != 0 || len(d1.Replies) != 1 || d1.Replies[0].ID != "r-other-new" || len(d1.Answers) != 0 {
+		t.Errorf("c-1 kept %+v; want only the recent reply", d1)
+	}
+	d2, err := s.Dialogue(ctx, "c-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d2.Conversations) != 1 || d2.Conversations[0].ID != open.ConversationID || len(d2.Replies) != 1 || len(d2.Answers) != 1 {
+		t.Errorf("c-2 kept %+v; want the open conversation, its reply and the recent answer", d2)
+	}
+}

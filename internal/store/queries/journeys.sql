@@ -1,0 +1,85 @@
+-- Holdouts and the journeys report (docs/holdouts.md).
+
+-- name: record-run-group
+-- Which group a run is in: held out ($3 true) or treated.
+UPDATE journey_runs SET holdout = $3 WHERE journey_id = $1 AND trigger_event_id = $2;
+
+-- name: insert-holdout-message
+-- A message a held-out run would have sent. Never a ledger row.
+INSERT INTO holdout_messages (request_key, customer_id, workflow_id, journey_id, journey_version, step_id, template,
+    channel, topic, purpose, priority, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (request_key) DO NOTHING;
+
+-- name: journey-entrants
+-- Runs that started from $1 to $2, per journey and group (NULL: the
+-- journey had no holdout, counted as treated), and how many reached the
+-- goal.
+SELECT journey_id, coalesce(holdout, false), count(*), count(*) FILTER (WHERE outcome = 'goal')
+FROM journey_runs
+WHERE started_at >= $1 AND started_at < $2
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: journey-messages
+-- Messages sent (or possibly delivered) from $1 to $2, per journey.
+SELECT journey_id, count(*)
+FROM contact_ledger
+WHERE status IN ('sent', 'uncertain') AND decided_at >= $1 AND decided_at < $2
+GROUP BY 1;
+
+-- name: journey-would-have-sent
+-- Messages held-out runs would have sent from $1 to $2, per journey.
+SELECT journey_id, count(*)
+FROM holdout_messages
+WHERE at >= $1 AND at < $2
+GROUP BY 1;
+
+-- name: journey-complaints
+-- Complaints received from $1 to $2, per journey of the message
+-- complained about.
+SELECT l.journey_id, count(*)
+FROM complaints c
+CROSS JOIN LATERAL (
+    SELECT journey_id FROM contact_ledger
+    WHERE message_id = c.message_id AND message_id <> ''
+    LIMIT 1
+) l
+WHERE c.received_at >= $1 AND c.received_at < $2
+GROUP BY 1;
+
+-- name: journey-unsubscribes
+-- Unsubscribes (one-click, or by email) from $1 to $2, per journey of the
+-- last message the customer got before it, within 30 days before it ($3:
+-- $1 less 30 days, so only those months of the ledger are read). One
+-- unsubscribe withdraws several entries (channels, topics) at one time:
+-- it counts once.
+WITH u AS (
+    SELECT DISTINCT customer_id, at
+    FROM consent_ledger
+    WHERE source = 'unsubscribe' AND action = 'withdraw' AND recorded_at >= $1 AND recorded_at < $2
+)
+SELECT l.journey_id, count(*)
+FROM u
+CROSS JOIN LATERAL (
+    SELECT journey_id FROM contact_ledger
+    WHERE customer_id = u.customer_id AND status IN ('sent', 'uncertain')
+      AND decided_at >= $3 AND decided_at <= u.at AND decided_at >= u.at - interval '30 days'
+    ORDER BY decided_at DESC
+    LIMIT 1
+) l
+GROUP BY 1;
+
+-- name: prune-holdout-messages
+-- Messages held-out runs would have sent before $1 (the ledger's
+-- cutoff: they are kept as long as the ledger), in batches of $2.
+DELETE FROM holdout_messages
+WHERE id IN (SELECT id FROM holdout_messages WHERE at < $1 ORDER BY at LIMIT $2);
+
+-- name: customer-holdout-messages
+-- The messages a customer's held-out runs would have sent, oldest first
+-- (lojal why).
+SELECT journey_id, step_id, template, channel, at
+FROM holdout_messages
+WHERE customer_id = $1
+ORDER BY at, id;
