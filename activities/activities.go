@@ -450,7 +450,9 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		return DeliverOutput{}, err
 	}
 	// The commit point. Confirm checks, just before the final ".", that
-	// this attempt still owns the message; HandOver then sends the record
+	// this attempt still owns the message; HandOver checks that its time
+	// is not over (a process paused since may find a retry has the
+	// message, attemptLive) and then sends the record
 	// that the server may have it and the "." goes out right behind it,
 	// so a worker killed at any moment leaves either no record and no "."
 	// (the next attempt sends), or both in the kernel's hands (the record
@@ -471,10 +473,13 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		handOver = h
 		return nil
 	}
-	env.HandOver = func() func() error {
+	env.HandOver = func() (func() error, error) {
+		if err := attemptLive(ctx); err != nil {
+			return nil, err
+		}
 		handOver.Send(ctx, a.now(), "handed over; awaiting the server's reply to the end of data")
 		committed = true
-		return handOver.Wait
+		return handOver.Wait, nil
 	}
 	_, err = a.Sender.Send(ctx, env)
 	if err == nil {
@@ -510,6 +515,29 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		}
 		return DeliverOutput{}, later(ctx, err)
 	}
+}
+
+// handOverMargin is how much of an attempt's time must be left for it to
+// hand a message over: it covers clock skew between the worker and the
+// Temporal server, which times the attempt out by its own clock.
+const handOverMargin = time.Second
+
+// attemptLive says whether this activity attempt may still hand a message
+// over. Confirm proved the attempt owned the message, but a process that
+// stops after it (SIGSTOP, a VM freeze, a long GC pause) can resume after
+// Temporal gave the attempt up and a retry took the message and delivered
+// it: only the attempt's deadline, which Temporal passes before it lets
+// another attempt begin, tells the stale one. (A worker killed instead
+// writes nothing more, and the ownership check is enough.)
+func attemptLive(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("not handed over: the attempt's time is over and another may have the message: %w", err)
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < handOverMargin {
+		return fmt.Errorf("not handed over: %s left of the attempt's time, less than %s; the next attempt sends it",
+			time.Until(d).Round(time.Millisecond), handOverMargin)
+	}
+	return nil
 }
 
 // deliverPush sends to each of the customer's push subscriptions on its

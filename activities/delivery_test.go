@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,5 +369,75 @@ func TestLedgerWritesCheckRows(t *testing.T) {
 	}
 	if err := b.store.Release(ctx, out.IdempotencyKey, "failed", "x"); !errors.Is(err, store.ErrLedgerConflict) {
 		t.Fatalf("release of a sent message: %v, want ErrLedgerConflict", err)
+	}
+}
+
+// pauseAfterConfirm is a sender whose process stops (SIGSTOP, a VM
+// freeze, a long GC pause) right after the attempt confirmed it still owns
+// the message and before the final "." of DATA: pause runs there, once.
+type pauseAfterConfirm struct {
+	channel.Sender
+	paused atomic.Bool
+	pause  func()
+}
+
+func (p *pauseAfterConfirm) Send(ctx context.Context, env channel.Envelope) (channel.Receipt, error) {
+	if confirm := env.Confirm; confirm != nil {
+		env.Confirm = func() error {
+			err := confirm()
+			if err == nil && p.paused.CompareAndSwap(false, true) {
+				p.pause()
+			}
+			return err
+		}
+	}
+	return p.Sender.Send(ctx, env)
+}
+
+// TestPausedAttemptHandsNothingOver: an attempt stops between its
+// ownership check and the final "." for longer than its timeout. Temporal
+// gives it up and a retry takes the message and delivers it. When the
+// stale attempt resumes, its attempt's time is over: it must not write the
+// ".", or the customer gets the message twice (TestFaultLateTimeout saw
+// 21 messages for 20).
+func TestPausedAttemptHandsNothingOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	in := sendInput("loyalty-benefit", "email")
+	paused, resume := make(chan struct{}), make(chan struct{})
+	stale, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b.acts.Sender = &pauseAfterConfirm{Sender: b.acts.Sender, pause: func() {
+		close(paused)
+		<-resume
+		<-stale.Done() // the pause outlasts the attempt's timeout
+	}}
+	type result struct {
+		out activities.SendOutput
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		out, err := b.acts.Send(stale, in)
+		first <- result{out, err}
+	}()
+	<-paused
+	// Temporal timed the attempt out; the retry runs on a live worker.
+	retry, err := b.acts.Send(context.Background(), in)
+	if err != nil || retry.Delivery.Status != activities.StatusSent {
+		t.Fatalf("retry: %+v %v, want sent", retry.Delivery, err)
+	}
+	close(resume)
+	r := <-first
+	if r.err == nil {
+		t.Fatalf("the stale attempt returned %+v and no error, want it to give up", r.out.Delivery)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("the server received %d copies, want 1 (the stale attempt handed the message over again)", n)
+	}
+	if h := b.history(t); len(h) != 1 || h[0].Status != "sent" {
+		t.Fatalf("ledger: %+v, want one message sent", h)
 	}
 }

@@ -51,8 +51,10 @@ type Envelope struct {
 	// it writes the final ".", and calls the function it returns once the
 	// server has answered (or not). It lets the caller send its record
 	// that the server may have the message so that record and "." leave
-	// the process back to back (activities.deliverEmail).
-	HandOver func() (wait func() error)
+	// the process back to back (activities.deliverEmail). An error from
+	// HandOver is a last refusal, as from Confirm: the "." is not written
+	// and the server discards the message.
+	HandOver func() (wait func() error, err error)
 }
 
 // Receipt says what happened to a sent message.

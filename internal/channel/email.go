@@ -260,8 +260,8 @@ func (e *Email) encode(m *gomail.Msg) ([]byte, error) {
 // told to deliver it (the final "."). What each outcome proves:
 //
 //   - an error before Confirm: nothing was handed over; a retry may send;
-//   - Confirm fails: the connection is dropped before the "." and the
-//     server discards the message;
+//   - Confirm or HandOver fails: the connection is dropped before the "."
+//     and the server discards the message;
 //   - 250 to the ".": delivered;
 //   - 4xx or 5xx to the ".": refused (a temporary or a permanent error);
 //   - no answer to the "." (the connection breaks, the server is slower
@@ -338,7 +338,7 @@ const (
 	stageFinal   stage = "end of data"
 )
 
-func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error, handOver func() func() error) (stage, error) {
+func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string, confirm func() error, handOver func() (func() error, error)) (stage, error) {
 	if err := c.UpdateDeadline(e.timeout); err != nil {
 		return stageMail, err
 	}
@@ -382,7 +382,10 @@ func (e *Email) transact(c *smtp.Client, raw []byte, from string, rcpts []string
 	}
 	var wait func() error
 	if handOver != nil {
-		wait = handOver()
+		var err error
+		if wait, err = handOver(); err != nil {
+			return stageConfirm, err
+		}
 	}
 	err := w.Close()
 	if wait != nil {

@@ -482,9 +482,9 @@ func TestHandOverOrder(t *testing.T) {
 	env := envelope()
 	var order []string
 	env.Confirm = func() error { order = append(order, fmt.Sprintf("confirm %d", c.Count())); return nil }
-	env.HandOver = func() func() error {
+	env.HandOver = func() (func() error, error) {
 		order = append(order, fmt.Sprintf("hand over %d", c.Count()))
-		return func() error { order = append(order, fmt.Sprintf("wait %d", c.Count())); return nil }
+		return func() error { order = append(order, fmt.Sprintf("wait %d", c.Count())); return nil }, nil
 	}
 	if _, err := e.Send(context.Background(), env); err != nil {
 		t.Fatal(err)
@@ -497,5 +497,13 @@ func TestHandOverOrder(t *testing.T) {
 	env.Confirm = func() error { return io.ErrUnexpectedEOF }
 	if _, err := e.Send(context.Background(), env); err == nil || len(order) != 0 || c.Count() != 1 {
 		t.Fatalf("failed confirm: %v, order %v, %d delivered", err, order, c.Count())
+	}
+	// A refused hand-over does the same: no ".", nothing delivered, and
+	// an error that is neither uncertain nor permanent (a retry sends).
+	env.Confirm = nil
+	env.HandOver = func() (func() error, error) { return nil, io.ErrUnexpectedEOF }
+	_, err := e.Send(context.Background(), env)
+	if _, perm := IsPermanent(err); err == nil || IsUncertain(err) || perm || c.Count() != 1 {
+		t.Fatalf("refused hand-over: %v, %d delivered", err, c.Count())
 	}
 }
