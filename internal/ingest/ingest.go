@@ -172,6 +172,15 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 				accepted = append(accepted, valid[k])
 				customers[valid[k].CustomerID] = r.Customer
 			}
+		case StatusDuplicate:
+			// Sent again because its first replica stored it and died
+			// (or hung) before routing it: routed now, before the
+			// client sends the customer's next event (runs drop an event
+			// they already have).
+			if r.Unrouted && !r.Blocked {
+				accepted = append(accepted, valid[k])
+				customers[valid[k].CustomerID] = r.Customer
+			}
 		case StatusUnknownCustomer:
 			out[idx[k]].Error = fmt.Sprintf("customer %q is unknown: upsert the customer before sending their events", valid[k].CustomerID)
 			out[idx[k]].Pointer = "/customer_id"

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/stacktest"
+	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/workflows"
 )
 
@@ -163,6 +165,57 @@ func TestKeyTooLongForARunIsRefusedAtTheDoor(t *testing.T) {
 	}
 	if _, err := s.Dispatcher.Event(ctx, event(c, "e-long-2", "order.placed", long, time.Now())); !errors.Is(err, ingest.ErrInvalid) {
 		t.Fatalf("Event: %v, want ErrInvalid", err)
+	}
+}
+
+// TestARetriedEventIsRoutedAtOnce: a replica stored an event and died (or
+// hung) before routing it, so its client got no answer and sent the event
+// again to another replica. That replica used to answer "duplicate" and
+// leave the event to the sweeper, seconds later, while the customer's next
+// event, sent once this one was answered, went straight to the run: the
+// run got them in the wrong order (the replica failover fault test saw it).
+// The retry is the client asking again: it is routed now.
+func TestARetriedEventIsRoutedAtOnce(t *testing.T) {
+	t.Parallel()
+	s := stacktest.New(t, stacktest.Options{Journeys: shapes})
+	ctx := ctxFor(t, time.Minute)
+	c := customer(t, ctx, s.Dispatcher, "c-retried")
+	placed := event(c, "e-retried", "order.placed", "o-1", time.Now().UTC())
+	// The replica that died: the event is stored, not routed.
+	if _, err := s.Store.AcceptEvents(ctx, []journey.Event{placed}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Dispatcher.Accept(ctx, []journey.Event{placed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != ingest.StatusDuplicate {
+		t.Fatalf("retry: %+v, want duplicate", res[0])
+	}
+	rec, err := s.Store.Event(ctx, placed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status() != "routed" {
+		t.Fatalf("after the retry was answered the event is %s, want routed: the client's next event would overtake it", rec.Status())
+	}
+	if _, err := s.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID("await", c.ID, "o-1"), ""); err != nil {
+		t.Fatalf("the retried event started no run: %v", err)
+	}
+	if len(rec.Routes) == 0 {
+		t.Fatal("the routed event has no routes")
+	}
+	// A retry of an event routed before is not routed again.
+	res, err = s.Dispatcher.Accept(ctx, []journey.Event{placed})
+	if err != nil || res[0].Status != ingest.StatusDuplicate {
+		t.Fatalf("second retry: %+v %v", res, err)
+	}
+	again, err := s.Store.Event(ctx, placed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(again.Routes, rec.Routes, func(a, b store.Route) bool { return a.RoutedAt.Equal(b.RoutedAt) }) {
+		t.Fatalf("routes after a retry of a routed event %+v, want %+v untouched", again.Routes, rec.Routes)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +26,10 @@ type AcceptResult struct {
 	// this one after it, keeping the customer's order).
 	Customer *journey.Customer
 	Blocked  bool
+	// Unrouted is set on a duplicate of a live event that was stored and
+	// never routed (its replica died before it could); it comes with
+	// Customer and Blocked like an accepted one, to be routed now.
+	Unrouted bool
 }
 
 // AcceptEvents stores validated events in one round trip: one multi-row
@@ -102,13 +108,14 @@ func (s *Store) AcceptEventsIn(ctx context.Context, lane string, evs []journey.E
 	if len(rest) == 0 {
 		return out, nil
 	}
-	return out, s.notAccepted(ctx, evs, out, rest)
+	return out, s.notAccepted(ctx, lane, evs, out, rest)
 }
 
 // notAccepted tells why the events at rest were not stored: their
 // customer is unknown, or their id was stored before, for the same event
-// (a duplicate) or another (a conflict).
-func (s *Store) notAccepted(ctx context.Context, evs []journey.Event, out []AcceptResult, rest []int) error {
+// (a duplicate) or another (a conflict). A live duplicate that was never
+// routed is marked Unrouted, with what routing it needs.
+func (s *Store) notAccepted(ctx context.Context, lane string, evs []journey.Event, out []AcceptResult, rest []int) error {
 	ids := make([]string, 0, len(rest))
 	for _, i := range rest {
 		ids = append(ids, evs[i].CustomerID)
@@ -153,6 +160,27 @@ func (s *Store) notAccepted(ctx context.Context, evs []journey.Event, out []Acce
 	}
 	for _, ord := range differ {
 		out[pos[ord-1]].Status = "conflict"
+	}
+	if lane != LaneLive || len(differ) == len(pos) {
+		return nil
+	}
+	dup := make(map[string]int, len(pos))
+	for _, i := range pos {
+		if out[i].Status == "duplicate" {
+			dup[evs[i].ID] = i
+		}
+	}
+	rows, err = s.pool.Query(ctx, s.q.RedeliveredUnrouted, slices.Collect(maps.Keys(dup)))
+	if err != nil {
+		return fmt.Errorf("accept events: find redelivered events not routed: %w", err)
+	}
+	unrouted, err := pgx.CollectRows(rows, scanAccepted)
+	if err != nil {
+		return fmt.Errorf("accept events: find redelivered events not routed: %w", err)
+	}
+	for _, r := range unrouted {
+		i := dup[r.ID]
+		out[i].Customer, out[i].Blocked, out[i].Unrouted = r.Customer, r.Blocked, true
 	}
 	return nil
 }

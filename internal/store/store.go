@@ -62,6 +62,7 @@ type queries struct {
 	InsertEvents          string `query:"insert-events"`
 	CustomersExist        string `query:"customers-exist"`
 	EventsDiffer          string `query:"events-differ"`
+	RedeliveredUnrouted   string `query:"redelivered-unrouted"`
 	MarkDispatchedMany    string `query:"mark-events-dispatched"`
 	ClaimDueEvents        string `query:"claim-due-events"`
 	EventsBlocked         string `query:"events-blocked"`

@@ -130,6 +130,22 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) 
 JOIN events e ON e.id = n.id
 WHERE (e.type, e.customer_id, e.occurred_at, e.data) IS DISTINCT FROM (n.type, n.customer_id, n.occurred_at, n.data);
 
+-- name: redelivered-unrouted
+-- Of live events offered again, those not routed yet: the replica that
+-- stored them died or hung before routing them, and their client, with no
+-- answer, sent them again. The request path routes them now, before the
+-- client sends the customer's next event; they come with the columns
+-- insert-events returns (a blocked one stays the sweeper's).
+SELECT e.id,
+       EXISTS (
+           SELECT 1 FROM events o
+           WHERE o.customer_id = e.customer_id AND o.lane = e.lane
+             AND o.dispatched_at IS NULL AND o.dead_at IS NULL AND o.attempts > 0 AND o.seq < e.seq),
+       c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, consent_ledger_json(c.id)
+FROM events e
+JOIN customers c ON c.id = e.customer_id
+WHERE e.id = ANY($1::text[]) AND e.lane = 'live' AND e.dispatched_at IS NULL AND e.dead_at IS NULL;
+
 -- name: customers-exist
 SELECT id FROM customers WHERE id = ANY($1::text[]);
 
