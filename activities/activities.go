@@ -270,7 +270,7 @@ func (a *Activities) decide(ctx context.Context, in DecideInput) (DecideOutput, 
 	ctx, span := telemetry.Start(ctx, "policy.Decide", attribute.String("lojal.journey", in.JourneyID), attribute.String("lojal.step", in.StepID))
 	d, err := a.Store.Decide(ctx, store.Request{
 		IdempotencyKey: in.IdempotencyKey(), RequestKey: req.Key, CustomerID: in.CustomerID, WorkflowID: in.WorkflowID,
-		JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
+		RunID: in.RunID, JourneyID: in.JourneyID, Version: in.Version, StepID: in.StepID, Template: in.Send.Template,
 		Channel: in.Send.Channel, Topic: in.Send.Topic, Purpose: in.Send.Purpose, Priority: prio,
 		FirstAsked: in.FirstAsked, Now: now, ReservationTTL: ReservationTTL,
 		MessageID: MessageID(in.IdempotencyKey(), a.MessageDomain),

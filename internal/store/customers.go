@@ -282,7 +282,8 @@ func (s *Store) RecordRun(ctx context.Context, workflowID, journeyID, version, c
 	return id, true, nil
 }
 
-// FinishRun records how a run ended.
+// FinishRun records how a run ended, and gives up the places in the
+// customer's line its deferred messages held: they will not ask again.
 func (s *Store) FinishRun(ctx context.Context, journeyID, triggerEventID, outcome string) error {
 	if _, err := s.pool.Exec(ctx, s.q.FinishRun, journeyID, triggerEventID, outcome); err != nil {
 		return fmt.Errorf("finish run: %w", err)

@@ -375,14 +375,14 @@ func (s *Store) SetRunID(ctx context.Context, id int64, runID string) error {
 }
 
 // CloseRun closes a run that ended without recording it, with the
-// outcome Temporal reports. It returns false when the run was closed
-// already.
+// outcome Temporal reports, and releases its waiting messages (FinishRun).
+// It returns false when the run was closed already.
 func (s *Store) CloseRun(ctx context.Context, id int64, outcome string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, s.q.CloseRun, id, outcome)
-	if err != nil {
+	var closed int
+	if err := s.pool.QueryRow(ctx, s.q.CloseRun, id, outcome).Scan(&closed); err != nil {
 		return false, fmt.Errorf("close run %d: %w", id, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return closed == 1, nil
 }
 
 // OpenRunRow is an open journey_runs row to check against Temporal.

@@ -31,16 +31,19 @@ type Request struct {
 	RequestKey     string
 	CustomerID     string
 	WorkflowID     string
-	JourneyID      string
-	Version        string
-	StepID         string
-	Template       string
-	Channel        string
-	Topic          string
-	Purpose        string
-	Priority       policy.Priority
-	FirstAsked     time.Time
-	Now            time.Time
+	// RunID is the run chain's first run id (journey_runs.run_id): a
+	// waiting message names the run that will ask again.
+	RunID      string
+	JourneyID  string
+	Version    string
+	StepID     string
+	Template   string
+	Channel    string
+	Topic      string
+	Purpose    string
+	Priority   policy.Priority
+	FirstAsked time.Time
+	Now        time.Time
 	// ReservationTTL is how long an allowed message may take to be sent
 	// before its reservation stops counting and sending is refused.
 	ReservationTTL time.Duration
@@ -343,7 +346,7 @@ func (s *Store) decisionWrites(r Request, d policy.Decision) (*pgx.Batch, error)
 		r.Template, channel, r.Topic, r.Purpose, r.Priority.String(), string(d.Verdict), string(d.Reason), detail, status,
 		r.Now, deferUntil, contactedAt, expiresAt, messageID)
 	if d.Verdict == policy.Defer {
-		b.Queue(s.q.UpsertWaiting, r.RequestKey, r.CustomerID, int(r.Priority), r.FirstAsked, d.Until)
+		b.Queue(s.q.UpsertWaiting, r.RequestKey, r.CustomerID, int(r.Priority), r.FirstAsked, d.Until, r.WorkflowID, r.RunID)
 	} else {
 		b.Queue(s.q.DeleteWaiting, r.RequestKey)
 	}

@@ -145,10 +145,20 @@ UPDATE journey_runs SET run_id = $2 WHERE id = $1;
 
 -- name: close-run
 -- Closes a run that ended without recording it (failed, terminated, timed
--- out), as Temporal reports it.
-UPDATE journey_runs
-SET ended_at = now(), outcome = $2
-WHERE id = $1 AND ended_at IS NULL;
+-- out), as Temporal reports it, and gives up its messages' places in the
+-- customer's line (see finish-run). Returns the rows closed: 0 when it was
+-- closed already.
+WITH closed AS (
+    UPDATE journey_runs
+    SET ended_at = now(), outcome = $2
+    WHERE id = $1 AND ended_at IS NULL
+    RETURNING workflow_id, run_id
+), released AS (
+    DELETE FROM waiting_messages w
+    USING closed c
+    WHERE c.run_id <> '' AND w.workflow_id = c.workflow_id AND w.run_id = c.run_id
+)
+SELECT count(*) FROM closed;
 
 -- name: runs-to-check
 -- Open runs the reconciler has checked least recently.

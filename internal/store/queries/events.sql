@@ -63,9 +63,21 @@ FROM (SELECT 1) AS one
 LEFT JOIN last ON true;
 
 -- name: finish-run
-UPDATE journey_runs
-SET ended_at = coalesce(ended_at, now()), outcome = $3
-WHERE journey_id = $1 AND trigger_event_id = $2;
+-- Records how a run ended, and gives up the places its messages held in
+-- the customer's line: a message the run deferred (waiting_messages) will
+-- never ask again, and would otherwise hold back the customer's other
+-- messages of its priority until a minute past its due time. The run is
+-- its chain (workflow id and first run id): a new run of the same
+-- workflow id keeps its places.
+WITH finished AS (
+    UPDATE journey_runs
+    SET ended_at = coalesce(ended_at, now()), outcome = $3
+    WHERE journey_id = $1 AND trigger_event_id = $2
+    RETURNING workflow_id, run_id
+)
+DELETE FROM waiting_messages w
+USING finished f
+WHERE f.run_id <> '' AND w.workflow_id = f.workflow_id AND w.run_id = f.run_id;
 
 -- name: open-runs
 SELECT DISTINCT ON (workflow_id) workflow_id, customer_id, version

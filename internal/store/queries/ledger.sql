@@ -38,9 +38,15 @@ WHERE customer_id = $1
 ORDER BY contacted_at DESC;
 
 -- name: waiting-for-customer
-SELECT request_key, priority, since, due
-FROM waiting_messages
-WHERE customer_id = $1;
+-- The customer's waiting messages, but for those of a run that has ended
+-- (a run terminated while its decision was under way may write its
+-- waiting message after close-run gave its places up).
+SELECT w.request_key, w.priority, w.since, w.due
+FROM waiting_messages w
+WHERE w.customer_id = $1
+  AND NOT EXISTS (
+      SELECT 1 FROM journey_runs r
+      WHERE w.run_id <> '' AND r.workflow_id = w.workflow_id AND r.run_id = w.run_id AND r.ended_at IS NOT NULL);
 
 -- name: insert-decision
 INSERT INTO contact_ledger (
@@ -50,8 +56,8 @@ INSERT INTO contact_ledger (
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21);
 
 -- name: upsert-waiting
-INSERT INTO waiting_messages (request_key, customer_id, priority, since, due)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO waiting_messages (request_key, customer_id, priority, since, due, workflow_id, run_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (request_key) DO UPDATE SET priority = EXCLUDED.priority, due = EXCLUDED.due;
 
 -- name: delete-waiting
