@@ -744,7 +744,7 @@ func Compose(cat *catalog.Catalog, signer *links.Signer, m Message, now time.Tim
 	data := render.Data{Customer: cv, Event: ev, Received: rv, Location: loc}
 	var unsub string
 	if signer != nil {
-		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, now)
+		unsub, data.Links.Preferences = signer.For(c.ID, m.Topic, m.MessageID, now)
 		data.Links.Unsubscribe = unsub
 		data.Links.Answer = func(survey, answer string) string { return signer.AnswerURL(m.Journey, c.ID, survey, answer, now) }
 		// Tracked links name the message by its ledger key; a click on

@@ -421,6 +421,17 @@ func TestUnsubscribeByMail(t *testing.T) {
 	if err != nil || !slices.Equal(c.TopicsOptedOut, []string{"loyalty"}) || !c.Consent["email"] {
 		t.Fatalf("after unsubscribing by email: opted out of %v, consent %v (%v); want loyalty only", c.TopicsOptedOut, c.Consent, err)
 	}
+	// Both ways name the message they came in, for the journey report.
+	id := strings.Trim(msg.Header.Get("Message-ID"), "<>")
+	var named string
+	if err := b.store.Pool().QueryRow(ctx, `SELECT message_id FROM consent_ledger WHERE customer_id = 'c-1' AND source = 'unsubscribe'`).
+		Scan(&named); err != nil || named != id {
+		t.Fatalf("the unsubscribe by email names message %q (%v), want %q", named, err, id)
+	}
+	claims, err := b.acts.Links.Verify(links.Unsubscribe, m[1][strings.LastIndex(m[1], "/")+1:], noon()())
+	if err != nil || claims.Message != id {
+		t.Fatalf("the unsubscribe link names message %q (%v), want %q", claims.Message, err, id)
+	}
 }
 
 // TestPushTooLongIsCut: a push message whose data makes it too large for

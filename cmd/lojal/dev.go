@@ -295,7 +295,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "explain any customer's messages (while lojal dev runs):\n  %s\n", whyCommand(cfg.DatabaseURL, stack.pg != nil, selfPath(), customers[0].ID))
 	}
 	if len(customers) > 0 {
-		_, prefs := signer.For(customers[0].ID, "", time.Now())
+		_, prefs := signer.For(customers[0].ID, "", "", time.Now())
 		fmt.Fprintf(stdout, "\n%s's preference centre: %s\n", customerName(customers[0]), prefs)
 		fmt.Fprintf(stdout, "try: curl -H 'Authorization: Bearer %s' %s/v1/customers/%s/history\n", token, cfg.PublicURL, customers[0].ID)
 	}

@@ -436,8 +436,10 @@ func TestPreferenceCentre(t *testing.T) {
 	if len(opted) != 3 || slices.Contains(opted, any("service")) {
 		t.Fatalf("opted out of %v", opted)
 	}
-	// One-click unsubscribe (RFC 8058), no page involved.
-	unsub := f.link(t, links.Unsubscribe, "c-1", "service", time.Now().Add(time.Hour))
+	// One-click unsubscribe (RFC 8058), no page involved, with the link
+	// of one message: the unsubscribe names it.
+	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: "c-1", Topic: "service",
+		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
 	r = f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded")
 	if r.Status != 200 {
 		t.Fatalf("one-click %d: %s", r.Status, r.Body)
@@ -445,6 +447,19 @@ func TestPreferenceCentre(t *testing.T) {
 	c = f.do(t, "GET", "/v1/customers/c-1", "").json(t)
 	if !slices.Contains(list(c["topics_opted_out"]), any("service")) {
 		t.Fatalf("not unsubscribed from service: %v", c["topics_opted_out"])
+	}
+	var message string
+	if err := f.Store.Pool().QueryRow(context.Background(),
+		`SELECT message_id FROM consent_ledger WHERE customer_id = 'c-1' AND source = 'unsubscribe'`).Scan(&message); err != nil {
+		t.Fatal(err)
+	}
+	if message != "<m-1@lojal.example>" {
+		t.Fatalf("the unsubscribe names message %q, want the link's", message)
+	}
+	// The consent evidence shows it.
+	ev := f.do(t, "GET", "/v1/customers/c-1/consent", "")
+	if ev.Status != 200 || !strings.Contains(ev.Body, `"message_id":"\u003cm-1@lojal.example\u003e"`) {
+		t.Fatalf("consent evidence %d does not name the message: %s", ev.Status, ev.Body)
 	}
 }
 

@@ -353,7 +353,9 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	if claims.Topic == "" {
 		note = "unsubscribed_all"
 	}
-	if err := s.Store.Unsubscribe(r.Context(), c.ID, claims.Topic, s.topics(), s.customerCapture(c, policy.SourceUnsubscribe)); err != nil {
+	capture := s.customerCapture(c, policy.SourceUnsubscribe)
+	capture.MessageID = claims.Message
+	if err := s.Store.Unsubscribe(r.Context(), c.ID, claims.Topic, s.topics(), capture); err != nil {
 		s.Log.Error("unsubscribe", "err", err)
 		s.render(w, http.StatusInternalServerError, pageView{Locale: uiLocale(c.Locale), Problem: "invalid"})
 		return

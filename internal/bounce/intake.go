@@ -249,7 +249,7 @@ func (in *Intake) UnsubscribeByMail(ctx context.Context, envelopeTo []string) (h
 			all = in.Topics()
 		}
 		capture := store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: time.Now(),
-			Evidence: "email to the List-Unsubscribe address of message " + messageID}
+			Evidence: "email to the List-Unsubscribe address of message " + messageID, MessageID: messageID}
 		if err := in.Store.Unsubscribe(ctx, m.CustomerID, m.Topic, all, capture); errors.Is(err, store.ErrNotFound) {
 			in.Log.Warn("unsubscribe by email ignored: the customer no longer exists", "message", messageID)
 			continue

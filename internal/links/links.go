@@ -35,6 +35,10 @@ type Claims struct {
 	// all messages.
 	Topic   string
 	Expires time.Time
+	// Message is the Message-ID of the message an unsubscribe link came
+	// in, so the unsubscribe is counted against that message's journey.
+	// Links made before it was added have none.
+	Message string
 }
 
 // Errors from Verify.
@@ -65,9 +69,16 @@ func NewSigner(key []byte, base string, ttl time.Duration) (*Signer, error) {
 	return &Signer{key: key, base: strings.TrimSuffix(base, "/"), ttl: ttl}, nil
 }
 
-// Token signs claims. The kind is part of the signed payload.
+// Token signs claims. The kind is part of the signed payload. Claims
+// without a Message make the same (v1) token as before Message was added;
+// with one, a v2 token carries it as a sixth field.
 func (s *Signer) Token(c Claims) string {
-	payload := strings.Join([]string{"v1", c.Kind, c.CustomerID, c.Topic, strconv.FormatInt(c.Expires.Unix(), 10)}, "\x1f")
+	fields := []string{"v1", c.Kind, c.CustomerID, c.Topic, strconv.FormatInt(c.Expires.Unix(), 10)}
+	if c.Message != "" {
+		fields = append(fields, c.Message)
+		fields[0] = "v2"
+	}
+	payload := strings.Join(fields, "\x1f")
 	enc := base64.RawURLEncoding.EncodeToString([]byte(payload))
 	return enc + "." + base64.RawURLEncoding.EncodeToString(s.mac(enc))
 }
@@ -83,10 +94,11 @@ func (s *Signer) URL(c Claims) string {
 	return fmt.Sprintf("%s/%s/%s", s.base, c.Kind, s.Token(c))
 }
 
-// For returns the unsubscribe and preference links for one message.
-func (s *Signer) For(customerID, topic string, now time.Time) (unsubscribe, preferences string) {
+// For returns the unsubscribe and preference links for one message;
+// messageID (its Message-ID, or "") goes in the unsubscribe link.
+func (s *Signer) For(customerID, topic, messageID string, now time.Time) (unsubscribe, preferences string) {
 	exp := now.Add(s.ttl)
-	return s.URL(Claims{Kind: Unsubscribe, CustomerID: customerID, Topic: topic, Expires: exp}),
+	return s.URL(Claims{Kind: Unsubscribe, CustomerID: customerID, Topic: topic, Expires: exp, Message: messageID}),
 		s.URL(Claims{Kind: Preferences, CustomerID: customerID, Expires: exp})
 }
 
@@ -112,7 +124,7 @@ func (s *Signer) Verify(kind, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrInvalid
 	}
 	parts := strings.Split(string(raw), "\x1f")
-	if len(parts) != 5 || parts[0] != "v1" || parts[1] != kind {
+	if !(len(parts) == 5 && parts[0] == "v1" || len(parts) == 6 && parts[0] == "v2" && parts[5] != "") || parts[1] != kind {
 		return Claims{}, ErrInvalid
 	}
 	exp, err := strconv.ParseInt(parts[4], 10, 64)
@@ -120,6 +132,9 @@ func (s *Signer) Verify(kind, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrInvalid
 	}
 	c := Claims{Kind: parts[1], CustomerID: parts[2], Topic: parts[3], Expires: time.Unix(exp, 0)}
+	if len(parts) == 6 {
+		c.Message = parts[5]
+	}
 	if !now.Before(c.Expires) {
 		return c, ErrExpired
 	}

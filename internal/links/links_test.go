@@ -14,14 +14,19 @@ func TestSignAndVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	unsub, prefs := s.For("c-1", "service", now)
+	v1, _ := s.For("c-1", "service", "", now)
+	unsub, prefs := s.For("c-1", "service", "<m-1@lojal.example>", now)
 	if !strings.HasPrefix(unsub, "https://lojal.example/u/") || !strings.HasPrefix(prefs, "https://lojal.example/p/") {
 		t.Fatalf("links %s %s", unsub, prefs)
 	}
 	tok := strings.TrimPrefix(unsub, "https://lojal.example/u/")
 	c, err := s.Verify(Unsubscribe, tok, now)
-	if err != nil || c.CustomerID != "c-1" || c.Topic != "service" || c.Kind != Unsubscribe {
+	if err != nil || c.CustomerID != "c-1" || c.Topic != "service" || c.Kind != Unsubscribe || c.Message != "<m-1@lojal.example>" {
 		t.Fatalf("verify: %+v %v", c, err)
+	}
+	// A link made before links named their message still works.
+	if c, err := s.Verify(Unsubscribe, strings.TrimPrefix(v1, "https://lojal.example/u/"), now); err != nil || c.CustomerID != "c-1" || c.Message != "" {
+		t.Fatalf("verify a link without a message: %+v %v", c, err)
 	}
 	if _, err := s.Verify(Unsubscribe, tok, now.Add(2*time.Hour)); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired: %v", err)
@@ -32,9 +37,14 @@ func TestSignAndVerify(t *testing.T) {
 	}
 	// Re-signing a changed payload needs the key: swap the customer and
 	// keep the signature.
-	forged := s.Token(Claims{Kind: Unsubscribe, CustomerID: "c-2", Topic: "service", Expires: c.Expires})
+	forged := s.Token(Claims{Kind: Unsubscribe, CustomerID: "c-2", Topic: "service", Expires: c.Expires, Message: c.Message})
 	forged = forged[:strings.Index(forged, ".")] + tok[strings.Index(tok, "."):]
-	for _, bad := range []string{forged, tok + "x", "x" + tok, "", "no-dot", strings.Repeat("a", 2000), tok[:strings.Index(tok, ".")] + ".%%%"} {
+	// Nor can the message be changed or dropped.
+	otherMessage := s.Token(Claims{Kind: Unsubscribe, CustomerID: "c-1", Topic: "service", Expires: c.Expires, Message: "<m-2@lojal.example>"})
+	otherMessage = otherMessage[:strings.Index(otherMessage, ".")] + tok[strings.Index(tok, "."):]
+	dropped := s.Token(Claims{Kind: Unsubscribe, CustomerID: "c-1", Topic: "service", Expires: c.Expires})
+	dropped = dropped[:strings.Index(dropped, ".")] + tok[strings.Index(tok, "."):]
+	for _, bad := range []string{forged, otherMessage, dropped, tok + "x", "x" + tok, "", "no-dot", strings.Repeat("a", 2000), tok[:strings.Index(tok, ".")] + ".%%%"} {
 		if _, err := s.Verify(Unsubscribe, bad, now); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Verify(%.30q) = %v, want ErrInvalid", bad, err)
 		}
@@ -51,7 +61,7 @@ func TestKindsAreNotInterchangeable(t *testing.T) {
 	t.Parallel()
 	s, _ := NewSigner([]byte("0123456789abcdef0123456789abcdef"), "https://lojal.example", time.Hour)
 	now := time.Now()
-	unsub, prefs := s.For("c-1", "", now)
+	unsub, prefs := s.For("c-1", "", "", now)
 	u := strings.TrimPrefix(unsub, "https://lojal.example/u/")
 	p := strings.TrimPrefix(prefs, "https://lojal.example/p/")
 	if _, err := s.Verify(Preferences, u, now); !errors.Is(err, ErrInvalid) {

@@ -113,6 +113,9 @@ type ConsentEntry struct {
 	// Evidence holds what else proves the entry: the double opt-in
 	// request it confirms, the value recorded before the ledger existed.
 	Evidence string `json:"evidence,omitempty"`
+	// MessageID is the Message-ID of the message whose link the customer
+	// used (a one-click unsubscribe).
+	MessageID string `json:"message_id,omitempty"`
 	// A soft opt-in rests on a sale: its id, when it was made, and the
 	// product group it was in.
 	SaleID       string    `json:"sale_id,omitempty"`

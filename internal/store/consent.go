@@ -34,11 +34,15 @@ type Capture struct {
 	Wording func(e policy.ConsentEntry) (text, version string)
 	// Evidence is recorded with every entry.
 	Evidence string
+	// MessageID is the Message-ID of the message whose link the customer
+	// used (a one-click unsubscribe), recorded with every entry: reports
+	// count the unsubscribe against that message's journey.
+	MessageID string
 }
 
 func (c Capture) entry(channel, topic string, a policy.ConsentAction) policy.ConsentEntry {
 	e := policy.ConsentEntry{Channel: channel, Topic: topic, Action: a, Basis: policy.BasisConsent,
-		Source: c.Source, Actor: c.Actor, Locale: c.Locale, At: c.At, Evidence: c.Evidence}
+		Source: c.Source, Actor: c.Actor, Locale: c.Locale, At: c.At, Evidence: c.Evidence, MessageID: c.MessageID}
 	if c.Wording != nil {
 		e.Wording, e.WordingVersion = c.Wording(e)
 	}
@@ -238,7 +242,7 @@ func (s *Store) appendConsent(ctx context.Context, tx pgx.Tx, customerID string,
 			saleAt = &e.SaleAt
 		}
 		err := tx.QueryRow(ctx, s.q.InsertConsentEntry, customerID, e.Channel, e.Topic, string(e.Action), string(e.Basis),
-			e.Wording, e.WordingVersion, e.Locale, e.At, e.Source, e.Actor, e.Evidence, e.SaleID, saleAt, e.ProductGroup).
+			e.Wording, e.WordingVersion, e.Locale, e.At, e.Source, e.Actor, e.Evidence, e.SaleID, saleAt, e.ProductGroup, e.MessageID).
 			Scan(&e.ID, &e.RecordedAt)
 		if err != nil {
 			return nil, fmt.Errorf("append %s %s/%s: %w", e.Action, e.Channel, e.Topic, err)

@@ -84,8 +84,10 @@ type JourneyStats struct {
 	Complaints    int64
 }
 
-// UnsubscribeAttribution is how far back an unsubscribe looks for the
-// message it is attributed to (the customer's last before it).
+// UnsubscribeAttribution is how far back an unsubscribe that names no
+// message (the preference centre, links made before links named their
+// message) looks for the message it is attributed to: the customer's last
+// before it. One that names its message is that message's.
 const UnsubscribeAttribution = 30 * 24 * time.Hour
 
 // JourneyReport returns per-journey statistics for runs started and

@@ -240,3 +240,62 @@ func TestRetainPrunesDialogue(t *testing.T) {
 		t.Errorf("c-2 kept %+v; want the open conversation, its reply and the recent answer", d2)
 	}
 }
+
+// TestUnsubscribeCountsForTheMessageItCameFrom: a customer who got a
+// message of journey a, then one of journey b, unsubscribes with the link
+// in a's message. The unsubscribe is a's, not that of the last message
+// before it; one with no message (the preference centre) still goes to
+// the last message within 30 days.
+func TestUnsubscribeCountsForTheMessageItCameFrom(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	send := func(customer, journeyID string, at time.Time) string {
+		t.Helper()
+		key := fmt.Sprintf("w-%s-%s@r/s#1", journeyID, customer)
+		req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: customer, WorkflowID: "w-" + journeyID, JourneyID: journeyID,
+			StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: at, Now: at, ReservationTTL: time.Hour,
+			MessageID: fmt.Sprintf("m-%s-%s@example", journeyID, customer)}
+		if _, err := s.Decide(ctx, req, time.Hour, func(store.Snapshot) policy.Decision {
+			return policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonOK, Channel: "email"}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		attempt, err := s.BeginSend(ctx, key+".1", store.Sending{MessageID: req.MessageID, Address: customer + "@example.no"})
+		if err == nil {
+			err = s.MarkSent(ctx, key+".1", attempt, at)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req.MessageID
+	}
+	for _, c := range []string{"c-1", "c-2"} {
+		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: c, Email: c + "@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fromA := send("c-1", "a", now.Add(-2*time.Hour))
+	send("c-1", "b", now.Add(-time.Hour))
+	send("c-2", "a", now.Add(-2*time.Hour))
+	send("c-2", "b", now.Add(-time.Hour))
+	if err := s.Unsubscribe(ctx, "c-1", "", []string{"service"},
+		store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: now, MessageID: fromA}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unsubscribe(ctx, "c-2", "", []string{"service"}, store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.JourneyReport(ctx, now.Add(-3*time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range rep {
+		got[r.JourneyID] = r.Unsubscribes
+	}
+	if got["a"] != 1 || got["b"] != 1 {
+		t.Fatalf("unsubscribes per journey %v, want a 1 (c-1 used a's link) and b 1 (c-2's last message)", got)
+	}
+}

@@ -5,8 +5,8 @@ SELECT consent_ledger_json($1);
 
 -- name: insert-consent-entry
 INSERT INTO consent_ledger (customer_id, channel, topic, action, basis, wording, wording_version, locale, at,
-                            source, actor, evidence, sale_id, sale_at, product_group)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                            source, actor, evidence, sale_id, sale_at, product_group, message_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 RETURNING id, recorded_at;
 
 -- name: customer-exists

@@ -49,23 +49,31 @@ WHERE c.received_at >= $1 AND c.received_at < $2
 GROUP BY 1;
 
 -- name: journey-unsubscribes
--- Unsubscribes (one-click, or by email) from $1 to $2, per journey of the
--- last message the customer got before it, within 30 days before it ($3:
--- $1 less 30 days, so only those months of the ledger are read). One
+-- Unsubscribes (one-click, or by email) from $1 to $2, per journey: that
+-- of the message whose link the customer used, or, for one that names no
+-- message (the preference centre, entries from before links named their
+-- message) or a message sent before $3, of the last message the customer
+-- got before it within 30 days ($3: $1 less 30 days, so only those months
+-- of the ledger are read). One
 -- unsubscribe withdraws several entries (channels, topics) at one time:
 -- it counts once.
 WITH u AS (
-    SELECT DISTINCT customer_id, at
+    SELECT DISTINCT customer_id, at, message_id
     FROM consent_ledger
     WHERE source = 'unsubscribe' AND action = 'withdraw' AND recorded_at >= $1 AND recorded_at < $2
 )
 SELECT l.journey_id, count(*)
 FROM u
 CROSS JOIN LATERAL (
-    SELECT journey_id FROM contact_ledger
-    WHERE customer_id = u.customer_id AND status IN ('sent', 'uncertain')
-      AND decided_at >= $3 AND decided_at <= u.at AND decided_at >= u.at - interval '30 days'
-    ORDER BY decided_at DESC
+    (SELECT journey_id FROM contact_ledger
+     WHERE u.message_id <> '' AND message_id = u.message_id AND decided_at >= $3 AND decided_at < $2
+     LIMIT 1)
+    UNION ALL
+    (SELECT journey_id FROM contact_ledger
+     WHERE customer_id = u.customer_id AND status IN ('sent', 'uncertain')
+       AND decided_at >= $3 AND decided_at <= u.at AND decided_at >= u.at - interval '30 days'
+     ORDER BY decided_at DESC
+     LIMIT 1)
     LIMIT 1
 ) l
 GROUP BY 1;
