@@ -323,3 +323,39 @@ func TestBulkLaneIsPaced(t *testing.T) {
 		t.Fatalf("routed %d bulk events in 2 s at 10 a second (batches of 10), want about 30", out.Bulk)
 	}
 }
+
+// TestOutcomeEventMarksTheRun: the journey declares an outcome (the
+// customer pays within 30 days). The payment comes after the run ended;
+// it is not routed to any run, and the report counts the run as having
+// reached it.
+func TestOutcomeEventMarksTheRun(t *testing.T) {
+	t.Parallel()
+	s := stacktest.New(t, stacktest.Options{Journeys: "testdata/outcome"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := journey.Customer{ID: "c-paid", Email: "c-paid@example.no", Locale: "en", Timezone: "Europe/Oslo",
+		Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
+	if _, err := s.Store.UpsertCustomer(ctx, c, "test"); err != nil {
+		t.Fatal(err)
+	}
+	r := &dispatch.Router{Store: s.Store, Temporal: s.Client, Catalog: s.Catalog, Log: s.Log, TaskQueue: s.TaskQueue}
+	start := journey.Event{ID: "e-start", Type: "trial.started", CustomerID: c.ID, At: time.Now().UTC(), Data: map[string]any{"trial_id": "t-1"}}
+	if _, err := r.Route(ctx, start); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Client.GetWorkflow(ctx, workflows.WorkflowID("trial", c.ID, ""), "").Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	paid := journey.Event{ID: "e-paid", Type: "trial.paid", CustomerID: c.ID, At: time.Now().UTC(), Data: map[string]any{"trial_id": "t-1"}}
+	res, err := r.Route(ctx, paid)
+	if err != nil || len(res.Journeys) != 0 {
+		t.Fatalf("the payment was routed: %+v %v; want it counted, not routed", res.Journeys, err)
+	}
+	rep, err := s.Store.JourneyReport(ctx, start.At.Add(-time.Hour), start.At.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != 1 || rep[0].Treated.Goals+rep[0].HeldOut.Goals != 1 {
+		t.Fatalf("report %+v, want the one run counted as having reached its outcome", rep)
+	}
+}

@@ -207,8 +207,9 @@ func (r *Router) routeWith(ctx context.Context, e journey.Event, cust *journey.C
 
 // route routes e to the journeys it concerns (only to journey only, when
 // set; with its customer when known, as the caller read it) and settles:
-// the runs it started, the outcomes and, when dispatched, the event marked
-// routed, in one transaction. Events parked for the runs it started are
+// the runs it started, the routing outcomes, the journeys' declared
+// outcomes it is and, when dispatched, the event marked routed, in one
+// transaction. Events parked for the runs it started are
 // delivered after.
 func (r *Router) route(ctx context.Context, e journey.Event, only string, dispatched bool, known *journey.Customer) (Result, error) {
 	cat := r.Catalog.Current()
@@ -261,6 +262,15 @@ func (r *Router) route(ctx context.Context, e journey.Event, only string, dispat
 	}
 	if dispatched {
 		set.Dispatched = []string{e.ID}
+	}
+	if only == "" {
+		// The event may be journeys' declared outcome: counted for the
+		// customer's runs that began within the window, not routed.
+		for _, j := range cat.Journeys {
+			if o := j.Outcome; o != nil && o.Event == e.Type {
+				set.Outcomes = append(set.Outcomes, store.OutcomeReached{JourneyID: j.ID, CustomerID: cust.ID, At: e.At, Within: o.Within})
+			}
+		}
 	}
 	parked, err := r.Store.Settle(ctx, set)
 	if err != nil {

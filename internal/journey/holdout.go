@@ -75,3 +75,27 @@ func (d *decoder) holdout(n *yaml.Node) int {
 	}
 	return int(v*100 + 0.5)
 }
+
+// outcome decodes a journey's declared outcome: outcome: { event: ...,
+// within: 30d }.
+func (d *decoder) outcome(n *yaml.Node, schema *Schema) *OutcomeEvent {
+	o := &OutcomeEvent{}
+	ok := d.mapping(n, "outcome",
+		field{name: "event", required: true, decode: func(_, v *yaml.Node) { o.Event = d.eventType(v, schema, "outcome event") }},
+		field{name: "within", required: true, decode: func(_, v *yaml.Node) {
+			w, ok := d.duration(v, "outcome within")
+			switch {
+			case !ok:
+			case w <= 0:
+				d.errorf(v, "outcome within %s: must be longer than zero (the time after entering in which the event counts)", v.Value)
+			case w > MaxOutcomeWindow:
+				d.errorf(v, "outcome within %s: at most 365d (runs are kept no longer in the report)", v.Value)
+			default:
+				o.Within = w
+			}
+		}})
+	if !ok {
+		return nil
+	}
+	return o
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 	"testing"
 )
 
@@ -123,5 +124,42 @@ func TestDiffShowsHoldout(t *testing.T) {
 		if c.Field == "holdout" && c.Pressure != "" {
 			t.Errorf("a raised holdout is marked as pressure: %+v", c)
 		}
+	}
+}
+
+// TestOutcomeParses: a journey may declare the outcome its holdout is
+// judged on, an event within a window after entry; a holdout then needs
+// no goal.
+func TestOutcomeParses(t *testing.T) {
+	t.Parallel()
+	send := "  - id: hi\n    send: { channel: email, template: hi }\n"
+	j := mustParse(t, head+send+"holdout: 10%\noutcome: { event: policy.renewed, within: 30d }\n")
+	if j.Outcome == nil || j.Outcome.Event != "policy.renewed" || j.Outcome.Within != 30*24*time.Hour {
+		t.Fatalf("outcome %+v", j.Outcome)
+	}
+	if j.Listens("policy.renewed") {
+		t.Error("an outcome event is routed to runs; it is only counted")
+	}
+	if j := mustParse(t, head+send); j.Outcome != nil {
+		t.Errorf("no outcome declared: %+v", j.Outcome)
+	}
+}
+
+// TestOutcomeMistakes: an outcome is refused where it is written when its
+// event is unknown or its window is missing, not a duration, or too long.
+func TestOutcomeMistakes(t *testing.T) {
+	t.Parallel()
+	send := "  - id: hi\n    send: { channel: email, template: hi }\n"
+	// head is lines 1-5, the step lines 6-7, outcome line 8.
+	for _, m := range []mistake{
+		{"unknown event", "{ event: policy.bought, within: 30d }", "8:19: outcome event \"policy.bought\""},
+		{"no window", "{ event: policy.renewed }", "8:10: outcome: missing field \"within\""},
+		{"no event", "{ within: 30d }", "8:10: outcome: missing field \"event\""},
+		{"bad window", "{ event: policy.renewed, within: soon }", "8:43: outcome within"},
+		{"zero window", "{ event: policy.renewed, within: 0s }", "8:43: outcome within 0s: must be longer than zero"},
+		{"long window", "{ event: policy.renewed, within: 400d }", "8:43: outcome within 400d: at most 365d"},
+		{"a list", "[policy.renewed]", "8:10: outcome must be a mapping"},
+	} {
+		checkMistakes(t, parseJourney(t), []mistake{{m.name, head + send + "outcome: " + m.src + "\n", m.want}})
 	}
 }

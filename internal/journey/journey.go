@@ -67,6 +67,10 @@ type Journey struct {
 	// Holdout is the share of entrants, in basis points (HoldoutScale),
 	// kept out of the journey's sends (HeldOut); 0 keeps nobody out.
 	Holdout int
+	// Outcome, when set, is what the holdout is judged on besides the
+	// goal: the customer's event of this type within a window after
+	// entering, whether or not the run is still going.
+	Outcome *OutcomeEvent
 	// Helper names the helper in policy.yaml's conversations.helpers who
 	// takes replies to this journey's messages (a customer record's own
 	// helper comes first); FromHelper sends its emails with the helper's
@@ -116,6 +120,17 @@ type Reentry struct {
 
 // Goal ends a run early, at any step, when its event arrives.
 type Goal struct{ Event string }
+
+// OutcomeEvent is a journey's declared outcome: an event of type Event
+// within Within after a run began counts as the journey working for
+// that run (docs/holdouts.md). It is counted, not routed to the run.
+type OutcomeEvent struct {
+	Event  string
+	Within time.Duration
+}
+
+// MaxOutcomeWindow bounds an outcome's window: a year.
+const MaxOutcomeWindow = 365 * 24 * time.Hour
 
 // Step is one step of a journey.
 type Step struct {
@@ -250,6 +265,7 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 			j.Goal = g
 		}},
 		field{name: "holdout", decode: func(_, v *yaml.Node) { holdoutNode, j.Holdout = v, d.holdout(v) }},
+		field{name: "outcome", decode: func(_, v *yaml.Node) { j.Outcome = d.outcome(v, schema) }},
 		field{name: "steps", required: true, decode: func(_, v *yaml.Node) { stepsNode = v }},
 	)
 	// Expressions are compiled once the trigger (and so the type of
@@ -283,9 +299,10 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 	if len(j.Steps) > 0 {
 		d.checkGraph(j)
 	}
-	if d.strict && j.Holdout > 0 && j.Goal == nil {
+	if d.strict && j.Holdout > 0 && j.Goal == nil && j.Outcome == nil {
 		d.errorf(holdoutNode, "holdout %s: the journey has no goal, so held-out and treated customers have nothing to be compared on: "+
-			"add goal: { event: ... } (the event that says the journey worked), or remove holdout", strings.TrimSpace(holdoutNode.Value))
+			"add goal: { event: ... } (the event that says the journey worked) or outcome: { event: ..., within: ... }, or remove holdout",
+			strings.TrimSpace(holdoutNode.Value))
 	}
 	if d.strict && len(j.Steps) > 0 {
 		// Names need no sound graph; what is present along the steps does.

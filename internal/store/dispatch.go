@@ -111,16 +111,28 @@ type Settlement struct {
 	Routes  []Route
 	// Dispatched marks these events routed.
 	Dispatched []string
+	// Outcomes are journeys' declared outcomes the event is.
+	Outcomes []OutcomeReached
+}
+
+// OutcomeReached is a customer's event that is a journey's declared
+// outcome (journey.OutcomeEvent): it marks the customer's runs of the
+// journey that began within Within before At.
+type OutcomeReached struct {
+	JourneyID  string
+	CustomerID string
+	At         time.Time
+	Within     time.Duration
 }
 
 // Settle records a settlement in one round trip and one transaction: the
-// started runs' Temporal run ids, the routes, the events marked
-// dispatched, all or nothing. It returns, per started run's workflow id,
+// started runs' Temporal run ids, the routes, the outcomes reached, the
+// events marked dispatched, all or nothing. It returns, per started run's workflow id,
 // the events parked for it before it existed, oldest first, for the
 // caller to deliver.
 func (s *Store) Settle(ctx context.Context, st Settlement) (map[string][]ParkedEvent, error) {
 	parked := map[string][]ParkedEvent{}
-	if len(st.Started)+len(st.Routes)+len(st.Dispatched) == 0 {
+	if len(st.Started)+len(st.Routes)+len(st.Dispatched)+len(st.Outcomes) == 0 {
 		return parked, nil
 	}
 	b := s.genericTx()
@@ -129,6 +141,9 @@ func (s *Store) Settle(ctx context.Context, st Settlement) (map[string][]ParkedE
 	}
 	for _, r := range st.Routes {
 		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil)
+	}
+	for _, o := range st.Outcomes {
+		b.Queue(s.q.ReachOutcome, o.JourneyID, o.CustomerID, o.At, o.Within)
 	}
 	if len(st.Dispatched) > 0 {
 		b.Queue(s.q.MarkDispatchedMany, st.Dispatched)

@@ -117,6 +117,11 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"journey-complaints", []any{now.Add(-28 * day), now}, 0},
 		{"journey-unsubscribes", []any{now.Add(-28 * day), now, now.Add(-58 * day)}, 3},
 		{"record-run-group", []any{"j1", "e-8", true}, 0},
+		// An event that is a journey's declared outcome marks its runs.
+		{"reach-outcome", []any{"j1", "c-77", now, "720h"}, 0},
+		// Ending a run gives up its waiting messages' places.
+		{"finish-run", []any{"j1", "e-8", "exit"}, 0},
+		{"waiting-for-customer", []any{"c-77"}, 0},
 	}
 	// A scan of a partition that holds nothing (a month ahead) costs
 	// nothing, and the planner says so: such lines are left out.

@@ -299,3 +299,54 @@ func TestUnsubscribeCountsForTheMessageItCameFrom(t *testing.T) {
 		t.Fatalf("unsubscribes per journey %v, want a 1 (c-1 used a's link) and b 1 (c-2's last message)", got)
 	}
 }
+
+// TestOutcomeWithinItsWindowCounts: a journey's declared outcome (an
+// event within a window after entering) counts as reached for the runs it
+// falls in, even after they ended; not for a run it came before, nor
+// after the window.
+func TestOutcomeWithinItsWindowCounts(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	var started time.Time
+	for i, held := range []bool{false, false, false, true} {
+		id := fmt.Sprintf("c-%d", i)
+		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: id, Email: id + "@example.no"}, "crm"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.RecordRun(ctx, "w-"+id, "renewal", "v1", id, "", "e-"+id); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordRunGroup(ctx, "renewal", "e-"+id, held); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FinishRun(ctx, "renewal", "e-"+id, "exit"); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.LatestRun(ctx, "renewal", id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		started = r.StartedAt
+	}
+	within := 30 * 24 * time.Hour
+	reach := func(customer string, at time.Time) {
+		t.Helper()
+		if _, err := s.Settle(ctx, store.Settlement{Outcomes: []store.OutcomeReached{
+			{JourneyID: "renewal", CustomerID: customer, At: at, Within: within}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reach("c-0", started.Add(7*24*time.Hour))  // a week after the run: counts
+	reach("c-1", started.Add(40*24*time.Hour)) // past the window
+	reach("c-2", started.Add(-time.Hour))      // before the run began
+	reach("c-3", started.Add(time.Hour))       // held out: counts for that group
+	reach("c-0", started.Add(8*24*time.Hour))  // again: still one
+	rep, err := s.JourneyReport(ctx, started.Add(-time.Hour), started.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != 1 || rep[0].Treated != (store.JourneyGroup{Entrants: 3, Goals: 1}) || rep[0].HeldOut != (store.JourneyGroup{Entrants: 1, Goals: 1}) {
+		t.Fatalf("report %+v, want treated 3 with 1 outcome reached, held out 1 with 1", rep)
+	}
+}

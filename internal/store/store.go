@@ -79,6 +79,7 @@ type queries struct {
 	UndispatchedEvents    string `query:"undispatched-events"`
 	RunByEntry            string `query:"run-by-entry"`
 	SetRunID              string `query:"set-run-id"`
+	ReachOutcome          string `query:"reach-outcome"`
 	CloseRun              string `query:"close-run"`
 	RunsToCheck           string `query:"runs-to-check"`
 	MarkRunsChecked       string `query:"mark-runs-checked"`

@@ -14,12 +14,21 @@ ON CONFLICT (request_key) DO NOTHING;
 -- name: journey-entrants
 -- Runs that started from $1 to $2, per journey and group (NULL: the
 -- journey had no holdout, counted as treated), and how many reached the
--- goal.
-SELECT journey_id, coalesce(holdout, false), count(*), count(*) FILTER (WHERE outcome = 'goal')
+-- goal or the journey's declared outcome (reach-outcome).
+SELECT journey_id, coalesce(holdout, false), count(*), count(*) FILTER (WHERE outcome = 'goal' OR outcome_at IS NOT NULL)
 FROM journey_runs
 WHERE started_at >= $1 AND started_at < $2
 GROUP BY 1, 2
 ORDER BY 1, 2;
+
+-- name: reach-outcome
+-- A customer's event that is a journey's declared outcome, at $3: it
+-- marks the customer's runs of the journey that began within $4 before
+-- it, once (the first such event is kept).
+UPDATE journey_runs
+SET outcome_at = $3
+WHERE journey_id = $1 AND customer_id = $2 AND outcome_at IS NULL
+  AND started_at <= $3 AND started_at >= $3 - $4::interval;
 
 -- name: journey-messages
 -- Messages sent (or possibly delivered) from $1 to $2, per journey.
