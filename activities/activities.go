@@ -528,7 +528,9 @@ const handOverMargin = time.Second
 // Temporal gave the attempt up and a retry took the message and delivered
 // it: only the attempt's deadline, which Temporal passes before it lets
 // another attempt begin, tells the stale one. (A worker killed instead
-// writes nothing more, and the ownership check is enough.)
+// writes nothing more, and the ownership check is enough.) A pause
+// between this check and the final "." (a few instructions) is not
+// covered.
 func attemptLive(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("not handed over: the attempt's time is over and another may have the message: %w", err)
@@ -673,8 +675,15 @@ func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int,
 }
 
 func (a *Activities) envelope(ctx context.Context, cat *catalog.Catalog, d store.Delivery, c journey.Customer, in DeliverInput, now time.Time) (channel.Envelope, error) {
+	// The Message-ID the decision recorded, which the message is sent
+	// with and its unsubscribe link names; a decision from before it was
+	// recorded derives it.
+	messageID := d.MessageID
+	if messageID == "" {
+		messageID = MessageID(in.IdempotencyKey, a.MessageDomain)
+	}
 	env, err := Compose(cat, a.Links, Message{Journey: d.JourneyID, Template: d.Template, Channel: d.Channel, Topic: d.Topic, Customer: c, Trigger: in.Trigger,
-		Received: in.Received, IdempotencyKey: in.IdempotencyKey, MessageID: MessageID(in.IdempotencyKey, a.MessageDomain)}, now)
+		Received: in.Received, IdempotencyKey: in.IdempotencyKey, MessageID: messageID}, now)
 	if err != nil {
 		return env, permanent{err}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,6 +217,50 @@ func TestARetriedEventIsRoutedAtOnce(t *testing.T) {
 	}
 	if !slices.EqualFunc(again.Routes, rec.Routes, func(a, b store.Route) bool { return a.RoutedAt.Equal(b.RoutedAt) }) {
 		t.Fatalf("routes after a retry of a routed event %+v, want %+v untouched", again.Routes, rec.Routes)
+	}
+}
+
+// counting counts what Temporal is asked about runs: starts, signals,
+// descriptions.
+type counting struct {
+	client.Client
+	calls atomic.Int64
+}
+
+func (c *counting) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	c.calls.Add(1)
+	return c.Client.SignalWithStartWorkflow(ctx, id, sig, arg, o, wf, args...)
+}
+
+func (c *counting) SignalWorkflow(ctx context.Context, id, run, sig string, arg any) error {
+	c.calls.Add(1)
+	return c.Client.SignalWorkflow(ctx, id, run, sig, arg)
+}
+
+func (c *counting) DescribeWorkflowExecution(ctx context.Context, id, run string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	c.calls.Add(1)
+	return c.Client.DescribeWorkflowExecution(ctx, id, run)
+}
+
+// TestAnEventTwiceInOneBatchIsRoutedOnce: the same event offered twice in
+// one request is stored once and routed once; its second copy is a
+// duplicate of one this request routes, not a retry of one left behind.
+func TestAnEventTwiceInOneBatchIsRoutedOnce(t *testing.T) {
+	t.Parallel()
+	s := stacktest.New(t, stacktest.Options{Journeys: shapes})
+	ctx := ctxFor(t, time.Minute)
+	c := customer(t, ctx, s.Dispatcher, "c-twice")
+	temporal := &counting{Client: s.Client}
+	d := *s.Dispatcher
+	d.Temporal = temporal
+	placed := event(c, "e-twice", "order.placed", "o-1", time.Now().UTC())
+	res, err := d.Accept(ctx, []journey.Event{placed, placed})
+	if err != nil || res[0].Status != ingest.StatusAccepted || res[1].Status != ingest.StatusDuplicate {
+		t.Fatalf("accept: %+v %v", res, err)
+	}
+	// order.placed starts await and nudge: two calls, once each.
+	if n := temporal.calls.Load(); n != 2 {
+		t.Fatalf("%d calls to Temporal for one event that starts two runs, want 2", n)
 	}
 }
 

@@ -342,11 +342,25 @@ func TestOutcomeWithinItsWindowCounts(t *testing.T) {
 	reach("c-2", started.Add(-time.Hour))      // before the run began
 	reach("c-3", started.Add(time.Hour))       // held out: counts for that group
 	reach("c-0", started.Add(8*24*time.Hour))  // again: still one
-	rep, err := s.JourneyReport(ctx, started.Add(-time.Hour), started.Add(time.Hour))
+	// A run routed late (the sweeper's grace, a backoff, an import): the
+	// customer entered when the trigger happened, ten minutes before the
+	// run was recorded, and the outcome came in between.
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-late", Email: "c-late@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	entered := time.Now().UTC().Add(-10 * time.Minute)
+	if _, err := s.AcceptEvents(ctx, []journey.Event{{ID: "e-c-late", Type: "renewal.due", CustomerID: "c-late", At: entered}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RecordRun(ctx, "w-c-late", "renewal", "v1", "c-late", "", "e-c-late"); err != nil {
+		t.Fatal(err)
+	}
+	reach("c-late", entered.Add(time.Minute))
+	rep, err := s.JourneyReport(ctx, started.Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep) != 1 || rep[0].Treated != (store.JourneyGroup{Entrants: 3, Goals: 1}) || rep[0].HeldOut != (store.JourneyGroup{Entrants: 1, Goals: 1}) {
-		t.Fatalf("report %+v, want treated 3 with 1 outcome reached, held out 1 with 1", rep)
+	if len(rep) != 1 || rep[0].Treated != (store.JourneyGroup{Entrants: 4, Goals: 2}) || rep[0].HeldOut != (store.JourneyGroup{Entrants: 1, Goals: 1}) {
+		t.Fatalf("report %+v, want treated 4 with 2 outcomes reached (c-0, c-late), held out 1 with 1", rep)
 	}
 }

@@ -108,14 +108,14 @@ func (s *Store) AcceptEventsIn(ctx context.Context, lane string, evs []journey.E
 	if len(rest) == 0 {
 		return out, nil
 	}
-	return out, s.notAccepted(ctx, lane, evs, out, rest)
+	return out, s.notAccepted(ctx, lane, evs, out, rest, inserted)
 }
 
 // notAccepted tells why the events at rest were not stored: their
 // customer is unknown, or their id was stored before, for the same event
 // (a duplicate) or another (a conflict). A live duplicate that was never
 // routed is marked Unrouted, with what routing it needs.
-func (s *Store) notAccepted(ctx context.Context, lane string, evs []journey.Event, out []AcceptResult, rest []int) error {
+func (s *Store) notAccepted(ctx context.Context, lane string, evs []journey.Event, out []AcceptResult, rest []int, inserted []AcceptResult) error {
 	ids := make([]string, 0, len(rest))
 	for _, i := range rest {
 		ids = append(ids, evs[i].CustomerID)
@@ -164,11 +164,19 @@ func (s *Store) notAccepted(ctx context.Context, lane string, evs []journey.Even
 	if lane != LaneLive || len(differ) == len(pos) {
 		return nil
 	}
+	// A duplicate of an event this batch inserted is routed with it.
+	now := make(map[string]bool, len(inserted))
+	for _, r := range inserted {
+		now[r.ID] = true
+	}
 	dup := make(map[string]int, len(pos))
 	for _, i := range pos {
-		if out[i].Status == "duplicate" {
+		if out[i].Status == "duplicate" && !now[evs[i].ID] {
 			dup[evs[i].ID] = i
 		}
+	}
+	if len(dup) == 0 {
+		return nil
 	}
 	rows, err = s.pool.Query(ctx, s.q.RedeliveredUnrouted, slices.Collect(maps.Keys(dup)))
 	if err != nil {

@@ -147,7 +147,9 @@ WHERE (e.type, e.customer_id, e.occurred_at, e.data) IS DISTINCT FROM (n.type, n
 -- stored them died or hung before routing them, and their client, with no
 -- answer, sent them again. The request path routes them now, before the
 -- client sends the customer's next event; they come with the columns
--- insert-events returns (a blocked one stays the sweeper's).
+-- insert-events returns (a blocked one stays the sweeper's). One that
+-- failed (attempts, backoff) or that the sweeper has claimed
+-- (next_attempt_at moved on) is left to the sweeper.
 SELECT e.id,
        EXISTS (
            SELECT 1 FROM events o
@@ -156,7 +158,8 @@ SELECT e.id,
        c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes, consent_ledger_json(c.id)
 FROM events e
 JOIN customers c ON c.id = e.customer_id
-WHERE e.id = ANY($1::text[]) AND e.lane = 'live' AND e.dispatched_at IS NULL AND e.dead_at IS NULL;
+WHERE e.id = ANY($1::text[]) AND e.lane = 'live' AND e.dispatched_at IS NULL AND e.dead_at IS NULL
+  AND e.attempts = 0 AND e.next_attempt_at <= now();
 
 -- name: customers-exist
 SELECT id FROM customers WHERE id = ANY($1::text[]);

@@ -23,12 +23,21 @@ ORDER BY 1, 2;
 
 -- name: reach-outcome
 -- A customer's event that is a journey's declared outcome, at $3: it
--- marks the customer's runs of the journey that began within $4 before
--- it, once (the first such event is kept).
-UPDATE journey_runs
-SET outcome_at = $3
-WHERE journey_id = $1 AND customer_id = $2 AND outcome_at IS NULL
-  AND started_at <= $3 AND started_at >= $3 - $4::interval;
+-- marks the customer's runs of the journey that the customer entered
+-- within $4 before it, once (the first such event is kept). A run's entry
+-- is when its trigger happened, or when it was recorded if that was
+-- earlier: a run routed late (the sweeper's grace, a backoff, an import)
+-- was entered before it was recorded, and both times are the client's
+-- clock and the database's. Entry is never after started_at, so the
+-- first condition on started_at only narrows the search.
+UPDATE journey_runs r
+SET outcome_at = $3::timestamptz
+WHERE r.journey_id = $1 AND r.customer_id = $2 AND r.outcome_at IS NULL
+  AND r.started_at >= $3::timestamptz - $4::interval
+  AND least(r.started_at, coalesce(
+        (SELECT e.occurred_at FROM event_ids k JOIN events e ON e.id = k.id AND e.received_at = k.received_at
+         WHERE k.id = r.trigger_event_id),
+        r.started_at)) BETWEEN $3::timestamptz - $4::interval AND $3::timestamptz;
 
 -- name: journey-messages
 -- Messages sent (or possibly delivered) from $1 to $2, per journey.
@@ -75,7 +84,8 @@ SELECT l.journey_id, count(*)
 FROM u
 CROSS JOIN LATERAL (
     (SELECT journey_id FROM contact_ledger
-     WHERE u.message_id <> '' AND message_id = u.message_id AND decided_at >= $3 AND decided_at < $2
+     WHERE u.message_id <> '' AND message_id = u.message_id AND customer_id = u.customer_id
+       AND decided_at >= $3 AND decided_at < $2
      LIMIT 1)
     UNION ALL
     (SELECT journey_id FROM contact_ledger
