@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"time"
 	"testing"
+	"time"
 )
 
 // TestHoldoutMistakes: a holdout that is not a percentage below 100% is
