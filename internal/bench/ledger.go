@@ -144,7 +144,9 @@ func Ledger(ctx context.Context, o LedgerOptions) (LedgerResult, error) {
 			cust := fmt.Sprintf("c-%d", 1+rand.IntN(o.Customers))
 			key := fmt.Sprintf("bench-%d-%d-%d", seq, w, i)
 			now := time.Now()
-			req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: cust, WorkflowID: "bench", JourneyID: "bench",
+			// A run of its own, as a journey's message has: a deferral
+			// records the run it waits for (waiting_messages).
+			req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: cust, WorkflowID: "bench", RunID: key, JourneyID: "bench",
 				StepID: "send", Channel: policy.Preferred, Topic: "service", Priority: policy.Normal, FirstAsked: now, Now: now,
 				ReservationTTL: 15 * time.Minute, MessageID: key + "@lojal.example"}
 			_, err := st.Decide(ctx, req, rules.Lookback(), func(s store.Snapshot) policy.Decision {

@@ -11,4 +11,4 @@
 -- decisions write the table.
 ALTER TABLE waiting_messages ADD COLUMN IF NOT EXISTS workflow_id text NOT NULL DEFAULT '';
 ALTER TABLE waiting_messages ADD COLUMN IF NOT EXISTS run_id text NOT NULL DEFAULT '';
-CREATE INDEX CONCURRENTLY IF NOT EXISTS waiting_messages_run ON waiting_messages (workflow_id, run_id);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS waiting_messages_run ON waiting_messages (workflow_id, run_id) WHERE run_id <> '';
