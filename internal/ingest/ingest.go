@@ -164,23 +164,17 @@ func (d *Dispatcher) Accept(ctx context.Context, evs []journey.Event) ([]Accepte
 	customers := make(map[string]*journey.Customer, len(res))
 	for k, r := range res {
 		out[idx[k]].Status = r.Status
+		// Routed now: a new event, or a duplicate its first replica
+		// stored and died (or hung) before routing, sent again by the
+		// client, before it sends the customer's next event (runs drop an
+		// event they already have). One that must wait behind an older
+		// failing event of its customer is the sweeper's, which keeps the
+		// customer's order.
+		if (r.Status == StatusAccepted || r.Unrouted) && !r.Blocked {
+			accepted = append(accepted, valid[k])
+			customers[valid[k].CustomerID] = r.Customer
+		}
 		switch r.Status {
-		case StatusAccepted:
-			// One that must wait behind an older failing event of its
-			// customer is the sweeper's, which keeps the customer's order.
-			if !r.Blocked {
-				accepted = append(accepted, valid[k])
-				customers[valid[k].CustomerID] = r.Customer
-			}
-		case StatusDuplicate:
-			// Sent again because its first replica stored it and died
-			// (or hung) before routing it: routed now, before the
-			// client sends the customer's next event (runs drop an event
-			// they already have).
-			if r.Unrouted && !r.Blocked {
-				accepted = append(accepted, valid[k])
-				customers[valid[k].CustomerID] = r.Customer
-			}
 		case StatusUnknownCustomer:
 			out[idx[k]].Error = fmt.Sprintf("customer %q is unknown: upsert the customer before sending their events", valid[k].CustomerID)
 			out[idx[k]].Pointer = "/customer_id"

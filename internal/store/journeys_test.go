@@ -82,22 +82,7 @@ func TestJourneyReportCounts(t *testing.T) {
 		}
 		// Each treated customer gets two messages.
 		for n := 1; n <= 2; n++ {
-			key := fmt.Sprintf("w-%s@r/s%d#1", id, n)
-			req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: id, WorkflowID: "w-" + id, JourneyID: "welcome",
-				StepID: fmt.Sprint("s", n), Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour,
-				MessageID: fmt.Sprintf("m-%s-%d@example", id, n)}
-			if _, err := s.Decide(ctx, req, time.Hour, func(store.Snapshot) policy.Decision {
-				return policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonOK, Channel: "email"}
-			}); err != nil {
-				t.Fatal(err)
-			}
-			attempt, err := s.BeginSend(ctx, key+".1", store.Sending{MessageID: req.MessageID, Address: id + "@example.no"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.MarkSent(ctx, key+".1", attempt, now); err != nil {
-				t.Fatal(err)
-			}
+			sendOne(t, s, id, "w-"+id, "welcome", fmt.Sprint("s", n), fmt.Sprintf("m-%s-%d@example", id, n), now)
 		}
 	}
 	// Another journey's run is not welcome's.
@@ -253,23 +238,9 @@ func TestUnsubscribeCountsForTheMessageItCameFrom(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	send := func(customer, journeyID string, at time.Time) string {
 		t.Helper()
-		key := fmt.Sprintf("w-%s-%s@r/s#1", journeyID, customer)
-		req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: customer, WorkflowID: "w-" + journeyID, JourneyID: journeyID,
-			StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: at, Now: at, ReservationTTL: time.Hour,
-			MessageID: fmt.Sprintf("m-%s-%s@example", journeyID, customer)}
-		if _, err := s.Decide(ctx, req, time.Hour, func(store.Snapshot) policy.Decision {
-			return policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonOK, Channel: "email"}
-		}); err != nil {
-			t.Fatal(err)
-		}
-		attempt, err := s.BeginSend(ctx, key+".1", store.Sending{MessageID: req.MessageID, Address: customer + "@example.no"})
-		if err == nil {
-			err = s.MarkSent(ctx, key+".1", attempt, at)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return req.MessageID
+		id := fmt.Sprintf("m-%s-%s@example", journeyID, customer)
+		sendOne(t, s, customer, "w-"+journeyID+"-"+customer, journeyID, "s", id, at)
+		return id
 	}
 	for _, c := range []string{"c-1", "c-2"} {
 		if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: c, Email: c + "@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
@@ -362,5 +333,27 @@ func TestOutcomeWithinItsWindowCounts(t *testing.T) {
 	}
 	if len(rep) != 1 || rep[0].Treated != (store.JourneyGroup{Entrants: 4, Goals: 2}) || rep[0].HeldOut != (store.JourneyGroup{Entrants: 1, Goals: 1}) {
 		t.Fatalf("report %+v, want treated 4 with 2 outcomes reached (c-0, c-late), held out 1 with 1", rep)
+	}
+}
+
+// sendOne records a message of journeyID to customer as sent at at: an
+// allowed decision, an attempt with messageID, and the server's 250.
+func sendOne(t *testing.T, s *store.Store, customer, workflowID, journeyID, step, messageID string, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	key := fmt.Sprintf("%s@r/%s#1", workflowID, step)
+	req := store.Request{IdempotencyKey: key + ".1", RequestKey: key, CustomerID: customer, WorkflowID: workflowID, JourneyID: journeyID,
+		StepID: step, Channel: "email", Priority: policy.Normal, FirstAsked: at, Now: at, ReservationTTL: time.Hour, MessageID: messageID}
+	if _, err := s.Decide(ctx, req, time.Hour, func(store.Snapshot) policy.Decision {
+		return policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonOK, Channel: "email"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attempt, err := s.BeginSend(ctx, req.IdempotencyKey, store.Sending{MessageID: messageID, Address: customer + "@example.no"})
+	if err == nil {
+		err = s.MarkSent(ctx, req.IdempotencyKey, attempt, at)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
