@@ -29,7 +29,7 @@ test: tools ## run every test (unit, Postgres, end to end on the Temporal dev se
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 .PHONY: test-faults
-test-faults: tools ## run the fault tests (worker kill -9, Postgres restart, SMTP outage, replica failover, redeploy under 200 runs)
+test-faults: tools ## run the fault tests (worker kill -9, Postgres restart, SMTP outage, replica failover, a hung sweeper, redeploy under 200 runs)
 	$(GO) test -count=1 -timeout 30m -tags faults -run Fault -v ./internal/faults/ 2>&1 | tee faults.out; test $${PIPESTATUS[0]} -eq 0
 	@grep '^FAULT' faults.out
 

@@ -337,3 +337,31 @@ func bundle(t *testing.T, file, src, timezone string) journey.Bundle {
 	}
 	return journey.Bundle{File: file, Journey: []byte(src), SchemaFile: "schema.yaml", Schema: schema, Timezone: timezone}
 }
+
+// TestSweepRetriesItsActivitySoon: the sweeper's activity is given up
+// after 2 s without a heartbeat and retried 0.5 s later, so that a retry
+// Temporal hands to a hung worker's outstanding poll costs seconds, not
+// the 7 s the earlier options cost (changeSweepHeartbeat).
+func TestSweepRetriesItsActivitySoon(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
+	var infos []activity.Info
+	env.RegisterActivityWithOptions(func(ctx context.Context, in workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
+		infos = append(infos, activity.GetInfo(ctx))
+		return workflows.SweepActivityOutput{}, nil
+	}, activity.RegisterOptions{Name: workflows.SweepActivity})
+	env.ExecuteWorkflow(workflows.SweepWorkflow, workflows.SweepInput{})
+	if !workflow.IsContinueAsNewError(env.GetWorkflowError()) {
+		t.Fatalf("the sweeper ended with %v, want it to continue as new", env.GetWorkflowError())
+	}
+	if len(infos) == 0 {
+		t.Fatal("no sweep ran")
+	}
+	for _, info := range infos {
+		if info.HeartbeatTimeout != workflows.SweepHeartbeatTimeout {
+			t.Fatalf("heartbeat timeout %s, want %s", info.HeartbeatTimeout, workflows.SweepHeartbeatTimeout)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -56,11 +58,15 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 	if opts.BulkRate > 0 {
 		bulkRate = rate.NewLimiter(rate.Limit(opts.BulkRate), bulkBatch(opts))
 	}
+	var progress atomic.Pointer[workflows.SweepActivityOutput]
+	progress.Store(&workflows.SweepActivityOutput{})
+	if inActivity {
+		defer heartbeat(ctx, func() any { return *progress.Load() })()
+	}
 	var lastWaiting, lastReconcile, lastStats time.Time
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		if inActivity {
-			activity.RecordHeartbeat(ctx, out)
-		}
+		snap := out
+		progress.Store(&snap)
 		live, err := s.Router.SweepLane(ctx, store.LaneLive, s.Options)
 		if err != nil {
 			return out, fmt.Errorf("sweep live events: %w", err)
@@ -114,6 +120,37 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 }
 
 func bulkBatch(o SweepOptions) int { return min(o.Batch, 200) }
+
+// heartbeat heartbeats the activity of ctx, with what details returns,
+// four times per heartbeat timeout from a goroutine of its own until the
+// returned stop is called: a batch that takes longer than the timeout is
+// not a dead worker, while a worker that hangs (SIGSTOP) stops this
+// goroutine too and Temporal retries the activity elsewhere.
+func heartbeat(ctx context.Context, details func() any) (stop func()) {
+	every := activity.GetInfo(ctx).HeartbeatTimeout / 4
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx, details())
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
 
 // SweeperScheduleID is the Temporal schedule that keeps the sweeper
 // running.
