@@ -68,9 +68,13 @@ func TestWithdrawalStopsAMessageAlreadyWaiting(t *testing.T) {
 	c.Timezone = "Europe/Oslo"
 	b.customer(t, c)
 	ctx := context.Background()
+	// Tomorrow night: the withdrawal must come after the consent the
+	// customer gave when created just now. Tonight's 22:50 has already
+	// passed late in the (UTC) evening, and the earlier withdrawal then
+	// rightly lost to the later consent.
 	y, m, d := time.Now().UTC().Date()
 	oslo, _ := time.LoadLocation("Europe/Oslo")
-	night := time.Date(y, m, d, 22, 30, 0, 0, oslo)
+	night := time.Date(y, m, d+1, 22, 30, 0, 0, oslo)
 	clock := night
 	b.acts.Now = func() time.Time { return clock }
 	in := sendInput("loyalty-benefit", "email")
