@@ -37,6 +37,40 @@ func (r *replica) signal(sig syscall.Signal) {
 	r.worker.signal(sig)
 }
 
+// tracker is servers of a test's own with the tracker journeys deployed
+// and customers prefix-0000, prefix-0001, ... who take email.
+type tracker struct {
+	*servers
+	// d stores events without routing them (no Temporal), as a replica
+	// that died after storing them leaves them.
+	d *ingest.Dispatcher
+	// env is what every lojal process of the test is started with.
+	env []string
+}
+
+func startTracker(t *testing.T, log *slog.Logger, prefix string, customers int) tracker {
+	t.Helper()
+	ctx := context.Background()
+	srv := ownServers(t, log, devstack.TemporalOptions{})
+	dir, _ := filepath.Abs("testdata/tracker")
+	cat, err := catalog.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &ingest.Dispatcher{Store: srv.st, Catalog: cat, Log: log}
+	for i := range customers {
+		c := journey.Customer{ID: fmt.Sprintf("%s-%04d", prefix, i), Email: fmt.Sprintf("%s-%04d@example.no", prefix, i), Locale: "en",
+			Timezone: "Europe/Oslo", Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
+		if _, err := d.Customer(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"DATABASE_URL=" + srv.cfg.URL + "&search_path=" + srv.cfg.Schema, "TEMPORAL_ADDRESS=" + srv.temporal.Address,
+		"LOJAL_JOURNEYS=" + dir, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef", "LOJAL_LOG_LEVEL=warn",
+		"LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}
+	return tracker{servers: srv, d: d, env: env}
+}
+
 // TestFaultReplicaFailover: three API/worker replicas take a stream of
 // 5,000 events for 500 customers (a start, then nine numbered steps each,
 // every one told back to the customer by email). One replica is killed
@@ -48,28 +82,12 @@ func TestFaultReplicaFailover(t *testing.T) {
 	const customers, steps = 500, 10
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	srv := ownServers(t, log, devstack.TemporalOptions{})
-	tc, cfg, st, catcher, tmpr := srv.tc, srv.cfg, srv.st, srv.catcher, srv.temporal
-	dir, _ := filepath.Abs("testdata/tracker")
-	cat, err := catalog.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := startTracker(t, log, "f", customers)
+	tc, st, catcher, common := tr.tc, tr.st, tr.catcher, tr.env
 	token := "lj_failover_0123456789"
 	if _, err := st.CreateToken(ctx, "failover", token); err != nil {
 		t.Fatal(err)
 	}
-	d := &ingest.Dispatcher{Store: st, Catalog: cat, Log: log}
-	for i := range customers {
-		c := journey.Customer{ID: fmt.Sprintf("f-%04d", i), Email: fmt.Sprintf("f-%04d@example.no", i), Locale: "en", Timezone: "Europe/Oslo",
-			Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
-		if _, err := d.Customer(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	common := []string{"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + tmpr.Address,
-		"LOJAL_JOURNEYS=" + dir, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef", "LOJAL_LOG_LEVEL=warn",
-		"LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true"}
 	var replicas []*replica
 	for i := range 3 {
 		logFile, err := os.CreateTemp(t.TempDir(), fmt.Sprintf("replica-%d-*.log", i))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lojal/lojal/internal/catalog"
-	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/dispatch"
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
@@ -33,26 +30,9 @@ func TestFaultSweeperWorkerStopped(t *testing.T) {
 	const customers = 20
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	srv := ownServers(t, log, devstack.TemporalOptions{})
-	tc, cfg, st, catcher, tmpr := srv.tc, srv.cfg, srv.st, srv.catcher, srv.temporal
-	dir, _ := filepath.Abs("testdata/tracker")
-	cat, err := catalog.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No Temporal: events are stored for the sweeper, as a replica that
-	// died after storing them leaves them.
-	d := &ingest.Dispatcher{Store: st, Catalog: cat, Log: log}
-	for i := range customers {
-		c := journey.Customer{ID: fmt.Sprintf("s-%04d", i), Email: fmt.Sprintf("s-%04d@example.no", i), Locale: "en", Timezone: "Europe/Oslo",
-			Consent: map[string]bool{"email": true}, Attributes: map[string]any{"first_name": "Kari"}}
-		if _, err := d.Customer(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	common := []string{"DATABASE_URL=" + cfg.URL + "&search_path=" + cfg.Schema, "TEMPORAL_ADDRESS=" + tmpr.Address,
-		"LOJAL_JOURNEYS=" + dir, "LOJAL_LINK_KEY=fault-tests-link-key-0123456789abcdef", "LOJAL_LOG_LEVEL=warn",
-		"LOJAL_SHUTDOWN_TIMEOUT=1s", "LOJAL_METRICS_ADDR=", "LOJAL_DEV_MODE=true", "SMTP_URL=smtp://" + catcher.Addr}
+	tr := startTracker(t, log, "s", customers)
+	tc, st, d := tr.tc, tr.st, tr.d
+	common := append(slices.Clone(tr.env), "SMTP_URL=smtp://"+tr.catcher.Addr)
 	workers := map[int]*workerProcess{}
 	for i := range 3 {
 		logFile, err := os.CreateTemp(t.TempDir(), fmt.Sprintf("worker-%d-*.log", i))
