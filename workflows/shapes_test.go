@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/lojal/lojal/activities"
@@ -154,6 +155,22 @@ var shapeScenarios = []historyScenario{
 		id := workflows.ScheduleID("every-minute")
 		waitUntil(t, ctx, func() bool { return completedActivities(t, ctx, s, id) >= 3 }) // NextFire, Enrol, NextFire
 		time.Sleep(time.Second)
+		defer func() { _ = s.Client.TerminateWorkflow(context.Background(), id, "", "recorded") }()
+		return id
+	}},
+	// sweep-heartbeat-2s: the event path's sweeper schedules its activity
+	// with the 2 s heartbeat timeout and the 0.5 s retry. Recorded once
+	// the activity is scheduled (each runs for a minute).
+	{"shape-sweeper", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		id := "shape-sweeper"
+		if _, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.TaskQueue}, workflows.SweepWorkflow,
+			workflows.SweepInput{}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, ctx, func() bool {
+			d, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
+			return err == nil && len(d.GetPendingActivities()) > 0
+		})
 		defer func() { _ = s.Client.TerminateWorkflow(context.Background(), id, "", "recorded") }()
 		return id
 	}},

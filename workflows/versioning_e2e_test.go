@@ -161,6 +161,7 @@ func TestReplayHistories(t *testing.T) {
 		r.RegisterWorkflowWithOptions(w.Schedule, workflow.RegisterOptions{Name: workflows.ScheduleWorkflow})
 		r.RegisterWorkflowWithOptions(w.Conversation, workflow.RegisterOptions{Name: workflows.ConversationWorkflow})
 		r.RegisterWorkflowWithOptions(w.Retain, workflow.RegisterOptions{Name: workflows.RetainWorkflow})
+		r.RegisterWorkflowWithOptions(w.Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
 		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
