@@ -503,14 +503,14 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 	case isPerm:
 		// A 5xx to the final ".": the server refused this message (its
 		// content, a policy); that says nothing about the address.
-		if rerr := a.Store.MarkRefused(ctx, key, attempt, false, err.Error()); rerr != nil {
+		if rerr := a.record(ctx, key, attempt, StatusFailed, func() error { return a.Store.MarkRefused(ctx, key, attempt, false, err.Error()) }); rerr != nil {
 			return DeliverOutput{}, errors.Join(err, rerr)
 		}
 		a.Log.WarnContext(ctx, "message refused at the end of data", "key", key, "err", err)
 		return DeliverOutput{Status: StatusFailed, Error: err.Error()}, nil
 	default:
 		// A 4xx to the final ".": not taken, try again.
-		if rerr := a.Store.MarkRefused(ctx, key, attempt, true, err.Error()); rerr != nil {
+		if rerr := a.record(ctx, key, attempt, "reserved", func() error { return a.Store.MarkRefused(ctx, key, attempt, true, err.Error()) }); rerr != nil {
 			return DeliverOutput{}, errors.Join(err, rerr)
 		}
 		return DeliverOutput{}, later(ctx, err)
@@ -590,7 +590,7 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 		if out.RetryAfter > 0 {
 			pd.RetryAfter = a.now().Add(out.RetryAfter)
 		}
-		if err := a.Store.RecordPush(ctx, key, s.ID, pd); err != nil {
+		if err := a.persist(ctx, key, "push "+pd.Status, func() error { return a.Store.RecordPush(ctx, key, s.ID, pd) }); err != nil {
 			return DeliverOutput{}, err
 		}
 		subs[s.ID] = pd
@@ -656,17 +656,67 @@ func summarise(subs map[int64]store.PushDelivery) pushSummary {
 
 // sent records a message the server took.
 func (a *Activities) sent(ctx context.Context, key, ch string, attempt int, messageID string) (DeliverOutput, error) {
-	if err := a.Store.MarkSent(ctx, key, attempt, a.now()); err != nil {
+	at := a.now()
+	if err := a.record(ctx, key, attempt, StatusSent, func() error { return a.Store.MarkSent(ctx, key, attempt, at) }); err != nil {
 		return DeliverOutput{}, err
 	}
 	a.Log.DebugContext(ctx, "message sent", "key", key, "channel", ch, "message_id", messageID)
 	return DeliverOutput{Status: StatusSent, MessageID: messageID}, nil
 }
 
+// record writes what became of a message this attempt handed over (or
+// may have). Only this attempt heard the server's answer: a retry would
+// find the hand-over record and call a delivered message uncertain, or,
+// when that record was lost with its connection, find nothing that stops
+// it from sending the message again. So the write is made again while
+// Postgres is away (persist). A write whose answer was lost may have
+// landed: the conflict it then meets is checked against the state it
+// meant to write.
+func (a *Activities) record(ctx context.Context, key string, attempt int, want string, write func() error) error {
+	err := a.persist(ctx, key, want, write)
+	if errors.Is(err, store.ErrLedgerConflict) {
+		if d, derr := a.Store.Delivery(ctx, key); derr == nil && d.Status == want && d.Attempt == attempt {
+			return nil
+		}
+	}
+	return err
+}
+
+// recordWithin bounds persist when its context has no deadline (an
+// activity's always has one: its start-to-close timeout).
+const recordWithin = 30 * time.Second
+
+// persist makes a write that records what only this attempt knows (what
+// a server answered) until it lands, a conflict refuses it, or the
+// attempt's time is nearly over: every write fails while Postgres
+// restarts or fails over, which takes seconds, and giving up at once
+// would leave the next attempt to guess.
+func (a *Activities) persist(ctx context.Context, key, what string, write func() error) error {
+	end, ok := ctx.Deadline()
+	if !ok {
+		end = time.Now().Add(recordWithin)
+	}
+	pause := 50 * time.Millisecond
+	for tries := 1; ; tries++ {
+		err := write()
+		if err == nil || errors.Is(err, store.ErrLedgerConflict) || ctx.Err() != nil || time.Until(end) < pause+handOverMargin {
+			return err
+		}
+		a.Log.WarnContext(ctx, "could not record what the server said about a message; trying again", "key", key, "record", what, "try", tries, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
 // uncertain records a message the server may have: it counts as sent and
 // is never sent again automatically.
 func (a *Activities) uncertain(ctx context.Context, key, ch string, attempt int, messageID, why string) (DeliverOutput, error) {
-	if err := a.Store.MarkUncertain(ctx, key, attempt, a.now(), why); err != nil {
+	at := a.now()
+	if err := a.record(ctx, key, attempt, StatusUncertain, func() error { return a.Store.MarkUncertain(ctx, key, attempt, at, why) }); err != nil {
 		return DeliverOutput{}, err
 	}
 	a.Log.WarnContext(ctx, "delivery uncertain: the server may have the message; it will not be sent again", "key", key, "channel", ch, "reason", why)

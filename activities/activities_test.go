@@ -45,6 +45,7 @@ type bundle struct {
 
 type setupOptions struct {
 	emailTimeout time.Duration
+	storeConfig  func(*store.Config)
 }
 
 type setupOption func(*setupOptions)
@@ -52,6 +53,11 @@ type setupOption func(*setupOptions)
 // withEmailTimeout bounds each SMTP conversation.
 func withEmailTimeout(d time.Duration) setupOption {
 	return func(o *setupOptions) { o.emailTimeout = d }
+}
+
+// withStoreConfig changes the store's configuration before it is opened.
+func withStoreConfig(f func(*store.Config)) setupOption {
+	return func(o *setupOptions) { o.storeConfig = f }
 }
 
 // setup gives activities over a fresh schema, the shipped journeys, the
@@ -92,7 +98,15 @@ func setup(t *testing.T, opts ...setupOption) bundle {
 	t.Cleanup(provider.Close)
 	push := channel.NewPush(channel.PushConfig{ProviderURL: provider.URL}, log)
 	signer, _ := links.NewSigner([]byte("0123456789abcdef0123456789abcdef"), "https://lojal.example", 0)
-	st := pgtest.Store(t)
+	cfg := pgtest.Config(t)
+	if o.storeConfig != nil {
+		o.storeConfig(&cfg)
+	}
+	st, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(st.Close)
 	return bundle{store: st, catcher: c, pushes: &pushes, acts: &activities.Activities{Store: st, Catalog: cat,
 		Sender: channel.Mux{"email": email, "push": push}, Links: signer, Log: log, MessageDomain: "lojal.example"}}
 }

@@ -3,10 +3,12 @@ package activities_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/mailcatch"
+	"github.com/lojal/lojal/internal/pgtest"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -73,6 +77,90 @@ func TestLostReplyIsUncertainAndNeverResent(t *testing.T) {
 	if err != nil || out.Verdict != policy.Defer || out.Reason != policy.ReasonMinGap {
 		t.Fatalf("next message: %+v %v; want deferred by min_gap", out.DecideOutput, err)
 	}
+}
+
+// TestAcceptanceOutlivesAPostgresRestart: Postgres drops every one of
+// lojal's connections while the server holds the whole message (a
+// restart, as in TestFaultPostgresRestart), and the server then answers
+// 250. The server took the message, so the ledger must say sent: the
+// attempt that heard the 250 is the only one that knows, and a retry
+// could only find the hand-over record (uncertain).
+//
+// Fails before the final state was written again until Postgres answers:
+// the first attempt returns the dropped connection's error, the retry
+// finds the message uncertain, and the ledger says uncertain.
+func TestAcceptanceOutlivesAPostgresRestart(t *testing.T) {
+	t.Parallel()
+	app := fmt.Sprintf("lojal-restart-%d", time.Now().UnixNano())
+	b := setup(t, withStoreConfig(func(c *store.Config) { c.URL = withAppName(t, c.URL, app) }))
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	dropped := make(chan int64, 1)
+	b.catcher.SetAfterData(func(_ mailcatch.Message, attempt int) mailcatch.Reply {
+		if attempt != 1 {
+			return mailcatch.Reply{}
+		}
+		// The hand-over record is on its way just before the "."; drop
+		// the connections once it is in, as a restart would.
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if h, err := b.store.History(ctx, "c-1"); err == nil && len(h) == 1 && h[0].Status == activities.StatusUncertain {
+				break
+			}
+		}
+		dropped <- terminateBackends(t, app)
+		return mailcatch.Reply{}
+	})
+	in := sendInput("loyalty-benefit", "email")
+	out, err := b.acts.Send(ctx, in)
+	for retries := 0; err != nil && retries < 3; retries++ {
+		t.Logf("attempt failed, retried as Temporal would: %v", err)
+		out, err = b.acts.Send(ctx, in)
+	}
+	if n := <-dropped; n == 0 {
+		t.Fatal("no connection of the store's was dropped: the test proves nothing")
+	}
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("delivery: %+v, %v; want status %s", out.Delivery, err, activities.StatusSent)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("the server received %d copies, want 1", n)
+	}
+	if h := b.history(t); len(h) != 1 || h[0].Status != activities.StatusSent {
+		t.Fatalf("ledger: %+v; want one row, sent", h)
+	}
+}
+
+// withAppName names the store's connections, so a test can find them in
+// pg_stat_activity.
+func withAppName(t *testing.T, dbURL, name string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Scheme == "" {
+		return dbURL + " application_name=" + name
+	}
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// terminateBackends ends every server process of the connections named
+// app, as a Postgres restart ends them all, and returns how many it ended.
+func terminateBackends(t *testing.T, app string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.Shared(t).URL)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil {
+		t.Error(err)
+	}
+	return n
 }
 
 // TestSlowAcceptanceIsUncertain: the server takes longer to answer the
@@ -193,6 +281,8 @@ type pushProvider struct {
 	keys     map[string][]string
 	failures map[string]int // answer 503 this many times first
 	throttle map[string]int // answer 429 with Retry-After this many seconds, once
+	// beforeTaking, when set, runs before a request is answered 202.
+	beforeTaking func()
 }
 
 func newPushProvider(t *testing.T) (*pushProvider, *httptest.Server) {
@@ -219,11 +309,61 @@ func newPushProvider(t *testing.T) (*pushProvider, *httptest.Server) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
+		if p.beforeTaking != nil {
+			p.beforeTaking()
+		}
 		p.calls[to]++
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(srv.Close)
 	return p, srv
+}
+
+// TestPushAcceptanceOutlivesAPostgresRestart: the push service takes the
+// request while Postgres drops every one of lojal's connections. Only the
+// attempt that heard the 202 knows; the ledger must say sent, not
+// uncertain, and the device gets the message once.
+//
+// Fails before the answer was written again until Postgres answers: the
+// retry finds the request without its answer and calls it uncertain.
+func TestPushAcceptanceOutlivesAPostgresRestart(t *testing.T) {
+	t.Parallel()
+	app := fmt.Sprintf("lojal-push-restart-%d", time.Now().UnixNano())
+	b := setup(t, withStoreConfig(func(c *store.Config) { c.URL = withAppName(t, c.URL, app) }))
+	prov, srv := newPushProvider(t)
+	var dropped int64
+	prov.beforeTaking = func() {
+		if dropped == 0 {
+			dropped = terminateBackends(t, app)
+		}
+	}
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	ctx := context.Background()
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+	in := sendInput("loyalty-benefit", "push")
+	out, err := b.acts.Send(ctx, in)
+	for retries := 0; err != nil && retries < 3; retries++ {
+		t.Logf("attempt failed, retried as Temporal would: %v", err)
+		out, err = b.acts.Send(ctx, in)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if dropped == 0 {
+		t.Fatal("no connection of the store's was dropped: the test proves nothing")
+	}
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("delivery: %+v, %v; want status %s", out.Delivery, err, activities.StatusSent)
+	}
+	if prov.calls["device-a"] != 1 {
+		t.Fatalf("the device got %d copies, want 1", prov.calls["device-a"])
+	}
+	if h := b.history(t); len(h) != 1 || h[0].Status != activities.StatusSent {
+		t.Fatalf("ledger: %+v; want one row, sent", h)
+	}
 }
 
 // TestPushRetriesOnlyTheFailedSubscription: of two devices, one takes the

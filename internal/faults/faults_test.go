@@ -398,7 +398,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	waitRuns(t, s.tc, ids, 4*time.Minute)
 	time.Sleep(time.Second)
 	tl := count(s.catcher.Messages(), want)
-	rows, sent := 0, 0
+	rows, sent, others := 0, 0, map[string]int{}
 	for i := range n {
 		hist, err := s.st.History(context.Background(), fmt.Sprintf("pg-%04d", i))
 		if err != nil {
@@ -408,13 +408,15 @@ func TestFaultPostgresRestart(t *testing.T) {
 		for _, h := range hist {
 			if h.Status == "sent" {
 				sent++
+			} else {
+				others[h.Status]++
 			}
 		}
 	}
-	t.Logf("postgres restart: %d journeys, %d restarts; %s; ledger rows %d, sent %d", n, restarts, tl, rows, sent)
+	t.Logf("postgres restart: %d journeys, %d restarts; %s; ledger rows %d, sent %d, others %v", n, restarts, tl, rows, sent, others)
 	fmt.Printf("FAULT postgres-restart: journeys %d, restarts %d, %s, ledger sent %d\n", n, restarts, tl, sent)
 	if tl.duplicates > 0 || tl.lost > 0 || sent != n {
-		t.Fatalf("%s; ledger says %d sent, want %d", tl, sent, n)
+		t.Fatalf("%s; ledger says %d sent (others %v), want %d", tl, sent, others, n)
 	}
 }
 
