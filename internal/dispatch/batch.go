@@ -151,8 +151,9 @@ type SweepOptions struct {
 	Grace time.Duration
 	// Batch bounds how many events one pass claims (default 500).
 	Batch int
-	// Lease is how long claimed events are kept from other passes while
-	// they are routed (default 1 min).
+	// Lease is how long claimed events are kept from other passes; the
+	// pass renews it while it routes them, so a sweeper that hangs gives
+	// its events up within a lease (default 4 s).
 	Lease time.Duration
 	// BulkParallel bounds how many customers' bulk events are routed at
 	// once (default 4), and BulkRate how many a second (default 200;
@@ -171,7 +172,7 @@ func (o SweepOptions) withDefaults() SweepOptions {
 		o.Batch = 500
 	}
 	if o.Lease <= 0 {
-		o.Lease = time.Minute
+		o.Lease = 4 * time.Second
 	}
 	if o.BulkParallel <= 0 {
 		o.BulkParallel = 4
@@ -198,8 +199,39 @@ func (r *Router) SweepLane(ctx context.Context, lane string, o SweepOptions) (in
 	// sweeper's (Sweep detaches its polling from it).
 	ctx, span := telemetry.Linked(ctx, "dispatch.SweepLane", attribute.String("lojal.lane", lane), attribute.Int("lojal.events", len(evs)))
 	defer span.End()
+	defer r.holdClaims(ctx, claimed, o.Lease)()
 	r.RouteAll(ctx, evs)
 	return len(claimed), nil
+}
+
+// holdClaims renews the lease on claimed events four times a lease, from
+// a goroutine of its own, until the returned stop is called or ctx ends: a
+// long batch keeps its events, while a sweeper that hangs (SIGSTOP) or
+// that Temporal gave up on (its context ends) stops renewing, and another
+// pass takes the events within a lease. A renewal that fails is logged:
+// the events may then be routed twice, which routing makes harmless.
+func (r *Router) holdClaims(ctx context.Context, claimed []store.ClaimedEvent, lease time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(lease / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := r.Store.ExtendClaims(ctx, claimed, lease); err != nil && ctx.Err() == nil {
+				r.Log.WarnContext(ctx, "could not renew the claim on events being routed; another pass may route them too", "events", len(claimed), "err", err)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // Waiting deals with routes that wait: parked events whose run has started

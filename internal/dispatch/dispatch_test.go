@@ -296,6 +296,106 @@ func TestSweeperRoutesWhatAReplicaLeftBehind(t *testing.T) {
 	}
 }
 
+// stuck is Temporal never answering a SignalWithStart until released.
+type stuck struct {
+	client.Client
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stuck) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return nil, serviceerror.NewUnavailable("released")
+}
+
+// TestHungSweeperGivesUpItsEventsSoon: a sweeper claims a batch and stops
+// in the middle of it. Another sweeper (Temporal retries the sweeper's
+// activity elsewhere within seconds) must route the batch within the 10 s
+// a hung replica may delay anyone's events, not when the first one's claim
+// runs out. The first sweeper's context ends and its call stays stuck:
+// that stops it as a hung process (SIGSTOP) stops it.
+//
+// Fails before claims were short and renewed: the batch was leased for a
+// minute, and the second sweeper found nothing to route.
+func TestHungSweeperGivesUpItsEventsSoon(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.customer(t, "c-hung")
+	ev := placed(c, "e-hung", "o-1", time.Now())
+	b.store(t, ev)
+	arrived := time.Now()
+	hung := *b.router
+	s := &stuck{Client: b.s.Client, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	hung.Temporal = s
+	hctx, freeze := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = hung.SweepLane(hctx, store.LaneLive, dispatch.SweepOptions{Grace: time.Nanosecond})
+	}()
+	defer func() { close(s.release); <-done }()
+	select {
+	case <-s.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first sweeper did not take the event")
+	}
+	freeze()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for record(t, b.s.Store, "e-hung").Status() != "routed" {
+		if _, err := b.router.SweepLane(ctx, store.LaneLive, dispatch.SweepOptions{Grace: time.Nanosecond}); err != nil {
+			t.Fatalf("the second sweeper: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the event was not routed %s after it arrived: the hung sweeper still holds it", time.Since(arrived).Round(time.Second))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if d := time.Since(arrived); d > 10*time.Second {
+		t.Fatalf("routed %s after it arrived, want within 10 s", d.Round(100*time.Millisecond))
+	}
+	t.Logf("routed %s after it arrived, by the second sweeper", time.Since(arrived).Round(100*time.Millisecond))
+}
+
+// TestSlowBatchKeepsItsClaim: a sweeper alive but slow (Temporal takes
+// longer than a lease to answer) renews its claim, so another pass does
+// not route the same events meanwhile.
+func TestSlowBatchKeepsItsClaim(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.customer(t, "c-slow")
+	b.store(t, placed(c, "e-slow", "o-1", time.Now()))
+	slow := *b.router
+	s := &stuck{Client: b.s.Client, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	slow.Temporal = s
+	const lease = time.Second
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = slow.SweepLane(context.Background(), store.LaneLive, dispatch.SweepOptions{Grace: time.Nanosecond, Lease: lease})
+	}()
+	defer func() { close(s.release); <-done }()
+	select {
+	case <-s.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first sweeper did not take the event")
+	}
+	for end := time.Now().Add(4 * lease); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		n, err := b.router.SweepLane(context.Background(), store.LaneLive, dispatch.SweepOptions{Grace: time.Nanosecond, Lease: lease})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			t.Fatal("another pass took the event while the first was still routing it")
+		}
+	}
+}
+
 // TestBulkLaneIsPaced: the sweeper routes bulk events (a scheduled
 // enrolment) no faster than BulkRate, so that an enrolment is a steady
 // stream beside live traffic rather than a flood of run starts.

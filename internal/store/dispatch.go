@@ -40,6 +40,19 @@ func (s *Store) ClaimDue(ctx context.Context, lane string, grace time.Duration, 
 	return out, nil
 }
 
+// ExtendClaims keeps claimed events from other passes for lease more,
+// unless they were routed, dead-lettered or failed (and back off) since.
+func (s *Store) ExtendClaims(ctx context.Context, claimed []ClaimedEvent, lease time.Duration) error {
+	ids, attempts := make([]string, len(claimed)), make([]int32, len(claimed))
+	for i, c := range claimed {
+		ids[i], attempts[i] = c.ID, int32(c.Attempts)
+	}
+	if _, err := s.pool.Exec(ctx, s.q.ExtendClaims, ids, attempts, lease); err != nil {
+		return fmt.Errorf("extend the claim on %d events: %w", len(claimed), err)
+	}
+	return nil
+}
+
 // Blocked returns the ids, among ids, of events that must wait behind an
 // older failing event of the same customer and lane.
 func (s *Store) Blocked(ctx context.Context, ids []string) (map[string]bool, error) {

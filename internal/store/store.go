@@ -65,6 +65,7 @@ type queries struct {
 	RedeliveredUnrouted   string `query:"redelivered-unrouted"`
 	MarkDispatchedMany    string `query:"mark-events-dispatched"`
 	ClaimDueEvents        string `query:"claim-due-events"`
+	ExtendClaims          string `query:"extend-claims"`
 	EventsBlocked         string `query:"events-blocked"`
 	EventFailed           string `query:"event-failed"`
 	UpsertRoute           string `query:"upsert-route"`

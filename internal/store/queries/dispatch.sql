@@ -23,6 +23,16 @@ FROM due
 WHERE e.id = due.id AND e.received_at = due.received_at
 RETURNING e.id, e.type, e.customer_id, e.occurred_at, e.data, e.attempts;
 
+-- name: extend-claims
+-- Keeps claimed events ($1, with the attempts they had when claimed, $2)
+-- from other passes for $3 more while a sweeper routes them: it renews a
+-- short lease as it works, so one that hangs loses its events within a
+-- lease. An event that failed meanwhile (attempts moved on) keeps its
+-- backoff; routed and dead events are left alone.
+UPDATE events e SET next_attempt_at = now() + $3::interval
+FROM unnest($1::text[], $2::int[]) AS c(id, attempts)
+WHERE e.id = c.id AND e.attempts = c.attempts AND e.dispatched_at IS NULL AND e.dead_at IS NULL;
+
 -- name: events-blocked
 -- Of these events, those with an older event of the same customer and lane
 -- that failed and waits for a retry: the request path leaves them to the
