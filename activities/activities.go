@@ -869,6 +869,21 @@ func (a *Activities) FinishRun(ctx context.Context, in FinishRunInput) error {
 	return a.Store.FinishRun(ctx, in.JourneyID, in.EntryID, in.Outcome)
 }
 
+// ClaimEntryInput names the entry a starting run claims and the run.
+type ClaimEntryInput struct {
+	JourneyID string
+	EntryID   string
+	// RunID is the run's first run id (the chain's, across continue-as-new).
+	RunID string
+}
+
+// ClaimEntry claims the entry's run row for a starting run and reports
+// whether the run owns it (store.ClaimEntry): a run that does not is a
+// second start of an entry whose run is over.
+func (a *Activities) ClaimEntry(ctx context.Context, in ClaimEntryInput) (bool, error) {
+	return a.Store.ClaimEntry(ctx, in.JourneyID, in.EntryID, in.RunID)
+}
+
 // RequeueInput names events a finishing run received and did not apply.
 type RequeueInput struct {
 	JourneyID  string

@@ -165,7 +165,15 @@ const (
 	// changeSendTimeout: the Send activity's schedule-to-close comes from
 	// the worker's configuration (WithSendTimeout).
 	changeSendTimeout = "send-timeout-configurable"
+	// changeClaimEntry: a run's first execution claims its entry's run
+	// row, and a second start of an entry whose run is over ends at once
+	// (claimEntry). Taken through epoch 3.
+	changeClaimEntry = "claim-entry-v1"
 )
+
+// OutcomeSecondStart ends a run that started for an entry whose run had
+// already finished (claimEntry): it did nothing.
+const OutcomeSecondStart journey.Outcome = "second_start"
 
 // errCustomerGone ends a run whose customer was deleted.
 var errCustomerGone = errors.New("customer no longer exists")
@@ -211,6 +219,11 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 	if in.State != nil {
 		r.st, act = *in.State, in.State.Current
 	} else {
+		if owned, err := r.claimEntry(); err != nil {
+			return JourneyResult{}, err
+		} else if !owned {
+			return r.secondStart()
+		}
 		cust, found := journey.Customer{}, in.Customer != nil
 		if found {
 			cust = *in.Customer
@@ -546,6 +559,42 @@ func (r *run) finish(res JourneyResult) (JourneyResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// claimEntry claims the run row of the run's entry (changeClaimEntry) and
+// reports whether this run owns it. Routing records the row before it
+// starts the run, and a replica that hangs between the two can make its
+// SignalWithStart after the sweeper started the entry's run and that run
+// finished: the workflow id is free again, reentry needs Temporal to allow
+// a new run under it, and a second run of the same entry starts. The row
+// tells: its run is over, or it has another run id.
+func (r *run) claimEntry() (bool, error) {
+	if r.in.EntryID == "" || !r.uses(changeClaimEntry) {
+		return true, nil
+	}
+	info := workflow.GetInfo(r.ctx)
+	runID := info.FirstRunID
+	if runID == "" {
+		runID = info.WorkflowExecution.RunID
+	}
+	var owned bool
+	err := r.db(r.acts.ClaimEntry, activities.ClaimEntryInput{JourneyID: r.in.JourneyID, EntryID: r.in.EntryID, RunID: runID}, &owned)
+	if err != nil {
+		return false, fmt.Errorf("claim the entry's run: %w", err)
+	}
+	return owned, nil
+}
+
+// secondStart ends a run that is a second start of its entry: it sends
+// nothing and records nothing, since the entry's run did both, and hands
+// back to routing any other event that reached it meanwhile.
+func (r *run) secondStart() (JourneyResult, error) {
+	workflow.GetLogger(r.ctx).Warn("this entry's run has already finished: a late start of it ends without doing anything",
+		"entry", r.in.EntryID)
+	if err := r.handBack(); err != nil {
+		return JourneyResult{}, err
+	}
+	return JourneyResult{Outcome: OutcomeSecondStart}, nil
 }
 
 func (r *run) record(outcome string) error {

@@ -54,6 +54,7 @@ var epochs = []map[string]bool{
 		changeSendQueues: true, changeBulkQueue: true, changeHoldout: true,
 	},
 	2: {changeDecideLocal: true},
+	3: {changeClaimEntry: true},
 }
 
 // takeEpochs records, when a run starts (and when it continues as new),

@@ -46,6 +46,7 @@ func TestSendOutcomeDecidesTheBranch(t *testing.T) {
 		env, acts := journeyEnv()
 		onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) { return verdict, nil })
 		env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+		env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 		env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)
 		now := env.Now()
 		c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
@@ -68,6 +69,7 @@ func TestAnswerReachesTheNextMessage(t *testing.T) {
 		return allowed(activities.StatusSent), nil
 	}, func(in activities.DeliverInput) { received = append(received, in.Received) })
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	now := env.Now()
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "card.answered", CustomerID: "c-1", At: env.Now(),
@@ -100,6 +102,7 @@ func TestPushFallbackFollowsTheChannelList(t *testing.T) {
 		return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Suppress, Reason: policy.ReasonNoConsent}}, nil
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	now := env.Now()
 	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
@@ -129,6 +132,7 @@ func TestNewerTriggerMovesTheWait(t *testing.T) {
 		}
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)
 	start := env.Now()
 	newer := start.Add(5 * 24 * time.Hour).Truncate(time.Second)

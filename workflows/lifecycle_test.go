@@ -50,6 +50,7 @@ func TestReorderWindowAppliesEventsInTheOrderTheyHappened(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	start := env.Now()
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-review", Type: "review.written", CustomerID: "c-1", At: start.Add(2 * time.Minute),
@@ -81,6 +82,7 @@ func TestFinishingRunHandsBackEventsItNeverRead(t *testing.T) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	var handed []string
 	env.OnActivity(acts.Requeue, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RequeueInput) error {
 		handed = append(handed, in.EventIDs...)
@@ -103,6 +105,52 @@ func TestFinishingRunHandsBackEventsItNeverRead(t *testing.T) {
 	}
 }
 
+// TestSecondStartOfAnEntryDoesNothing: the entry's run row does not take
+// this run (its run is over): a late SignalWithStart started it. It asks
+// the policy nothing, sends nothing, records no outcome over the real
+// run's, and hands back an event that reached it meanwhile.
+func TestSecondStartOfAnEntryDoesNothing(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	var claimed activities.ClaimEntryInput
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ClaimEntryInput) (bool, error) {
+		claimed = in
+		return false, nil
+	})
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		t.Error("a second start sent a message")
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(func(context.Context, activities.FinishRunInput) error {
+		t.Error("a second start recorded an outcome over the entry's run")
+		return nil
+	})
+	var handed []string
+	env.OnActivity(acts.Requeue, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RequeueInput) error {
+		handed = append(handed, in.EventIDs...)
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		second := *order(env.Now())
+		second.ID = "e-2"
+		env.SignalWorkflow(workflows.SignalEvent, second)
+	}, 0)
+	src := "id: once\nname: Once\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "once.yaml", src, "UTC"),
+		JourneyID: "once", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: "e-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != workflows.OutcomeSecondStart {
+		t.Fatalf("ended %+v, %v; want outcome %s", res, err, workflows.OutcomeSecondStart)
+	}
+	if claimed.EntryID != "e-1" || claimed.JourneyID != "once" || claimed.RunID == "" {
+		t.Fatalf("claimed %+v, want the entry e-1 of once with the run's id", claimed)
+	}
+	if len(handed) != 1 || handed[0] != "e-2" {
+		t.Fatalf("handed back %v, want the order that reached the second start", handed)
+	}
+}
+
 // TestLongDeferralContinuesAsNewWhenSuggested: a message deferred for a
 // week while the customer keeps acting grows the run's history; the run
 // used to continue as new only between steps, never inside a deferral.
@@ -121,6 +169,7 @@ func TestLongDeferralContinuesAsNewWhenSuggested(t *testing.T) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Hour)
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-x", Type: "order.shipped", CustomerID: "c-1", At: env.Now(),
@@ -164,6 +213,7 @@ func TestDatabaseOutageAddsNoHistoryPerRetry(t *testing.T) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	regular := 0
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		if info.ActivityType.Name == "LoadCustomer" {
@@ -195,6 +245,7 @@ func TestAttributeAddedToTheSchemaDoesNotBreakARun(t *testing.T) {
 		return sent()
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	src := `id: later
 name: Later
 topic: service

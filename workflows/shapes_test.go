@@ -184,6 +184,29 @@ var shapeScenarios = []historyScenario{
 	{"shape-holdout-treated-goal", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
 		return holdoutScenario(t, ctx, s, false)
 	}},
+	// claim-entry-v1: a second start of an entry whose run has finished
+	// (a replica's late SignalWithStart) claims the entry, finds its run
+	// over and ends without doing anything.
+	{"shape-second-start", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		c := shapeCustomer(t, ctx, s, "c-shape-second")
+		shapeEvent(t, ctx, s, c, "e-ss-1", "order.placed", "o-ss")
+		shapeEvent(t, ctx, s, c, "e-ss-2", "order.shipped", "o-ss")
+		id := finished(t, ctx, s, workflows.WorkflowID("await", c.ID, "o-ss"))
+		j, _ := s.Catalog.Journey("await")
+		ev := journey.Event{ID: "e-ss-1", Type: "order.placed", CustomerID: c.ID, At: time.Now().UTC(), Data: map[string]any{"order_id": "o-ss", "total": 1.0}}
+		run, err := s.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalEvent, ev, client.StartWorkflowOptions{
+			ID: id, TaskQueue: s.TaskQueue, WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE},
+			workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID,
+				Key: "o-ss", Trigger: &ev, EntryID: ev.ID, Customer: &c, ReorderWindow: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.JourneyResult
+		if err := run.Get(ctx, &res); err != nil || res.Outcome != workflows.OutcomeSecondStart {
+			t.Fatalf("the second start ended %+v, %v; want %s", res, err, workflows.OutcomeSecondStart)
+		}
+		return id
+	}},
 }
 
 // holdoutCustomer is the first shape customer of the held journey (50%

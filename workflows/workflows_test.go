@@ -188,6 +188,7 @@ func TestNormalPriorityWaitsAndGoalEndsIt(t *testing.T) {
 		return activities.DecideOutput{}, nil
 	}).Maybe()
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	src := `id: nudge
 name: Nudge
 topic: service
@@ -225,6 +226,7 @@ func TestEventDuringSettleCountsLater(t *testing.T) {
 	})
 	env.OnActivity(acts.Deliver, mock.Anything, mock.Anything).Return(activities.DeliverOutput{Status: activities.StatusSent}, nil)
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	src := `id: ship
 name: Ship
 topic: service
@@ -263,6 +265,7 @@ func TestDeletedCustomerEndsTheRun(t *testing.T) {
 	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(activities.DecideOutput{},
 		temporal.NewNonRetryableApplicationError("customer no longer exists", activities.ErrTypeCustomerGone, nil))
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	src := "id: bye\nname: Bye\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
 	c := journey.Customer{ID: "c-1"}
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
@@ -301,6 +304,7 @@ func TestDeliveryRunsOnTheChannelQueue(t *testing.T) {
 		return activities.DeliverOutput{Status: activities.StatusSent}, nil
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	src := "id: hi\nname: Hi\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: preferred, template: order-thanks }\n"
 	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{

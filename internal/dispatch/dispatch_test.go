@@ -3,11 +3,13 @@ package dispatch_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
@@ -393,6 +395,69 @@ func TestSlowBatchKeepsItsClaim(t *testing.T) {
 		if n > 0 {
 			t.Fatal("another pass took the event while the first was still routing it")
 		}
+	}
+}
+
+// TestLateStartOfAFinishedEntryStartsNothing: a replica records a run
+// for an event and hangs before its SignalWithStart; the sweeper starts
+// the run, which sends and finishes; then the replica wakes and makes its
+// call. The workflow id is free again and reentry needs Temporal to allow
+// a new run under it, so Temporal starts a second run of the same entry.
+// It must see that the entry's run has finished and end without sending
+// anything: the customer hears once.
+//
+// Fails before runs claimed their entry: the second run sent the journey
+// again (its first message and, on timeout, the second).
+func TestLateStartOfAFinishedEntryStartsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := b.customer(t, "c-late")
+	ev := placed(c, "e-late", "o-1", time.Now())
+	b.store(t, ev)
+	j, _ := b.s.Catalog.Journey("await")
+	wid := workflows.WorkflowID(j.ID, c.ID, "o-1")
+	// The replica records the run and hangs.
+	if _, _, recorded, err := b.s.Store.LatestRunOrRecord(ctx, wid, j.ID, j.Version, c.ID, "o-1", ev.ID); err != nil || !recorded {
+		t.Fatalf("record the run: recorded %v, %v", recorded, err)
+	}
+	// The sweeper starts it; the shipment ends it.
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool { return record(t, b.s.Store, ev.ID).Status() == "routed" })
+	b.store(t, shipped(c, "e-late-shipped", "o-1", time.Now()))
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool { return record(t, b.s.Store, "e-late-shipped").Status() == "routed" })
+	first := b.s.Client.GetWorkflow(ctx, wid, "")
+	if err := first.Get(ctx, nil); err != nil {
+		t.Fatalf("the entry's run: %v", err)
+	}
+	// The replica wakes and makes the call it was about to make.
+	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID, Key: "o-1",
+		Trigger: &ev, EntryID: ev.ID, Customer: &c, ReorderWindow: time.Second}
+	late, err := b.s.Client.SignalWithStartWorkflow(ctx, wid, workflows.SignalEvent, ev, client.StartWorkflowOptions{
+		ID: wid, TaskQueue: b.s.TaskQueue, WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		Memo: map[string]any{"entry": ev.ID}}, workflows.JourneyWorkflow, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late.GetRunID() == first.GetRunID() {
+		t.Fatal("Temporal did not start a second run: the test proves nothing")
+	}
+	var res workflows.JourneyResult
+	if err := late.Get(ctx, &res); err != nil {
+		t.Fatalf("the late run: %v", err)
+	}
+	if res.Outcome != workflows.OutcomeSecondStart {
+		t.Errorf("the late run ended %+v, want outcome %s", res, workflows.OutcomeSecondStart)
+	}
+	time.Sleep(500 * time.Millisecond)
+	var to []string
+	for _, m := range b.s.Catcher.Messages() {
+		if key := m.Header.Get("X-Lojal-Key"); slices.Contains(m.To, c.Email) && strings.HasPrefix(key, wid+"@") {
+			to = append(to, key)
+		}
+	}
+	if len(to) != 1 {
+		t.Fatalf("the customer got %d messages of the journey %q, want 1", len(to), to)
 	}
 }
 

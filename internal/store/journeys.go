@@ -20,6 +20,20 @@ func (s *Store) RecordRunGroup(ctx context.Context, journeyID, entryID string, h
 	return nil
 }
 
+// ClaimEntry is a run's claim, when it starts, on the run row its entry
+// recorded: the row takes the run's (first) run id unless the entry's run
+// has ended or is another run. owned is false only when the row exists
+// and did not take it: the run is a second start of an entry whose run is
+// over (a replica's SignalWithStart made late), and must do nothing. An
+// entry without a row (a run started outside routing) is owned.
+func (s *Store) ClaimEntry(ctx context.Context, journeyID, entryID, runID string) (owned bool, err error) {
+	var claimed, recorded bool
+	if err := s.pool.QueryRow(ctx, s.q.ClaimEntry, journeyID, entryID, runID).Scan(&claimed, &recorded); err != nil {
+		return false, fmt.Errorf("claim the run of entry %s of %s: %w", entryID, journeyID, err)
+	}
+	return claimed || !recorded, nil
+}
+
 // HoldoutMessage is a message a held-out run would have sent.
 type HoldoutMessage struct {
 	// RequestKey is the ledger's request key the message would have had.

@@ -357,3 +357,40 @@ func sendOne(t *testing.T, s *store.Store, customer, workflowID, journeyID, step
 		t.Fatal(err)
 	}
 }
+
+// TestClaimEntry: a starting run owns its entry's row when the row has no
+// run yet or is its own (a retried claim), not when another run has it or
+// the entry's run is over; an entry without a row (a run started outside
+// routing) is owned.
+func TestClaimEntry(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RecordRun(ctx, "journey/j/c-1", "j", "v1", "c-1", "", "e-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		entry, run string
+		finish     bool
+		want       bool
+	}{
+		{"e-1", "r-1", false, true},  // the row's first run
+		{"e-1", "r-1", false, true},  // its claim again (a retry)
+		{"e-1", "r-2", false, false}, // another run of the same entry
+		{"e-9", "r-9", false, true},  // no row: started outside routing
+		{"e-1", "r-1", true, false},  // the entry's run is over
+	} {
+		if c.finish {
+			if err := s.FinishRun(ctx, "j", c.entry, "exit"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		owned, err := s.ClaimEntry(ctx, "j", c.entry, c.run)
+		if err != nil || owned != c.want {
+			t.Fatalf("claim of %s by %s (finished %v): owned %v, %v; want %v", c.entry, c.run, c.finish, owned, err, c.want)
+		}
+	}
+}

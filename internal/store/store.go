@@ -46,6 +46,7 @@ type queries struct {
 	LatestRunOrRecord     string `query:"latest-run-or-record"`
 	FinishRun             string `query:"finish-run"`
 	RecordRunGroup        string `query:"record-run-group"`
+	ClaimEntry            string `query:"claim-entry"`
 	InsertHoldoutMessage  string `query:"insert-holdout-message"`
 	JourneyEntrants       string `query:"journey-entrants"`
 	JourneyMessages       string `query:"journey-messages"`

@@ -4,6 +4,19 @@
 -- Which group a run is in: held out ($3 true) or treated.
 UPDATE journey_runs SET holdout = $3 WHERE journey_id = $1 AND trigger_event_id = $2;
 
+-- name: claim-entry
+-- A run's first execution claims its entry's run row ($1 journey, $2
+-- entry) with its run id ($3): it takes a row whose run is not over and
+-- has no other run id. Returns whether it took it and whether the entry
+-- has a row at all (runs started outside routing have none).
+WITH claimed AS (
+    UPDATE journey_runs SET run_id = $3
+    WHERE journey_id = $1 AND trigger_event_id = $2 AND ended_at IS NULL AND run_id IN ('', $3)
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM claimed),
+       EXISTS (SELECT 1 FROM journey_runs WHERE journey_id = $1 AND trigger_event_id = $2);
+
 -- name: insert-holdout-message
 -- A message a held-out run would have sent. Never a ledger row.
 INSERT INTO holdout_messages (request_key, customer_id, workflow_id, journey_id, journey_version, step_id, template,
