@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/lojal/lojal/activities"
@@ -88,6 +89,19 @@ func TestFinishingRunHandsBackEventsItNeverRead(t *testing.T) {
 		handed = append(handed, in.EventIDs...)
 		return nil
 	})
+	runOnceWithALateOrder(t, env)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != 1 || handed[0] != "e-2" {
+		t.Fatalf("handed back %v, want the order that came in as the run finished", handed)
+	}
+}
+
+// runOnceWithALateOrder runs a one-send journey for the order e-1 while a
+// second order, e-2, reaches the run as it starts.
+func runOnceWithALateOrder(t *testing.T, env *testsuite.TestWorkflowEnvironment) {
+	t.Helper()
 	env.RegisterDelayedCallback(func() {
 		second := *order(env.Now())
 		second.ID = "e-2"
@@ -97,12 +111,6 @@ func TestFinishingRunHandsBackEventsItNeverRead(t *testing.T) {
 	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
 	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "once.yaml", src, "UTC"),
 		JourneyID: "once", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: "e-1"})
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
-	}
-	if len(handed) != 1 || handed[0] != "e-2" {
-		t.Fatalf("handed back %v, want the order that came in as the run finished", handed)
-	}
 }
 
 // TestSecondStartOfAnEntryDoesNothing: the entry's run row does not take
@@ -130,15 +138,7 @@ func TestSecondStartOfAnEntryDoesNothing(t *testing.T) {
 		handed = append(handed, in.EventIDs...)
 		return nil
 	})
-	env.RegisterDelayedCallback(func() {
-		second := *order(env.Now())
-		second.ID = "e-2"
-		env.SignalWorkflow(workflows.SignalEvent, second)
-	}, 0)
-	src := "id: once\nname: Once\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
-	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
-	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "once.yaml", src, "UTC"),
-		JourneyID: "once", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: "e-1"})
+	runOnceWithALateOrder(t, env)
 	var res workflows.JourneyResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Outcome != workflows.OutcomeSecondStart {
 		t.Fatalf("ended %+v, %v; want outcome %s", res, err, workflows.OutcomeSecondStart)

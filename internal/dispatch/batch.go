@@ -211,27 +211,11 @@ func (r *Router) SweepLane(ctx context.Context, lane string, o SweepOptions) (in
 // pass takes the events within a lease. A renewal that fails is logged:
 // the events may then be routed twice, which routing makes harmless.
 func (r *Router) holdClaims(ctx context.Context, claimed []store.ClaimedEvent, lease time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(lease / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if err := r.Store.ExtendClaims(ctx, claimed, lease); err != nil && ctx.Err() == nil {
-				r.Log.WarnContext(ctx, "could not renew the claim on events being routed; another pass may route them too", "events", len(claimed), "err", err)
-			}
+	return every(ctx, lease/4, func() {
+		if err := r.Store.ExtendClaims(ctx, claimed, lease); err != nil && ctx.Err() == nil {
+			r.Log.WarnContext(ctx, "could not renew the claim on events being routed; another pass may route them too", "events", len(claimed), "err", err)
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+	})
 }
 
 // Waiting deals with routes that wait: parked events whose run has started

@@ -122,30 +122,38 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 func bulkBatch(o SweepOptions) int { return min(o.Batch, 200) }
 
 // heartbeat heartbeats the activity of ctx, with what details returns,
-// four times per heartbeat timeout from a goroutine of its own until the
-// returned stop is called: a batch that takes longer than the timeout is
-// not a dead worker, while a worker that hangs (SIGSTOP) stops this
-// goroutine too and Temporal retries the activity elsewhere.
+// at once and then four times per heartbeat timeout from a goroutine of
+// its own until the returned stop is called: a batch that takes longer
+// than the timeout is not a dead worker, while a worker that hangs
+// (SIGSTOP) stops this goroutine too and Temporal retries the activity
+// elsewhere.
 func heartbeat(ctx context.Context, details func() any) (stop func()) {
-	every := activity.GetInfo(ctx).HeartbeatTimeout / 4
-	if every <= 0 {
-		every = time.Second
+	period := activity.GetInfo(ctx).HeartbeatTimeout / 4
+	if period <= 0 {
+		period = time.Second
 	}
+	activity.RecordHeartbeat(ctx, details())
+	return every(ctx, period, func() { activity.RecordHeartbeat(ctx, details()) })
+}
+
+// every calls f once a period from a goroutine of its own, until the
+// returned stop is called (it waits for a call under way) or ctx ends.
+func every(ctx context.Context, period time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(every)
+		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
-			activity.RecordHeartbeat(ctx, details())
 			select {
 			case <-done:
 				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				f()
 			}
 		}
 	}()
