@@ -419,7 +419,8 @@ func TestLateStartOfAFinishedEntryStartsNothing(t *testing.T) {
 	j, _ := b.s.Catalog.Journey("await")
 	wid := workflows.WorkflowID(j.ID, c.ID, "o-1")
 	// The replica records the run and hangs.
-	if _, _, recorded, err := b.s.Store.LatestRunOrRecord(ctx, wid, j.ID, j.Version, c.ID, "o-1", ev.ID); err != nil || !recorded {
+	_, row, recorded, err := b.s.Store.LatestRunOrRecord(ctx, wid, j.ID, j.Version, c.ID, "o-1", ev.ID)
+	if err != nil || !recorded {
 		t.Fatalf("record the run: recorded %v, %v", recorded, err)
 	}
 	// The sweeper starts it; the shipment ends it.
@@ -448,6 +449,14 @@ func TestLateStartOfAFinishedEntryStartsNothing(t *testing.T) {
 	}
 	if res.Outcome != workflows.OutcomeSecondStart {
 		t.Errorf("the late run ended %+v, want outcome %s", res, workflows.OutcomeSecondStart)
+	}
+	// The replica then settles what it believes it started: the row keeps
+	// the id of the run that really was the entry's.
+	if _, err := b.s.Store.Settle(ctx, store.Settlement{Started: []store.StartedRun{{Row: row, RunID: late.GetRunID(), WorkflowID: wid}}}); err != nil {
+		t.Fatal(err)
+	}
+	if run, err := b.s.Store.RunByEntry(ctx, j.ID, ev.ID); err != nil || run.RunID != first.GetRunID() {
+		t.Errorf("the entry's row names run %q (%v), want the entry's run %s", run.RunID, err, first.GetRunID())
 	}
 	time.Sleep(500 * time.Millisecond)
 	var to []string

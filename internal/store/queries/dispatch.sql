@@ -151,7 +151,11 @@ FROM journey_runs
 WHERE journey_id = $1 AND trigger_event_id = $2;
 
 -- name: set-run-id
-UPDATE journey_runs SET run_id = $2 WHERE id = $1;
+-- The run id routing learnt from SignalWithStart, unless the row has one:
+-- the run claims its row when it starts (claim-entry) and knows its own
+-- id, while SignalWithStart returns the id of whatever run it reached (a
+-- late start that ends at once, a finishing run it only signalled).
+UPDATE journey_runs SET run_id = $2 WHERE id = $1 AND run_id = '';
 
 -- name: close-run
 -- Closes a run that ended without recording it (failed, terminated, timed
