@@ -98,15 +98,11 @@ func setup(t *testing.T, opts ...setupOption) bundle {
 	t.Cleanup(provider.Close)
 	push := channel.NewPush(channel.PushConfig{ProviderURL: provider.URL}, log)
 	signer, _ := links.NewSigner([]byte("0123456789abcdef0123456789abcdef"), "https://lojal.example", 0)
-	cfg := pgtest.Config(t)
+	var change []func(*store.Config)
 	if o.storeConfig != nil {
-		o.storeConfig(&cfg)
+		change = append(change, o.storeConfig)
 	}
-	st, err := store.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(st.Close)
+	st := pgtest.Store(t, change...)
 	return bundle{store: st, catcher: c, pushes: &pushes, acts: &activities.Activities{Store: st, Catalog: cat,
 		Sender: channel.Mux{"email": email, "push": push}, Links: signer, Log: log, MessageDomain: "lojal.example"}}
 }

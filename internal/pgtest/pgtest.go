@@ -95,10 +95,14 @@ func Config(tb testing.TB) store.Config {
 	return cfg
 }
 
-// Store opens a store on a fresh schema.
-func Store(tb testing.TB) *store.Store {
+// Store opens a store on a fresh schema, its configuration changed by
+// each of change first.
+func Store(tb testing.TB, change ...func(*store.Config)) *store.Store {
 	tb.Helper()
 	cfg := Config(tb)
+	for _, f := range change {
+		f(&cfg)
+	}
 	s, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
