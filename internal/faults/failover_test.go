@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/ingest"
@@ -240,6 +242,36 @@ func TestFaultReplicaFailover(t *testing.T) {
 		customers*steps, lost, twice, disordered, worst)
 	if lost > 0 || twice > 0 || disordered > 0 || worst > 10 {
 		b, _ := os.ReadFile(replicas[2].api.log.Name())
-		t.Fatalf("lost %d, twice %d, out of order %d, worst delay %.1f s\nlog tail:\n%s", lost, twice, disordered, worst, tail(string(b), 3000))
+		t.Fatalf("lost %d, twice %d, out of order %d, worst delay %.1f s\nslowest events:\n%s\nlog tail:\n%s", lost, twice, disordered, worst,
+			slowest(st.Pool()), tail(string(b), 3000))
 	}
+}
+
+// slowest describes the five events that took longest to reach a run:
+// when each was received, routed and marked dispatched, how often routing
+// failed, and its routes.
+func slowest(pool *pgxpool.Pool) string {
+	rows, err := pool.Query(context.Background(), `
+		SELECT e.id, e.customer_id, e.received_at, e.dispatched_at, e.attempts, e.dispatch_error,
+		       string_agg(r.action || ' ' || r.reason || ' at ' || r.routed_at::text, '; ')
+		FROM events e JOIN event_routes r ON r.event_id = e.id
+		GROUP BY e.id, e.customer_id, e.received_at, e.dispatched_at, e.attempts, e.dispatch_error
+		ORDER BY min(r.routed_at) - e.received_at DESC LIMIT 5`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, cust, errText, routes string
+		var received time.Time
+		var dispatched *time.Time
+		var attempts int
+		if err := rows.Scan(&id, &cust, &received, &dispatched, &attempts, &errText, &routes); err != nil {
+			return err.Error()
+		}
+		fmt.Fprintf(&b, "  %s (%s) received %s, dispatched %v, attempts %d %s; routes: %s\n", id, cust, received.Format("15:04:05.000"),
+			dispatched, attempts, errText, routes)
+	}
+	return b.String()
 }
