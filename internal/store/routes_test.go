@@ -1,0 +1,60 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lojal/lojal/internal/journey"
+	"github.com/lojal/lojal/internal/pgtest"
+	"github.com/lojal/lojal/internal/store"
+)
+
+// TestALateSettleKeepsWhenTheEventWasRouted: a replica hung (SIGSTOP)
+// between its SignalWithStart and its settle; the sweeper routed the
+// event meanwhile. When the replica resumed, its settle recorded the same
+// route again and moved routed_at to the moment it woke: the event looked
+// routed 30 s late although its run had it within seconds (the replica
+// failover fault test measured 30.1 s once), and `lojal events show`
+// said the same. The same outcome recorded again keeps its first time; a
+// new outcome (parked, then signalled; handed back) takes a new one.
+func TestALateSettleKeepsWhenTheEventWasRouted(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AcceptEvents(ctx, []journey.Event{{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	routedAt := func() time.Time {
+		t.Helper()
+		rec, err := s.Event(ctx, "e-1")
+		if err != nil || len(rec.Routes) != 1 {
+			t.Fatalf("routes of e-1: %+v %v", rec.Routes, err)
+		}
+		return rec.Routes[0].RoutedAt
+	}
+	route := store.Route{EventID: "e-1", JourneyID: "j", WorkflowID: "j/c-1/o-1", Action: "started"}
+	if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{route}, Dispatched: []string{"e-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	first := routedAt()
+	time.Sleep(20 * time.Millisecond)
+	// The hung replica's settle of the same route.
+	if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{route}, Dispatched: []string{"e-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := routedAt(); !got.Equal(first) {
+		t.Fatalf("a settle of the same route again moved routed_at from %s to %s", first.Format(time.RFC3339Nano), got.Format(time.RFC3339Nano))
+	}
+	// The run hands the event back: a new outcome, a new time.
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Requeue(ctx, "j", "j/c-1/o-1", []string{"e-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := routedAt(); !got.After(first) {
+		t.Fatalf("the event was handed back at %s, routed at %s: a new outcome keeps its old time", got.Format(time.RFC3339Nano), first.Format(time.RFC3339Nano))
+	}
+}
