@@ -134,18 +134,22 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 			continue
 		}
 		// A query of a finished run is answered by a worker replaying its
-		// history: on a loaded machine an answer can time out, which is
-		// not a run on another version. Ask again, and say which it was.
+		// history. On a loaded machine, and for a while after Temporal's
+		// restart, matching can answer "no poller seen for task queue
+		// recently" or time out although the worker polls: neither is a
+		// run on another version. Ask again for up to 30 s, and say which
+		// it was.
 		var info workflows.RunInfo
 		var qerr error
-		for attempt := 1; attempt <= 3; attempt++ {
+		for deadline := time.Now().Add(30 * time.Second); ; {
 			var v converter.EncodedValue
 			if v, qerr = tc.QueryWorkflow(rctx, id, "", workflows.QueryState); qerr == nil {
 				qerr = v.Get(&info)
 			}
-			if qerr == nil {
+			if qerr == nil || time.Now().After(deadline) {
 				break
 			}
+			time.Sleep(500 * time.Millisecond)
 		}
 		switch {
 		case qerr != nil:
