@@ -9,8 +9,10 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/channel"
@@ -170,6 +172,43 @@ var shapeScenarios = []historyScenario{
 		waitUntil(t, ctx, func() bool {
 			d, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
 			return err == nil && len(d.GetPendingActivities()) > 0
+		})
+		defer func() { _ = s.Client.TerminateWorkflow(context.Background(), id, "", "recorded") }()
+		return id
+	}},
+	// sweep-overlap: each sweep's successor starts before the sweep ends
+	// (a 4 s stretch, so 1 s together). Recorded once a sweep has ended
+	// and its successor runs.
+	{"shape-sweeper-overlap", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		// The sweeper's workflow on a worker of its own, whose sweeps
+		// only wait out their stretch: the history is the workflow's.
+		id, queue := "shape-sweeper-overlap", "shape-sweeper-overlap"
+		w := worker.New(s.Client, queue, worker.Options{WorkerStopTimeout: 5 * time.Second})
+		w.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
+		w.RegisterActivityWithOptions(func(ctx context.Context, in workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
+			end := time.After(in.For)
+			for {
+				activity.RecordHeartbeat(ctx)
+				select {
+				case <-ctx.Done():
+					return workflows.SweepActivityOutput{}, ctx.Err()
+				case <-end:
+					return workflows.SweepActivityOutput{}, nil
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}, activity.RegisterOptions{Name: workflows.SweepActivity})
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		if _, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, workflows.SweepWorkflow,
+			workflows.SweepInput{Stretch: 4 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, ctx, func() bool {
+			d, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
+			return err == nil && len(d.GetPendingActivities()) > 0 && completedActivities(t, ctx, s, id) >= 2
 		})
 		defer func() { _ = s.Client.TerminateWorkflow(context.Background(), id, "", "recorded") }()
 		return id

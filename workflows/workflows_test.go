@@ -2,16 +2,19 @@ package workflows_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -366,6 +369,59 @@ func TestSweepRetriesItsActivitySoon(t *testing.T) {
 	for _, info := range infos {
 		if info.HeartbeatTimeout != workflows.SweepHeartbeatTimeout {
 			t.Fatalf("heartbeat timeout %s, want %s", info.HeartbeatTimeout, workflows.SweepHeartbeatTimeout)
+		}
+	}
+}
+
+// TestSweepStartsItsSuccessorBeforeItEnds: between two sweeps the
+// sweeper needs a workflow task to schedule the next one. Temporal gives
+// that task first to the worker that ran the last one (its sticky queue),
+// so when that worker hangs (SIGSTOP) the task waits 5 s for it and may
+// then go to the hung worker's outstanding poll for a workflow task
+// timeout more: no sweep ran meanwhile, and events a dead replica left
+// waited that long. Each sweep's successor now starts SweepOverlap before
+// the sweep is due to end, so such a stall passes while the earlier sweep
+// still runs, and a continued run's workflow tasks time out after
+// SweepTaskTimeout, not 10 s.
+func TestSweepStartsItsSuccessorBeforeItEnds(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
+	env.RegisterActivityWithOptions(func(context.Context, workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
+		return workflows.SweepActivityOutput{}, nil
+	}, activity.RegisterOptions{Name: workflows.SweepActivity})
+	// Each sweep runs for the minute it is given.
+	env.OnActivity(workflows.SweepActivity, mock.Anything, mock.Anything).After(time.Minute).Return(workflows.SweepActivityOutput{}, nil)
+	var mu sync.Mutex
+	var starts, ends []time.Time
+	env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		starts = append(starts, env.Now())
+	})
+	env.SetOnActivityCompletedListener(func(*activity.Info, converter.EncodedValue, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ends = append(ends, env.Now())
+	})
+	env.ExecuteWorkflow(workflows.SweepWorkflow, workflows.SweepInput{})
+	var can *workflow.ContinueAsNewError
+	if !errors.As(env.GetWorkflowError(), &can) {
+		t.Fatalf("the sweeper ended with %v, want it to continue as new", env.GetWorkflowError())
+	}
+	if can.WorkflowTaskTimeout != workflows.SweepTaskTimeout {
+		t.Errorf("the continued sweeper's workflow task timeout is %s, want %s", can.WorkflowTaskTimeout, workflows.SweepTaskTimeout)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(starts) < 2 || len(ends) != len(starts) {
+		t.Fatalf("%d sweeps started, %d ended", len(starts), len(ends))
+	}
+	for i := 1; i < len(starts); i++ {
+		if lead := ends[i-1].Sub(starts[i]); lead < workflows.SweepOverlap {
+			t.Fatalf("sweep %d started %s before sweep %d ended, want at least %s: a stalled workflow task leaves no sweep running",
+				i+1, lead, i, workflows.SweepOverlap)
 		}
 	}
 }

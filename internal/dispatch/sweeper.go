@@ -187,6 +187,8 @@ func EnsureSweeper(ctx context.Context, c Scheduler, queue string) error {
 			Workflow:  workflows.SweepWorkflow,
 			Args:      []any{workflows.SweepInput{}},
 			TaskQueue: queue,
+			// A task handed to a hung worker goes to another soon.
+			WorkflowTaskTimeout: workflows.SweepTaskTimeout,
 		},
 		Overlap:            enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		TriggerImmediately: true,
