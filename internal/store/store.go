@@ -286,6 +286,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	pc.ConnConfig.DialFunc = dialer(pc.ConnConfig.ConnectTimeout)
 	// Queries made in a traced piece of work are spans of its trace; the
 	// rest cost a context lookup.
 	pc.ConnConfig.Tracer = telemetry.QueryTracer{}
