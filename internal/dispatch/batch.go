@@ -249,7 +249,7 @@ func (r *Router) Waiting(ctx context.Context, limit int) (int, error) {
 				route.Reason = fmt.Sprintf("no run of %s for customer %s started within %s of the event", w.JourneyID, w.Event.CustomerID,
 					r.parkFor())
 			default:
-				route.ParkUntil = w.ParkUntil // still waiting; routed_at moves on
+				route.ParkUntil = w.ParkUntil // still waiting
 			}
 			if err := r.Store.RecordRoutes(ctx, []store.Route{route}); err != nil {
 				return done, err

@@ -59,9 +59,11 @@ RETURNING attempts, dead_at IS NOT NULL;
 -- name: upsert-route
 -- A journey's routing outcome for an event. An event parked again keeps
 -- its first park_until: retries do not extend how long it may wait. The
--- same outcome recorded again (a replica that hung between its
--- SignalWithStart and its settle, settling after the sweeper did) keeps
--- the time it was first reached; a new outcome takes the time of now. The
+-- same outcome recorded again keeps the time it was first reached: a
+-- replica that hung between its SignalWithStart and its settle settles
+-- after the sweeper did, and whether it says it started the run or
+-- signalled it, the event reached that run when the sweeper said. A new
+-- outcome takes the time of now. The
 -- route is stored in its event's month (received_at, from event_ids);
 -- nothing is stored for an event lojal does not know.
 INSERT INTO event_routes AS r (event_id, journey_id, workflow_id, action, reason, park_until, received_at)
@@ -69,7 +71,10 @@ SELECT $1, $2, $3, $4, $5, $6, k.received_at FROM event_ids k WHERE k.id = $1
 ON CONFLICT (event_id, journey_id, received_at) DO UPDATE
 SET workflow_id = EXCLUDED.workflow_id, action = EXCLUDED.action, reason = EXCLUDED.reason,
     park_until = CASE WHEN r.action = 'parked' AND EXCLUDED.action = 'parked' THEN r.park_until ELSE EXCLUDED.park_until END,
-    routed_at = CASE WHEN r.action = EXCLUDED.action AND r.workflow_id = EXCLUDED.workflow_id THEN r.routed_at ELSE now() END;
+    routed_at = CASE WHEN r.workflow_id = EXCLUDED.workflow_id
+                      AND (r.action = EXCLUDED.action
+                           OR (r.action IN ('started', 'signalled') AND EXCLUDED.action IN ('started', 'signalled')))
+                     THEN r.routed_at ELSE now() END;
 
 -- name: parked-for-workflow
 -- Events that arrived before the run they concern existed, oldest first.
