@@ -142,11 +142,13 @@ func TestFaultRunsSurviveChange(t *testing.T) {
 		var info workflows.RunInfo
 		var qerr error
 		for deadline := time.Now().Add(30 * time.Second); ; {
+			qctx, qcancel := context.WithTimeout(rctx, 5*time.Second)
 			var v converter.EncodedValue
-			if v, qerr = tc.QueryWorkflow(rctx, id, "", workflows.QueryState); qerr == nil {
+			if v, qerr = tc.QueryWorkflow(qctx, id, "", workflows.QueryState); qerr == nil {
 				qerr = v.Get(&info)
 			}
-			if qerr == nil || time.Now().After(deadline) {
+			qcancel()
+			if qerr == nil || rctx.Err() != nil || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(500 * time.Millisecond)
