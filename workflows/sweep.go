@@ -25,6 +25,11 @@ type SweepInput struct {
 // SweepActivityInput is one stretch of sweeping.
 type SweepActivityInput struct {
 	For time.Duration
+	// LiveOnly is the end of the stretch, given over to its successor:
+	// in it the sweep routes live events only (no enrolments, waiting
+	// routes, reconciling or metrics), so that two sweeps at once do not
+	// do that work twice.
+	LiveOnly time.Duration `json:",omitempty"`
 }
 
 // SweepActivityOutput counts what one stretch did.
@@ -55,6 +60,13 @@ const changeSweepHeartbeat = "sweep-heartbeat-2s"
 // no sweep ran meanwhile and events a dead replica left waited that long;
 // now the earlier sweep still runs while the task is late.
 const changeSweepOverlap = "sweep-overlap"
+
+// overlappingSweepsPerRun bounds history before continuing as new when
+// sweeps overlap (about 11 events each). Continuing as new leaves the
+// event path without a sweep for as long as the new run's first workflow
+// task takes (seconds, more when a worker hangs), so it is rare: every 6
+// hours.
+const overlappingSweepsPerRun = 480
 
 // SweepOverlap is how long a sweep and its successor run together. It
 // covers a workflow task lost to a hung sticky worker (5 s) and one lost
@@ -106,8 +118,18 @@ func (w *Workflows) Sweep(ctx workflow.Context, in SweepInput) error {
 	}
 	lead := min(SweepOverlap, stretch/4)
 	var running []workflow.Future
-	for range sweepsPerRun {
-		sweep := workflow.ExecuteActivity(actx, SweepActivity, SweepActivityInput{For: stretch})
+	for range overlappingSweepsPerRun {
+		// At most one sweep runs beside the one started now: one that
+		// keeps failing (Postgres is away) is waited for, not joined by a
+		// new one every stretch, which would all run at once when it is
+		// back.
+		for len(running) > 1 {
+			if err := running[0].Get(ctx, nil); err != nil {
+				return err
+			}
+			running = running[1:]
+		}
+		sweep := workflow.ExecuteActivity(actx, SweepActivity, SweepActivityInput{For: stretch, LiveOnly: lead})
 		running = append(running, sweep)
 		// The successor starts lead before this sweep is due to end, or
 		// as soon as it ends (a worker that shuts down ends it early).

@@ -425,3 +425,35 @@ func TestSweepStartsItsSuccessorBeforeItEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepsDoNotPileUpWhileFailing: while Postgres is away every sweep
+// fails and is retried without end, so none ends. The sweeper used to
+// start a successor every stretch all the same, and when Postgres came
+// back all of them swept at once (each routing enrolments at the full
+// bulk rate). At most two sweeps are under way at a time. (The test
+// environment ends unlimited retries after 10 attempts, so a sweep that
+// never ends stands for one retried without end.)
+func TestSweepsDoNotPileUpWhileFailing(t *testing.T) {
+	t.Parallel()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
+	env.RegisterActivityWithOptions(func(context.Context, workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
+		return workflows.SweepActivityOutput{}, nil
+	}, activity.RegisterOptions{Name: workflows.SweepActivity})
+	env.OnActivity(workflows.SweepActivity, mock.Anything, mock.Anything).After(time.Hour).Return(workflows.SweepActivityOutput{}, nil)
+	var mu sync.Mutex
+	started := 0
+	env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		started++
+	})
+	env.RegisterDelayedCallback(func() { env.CancelWorkflow() }, 10*time.Minute)
+	env.ExecuteWorkflow(workflows.SweepWorkflow, workflows.SweepInput{})
+	mu.Lock()
+	defer mu.Unlock()
+	if started != 2 {
+		t.Fatalf("%d sweeps were started in 10 minutes in which none ended, want 2", started)
+	}
+}

@@ -498,6 +498,35 @@ func TestBulkLaneIsPaced(t *testing.T) {
 	}
 }
 
+// TestSweepLeavesBulkWorkToItsSuccessor: in the end of its stretch a
+// sweep runs beside its successor (workflows.SweepOverlap); there it
+// routes live events only, so that an enrolment is not routed at twice
+// its rate and waiting routes are not looked at twice.
+func TestSweepLeavesBulkWorkToItsSuccessor(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	enrolled := b.customer(t, "c-tail-bulk")
+	if _, err := b.s.Store.AcceptEventsIn(ctx, store.LaneBulk, []journey.Event{placed(enrolled, "e-tail-bulk", "o-1", time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	live := b.customer(t, "c-tail-live")
+	b.store(t, placed(live, "e-tail-live", "o-1", time.Now()))
+	sw := &dispatch.Sweeper{Router: b.router, Idle: 20 * time.Millisecond, Options: dispatch.SweepOptions{Grace: time.Nanosecond}}
+	out, err := sw.Sweep(ctx, workflows.SweepActivityInput{For: time.Second, LiveOnly: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Live != 1 || out.Bulk != 0 || out.Waiting != 0 || out.Reconciled != 0 {
+		t.Fatalf("a sweep's shared end did %+v, want the live event and nothing else", out)
+	}
+	// Its successor's own stretch does the rest.
+	if out, err = sw.Sweep(ctx, workflows.SweepActivityInput{For: time.Second, LiveOnly: 0}); err != nil || out.Bulk != 1 {
+		t.Fatalf("the next sweep did %+v %v, want the enrolment", out, err)
+	}
+}
+
 // TestOutcomeEventMarksTheRun: the journey declares an outcome (the
 // customer pays within 30 days). The payment comes after the run ended;
 // it is not routed to any run, and the report counts the run as having

@@ -51,6 +51,9 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 	// one trace; batches with work get traces of their own (SweepLane).
 	ctx = telemetry.Detach(ctx)
 	deadline := time.Now().Add(in.For)
+	// The end of the stretch, where the successor runs too, is live
+	// events only (workflows.SweepActivityInput.LiveOnly).
+	liveOnlyFrom := deadline.Add(-in.LiveOnly)
 	opts := s.Options.withDefaults()
 	bulkRouter := *s.Router
 	bulkRouter.Parallel = opts.BulkParallel
@@ -72,8 +75,9 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 			return out, fmt.Errorf("sweep live events: %w", err)
 		}
 		out.Live += live
+		tail := in.LiveOnly > 0 && !time.Now().Before(liveOnlyFrom)
 		bulk := 0
-		if live < opts.Batch {
+		if live < opts.Batch && !tail {
 			// Live events first: bulk work never delays them.
 			bulkOpts := opts
 			bulkOpts.Batch = bulkBatch(opts)
@@ -87,7 +91,7 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 			}
 		}
 		now := time.Now()
-		if now.Sub(lastWaiting) >= time.Second {
+		if !tail && now.Sub(lastWaiting) >= time.Second {
 			n, err := s.Router.Waiting(ctx, 500)
 			if err != nil {
 				return out, fmt.Errorf("waiting routes: %w", err)
@@ -95,7 +99,7 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 			out.Waiting += n
 			lastWaiting = now
 		}
-		if now.Sub(lastReconcile) >= 30*time.Second {
+		if !tail && now.Sub(lastReconcile) >= 30*time.Second {
 			n, err := s.Router.Reconcile(ctx, time.Minute, 200)
 			if err != nil {
 				return out, fmt.Errorf("reconcile runs: %w", err)
@@ -103,7 +107,7 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 			out.Reconciled += n
 			lastReconcile = now
 		}
-		if now.Sub(lastStats) >= 5*time.Second {
+		if !tail && now.Sub(lastStats) >= 5*time.Second {
 			if st, err := s.Router.Store.DispatchStats(ctx); err == nil {
 				s.Router.Metrics.Dispatch(st.LiveBacklog, st.BulkBacklog, st.Dead, st.OldestLive)
 			}
