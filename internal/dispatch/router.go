@@ -255,7 +255,7 @@ func (r *Router) route(ctx context.Context, e journey.Event, only string, dispat
 	set := store.Settlement{Routes: make([]store.Route, 0, len(res.Journeys))}
 	for _, o := range res.Journeys {
 		set.Routes = append(set.Routes, store.Route{EventID: e.ID, JourneyID: o.Journey, WorkflowID: o.WorkflowID, Action: o.Action,
-			Reason: o.Reason, ParkUntil: o.Until})
+			Reason: o.Reason, ParkUntil: o.Until, Reroute: only != ""})
 		if o.started != nil {
 			set.Started = append(set.Started, *o.started)
 		}

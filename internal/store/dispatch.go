@@ -93,6 +93,12 @@ type Route struct {
 	Reason     string     `json:"reason,omitempty"`
 	ParkUntil  *time.Time `json:"park_until,omitempty"`
 	RoutedAt   time.Time  `json:"routed_at,omitzero"`
+	// Reroute marks the routing of an event its run handed back: only it
+	// replaces a requeued route. Any other settle leaves the route
+	// requeued, to be routed again: a replica that hung between its
+	// signal and its settle settles after the run it signalled handed the
+	// event back.
+	Reroute bool `json:"-"`
 }
 
 // RecordRoutes stores routing outcomes in one round trip.
@@ -102,7 +108,7 @@ func (s *Store) RecordRoutes(ctx context.Context, routes []Route) error {
 	}
 	b := &pgx.Batch{}
 	for _, r := range routes {
-		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil)
+		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil, r.Reroute)
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record routes of %s: %w", routes[0].EventID, err)
@@ -153,7 +159,7 @@ func (s *Store) Settle(ctx context.Context, st Settlement) (map[string][]ParkedE
 		b.Queue(s.q.SetRunID, r.Row, r.RunID)
 	}
 	for _, r := range st.Routes {
-		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil)
+		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil, r.Reroute)
 	}
 	for _, o := range st.Outcomes {
 		b.Queue(s.q.ReachOutcome, o.JourneyID, o.CustomerID, o.At, o.Within)

@@ -63,3 +63,49 @@ func TestALateSettleKeepsWhenTheEventWasRouted(t *testing.T) {
 		t.Fatalf("the event was handed back at %s, routed at %s: a new outcome keeps its old time", got.Format(time.RFC3339Nano), first.Format(time.RFC3339Nano))
 	}
 }
+
+// TestALateSettleLeavesAHandedBackEventToBeRoutedAgain: a replica
+// signalled an event to its run and hung before its settle; the run was
+// finishing, did not apply the event and handed it back (requeued). When
+// the replica woke, its settle wrote 'signalled' over 'requeued', and
+// nothing routed the event again: the journey lost it. Only routing the
+// handed-back event again replaces its requeued route.
+func TestALateSettleLeavesAHandedBackEventToBeRoutedAgain(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AcceptEvents(ctx, []journey.Event{{ID: "e-1", Type: "order.shipped", CustomerID: "c-1", At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	action := func() string {
+		t.Helper()
+		rec, err := s.Event(ctx, "e-1")
+		if err != nil || len(rec.Routes) != 1 {
+			t.Fatalf("routes of e-1: %+v %v", rec.Routes, err)
+		}
+		return rec.Routes[0].Action
+	}
+	// The run hands the event back while the replica hangs.
+	if err := s.Requeue(ctx, "j", "j/c-1/o-1", []string{"e-1"}); err != nil {
+		t.Fatal(err)
+	}
+	late := store.Route{EventID: "e-1", JourneyID: "j", WorkflowID: "j/c-1/o-1", Action: "signalled"}
+	if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{late}, Dispatched: []string{"e-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := action(); got != "requeued" {
+		t.Fatalf("after a hung replica's settle the handed-back event's route is %s, want requeued: nothing routes it again", got)
+	}
+	// The sweeper routes the handed-back event again.
+	again := late
+	again.Reroute = true
+	if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{again}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := action(); got != "signalled" {
+		t.Fatalf("after routing the handed-back event again its route is %s, want signalled", got)
+	}
+}

@@ -63,9 +63,12 @@ RETURNING attempts, dead_at IS NOT NULL;
 -- replica that hung between its SignalWithStart and its settle settles
 -- after the sweeper did, and whether it says it started the run or
 -- signalled it, the event reached that run when the sweeper said. A new
--- outcome takes the time of now. The
--- route is stored in its event's month (received_at, from event_ids);
--- nothing is stored for an event lojal does not know.
+-- outcome takes the time of now. A route its run handed back (requeued)
+-- is replaced only by routing it again ($7): any other settle is older
+-- than the hand-back (a replica that hung between its signal and its
+-- settle), and the event must still be routed again. The route is stored
+-- in its event's month (received_at, from event_ids); nothing is stored
+-- for an event lojal does not know.
 INSERT INTO event_routes AS r (event_id, journey_id, workflow_id, action, reason, park_until, received_at)
 SELECT $1, $2, $3, $4, $5, $6, k.received_at FROM event_ids k WHERE k.id = $1
 ON CONFLICT (event_id, journey_id, received_at) DO UPDATE
@@ -74,7 +77,8 @@ SET workflow_id = EXCLUDED.workflow_id, action = EXCLUDED.action, reason = EXCLU
     routed_at = CASE WHEN r.workflow_id = EXCLUDED.workflow_id
                       AND (r.action = EXCLUDED.action
                            OR (r.action IN ('started', 'signalled') AND EXCLUDED.action IN ('started', 'signalled')))
-                     THEN r.routed_at ELSE now() END;
+                     THEN r.routed_at ELSE now() END
+WHERE r.action <> 'requeued' OR $7::bool;
 
 -- name: parked-for-workflow
 -- Events that arrived before the run they concern existed, oldest first.
