@@ -206,7 +206,9 @@ func (r *Router) routeWith(ctx context.Context, e journey.Event, cust *journey.C
 }
 
 // route routes e to the journeys it concerns (only to journey only, when
-// set; with its customer when known, as the caller read it) and settles:
+// set: an event that journey's run handed back, whose requeued route this
+// routing replaces; with its customer when known, as the caller read it)
+// and settles:
 // the runs it started, the routing outcomes, the journeys' declared
 // outcomes it is and, when dispatched, the event marked routed, in one
 // transaction. Events parked for the runs it started are
