@@ -121,13 +121,14 @@ WHERE idempotency_key = $1;
 
 -- name: record-push
 -- One subscription's state. A final state (sent, uncertain, failed, gone)
--- is never changed again.
+-- is never changed again; written again as it is (an answer whose write
+-- landed although its reply was lost), it lands.
 INSERT INTO push_deliveries AS p (idempotency_key, subscription_id, status, error, retry_after, attempts)
 VALUES ($1, $2, $3, $4, $5, CASE WHEN $3 = 'sending' THEN 1 ELSE 0 END)
 ON CONFLICT (idempotency_key, subscription_id) DO UPDATE
 SET status = EXCLUDED.status, error = EXCLUDED.error, retry_after = EXCLUDED.retry_after,
     attempts = p.attempts + EXCLUDED.attempts, updated_at = now()
-WHERE p.status IN ('sending', 'retry');
+WHERE p.status IN ('sending', 'retry') OR (p.status = EXCLUDED.status AND p.error = EXCLUDED.error);
 
 -- name: orphaned-push-sends
 -- Requests an attempt recorded as under way and never finished: the
