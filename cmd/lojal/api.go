@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/lojal/lojal/internal/api"
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/httpserver"
@@ -52,7 +54,10 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer obs.Close()
-	svc, err := connect(ctx, cfg, log, obs.client)
+	// The API stores events whether Temporal answers or not (the
+	// sweeper routes what it could not): it starts and serves while
+	// Temporal is away, connecting on its first call.
+	svc, err := connect(ctx, cfg, log, client.NewLazyClient, obs.client)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/progress"
@@ -44,7 +46,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	svc, err := connect(ctx, cfg, log)
+	svc, err := connect(ctx, cfg, log, client.Dial)
 	if err != nil {
 		return err
 	}

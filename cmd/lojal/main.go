@@ -346,6 +346,13 @@ func retentionOf(cfg Config) store.Retention {
 // dialTemporal connects to Temporal; opts adjust the client's options
 // (observability.client: the SDK's metrics and tracing).
 func dialTemporal(cfg Config, log *slog.Logger, opts ...func(*client.Options)) (client.Client, error) {
+	return temporalClient(cfg, log, client.Dial, opts...)
+}
+
+// temporalClient makes a client of Temporal with dial: client.Dial, which
+// fails when Temporal does not answer, or client.NewLazyClient, which
+// connects on the first call.
+func temporalClient(cfg Config, log *slog.Logger, dial func(client.Options) (client.Client, error), opts ...func(*client.Options)) (client.Client, error) {
 	co := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
@@ -354,7 +361,7 @@ func dialTemporal(cfg Config, log *slog.Logger, opts ...func(*client.Options)) (
 	for _, o := range opts {
 		o(&co)
 	}
-	c, err := client.Dial(co)
+	c, err := dial(co)
 	if err != nil {
 		return nil, fmt.Errorf("connect to temporal at %s: %w", cfg.TemporalAddress, err)
 	}
@@ -453,9 +460,10 @@ type services struct {
 	tc  client.Client
 }
 
-// connect opens the store, loads the journeys and dials Temporal (with
-// opts, as dialTemporal).
-func connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...func(*client.Options)) (*services, error) {
+// connect opens the store, loads the journeys and makes a client of
+// Temporal with dial (with opts, as temporalClient).
+func connect(ctx context.Context, cfg Config, log *slog.Logger, dial func(client.Options) (client.Client, error),
+	opts ...func(*client.Options)) (*services, error) {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -465,7 +473,7 @@ func connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...func(*cl
 		st.Close()
 		return nil, err
 	}
-	tc, err := dialTemporal(cfg, log, opts...)
+	tc, err := temporalClient(cfg, log, dial, opts...)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -58,7 +58,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer obs.Close()
-	svc, err := connect(ctx, cfg, log, obs.client)
+	svc, err := connect(ctx, cfg, log, client.Dial, obs.client)
 	if err != nil {
 		return err
 	}
