@@ -126,6 +126,9 @@ func Apply(ctx context.Context, cfg Config, ms []Migration) ([]int, error) {
 	if cfg.Schema != "" {
 		cc.RuntimeParams["search_path"] = cfg.Schema
 	}
+	// A migration on a server that vanished fails within half a minute,
+	// as the store's connections do (dialer).
+	cc.DialFunc = dialer(cc.ConnectTimeout)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
