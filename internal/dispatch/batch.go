@@ -232,7 +232,7 @@ func (r *Router) Waiting(ctx context.Context, limit int) (int, error) {
 	for _, w := range routes {
 		switch w.Action {
 		case ActionRequeued:
-			if _, err := r.route(ctx, w.Event, w.JourneyID, false, nil); err != nil {
+			if _, err := r.route(ctx, w.Event, w.JourneyID, w.RoutedAt, false, nil); err != nil {
 				return done, fmt.Errorf("route requeued event %s: %w", w.EventID, err)
 			}
 		case ActionParked:

@@ -527,6 +527,40 @@ func TestSweepLeavesBulkWorkToItsSuccessor(t *testing.T) {
 	}
 }
 
+// TestHandedBackToAGoneJourney: an event a run handed back is routed
+// again to that journey only; when the journey is no longer deployed (or
+// no longer takes the event), routing it again found nothing, recorded
+// nothing, and the route came back every second, forever, ahead of every
+// newer hand-back. It is recorded as skipped, and left alone.
+func TestHandedBackToAGoneJourney(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := b.customer(t, "c-gone")
+	ev := placed(c, "e-gone", "o-1", time.Now())
+	b.store(t, ev)
+	if err := b.s.Store.Requeue(ctx, "retired-journey", "retired-journey/c-gone/o-1", []string{ev.ID}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // hand-backs wait 2 s
+	if n, err := b.router.Waiting(ctx, 100); err != nil || n != 1 {
+		t.Fatalf("waiting: %d %v, want the hand-back looked at", n, err)
+	}
+	var route store.Route
+	for _, r := range record(t, b.s.Store, ev.ID).Routes {
+		if r.JourneyID == "retired-journey" {
+			route = r
+		}
+	}
+	if route.Action != dispatch.ActionSkipped {
+		t.Fatalf("the hand-back to a gone journey is %+v, want skipped", route)
+	}
+	if n, err := b.router.Waiting(ctx, 100); err != nil || n != 0 {
+		t.Fatalf("waiting again: %d %v, want nothing left to look at", n, err)
+	}
+}
+
 // TestOutcomeEventMarksTheRun: the journey declares an outcome (the
 // customer pays within 30 days). The payment comes after the run ended;
 // it is not routed to any run, and the report counts the run as having

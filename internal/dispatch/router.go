@@ -202,18 +202,19 @@ func (r *Router) Route(ctx context.Context, e journey.Event) (res Result, err er
 func (r *Router) routeWith(ctx context.Context, e journey.Event, cust *journey.Customer) (res Result, err error) {
 	ctx, span := telemetry.Start(ctx, "dispatch.Route", attribute.String("lojal.event.id", e.ID), attribute.String("lojal.event.type", e.Type))
 	defer func() { telemetry.End(routeEvents(span, res), err) }()
-	return r.route(ctx, e, "", true, cust)
+	return r.route(ctx, e, "", time.Time{}, true, cust)
 }
 
 // route routes e to the journeys it concerns (only to journey only, when
-// set: an event that journey's run handed back, whose requeued route this
-// routing replaces; with its customer when known, as the caller read it)
-// and settles:
+// set: an event that journey's run handed back, whose requeued route,
+// routed at requeued as read, this routing replaces if it is still that
+// hand-back; with its customer when known, as the caller read it) and
+// settles:
 // the runs it started, the routing outcomes, the journeys' declared
 // outcomes it is and, when dispatched, the event marked routed, in one
 // transaction. Events parked for the runs it started are
 // delivered after.
-func (r *Router) route(ctx context.Context, e journey.Event, only string, dispatched bool, known *journey.Customer) (Result, error) {
+func (r *Router) route(ctx context.Context, e journey.Event, only string, requeued time.Time, dispatched bool, known *journey.Customer) (Result, error) {
 	cat := r.Catalog.Current()
 	res := Result{Journeys: []Outcome{}}
 	var cust journey.Customer
@@ -253,11 +254,17 @@ func (r *Router) route(ctx context.Context, e journey.Event, only string, dispat
 			}
 			res.Journeys = append(res.Journeys, o)
 		}
+		if only != "" && len(res.Journeys) == 0 {
+			// Handed back to a journey that is gone or no longer takes
+			// the event: say so, or the route is looked at every second.
+			res.Journeys = append(res.Journeys, Outcome{Journey: only, Action: ActionSkipped,
+				Reason: fmt.Sprintf("journey no longer deployed, or no longer listens to %s", e.Type)})
+		}
 	}
 	set := store.Settlement{Routes: make([]store.Route, 0, len(res.Journeys))}
 	for _, o := range res.Journeys {
 		set.Routes = append(set.Routes, store.Route{EventID: e.ID, JourneyID: o.Journey, WorkflowID: o.WorkflowID, Action: o.Action,
-			Reason: o.Reason, ParkUntil: o.Until, Reroute: only != ""})
+			Reason: o.Reason, ParkUntil: o.Until, Replaces: requeued})
 		if o.started != nil {
 			set.Started = append(set.Started, *o.started)
 		}

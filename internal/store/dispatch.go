@@ -93,12 +93,12 @@ type Route struct {
 	Reason     string     `json:"reason,omitempty"`
 	ParkUntil  *time.Time `json:"park_until,omitempty"`
 	RoutedAt   time.Time  `json:"routed_at,omitzero"`
-	// Reroute marks the routing of an event its run handed back: only it
-	// replaces a requeued route. Any other settle leaves the route
-	// requeued, to be routed again: a replica that hung between its
-	// signal and its settle settles after the run it signalled handed the
-	// event back.
-	Reroute bool `json:"-"`
+	// Replaces, set when routing an event its run handed back, is the
+	// requeued route's RoutedAt as that routing read it: the outcome
+	// replaces the route only while it is still that hand-back. Any other
+	// settle leaves a requeued route to be routed again (queries/
+	// dispatch.sql, upsert-route).
+	Replaces time.Time `json:"-"`
 }
 
 // RecordRoutes stores routing outcomes in one round trip.
@@ -108,7 +108,7 @@ func (s *Store) RecordRoutes(ctx context.Context, routes []Route) error {
 	}
 	b := &pgx.Batch{}
 	for _, r := range routes {
-		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil, r.Reroute)
+		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil, nullTime(r.Replaces))
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record routes of %s: %w", routes[0].EventID, err)
@@ -159,7 +159,7 @@ func (s *Store) Settle(ctx context.Context, st Settlement) (map[string][]ParkedE
 		b.Queue(s.q.SetRunID, r.Row, r.RunID)
 	}
 	for _, r := range st.Routes {
-		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil, r.Reroute)
+		b.Queue(s.q.UpsertRoute, r.EventID, r.JourneyID, r.WorkflowID, r.Action, r.Reason, r.ParkUntil, nullTime(r.Replaces))
 	}
 	for _, o := range st.Outcomes {
 		b.Queue(s.q.ReachOutcome, o.JourneyID, o.CustomerID, o.At, o.Within)
@@ -232,7 +232,7 @@ func (s *Store) WaitingRoutes(ctx context.Context, minAge, parkWindow time.Durat
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (WaitingRoute, error) {
 		var w WaitingRoute
 		var data []byte
-		if err := row.Scan(&w.EventID, &w.JourneyID, &w.WorkflowID, &w.Action, &w.ParkUntil, &w.Event.Type, &w.Event.CustomerID,
+		if err := row.Scan(&w.EventID, &w.JourneyID, &w.WorkflowID, &w.Action, &w.ParkUntil, &w.RoutedAt, &w.Event.Type, &w.Event.CustomerID,
 			&w.Event.At, &data); err != nil {
 			return w, err
 		}
@@ -498,4 +498,12 @@ func (s *Store) RecentFirings(ctx context.Context, journeyID string, limit int) 
 		return nil, fmt.Errorf("firings of %s: %w", journeyID, err)
 	}
 	return out, nil
+}
+
+// nullTime is t, or NULL when it is zero.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

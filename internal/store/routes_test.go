@@ -68,8 +68,10 @@ func TestALateSettleKeepsWhenTheEventWasRouted(t *testing.T) {
 // signalled an event to its run and hung before its settle; the run was
 // finishing, did not apply the event and handed it back (requeued). When
 // the replica woke, its settle wrote 'signalled' over 'requeued', and
-// nothing routed the event again: the journey lost it. Only routing the
-// handed-back event again replaces its requeued route.
+// nothing routed the event again: the journey lost it. The same when the
+// sweeper routes the handed-back event again to a run that is finishing
+// too, and that run hands it back before the sweeper's settle. Only
+// routing the hand-back it read replaces a requeued route.
 func TestALateSettleLeavesAHandedBackEventToBeRoutedAgain(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
@@ -80,32 +82,48 @@ func TestALateSettleLeavesAHandedBackEventToBeRoutedAgain(t *testing.T) {
 	if _, err := s.AcceptEvents(ctx, []journey.Event{{ID: "e-1", Type: "order.shipped", CustomerID: "c-1", At: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
-	action := func() string {
+	route := func() store.Route {
 		t.Helper()
 		rec, err := s.Event(ctx, "e-1")
 		if err != nil || len(rec.Routes) != 1 {
 			t.Fatalf("routes of e-1: %+v %v", rec.Routes, err)
 		}
-		return rec.Routes[0].Action
+		return rec.Routes[0]
 	}
-	// The run hands the event back while the replica hangs.
+	settle := func(r store.Route) {
+		t.Helper()
+		if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{r}, Dispatched: []string{"e-1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The run hands the event back while the replica hangs; then the
+	// replica settles.
 	if err := s.Requeue(ctx, "j", "j/c-1/o-1", []string{"e-1"}); err != nil {
 		t.Fatal(err)
 	}
-	late := store.Route{EventID: "e-1", JourneyID: "j", WorkflowID: "j/c-1/o-1", Action: "signalled"}
-	if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{late}, Dispatched: []string{"e-1"}}); err != nil {
+	signalled := store.Route{EventID: "e-1", JourneyID: "j", WorkflowID: "j/c-1/o-1", Action: "signalled"}
+	settle(signalled)
+	if got := route(); got.Action != "requeued" {
+		t.Fatalf("after a hung replica's settle the handed-back event's route is %s, want requeued: nothing routes it again", got.Action)
+	}
+	// The sweeper routes it again (it read this hand-back) to a run that
+	// hands it back too before the sweeper settles.
+	read := route().RoutedAt
+	time.Sleep(5 * time.Millisecond)
+	if err := s.Requeue(ctx, "j", "j/c-1/o-1", []string{"e-1"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := action(); got != "requeued" {
-		t.Fatalf("after a hung replica's settle the handed-back event's route is %s, want requeued: nothing routes it again", got)
+	stale := signalled
+	stale.Replaces = read
+	settle(stale)
+	if got := route(); got.Action != "requeued" {
+		t.Fatalf("after a settle of the hand-back before last the route is %s, want requeued", got.Action)
 	}
-	// The sweeper routes the handed-back event again.
-	again := late
-	again.Reroute = true
-	if _, err := s.Settle(ctx, store.Settlement{Routes: []store.Route{again}}); err != nil {
-		t.Fatal(err)
-	}
-	if got := action(); got != "signalled" {
-		t.Fatalf("after routing the handed-back event again its route is %s, want signalled", got)
+	// Routed again from the latest hand-back, it is replaced.
+	fresh := signalled
+	fresh.Replaces = route().RoutedAt
+	settle(fresh)
+	if got := route(); got.Action != "signalled" {
+		t.Fatalf("after routing the latest hand-back again the route is %s, want signalled", got.Action)
 	}
 }

@@ -63,22 +63,27 @@ RETURNING attempts, dead_at IS NOT NULL;
 -- replica that hung between its SignalWithStart and its settle settles
 -- after the sweeper did, and whether it says it started the run or
 -- signalled it, the event reached that run when the sweeper said. A new
--- outcome takes the time of now. A route its run handed back (requeued)
--- is replaced only by routing it again ($7): any other settle is older
--- than the hand-back (a replica that hung between its signal and its
--- settle), and the event must still be routed again. The route is stored
--- in its event's month (received_at, from event_ids); nothing is stored
--- for an event lojal does not know.
+-- outcome takes the time of now.
+-- A route its run handed back (requeued) is replaced only by routing it
+-- again, and only if it is still the hand-back that routing read ($7, its
+-- routed_at; compare and set): any other settle is older than the
+-- hand-back (a replica that hung between its signal and its settle), and
+-- a hand-back that came while the event was routed again (the run it
+-- reached was finishing too) is newer than that routing. Either way the
+-- event must still be routed again. Every hand-back takes a new time.
+-- The route is stored in its event's month (received_at, from
+-- event_ids); nothing is stored for an event lojal does not know.
 INSERT INTO event_routes AS r (event_id, journey_id, workflow_id, action, reason, park_until, received_at)
 SELECT $1, $2, $3, $4, $5, $6, k.received_at FROM event_ids k WHERE k.id = $1
 ON CONFLICT (event_id, journey_id, received_at) DO UPDATE
 SET workflow_id = EXCLUDED.workflow_id, action = EXCLUDED.action, reason = EXCLUDED.reason,
     park_until = CASE WHEN r.action = 'parked' AND EXCLUDED.action = 'parked' THEN r.park_until ELSE EXCLUDED.park_until END,
-    routed_at = CASE WHEN r.workflow_id = EXCLUDED.workflow_id
+    routed_at = CASE WHEN EXCLUDED.action <> 'requeued' AND r.workflow_id = EXCLUDED.workflow_id
                       AND (r.action = EXCLUDED.action
                            OR (r.action IN ('started', 'signalled') AND EXCLUDED.action IN ('started', 'signalled')))
                      THEN r.routed_at ELSE now() END
-WHERE r.action <> 'requeued' OR $7::bool;
+WHERE CASE WHEN $7::timestamptz IS NOT NULL THEN r.action = 'requeued' AND r.routed_at = $7
+           ELSE r.action <> 'requeued' OR EXCLUDED.action = 'requeued' END;
 
 -- name: parked-for-workflow
 -- Events that arrived before the run they concern existed, oldest first.
@@ -93,19 +98,19 @@ ORDER BY e.occurred_at, e.seq;
 -- once they have waited $1; parked events whose run has started since
 -- (within the park window $2: a replica that started it may have died
 -- before delivering them); and parked events whose time is up.
-(SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, e.type, e.customer_id, e.occurred_at, e.data
+(SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, r.routed_at, e.type, e.customer_id, e.occurred_at, e.data
  FROM event_routes r JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
  WHERE r.action = 'requeued' AND r.routed_at <= now() - $1::interval
  ORDER BY r.routed_at LIMIT $3)
 UNION ALL
-(SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, e.type, e.customer_id, e.occurred_at, e.data
+(SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, r.routed_at, e.type, e.customer_id, e.occurred_at, e.data
  FROM journey_runs j
  JOIN event_routes r ON r.workflow_id = j.workflow_id AND r.action = 'parked'
  JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
  WHERE j.ended_at IS NULL AND j.run_id <> '' AND j.started_at > now() - $2::interval
  LIMIT $3)
 UNION ALL
-(SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, e.type, e.customer_id, e.occurred_at, e.data
+(SELECT r.event_id, r.journey_id, r.workflow_id, r.action, r.park_until, r.routed_at, e.type, e.customer_id, e.occurred_at, e.data
  FROM event_routes r JOIN events e ON e.id = r.event_id AND e.received_at = r.received_at
  WHERE r.action = 'parked' AND r.park_until <= now()
  ORDER BY r.park_until LIMIT $3);
