@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/store"
@@ -32,7 +36,7 @@ type Routed struct {
 // are left for the sweeper, which routes them in order; other customers
 // are not held up.
 func (r *Router) RouteAll(ctx context.Context, evs []journey.Event) []Routed {
-	return r.routeAll(ctx, evs, nil)
+	return r.routeAll(ctx, evs, nil, false)
 }
 
 // RouteAccepted is RouteAll for events the request path just stored,
@@ -40,10 +44,17 @@ func (r *Router) RouteAll(ctx context.Context, evs []journey.Event) []Routed {
 // that routing does not read them again. The caller leaves out events
 // that must wait behind an older failing event of their customer.
 func (r *Router) RouteAccepted(ctx context.Context, evs []journey.Event, customers map[string]*journey.Customer) []Routed {
-	return r.routeAll(ctx, evs, customers)
+	return r.routeAll(ctx, evs, customers, true)
 }
 
-func (r *Router) routeAll(ctx context.Context, evs []journey.Event, customers map[string]*journey.Customer) []Routed {
+// routeAll routes evs. In the request path (answering), once a call
+// finds Temporal away the rest are not made: each would wait as long
+// (seconds), and a batch for many customers would outlast its client's
+// patience. They fail at once, as that call did, and the sweeper retries
+// them in order like any failure. The sweeper itself makes every call:
+// Temporal can be away for some workflows only (a history shard), and
+// other customers' events must not wait for them.
+func (r *Router) routeAll(ctx context.Context, evs []journey.Event, customers map[string]*journey.Customer, answering bool) []Routed {
 	out := make([]Routed, len(evs))
 	byCustomer := map[string][]int{}
 	var order []string
@@ -58,6 +69,7 @@ func (r *Router) routeAll(ctx context.Context, evs []journey.Event, customers ma
 	if parallel <= 0 {
 		parallel = 16
 	}
+	var away atomic.Bool
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range min(parallel, len(order)) {
@@ -68,7 +80,14 @@ func (r *Router) routeAll(ctx context.Context, evs []journey.Event, customers ma
 				idx := byCustomer[cust]
 				slices.SortStableFunc(idx, func(a, b int) int { return evs[a].At.Compare(evs[b].At) })
 				for k, i := range idx {
-					out[i].Result, out[i].Err = r.routeWith(ctx, evs[i], customers[cust])
+					if away.Load() {
+						out[i].Err = ErrTemporalAway
+					} else {
+						out[i].Result, out[i].Err = r.routeWith(ctx, evs[i], customers[cust])
+						if answering && out[i].Err != nil && temporalAway(out[i].Err) {
+							away.Store(true)
+						}
+					}
 					if out[i].Err == nil {
 						continue
 					}
@@ -87,6 +106,24 @@ func (r *Router) routeAll(ctx context.Context, evs []journey.Event, customers ma
 	close(work)
 	wg.Wait()
 	return out
+}
+
+// ErrTemporalAway is why events were not routed after a call found
+// Temporal away in the same batch.
+var ErrTemporalAway = errors.New("Temporal did not answer another call of the same batch; the sweeper retries")
+
+// temporalAway reports whether err says Temporal did not answer (not
+// reachable, or not in time), rather than that it refused this one call.
+func temporalAway(err error) bool {
+	var unavailable *serviceerror.Unavailable
+	var late *serviceerror.DeadlineExceeded
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &unavailable) || errors.As(err, &late) {
+		return true
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded
+	}
+	return false
 }
 
 // failed records a failed attempt to route e and reports whether it was
@@ -141,7 +178,7 @@ func (r *Router) AcceptAndRoute(ctx context.Context, evs []journey.Event) ([]Rou
 	if len(blocked) > 0 {
 		ready = slices.DeleteFunc(slices.Clone(evs), func(e journey.Event) bool { return blocked[e.ID] })
 	}
-	return r.RouteAll(ctx, ready), nil
+	return r.routeAll(ctx, ready, nil, true), nil
 }
 
 // SweepOptions tune one pass of the sweeper.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ type flaky struct {
 	client.Client
 	mu   sync.Mutex
 	down map[string]bool
+	// calls counts SignalWithStart calls.
+	calls atomic.Int64
 }
 
 func (f *flaky) broken(workflowID string) bool {
@@ -50,6 +53,7 @@ func (f *flaky) heal() {
 }
 
 func (f *flaky) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	f.calls.Add(1)
 	if f.broken(id) {
 		return nil, serviceerror.NewUnavailable("temporal is unreachable for " + id)
 	}
@@ -558,6 +562,44 @@ func TestHandedBackToAGoneJourney(t *testing.T) {
 	}
 	if n, err := b.router.Waiting(ctx, 100); err != nil || n != 0 {
 		t.Fatalf("waiting again: %d %v, want nothing left to look at", n, err)
+	}
+}
+
+// TestRequestPathStopsCallingAnAbsentTemporal: in the request path, once
+// a call finds Temporal away the batch's other events are not routed
+// (each call would wait seconds, and a batch for many customers would
+// outlast its client); they are failed at once, to be retried in order.
+// The sweeper still calls for every event: Temporal can be away for some
+// workflows only, and other customers must not wait for them.
+func TestRequestPathStopsCallingAnAbsentTemporal(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.router.Parallel = 1
+	var answering, sweeping []journey.Event
+	for i := range 10 {
+		c := b.customer(t, fmt.Sprintf("c-away-%02d", i))
+		b.flaky.down[c.ID] = true
+		answering = append(answering, placed(c, fmt.Sprintf("e-away-%02d", i), "o-1", time.Now()))
+		sweeping = append(sweeping, placed(c, fmt.Sprintf("e-away-s%02d", i), "o-2", time.Now()))
+	}
+	b.store(t, answering...)
+	b.store(t, sweeping...)
+	if _, err := b.router.AcceptAndRoute(ctx, answering); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.flaky.calls.Load(); n != 1 {
+		t.Fatalf("the request path called Temporal %d times for 10 customers while it was away, want once", n)
+	}
+	last := record(t, b.s.Store, "e-away-09")
+	if last.Attempts != 1 || !strings.Contains(last.Error, "did not answer") {
+		t.Fatalf("an event not routed because Temporal was away: %+v, want a failed attempt saying why", last)
+	}
+	b.flaky.calls.Store(0)
+	b.router.RouteAll(ctx, sweeping)
+	if n := b.flaky.calls.Load(); n != 10 {
+		t.Fatalf("the sweeper called Temporal %d times for 10 customers, want 10", n)
 	}
 }
 
