@@ -385,14 +385,8 @@ func TestSweepRetriesItsActivitySoon(t *testing.T) {
 // SweepTaskTimeout, not 10 s.
 func TestSweepStartsItsSuccessorBeforeItEnds(t *testing.T) {
 	t.Parallel()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
-	env.RegisterActivityWithOptions(func(context.Context, workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
-		return workflows.SweepActivityOutput{}, nil
-	}, activity.RegisterOptions{Name: workflows.SweepActivity})
 	// Each sweep runs for the minute it is given.
-	env.OnActivity(workflows.SweepActivity, mock.Anything, mock.Anything).After(time.Minute).Return(workflows.SweepActivityOutput{}, nil)
+	env := sweeper(time.Minute)
 	var mu sync.Mutex
 	var starts, ends []time.Time
 	env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) {
@@ -435,13 +429,7 @@ func TestSweepStartsItsSuccessorBeforeItEnds(t *testing.T) {
 // never ends stands for one retried without end.)
 func TestSweepsDoNotPileUpWhileFailing(t *testing.T) {
 	t.Parallel()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
-	env.RegisterActivityWithOptions(func(context.Context, workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
-		return workflows.SweepActivityOutput{}, nil
-	}, activity.RegisterOptions{Name: workflows.SweepActivity})
-	env.OnActivity(workflows.SweepActivity, mock.Anything, mock.Anything).After(time.Hour).Return(workflows.SweepActivityOutput{}, nil)
+	env := sweeper(time.Hour)
 	var mu sync.Mutex
 	started := 0
 	env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) {
@@ -456,4 +444,17 @@ func TestSweepsDoNotPileUpWhileFailing(t *testing.T) {
 	if started != 2 {
 		t.Fatalf("%d sweeps were started in 10 minutes in which none ended, want 2", started)
 	}
+}
+
+// sweeper is a test environment running the sweeper workflow, each of
+// whose sweeps takes each on the workflow's clock.
+func sweeper(each time.Duration) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.New().Sweep, workflow.RegisterOptions{Name: workflows.SweepWorkflow})
+	env.RegisterActivityWithOptions(func(context.Context, workflows.SweepActivityInput) (workflows.SweepActivityOutput, error) {
+		return workflows.SweepActivityOutput{}, nil
+	}, activity.RegisterOptions{Name: workflows.SweepActivity})
+	env.OnActivity(workflows.SweepActivity, mock.Anything, mock.Anything).After(each).Return(workflows.SweepActivityOutput{}, nil)
+	return env
 }
