@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -79,24 +78,7 @@ func acceptsWhileAway(t *testing.T, temporal string) {
 		t.Fatalf("token: %v\n%s", err, out)
 	}
 	token := strings.SplitN(out, "\n", 2)[0]
-	call := func(method, path, body string, want ...int) {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, method, "http://"+apiHTTP+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, w := range want {
-			if resp.StatusCode == w {
-				return
-			}
-		}
-		t.Fatalf("%s %s: %s %s", method, path, resp.Status, b)
-	}
+	call := apiCaller(t, ctx, "http://"+apiHTTP, token)
 	st, err := store.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
