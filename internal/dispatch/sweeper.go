@@ -90,28 +90,30 @@ func (s *Sweeper) Sweep(ctx context.Context, in workflows.SweepActivityInput) (w
 				return out, fmt.Errorf("bulk rate: %w", err)
 			}
 		}
-		now := time.Now()
-		if !tail && now.Sub(lastWaiting) >= time.Second {
-			n, err := s.Router.Waiting(ctx, 500)
-			if err != nil {
-				return out, fmt.Errorf("waiting routes: %w", err)
+		// The periodic work is the successor's in the shared tail.
+		if now := time.Now(); !tail {
+			if now.Sub(lastWaiting) >= time.Second {
+				n, err := s.Router.Waiting(ctx, 500)
+				if err != nil {
+					return out, fmt.Errorf("waiting routes: %w", err)
+				}
+				out.Waiting += n
+				lastWaiting = now
 			}
-			out.Waiting += n
-			lastWaiting = now
-		}
-		if !tail && now.Sub(lastReconcile) >= 30*time.Second {
-			n, err := s.Router.Reconcile(ctx, time.Minute, 200)
-			if err != nil {
-				return out, fmt.Errorf("reconcile runs: %w", err)
+			if now.Sub(lastReconcile) >= 30*time.Second {
+				n, err := s.Router.Reconcile(ctx, time.Minute, 200)
+				if err != nil {
+					return out, fmt.Errorf("reconcile runs: %w", err)
+				}
+				out.Reconciled += n
+				lastReconcile = now
 			}
-			out.Reconciled += n
-			lastReconcile = now
-		}
-		if !tail && now.Sub(lastStats) >= 5*time.Second {
-			if st, err := s.Router.Store.DispatchStats(ctx); err == nil {
-				s.Router.Metrics.Dispatch(st.LiveBacklog, st.BulkBacklog, st.Dead, st.OldestLive)
+			if now.Sub(lastStats) >= 5*time.Second {
+				if st, err := s.Router.Store.DispatchStats(ctx); err == nil {
+					s.Router.Metrics.Dispatch(st.LiveBacklog, st.BulkBacklog, st.Dead, st.OldestLive)
+				}
+				lastStats = now
 			}
-			lastStats = now
 		}
 		if live == 0 && bulk == 0 {
 			select {
