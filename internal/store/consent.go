@@ -237,12 +237,8 @@ func (s *Store) appendConsent(ctx context.Context, tx pgx.Tx, customerID string,
 	}
 	out := make([]policy.ConsentEntry, 0, len(entries))
 	for _, e := range entries {
-		var saleAt *time.Time
-		if !e.SaleAt.IsZero() {
-			saleAt = &e.SaleAt
-		}
 		err := tx.QueryRow(ctx, s.q.InsertConsentEntry, customerID, e.Channel, e.Topic, string(e.Action), string(e.Basis),
-			e.Wording, e.WordingVersion, e.Locale, e.At, e.Source, e.Actor, e.Evidence, e.SaleID, saleAt, e.ProductGroup, e.MessageID).
+			e.Wording, e.WordingVersion, e.Locale, e.At, e.Source, e.Actor, e.Evidence, e.SaleID, nullTime(e.SaleAt), e.ProductGroup, e.MessageID).
 			Scan(&e.ID, &e.RecordedAt)
 		if err != nil {
 			return nil, fmt.Errorf("append %s %s/%s: %w", e.Action, e.Channel, e.Topic, err)

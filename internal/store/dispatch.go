@@ -499,11 +499,3 @@ func (s *Store) RecentFirings(ctx context.Context, journeyID string, limit int) 
 	}
 	return out, nil
 }
-
-// nullTime is t, or NULL when it is zero.
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}

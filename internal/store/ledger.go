@@ -615,13 +615,10 @@ func (s *Store) PushDeliveries(ctx context.Context, key string) (map[int64]PushD
 }
 
 // RecordPush records one subscription's state for a message. A final
-// state is never overwritten: recording over one is ErrLedgerConflict.
+// state is never overwritten: recording another state over one is
+// ErrLedgerConflict, recording it again as it is lands.
 func (s *Store) RecordPush(ctx context.Context, key string, subscription int64, d PushDelivery) error {
-	var after *time.Time
-	if !d.RetryAfter.IsZero() {
-		after = &d.RetryAfter
-	}
-	tag, err := s.pool.Exec(ctx, s.q.RecordPush, key, subscription, d.Status, d.Error, after)
+	tag, err := s.pool.Exec(ctx, s.q.RecordPush, key, subscription, d.Status, d.Error, nullTime(d.RetryAfter))
 	if err != nil {
 		return fmt.Errorf("record push %s to subscription %d: %w", key, subscription, err)
 	}
