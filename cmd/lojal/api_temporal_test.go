@@ -3,14 +3,22 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/lojal/lojal/internal/devstack"
 	"github.com/lojal/lojal/internal/pgtest"
 	"github.com/lojal/lojal/internal/store"
+	"github.com/lojal/lojal/workflows"
 )
 
 // TestAPIStartsAndAcceptsWhileTemporalIsAway: the API stores events and
@@ -122,5 +130,103 @@ func acceptsWhileAway(t *testing.T, temporal string) {
 	}
 	for i := range 64 {
 		leftForTheSweeper(fmt.Sprintf("e-away-b%02d", i))
+	}
+}
+
+// TestWorkerWaitsForTemporal: a worker that starts while Temporal is away
+// (a restart during a Temporal outage, a rollout that brings workers up
+// before Temporal) must come up when Temporal does. It used to exit
+// ("connect to temporal"), and Kubernetes restarted it with a growing
+// back-off, up to five minutes after Temporal was back: no journey moved
+// meanwhile. Waiting, it answers /healthz (Kubernetes must not kill it)
+// and says on /readyz what it waits for.
+func TestWorkerWaitsForTemporal(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	temporal := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := pgtest.Config(t)
+	db := cfg.URL + "&search_path=" + cfg.Schema
+	workerHTTP := freeAddr(t)
+	logs := &syncBuffer{}
+	procCtx, stop := context.WithCancel(ctx)
+	exited := make(chan error, 1)
+	began := time.Now()
+	go func() {
+		exited <- run(procCtx, []string{"worker", "--smtp-url", "smtp://127.0.0.1:1", "--http-addr", workerHTTP, "--metrics-addr", "",
+			"--database-url", db, "--temporal-address", temporal, "--journeys", "testdata/ops-journeys",
+			"--public-url", "http://127.0.0.1:1", "--dev-mode", "--shutdown-timeout", "1s",
+			"--link-key", "worker-test-link-key-0123456789abcdef"}, logs, logs)
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-exited; err != nil {
+			t.Errorf("the worker's shutdown: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("worker logs:\n%s", logs.String())
+		}
+	})
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + workerHTTP + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Alive, and not ready, for as long as Temporal is away.
+	for time.Since(began) < 4*time.Second {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the worker exited while Temporal was away: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz while Temporal is away: %d %s, want 200", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "temporal") {
+		t.Fatalf("/readyz while Temporal is away: %d %s, want 503 naming Temporal", code, body)
+	}
+
+	srv, err := devstack.StartTemporal(ctx, slog.New(slog.DiscardHandler), devstack.TemporalOptions{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	up := time.Now()
+	for {
+		if code, _ := get("/readyz"); code == http.StatusOK {
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the worker exited: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Since(up) > 20*time.Second {
+			t.Fatalf("the worker was not ready 20s after Temporal was")
+		}
+	}
+	t.Logf("ready %s after Temporal was", time.Since(up).Round(time.Millisecond))
+	tc, err := client.Dial(client.Options{HostPort: temporal, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	desc, err := tc.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(desc.GetPollers()) == 0 {
+		t.Errorf("ready, and nothing polls %s", workflows.TaskQueue)
 	}
 }

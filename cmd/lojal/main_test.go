@@ -432,7 +432,7 @@ func TestEveryListenerHasLimits(t *testing.T) {
 		t.Fatalf("api servers: %v %v %v", hs, ms, err)
 	}
 	servers := map[string]*http.Server{"api": hs, "metrics": ms, "dev api": devServer(api)}
-	for i, s := range workerServers(cfg, nil, m) {
+	for i, s := range workerServers(cfg, nil, m, func() error { return nil }) {
 		servers[fmt.Sprintf("worker %d", i)] = s
 	}
 	for name, s := range servers {

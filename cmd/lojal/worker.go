@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -58,7 +59,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer obs.Close()
-	svc, err := connect(ctx, cfg, log, client.Dial, obs.client)
+	// The client connects on first use: a worker that starts while
+	// Temporal is away waits for it (startWorkers) instead of exiting.
+	svc, err := connect(ctx, cfg, log, client.NewLazyClient, obs.client)
 	if err != nil {
 		return err
 	}
@@ -77,17 +80,22 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	m := obs.metrics
-	w := newWorker(tc, workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
-		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
-		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}, BulkRate: cfg.BulkRate,
-		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg),
-		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)})
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
+	var waiting temporalWait
+	servers := workerServers(cfg, st, m, waiting.err)
+	for _, srv := range servers {
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "addr", srv.Addr, "err", err)
+			}
+		}()
 	}
-	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress,
-		"email_rate", cfg.EmailRate, "push_rate", cfg.PushRate)
-	go keepSchedules(ctx, tc, cat, log)
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, srv := range servers {
+			_ = srv.Shutdown(shutdownCtx)
+		}
+	}()
 	if cfg.BounceSMTPAddr != "" {
 		l, err := net.Listen("tcp", cfg.BounceSMTPAddr)
 		if err != nil {
@@ -112,23 +120,88 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 		log.Info("bounce intake listening", "addr", l.Addr().String())
 	}
-	servers := workerServers(cfg, st, m)
-	for _, srv := range servers {
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server", "addr", srv.Addr, "err", err)
-			}
-		}()
+	deps := workerDeps{Store: st, Catalog: cat, Sender: mux, Links: signer, VERP: verp,
+		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
+		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}, BulkRate: cfg.BulkRate,
+		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg),
+		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)}
+	w, err := startWorkers(ctx, func() workflows.Workers { return newWorker(tc, deps) }, &waiting, log, cfg.TemporalAddress)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("shutting down before Temporal answered")
+			return nil
+		}
+		return err
 	}
+	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress,
+		"email_rate", cfg.EmailRate, "push_rate", cfg.PushRate)
+	go keepSchedules(ctx, tc, cat, log)
 	<-ctx.Done()
 	log.Info("shutting down: draining in-flight activities", "timeout", cfg.ShutdownTimeout)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, srv := range servers {
-		_ = srv.Shutdown(shutdownCtx)
-	}
 	w.Stop()
 	return nil
+}
+
+// Waiting for Temporal at start: the first retry after a second, doubling
+// to at most startRetryMax, so a worker comes up within seconds of
+// Temporal doing so.
+const (
+	startRetryFirst = time.Second
+	startRetryMax   = 5 * time.Second
+)
+
+// temporalWait is what a worker that has not started yet waits for: the
+// last error starting it met, for its readiness check.
+type temporalWait struct {
+	mu      sync.Mutex
+	started bool
+	last    error
+}
+
+func (t *temporalWait) set(started bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.started, t.last = started, err
+}
+
+// err says why the worker is not ready, nil once it has started.
+func (t *temporalWait) err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.started:
+		return nil
+	case t.last == nil:
+		return errors.New("temporal: the workers are starting")
+	}
+	return fmt.Errorf("temporal: the workers wait for Temporal to answer: %w", t.last)
+}
+
+// startWorkers builds and starts the process's workers, and when Temporal
+// does not answer (not reachable, a hung frontend, the namespace not
+// registered yet) tries again with back-off until it does or ctx ends. A
+// worker that exited instead was restarted by Kubernetes with a back-off
+// that grows to five minutes, long after Temporal was back. Workers that
+// failed to start cannot start again, so each try builds new ones.
+func startWorkers(ctx context.Context, build func() workflows.Workers, waiting *temporalWait, log *slog.Logger, addr string) (workflows.Workers, error) {
+	wait := startRetryFirst
+	for {
+		w := build()
+		err := w.Start()
+		if err == nil {
+			waiting.set(true, nil)
+			return w, nil
+		}
+		waiting.set(false, err)
+		log.Warn("cannot start the workers: Temporal does not answer; trying again (check LOJAL_TEMPORAL_ADDRESS, LOJAL_TEMPORAL_NAMESPACE and the server)",
+			"temporal", addr, "retry_in", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, startRetryMax)
+	}
 }
 
 // checkRetention refuses, at start-up, a retention shorter than what
@@ -143,8 +216,8 @@ func checkRetention(cfg Config, rules policy.Rules) error {
 // workerServers are the worker's health server and its metrics server;
 // one server when they share an address (the worker's port is not
 // public), then /metrics still needs LOJAL_METRICS_TOKEN when it is set.
-func workerServers(cfg Config, st *store.Store, m *metrics.Metrics) []*http.Server {
-	health := healthHandler(st)
+func workerServers(cfg Config, st *store.Store, m *metrics.Metrics, waiting func() error) []*http.Server {
+	health := healthHandler(st, waiting)
 	metricsHandler := httpserver.RequireToken(cfg.MetricsToken, m.Handler())
 	if cfg.MetricsAddr == "" {
 		return []*http.Server{httpserver.New(cfg.HTTPAddr, health, httpserver.Internal)}
@@ -205,7 +278,7 @@ func newWorker(tc client.Client, d workerDeps) workflows.Workers {
 	return ws
 }
 
-func healthHandler(st *store.Store) *http.ServeMux {
+func healthHandler(st *store.Store, waiting func() error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
@@ -216,6 +289,10 @@ func healthHandler(st *store.Store) *http.ServeMux {
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
 			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := waiting(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
