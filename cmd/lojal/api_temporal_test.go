@@ -222,11 +222,18 @@ func TestWorkerWaitsForTemporal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	desc, err := tc.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(desc.GetPollers()) == 0 {
-		t.Errorf("ready, and nothing polls %s", workflows.TaskQueue)
+	// A poller is seen once its first poll reaches the server.
+	for polled := time.Now(); ; {
+		desc, err := tc.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(desc.GetPollers()) > 0 {
+			break
+		}
+		if time.Since(polled) > 10*time.Second {
+			t.Fatalf("ready, and nothing polled %s within 10s", workflows.TaskQueue)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
