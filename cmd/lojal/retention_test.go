@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -30,7 +32,24 @@ func TestWorkerRefusesRetentionShorterThanPolicy(t *testing.T) {
 	if err == nil {
 		t.Fatal("a 30-day ledger against a 30-day purpose window was accepted")
 	}
-	for _, want := range []string{"LOJAL_RETAIN_LEDGER_DAYS is 30d", "purpose_window in policy.yaml (30d)", "at least 37d"} {
+	// Where the window is written, as every error about what a marketer
+	// wrote says it: file:line:col of its value.
+	src, err2 := os.ReadFile("../../journeys/policy.yaml")
+	if err2 != nil {
+		t.Fatal(err2)
+	}
+	at := ""
+	for i, line := range strings.Split(string(src), "\n") {
+		if k := strings.Index(line, "purpose_window:"); k >= 0 {
+			v := k + len("purpose_window:")
+			v += len(line[v:]) - len(strings.TrimLeft(line[v:], " "))
+			at = fmt.Sprintf("../../journeys/policy.yaml:%d:%d", i+1, v+1)
+		}
+	}
+	if at == "" {
+		t.Fatal("the shipped policy.yaml sets no purpose_window")
+	}
+	for _, want := range []string{"LOJAL_RETAIN_LEDGER_DAYS is 30d", "purpose_window in policy.yaml (30d)", "at least 37d", at + ": "} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}

@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"fmt"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -17,7 +18,8 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 	if !ok {
 		return nil, errs
 	}
-	r := &policy.Rules{MaxDefer: policy.DefaultMaxDefer}
+	r := &policy.Rules{MaxDefer: policy.DefaultMaxDefer, Where: map[string]string{}}
+	at := func(name string, n *yaml.Node) { r.Where[name] = fmt.Sprintf("%s:%d:%d", file, n.Line, n.Column) }
 	var minGapNode, maxDeferNode, quietNode *yaml.Node
 	var capMaxNodes []*yaml.Node
 	d.mapping(root, "policy",
@@ -41,7 +43,11 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 				quietNode = startNode
 			}
 		}},
-		field{name: "min_gap", decode: func(_, v *yaml.Node) { minGapNode = v; r.MinGap, _ = d.duration(v, "min_gap") }},
+		field{name: "min_gap", decode: func(_, v *yaml.Node) {
+			minGapNode = v
+			at("min_gap", v)
+			r.MinGap, _ = d.duration(v, "min_gap")
+		}},
 		field{name: "caps", decode: func(_, v *yaml.Node) {
 			if v.Kind != yaml.SequenceNode {
 				d.errorf(v, "caps must be a list")
@@ -80,6 +86,7 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 					}},
 				)
 				if ok && item.Kind == yaml.MappingNode {
+					at(fmt.Sprintf("caps[%d]", len(r.Caps)), item)
 					r.Caps = append(r.Caps, c)
 					capMaxNodes = append(capMaxNodes, maxNode)
 				}
@@ -87,12 +94,16 @@ func ParseRules(file string, src []byte) (*policy.Rules, ErrorList) {
 		}},
 		field{name: "max_defer", decode: func(_, v *yaml.Node) {
 			maxDeferNode = v
+			at("max_defer", v)
 			var ok bool
 			if r.MaxDefer, ok = d.duration(v, "max_defer"); ok && r.MaxDefer < time.Hour {
 				d.errorf(v, "max_defer must be at least 1h, or every deferred message is dropped")
 			}
 		}},
-		field{name: "purpose_window", decode: func(_, v *yaml.Node) { r.PurposeWindow, _ = d.duration(v, "purpose_window") }},
+		field{name: "purpose_window", decode: func(_, v *yaml.Node) {
+			at("purpose_window", v)
+			r.PurposeWindow, _ = d.duration(v, "purpose_window")
+		}},
 		field{name: "critical_counts_toward_caps", decode: func(_, v *yaml.Node) {
 			if counts, ok := d.boolean(v, "critical_counts_toward_caps"); ok {
 				r.CriticalOutsideCaps = !counts

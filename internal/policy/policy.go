@@ -159,6 +159,11 @@ type Rules struct {
 	// click as engagement; without it only links a template wraps in
 	// {{ track }} are. It is for rendering; Decide does not read it.
 	TrackLinks bool
+	// Where says where policy.yaml sets a setting, as file:line:col of its
+	// value, by name (min_gap, max_defer, purpose_window; caps[i] for the
+	// i-th cap), so that an error found later about it (a retention too
+	// short for it) can point at it. Settings left out have none.
+	Where map[string]string
 }
 
 // Defaults for rules policy.yaml leaves out.

@@ -87,26 +87,28 @@ func (r Retention) Check(rules policy.Rules, names map[string]string) error {
 	type window struct {
 		what string
 		d    time.Duration
+		// at is where policy.yaml sets it (file:line:col), when it does.
+		at string
 	}
-	deferral := window{"max_defer", rules.MaxDefer}
+	deferral := window{"max_defer", rules.MaxDefer, rules.Where["max_defer"]}
 	if rules.MaxDefer <= 0 {
-		deferral = window{"max_defer (default)", policy.DefaultMaxDefer}
+		deferral = window{"max_defer (default)", policy.DefaultMaxDefer, ""}
 	}
 	longest := deferral
-	for _, c := range rules.Caps {
+	for i, c := range rules.Caps {
 		if c.Window > longest.d {
-			longest = window{fmt.Sprintf("the cap of %d per %s", c.Max, days(c.Window)), c.Window}
+			longest = window{fmt.Sprintf("the cap of %d per %s", c.Max, days(c.Window)), c.Window, rules.Where[fmt.Sprintf("caps[%d]", i)]}
 		}
 	}
-	pw := window{"purpose_window", rules.PurposeWindow}
+	pw := window{"purpose_window", rules.PurposeWindow, rules.Where["purpose_window"]}
 	if pw.d <= 0 {
-		pw = window{"purpose_window (default)", policy.DefaultPurposeWindow}
+		pw = window{"purpose_window (default)", policy.DefaultPurposeWindow, ""}
 	}
 	if pw.d > longest.d {
 		longest = pw
 	}
 	if rules.MinGap > longest.d {
-		longest = window{"min_gap", rules.MinGap}
+		longest = window{"min_gap", rules.MinGap, rules.Where["min_gap"]}
 	}
 	var errs []error
 	for _, f := range []struct {
@@ -122,9 +124,13 @@ func (r Retention) Check(rules policy.Rules, names map[string]string) error {
 		if name == "" {
 			name = f.field + " retention"
 		}
-		errs = append(errs, fmt.Errorf("%s is %s, shorter than %s in policy.yaml (%s) plus %s of slack: "+
+		err := fmt.Errorf("%s is %s, shorter than %s in policy.yaml (%s) plus %s of slack: "+
 			"lojal would forget what it must still count or recognise. Set %s to at least %s, or shorten %s",
-			name, days(f.d), f.by.what, days(f.by.d), days(ContactSlack), name, days(need), f.by.what))
+			name, days(f.d), f.by.what, days(f.by.d), days(ContactSlack), name, days(need), f.by.what)
+		if f.by.at != "" {
+			err = fmt.Errorf("%s: %w", f.by.at, err)
+		}
+		errs = append(errs, err)
 	}
 	if r.Consent <= r.Ledger {
 		consent, ledger := names["consent"], names["ledger"]
