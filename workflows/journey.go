@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -169,7 +170,32 @@ const (
 	// row, and a second start of an entry whose run is over ends at once
 	// (claimEntry). Taken through epoch 3.
 	changeClaimEntry = "claim-entry-v1"
+	// changeRetriesRunOut: a delivery whose retries ran out (the relay
+	// down or throttling for longer than the send may take; Temporal then
+	// fails the activity with its last error, not a timeout) asks the
+	// policy again, as after a timeout, instead of failing the run. Its
+	// own marker, recorded only by runs that get there.
+	changeRetriesRunOut = "ask-again-when-retries-run-out-v1"
 )
+
+// retriesRanOut reports whether an activity failed because its retries ran
+// out in the time it had (schedule-to-close) rather than for good: when
+// the next retry would come too late, Temporal fails the activity with its
+// last attempt's error and retry state TIMEOUT instead of timing it out.
+// (Temporal's test environment leaves the state unset; the error is then
+// still a retryable one, which reaches the workflow no other way under a
+// retry policy without a maximum of attempts.)
+func retriesRanOut(err error) bool {
+	var acte *temporal.ActivityError
+	if !errors.As(err, &acte) {
+		return false
+	}
+	if acte.RetryState() == enumspb.RETRY_STATE_TIMEOUT {
+		return true
+	}
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && !ae.NonRetryable()
+}
 
 // OutcomeSecondStart ends a run that started for an entry whose run had
 // already finished (claimEntry): it did nothing.
@@ -494,6 +520,8 @@ func (r *run) send(act journey.Action) (journey.Occurrence, error) {
 			continue // nothing went out in time: ask again
 		case errors.As(err, &ae) && ae.Type() == activities.ErrTypeCustomerGone:
 			return journey.Occurrence{}, errCustomerGone
+		case retriesRanOut(err) && r.uses(changeRetriesRunOut):
+			continue // its retries ran out in the time it had: as a timeout
 		case err != nil:
 			return journey.Occurrence{}, fmt.Errorf("send: %w", err)
 		}

@@ -2,8 +2,10 @@ package workflows_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,6 +225,49 @@ var shapeScenarios = []historyScenario{
 	{"shape-holdout-treated-goal", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
 		return holdoutScenario(t, ctx, s, false)
 	}},
+	// ask-again-when-retries-run-out-v1: the relay throttles the first
+	// message for longer than its send may take (6 s here), Temporal
+	// fails the delivery with retry state TIMEOUT, and the run asks the
+	// policy again and sends, instead of failing. On a worker of its own,
+	// whose relay throttles once.
+	{"shape-retries-run-out", func(t *testing.T, ctx context.Context, s *stacktest.Stack) string {
+		queue := "shape-retries-run-out"
+		w := workflows.NewWorkers(s.Client, queue, &activities.Activities{Store: s.Store, Catalog: s.Catalog,
+			Sender: channel.Mux{"email": &throttleFirst{Sender: s.Email}}, Links: s.Links, Log: s.Log, MessageDomain: s.Email.Domain()},
+			workflows.WorkerOptions{Worker: worker.Options{WorkerStopTimeout: 5 * time.Second},
+				Workflows: []workflows.Option{workflows.WithSendTimeout(6 * time.Second)}})
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		c := shapeCustomer(t, ctx, s, "c-shape-throttled")
+		j, _ := s.Catalog.Journey("nudge")
+		ev := journey.Event{ID: "e-sr-1", Type: "order.placed", CustomerID: c.ID, At: time.Now().UTC(), Data: map[string]any{"order_id": "o-sr", "total": 1.0}}
+		id := workflows.WorkflowID(j.ID, c.ID, "o-sr")
+		if _, _, err := s.Store.RecordRun(ctx, id, j.ID, j.Version, c.ID, "o-sr", ev.ID); err != nil {
+			t.Fatal(err)
+		}
+		run, err := s.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalEvent, ev, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
+			workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID,
+				Key: "o-sr", Trigger: &ev, EntryID: ev.ID, Customer: &c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.JourneyResult
+		if err := run.Get(ctx, &res); err != nil || res.Sent != 2 {
+			t.Fatalf("the throttled run ended %+v, %v; want both messages sent", res, err)
+		}
+		marked := false
+		for _, e := range history(t, ctx, s, id).GetEvents() {
+			if m := e.GetMarkerRecordedEventAttributes(); m != nil && strings.Contains(m.GetDetails()["change-id"].String(), "ask-again-when-retries-run-out-v1") {
+				marked = true
+			}
+		}
+		if !marked {
+			t.Fatal("the run did not take ask-again-when-retries-run-out-v1")
+		}
+		return id
+	}},
 	// claim-entry-v1: a second start of an entry whose run has finished
 	// (a replica's late SignalWithStart) claims the entry, finds its run
 	// over and ends without doing anything.
@@ -311,4 +356,24 @@ func history(t *testing.T, ctx context.Context, s *stacktest.Stack, id string) *
 		hist.Events = append(hist.Events, ev)
 	}
 	return hist
+}
+
+// throttleFirst is a relay that throttles its first two attempts (4 s
+// apart, so the third would come after a 6 s send timeout) and takes
+// everything after.
+type throttleFirst struct {
+	channel.Sender
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *throttleFirst) Send(ctx context.Context, env channel.Envelope) (channel.Receipt, error) {
+	f.mu.Lock()
+	f.calls++
+	throttled := f.calls <= 2
+	f.mu.Unlock()
+	if throttled {
+		return channel.Receipt{}, &channel.ThrottledError{Err: errors.New("421 4.7.0 try again later"), RetryAfter: 4 * time.Second}
+	}
+	return f.Sender.Send(ctx, env)
 }

@@ -324,6 +324,47 @@ func TestDeliveryRunsOnTheChannelQueue(t *testing.T) {
 	}
 }
 
+// TestLongOutageAsksThePolicyAgain: when a delivery's retries run out
+// (an SMTP relay down, or throttling, for longer than the send may take),
+// Temporal fails the activity with the last error rather than a timeout.
+// The run must ask the policy again, as after a timeout, not fail: a
+// failed run never sends the message nor any later step, and its
+// reservation is never given back.
+func TestLongOutageAsksThePolicyAgain(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	var asks []int
+	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DecideInput) (activities.DecideOutput, error) {
+		asks = append(asks, in.Ask)
+		return activities.DecideOutput{Verdict: "allow", Channel: "email", IdempotencyKey: fmt.Sprintf("k%d", in.Ask)}, nil
+	})
+	var delivered []string
+	env.OnActivity(acts.Deliver, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeliverInput) (activities.DeliverOutput, error) {
+		delivered = append(delivered, in.IdempotencyKey)
+		if in.IdempotencyKey == "k1" {
+			// The relay says "try later", five minutes at a time: the
+			// fourth retry would come after the send's 16 minutes.
+			return activities.DeliverOutput{}, temporal.NewApplicationErrorWithOptions("421 4.7.0 try again later", activities.ErrTypeThrottled,
+				temporal.ApplicationErrorOptions{NextRetryDelay: 5 * time.Minute})
+		}
+		return activities.DeliverOutput{Status: activities.StatusSent}, nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
+	src := "id: hi\nname: Hi\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
+		Bundle: bundle(t, "hi.yaml", src, "UTC"), JourneyID: "hi", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
+		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Sent != 1 {
+		t.Fatalf("result %+v %v; want the message sent after the outage (asks %v, deliveries %v)", res, err, asks, delivered)
+	}
+	if !slices.Equal(asks, []int{1, 2}) || delivered[len(delivered)-1] != "k2" {
+		t.Fatalf("asks %v, deliveries %v; want a second ask once the first delivery's retries ran out", asks, delivered)
+	}
+}
+
 // journeyEnv is Temporal's test environment with the journey workflow and
 // its activities registered (acts is nil: its methods name them).
 func journeyEnv() (*testsuite.TestWorkflowEnvironment, *activities.Activities) {
