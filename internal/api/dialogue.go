@@ -161,6 +161,10 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 			}
 			if c.Attributes[attr] != claims.Answer {
 				c.Attributes[attr] = claims.Answer
+				// Only the attribute: consent and opt-outs left out are
+				// kept as stored. Written back as read, a soft opt-in
+				// (which reads as consent false) became a withdrawal.
+				c.Consent, c.TopicsOptedOut = nil, nil
 				if _, err := s.Dispatcher.Customer(r.Context(), c); err != nil {
 					s.Log.Error("answer attribute", "attribute", attr, "err", err)
 				}

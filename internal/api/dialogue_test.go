@@ -185,6 +185,34 @@ func TestOneClickAnswer(t *testing.T) {
 	}
 }
 
+// TestAnsweringLeavesConsentAlone: an answer sets the customer's declared
+// answer attribute, and nothing else of theirs. It used to write the whole
+// customer back as read, and a customer whose email rests on a soft
+// opt-in reads back with email consent false: the write recorded a
+// withdrawal the customer never made (actor api), which ends every soft
+// opt-in for good and stands in the consent evidence.
+func TestAnsweringLeavesConsentAlone(t *testing.T) {
+	t.Parallel()
+	f := dialogueSetup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", strings.Replace(kari, `"consent": {"email": true, "push": false}`, `"consent": {}`, 1))
+	if r := f.do(t, "POST", "/v1/customers/c-1/consent", `{"entries": [{"channel": "email", "action": "grant", "basis": "soft_opt_in",
+		"sale_id": "o-123", "sale_at": "2026-02-01T10:00:00Z", "product_group": "home", "at": "2026-02-01T10:00:00Z"}]}`); r.Status != 201 {
+		t.Fatalf("soft opt-in: %d %s", r.Status, r.Body)
+	}
+	before := f.do(t, "GET", "/v1/customers/c-1/consent", "").json(t)
+	link := f.answerLink("checkin", "c-1", "checkin", "more-help", time.Now().Add(time.Hour))
+	if r := f.do(t, "GET", link, "", "Authorization", ""); r.Status != 200 {
+		t.Fatalf("answer %d: %s", r.Status, r.Body)
+	}
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["attributes"].(map[string]any)["checkin_answer"] != "more-help" {
+		t.Fatalf("checkin_answer not set: %v", c["attributes"])
+	}
+	after := f.do(t, "GET", "/v1/customers/c-1/consent", "").json(t)
+	if len(list(after["entries"])) != len(list(before["entries"])) {
+		t.Fatalf("answering wrote consent entries:\nbefore %v\nafter  %v", before["entries"], after["entries"])
+	}
+}
+
 // TestForgedAnswerLinksRevealAndChangeNothing: a tampered, forged,
 // expired, other kind's or other customer's link gets the same page with
 // no name on it, by GET and POST, and records nothing.
