@@ -361,7 +361,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		a.Log.WarnContext(ctx, "message not sent", "key", in.IdempotencyKey, "err", cause)
 		return DeliverOutput{Status: StatusFailed, Error: cause.Error()}, nil
 	}
-	cust, consent, err := a.Store.CustomerConsent(ctx, d.CustomerID)
+	cust, consent, suppressed, err := a.Store.CustomerToSend(ctx, d.CustomerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fail(err)
 	}
@@ -373,7 +373,12 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		// A message may wait on its channel's send queue after the policy
 		// allowed it: a withdrawal recorded meanwhile stops it here, before
 		// anything is handed over.
-		if why, ok := withdrawn(cat, d, consent); ok {
+		why, ok := withdrawn(cat, d, consent)
+		if !ok && d.Channel == policy.Email && suppressed != "" {
+			// So does a complaint or a hard bounce about another message.
+			why, ok = "the address was suppressed ("+suppressed+") after the message was allowed", true
+		}
+		if ok {
 			if err := a.Store.Release(ctx, in.IdempotencyKey, "released", why); err != nil {
 				return DeliverOutput{}, err
 			}

@@ -133,3 +133,35 @@ func TestWithdrawalStopsAMessageOnTheSendQueue(t *testing.T) {
 		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
 	}
 }
+
+// A complaint or a hard bounce about an earlier message may arrive while
+// an allowed one waits on its send queue (or is retried after a "try
+// later"): the address is suppressed, and the waiting message must not go
+// to it. It used to: only consent was looked at again before sending.
+func TestSuppressionStopsAMessageOnTheSendQueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.acts.Now = noon()
+	c := kari()
+	b.customer(t, c)
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	d, err := b.acts.Decide(ctx, in.DecideInput)
+	if err != nil || d.Verdict != policy.Allow {
+		t.Fatalf("decide: %+v %v", d, err)
+	}
+	if err := b.store.Complain(ctx, "email", strings.ToUpper(c.Email), "<earlier@lojal.test>", "feedback report: abuse"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: d.IdempotencyKey, Channel: d.Channel, JourneyID: in.JourneyID})
+	if err != nil || out.Status != activities.StatusFailed || !strings.Contains(out.Error, "complaint") {
+		t.Fatalf("deliver after the complaint: %+v %v", out, err)
+	}
+	if n := b.catcher.Count(); n != 0 {
+		t.Fatalf("%d messages sent to an address that complained", n)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if last := hist[len(hist)-1]; last.Status != "released" {
+		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
+	}
+}

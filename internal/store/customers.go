@@ -136,6 +136,27 @@ func (s *Store) CustomerConsent(ctx context.Context, id string) (journey.Custome
 	return c, entries, nil
 }
 
+// CustomerToSend is CustomerConsent for a message about to go out, with
+// the suppression reason of the customer's email address ("" when it is
+// not suppressed).
+func (s *Store) CustomerToSend(ctx context.Context, id string) (journey.Customer, []policy.ConsentEntry, string, error) {
+	var c journey.Customer
+	var attrs, consent []byte
+	var suppressed string
+	err := s.pool.QueryRow(ctx, s.q.GetCustomerToSend, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent, &suppressed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, nil, "", fmt.Errorf("customer %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return c, nil, "", fmt.Errorf("load customer %s: %w", id, err)
+	}
+	entries, err := decodeCustomerJSON(&c, attrs, consent)
+	if err != nil {
+		return c, nil, "", fmt.Errorf("load customer %s: %w", id, err)
+	}
+	return c, entries, suppressed, nil
+}
+
 // decodeCustomerJSON decodes a customer's attributes and consent ledger,
 // and derives from the ledger the consent and topic opt-outs a customer
 // shows: whether they consent to marketing on each channel, and the

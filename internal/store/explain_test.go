@@ -76,6 +76,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"lock-customer", []any{"c-77"}, 0},
 		{"relationship", []any{"c-77"}, 0},
 		{"get-customer", []any{"c-77"}, 0},
+		{"get-customer-to-send", []any{"c-77"}, 0},
 		{"ledger-by-key", []any{"k-77.1", now.Add(-8 * day)}, 2},
 		{"contact-window", []any{"c-77", now.Add(-30 * day), now, now.Add(-37 * day)}, 3},
 		{"waiting-for-customer", []any{"c-77"}, 0},

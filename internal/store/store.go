@@ -34,6 +34,7 @@ var queryFiles embed.FS
 type queries struct {
 	UpsertCustomer        string `query:"upsert-customer"`
 	GetCustomer           string `query:"get-customer"`
+	GetCustomerToSend     string `query:"get-customer-to-send"`
 	LockCustomer          string `query:"lock-customer"`
 	Relationship          string `query:"relationship"`
 	SuppressAddress       string `query:"suppress-address"`

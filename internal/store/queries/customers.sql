@@ -25,6 +25,16 @@ SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes,
 FROM customers c
 WHERE c.id = $1;
 
+-- name: get-customer-to-send
+-- get-customer, and the suppression of the customer's email address (its
+-- reason, '' when there is none): a message allowed earlier is not sent
+-- to an address that complained or hard-bounced since.
+SELECT c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes,
+       consent_ledger_json(c.id),
+       coalesce((SELECT reason FROM suppressions WHERE channel = 'email' AND address = lower(c.email)), '')
+FROM customers c
+WHERE c.id = $1;
+
 -- name: lock-customer
 -- Serialises every decision about one customer: whichever journey asks
 -- second waits here until the first has reserved its slot and committed.
