@@ -343,10 +343,17 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 	if err != nil {
 		return DeliverOutput{}, err
 	}
-	switch d.Status {
-	case StatusSent, StatusUncertain:
+	switch {
+	case d.Status == StatusSent || d.Status == StatusUncertain:
 		return DeliverOutput{Status: d.Status, MessageID: d.MessageID, Error: d.Error, AlreadySent: true}, nil
-	case "reserved", "sending":
+	case d.Status == "reserved" || d.Status == "sending":
+	// A message settled before is asked about again when its run asks
+	// again from an earlier ask (continued as new in the middle of the
+	// step): the answer is the one it got, so the run goes on the same way.
+	case d.Status == "released" && d.Error == expiredWhy:
+		return DeliverOutput{Status: StatusExpired}, nil
+	case d.Status == StatusFailed && d.Error == channel.ErrNoLiveSubscription.Error():
+		return DeliverOutput{Status: StatusFallback, Error: d.Error}, nil
 	default:
 		return DeliverOutput{Status: StatusFailed, Error: "reservation is " + d.Status}, nil
 	}
@@ -414,6 +421,9 @@ func withdrawn(cat *catalog.Catalog, d store.Delivery, consent []policy.ConsentE
 	return fmt.Sprintf("no basis any more when it was to be sent (%s): %s", reason, fact), true
 }
 
+// expiredWhy is the reason a message that expired is released with.
+const expiredWhy = "expired before it could be sent"
+
 // expire ends a message whose reservation ran out before it was sent: a
 // message held up by an outage must not land in the middle of the night.
 // What an earlier attempt handed over is kept: a push message that reached
@@ -435,7 +445,7 @@ func (a *Activities) expire(ctx context.Context, key string, d store.Delivery) (
 			return a.uncertain(ctx, key, d.Channel, d.Attempt, d.MessageID, sum.uncertainWhy)
 		}
 	}
-	if err := a.Store.Release(ctx, key, "released", "expired before it could be sent"); err != nil {
+	if err := a.Store.Release(ctx, key, "released", expiredWhy); err != nil {
 		return DeliverOutput{}, err
 	}
 	return DeliverOutput{Status: StatusExpired}, nil

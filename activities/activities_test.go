@@ -468,3 +468,56 @@ func TestPushTooLongIsCut(t *testing.T) {
 		t.Fatalf("%d bytes of JSON, title %q, body %q...", len(b), env.Message.Title, env.Message.Body[:40])
 	}
 }
+
+// TestDeliveryAskedAgainAnswersTheSame: a run that continues as new in the
+// middle of a send step asks from its first ask again, and every earlier
+// ask replays its decision, so Deliver is asked again about a message it
+// already settled. Its answer must be the one it gave: a message that
+// expired is expired (the run asks again and sends), a push that could
+// reach no device falls back (the run asks for email). It answered
+// "failed", and the run ended the step without sending.
+func TestDeliveryAskedAgainAnswersTheSame(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("expired", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.acts.Now = noon()
+		b.customer(t, kari())
+		in := sendInput("loyalty-benefit", "email")
+		d, err := b.acts.Decide(ctx, in.DecideInput)
+		if err != nil || d.Verdict != policy.Allow {
+			t.Fatalf("decide: %+v %v", d, err)
+		}
+		later := noon()().Add(activities.ReservationTTL + time.Minute)
+		b.acts.Now = func() time.Time { return later }
+		for i := range 2 {
+			out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: d.IdempotencyKey, Channel: d.Channel, JourneyID: in.JourneyID})
+			if err != nil || out.Status != activities.StatusExpired {
+				t.Fatalf("delivery %d past the reservation: %+v %v; want expired", i+1, out, err)
+			}
+		}
+	})
+	t.Run("fallback", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.acts.Now = noon()
+		c := kari()
+		c.PreferredChannel = "push"
+		b.customer(t, c)
+		if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "stale-device"}); err != nil {
+			t.Fatal(err)
+		}
+		in := sendInput("loyalty-benefit", "preferred")
+		d, err := b.acts.Decide(ctx, in.DecideInput)
+		if err != nil || d.Verdict != policy.Allow || d.Channel != "push" {
+			t.Fatalf("decide: %+v %v", d, err)
+		}
+		for i := range 2 {
+			out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: d.IdempotencyKey, Channel: d.Channel, JourneyID: in.JourneyID})
+			if err != nil || out.Status != activities.StatusFallback {
+				t.Fatalf("delivery %d with no device: %+v %v; want fallback", i+1, out, err)
+			}
+		}
+	})
+}
