@@ -622,6 +622,13 @@ func TestBadTextIsRefusedNotAServerError(t *testing.T) {
 		"customer topic":     {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"topics_opted_out": []`, `"topics_opted_out": ["x\u0000"]`, 1), "/topics_opted_out/0"},
 		"customer email":     {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"kari@example.no"`, `"kari@example.no\r\nBcc: x@example.no"`, 1), "/email"},
 		"not an address":     {"PUT", "/v1/customers/c-1", strings.Replace(kari, `"kari@example.no"`, `"kari"`, 1), "/email"},
+		// Free text of the other routes: a CRM's withdrawal that failed
+		// with a 500 every time it was retried left the customer getting
+		// marketing.
+		"consent source":   {"PUT", "/v1/customers/c-1/consent/email", `{"granted": false, "source": "crm\u0000"}`, "/source"},
+		"consent evidence": {"POST", "/v1/customers/c-1/consent", `{"entries": [{"channel": "email", "action": "withdraw", "basis": "consent", "evidence": "x\u0000"}]}`, "/entries/0/evidence"},
+		"double opt-in":    {"POST", "/v1/customers/c-1/consent/email/double-opt-in", `{"wording": "Ja\u0000", "locale": "nb"}`, "/wording"},
+		"push endpoint":    {"POST", "/v1/customers/c-1/push-subscriptions", `{"kind": "http", "endpoint": "https://push.example/\u0000"}`, "/endpoint"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := f.do(t, tc.method, tc.path, tc.body)

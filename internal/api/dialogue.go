@@ -188,7 +188,8 @@ func (s *Server) answerMore(w http.ResponseWriter, r *http.Request) {
 		s.renderAnswer(w, http.StatusBadRequest, answerView{Locale: v.Locale, Problem: "invalid"})
 		return
 	}
-	text := strings.TrimSpace(r.PostForm.Get("text"))
+	// Postgres stores no NUL: drop it rather than lose the text.
+	text := strings.TrimSpace(strings.ToValidUTF8(strings.ReplaceAll(r.PostForm.Get("text"), "\x00", ""), "\uFFFD"))
 	if utf8.RuneCountInString(text) > 4000 {
 		text = string([]rune(text)[:4000])
 	}

@@ -213,6 +213,23 @@ func TestAnsweringLeavesConsentAlone(t *testing.T) {
 	}
 }
 
+// TestAnswerTextWithANul: a NUL in the thank-you page's text (%00) failed
+// the insert, and the customer's words were lost with a page that said
+// they were sent. The text is kept, without the NUL.
+func TestAnswerTextWithANul(t *testing.T) {
+	t.Parallel()
+	f := dialogueSetup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	link := f.answerLink("checkin", "c-1", "checkin", "more-help", time.Now().Add(time.Hour))
+	f.do(t, "GET", link, "", "Authorization", "")
+	if r := f.do(t, "POST", link, form("Ring meg\x00 i morgen"), "Authorization", "", "Content-Type", formType); r.Status != 200 {
+		t.Fatalf("text %d: %s", r.Status, r.Body)
+	}
+	if d := f.dialogue(t, "c-1"); len(d.Answers) != 1 || d.Answers[0].FreeText != "Ring meg i morgen" {
+		t.Fatalf("answers %+v, want the text kept without the NUL", d.Answers)
+	}
+}
+
 // TestForgedAnswerLinksRevealAndChangeNothing: a tampered, forged,
 // expired, other kind's or other customer's link gets the same page with
 // no name on it, by GET and POST, and records nothing.

@@ -71,7 +71,31 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 		problem(w, r, p.Status, p.Type, p.Title, p.Detail, p.Errors...)
 		return false
 	}
+	if err := nulText(b); err != nil {
+		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid request", err.Msg, FieldError{Pointer: err.Pointer, Detail: err.Msg})
+		return false
+	}
 	return true
+}
+
+// nulText finds a string of a JSON body (value or key) that decodes to
+// text holding a NUL (the escape \u0000): Postgres stores no NUL, in text
+// or jsonb, and every free-text field would otherwise fail at the insert,
+// a 500 that a client retries for ever. Only a body that holds the escape
+// is walked.
+func nulText(b []byte) *journey.InputError {
+	if !bytes.Contains(b, []byte(`\u0000`)) {
+		return nil
+	}
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	var ie *journey.InputError
+	if errors.As(journey.CheckText("", v), &ie) {
+		return ie
+	}
+	return nil
 }
 
 // readBody checks the content type and reads the body, up to limit bytes.

@@ -40,6 +40,10 @@ func PointerToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
+// CheckText is checkText for decoded JSON at pointer ("" for a whole
+// request body): an error is an *InputError that points at the string.
+func CheckText(pointer string, v any) error { return checkText(pointer, v) }
+
 // checkText refuses text that is not text: a NUL (which Postgres cannot
 // store, in text or jsonb) or bytes that are not UTF-8. It walks decoded
 // JSON (maps, lists, strings), keys included.
