@@ -68,14 +68,30 @@ func Parse(raw []byte, mailFrom string) (Parsed, error) {
 	if s, err := dec.DecodeHeader(p.Subject); err == nil {
 		p.Subject = s
 	}
-	p.MessageID = strings.Trim(strings.TrimSpace(msg.Header.Get("Message-Id")), "<>")
+	p.Subject = storable(p.Subject)
+	p.MessageID = storable(strings.Trim(strings.TrimSpace(msg.Header.Get("Message-Id")), "<>"))
 	p.Auto = autoReply(msg.Header, p.Subject, mailFrom)
 	text, err := bodyText(msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body, 0)
 	if err != nil {
 		return p, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	p.Text = Strip(text)
+	p.Text = Strip(storable(text))
 	return p, nil
+}
+
+// storable makes text Postgres can store: no NUL, and UTF-8. Text that is
+// not UTF-8 is read as Latin-1, what old mail clients put raw in a
+// header; an insert that failed on either was answered 451, and the
+// customer's reply retried for days and never recorded.
+func storable(s string) string {
+	if !utf8.ValidString(s) {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			b.WriteRune(rune(s[i]))
+		}
+		s = b.String()
+	}
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 // autoReply says why a message is automatic, or "".

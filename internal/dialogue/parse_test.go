@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func msg(headers, body string) []byte {
@@ -89,5 +90,40 @@ func TestParseRefusesMalformed(t *testing.T) {
 		if _, err := Parse(raw, "kari@example.no"); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
+	}
+}
+
+// TestParseKeepsOnlyStorableText: a reply is stored as text, and Postgres
+// takes neither a NUL nor bytes that are not UTF-8. A body with a NUL (raw
+// or encoded) or a subject in raw 8-bit Latin-1 (old mail clients) made
+// every insert fail: the intake answered 451, and the sending server
+// retried for days while the customer's reply was never recorded. The
+// text is kept, made storable.
+func TestParseKeepsOnlyStorableText(t *testing.T) {
+	t.Parallel()
+	for name, raw := range map[string]string{
+		"raw NUL":          "From: kari@example.no\r\nSubject: Re: hei\r\n\r\nJa\x00 takk\r\n",
+		"quoted-printable": "From: kari@example.no\r\nSubject: Re: hei\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nJa=00 takk\r\n",
+		"base64":           "From: kari@example.no\r\nSubject: Re: hei\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSmEAIHRha2s=\r\n",
+		"8-bit subject":    "From: kari@example.no\r\nSubject: Re: Hei p\xe5 deg\r\n\r\nJa takk\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := Parse([]byte(raw), "kari@example.no")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for field, s := range map[string]string{"subject": p.Subject, "text": p.Text, "message id": p.MessageID, "from": p.From} {
+				if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+					t.Errorf("%s %q cannot be stored", field, s)
+				}
+			}
+			if !strings.Contains(p.Text, "takk") {
+				t.Errorf("text %q lost what the customer wrote", p.Text)
+			}
+		})
+	}
+	p, _ := Parse([]byte("From: kari@example.no\r\nSubject: Re: Hei p\xe5 deg\r\n\r\nJa takk\r\n"), "kari@example.no")
+	if p.Subject != "Re: Hei på deg" {
+		t.Errorf("8-bit subject read as %q, want it as Latin-1", p.Subject)
 	}
 }
