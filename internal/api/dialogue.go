@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,6 +119,17 @@ func (s *Server) answerClaims(w http.ResponseWriter, r *http.Request) (links.Ans
 // schema declares it: <question>_answer (checkin_answer).
 func AnswerAttribute(survey string) string { return strings.ReplaceAll(survey, "-", "_") + "_answer" }
 
+// answerEventID names the survey.answered event of a customer's answer to
+// a question, one per customer and question, within the 128 characters an
+// event id may have: a customer id too long for it is named by its hash.
+func answerEventID(survey, customer string) string {
+	if id := "survey:" + survey + ":" + customer; len(id) <= 128 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(survey + "\x00" + customer))
+	return "survey-hash:" + hex.EncodeToString(sum[:])
+}
+
 // answer records a one-click answer. The first answer counts: it is a
 // survey.answered event and sets the declared attribute; opening the
 // same link again changes nothing; a different later answer is recorded
@@ -129,7 +142,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	v := answerView{Locale: uiLocale(c.Locale), Form: true}
 	v.Name, _ = c.Attributes["first_name"].(string)
 	now := s.now()
-	eventID := "survey:" + claims.Survey + ":" + c.ID
+	eventID := answerEventID(claims.Survey, c.ID)
 	rec, err := s.Store.RecordAnswer(r.Context(), c.ID, claims.Survey, claims.Answer, eventID, now)
 	if err != nil {
 		s.Log.Error("record answer", "err", err)
@@ -200,7 +213,7 @@ func (s *Server) answerMore(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only the customer's own first answer takes text: a link opened for
 	// another answer, later, cannot write over it.
-	rec, err := s.Store.RecordAnswer(r.Context(), c.ID, claims.Survey, claims.Answer, "survey:"+claims.Survey+":"+c.ID, s.now())
+	rec, err := s.Store.RecordAnswer(r.Context(), c.ID, claims.Survey, claims.Answer, answerEventID(claims.Survey, c.ID), s.now())
 	if err != nil {
 		s.Log.Error("record answer", "err", err)
 		s.renderAnswer(w, http.StatusInternalServerError, answerView{Locale: v.Locale, Problem: "invalid"})

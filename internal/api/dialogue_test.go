@@ -230,6 +230,28 @@ func TestAnswerTextWithANul(t *testing.T) {
 	}
 }
 
+// TestAnswerOfALongCustomerID: customer ids may have 128 characters, and
+// the answer's event was named survey:<question>:<customer id>, which for
+// ids over about 113 characters is no valid event id: the answer was
+// recorded, the customer thanked, and no journey ever heard of it.
+func TestAnswerOfALongCustomerID(t *testing.T) {
+	t.Parallel()
+	f := dialogueSetup(t)
+	long := "c-" + strings.Repeat("x", 124)
+	f.do(t, "PUT", "/v1/customers/"+long, strings.Replace(kari, `"id": "c-1"`, `"id": "`+long+`"`, 1))
+	link := f.answerLink("checkin", long, "checkin", "more-help", time.Now().Add(time.Hour))
+	if r := f.do(t, "GET", link, "", "Authorization", ""); r.Status != 200 {
+		t.Fatalf("answer %d: %s", r.Status, r.Body)
+	}
+	var n int
+	if err := f.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM events WHERE customer_id = $1 AND type = 'survey.answered'`, long).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("%d survey.answered events for a customer with a %d-character id, want 1", n, len(long))
+	}
+}
+
 // TestForgedAnswerLinksRevealAndChangeNothing: a tampered, forged,
 // expired, other kind's or other customer's link gets the same page with
 // no name on it, by GET and POST, and records nothing.
