@@ -22,6 +22,7 @@ import (
 	"github.com/lojal/lojal/internal/ingest"
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/metrics"
+	"github.com/lojal/lojal/internal/pgtest"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/stacktest"
 	"github.com/lojal/lojal/internal/store"
@@ -741,4 +742,30 @@ func TestBadTextInTheURL(t *testing.T) {
 		expectProblem(t, f.do(t, tc.method, tc.path, tc.body), 400, "malformed")
 	}
 	expectProblem(t, f.do(t, "DELETE", "/v1/suppressions/email/kari@example.no", `{"reason": "x\u0000"}`), 422, "invalid")
+}
+
+// TestReadinessTellsStrangersNothing: /readyz is on the public port with
+// no token. When Postgres is away it said why, in the driver's words,
+// which name the database user, the database and the host it dialled.
+// It says "not ready" and logs the error.
+func TestReadinessTellsStrangersNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	st, err := store.Open(context.Background(), pgtest.Config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close() // every ping now fails, with the driver's words
+	srv := httptest.NewServer((&api.Server{Store: st, Dispatcher: f.Dispatcher, Catalog: f.Catalog, Links: f.Links, Metrics: metrics.New(),
+		Log: f.Log}).Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(b), "closed") || !strings.Contains(string(b), "database") {
+		t.Fatalf("readyz %d %s; want 503 that names the database and nothing the driver said", resp.StatusCode, b)
+	}
 }
