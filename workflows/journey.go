@@ -176,6 +176,10 @@ const (
 	// policy again, as after a timeout, instead of failing the run. Its
 	// own marker, recorded only by runs that get there.
 	changeRetriesRunOut = "ask-again-when-retries-run-out-v1"
+	// changeSeenOrder: a run continuing as new carries the ids of the
+	// newest events it saw, not the alphabetically last (seenList). Its
+	// own marker, recorded when a run continues as new.
+	changeSeenOrder = "seen-newest-across-continue-as-new-v1"
 )
 
 // retriesRanOut reports whether an activity failed because its retries ran
@@ -224,16 +228,16 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 		migrations: workflow.GetSignalChannel(ctx, SignalMigrate)}
 	r.takeEpochs()
 	for _, id := range in.Seen {
-		r.seen[id] = true
+		r.see(id)
 	}
 	for i := range in.Pending {
 		r.pending = append(r.pending, &in.Pending[i])
 	}
 	if in.Trigger != nil {
-		r.seen[in.Trigger.ID] = true
+		r.see(in.Trigger.ID)
 	}
 	if in.EntryID != "" {
-		r.seen[in.EntryID] = true
+		r.see(in.EntryID)
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (RunInfo, error) {
 		return RunInfo{JourneyID: r.in.JourneyID, Version: r.in.Version, State: r.st}, nil
@@ -332,8 +336,11 @@ type run struct {
 	def        *journey.Journey
 	st         journey.State
 	seen       map[string]bool
-	events     workflow.ReceiveChannel
-	sent       int
+	// seenOrder holds the seen ids in the order the run saw them (those it
+	// was started with first), for the next execution (seenList).
+	seenOrder []string
+	events    workflow.ReceiveChannel
+	sent      int
 	// epoch is the epoch the run took (changeEpochs).
 	epoch workflow.Version
 	// pending holds events that arrived while a message waited (settle,
@@ -462,8 +469,16 @@ func (r *run) fresh(ev journey.Event) bool {
 	if ev.ID == "" || r.seen[ev.ID] {
 		return false
 	}
-	r.seen[ev.ID] = true
+	r.see(ev.ID)
 	return true
+}
+
+// see remembers an event id as seen.
+func (r *run) see(id string) {
+	if !r.seen[id] {
+		r.seen[id] = true
+		r.seenOrder = append(r.seenOrder, id)
+	}
 }
 
 // send carries out a send step: ask the policy (and deliver when it
@@ -684,17 +699,25 @@ func (r *run) continueInStep(resume *SendResume) (JourneyResult, error) {
 	return JourneyResult{}, workflow.NewContinueAsNewError(r.ctx, JourneyWorkflow, next)
 }
 
-// seenList is the run's seen event ids for the next execution, sorted, the
-// newest 500 kept.
+// seenList is the run's seen event ids for the next execution: the newest
+// 500, in the order seen. Before changeSeenOrder, the alphabetically last
+// 500, which need not be the newest.
 func (r *run) seenList() []string {
+	if r.uses(changeSeenOrder) {
+		return slices.Clone(r.seenOrder[max(0, len(r.seenOrder)-maxSeen):])
+	}
 	seen := make([]string, 0, len(r.seen))
 	//workflowcheck:ignore the ids are sorted below
 	for id := range r.seen {
 		seen = append(seen, id)
 	}
 	slices.Sort(seen)
-	if len(seen) > 500 {
-		seen = seen[len(seen)-500:]
+	if len(seen) > maxSeen {
+		seen = seen[len(seen)-maxSeen:]
 	}
 	return seen
 }
+
+// maxSeen is how many seen event ids a run carries into its next
+// execution.
+const maxSeen = 500

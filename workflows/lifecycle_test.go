@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -192,6 +193,59 @@ func TestLongDeferralContinuesAsNewWhenSuggested(t *testing.T) {
 	}
 	if len(next.Pending) != 1 || next.Pending[0].ID != "e-x" {
 		t.Fatalf("pending %+v, want the shipment that arrived during the deferral", next.Pending)
+	}
+}
+
+// TestContinueAsNewKeepsTheNewestSeenIDs: a run carries the ids of the
+// last 500 events it saw into its next execution, so a late duplicate
+// (a replica that hung and resumed after the sweeper routed the event) is
+// not applied twice. It carried the alphabetically last 500 instead, which
+// for ids like e-1 ... e-600 drops events of the last minutes.
+func TestContinueAsNewKeepsTheNewestSeenIDs(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	start := env.Now()
+	asks := 0
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		asks++
+		if asks == 1 {
+			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "defer", Reason: "cap", Until: start.Add(7 * 24 * time.Hour)}}, nil
+		}
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
+	for i := 1; i <= 600; i++ {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: fmt.Sprintf("e-%d", i), Type: "order.shipped", CustomerID: "c-1", At: env.Now(),
+				Data: map[string]any{"order_id": "o-1"}})
+		}, time.Minute+time.Duration(i)*time.Second)
+	}
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 2*time.Hour)
+	src := "id: capped\nname: Capped\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n  - id: wait-ship\n    wait_for: { event: order.shipped, timeout: 30d }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "capped.yaml", src, "UTC"),
+		JourneyID: "capped", CustomerID: "c-1", Customer: &c, Trigger: order(start), EntryID: "e-0"})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("error %v, want continue-as-new during the deferral", err)
+	}
+	var next workflows.JourneyInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, id := range next.Seen {
+		kept[id] = true
+	}
+	var lost []string
+	for i := 101; i <= 600; i++ {
+		if id := fmt.Sprintf("e-%d", i); !kept[id] {
+			lost = append(lost, id)
+		}
+	}
+	if len(next.Seen) > 500 || len(lost) > 0 {
+		t.Fatalf("%d seen ids carried; of the newest 500, %d not carried (%v ...)", len(next.Seen), len(lost), lost[:min(5, len(lost))])
 	}
 }
 

@@ -293,6 +293,13 @@ var shapeScenarios = []historyScenario{
 	}},
 }
 
+// seen-newest-across-continue-as-new-v1 records its marker where a run
+// continues as new: the continue-as-new shape again, as this code records
+// it.
+func init() {
+	shapeScenarios = append(shapeScenarios, again("seen-order-", shapeScenarios, "shape-continue-as-new")...)
+}
+
 // holdoutCustomer is the first shape customer of the held journey (50%
 // held out) in the group asked for.
 func holdoutCustomer(heldOut bool) string {
