@@ -58,16 +58,21 @@ func (j *Job) Register(w worker.Registry) {
 var ErrTooShort = errors.New("retention refused")
 
 // Once runs one pass: the check against the policy, then the store's
-// pass (partitions, unpartitioned tables, consent evidence). The
+// pass (partitions, unpartitioned tables, consent evidence). A pass the
+// check refuses still creates the months ahead. The
 // scheduled activity and `lojal retention` both run it. progress may be
 // nil.
 func (j *Job) Once(ctx context.Context, progress func(string)) (store.Retained, error) {
-	if err := j.Retention.Check(j.Rules(), SettingNames()); err != nil {
-		return store.Retained{}, fmt.Errorf("%w: %w", ErrTooShort, err)
-	}
 	now := time.Now()
 	if j.Now != nil {
 		now = j.Now()
+	}
+	if err := j.Retention.Check(j.Rules(), SettingNames()); err != nil {
+		// Dropping is refused; the months ahead are still made (that
+		// deletes nothing), or at the next month boundary no decision and
+		// no event could be written until someone fixed the policy.
+		created, perr := j.Store.EnsurePartitions(ctx, now, j.Retention.WithDefaults().Ahead)
+		return store.Retained{Created: created}, errors.Join(fmt.Errorf("%w: %w", ErrTooShort, err), perr)
 	}
 	r, err := j.Store.Retain(ctx, now, j.Retention, progress)
 	if err != nil {
