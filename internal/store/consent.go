@@ -54,6 +54,18 @@ func (c Capture) entry(channel, topic string, a policy.ConsentAction) policy.Con
 type Preferences struct {
 	Consent  map[string]bool
 	OptedOut []string
+	// Sync marks another system's copy of the customer (a customer
+	// upsert, a CRM's nightly sync): it withdraws and grants like any
+	// change, but does not grant again what the customer withdrew
+	// themselves (customersOwn), which only the customer, or consent
+	// recorded with its wording, can.
+	Sync bool
+}
+
+// customersOwn reports whether e is a withdrawal the customer made
+// through lojal: an unsubscribe link or the preference centre.
+func customersOwn(e policy.ConsentEntry) bool {
+	return e.Action == policy.Withdraw && (e.Source == policy.SourceUnsubscribe || e.Source == policy.SourcePreferenceCentre)
 }
 
 // changes returns the entries that bring the ledger to p: only what
@@ -70,6 +82,8 @@ func (p Preferences) changes(current []policy.ConsentEntry, c Capture) []policy.
 		e, granted := policy.ChannelConsent(current, ch)
 		want := p.Consent[ch]
 		switch {
+		case want && !granted && p.Sync && customersOwn(e):
+			// A stale copy: the customer's own withdrawal is newer.
 		case want && !granted:
 			out = append(out, c.entry(ch, policy.AllTopics, policy.Grant))
 		case !want && granted, !want && e.Action == "" && softOptIns(current, ch):
@@ -84,9 +98,13 @@ func (p Preferences) changes(current []policy.ConsentEntry, c Capture) []policy.
 			}
 		}
 		for _, t := range was {
-			if !slices.Contains(p.OptedOut, t) {
-				out = append(out, c.entry(policy.AllChannels, t, policy.Grant))
+			if slices.Contains(p.OptedOut, t) {
+				continue
 			}
+			if e, _ := policy.TopicOptOut(current, policy.AllChannels, t); p.Sync && customersOwn(e) {
+				continue
+			}
+			out = append(out, c.entry(policy.AllChannels, t, policy.Grant))
 		}
 	}
 	return out

@@ -196,6 +196,63 @@ func TestUpsertRecordsOnlyChanges(t *testing.T) {
 	}
 }
 
+// TestASyncDoesNotUndoTheCustomersOwnWithdrawal: a CRM that sends its
+// copy of the customer every night (consent true, no opt-outs) used to
+// re-grant what the customer had just withdrawn through lojal (an
+// unsubscribe link, the preference centre): marketing resumed the next
+// morning on a "consent" with no wording, recorded by the API. A sync
+// cannot re-grant what the customer withdrew themselves; the consent
+// endpoint, with the wording the customer agreed to, can.
+func TestASyncDoesNotUndoTheCustomersOwnWithdrawal(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	crm := journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}, TopicsOptedOut: []string{}}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	customer := store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: time.Now()}
+	if err := s.Unsubscribe(ctx, "c-1", "loyalty", nil, customer); err != nil {
+		t.Fatal(err)
+	}
+	centre := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
+	if _, err := s.SetPreferences(ctx, "c-1", store.Preferences{Consent: map[string]bool{"email": false}}, centre); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.ConsentEntries(ctx, "c-1")
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.ConsentEntries(ctx, "c-1")
+	if len(after) != len(before) {
+		t.Fatalf("the nightly sync recorded %+v after the customer's own withdrawals", after[len(before):])
+	}
+	if _, granted := policy.ChannelConsent(after, "email"); granted || !slices.Contains(policy.TopicsOptedOut(after), "loyalty") {
+		t.Fatalf("after the sync: email consent %v, opted out of %v", granted, policy.TopicsOptedOut(after))
+	}
+	// What a CRM withdrew, a CRM may grant again.
+	crm.Consent, crm.TopicsOptedOut = map[string]bool{"push": false}, []string{"loyalty", "feedback"}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	crm.TopicsOptedOut = []string{"loyalty"}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if out := policy.TopicsOptedOut(mustEntries(t, s, "c-1")); slices.Contains(out, "feedback") {
+		t.Fatalf("a topic the CRM opted out of and back in: opted out of %v", out)
+	}
+}
+
+func mustEntries(t *testing.T, s *store.Store, id string) []policy.ConsentEntry {
+	t.Helper()
+	e, err := s.ConsentEntries(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // The decision sees the ledger, and what it relied on is stored with it
 // and counted per basis.
 func TestDecisionRecordsItsBasis(t *testing.T) {

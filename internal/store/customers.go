@@ -51,7 +51,7 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 		return res, fmt.Errorf("upsert customer %s: encode attributes: %w", c.ID, err)
 	}
 	// nil (left out) keeps the stored opt-outs; an empty list clears them.
-	prefs := Preferences{Consent: c.Consent, OptedOut: c.TopicsOptedOut}
+	prefs := Preferences{Consent: c.Consent, OptedOut: c.TopicsOptedOut, Sync: true}
 	capture := Capture{Source: policy.SourceAPI, Actor: consentSource, Locale: c.Locale, At: time.Now(),
 		Wording: func(policy.ConsentEntry) (string, string) { return "", "customer update" }}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
