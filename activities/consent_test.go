@@ -165,3 +165,32 @@ func TestSuppressionStopsAMessageOnTheSendQueue(t *testing.T) {
 		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
 	}
 }
+
+// A message allowed at 20:55, five minutes before the customer's quiet
+// hours, that waits on its send queue (a backlog, a relay's "try later")
+// must not go out at 21:05: its reservation ends when quiet hours start,
+// and the run asks again (and is deferred to the morning). It used to
+// keep its 15 minutes.
+func TestAllowedBeforeQuietHoursIsNotSentInThem(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	y, m, d := time.Now().UTC().Date()
+	evening := time.Date(y, m, d, 20, 55, 0, 0, time.UTC) // kari's zone is UTC; quiet hours 21:00-08:00
+	b.acts.Now = func() time.Time { return evening }
+	b.customer(t, kari())
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	in.FirstAsked = evening
+	dec, err := b.acts.Decide(ctx, in.DecideInput)
+	if err != nil || dec.Verdict != policy.Allow {
+		t.Fatalf("decide at 20:55: %+v %v", dec, err)
+	}
+	b.acts.Now = func() time.Time { return evening.Add(10 * time.Minute) }
+	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: dec.IdempotencyKey, Channel: dec.Channel, JourneyID: in.JourneyID})
+	if err != nil || out.Status != activities.StatusExpired {
+		t.Fatalf("delivery at 21:05: %+v %v; want expired", out, err)
+	}
+	if n := b.catcher.Count(); n != 0 {
+		t.Fatalf("%d messages sent inside quiet hours", n)
+	}
+}

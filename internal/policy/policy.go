@@ -282,7 +282,13 @@ type Decision struct {
 	// Channel is the channel the message goes out on (Preferred resolved).
 	Channel string `json:"channel,omitempty"`
 	// Until is when a deferred message should ask again.
-	Until  time.Time `json:"until,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	// SendBy, for an allowed message, is when it must have gone out by:
+	// the start of the customer's next quiet hours (zero when policy.yaml
+	// has none, or for a critical message). A message that waits on its
+	// send queue, or is retried, past it asks again instead of going out
+	// at night.
+	SendBy time.Time `json:"send_by,omitzero"`
 	Reason Reason    `json:"reason"`
 	Detail Detail    `json:"detail,omitzero"`
 }
@@ -515,6 +521,9 @@ func (r Rules) decideOn(base Decision, chans []string, rel Relationship, window 
 			det.Skipped = skippedFor(ch)
 			base.Channel, base.Detail = ch, det
 			base.Verdict, base.Reason = Allow, ReasonOK
+			if r.Quiet != nil {
+				base.SendBy = r.Quiet.Start.NextAtOrAfter(now.In(loc))
+			}
 			return base
 		}
 		if det.Cap != "" {

@@ -409,3 +409,38 @@ func TestEveryReasonIsExplained(t *testing.T) {
 		}
 	}
 }
+
+// TestAnAllowedMessageMustGoBeforeQuietHours: a message allowed just
+// before the customer's quiet hours may wait on its send queue, or be
+// retried after a "try later", for the reservation's 15 minutes. It must
+// not go out at night: the decision says by when it must have gone
+// (SendBy), the start of the customer's next quiet hours, in their zone.
+func TestAnAllowedMessageMustGoBeforeQuietHours(t *testing.T) {
+	t.Parallel()
+	oslo, tokyo := mustLoc(t, "Europe/Oslo"), mustLoc(t, "Asia/Tokyo")
+	req := Request{Key: "k", Channel: Email, Topic: "service"}
+	for _, tc := range []struct {
+		name string
+		loc  *time.Location
+		now  time.Time
+		want time.Time
+	}{
+		{"five minutes before", oslo, at(t, oslo, "2026-03-10 20:55"), at(t, oslo, "2026-03-10 21:00")},
+		{"in the morning", oslo, at(t, oslo, "2026-03-11 08:00"), at(t, oslo, "2026-03-11 21:00")},
+		{"in the customer's zone", tokyo, at(t, tokyo, "2026-03-10 20:50"), at(t, tokyo, "2026-03-10 21:00")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rel := reachable()
+			rel.Location = tc.loc
+			d := Decide(houseRules(t), rel, nil, nil, req, tc.now)
+			if d.Verdict != Allow || !d.SendBy.Equal(tc.want) {
+				t.Fatalf("%s %s, send by %s; want allow, send by %s", d.Verdict, d.Reason, d.SendBy, tc.want)
+			}
+		})
+	}
+	r := houseRules(t)
+	r.Quiet = nil
+	if d := Decide(r, reachable(), nil, nil, req, at(t, oslo, "2026-03-10 20:55")); d.Verdict != Allow || !d.SendBy.IsZero() {
+		t.Fatalf("without quiet hours: %s, send by %s; want no bound", d.Verdict, d.SendBy)
+	}
+}

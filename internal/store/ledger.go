@@ -338,7 +338,13 @@ func (s *Store) decisionWrites(r Request, d policy.Decision) (*pgx.Batch, error)
 	case policy.Defer:
 		deferUntil = &d.Until
 	case policy.Allow:
+		// The reservation ends when the customer's quiet hours begin, if
+		// that is sooner: a message held up on its send queue past then
+		// asks again rather than going out at night.
 		exp := r.Now.Add(r.ReservationTTL)
+		if !d.SendBy.IsZero() && d.SendBy.Before(exp) {
+			exp = d.SendBy
+		}
 		contactedAt, expiresAt, messageID = &r.Now, &exp, r.MessageID
 	}
 	b := &pgx.Batch{}
