@@ -361,6 +361,17 @@ func TestRetentionKeepsConsentLonger(t *testing.T) {
 	if err := (store.Retention{Ledger: 20 * day, Consent: 300 * day}).Check(rules, nil); err == nil {
 		t.Fatal("ledger retention shorter than the policy's window accepted")
 	}
+	// A month of the contact ledger goes only when all of it is past its
+	// retention: decisions stay up to a month longer than the setting.
+	// Consent kept only a day longer could go before the messages it
+	// proves lawful.
+	if err := (store.Retention{Ledger: 400 * day, Consent: 401 * day}).Check(rules, nil); err == nil ||
+		!strings.Contains(err.Error(), "at least 431d") {
+		t.Fatalf("consent retention a day longer than the ledger's: %v", err)
+	}
+	if err := (store.Retention{Ledger: 400 * day, Consent: 431 * day}).Check(rules, nil); err != nil {
+		t.Fatalf("consent retention a month longer than the ledger's: %v", err)
+	}
 	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "crm"); err != nil {
 		t.Fatal(err)
 	}
@@ -386,5 +397,22 @@ func TestRetentionKeepsConsentLonger(t *testing.T) {
 	// was replaced only yesterday; the latest is the customer's consent.
 	if p.Consent != 1 || len(entries) != 3 || entries[0].Action != policy.Withdraw {
 		t.Fatalf("purged %+v, left %+v", p, entries)
+	}
+	// A soft opt-in after a consent grant does not replace it: they are
+	// different bases, and journeys that need consent still rest on the
+	// grant. It used to be purged as replaced.
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-2", Email: "ola@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	soft := policy.ConsentEntry{Channel: "email", Topic: policy.AllTopics, Action: policy.Grant, Basis: policy.BasisSoftOptIn,
+		At: old.Add(day), Source: policy.SourceImport, SaleID: "o-1", SaleAt: old.Add(day), ProductGroup: "home"}
+	if _, err := s.RecordConsent(ctx, "c-2", []policy.ConsentEntry{entry(policy.Grant, old), soft}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Retain(ctx, now, store.Retention{Ledger: 400 * day, Consent: 2 * 365 * day}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.ConsentEntries(ctx, "c-2"); len(e) != 2 {
+		t.Fatalf("a consent grant followed by a soft opt-in: left %+v, want both", e)
 	}
 }

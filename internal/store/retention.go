@@ -132,7 +132,10 @@ func (r Retention) Check(rules policy.Rules, names map[string]string) error {
 		}
 		errs = append(errs, err)
 	}
-	if r.Consent <= r.Ledger {
+	// A month of the contact ledger goes only when all of it is past the
+	// ledger's retention, so decisions stay up to a month longer: consent
+	// evidence must outlast that month too.
+	if need := r.Ledger + monthSlack; r.Consent < need {
 		consent, ledger := names["consent"], names["ledger"]
 		if consent == "" {
 			consent = "consent retention"
@@ -140,12 +143,16 @@ func (r Retention) Check(rules policy.Rules, names map[string]string) error {
 		if ledger == "" {
 			ledger = "ledger retention"
 		}
-		errs = append(errs, fmt.Errorf("%s is %s, not longer than %s (%s): consent evidence would be deleted while the messages "+
-			"it proves lawful are still in the contact ledger. Set %s above %s", consent, days(r.Consent), ledger, days(r.Ledger),
-			consent, days(r.Ledger)))
+		errs = append(errs, fmt.Errorf("%s is %s, not longer than %s (%s) plus the %s a month of the ledger may outlive it: "+
+			"consent evidence would be deleted while the messages it proves lawful are still in the contact ledger. Set %s to at least %s",
+			consent, days(r.Consent), ledger, days(r.Ledger), days(monthSlack), consent, days(need)))
 	}
 	return errors.Join(errs...)
 }
+
+// monthSlack is how long past the ledger's retention a monthly partition
+// of it may be kept: it is dropped once its whole month is past.
+const monthSlack = 31 * 24 * time.Hour
 
 // days prints a duration in days when it is whole days.
 func days(d time.Duration) string {

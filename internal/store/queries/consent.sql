@@ -59,14 +59,17 @@ SELECT set_config('lojal.consent_retention', 'on', true);
 
 -- name: purge-consent
 -- The consent ledger's retention, longer than the contact ledger's: a
--- consent grant or topic opt-in that a later entry of the same scope
--- replaced before $1, and every entry of a customer deleted whose last
--- entry is older than $1. Withdrawals and soft opt-ins of a customer
--- who still exists are kept: "no opt-out recorded" must stay provable.
+-- consent grant or topic opt-in that a later consent entry (a grant or a
+-- withdrawal) of the same scope replaced before $1, and every entry of a
+-- customer deleted whose last entry is older than $1. Withdrawals and
+-- soft opt-ins of a customer who still exists are kept: "no opt-out
+-- recorded" must stay provable. A soft opt-in replaces no consent grant:
+-- journeys that need consent still rest on the grant.
 DELETE FROM consent_ledger e
 WHERE (e.action = 'grant' AND e.basis = 'consent' AND EXISTS (
            SELECT 1 FROM consent_ledger n
            WHERE n.customer_id = e.customer_id AND n.channel = e.channel AND n.topic = e.topic
+             AND (n.basis = 'consent' OR n.action = 'withdraw')
              AND (n.at, n.id) > (e.at, e.id) AND n.at < $1))
    OR (NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = e.customer_id)
        AND NOT EXISTS (SELECT 1 FROM consent_ledger n WHERE n.customer_id = e.customer_id AND n.at >= $1));
