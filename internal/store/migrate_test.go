@@ -201,3 +201,38 @@ func TestConcurrentIndexRetriedAfterLockTimeout(t *testing.T) {
 		t.Fatalf("index valid after the retry: %v %v", valid, err)
 	}
 }
+
+// TestEveryForeignKeyHasAnIndex: deleting or updating a referenced row
+// makes Postgres find the rows that reference it; without an index on the
+// referencing columns that is a scan of the whole referencing table per
+// row. consent_requests.entry_id had none, and every consent entry the
+// retention job purged scanned consent_requests whole.
+func TestEveryForeignKeyHasAnIndex(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	conn := schemaConn(t, cfg)
+	rows, err := conn.Query(context.Background(), `
+SELECT c.conrelid::regclass::text, c.conname
+FROM pg_constraint c
+WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_index i
+      WHERE i.indrelid = c.conrelid
+        AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+        AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)
+ORDER BY 1, 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var table, name string
+		err := r.Scan(&table, &name)
+		return table + " (" + name + ")", err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("foreign keys with no index leading with their columns: %v", missing)
+	}
+}
