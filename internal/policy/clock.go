@@ -64,17 +64,28 @@ func (q QuietHours) EndIfInside(local time.Time) (time.Time, bool) {
 	today := func(offset int) time.Time {
 		return q.End.On(time.Date(y, m, d+offset, 12, 0, 0, 0, local.Location()))
 	}
+	// sameDay is the end later today. On the night clocks fall back, the
+	// hour before the change comes twice and time.Date reads an end in it
+	// as its first time: inside the second, that is already past, and the
+	// end is the same wall-clock time this far ahead.
+	sameDay := func() time.Time {
+		if end := today(0); end.After(local) {
+			return end
+		}
+		return local.Add(time.Duration(int(q.End)-int(c))*time.Minute - time.Duration(local.Second())*time.Second -
+			time.Duration(local.Nanosecond()))
+	}
 	switch {
 	case q.Start < q.End:
 		if c >= q.Start && c < q.End {
-			return today(0), true
+			return sameDay(), true
 		}
 	case q.Start > q.End:
 		if c >= q.Start {
 			return today(1), true
 		}
 		if c < q.End {
-			return today(0), true
+			return sameDay(), true
 		}
 	}
 	return time.Time{}, false

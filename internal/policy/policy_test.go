@@ -444,3 +444,22 @@ func TestAnAllowedMessageMustGoBeforeQuietHours(t *testing.T) {
 		t.Fatalf("without quiet hours: %s, send by %s; want no bound", d.Verdict, d.SendBy)
 	}
 }
+
+// TestQuietHoursEndingInTheRepeatedHour: on the night clocks fall back,
+// the hour before the change comes twice. Quiet hours that end at 01:30
+// must hold at 01:10 the second time too; the end used to be read as the
+// first 01:30, already past, and the message went out inside quiet hours.
+func TestQuietHoursEndingInTheRepeatedHour(t *testing.T) {
+	t.Parallel()
+	ny := mustLoc(t, "America/New_York")
+	r := houseRules(t)
+	r.Quiet = &QuietHours{Start: 21 * 60, End: 90}
+	rel := reachable()
+	rel.Location = ny
+	req := Request{Key: "k", Channel: Email, Topic: "service"}
+	now := time.Date(2026, 11, 1, 6, 10, 0, 0, time.UTC) // 01:10 EST, the second 01:10 of the night
+	d := Decide(r, rel, nil, nil, req, now)
+	if want := time.Date(2026, 11, 1, 6, 30, 0, 0, time.UTC); d.Verdict != Defer || d.Reason != ReasonQuietHours || !d.Until.Equal(want) {
+		t.Fatalf("%s %s until %s; want deferred for quiet hours until %s (01:30 EST)", d.Verdict, d.Reason, d.Until, want)
+	}
+}
