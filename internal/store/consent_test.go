@@ -244,6 +244,43 @@ func TestASyncDoesNotUndoTheCustomersOwnWithdrawal(t *testing.T) {
 	}
 }
 
+// TestConsentDoesNotOutliveErasure: erasing a customer (DELETE FROM
+// customers) keeps their consent evidence for its retention, and a new
+// customer under the same id (a re-import, a new sign-up with the same
+// CRM id) used to inherit it: marketing went out on a grant given before
+// the erasure. A customer created again starts without consent.
+func TestConsentDoesNotOutliveErasure(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	c := journey.Customer{ID: "c-9", Email: "kari@example.no", Consent: map[string]bool{"email": true}}
+	if _, err := s.UpsertCustomer(ctx, c, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	sale := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	if _, err := s.RecordConsent(ctx, "c-9", []policy.ConsentEntry{{Channel: "push", Topic: policy.AllTopics, Action: policy.Grant,
+		Basis: policy.BasisSoftOptIn, At: sale, Source: policy.SourceAPI, SaleID: "o-1", SaleAt: sale, ProductGroup: "home"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "DELETE FROM customers WHERE id = 'c-9'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-9", Email: "ola@example.no"}, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	entries := mustEntries(t, s, "c-9")
+	if _, granted := policy.ChannelConsent(entries, "email"); granted {
+		t.Errorf("the new c-9 has the erased c-9's email consent: %+v", entries)
+	}
+	// Any withdrawal on a channel ends every soft opt-in on it.
+	ended := slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool {
+		return e.Action == policy.Withdraw && e.Topic == policy.AllTopics && (e.Channel == "push" || e.Channel == policy.AllChannels)
+	})
+	if !ended {
+		t.Errorf("the new c-9 has the erased c-9's soft opt-in on push: %+v", entries)
+	}
+}
+
 func mustEntries(t *testing.T, s *store.Store, id string) []policy.ConsentEntry {
 	t.Helper()
 	e, err := s.ConsentEntries(context.Background(), id)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,9 +72,18 @@ func (s *Store) UpsertCustomerWith(ctx context.Context, c journey.Customer, cons
 			}
 			res.Previous = &prev
 		}
-		if len(prefs.Consent) > 0 || prefs.OptedOut != nil {
+		if res.Created || len(prefs.Consent) > 0 || prefs.OptedOut != nil {
 			_, err := s.appendConsent(ctx, tx, c.ID, func(_ pgx.Tx, current []policy.ConsentEntry) ([]policy.ConsentEntry, error) {
-				return prefs.changes(current, capture), nil
+				var erased []policy.ConsentEntry
+				if res.Created {
+					// A ledger for an id that had no customer is an erased
+					// customer's (their evidence is kept for its
+					// retention): a new customer under the same id does
+					// not inherit their consent.
+					erased = afterErasure(current, capture)
+					current = append(slices.Clone(current), erased...)
+				}
+				return append(erased, prefs.changes(current, capture)...), nil
 			})
 			if err != nil {
 				return fmt.Errorf("record consent: %w", err)
@@ -155,6 +165,22 @@ func (s *Store) CustomerToSend(ctx context.Context, id string) (journey.Customer
 		return c, nil, "", fmt.Errorf("load customer %s: %w", id, err)
 	}
 	return c, entries, suppressed, nil
+}
+
+// afterErasure returns the withdrawals that end, for a customer created
+// under the id of an erased one, every consent and soft opt-in the erased
+// customer had: one per channel that had either.
+func afterErasure(erased []policy.ConsentEntry, c Capture) []policy.ConsentEntry {
+	var out []policy.ConsentEntry
+	for _, ch := range []string{policy.Email, policy.Push} {
+		if _, granted := policy.ChannelConsent(erased, ch); granted || softOptIns(erased, ch) {
+			e := c.entry(ch, policy.AllTopics, policy.Withdraw)
+			e.Wording, e.WordingVersion = "", "customer created again"
+			e.Evidence = "a customer with this id was erased; consent given before the erasure does not carry over"
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // decodeCustomerJSON decodes a customer's attributes and consent ledger,
