@@ -272,6 +272,27 @@ func TestConsentDoesNotOutliveErasure(t *testing.T) {
 	if _, granted := policy.ChannelConsent(entries, "email"); granted {
 		t.Errorf("the new c-9 has the erased c-9's email consent: %+v", entries)
 	}
+	// An erased customer who had unsubscribed themselves: the new customer
+	// under the id is not bound by it, and a sync may grant them consent.
+	c10 := journey.Customer{ID: "c-10", Email: "kari@example.no", Consent: map[string]bool{"email": true}}
+	if _, err := s.UpsertCustomer(ctx, c10, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	own := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
+	if _, err := s.SetPreferences(ctx, "c-10", store.Preferences{Consent: map[string]bool{"email": false}, OptedOut: []string{"loyalty"}}, own); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "DELETE FROM customers WHERE id = 'c-10'"); err != nil {
+		t.Fatal(err)
+	}
+	c10.Email, c10.TopicsOptedOut = "ola@example.no", []string{}
+	if _, err := s.UpsertCustomer(ctx, c10, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	e10 := mustEntries(t, s, "c-10")
+	if _, granted := policy.ChannelConsent(e10, "email"); !granted || len(policy.TopicsOptedOut(e10)) != 0 {
+		t.Errorf("the new c-10, synced with consent and no opt-outs, is bound by the erased c-10's own withdrawals: %+v", e10)
+	}
 	// Any withdrawal on a channel ends every soft opt-in on it.
 	ended := slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool {
 		return e.Action == policy.Withdraw && e.Topic == policy.AllTopics && (e.Channel == "push" || e.Channel == policy.AllChannels)

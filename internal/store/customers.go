@@ -167,17 +167,29 @@ func (s *Store) CustomerToSend(ctx context.Context, id string) (journey.Customer
 	return c, entries, suppressed, nil
 }
 
-// afterErasure returns the withdrawals that end, for a customer created
-// under the id of an erased one, every consent and soft opt-in the erased
-// customer had: one per channel that had either.
+// afterErasure returns the entries that start a customer created under
+// the id of an erased one afresh: a withdrawal on each channel the erased
+// customer had consent, a soft opt-in or a withdrawal of their own on, and
+// a withdrawal of each topic they had opted out of themselves. Recorded by
+// the API, not by the customer, these bind the new customer to nothing
+// another system cannot change: a sync may grant consent or lift an
+// opt-out (Preferences.Sync), which the erased customer's own withdrawals
+// would have stopped.
 func afterErasure(erased []policy.ConsentEntry, c Capture) []policy.ConsentEntry {
+	reset := func(e policy.ConsentEntry) policy.ConsentEntry {
+		e.Wording, e.WordingVersion = "", "customer created again"
+		e.Evidence = "a customer with this id was erased; consent given before the erasure does not carry over"
+		return e
+	}
 	var out []policy.ConsentEntry
 	for _, ch := range []string{policy.Email, policy.Push} {
-		if _, granted := policy.ChannelConsent(erased, ch); granted || softOptIns(erased, ch) {
-			e := c.entry(ch, policy.AllTopics, policy.Withdraw)
-			e.Wording, e.WordingVersion = "", "customer created again"
-			e.Evidence = "a customer with this id was erased; consent given before the erasure does not carry over"
-			out = append(out, e)
+		if e, granted := policy.ChannelConsent(erased, ch); granted || softOptIns(erased, ch) || customersOwn(e) {
+			out = append(out, reset(c.entry(ch, policy.AllTopics, policy.Withdraw)))
+		}
+	}
+	for _, t := range policy.TopicsOptedOut(erased) {
+		if e, _ := policy.TopicOptOut(erased, policy.AllChannels, t); customersOwn(e) {
+			out = append(out, reset(c.entry(policy.AllChannels, t, policy.Withdraw)))
 		}
 	}
 	return out
