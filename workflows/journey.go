@@ -186,19 +186,23 @@ const (
 // out in the time it had (schedule-to-close) rather than for good: when
 // the next retry would come too late, Temporal fails the activity with its
 // last attempt's error and retry state TIMEOUT instead of timing it out.
-// (Temporal's test environment leaves the state unset; the error is then
-// still a retryable one, which reaches the workflow no other way under a
-// retry policy without a maximum of attempts.)
+// Temporal's test environment leaves the state unset; there, a retryable
+// error reaching the workflow stands for it. A server always sets the
+// state, so an error given up for any other reason (a maximum of attempts,
+// a non-retryable type) still fails the step.
 func retriesRanOut(err error) bool {
 	var acte *temporal.ActivityError
 	if !errors.As(err, &acte) {
 		return false
 	}
-	if acte.RetryState() == enumspb.RETRY_STATE_TIMEOUT {
+	switch acte.RetryState() {
+	case enumspb.RETRY_STATE_TIMEOUT:
 		return true
+	case enumspb.RETRY_STATE_UNSPECIFIED:
+		var ae *temporal.ApplicationError
+		return errors.As(err, &ae) && !ae.NonRetryable()
 	}
-	var ae *temporal.ApplicationError
-	return errors.As(err, &ae) && !ae.NonRetryable()
+	return false
 }
 
 // OutcomeSecondStart ends a run that started for an entry whose run had

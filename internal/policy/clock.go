@@ -27,8 +27,10 @@ func ParseClock(s string) (Clock, error) {
 func (c Clock) String() string { return fmt.Sprintf("%02d:%02d", int(c)/60, int(c)%60) }
 
 // On returns the instant at clock c on the calendar day of t, in t's
-// location. On a day when c does not exist (the spring-forward gap), the
-// result is the first instant after the gap, as time.Date normalises it.
+// location. A clock the day does not have (in the spring-forward gap) or
+// has twice (in the hour clocks fall back through) is read as time.Date
+// reads it: one of the offsets around the change, which may be the earlier
+// one; callers that need an instant after t check (EndIfInside).
 func (c Clock) On(t time.Time) time.Time {
 	y, m, d := t.Date()
 	return time.Date(y, m, d, int(c)/60, int(c)%60, 0, 0, t.Location())
