@@ -79,3 +79,31 @@ func TestConversationTarget(t *testing.T) {
 		t.Fatal("no conversations section: no target")
 	}
 }
+
+// TestAMessagePausedByAConversationDoesNotHoldUpAllowedTopics: while a
+// customer's reply is unanswered, a high-priority offer waits
+// (conversation_open, asked again every recheck); a service message, which
+// allow_topics lets through, must still go out. It was deferred behind
+// the paused offer ("priority") at every ask, for as long as the
+// conversation stayed open.
+func TestAMessagePausedByAConversationDoesNotHoldUpAllowedTopics(t *testing.T) {
+	t.Parallel()
+	oslo := mustLoc(t, "Europe/Oslo")
+	noon := at(t, oslo, "2026-03-10 12:00")
+	r := houseRules(t)
+	r.Conversations = &Conversations{PauseAfterAnswer: 48 * time.Hour, AllowTopics: []string{"service"}, Recheck: 2 * time.Hour}
+	rel := reachable()
+	rel.Location = oslo
+	rel.Conversation = &Conversation{OpenedAt: noon.Add(-3 * time.Hour)}
+	paused := []Waiting{{Key: "offer", Priority: High, Since: noon.Add(-3 * time.Hour), Due: noon.Add(time.Minute), Reason: ReasonConversationOpen}}
+	d := Decide(r, rel, nil, paused, Request{Key: "k", Channel: Email, Topic: "service", Priority: Normal, FirstAsked: noon}, noon)
+	if d.Verdict != Allow {
+		t.Fatalf("got %s; want the service message allowed while the offer is paused by the conversation", d)
+	}
+	// A message waiting for another reason (a cap, the gap) still goes
+	// first when it ranks higher.
+	paused[0].Reason = ReasonMinGap
+	if d := Decide(r, rel, nil, paused, Request{Key: "k", Channel: Email, Topic: "service", Priority: Normal, FirstAsked: noon}, noon); d.Verdict != Defer || d.Reason != ReasonPriority {
+		t.Fatalf("got %s; want deferred behind the higher-priority message waiting for the gap", d)
+	}
+}

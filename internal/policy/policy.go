@@ -274,6 +274,9 @@ type Waiting struct {
 	Priority Priority
 	Since    time.Time
 	Due      time.Time
+	// Reason is why it waits; one paused by an open conversation
+	// (ReasonConversationOpen) takes no slot from messages that may go.
+	Reason Reason
 }
 
 // Decision is Decide's answer, with the inputs that decided it.
@@ -716,7 +719,10 @@ func (r Rules) outranked(waiting []Waiting, req Request, first, at time.Time) (W
 	var best Waiting
 	found := false
 	for _, w := range waiting {
-		if w.Key == req.Key || w.Priority == Critical {
+		// A message paused by an open conversation cannot take the slot
+		// while it is open; one the conversation lets through must not
+		// wait behind it.
+		if w.Key == req.Key || w.Priority == Critical || w.Reason == ReasonConversationOpen {
 			continue
 		}
 		if w.Due.Before(at.Add(-abandonedAfter)) || w.Due.After(at.Add(horizon)) {

@@ -505,7 +505,7 @@ func (s *sim) ask(r *run) error {
 	case policy.Defer:
 		line.Until = ptr(d.Until)
 		s.emit(line)
-		s.waiting = append(s.waiting, policy.Waiting{Key: key, Priority: prio, Since: r.req.FirstAsked, Due: d.Until})
+		s.waiting = append(s.waiting, policy.Waiting{Key: key, Priority: prio, Since: r.req.FirstAsked, Due: d.Until, Reason: d.Reason})
 		r.askAt = d.Until
 		return nil
 	case policy.Allow:

@@ -282,7 +282,7 @@ func (s *Store) decide(ctx context.Context, r Request, lookback time.Duration, d
 	})
 	b.Queue(s.q.WaitingForCustomer, r.CustomerID).Query(func(rows pgx.Rows) error {
 		var w policy.Waiting
-		_, err := pgx.ForEachRow(rows, []any{&w.Key, &w.Priority, &w.Since, &w.Due}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&w.Key, &w.Priority, &w.Since, &w.Due, &w.Reason}, func() error {
 			snap.Waiting = append(snap.Waiting, w)
 			return nil
 		})
@@ -352,7 +352,7 @@ func (s *Store) decisionWrites(r Request, d policy.Decision) (*pgx.Batch, error)
 		r.Template, channel, r.Topic, r.Purpose, r.Priority.String(), string(d.Verdict), string(d.Reason), detail, status,
 		r.Now, deferUntil, contactedAt, expiresAt, messageID)
 	if d.Verdict == policy.Defer {
-		b.Queue(s.q.UpsertWaiting, r.RequestKey, r.CustomerID, int(r.Priority), r.FirstAsked, d.Until, r.WorkflowID, r.RunID)
+		b.Queue(s.q.UpsertWaiting, r.RequestKey, r.CustomerID, int(r.Priority), r.FirstAsked, d.Until, r.WorkflowID, r.RunID, string(d.Reason))
 	} else {
 		b.Queue(s.q.DeleteWaiting, r.RequestKey)
 	}

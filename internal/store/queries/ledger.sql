@@ -43,7 +43,7 @@ ORDER BY contacted_at DESC;
 -- waiting message after close-run gave its places up).
 -- Written as an OR so that the probe of journey_runs runs only for rows
 -- that name a run, one index lookup each.
-SELECT w.request_key, w.priority, w.since, w.due
+SELECT w.request_key, w.priority, w.since, w.due, w.reason
 FROM waiting_messages w
 WHERE w.customer_id = $1
   AND (w.run_id = '' OR NOT EXISTS (
@@ -58,9 +58,9 @@ INSERT INTO contact_ledger (
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21);
 
 -- name: upsert-waiting
-INSERT INTO waiting_messages (request_key, customer_id, priority, since, due, workflow_id, run_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (request_key) DO UPDATE SET priority = EXCLUDED.priority, due = EXCLUDED.due;
+INSERT INTO waiting_messages (request_key, customer_id, priority, since, due, workflow_id, run_id, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (request_key) DO UPDATE SET priority = EXCLUDED.priority, due = EXCLUDED.due, reason = EXCLUDED.reason;
 
 -- name: delete-waiting
 DELETE FROM waiting_messages WHERE request_key = $1;
