@@ -130,9 +130,25 @@ func (s *Store) Customer(ctx context.Context, id string) (journey.Customer, erro
 // CustomerConsent loads a customer with their consent ledger, in one
 // query.
 func (s *Store) CustomerConsent(ctx context.Context, id string) (journey.Customer, []policy.ConsentEntry, error) {
+	return s.loadCustomer(ctx, s.q.GetCustomer, id)
+}
+
+// CustomerToSend is CustomerConsent for a message about to go out, with
+// the suppression reason of the customer's email address ("" when it is
+// not suppressed).
+func (s *Store) CustomerToSend(ctx context.Context, id string) (journey.Customer, []policy.ConsentEntry, string, error) {
+	var suppressed string
+	c, entries, err := s.loadCustomer(ctx, s.q.GetCustomerToSend, id, &suppressed)
+	return c, entries, suppressed, err
+}
+
+// loadCustomer runs query, which reads get-customer's columns and then
+// those more scans, for customer id.
+func (s *Store) loadCustomer(ctx context.Context, query, id string, more ...any) (journey.Customer, []policy.ConsentEntry, error) {
 	var c journey.Customer
 	var attrs, consent []byte
-	err := s.pool.QueryRow(ctx, s.q.GetCustomer, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent)
+	dest := append([]any{&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent}, more...)
+	err := s.pool.QueryRow(ctx, query, id).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, nil, fmt.Errorf("customer %s: %w", id, ErrNotFound)
 	}
@@ -144,27 +160,6 @@ func (s *Store) CustomerConsent(ctx context.Context, id string) (journey.Custome
 		return c, nil, fmt.Errorf("load customer %s: %w", id, err)
 	}
 	return c, entries, nil
-}
-
-// CustomerToSend is CustomerConsent for a message about to go out, with
-// the suppression reason of the customer's email address ("" when it is
-// not suppressed).
-func (s *Store) CustomerToSend(ctx context.Context, id string) (journey.Customer, []policy.ConsentEntry, string, error) {
-	var c journey.Customer
-	var attrs, consent []byte
-	var suppressed string
-	err := s.pool.QueryRow(ctx, s.q.GetCustomerToSend, id).Scan(&c.ID, &c.Email, &c.Locale, &c.Timezone, &c.PreferredChannel, &attrs, &consent, &suppressed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, nil, "", fmt.Errorf("customer %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return c, nil, "", fmt.Errorf("load customer %s: %w", id, err)
-	}
-	entries, err := decodeCustomerJSON(&c, attrs, consent)
-	if err != nil {
-		return c, nil, "", fmt.Errorf("load customer %s: %w", id, err)
-	}
-	return c, entries, suppressed, nil
 }
 
 // afterErasure returns the entries that start a customer created under
