@@ -159,35 +159,14 @@ func TestSecondStartOfAnEntryDoesNothing(t *testing.T) {
 // send step, carrying the events it received and the message's first ask.
 func TestLongDeferralContinuesAsNewWhenSuggested(t *testing.T) {
 	t.Parallel()
-	env, acts := journeyEnv()
+	env := weekDeferralEnv()
 	start := env.Now()
-	asks := 0
-	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
-		asks++
-		if asks == 1 {
-			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "defer", Reason: "cap", Until: start.Add(7 * 24 * time.Hour)}}, nil
-		}
-		return sent()
-	})
-	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil).Maybe()
-	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Hour)
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-x", Type: "order.shipped", CustomerID: "c-1", At: env.Now(),
 			Data: map[string]any{"order_id": "o-1"}})
 	}, time.Hour+time.Second)
-	src := "id: capped\nname: Capped\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n  - id: wait-ship\n    wait_for: { event: order.shipped, timeout: 30d }\n"
-	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
-	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "capped.yaml", src, "UTC"),
-		JourneyID: "capped", CustomerID: "c-1", Customer: &c, Trigger: order(start), EntryID: "e-1"})
-	var can *workflow.ContinueAsNewError
-	if err := env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("error %v, want continue-as-new during the week-long deferral", err)
-	}
-	var next workflows.JourneyInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := continuedInDeferral(t, env, "e-1")
 	if next.Resume == nil || next.Resume.Step != "hello" || !next.Resume.FirstAsked.Equal(start) {
 		t.Fatalf("resume %+v, want the waiting message with its first ask at %s", next.Resume, start)
 	}
@@ -203,18 +182,7 @@ func TestLongDeferralContinuesAsNewWhenSuggested(t *testing.T) {
 // for ids like e-1 ... e-600 drops events of the last minutes.
 func TestContinueAsNewKeepsTheNewestSeenIDs(t *testing.T) {
 	t.Parallel()
-	env, acts := journeyEnv()
-	start := env.Now()
-	asks := 0
-	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
-		asks++
-		if asks == 1 {
-			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "defer", Reason: "cap", Until: start.Add(7 * 24 * time.Hour)}}, nil
-		}
-		return sent()
-	})
-	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil).Maybe()
-	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
+	env := weekDeferralEnv()
 	for i := 1; i <= 600; i++ {
 		env.RegisterDelayedCallback(func() {
 			env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: fmt.Sprintf("e-%d", i), Type: "order.shipped", CustomerID: "c-1", At: env.Now(),
@@ -222,18 +190,7 @@ func TestContinueAsNewKeepsTheNewestSeenIDs(t *testing.T) {
 		}, time.Minute+time.Duration(i)*time.Second)
 	}
 	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 2*time.Hour)
-	src := "id: capped\nname: Capped\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n  - id: wait-ship\n    wait_for: { event: order.shipped, timeout: 30d }\n"
-	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
-	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "capped.yaml", src, "UTC"),
-		JourneyID: "capped", CustomerID: "c-1", Customer: &c, Trigger: order(start), EntryID: "e-0"})
-	var can *workflow.ContinueAsNewError
-	if err := env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("error %v, want continue-as-new during the deferral", err)
-	}
-	var next workflows.JourneyInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := continuedInDeferral(t, env, "e-0")
 	kept := map[string]bool{}
 	for _, id := range next.Seen {
 		kept[id] = true
@@ -247,6 +204,45 @@ func TestContinueAsNewKeepsTheNewestSeenIDs(t *testing.T) {
 	if len(next.Seen) > 500 || len(lost) > 0 {
 		t.Fatalf("%d seen ids carried; of the newest 500, %d not carried (%v ...)", len(next.Seen), len(lost), lost[:min(5, len(lost))])
 	}
+}
+
+// weekDeferralEnv is a journey environment whose first ask is deferred
+// for a week (a cap) and whose later asks send.
+func weekDeferralEnv() *testsuite.TestWorkflowEnvironment {
+	env, acts := journeyEnv()
+	start := env.Now()
+	asks := 0
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		asks++
+		if asks == 1 {
+			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: "defer", Reason: "cap", Until: start.Add(7 * 24 * time.Hour)}}, nil
+		}
+		return sent()
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
+	return env
+}
+
+// continuedInDeferral runs a high-priority send (deferred by
+// weekDeferralEnv) followed by a wait for the shipment, started by
+// order.placed event entry, and returns the input of the execution it
+// continued as new into in the middle of the deferral.
+func continuedInDeferral(t *testing.T, env *testsuite.TestWorkflowEnvironment, entry string) workflows.JourneyInput {
+	t.Helper()
+	src := "id: capped\nname: Capped\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n  - id: wait-ship\n    wait_for: { event: order.shipped, timeout: 30d }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: bundle(t, "capped.yaml", src, "UTC"),
+		JourneyID: "capped", CustomerID: "c-1", Customer: &c, Trigger: order(env.Now()), EntryID: entry})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("error %v, want continue-as-new during the week-long deferral", err)
+	}
+	var next workflows.JourneyInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	return next
 }
 
 // TestDatabaseOutageAddsNoHistoryPerRetry: a customer read that keeps

@@ -308,13 +308,7 @@ func TestDeliveryRunsOnTheChannelQueue(t *testing.T) {
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
-	src := "id: hi\nname: Hi\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: preferred, template: order-thanks }\n"
-	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
-	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
-		Bundle: bundle(t, "hi.yaml", src, "UTC"), JourneyID: "hi", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
-		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
-	var res workflows.JourneyResult
-	if err := env.GetWorkflowResult(&res); err != nil || res.Sent != 1 {
+	if res, err := oneSendRun(t, env, "preferred"); err != nil || res.Sent != 1 {
 		t.Fatalf("result %+v %v", res, err)
 	}
 	wantDecided := []string{"journeys-q preferred", "journeys-q email"}
@@ -351,18 +345,25 @@ func TestLongOutageAsksThePolicyAgain(t *testing.T) {
 	})
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
-	src := "id: hi\nname: Hi\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: email, template: order-thanks }\n"
-	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
-	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
-		Bundle: bundle(t, "hi.yaml", src, "UTC"), JourneyID: "hi", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
-		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
-	var res workflows.JourneyResult
-	if err := env.GetWorkflowResult(&res); err != nil || res.Sent != 1 {
+	if res, err := oneSendRun(t, env, "email"); err != nil || res.Sent != 1 {
 		t.Fatalf("result %+v %v; want the message sent after the outage (asks %v, deliveries %v)", res, err, asks, delivered)
 	}
 	if !slices.Equal(asks, []int{1, 2}) || delivered[len(delivered)-1] != "k2" {
 		t.Fatalf("asks %v, deliveries %v; want a second ask once the first delivery's retries ran out", asks, delivered)
 	}
+}
+
+// oneSendRun runs, in env, a high-priority journey of one send step on
+// channel, started by an order, and returns how it ended.
+func oneSendRun(t *testing.T, env *testsuite.TestWorkflowEnvironment, channel string) (workflows.JourneyResult, error) {
+	t.Helper()
+	src := "id: hi\nname: Hi\ntopic: service\npriority: high\ntrigger: { event: order.placed }\nsteps:\n  - id: hello\n    send: { channel: " + channel + ", template: order-thanks }\n"
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{
+		Bundle: bundle(t, "hi.yaml", src, "UTC"), JourneyID: "hi", CustomerID: "c-1", Customer: &c, EntryID: "e-1",
+		Trigger: &journey.Event{ID: "e-1", Type: "order.placed", CustomerID: "c-1", At: env.Now(), Data: map[string]any{"order_id": "o", "total": 1.0}}})
+	var res workflows.JourneyResult
+	return res, env.GetWorkflowResult(&res)
 }
 
 // journeyEnv is Temporal's test environment with the journey workflow and
