@@ -217,7 +217,7 @@ GROUP BY 1, 2, 3, 4;
 
 -- name: spam-since
 -- Emails delivered and complaints received since $1 ($2: $1 less
--- ContactSlack).
+-- spamSlack).
 SELECT (SELECT count(*) FROM contact_ledger
         WHERE decided_at >= $2 AND channel = 'email' AND status IN ('sent', 'uncertain') AND contacted_at >= $1),
        (SELECT count(*) FROM complaints WHERE channel = 'email' AND received_at >= $1);
