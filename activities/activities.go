@@ -481,7 +481,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		}
 	}()
 	env.Confirm = func() error {
-		h, err := a.Store.PrepareHandOver(ctx, key, attempt)
+		h, err := a.Store.PrepareHandOver(ctx, key, attempt, a.now())
 		if err != nil {
 			return err
 		}
@@ -502,6 +502,13 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 	}
 	perm, isPerm := channel.IsPermanent(err)
 	switch {
+	case !committed && errors.Is(err, store.ErrReservationOver):
+		// Begun in time, its end came after: nothing was handed over,
+		// and it must not be now.
+		if err := a.Store.Release(ctx, key, "released", expiredWhy); err != nil {
+			return DeliverOutput{}, err
+		}
+		return DeliverOutput{Status: StatusExpired}, nil
 	case !committed && isPerm:
 		// Refused before the message was handed over.
 		if perm.Bounce {

@@ -3,10 +3,12 @@ package activities_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lojal/lojal/activities"
+	"github.com/lojal/lojal/internal/channel"
 	"github.com/lojal/lojal/internal/policy"
 	"github.com/lojal/lojal/internal/store"
 )
@@ -185,5 +187,58 @@ func TestAllowedBeforeQuietHoursIsNotSentInThem(t *testing.T) {
 	}
 	if n := b.catcher.Count(); n != 0 {
 		t.Fatalf("%d messages sent inside quiet hours", n)
+	}
+}
+
+// lateSender is an SMTP session that begins before a moment and reaches
+// the end of its data after it (a paced relay, a slow greeting): late
+// flips when the session begins.
+type lateSender struct {
+	channel.Sender
+	late *atomic.Bool
+}
+
+func (s lateSender) Send(ctx context.Context, env channel.Envelope) (channel.Receipt, error) {
+	s.late.Store(true)
+	return s.Sender.Send(ctx, env)
+}
+
+// TestAnAllowedMessageIsNotHandedOverAfterItsTime: the send step checks
+// the reservation at its start, but the relay may keep it up to the end of
+// its data past the time it had (the start of quiet hours, or the end of
+// the reservation, after which decisions no longer count it). The "." is
+// not written then: the message expires, nothing reaches the server.
+func TestAnAllowedMessageIsNotHandedOverAfterItsTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	y, m, d := time.Now().UTC().Date()
+	evening := time.Date(y, m, d, 20, 55, 0, 0, time.UTC) // kari's zone is UTC; quiet hours 21:00-08:00
+	b.acts.Now = func() time.Time { return evening }
+	b.customer(t, kari())
+	ctx := context.Background()
+	in := sendInput("loyalty-benefit", "email")
+	in.FirstAsked = evening
+	dec, err := b.acts.Decide(ctx, in.DecideInput)
+	if err != nil || dec.Verdict != policy.Allow {
+		t.Fatalf("decide at 20:55: %+v %v", dec, err)
+	}
+	var late atomic.Bool
+	b.acts.Now = func() time.Time {
+		if late.Load() {
+			return evening.Add(5*time.Minute + 5*time.Second)
+		}
+		return evening.Add(5*time.Minute - time.Second)
+	}
+	b.acts.Sender = lateSender{Sender: b.acts.Sender, late: &late}
+	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: dec.IdempotencyKey, Channel: dec.Channel, JourneyID: in.JourneyID})
+	if err != nil || out.Status != activities.StatusExpired {
+		t.Errorf("a send begun at 20:59:59 and reaching its end at 21:00:05: %+v %v; want expired", out, err)
+	}
+	if n := b.catcher.Count(); n != 0 {
+		t.Fatalf("%d messages handed over inside quiet hours", n)
+	}
+	hist, _ := b.store.History(ctx, "c-1")
+	if last := hist[len(hist)-1]; last.Status != "released" {
+		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
 	}
 }

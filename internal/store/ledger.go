@@ -23,6 +23,11 @@ import (
 // does not exist. It is never ignored.
 var ErrLedgerConflict = errors.New("ledger row is not in the expected state")
 
+// ErrReservationOver means a message's reservation ended before it could
+// be handed over: decisions no longer count it, and its time (the start
+// of the customer's quiet hours, say) has passed. It must not be sent.
+var ErrReservationOver = errors.New("the reservation ended before the message could be handed over")
+
 // Request is one policy question about one message, as stored.
 type Request struct {
 	// IdempotencyKey is RequestKey plus the ask number; Temporal retrying
@@ -960,18 +965,21 @@ type HandOver struct {
 
 // PrepareHandOver checks, just before the final "." of an email, that the
 // attempt still owns the message (an attempt given up for dead finds its
-// number stale and must not hand the message over), and holds a
+// number stale and must not hand the message over) and that its
+// reservation still holds at now (ErrReservationOver: the SMTP session
+// may have begun in time and reached its end after), and holds a
 // connection for the hand-over record. Release it with Wait, or Abandon.
-func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*HandOver, error) {
+func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int, now time.Time) (*HandOver, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("hand over %s: %w", key, err)
 	}
 	var status string
 	var current int
+	var expires *time.Time
 	var found span
 	err = recentFirst(func(sp span) (bool, error) {
-		err := conn.QueryRow(ctx, s.q.SendAttempt, key, sp.from, sp.to).Scan(&status, &current)
+		err := conn.QueryRow(ctx, s.q.SendAttempt, key, sp.from, sp.to).Scan(&status, &current, &expires)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return false, nil
 		}
@@ -988,6 +996,10 @@ func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int) (*
 	if status != "sending" || current != attempt {
 		conn.Release()
 		return nil, fmt.Errorf("hand over %s (attempt %d): %w: it is %s by attempt %d", key, attempt, ErrLedgerConflict, status, current)
+	}
+	if expires != nil && !now.Before(*expires) {
+		conn.Release()
+		return nil, fmt.Errorf("hand over %s at %s: %w at %s", key, now.UTC().Format(time.RFC3339), ErrReservationOver, expires.UTC().Format(time.RFC3339))
 	}
 	return &HandOver{s: s, conn: conn, key: key, attempt: attempt, sp: found}, nil
 }

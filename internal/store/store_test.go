@@ -263,8 +263,9 @@ func TestWindowMarksCriticalContacts(t *testing.T) {
 }
 
 // TestHandOverIsFenced: an attempt that another attempt took over from
-// (it was given up for dead) cannot hand the message over; the owner's
-// hand-over records the message as uncertain.
+// (it was given up for dead) cannot hand the message over, nor can the
+// owner once the reservation has ended; the owner's hand-over in time
+// records the message as uncertain.
 func TestHandOverIsFenced(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
@@ -288,10 +289,13 @@ func TestHandOverIsFenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PrepareHandOver(ctx, "k.1", stale); !errors.Is(err, store.ErrLedgerConflict) {
+	if _, err := s.PrepareHandOver(ctx, "k.1", stale, time.Now()); !errors.Is(err, store.ErrLedgerConflict) {
 		t.Fatalf("stale attempt: %v, want ErrLedgerConflict", err)
 	}
-	h, err := s.PrepareHandOver(ctx, "k.1", owner)
+	if _, err := s.PrepareHandOver(ctx, "k.1", owner, now.Add(time.Hour)); !errors.Is(err, store.ErrReservationOver) {
+		t.Fatalf("an hour after a one-hour reservation: %v, want ErrReservationOver", err)
+	}
+	h, err := s.PrepareHandOver(ctx, "k.1", owner, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -226,6 +226,7 @@ SELECT (SELECT count(*) FROM contact_ledger
 SELECT count(*) FROM customers;
 
 -- name: send-attempt
--- Whether an attempt still owns a message it is sending (the fence check
--- just before the final "." of an email), in the months $2..$3.
-SELECT status, send_attempt FROM contact_ledger WHERE idempotency_key = $1 AND decided_at BETWEEN $2 AND $3;
+-- Whether an attempt still owns a message it is sending, and until when
+-- its reservation holds (the checks just before the final "." of an
+-- email), in the months $2..$3.
+SELECT status, send_attempt, expires_at FROM contact_ledger WHERE idempotency_key = $1 AND decided_at BETWEEN $2 AND $3;
