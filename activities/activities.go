@@ -601,6 +601,13 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 		if prev, seen := subs[s.ID]; seen && (prev.Status != channel.PushRetry || prev.RetryAfter.After(now)) {
 			continue
 		}
+		if !a.now().Before(d.ExpiresAt) {
+			// The reservation ended while earlier devices were sent to
+			// (quiet hours began, say): this device is not woken. What
+			// was handed over stands; expire says which.
+			d.Status, d.Attempt, d.MessageID = "sending", attempt, env.MessageID
+			return a.expire(ctx, key, d)
+		}
 		if err := a.Store.RecordPush(ctx, key, s.ID, store.PushDelivery{Status: "sending"}); err != nil {
 			return DeliverOutput{}, err
 		}

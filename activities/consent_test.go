@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -161,6 +162,26 @@ func stoppedOnTheSendQueue(t *testing.T, after string, meanwhile func(context.Co
 	}
 }
 
+// allowedAt2055 has kari's message on ch allowed at 20:55 today, five
+// minutes before her quiet hours (her zone is UTC; quiet hours
+// 21:00-08:00), and returns its Deliver, to be called at a time the test
+// sets. The customer is the caller's (b.customer(t, kari())).
+func allowedAt2055(t *testing.T, b bundle, ch string) (deliver func() (activities.DeliverOutput, error), evening time.Time) {
+	t.Helper()
+	y, m, d := time.Now().UTC().Date()
+	evening = time.Date(y, m, d, 20, 55, 0, 0, time.UTC)
+	b.acts.Now = func() time.Time { return evening }
+	in := sendInput("loyalty-benefit", ch)
+	in.FirstAsked = evening
+	dec, err := b.acts.Decide(context.Background(), in.DecideInput)
+	if err != nil || dec.Verdict != policy.Allow {
+		t.Fatalf("decide at 20:55: %+v %v", dec, err)
+	}
+	return func() (activities.DeliverOutput, error) {
+		return b.acts.Deliver(context.Background(), activities.DeliverInput{IdempotencyKey: dec.IdempotencyKey, Channel: dec.Channel, JourneyID: in.JourneyID})
+	}, evening
+}
+
 // A message allowed at 20:55, five minutes before the customer's quiet
 // hours, that waits on its send queue (a backlog, a relay's "try later")
 // must not go out at 21:05: its reservation ends when quiet hours start,
@@ -169,19 +190,10 @@ func stoppedOnTheSendQueue(t *testing.T, after string, meanwhile func(context.Co
 func TestAllowedBeforeQuietHoursIsNotSentInThem(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	y, m, d := time.Now().UTC().Date()
-	evening := time.Date(y, m, d, 20, 55, 0, 0, time.UTC) // kari's zone is UTC; quiet hours 21:00-08:00
-	b.acts.Now = func() time.Time { return evening }
 	b.customer(t, kari())
-	ctx := context.Background()
-	in := sendInput("loyalty-benefit", "email")
-	in.FirstAsked = evening
-	dec, err := b.acts.Decide(ctx, in.DecideInput)
-	if err != nil || dec.Verdict != policy.Allow {
-		t.Fatalf("decide at 20:55: %+v %v", dec, err)
-	}
+	deliver, evening := allowedAt2055(t, b, "email")
 	b.acts.Now = func() time.Time { return evening.Add(10 * time.Minute) }
-	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: dec.IdempotencyKey, Channel: dec.Channel, JourneyID: in.JourneyID})
+	out, err := deliver()
 	if err != nil || out.Status != activities.StatusExpired {
 		t.Fatalf("delivery at 21:05: %+v %v; want expired", out, err)
 	}
@@ -211,17 +223,9 @@ func (s lateSender) Send(ctx context.Context, env channel.Envelope) (channel.Rec
 func TestAnAllowedMessageIsNotHandedOverAfterItsTime(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	y, m, d := time.Now().UTC().Date()
-	evening := time.Date(y, m, d, 20, 55, 0, 0, time.UTC) // kari's zone is UTC; quiet hours 21:00-08:00
-	b.acts.Now = func() time.Time { return evening }
-	b.customer(t, kari())
 	ctx := context.Background()
-	in := sendInput("loyalty-benefit", "email")
-	in.FirstAsked = evening
-	dec, err := b.acts.Decide(ctx, in.DecideInput)
-	if err != nil || dec.Verdict != policy.Allow {
-		t.Fatalf("decide at 20:55: %+v %v", dec, err)
-	}
+	b.customer(t, kari())
+	deliver, evening := allowedAt2055(t, b, "email")
 	var late atomic.Bool
 	b.acts.Now = func() time.Time {
 		if late.Load() {
@@ -230,7 +234,7 @@ func TestAnAllowedMessageIsNotHandedOverAfterItsTime(t *testing.T) {
 		return evening.Add(5*time.Minute - time.Second)
 	}
 	b.acts.Sender = lateSender{Sender: b.acts.Sender, late: &late}
-	out, err := b.acts.Deliver(ctx, activities.DeliverInput{IdempotencyKey: dec.IdempotencyKey, Channel: dec.Channel, JourneyID: in.JourneyID})
+	out, err := deliver()
 	if err != nil || out.Status != activities.StatusExpired {
 		t.Errorf("a send begun at 20:59:59 and reaching its end at 21:00:05: %+v %v; want expired", out, err)
 	}
@@ -240,5 +244,41 @@ func TestAnAllowedMessageIsNotHandedOverAfterItsTime(t *testing.T) {
 	hist, _ := b.store.History(ctx, "c-1")
 	if last := hist[len(hist)-1]; last.Status != "released" {
 		t.Errorf("ledger row %s, want released (it must not count against caps)", last.Status)
+	}
+}
+
+// TestPushStopsAtTheEndOfItsTime: a push message goes to the customer's
+// devices one request after another; a device whose turn comes after the
+// reservation ended (quiet hours began while a slow push service answered
+// the first) is not woken. The message reached the first device, so it
+// was sent.
+func TestPushStopsAtTheEndOfItsTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	prov, srv := newPushProvider(t)
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL}, slog.New(slog.DiscardHandler))}
+	b.customer(t, kari())
+	for _, tok := range []string{"device-a", "device-b"} {
+		if _, err := b.store.AddPushSubscription(context.Background(), "c-1", store.PushSubscription{Kind: "http", Endpoint: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver, evening := allowedAt2055(t, b, "push")
+	var late atomic.Bool
+	prov.beforeTaking = func() { late.Store(true) }
+	b.acts.Now = func() time.Time {
+		if late.Load() {
+			return evening.Add(5*time.Minute + 5*time.Second)
+		}
+		return evening.Add(5*time.Minute - time.Second)
+	}
+	out, err := deliver()
+	if err != nil || out.Status != activities.StatusSent {
+		t.Errorf("delivery begun at 20:59:59: %+v %v; want sent (to the first device)", out, err)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if n := prov.calls["device-a"] + prov.calls["device-b"]; n != 1 {
+		t.Errorf("%d devices woken (%v); want only the one whose turn came before 21:00", n, prov.calls)
 	}
 }
