@@ -54,7 +54,10 @@ func Open(ctx context.Context, dir, spec string) (fs.FS, error) {
 	if full == ".." || strings.HasPrefix(full, "../") {
 		return nil, fmt.Errorf("%q: outside the repository", spec)
 	}
-	args := []string{"archive", "--format=tar", strings.TrimSpace(string(commit))}
+	// The path comes from a command line or the studio's query string:
+	// after "--", and with pathspec magic off (git), git reads it as a path
+	// only, never as an option (--output would write anywhere).
+	args := []string{"archive", "--format=tar", strings.TrimSpace(string(commit)), "--"}
 	if full != "." {
 		args = append(args, full)
 	}
@@ -102,6 +105,7 @@ func Open(ctx context.Context, dir, spec string) (fs.FS, error) {
 func git(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_LITERAL_PATHSPECS=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &limited{w: &stdout, n: MaxSize}, &stderr
 	if err := cmd.Run(); err != nil {

@@ -75,3 +75,25 @@ func TestOpenReadsADirectoryAtARevision(t *testing.T) {
 		t.Error("IsSpec")
 	}
 }
+
+// TestOpenTakesThePathAsAPath: the path half of REV:PATH comes from a
+// command line or the studio's query string; one that reads as an option
+// of git archive (--output writes the archive anywhere the user can
+// write, --remote reaches out) must stay a path.
+func TestOpenTakesThePathAsAPath(t *testing.T) {
+	t.Parallel()
+	repo := t.TempDir()
+	run(t, repo, "init", "-q")
+	os.WriteFile(filepath.Join(repo, "a.yaml"), []byte("a\n"), 0o644)
+	run(t, repo, "add", ".")
+	run(t, repo, "commit", "-q", "-m", "one")
+	victim := filepath.Join(t.TempDir(), "authorized_keys")
+	for _, spec := range []string{"HEAD:--output=" + victim, "HEAD:-o" + victim, "HEAD::(top)--output=" + victim} {
+		if _, err := Open(context.Background(), repo, spec); err == nil {
+			t.Errorf("%s: read a directory", spec)
+		}
+		if _, err := os.Stat(victim); err == nil {
+			t.Fatalf("%s: git wrote %s", spec, victim)
+		}
+	}
+}

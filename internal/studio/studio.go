@@ -184,8 +184,10 @@ func CheckAddr(addr string) error {
 }
 
 // guard refuses requests a web page elsewhere could make through the
-// user's browser: a Host that is not loopback (DNS rebinding) and a POST
-// from another origin.
+// user's browser: a Host that is not loopback (DNS rebinding), a POST
+// from another origin, and any request another site's page makes but a
+// link to the front page (a GET such as /diff runs git on what its query
+// names).
 func guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, err := net.SplitHostPort(r.Host)
@@ -195,6 +197,10 @@ func guard(h http.Handler) http.Handler {
 		ip := net.ParseIP(strings.Trim(host, "[]"))
 		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			http.Error(w, "lojal studio answers on 127.0.0.1 and localhost only", http.StatusMisdirectedRequest)
+			return
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && r.URL.Path != "/" {
+			http.Error(w, "cross-site request refused: open lojal studio from its address", http.StatusForbidden)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

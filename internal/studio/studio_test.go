@@ -236,3 +236,37 @@ func TestOnlyLoopback(t *testing.T) {
 		t.Errorf("a rebound host name: %d", w.Code)
 	}
 }
+
+// TestOtherSitesCannotDriveTheStudio: a page elsewhere can make the
+// user's browser send any GET to the studio (an <img>); /diff runs git
+// on what the query names. Only the studio's own pages, and the user
+// (typed, bookmarked), reach anything but the front page, which a link
+// from elsewhere may still open.
+func TestOtherSitesCannotDriveTheStudio(t *testing.T) {
+	t.Parallel()
+	s := newStudio(t, copyJourneys(t))
+	h := s.Handler()
+	for _, c := range []struct {
+		path, site string
+		want       int
+	}{
+		{"/diff?old=HEAD:journeys", "cross-site", http.StatusForbidden},
+		{"/diff?old=HEAD:journeys", "same-site", http.StatusForbidden},
+		{"/simulate", "cross-site", http.StatusForbidden},
+		{"/", "cross-site", http.StatusOK},
+		{"/simulate", "same-origin", http.StatusOK},
+		{"/simulate", "none", http.StatusOK},
+		{"/simulate", "", http.StatusOK},
+	} {
+		r := httptest.NewRequest("GET", c.path, nil)
+		r.Host = "127.0.0.1:7070"
+		if c.site != "" {
+			r.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != c.want {
+			t.Errorf("GET %s from %q: %d, want %d", c.path, c.site, w.Code, c.want)
+		}
+	}
+}
