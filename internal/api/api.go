@@ -223,7 +223,9 @@ func (s *Server) recover(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				s.Log.Error("panic in handler", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				// The route, not the path: on /p/, /u/, /a/, /k/ and /o/
+				// the path is a customer's link token.
+				s.Log.Error("panic in handler", "route", r.Pattern, "panic", v, "stack", string(debug.Stack()))
 				problem(w, r, http.StatusInternalServerError, "internal", "Internal error", "")
 			}
 		}()

@@ -1,11 +1,13 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -767,5 +769,24 @@ func TestReadinessTellsStrangersNothing(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(b), "closed") || !strings.Contains(string(b), "database") {
 		t.Fatalf("readyz %d %s; want 503 that names the database and nothing the driver said", resp.StatusCode, b)
+	}
+}
+
+// TestAPanicDoesNotLogTheLinkToken: on /p/, /u/, /a/, /k/ and /o/ the
+// path is a customer's link token, months of access to their preference
+// centre; a handler's panic must log its route, not its path.
+func TestAPanicDoesNotLogTheLinkToken(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	s := &api.Server{Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /p/{token}", func(http.ResponseWriter, *http.Request) { panic("a nil map") })
+	w := httptest.NewRecorder()
+	s.Recover(mux).ServeHTTP(w, httptest.NewRequest("GET", "/p/SECRET-LINK-TOKEN.sig", nil))
+	if w.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d", w.Code)
+	}
+	if strings.Contains(logs.String(), "SECRET-LINK-TOKEN") || !strings.Contains(logs.String(), "/p/{token}") {
+		t.Fatalf("the log line, want the route and no token:\n%s", logs.String())
 	}
 }

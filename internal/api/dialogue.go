@@ -141,6 +141,12 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	v := answerView{Locale: uiLocale(c.Locale), Form: true}
 	v.Name, _ = c.Attributes["first_name"].(string)
+	if r.Method == http.MethodHead {
+		// A link checker or a mail scanner probing the link: no one
+		// answered (the mux routes HEAD to this GET route).
+		s.renderAnswer(w, http.StatusOK, v)
+		return
+	}
 	now := s.now()
 	eventID := answerEventID(claims.Survey, c.ID)
 	rec, err := s.Store.RecordAnswer(r.Context(), c.ID, claims.Survey, claims.Answer, eventID, now)

@@ -213,6 +213,26 @@ func TestAnsweringLeavesConsentAlone(t *testing.T) {
 	}
 }
 
+// TestAHeadRequestAnswersNothing: link checkers and mail scanners probe
+// links with HEAD; like a click link's, an answer link's HEAD must record
+// nothing (a GET records, as documented; a HEAD is no one's answer).
+func TestAHeadRequestAnswersNothing(t *testing.T) {
+	t.Parallel()
+	f := dialogueSetup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	link := f.answerLink("checkin", "c-1", "checkin", "more-help", time.Now().Add(time.Hour))
+	if r := f.do(t, "HEAD", link, "", "Authorization", ""); r.Status != 200 {
+		t.Fatalf("HEAD %d", r.Status)
+	}
+	if d := f.dialogue(t, "c-1"); len(d.Answers) != 0 {
+		t.Fatalf("a HEAD recorded an answer: %+v", d.Answers)
+	}
+	var n int
+	if err := f.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM events WHERE customer_id = 'c-1' AND type = 'survey.answered'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d survey.answered events after a HEAD (%v)", n, err)
+	}
+}
+
 // TestAnswerTextWithANul: a NUL in the thank-you page's text (%00) failed
 // the insert, and the customer's words were lost with a page that said
 // they were sent. The text is kept, without the NUL.
