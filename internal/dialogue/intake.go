@@ -191,7 +191,7 @@ func (in *Intake) record(ctx context.Context, r store.Reply, topic string, log *
 		in.Metrics.Dialog(what, topic)
 	}
 	if r.EventID != "" {
-		e := journey.Event{ID: r.EventID, Type: RepliedEvent, CustomerID: r.CustomerID, At: r.At, Data: map[string]any{
+		e := journey.Event{ID: r.EventID, Type: RepliedEvent, CustomerID: r.CustomerID, At: rec.At, Data: map[string]any{
 			"text": r.Body, "subject": r.Subject, "message_id": r.MessageID, "journey": r.JourneyID, "step": r.StepID,
 			"topic": topic, "conversation_id": rec.ConversationID}}
 		if err := in.Ingest(ctx, e); err != nil {

@@ -11,8 +11,13 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
@@ -35,6 +40,29 @@ type fixture struct {
 	addr  string
 	msgID string
 	now   time.Time
+	// later moves the intake's clock on from now.
+	later *atomic.Int64
+	// starts are the conversation workflows the intake started.
+	starts *starter
+}
+
+// starter records the conversation workflows started, and fails the
+// first fail calls as an unreachable Temporal does.
+type starter struct {
+	mu     sync.Mutex
+	fail   int
+	inputs []dialogue.ConversationInput
+}
+
+func (s *starter) ExecuteWorkflow(_ context.Context, _ client.StartWorkflowOptions, _ any, args ...any) (client.WorkflowRun, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail > 0 {
+		s.fail--
+		return nil, serviceerror.NewUnavailable("temporal is away")
+	}
+	s.inputs = append(s.inputs, args[0].(dialogue.ConversationInput))
+	return nil, nil
 }
 
 func setup(t *testing.T) fixture {
@@ -79,8 +107,9 @@ func setup(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 	d2 := &ingest.Dispatcher{Store: st, Catalog: cat, Log: slog.New(slog.DiscardHandler)}
+	later, starts := &atomic.Int64{}, &starter{}
 	replies := &dialogue.Intake{Store: st, VERP: verp, Catalog: cat, MessageDomain: domain, Log: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return now },
+		Now: func() time.Time { return now.Add(time.Duration(later.Load())) }, Temporal: starts,
 		Ingest: func(ctx context.Context, e journey.Event) error {
 			res, err := d2.Accept(ctx, []journey.Event{e})
 			if err == nil && res[0].Status != ingest.StatusAccepted && res[0].Status != ingest.StatusDuplicate {
@@ -95,7 +124,7 @@ func setup(t *testing.T) fixture {
 	}
 	go in.ServeSMTP(l, bounce.SMTPOptions{}) //nolint:errcheck // ends when l closes
 	t.Cleanup(func() { l.Close() })
-	return fixture{st: st, cat: cat, verp: verp, addr: l.Addr().String(), msgID: msgID, now: now}
+	return fixture{st: st, cat: cat, verp: verp, addr: l.Addr().String(), msgID: msgID, now: now, later: later, starts: starts}
 }
 
 // send delivers one message over SMTP and returns the server's refusal,
@@ -206,6 +235,36 @@ func TestReplyBecomesEventAndPausesMarketing(t *testing.T) {
 	}
 	if d := f.decideMarketing(t, f.now.Add(50*time.Hour), "loyalty"); d.Reason == policy.ReasonConversationOpen {
 		t.Fatalf("marketing after the pause: %s", d)
+	}
+}
+
+// TestAReplyRedeliveredLaterIsTaken: the sending server delivers a reply
+// again when lojal answered 451 (Temporal away, after the reply and its
+// event were stored) or its 250 was lost. The event was built anew with
+// the time of the new delivery, under the same id: the insert refused it
+// as a different event, and every delivery after was answered 451 until
+// the sending server gave up and bounced the customer's reply. And the
+// conversation's response-time target was dropped on the redelivery.
+func TestAReplyRedeliveredLaterIsTaken(t *testing.T) {
+	f := setup(t)
+	rt := f.verp.ReplyAddress(f.msgID)
+	msg := reply("Kari <kari@example.no>", "Ring meg, takk.")
+	f.starts.fail = 1
+	if err := f.send(t, "kari@example.no", rt, msg); code(err) != 451 {
+		t.Fatalf("with Temporal away: %v, want 451", err)
+	}
+	f.later.Store(int64(7 * time.Minute))
+	if err := f.send(t, "kari@example.no", rt, msg); err != nil {
+		t.Fatalf("redelivered seven minutes later: %v, want taken", err)
+	}
+	dlg, err := f.st.Dialogue(context.Background(), "kari")
+	if err != nil || len(dlg.Replies) != 1 || len(dlg.Conversations) != 1 {
+		t.Fatalf("replies %+v conversations %+v (%v)", dlg.Replies, dlg.Conversations, err)
+	}
+	f.starts.mu.Lock()
+	defer f.starts.mu.Unlock()
+	if len(f.starts.inputs) != 1 || f.starts.inputs[0].Target <= 0 {
+		t.Fatalf("conversation workflows started %+v; want one, with the topic's response-time target", f.starts.inputs)
 	}
 }
 

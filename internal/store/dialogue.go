@@ -75,9 +75,13 @@ type Conversation struct {
 type RecordedReply struct {
 	// New is false when the reply was recorded before (a redelivery).
 	New bool
-	// Opened is true when this reply opened its conversation.
+	// Opened is true when this reply opened its conversation, on a
+	// redelivery too.
 	Opened         bool
 	ConversationID string
+	// At is when the reply was first taken: a redelivery's event and
+	// conversation are the first delivery's.
+	At time.Time
 }
 
 // RecordReply stores a reply. One from the customer (FromCustomer) opens
@@ -94,8 +98,10 @@ func (s *Store) RecordReply(ctx context.Context, r Reply, conversationID, topic,
 			// A redelivered reply finds the conversation it joined.
 			var prior string
 			err := tx.QueryRow(ctx, s.q.ReplyByID, r.ID).Scan(&prior, new(string), &out.ConversationID, new(string), new(string),
-				new(string), new(string), new(bool), new(string), new(string), new(string), new(string), new(time.Time))
+				new(string), new(string), new(bool), new(string), new(string), new(string), new(string), &out.At)
 			if err == nil {
+				// A conversation a reply opens is named after it.
+				out.Opened = out.ConversationID == conversationID
 				return nil
 			}
 			if !errors.Is(err, pgx.ErrNoRows) {
@@ -107,6 +113,7 @@ func (s *Store) RecordReply(ctx context.Context, r Reply, conversationID, topic,
 			}
 			conv = &out.ConversationID
 		}
+		out.At = r.At
 		var id string
 		err := tx.QueryRow(ctx, s.q.InsertReply, r.ID, r.CustomerID, conv, r.MessageID, r.JourneyID, r.StepID, r.From,
 			r.FromCustomer, r.Source, r.Subject, r.Body, r.EventID, r.At).Scan(&id)
