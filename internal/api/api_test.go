@@ -466,6 +466,33 @@ func TestPreferenceCentre(t *testing.T) {
 	}
 }
 
+// TestTheConsentRouteCannotUndoAnUnsubscribe: PUT .../consent/{channel}
+// carries no wording: it is another system's copy of the customer's
+// consent, like a customer upsert, and cannot grant again what the
+// customer withdrew themselves. It said 200 "granted" and granted.
+func TestTheConsentRouteCannotUndoAnUnsubscribe(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: "c-1",
+		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
+	if r := f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("one-click %d: %s", r.Status, r.Body)
+	}
+	r := f.do(t, "PUT", "/v1/customers/c-1/consent/email", `{"granted": true, "source": "crm"}`)
+	expectProblem(t, r, 409, "withdrawn-by-customer")
+	if !strings.Contains(r.Body, "POST /v1/customers/{id}/consent") {
+		t.Errorf("the refusal does not say what to do: %s", r.Body)
+	}
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["consent"].(map[string]any)["email"] != false {
+		t.Fatalf("consent after the refused grant: %v", c["consent"])
+	}
+	// Withdrawing through the route still works.
+	if r := f.do(t, "PUT", "/v1/customers/c-1/consent/email", `{"granted": false}`); r.Status != 200 {
+		t.Fatalf("withdraw: %d %s", r.Status, r.Body)
+	}
+}
+
 func TestBadLinksRevealNothing(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

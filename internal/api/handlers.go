@@ -95,6 +95,12 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request) {
 		unknownCustomer(w, r)
 		return
 	}
+	if errors.Is(err, store.ErrCustomersOwnWithdrawal) {
+		problem(w, r, http.StatusConflict, "withdrawn-by-customer", "The customer withdrew consent themselves",
+			"this route carries no wording, so it cannot grant again what the customer withdrew (unsubscribe, preference centre); "+
+				"the customer can, through the preference centre, or record the consent they gave with its wording: POST /v1/customers/{id}/consent")
+		return
+	}
 	if err != nil {
 		s.internal(w, r, err)
 		return

@@ -68,6 +68,32 @@ func customersOwn(e policy.ConsentEntry) bool {
 	return e.Action == policy.Withdraw && (e.Source == policy.SourceUnsubscribe || e.Source == policy.SourcePreferenceCentre)
 }
 
+// createdAgain marks the entries that start a customer created under an
+// erased customer's id afresh (afterErasure).
+const createdAgain = "customer created again"
+
+// ownWithdrawalStands reports whether a withdrawal of marketing on ch the
+// customer made themselves (customersOwn) has not been followed by
+// consent given since, though other withdrawals may have come after it
+// (a support agent's, a CRM's). An erasure ends it: what the erased
+// customer withdrew does not bind a new one under the same id.
+func ownWithdrawalStands(entries []policy.ConsentEntry, ch string) bool {
+	stands := false
+	for _, e := range entries {
+		if e.Topic != policy.AllTopics || (e.Channel != ch && e.Channel != policy.AllChannels) {
+			continue
+		}
+		switch {
+		case customersOwn(e):
+			stands = true
+		case e.Action == policy.Grant && e.Basis == policy.BasisConsent,
+			e.Source == policy.SourceAPI && e.WordingVersion == createdAgain:
+			stands = false
+		}
+	}
+	return stands
+}
+
 // changes returns the entries that bring the ledger to p: only what
 // differs from what the entries already say, so a CRM that sends the same
 // customer every night records nothing new. Saying "no consent" for a
@@ -82,7 +108,7 @@ func (p Preferences) changes(current []policy.ConsentEntry, c Capture) []policy.
 		e, granted := policy.ChannelConsent(current, ch)
 		want := p.Consent[ch]
 		switch {
-		case want && !granted && p.Sync && customersOwn(e):
+		case want && !granted && p.Sync && ownWithdrawalStands(current, ch):
 			// A stale copy: the customer's own withdrawal is newer.
 		case want && !granted:
 			out = append(out, c.entry(ch, policy.AllTopics, policy.Grant))
@@ -167,10 +193,24 @@ func (s *Store) SetPreferences(ctx context.Context, customerID string, p Prefere
 	return out, nil
 }
 
-// SetConsent records consent for one channel, when it changes.
+// ErrCustomersOwnWithdrawal refuses a grant without wording over a
+// withdrawal the customer made themselves (ownWithdrawalStands).
+var ErrCustomersOwnWithdrawal = errors.New("the customer withdrew consent themselves")
+
+// SetConsent records consent for one channel, when it changes. It carries
+// no wording: like a sync, it cannot grant again what the customer
+// withdrew themselves, and says so (ErrCustomersOwnWithdrawal).
 func (s *Store) SetConsent(ctx context.Context, customerID, channel string, granted bool, c Capture) error {
-	_, err := s.SetPreferences(ctx, customerID, Preferences{Consent: map[string]bool{channel: granted}}, c)
-	return err
+	err := s.changeConsent(ctx, customerID, func(_ pgx.Tx, current []policy.ConsentEntry) ([]policy.ConsentEntry, error) {
+		if _, ok := policy.ChannelConsent(current, channel); granted && !ok && ownWithdrawalStands(current, channel) {
+			return nil, ErrCustomersOwnWithdrawal
+		}
+		return Preferences{Consent: map[string]bool{channel: granted}, Sync: true}.changes(current, c), nil
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("set consent: %w", err)
+	}
+	return nil
 }
 
 // Unsubscribe is what a one-click unsubscribe does, whichever way it came

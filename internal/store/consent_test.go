@@ -244,6 +244,48 @@ func TestASyncDoesNotUndoTheCustomersOwnWithdrawal(t *testing.T) {
 	}
 }
 
+// TestTheCustomersWithdrawalStandsUnderLaterOnes: the customer
+// unsubscribed, then a support agent recorded a withdrawal of their own
+// through the API. The customer's withdrawal still stands: a stale copy
+// (a CRM's sync, the consent route without wording) cannot grant again,
+// though it is no longer the last entry.
+func TestTheCustomersWithdrawalStandsUnderLaterOnes(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	crm := journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	centre := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
+	if _, err := s.SetPreferences(ctx, "c-1", store.Preferences{Consent: map[string]bool{"email": false}}, centre); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordConsent(ctx, "c-1", []policy.ConsentEntry{{Channel: "email", Topic: policy.AllTopics, Action: policy.Withdraw,
+		Basis: policy.BasisConsent, At: time.Now(), Source: policy.SourceAPI, Actor: "api:support"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, granted := policy.ChannelConsent(mustEntries(t, s, "c-1"), "email"); granted {
+		t.Fatal("the nightly sync granted again what the customer withdrew")
+	}
+	// Consent the customer gives again ends it.
+	if _, err := s.SetPreferences(ctx, "c-1", store.Preferences{Consent: map[string]bool{"email": true}}, centre); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetPreferences(ctx, "c-1", store.Preferences{Consent: map[string]bool{"email": false}, Sync: true}, store.Capture{Source: policy.SourceAPI, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, granted := policy.ChannelConsent(mustEntries(t, s, "c-1"), "email"); !granted {
+		t.Fatal("what a CRM withdrew after the customer's own consent, a CRM may grant again")
+	}
+}
+
 // TestConsentDoesNotOutliveErasure: erasing a customer (DELETE FROM
 // customers) keeps their consent evidence for its retention, and a new
 // customer under the same id (a re-import, a new sign-up with the same

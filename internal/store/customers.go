@@ -171,8 +171,9 @@ func (s *Store) loadCustomer(ctx context.Context, query, id string, more ...any)
 // opt-out (Preferences.Sync), which the erased customer's own withdrawals
 // would have stopped.
 func afterErasure(erased []policy.ConsentEntry, c Capture) []policy.ConsentEntry {
+	// (ownWithdrawalStands knows these entries by createdAgain.)
 	reset := func(e policy.ConsentEntry) policy.ConsentEntry {
-		e.Wording, e.WordingVersion = "", "customer created again"
+		e.Wording, e.WordingVersion = "", createdAgain
 		e.Evidence = "a customer with this id was erased; consent given before the erasure does not carry over"
 		return e
 	}
