@@ -66,6 +66,7 @@ func NewWorkers(c client.Client, queue string, a *activities.Activities, o Worke
 	ws := Workers{jw, bw}
 	for _, ch := range sendChannels() {
 		sw := worker.New(c, SendQueue(queue, ch), worker.Options{
+			OnFatalError:                       o.Worker.OnFatalError,
 			WorkerStopTimeout:                  o.Worker.WorkerStopTimeout,
 			MaxConcurrentActivityExecutionSize: o.Worker.MaxConcurrentActivityExecutionSize,
 			TaskQueueActivitiesPerSecond:       o.Rates[ch],

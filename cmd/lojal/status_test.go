@@ -107,3 +107,30 @@ func TestStatusShowsRetentionSchedule(t *testing.T) {
 		})
 	}
 }
+
+// TestAWorkerTheSDKStoppedIsNotReady: the SDK stops a worker for good on
+// errors it will not retry (the namespace gone); the process used to stay
+// up and ready, polling nothing, so Kubernetes never restarted it. Its
+// readiness now fails, and runWorker's wait ends (halted).
+func TestAWorkerTheSDKStoppedIsNotReady(t *testing.T) {
+	var w temporalWait
+	w.set(true, nil)
+	if err := w.err(); err != nil {
+		t.Fatalf("a started worker: %v", err)
+	}
+	select {
+	case <-w.waitHalted():
+		t.Fatal("halted before any worker stopped")
+	default:
+	}
+	w.stopped(errors.New("namespace lojal not found"))
+	w.stopped(errors.New("a second worker's error"))
+	select {
+	case <-w.waitHalted():
+	case <-time.After(time.Second):
+		t.Fatal("not halted after a worker was stopped for good")
+	}
+	if err := w.err(); err == nil || !strings.Contains(err.Error(), "stopped for good: namespace lojal not found") {
+		t.Fatalf("readiness after the stop: %v", err)
+	}
+}

@@ -124,7 +124,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		Domain: email.Domain(), Log: log, StopTimeout: cfg.ShutdownTimeout, Metrics: m, SendTimeout: cfg.SendTimeout,
 		ReorderWindow: cfg.ReorderWindow, Rates: map[string]float64{"email": cfg.EmailRate, "push": cfg.PushRate}, BulkRate: cfg.BulkRate,
 		ActivitySlots: cfg.ActivitySlots, Retention: retentionOf(cfg),
-		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second)}
+		Webhooks: channel.NewWebhook(egress(cfg), 15*time.Second), OnFatal: waiting.stopped}
 	w, err := startWorkers(ctx, func() workflows.Workers { return newWorker(tc, deps) }, &waiting, log, cfg.TemporalAddress)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -136,7 +136,14 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("worker started", "task_queue", workflows.TaskQueue, "journeys", len(cat.Current().Journeys), "temporal", cfg.TemporalAddress,
 		"email_rate", cfg.EmailRate, "push_rate", cfg.PushRate)
 	go keepSchedules(ctx, tc, cat, log)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-waiting.waitHalted():
+		// Kubernetes restarts a process that exits; one whose workers
+		// the SDK stopped would stay up polling nothing.
+		w.Stop()
+		return fmt.Errorf("exiting so the process is restarted (check TEMPORAL_ADDRESS, LOJAL_TEMPORAL_NAMESPACE and the server): %w", waiting.err())
+	}
 	log.Info("shutting down: draining in-flight activities", "timeout", cfg.ShutdownTimeout)
 	w.Stop()
 	return nil
@@ -156,6 +163,36 @@ type temporalWait struct {
 	mu      sync.Mutex
 	started bool
 	last    error
+	// stop is why the SDK stopped a worker for good; halt is closed then.
+	stop error
+	halt chan struct{}
+}
+
+// stopped records that the SDK stopped a worker for good (its
+// OnFatalError): readiness fails from then on, and halted is closed.
+func (t *temporalWait) stopped(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stop != nil {
+		return
+	}
+	t.stop = err
+	close(t.halted())
+}
+
+// halted is closed once a worker was stopped for good.
+func (t *temporalWait) halted() chan struct{} {
+	if t.halt == nil {
+		t.halt = make(chan struct{})
+	}
+	return t.halt
+}
+
+// waitHalted returns a channel closed once a worker was stopped for good.
+func (t *temporalWait) waitHalted() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.halted()
 }
 
 func (t *temporalWait) set(started bool, err error) {
@@ -169,6 +206,8 @@ func (t *temporalWait) err() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
+	case t.stop != nil:
+		return fmt.Errorf("temporal: a worker was stopped for good: %w", t.stop)
 	case t.started:
 		return nil
 	case t.last == nil:
@@ -193,7 +232,7 @@ func startWorkers(ctx context.Context, build func() workflows.Workers, waiting *
 			return w, nil
 		}
 		waiting.set(false, err)
-		log.Warn("cannot start the workers: Temporal does not answer; trying again (check LOJAL_TEMPORAL_ADDRESS, LOJAL_TEMPORAL_NAMESPACE and the server)",
+		log.Warn("cannot start the workers: Temporal does not answer; trying again (check TEMPORAL_ADDRESS, LOJAL_TEMPORAL_NAMESPACE and the server)",
 			"temporal", addr, "retry_in", wait.String(), "err", err)
 		select {
 		case <-ctx.Done():
@@ -255,6 +294,10 @@ type workerDeps struct {
 	Retention store.Retention
 	// Webhooks posts replies and escalations to helpers' webhooks.
 	Webhooks *channel.Webhook
+	// OnFatal is told when the SDK stops a worker for good (a namespace
+	// gone, an argument the server refuses): the process must not go on
+	// polling nothing.
+	OnFatal func(error)
 }
 
 // newWorker builds the process's workers: the journey worker and one send
@@ -266,7 +309,8 @@ func newWorker(tc client.Client, d workerDeps) workflows.Workers {
 	}
 	ws := workflows.NewWorkers(tc, workflows.TaskQueue, &activities.Activities{Store: d.Store, Catalog: d.Catalog, Sender: d.Sender,
 		Links: d.Links, Log: d.Log, MessageDomain: d.Domain, VERP: d.VERP, Metrics: d.Metrics, Webhooks: d.Webhooks}, workflows.WorkerOptions{
-		Worker:    worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: d.ActivitySlots},
+		Worker: worker.Options{WorkerStopTimeout: d.StopTimeout, MaxConcurrentActivityExecutionSize: d.ActivitySlots,
+			OnFatalError: d.OnFatal},
 		Rates:     d.Rates,
 		Workflows: []workflows.Option{workflows.WithSendTimeout(d.SendTimeout)},
 	})
