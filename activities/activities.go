@@ -376,10 +376,12 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput) (DeliverOutpu
 		return DeliverOutput{}, err
 	}
 	cat := a.Catalog.Current()
-	if d.Status == "reserved" {
+	if d.Status == "reserved" || (d.Status == "sending" && d.Channel == policy.Email) {
 		// A message may wait on its channel's send queue after the policy
-		// allowed it: a withdrawal recorded meanwhile stops it here, before
-		// anything is handed over.
+		// allowed it, or be retried after an attempt that handed nothing
+		// over (an email "sending" has not reached the server; a push
+		// message may have reached some devices): a withdrawal recorded
+		// meanwhile stops it here, before anything is handed over.
 		why, ok := withdrawn(cat, d, consent)
 		if !ok && d.Channel == policy.Email && suppressed != "" {
 			// So does a complaint or a hard bounce about another message.

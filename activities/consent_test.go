@@ -116,6 +116,21 @@ func TestWithdrawalStopsAMessageOnTheSendQueue(t *testing.T) {
 	}, "topic_opted_out", "opted out of loyalty")
 }
 
+// An attempt that failed before handing anything over (a 4xx, a broken
+// connection) leaves the message "sending", and Temporal retries it
+// within the reservation; a withdrawal recorded in between must stop the
+// retry too. It did not: only a "reserved" message was looked at again.
+func TestWithdrawalStopsARetriedMessage(t *testing.T) {
+	t.Parallel()
+	stoppedOnTheSendQueue(t, "a failed attempt and the withdrawal", func(ctx context.Context, b bundle) error {
+		// sendInput's message: journey/loyalty-benefit/c-1, run-1, step tell, ask 1.
+		if _, err := b.store.BeginSend(ctx, "journey/loyalty-benefit/c-1@run-1/tell#1.1", store.Sending{}); err != nil {
+			return err
+		}
+		return b.store.Unsubscribe(ctx, "c-1", "loyalty", nil, store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: noon()()})
+	}, "topic_opted_out", "opted out of loyalty")
+}
+
 // A complaint or a hard bounce about an earlier message may arrive while
 // an allowed one waits on its send queue (or is retried after a "try
 // later"): the address is suppressed, and the waiting message must not go
