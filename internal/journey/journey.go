@@ -766,7 +766,27 @@ func (d *decoder) checkGraph(j *Journey) {
 		}
 	}
 	// A loop made only of sends, branches and gotos would spin (or send)
-	// without ever waiting; waits break loops.
+	// without ever waiting; waits break loops. A wait until a time does
+	// not when it is its only wait: once that time has passed (it does
+	// not move on), it ends at once every time round.
+	isWait := func(s *Step) bool { return s.Kind == KindWait || s.Kind == KindWaitFor }
+	if k, ids := j.loop(isWait); ids != nil {
+		d.errorf(at(j.Steps[k]), "steps %s form a loop with no wait in it", strings.Join(ids, " -> "))
+		return
+	}
+	takesTime := func(s *Step) bool {
+		return s.Kind == KindWaitFor || (s.Kind == KindWait && s.Wait != nil && (s.Wait.Duration > 0 || s.Wait.AtLocal != nil))
+	}
+	if k, ids := j.loop(takesTime); ids != nil {
+		d.errorf(at(j.Steps[k]), "steps %s form a loop whose only wait (until) may end at once: once its time has passed, "+
+			"the run goes round without waiting; add a wait with a duration or at_local, or a wait_for, to the loop", strings.Join(ids, " -> "))
+	}
+}
+
+// loop finds a loop among the steps that has no step breaks says breaks
+// it, and returns the step it closes on and the ids round it (nil: none).
+func (j *Journey) loop(breaks func(*Step) bool) (int, []string) {
+	n := len(j.Steps)
 	const (
 		white = iota
 		grey
@@ -774,12 +794,12 @@ func (d *decoder) checkGraph(j *Journey) {
 	)
 	color := make([]int, n)
 	var stack []int
-	var visit func(i int) bool
-	visit = func(i int) bool {
+	var visit func(i int) (int, []string)
+	visit = func(i int) (int, []string) {
 		color[i] = grey
 		stack = append(stack, i)
 		for _, k := range j.next(i) {
-			if k >= n || j.Steps[k].Kind == KindWait || j.Steps[k].Kind == KindWaitFor {
+			if k >= n || breaks(j.Steps[k]) {
 				continue
 			}
 			if color[k] == grey {
@@ -790,23 +810,24 @@ func (d *decoder) checkGraph(j *Journey) {
 						break
 					}
 				}
-				ids = append(ids, j.Steps[k].ID)
-				d.errorf(at(j.Steps[k]), "steps %s form a loop with no wait in it", strings.Join(ids, " -> "))
-				return false
+				return k, append(ids, j.Steps[k].ID)
 			}
-			if color[k] == white && !visit(k) {
-				return false
+			if color[k] == white {
+				if at, ids := visit(k); ids != nil {
+					return at, ids
+				}
 			}
 		}
 		stack = stack[:len(stack)-1]
 		color[i] = black
-		return true
+		return 0, nil
 	}
 	for i, s := range j.Steps {
-		if color[i] == white && s.Kind != KindWait && s.Kind != KindWaitFor {
-			if !visit(i) {
-				break
+		if color[i] == white && !breaks(s) {
+			if at, ids := visit(i); ids != nil {
+				return at, ids
 			}
 		}
 	}
+	return 0, nil
 }

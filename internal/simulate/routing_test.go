@@ -167,3 +167,36 @@ func TestSendOutcomeAndReceivedEvent(t *testing.T) {
 }
 
 var _ = catalog.Load
+
+// TestALoopWithoutTimePassingStops: a daily loop (wait at_local 09:00,
+// send, goto the wait) for a customer the message cannot reach: at 09:00
+// sharp the wait ends at once, the send is suppressed at the same
+// instant, and round it goes. simulate grew until it ran out of memory;
+// it stops, and says which journey went round without time passing.
+func TestALoopWithoutTimePassingStops(t *testing.T) {
+	t.Parallel()
+	c := shipped(t)
+	src := "id: daily\nname: Daily\ntopic: service\ntrigger: { event: policy.renewal_scheduled }\nsteps:\n" +
+		"  - id: nine\n    wait: { at_local: \"09:00\" }\n" +
+		"  - id: nudge\n    send: { channel: email, template: renewal-reminder }\n    goto: nine\n"
+	j, errs := journey.Parse("daily.yaml", []byte(src), c.Schema, c.Rules.Location)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	cust := kari()
+	cust.Email = "" // no address: every send is suppressed at once
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(Options{Journey: j, Rules: *c.Rules, Templates: c.Templates, Customer: cust, Days: 3,
+			Events: []journey.Event{renewalScheduled("e-1", "p-9", "2026-03-02T08:00:00Z", "2026-04-01T00:00:00Z")}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "daily") || !strings.Contains(err.Error(), "without time passing") {
+			t.Fatalf("err = %v, want the journey named and the loop explained", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the simulation of a loop without time passing did not stop")
+	}
+}

@@ -159,6 +159,9 @@ type sim struct {
 	order []*run
 }
 
+// maxSpin bounds how many times one run may wake at the same instant.
+const maxSpin = 10000
+
 func (s *sim) emit(l Line) {
 	l.At = l.At.UTC()
 	if l.Until != nil {
@@ -192,6 +195,12 @@ func (s *sim) run() error {
 			f.scheduled = s.now
 		}
 	}
+	// spun counts one run's wakes at one instant: a loop whose wait ends
+	// at once would otherwise go round until memory runs out.
+	var spun struct {
+		r *run
+		n int
+	}
 	for {
 		r, wake := s.nextWake()
 		f, fire := s.nextFire()
@@ -220,6 +229,16 @@ func (s *sim) run() error {
 		}
 		if wake.After(s.end) {
 			break
+		}
+		if !wake.After(s.now) && r == spun.r {
+			if spun.n++; spun.n > maxSpin {
+				err := fmt.Errorf("journey %s goes round a loop without time passing (%d steps at %s): a wait in the loop ends at once "+
+					"(a wait until a time that has passed, at_local at that very time) while its sends are held or suppressed; "+
+					"give the loop a wait with a duration", r.f.j.ID, spun.n, s.now.UTC().Format(time.RFC3339))
+				return s.fail(r, r.act.Step, err)
+			}
+		} else {
+			spun.r, spun.n = r, 0
 		}
 		s.now = maxTime(s.now, wake)
 		if err := s.wake(r); err != nil {
