@@ -403,6 +403,9 @@ func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) 
 		if _, ok := c.Schema.Customer[field]; !ok {
 			return ref.ColOf(1), fmt.Sprintf(": customer has no field %q in %s%s", field, c.Schema.File, journey.Suggest(field, c.Schema.Customer.Names()))
 		}
+		if len(parts) > 2 {
+			return ref.ColOf(2), fmt.Sprintf(": customer field %s is a %s, which has no fields", field, c.Schema.Customer[field])
+		}
 		if c.Schema.FieldOptional("", field) && !covered(2) {
 			return ref.ColOf(1), fmt.Sprintf(" may be missing, and the message then fails: %s, or declare it required in %s (%s: required %s)",
 				guard(2), c.Schema.File, field, c.Schema.Customer[field])
@@ -418,6 +421,9 @@ func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) 
 		fields := c.Schema.Events[j.Trigger.Event]
 		if _, ok := fields[field]; !ok {
 			return ref.ColOf(1), fmt.Sprintf(": event %s has no field %q in %s%s", j.Trigger.Event, field, c.Schema.File, journey.Suggest(field, fields.Names()))
+		}
+		if len(parts) > 2 {
+			return ref.ColOf(2), fmt.Sprintf(": event field %s is a %s, which has no fields", field, fields[field])
 		}
 		if c.Schema.FieldOptional(j.Trigger.Event, field) && !covered(2) {
 			return ref.ColOf(1), fmt.Sprintf(" may be missing, and the message then fails: %s; %s declares it optional", guard(2), c.Schema.File)
@@ -447,6 +453,9 @@ func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) 
 		fields := c.Schema.Events[ev]
 		if _, ok := fields[field]; !ok {
 			return ref.ColOf(2), fmt.Sprintf(": event %s has no field %q in %s%s", ev, field, c.Schema.File, journey.Suggest(field, fields.Names()))
+		}
+		if len(parts) > 3 {
+			return ref.ColOf(3), fmt.Sprintf(": event field %s is a %s, which has no fields", field, fields[field])
 		}
 		if c.Schema.FieldOptional(ev, field) && !covered(3) {
 			return ref.ColOf(2), fmt.Sprintf(" may be missing, and the message then fails: %s; %s declares it optional", guard(3), c.Schema.File)

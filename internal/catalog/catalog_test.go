@@ -146,6 +146,20 @@ func TestTemplateMistakesAtTheirPosition(t *testing.T) {
 			`j/templates/monthly-hello/en.yaml:1:30: {{ .Customer.nickname }} may be missing, and the message then fails: test it first ({{ with .Customer.nickname }}…{{ end }} or {{ default "…" .Customer.nickname }})`},
 		"received event on a path without it": {map[string]string{"asked.yaml": strings.Replace(answered, "on_timeout: nothing", "on_timeout: thank", 1) + "", "templates/review-thanks/en.yaml": reviewThanks},
 			"j/templates/review-thanks/en.yaml:1:45: {{ .Received.review_written.order_id }} may be missing: step thank can be reached without the wait_for getting review.written"},
+		// Reads that validation used not to see: the message failed at
+		// send, or went out with "<no value>" in it.
+		"optional attribute read by index": {map[string]string{"schema.yaml": nickname(t),
+			"templates/monthly-hello/en.yaml": "subject: \"Hello {{ index .Customer \\\"nickname\\\" }}\"\ntext: x\n"},
+			`{{ .Customer.nickname }} may be missing, and the message then fails`},
+		"root read inside with": {map[string]string{"schema.yaml": nickname(t),
+			"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.plan }} {{ $.Customer.nickname }}{{ end }}\"\ntext: x\n"},
+			`{{ .Customer.nickname }} may be missing, and the message then fails`},
+		"field of a value inside with": {map[string]string{"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.plan }} {{ .Customer.plan }}{{ end }}\"\ntext: x\n"},
+			`{{ .Customer.plan.Customer.plan }}: customer field plan is a string, which has no fields`},
+		"field of an attribute": {map[string]string{"templates/monthly-hello/en.yaml": "subject: \"Hello {{ .Customer.plan.name }}\"\ntext: x\n"},
+			`{{ .Customer.plan.name }}: customer field plan is a string, which has no fields`},
+		"template defined in the file": {map[string]string{"templates/monthly-hello/en.yaml": "subject: \"Hello {{ template \\\"x\\\" . }}{{ define \\\"x\\\" }}{{ .Customer.nickname }}{{ end }}\"\ntext: x\n"},
+			`subject: {{ define }}, {{ block }} and {{ template }} are not supported`},
 		"received event the journey never waits for": {map[string]string{"asked.yaml": answered, "templates/review-thanks/en.yaml": strings.Replace(reviewThanks, "review_written", "order_shipped", 1)},
 			`j/templates/review-thanks/en.yaml:1:45: {{ .Received.order_shipped.order_id }}: journey asked has no wait_for that gets "order_shipped"`},
 	} {
@@ -157,6 +171,11 @@ func TestTemplateMistakesAtTheirPosition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nickname is the test schema with an optional customer attribute.
+func nickname(t *testing.T) string {
+	return strings.Replace(readFile(t, "../../workflows/testdata/journeys/schema.yaml"), "  plan: string\n", "  plan: string\n  nickname: string\n", 1)
 }
 
 // TestBrokenTemplateIsReportedOnce: a template file that does not parse
@@ -182,9 +201,12 @@ func TestGuardedTemplatesValidate(t *testing.T) {
 		"  - id: thank\n    send: { channel: email, template: review-thanks }\n" +
 		"  - id: nothing\n    exit: {}\n"
 	for name, edits := range map[string]map[string]string{
-		"default": {"templates/monthly-hello/en.yaml": "subject: \"Hello {{ default \\\"you\\\" .Customer.nickname }}\"\ntext: \"{{ .Customer.nickname | default \\\"you\\\" }}\"\n"},
-		"with":    {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.nickname }} {{ . }}{{ end }}\"\ntext: x\n"},
-		"if":      {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ if .Customer.nickname }} {{ .Customer.nickname }}{{ end }}\"\ntext: x\n"},
+		"default":                         {"templates/monthly-hello/en.yaml": "subject: \"Hello {{ default \\\"you\\\" .Customer.nickname }}\"\ntext: \"{{ .Customer.nickname | default \\\"you\\\" }}\"\n"},
+		"with":                            {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.nickname }} {{ . }}{{ end }}\"\ntext: x\n"},
+		"if":                              {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ if .Customer.nickname }} {{ .Customer.nickname }}{{ end }}\"\ntext: x\n"},
+		"root inside a guarding with":     {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.nickname }} {{ $.Customer.nickname }} {{ $.Customer.first_name }}{{ end }}\"\ntext: x\n"},
+		"fields of .Customer inside with": {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer }} {{ .first_name }}{{ with .nickname }} {{ . }}{{ end }}{{ if .plan }} {{ .plan }}{{ end }}{{ end }}\"\ntext: x\n"},
+		"index guarded":                   {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with index .Customer \\\"nickname\\\" }} {{ . }}{{ end }}\"\ntext: x\n"},
 		"journey tested it": {"monthly-hello.yaml": strings.Replace(readFile(t, "../../workflows/testdata/journeys/monthly-hello.yaml"), "steps:\n", "audience: has(customer.nickname)\nsteps:\n", 1),
 			"templates/monthly-hello/en.yaml": "subject: \"Hello {{ .Customer.nickname }}\"\ntext: x\n"},
 		"received on every way": {"asked.yaml": answered,

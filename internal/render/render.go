@@ -165,6 +165,10 @@ func Parse(file, name, locale string, src []byte) (*Template, error) {
 		w := &refWalker{part: part, body: v.Value, pos: pos}
 		w.list(tree, nil)
 		t.refs = append(t.refs, w.refs...)
+		for _, p := range w.problems {
+			line, col := pos(min(int(p.node.Position()), len(v.Value)))
+			errs = append(errs, journey.Error{File: file, Line: line, Col: col, Msg: part + ": " + p.msg})
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -698,12 +702,89 @@ func (r Ref) ColOf(k int) int {
 func (t *Template) Refs() []Ref { return t.refs }
 
 // refWalker collects refs from a parse tree, following which values the
-// guards around each one show to be present.
+// guards around each one show to be present, and what dot is inside with
+// and range.
 type refWalker struct {
 	part string
 	body string
 	pos  func(offset int) (line, col int)
 	refs []Ref
+	// dot is the path dot stands for ("" at the root); unknownDot, that
+	// it stands for something no path names (a range's element, a
+	// with's computed value): a field of it cannot be checked.
+	dot        []string
+	unknownDot bool
+	// problems are constructs the walker refuses, at their node.
+	problems []walkProblem
+}
+
+type walkProblem struct {
+	node parse.Node
+	msg  string
+}
+
+// within walks l with dot standing for the value of pipe p.
+func (w *refWalker) within(p *parse.PipeNode, l *parse.ListNode, known []string) {
+	dot, unknown := w.dot, w.unknownDot
+	var inner []string
+	if p != nil && len(p.Decl) == 0 && len(p.Cmds) == 1 {
+		inner = w.path(p.Cmds[0])
+	}
+	w.dot, w.unknownDot = inner, inner == nil
+	w.list(l, known)
+	w.dot, w.unknownDot = dot, unknown
+}
+
+// path returns the path a command reads, as a field or as index of a field
+// with a literal key, or nil.
+func (w *refWalker) path(c *parse.CommandNode) []string {
+	switch fn := funcName(c); {
+	case fn == "" && len(c.Args) == 1:
+		switch a := c.Args[0].(type) {
+		case *parse.FieldNode:
+			return w.resolve(a.Ident)
+		case *parse.VariableNode:
+			if len(a.Ident) > 1 && a.Ident[0] == "$" {
+				return a.Ident[1:]
+			}
+		}
+	case fn == "index" && len(c.Args) == 3:
+		key, ok := c.Args[2].(*parse.StringNode)
+		if !ok {
+			return nil
+		}
+		base := w.path(&parse.CommandNode{Args: c.Args[1:2]})
+		if base == nil {
+			return nil
+		}
+		return append(slices.Clone(base), key.Text)
+	}
+	return nil
+}
+
+// guards resolves the paths guards test (fieldPath) to paths from the
+// root; a field of an unknown dot guards nothing that can be named.
+func (w *refWalker) guards(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		rel, ok := strings.CutPrefix(p, ".")
+		switch {
+		case !ok:
+			out = append(out, p)
+		case !w.unknownDot:
+			out = append(out, strings.Join(w.resolve(strings.Split(rel, ".")), "."))
+		}
+	}
+	return out
+}
+
+// resolve turns a field of dot into its path from the root, nil when dot
+// stands for something unknown.
+func (w *refWalker) resolve(ident []string) []string {
+	if w.unknownDot {
+		return nil
+	}
+	return append(slices.Clone(w.dot), ident...)
 }
 
 func (w *refWalker) add(n parse.Node, ident []string, test bool, known []string) {
@@ -719,8 +800,17 @@ func (w *refWalker) add(n parse.Node, ident []string, test bool, known []string)
 	if off < len(w.body) && w.body[off] == '$' {
 		off++
 	}
+	w.refs = append(w.refs, w.refAt(off, ident, test, known))
+}
+
+// ref is a Ref to path at node n (index and the like, not a run of names).
+func (w *refWalker) ref(n parse.Node, path []string, test bool, known []string) Ref {
+	return w.refAt(min(int(n.Position()), len(w.body)), path, test, known)
+}
+
+func (w *refWalker) refAt(off int, path []string, test bool, known []string) Ref {
 	line, col := w.pos(off)
-	w.refs = append(w.refs, Ref{Path: strings.Join(ident, "."), Part: w.part, Line: line, Col: col, Test: test, Known: known})
+	return Ref{Path: strings.Join(path, "."), Part: w.part, Line: line, Col: col, Test: test, Known: known}
 }
 
 func (w *refWalker) list(l *parse.ListNode, known []string) {
@@ -738,14 +828,19 @@ func (w *refWalker) node(n parse.Node, known []string) {
 		w.pipe(n.Pipe, false, known)
 	case *parse.IfNode:
 		w.pipe(n.Pipe, true, known)
-		w.list(n.List, union(known, whenTrue(n.Pipe)))
-		w.list(n.ElseList, union(known, whenFalse(n.Pipe)))
+		w.list(n.List, union(known, w.guards(whenTrue(n.Pipe))))
+		w.list(n.ElseList, union(known, w.guards(whenFalse(n.Pipe))))
 	case *parse.WithNode:
 		w.pipe(n.Pipe, true, known)
+		w.within(n.Pipe, n.List, union(known, w.guards(whenTrue(n.Pipe))))
 		w.list(n.ElseList, known)
 	case *parse.RangeNode:
 		w.pipe(n.Pipe, false, known)
+		w.within(nil, n.List, known)
 		w.list(n.ElseList, known)
+	case *parse.TemplateNode:
+		w.problems = append(w.problems, walkProblem{n, "{{ define }}, {{ block }} and {{ template }} are not supported: " +
+			"validation cannot follow what they read; write the text where it is used"})
 	case *parse.ListNode:
 		w.list(n, known)
 	}
@@ -767,6 +862,13 @@ func (w *refWalker) pipe(p *parse.PipeNode, test bool, known []string) {
 // cmd walks one command; test says a bare field in it is only tested.
 func (w *refWalker) cmd(c *parse.CommandNode, test bool, known []string) {
 	fn := funcName(c)
+	if fn == "index" {
+		// index .Customer "x" reads .Customer.x.
+		if p := w.path(c); p != nil {
+			w.refs = append(w.refs, w.ref(c.Args[1], p, test, known))
+			return
+		}
+	}
 	for i, a := range c.Args {
 		argTest := false
 		switch {
@@ -784,7 +886,12 @@ func (w *refWalker) cmd(c *parse.CommandNode, test bool, known []string) {
 func (w *refWalker) arg(a parse.Node, test bool, known []string) {
 	switch a := a.(type) {
 	case *parse.FieldNode:
-		w.add(a, a.Ident, test, known)
+		if w.unknownDot {
+			w.problems = append(w.problems, walkProblem{a, fmt.Sprintf("{{ .%s }}: inside this range or with, dot is a value that has no fields; "+
+				"read the customer's or event's data from the root: {{ $.Customer.… }}", strings.Join(a.Ident, "."))})
+			return
+		}
+		w.add(a, w.resolve(a.Ident), test, known)
 	case *parse.VariableNode:
 		if len(a.Ident) > 1 && a.Ident[0] == "$" {
 			w.add(a, a.Ident[1:], test, known)
@@ -880,10 +987,12 @@ func argFalse(a parse.Node) []string {
 	return nil
 }
 
+// fieldPath returns the path a guard tests: a field of dot as ".a.b"
+// (refWalker.guards resolves it), a field of the root ($) as "A.b".
 func fieldPath(a parse.Node) []string {
 	switch a := a.(type) {
 	case *parse.FieldNode:
-		return []string{strings.Join(a.Ident, ".")}
+		return []string{"." + strings.Join(a.Ident, ".")}
 	case *parse.VariableNode:
 		if len(a.Ident) > 1 && a.Ident[0] == "$" {
 			return []string{strings.Join(a.Ident[1:], ".")}

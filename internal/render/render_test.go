@@ -110,7 +110,7 @@ func TestDateIsLocalizedAndInCustomerZone(t *testing.T) {
 
 func TestRefs(t *testing.T) {
 	t.Parallel()
-	tm, err := Parse("x", "x", "en", []byte("subject: \"{{ .Customer.first_name }} {{ if .Event.total }}{{ .Event.order_id }}{{ end }}\"\ntext: \"{{ range .Customer.tags }}{{ .name }}{{ end }}\"\nhtml: \"<a href={{ .Links.Unsubscribe }}>x</a>\"\n"))
+	tm, err := Parse("x", "x", "en", []byte("subject: \"{{ .Customer.first_name }} {{ if .Event.total }}{{ .Event.order_id }}{{ end }}\"\ntext: \"{{ range .Customer.tags }}{{ . }}{{ end }}\"\nhtml: \"<a href={{ .Links.Unsubscribe }}>x</a>\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
