@@ -319,8 +319,12 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("no database: set DATABASE_URL (or --database-url)")
 	}
-	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL, MaxConns: poolSize(cfg),
+	st, err := store.Open(ctx, store.Config{URL: cfg.DatabaseURL, MaxConns: poolSize(cfg),
 		Decide: store.DecideTimeouts{Lock: cfg.DecideLockTimeout, Statement: cfg.DecideTimeout}})
+	if err != nil {
+		return nil, fmt.Errorf("database (DATABASE_URL): %w", err)
+	}
+	return st, nil
 }
 
 // poolSize is the most Postgres connections the process opens. An

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -128,10 +129,13 @@ func Apply(ctx context.Context, cfg Config, ms []Migration) ([]int, error) {
 	}
 	// A migration on a server that vanished fails within half a minute,
 	// as the store's connections do (dialer).
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = DefaultConnectTimeout
+	}
 	cc.DialFunc = dialer(cc.ConnectTimeout)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect to %s: %w", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if cfg.Schema != "" {

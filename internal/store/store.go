@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -270,6 +272,11 @@ type Config struct {
 // ErrNotMigrated is returned by Open when the schema is missing.
 var ErrNotMigrated = errors.New("database schema is missing or out of date: run `lojal migrate`")
 
+// DefaultConnectTimeout bounds establishing a connection when the URL
+// sets no connect_timeout: without one, a server that takes the
+// connection and never answers holds the caller for good.
+const DefaultConnectTimeout = 10 * time.Second
+
 // Open connects and prepares every query on each new connection.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{timeouts: cfg.Decide.withDefaults()}
@@ -287,6 +294,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	pc.ConnConfig.DialFunc = dialer(pc.ConnConfig.ConnectTimeout)
 	// Queries made in a traced piece of work are spans of its trace; the
@@ -319,7 +329,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect to %s: %w", net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))), err)
 	}
 	conn.Release()
 	s.pool = pool
