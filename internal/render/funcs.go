@@ -104,6 +104,9 @@ type localizer struct {
 	// lojal made for the message, which track_links leaves alone.
 	trackURL func(dest string) (string, error)
 	own      map[string]bool
+	// written are the links the template's own text writes
+	// (Template.written).
+	written map[string]bool
 }
 
 func (l *localizer) lang() string {

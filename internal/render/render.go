@@ -104,6 +104,10 @@ type Template struct {
 	refs                            []Ref
 	// source holds each part as written, for diffs and previews.
 	source map[string]string
+	// written holds the http(s) links the template's own text writes:
+	// the only ones track_links rewrites (data is tracked only through
+	// {{ track }}).
+	written map[string]bool
 }
 
 // PartNames lists the parts a template file may have, in order.
@@ -162,6 +166,7 @@ func Parse(file, name, locale string, src []byte) (*Template, error) {
 			errs = append(errs, journey.Error{File: file, Line: line, Col: col, Msg: part + ": " + templateErrorMsg(perr)})
 			continue
 		}
+		t.noteWritten(tree, part == "html")
 		w := &refWalker{part: part, body: v.Value, pos: pos}
 		w.list(tree, nil)
 		t.refs = append(t.refs, w.refs...)
@@ -542,7 +547,7 @@ func (t *Template) Render(channel string, data Data) (Message, error) {
 		return Message{Template: t.Name, Locale: t.Locale}, err
 	}
 	m := Message{Template: t.Name, Locale: t.Locale}
-	l := &localizer{locale: t.Locale, loc: data.Location, answerURL: data.Links.Answer, trackURL: data.Links.Track}
+	l := &localizer{locale: t.Locale, loc: data.Location, answerURL: data.Links.Answer, trackURL: data.Links.Track, written: t.written}
 	l.mine(data.Links.Unsubscribe)
 	l.mine(data.Links.Preferences)
 	trackAll := data.Links.TrackAll && data.Links.Track != nil

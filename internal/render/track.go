@@ -5,6 +5,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"text/template/parse"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -58,7 +59,7 @@ func (l *localizer) mine(u string) {
 // the link as written: lojal's own, not http(s), or one that cannot be
 // tracked (too long).
 func (l *localizer) retrack(u string) string {
-	if l.own[u] || links.CheckDestination(u) != nil {
+	if l.own[u] || !l.written[u] || links.CheckDestination(u) != nil {
 		return u
 	}
 	t, err := l.trackURL(u)
@@ -70,6 +71,45 @@ func (l *localizer) retrack(u string) string {
 }
 
 var textURLRE = regexp.MustCompile(`(?i)https?://[^\s<>"]+`)
+
+// noteWritten records the http(s) links in a part's own text (not in
+// what its actions print): track_links rewrites these only. A link in
+// HTML is also noted unescaped, as the rendered href is read.
+func (t *Template) noteWritten(l *parse.ListNode, isHTML bool) {
+	if l == nil {
+		return
+	}
+	for _, n := range l.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			text := string(n.Text)
+			for _, loc := range textURLRE.FindAllStringIndex(text, -1) {
+				u := text[loc[0]:loc[1]]
+				for u != "" && strings.ContainsRune(".,;:!?)]»”'", rune(u[len(u)-1])) {
+					u = u[:len(u)-1]
+				}
+				if t.written == nil {
+					t.written = map[string]bool{}
+				}
+				t.written[u] = true
+				if isHTML {
+					t.written[html.UnescapeString(u)] = true
+				}
+			}
+		case *parse.IfNode:
+			t.noteWritten(n.List, isHTML)
+			t.noteWritten(n.ElseList, isHTML)
+		case *parse.WithNode:
+			t.noteWritten(n.List, isHTML)
+			t.noteWritten(n.ElseList, isHTML)
+		case *parse.RangeNode:
+			t.noteWritten(n.List, isHTML)
+			t.noteWritten(n.ElseList, isHTML)
+		case *parse.ListNode:
+			t.noteWritten(n, isHTML)
+		}
+	}
+}
 
 // trackText rewrites every http(s) address in plain text. As in
 // TextToHTML, a full stop, comma or closing bracket right after an

@@ -152,3 +152,39 @@ func TestTrackAll(t *testing.T) {
 		t.Errorf("push url without track_links: %q %v", m.URL, err)
 	}
 }
+
+// TestTrackAllLeavesDataAlone: track_links rewrites the links the
+// template writes. A link that comes from the customer's or the event's
+// data (a sign-up form's name field holding https://evil.example/login)
+// became a lojal-signed redirect on the company's own domain, one that
+// keeps redirecting after it expires: an open redirect for phishing.
+// Data is tracked only where the template says {{ track … }}.
+func TestTrackAllLeavesDataAlone(t *testing.T) {
+	t.Parallel()
+	src := "subject: Hi\n" +
+		"text: |\n  Hei {{ .Customer.first_name }}! Shop: https://shop.example/offer\n  Yours: {{ track .Customer.page }}\n" +
+		"html: |\n  <p>Hei {{ .Customer.first_name }}</p><a href=\"https://shop.example/offer\">Shop</a> <a href=\"{{ .Customer.page }}\">Page</a>\n"
+	tm, err := Parse("all/en.yaml", "all", "en", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := "https://evil.example/login"
+	data := Data{Customer: map[string]any{"first_name": evil, "page": "https://shop.example/kari"}, Links: Links{Track: fakeTrack, TrackAll: true}}
+	m, err := tm.Render("email", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(m.Text+m.HTML, tracked(evil)) {
+		t.Fatalf("a link from the customer's data was signed:\n%s\n%s", m.Text, m.HTML)
+	}
+	for _, want := range []string{"Hei " + evil + "!", "Shop: " + tracked("https://shop.example/offer"), "Yours: " + tracked("https://shop.example/kari")} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("text lacks %q:\n%s", want, m.Text)
+		}
+	}
+	for _, want := range []string{`<a href="` + tracked("https://shop.example/offer") + `">Shop</a>`, `<a href="https://shop.example/kari">Page</a>`} {
+		if !strings.Contains(m.HTML, want) {
+			t.Errorf("html lacks %q:\n%s", want, m.HTML)
+		}
+	}
+}
