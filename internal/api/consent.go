@@ -80,6 +80,11 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		if ce.At.After(now.Add(5 * time.Minute)) {
 			errs = append(errs, FieldError{Pointer: fmt.Sprintf("/entries/%d/at", i), Detail: "is in the future"})
+		} else if ce.At.After(now) {
+			// A client's clock a little ahead: the ledger is read in time
+			// order, and an entry stamped ahead would outrank what the
+			// customer does in between (an unsubscribe) for good.
+			ce.At = now
 		}
 		if err := ce.Validate(); err != nil {
 			for _, msg := range strings.Split(err.Error(), "\n") {

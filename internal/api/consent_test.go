@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"github.com/lojal/lojal/internal/links"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The consent API records entries with the wording as shown, refuses
@@ -60,6 +62,30 @@ func TestConsentEvidenceAPI(t *testing.T) {
 		if !strings.Contains(page.Body, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+}
+
+// TestAConsentStampedAheadDoesNotOutrankTheCustomer: the consent
+// endpoint takes an entry's time up to five minutes ahead (a client's
+// clock), and the ledger is read in time order, so a grant stamped four
+// minutes ahead outranked the unsubscribe the customer made a minute
+// later, for good. Nothing is recorded later than it is recorded.
+func TestAConsentStampedAheadDoesNotOutrankTheCustomer(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", strings.Replace(kari, `"consent": {"email": true, "push": false}`, `"consent": {}`, 1))
+	ahead := time.Now().Add(4 * time.Minute).UTC().Format(time.RFC3339)
+	if r := f.do(t, "POST", "/v1/customers/c-1/consent", `{"entries": [{"channel": "email", "action": "grant", "basis": "consent",
+		"wording": "Ja takk", "wording_version": "v1", "locale": "nb", "at": "`+ahead+`"}]}`); r.Status != 201 {
+		t.Fatalf("record: %d %s", r.Status, r.Body)
+	}
+	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: "c-1",
+		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
+	if r := f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("one-click %d: %s", r.Status, r.Body)
+	}
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["consent"].(map[string]any)["email"] != false {
+		t.Fatalf("after the customer's unsubscribe, consent %v: the grant stamped ahead still wins", c["consent"])
 	}
 }
 
