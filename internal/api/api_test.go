@@ -493,6 +493,50 @@ func TestTheConsentRouteCannotUndoAnUnsubscribe(t *testing.T) {
 	}
 }
 
+// TestSavingPreferencesKeepsASoftOptInTheCustomerLeftAlone: a customer
+// marketed to on a soft opt-in (a purchase) saw the email box unticked;
+// unticking one topic and pressing Save posted email=false, which ended
+// the soft opt-in with a withdrawal "by the customer" they never made.
+// The box shows what the customer gets, and only a box the customer
+// changed is recorded.
+func TestSavingPreferencesKeepsASoftOptInTheCustomerLeftAlone(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", strings.Replace(kari, `"consent": {"email": true, "push": false}`, `"consent": {}`, 1))
+	if r := f.do(t, "POST", "/v1/customers/c-1/consent", `{"entries": [{"channel": "email", "action": "grant", "basis": "soft_opt_in",
+		"sale_id": "o-123", "sale_at": "2026-02-01T10:00:00Z", "product_group": "home", "at": "2026-02-01T10:00:00Z"}]}`); r.Status != 201 {
+		t.Fatalf("soft opt-in: %d %s", r.Status, r.Body)
+	}
+	prefs := f.link(t, links.Preferences, "c-1", "", time.Now().Add(time.Hour))
+	if page := f.do(t, "GET", prefs, "", "Authorization", ""); !strings.Contains(page.Body, `value="email" checked`) {
+		t.Fatalf("the email box does not show the soft opt-in:\n%s", page.Body)
+	}
+	withdrawals := func() int {
+		var n int
+		if err := f.Store.Pool().QueryRow(context.Background(),
+			`SELECT count(*) FROM consent_ledger WHERE customer_id = 'c-1' AND action = 'withdraw' AND topic = '*'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Untick one topic, leave email as shown.
+	form := url.Values{"topic": {"service", "renewal"}, "channel": {"email"}, "action": {"save"}}
+	if r := f.do(t, "POST", prefs, form.Encode(), "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("save %d: %s", r.Status, r.Body)
+	}
+	if n := withdrawals(); n != 0 {
+		t.Fatalf("saving a topic choice recorded %d channel withdrawals the customer did not make", n)
+	}
+	// Untick email: now the customer withdraws, and it is recorded.
+	form.Del("channel")
+	if r := f.do(t, "POST", prefs, form.Encode(), "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("save %d: %s", r.Status, r.Body)
+	}
+	if n := withdrawals(); n != 1 {
+		t.Fatalf("unticking email recorded %d withdrawals, want 1", n)
+	}
+}
+
 func TestBadLinksRevealNothing(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

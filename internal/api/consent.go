@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -270,6 +271,19 @@ func longDate(locale string, t time.Time, tz string) string {
 
 // channelStanding says in the customer's words what they agreed to on a
 // channel and when.
+// channelShown is what the preference centre's box for ch shows: whether
+// the customer may be sent marketing there, on consent or on a soft
+// opt-in no withdrawal has ended.
+func channelShown(entries []policy.ConsentEntry, ch string) bool {
+	e, granted := policy.ChannelConsent(entries, ch)
+	if granted {
+		return true
+	}
+	return e.Action == "" && slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool {
+		return e.Basis == policy.BasisSoftOptIn && e.Action == policy.Grant && (e.Channel == ch || e.Channel == policy.AllChannels)
+	})
+}
+
 func channelStanding(locale string, c journey.Customer, entries []policy.ConsentEntry, ch string) string {
 	e, granted := policy.ChannelConsent(entries, ch)
 	switch {

@@ -240,7 +240,7 @@ func (s *Server) formView(r *http.Request, c journey.Customer) (pageView, error)
 		return pageView{}, err
 	}
 	locale := uiLocale(c.Locale)
-	v := pageView{Locale: locale, Form: true, Email: c.Consent["email"], Push: c.Consent["push"],
+	v := pageView{Locale: locale, Form: true, Email: channelShown(entries, "email"), Push: channelShown(entries, "push"),
 		EmailSince: channelStanding(locale, c, entries, "email"), PushSince: channelStanding(locale, c, entries, "push")}
 	v.Name, _ = c.Attributes["first_name"].(string)
 	for _, t := range s.topics() {
@@ -282,7 +282,7 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 	}
 	known := s.topics()
 	var optedOut []string
-	consent := map[string]bool{"email": false, "push": false}
+	consent := map[string]bool{}
 	note := "saved"
 	var err error
 	if r.PostForm.Get("action") == "unsubscribe_all" {
@@ -295,13 +295,19 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 				optedOut = append(optedOut, t)
 			}
 		}
-		for _, ch := range r.PostForm["channel"] {
-			if ch == "email" || ch == "push" {
-				consent[ch] = true
+		// Only a box the customer changed is recorded: one left as the
+		// page showed it (a soft opt-in shows ticked) records nothing.
+		entries, lerr := s.Store.ConsentEntries(r.Context(), claims.CustomerID)
+		if lerr != nil {
+			err = lerr
+		}
+		for _, ch := range []string{"email", "push"} {
+			if ticked := slices.Contains(r.PostForm["channel"], ch); ticked != channelShown(entries, ch) {
+				consent[ch] = ticked
 			}
 		}
 	}
-	if note == "saved" {
+	if note == "saved" && err == nil {
 		// Opt-outs of topics no longer deployed are kept.
 		for _, t := range c.TopicsOptedOut {
 			if !slices.Contains(known, t) {
