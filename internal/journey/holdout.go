@@ -3,6 +3,7 @@ package journey
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -59,7 +60,8 @@ func (d *decoder) holdout(n *yaml.Node) int {
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 	switch {
-	case err != nil:
+	case err != nil, d.strict && !percentRE.MatchString(strings.TrimSpace(num)):
+		// ParseFloat also reads NaN, Inf, exponents and hex.
 		d.errorf(n, "holdout %s: write a percentage, such as holdout: 10%%", strconv.Quote(s))
 		return 0
 	case v < 0:
@@ -75,6 +77,10 @@ func (d *decoder) holdout(n *yaml.Node) int {
 	}
 	return int(v*100 + 0.5)
 }
+
+// percentRE is the number of a holdout percentage: digits and at most
+// one decimal point (a sign, which the checks after refuse with reason).
+var percentRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
 // outcome decodes a journey's declared outcome: outcome: { event: ...,
 // within: 30d }.

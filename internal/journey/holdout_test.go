@@ -24,6 +24,12 @@ func TestHoldoutMistakes(t *testing.T) {
 		{"negative", "-5%", "8:10: holdout -5%: must not be negative"},
 		{"too precise", "10.125%", "8:10: holdout 10.125%: use at most two decimals"},
 		{"a list", "[10%]", "8:10: holdout must be a percentage"},
+		// ParseFloat reads more than percentages: NaN became a huge
+		// negative share, and exponents and hex went through.
+		{"not a number", "NaN%", "8:10: holdout \"NaN%\": write a percentage, such as holdout: 10%"},
+		{"an exponent", "1e1%", "8:10: holdout \"1e1%\": write a percentage, such as holdout: 10%"},
+		{"hex", "0x1p3%", "8:10: holdout \"0x1p3%\": write a percentage, such as holdout: 10%"},
+		{"infinity", "Inf%", "8:10: holdout \"Inf%\": write a percentage, such as holdout: 10%"},
 	} {
 		checkMistakes(t, parseJourney(t), []mistake{{m.name, head + send + "holdout: " + m.src + "\ngoal: { event: policy.renewed }\n", m.want}})
 	}

@@ -231,7 +231,7 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 		j.Location = time.UTC
 	}
 	var (
-		audienceNode, keyNode, stepsNode, holdoutNode *yaml.Node
+		audienceNode, keyNode, stepsNode, holdoutNode, triggerNode *yaml.Node
 	)
 	d.mapping(root, "journey",
 		field{name: "id", required: true, decode: func(_, v *yaml.Node) {
@@ -254,7 +254,7 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 		field{name: "helper", decode: func(_, v *yaml.Node) { j.Helper, _ = d.nonEmpty(v, "helper") }},
 		field{name: "from_helper", decode: func(_, v *yaml.Node) { j.FromHelper, _ = d.boolean(v, "from_helper") }},
 		field{name: "audience", decode: func(_, v *yaml.Node) { audienceNode = v }},
-		field{name: "trigger", required: true, decode: func(_, v *yaml.Node) { d.trigger(v, schema, &j.Trigger) }},
+		field{name: "trigger", required: true, decode: func(_, v *yaml.Node) { triggerNode = v; d.trigger(v, schema, &j.Trigger) }},
 		field{name: "key", decode: func(_, v *yaml.Node) { keyNode = v }},
 		field{name: "reentry", decode: func(_, v *yaml.Node) { d.reentry(v, &j.Reentry) }},
 		field{name: "goal", decode: func(_, v *yaml.Node) {
@@ -275,6 +275,14 @@ func parse(file string, src []byte, schema *Schema, loc *time.Location, strict b
 	}
 	if stepsNode != nil {
 		j.Steps = d.steps(stepsNode, schema, j.Trigger.Event)
+	}
+	if d.strict && keyNode != nil && j.Trigger.Event == "" {
+		// Routing keys runs by the trigger event; a schedule or segment
+		// journey has none, and its key was ignored.
+		d.errorf(keyNode, "key: only a journey started by an event can have a key (its runs are per customer and key); a schedule or segment_entry journey has one run per customer: remove key")
+	}
+	if d.strict && j.Trigger.SegmentEntry && audienceNode == nil {
+		d.errorf(triggerNode, "segment_entry needs an audience: the journey starts for a customer when they enter it (audience: customer.plan == \"home\")")
 	}
 	if keyNode != nil {
 		j.Key = d.compileExpr(schema, j.Trigger.Event, keyNode, "key", cel.StringType)
@@ -450,9 +458,17 @@ func (d *decoder) trigger(v *yaml.Node, schema *Schema, t *Trigger) {
 					d.errorf(v, "cron %q: leave out the time zone; schedules run in each customer's own time zone", spec)
 					return
 				}
+				if d.strict && strings.HasPrefix(strings.TrimSpace(spec), "@") {
+					d.errorf(v, "cron %q: write five fields, minute hour day-of-month month day-of-week (\"0 9 * * 1\": Mondays at 09:00)", spec)
+					return
+				}
 				sched, err := cron.ParseStandard(spec)
 				if err != nil {
-					d.errorf(v, "cron %q: %v", spec, err)
+					msg := fmt.Sprintf("cron %q: %v", spec, err)
+					if f := strings.Fields(spec); len(f) == 5 && strings.Contains(err.Error(), "above maximum (6)") {
+						msg += " (day of week: Sunday is 0, Saturday 6)"
+					}
+					d.errorf(v, "%s", msg)
 					return
 				}
 				// cron gives up after five years without a match: a spec
@@ -777,7 +793,9 @@ func (d *decoder) checkGraph(j *Journey) {
 	takesTime := func(s *Step) bool {
 		return s.Kind == KindWaitFor || (s.Kind == KindWait && s.Wait != nil && (s.Wait.Duration > 0 || s.Wait.AtLocal != nil))
 	}
-	if k, ids := j.loop(takesTime); ids != nil {
+	// Newer than the check above: strict only, so a run in flight whose
+	// definition has such a loop still compiles.
+	if k, ids := j.loop(takesTime); d.strict && ids != nil {
 		d.errorf(at(j.Steps[k]), "steps %s form a loop whose only wait (until) may end at once: once its time has passed, "+
 			"the run goes round without waiting; add a wait with a duration or at_local, or a wait_for, to the loop", strings.Join(ids, " -> "))
 	}

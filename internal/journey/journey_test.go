@@ -146,6 +146,20 @@ steps:
 		{"until must be a timestamp", strings.Replace(renewal, `event.renews_at - duration("336h")`, `event.policy_id`, 1), "wait until must be a timestamp"},
 		{"event not declared", strings.Replace(renewal, "event: policy.renewal_scheduled", "event: policy.renewal_sheduled", 1), `trigger event "policy.renewal_sheduled" is not declared in schema.yaml (did you mean "policy.renewal_scheduled"?)`},
 		{"goal event not declared", strings.Replace(renewal, "goal: { event: policy.renewed }", "goal: { event: policy.gone }", 1), `goal event "policy.gone" is not declared`},
+		// robfig/cron's descriptors are not the five fields docs/journeys.md
+		// promises: @every 1s would enrol everyone every second.
+		{"wait longer than ten years in hours", strings.Replace(renewal, `until: event.renews_at - duration("336h")`, `duration: 100000h`, 1), `duration "100000h" is longer than ten years (3660d at most)`},
+		{"key on a schedule journey", strings.Replace(renewal, "trigger:\n  event: policy.renewal_scheduled\n", "trigger:\n  schedule: { cron: \"0 9 * * 1\" }\n", 1), "key: only a journey started by an event can have a key"},
+		{"segment entry without audience", `id: seg
+name: Seg
+topic: t
+trigger: { segment_entry: true }
+steps:
+  - id: hi
+    send: { channel: email, template: x }
+`, "segment_entry needs an audience"},
+		{"cron descriptor", strings.Replace(renewal, "trigger:\n  event: policy.renewal_scheduled\nkey: event.policy_id", "trigger:\n  schedule: { cron: \"@every 1s\" }", 1), `cron "@every 1s": write five fields`},
+		{"cron sunday as 7", strings.Replace(renewal, "trigger:\n  event: policy.renewal_scheduled\nkey: event.policy_id", "trigger:\n  schedule: { cron: \"0 9 * * 7\" }", 1), `Sunday is 0`},
 		{"bad cron", strings.Replace(renewal, "trigger:\n  event: policy.renewal_scheduled\nkey: event.policy_id", "trigger:\n  schedule: { cron: \"0 25 * * *\" }", 1), `cron "0 25 * * *"`},
 		{"cron with time zone", strings.Replace(renewal, "trigger:\n  event: policy.renewal_scheduled\nkey: event.policy_id", "trigger:\n  schedule: { cron: \"CRON_TZ=UTC 0 9 * * *\" }", 1), "leave out the time zone"},
 		{"bad duration", strings.Replace(renewal, "timeout: 7d", "timeout: 7days", 1), `timeout: duration "7days"`},

@@ -417,6 +417,13 @@ func (d *decoder) duration(n *yaml.Node, what string) (time.Duration, bool) {
 		d.errorf(n, "%s: %v", what, err)
 		return 0, false
 	}
+	// Days and weeks were always bounded; other units (100000h) are
+	// held to the same ten years by newer validation only, so a run in
+	// flight that carries one still compiles.
+	if d.strict && v > policy.MaxDuration {
+		d.errorf(n, "%s: duration %q is longer than ten years (%s at most)", what, s, policy.FormatDuration(policy.MaxDuration))
+		return 0, false
+	}
 	return v, true
 }
 

@@ -93,6 +93,13 @@ func (q QuietHours) EndIfInside(local time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// maxDays bounds a duration written in days or weeks; MaxDuration is the
+// same bound, which validation holds every duration to.
+const (
+	maxDays     = 3660
+	MaxDuration = maxDays * 24 * time.Hour
+)
+
 // ParseDuration parses durations as journeys write them: "30m", "24h", "7d",
 // "2w", or any Go duration ("1h30m"). Negative durations are refused.
 func ParseDuration(s string) (time.Duration, error) {
@@ -105,9 +112,13 @@ func ParseDuration(s string) (time.Duration, error) {
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("duration %q: want a whole number of days (7d) or weeks (2w)", s)
 		}
-		const maxDays = 3660
 		day := 24 * time.Hour
 		if unit == 'w' {
+			// Compared before multiplying: a huge count of weeks
+			// wrapped round to a few days, or to a negative gap.
+			if n > maxDays/7 {
+				return 0, fmt.Errorf("duration %q is longer than ten years", s)
+			}
 			n *= 7
 		}
 		if n > maxDays {

@@ -365,7 +365,9 @@ func TestParseDurationAndClock(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "d", "-1d", "7x", "1.5d", "-3h", "99999d"} {
+	// An overflowing count of weeks wrapped to a few days (or a negative
+	// min_gap).
+	for _, bad := range []string{"", "d", "-1d", "7x", "1.5d", "-3h", "99999d", "2635249153387078803w", "2635249153387078802w", "523w"} {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) succeeded", bad)
 		}
