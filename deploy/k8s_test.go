@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,9 +161,6 @@ func TestManifestsFitTogether(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := m.jobs["lojal-migrate"]; !ok {
-		t.Error("no migration job")
-	}
 }
 
 // TestJourneysConfigMapIsCurrent: deploy/k8s/journeys.yaml is generated
@@ -187,5 +185,72 @@ func TestJourneysConfigMapIsCurrent(t *testing.T) {
 	}
 	if _, err := deploy.ReadBundle([]byte(cm.Data["journeys.json"])); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRolloutsAreControlled: found by an operations review of the
+// manifests.
+//   - Every image was ghcr.io/lojal/lojal:latest: a new image changed
+//     nothing in the spec (no rollout), any restart pulled whatever latest
+//     was then (old and new workers side by side with no control), and
+//     `kubectl rollout undo` brought back the same template. The release
+//     is pinned in one place, kustomization.yaml's images.
+//   - The migration was a Job applied with the Deployments: new pods
+//     crash-looped until it finished, and a Job's template cannot change,
+//     so the next release's migration never ran. Each pod now migrates
+//     first, in an init container (a no-op when the schema is current;
+//     concurrent runs take turns on an advisory lock).
+//   - The API stopped listening at SIGTERM while load balancers still sent
+//     it requests for a few seconds: it now waits in preStop first.
+func TestRolloutsAreControlled(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	var k struct {
+		Images []struct {
+			Name    string `json:"name"`
+			NewTag  string `json:"newTag"`
+			Digest  string `json:"digest"`
+			NewName string `json:"newName"`
+		} `json:"images"`
+	}
+	b, err := os.ReadFile("k8s/kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Images) != 1 || k.Images[0].Name != "ghcr.io/lojal/lojal" || (k.Images[0].Digest == "" && (k.Images[0].NewTag == "" || k.Images[0].NewTag == "latest")) {
+		t.Errorf("kustomization.yaml images %+v: want ghcr.io/lojal/lojal pinned to a release tag or digest", k.Images)
+	}
+	if len(m.jobs) != 0 {
+		t.Errorf("jobs %v: the migration runs in each pod's init container", len(m.jobs))
+	}
+	for name, d := range m.deployments {
+		spec := d.Spec.Template.Spec
+		for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+			if c.Image != "ghcr.io/lojal/lojal" {
+				t.Errorf("%s/%s: image %q, want ghcr.io/lojal/lojal (its release is set in kustomization.yaml)", name, c.Name, c.Image)
+			}
+		}
+		if len(spec.InitContainers) != 1 || !reflect.DeepEqual(spec.InitContainers[0].Args, []string{"migrate"}) {
+			t.Errorf("%s: init containers %+v, want one running lojal migrate", name, spec.InitContainers)
+			continue
+		}
+		mig := spec.InitContainers[0]
+		if len(mig.Env) == 0 || mig.Env[0].Name != "DATABASE_URL" || mig.Env[0].ValueFrom == nil || mig.Env[0].ValueFrom.SecretKeyRef == nil {
+			t.Errorf("%s: the migration's DATABASE_URL %+v", name, mig.Env)
+		}
+		if mig.SecurityContext == nil || mig.SecurityContext.ReadOnlyRootFilesystem == nil || !*mig.SecurityContext.ReadOnlyRootFilesystem {
+			t.Errorf("%s: the migration's root filesystem is writable", name)
+		}
+	}
+	api := m.deployments["lojal-api"]
+	c := api.Spec.Template.Spec.Containers[0]
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds < 5 {
+		t.Fatalf("lojal-api: preStop %+v, want a sleep of 5 s or more", c.Lifecycle)
+	}
+	if g := *api.Spec.Template.Spec.TerminationGracePeriodSeconds; g < c.Lifecycle.PreStop.Sleep.Seconds+45+5 {
+		t.Errorf("lojal-api: grace period %ds does not cover the preStop sleep, the 45 s drain and 5 s of traces", g)
 	}
 }
