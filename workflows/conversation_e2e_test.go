@@ -35,7 +35,7 @@ import (
 
 // conversationHistories are recorded by TestConversationEndToEnd (with
 // -update-histories) and replayed by TestReplayHistories.
-var conversationHistories = []string{"conversation-escalated", "conversation-answered-in-time"}
+var conversationHistories = []string{"conversation-escalated", "conversation-answered-in-time", "conversation-escalated-while-forwarding"}
 
 // hookLog is a loopback webhook receiver standing in for a helpdesk.
 type hookLog struct {
@@ -43,6 +43,9 @@ type hookLog struct {
 	got  []hookCall
 	srv  *httptest.Server
 	seen map[string]bool
+	// down makes the helper's reply webhook (not the escalation's)
+	// answer 503.
+	down bool
 }
 
 type hookCall struct {
@@ -60,6 +63,10 @@ func newHookLog(t *testing.T) *hookLog {
 		_ = json.Unmarshal(b, &body)
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		if h.down && strings.HasPrefix(r.URL.Path, "/hooks/") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		key := r.Header.Get("Idempotency-Key")
 		if !h.seen[key] { // a helpdesk drops what it has seen
 			h.seen[key] = true
@@ -289,6 +296,39 @@ func TestConversationEndToEnd(t *testing.T) {
 		t.Fatalf("answered conversation: %+v %v", c, err)
 	}
 	saveHistory(t, ctx, e.s, "conversation-answered-in-time", id)
+}
+
+// TestEscalationDoesNotWaitForTheForward: the helper's webhook is down,
+// so forwarding the reply is retried (for up to a day). The response-time
+// target counts from the reply all the same: the escalation went out only
+// once the forward had succeeded or given up, a 1 h target after 25 h.
+func TestEscalationDoesNotWaitForTheForward(t *testing.T) {
+	t.Parallel()
+	e := newConversationEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e.hooks.mu.Lock()
+	e.hooks.down = true
+	e.hooks.mu.Unlock()
+	msg := e.asked(t, ctx, "c-conv-3", "kari@example.no")
+	start := time.Now()
+	conv := e.reply(t, ctx, "c-conv-3", "kari@example.no", msg, "Hallo? Noen der?")
+	got := e.waitHooks(t, conv.ID, 1, target+15*time.Second)
+	if len(got) != 1 || got[0].Type != "conversation.escalated" {
+		t.Fatalf("after %s with the helper's webhook down: webhook got %+v, want the escalation", time.Since(start).Round(time.Second), got)
+	}
+	// The helper's webhook comes back: the forward lands, and the run ends.
+	e.hooks.mu.Lock()
+	e.hooks.down = false
+	e.hooks.mu.Unlock()
+	id := dialogue.ConversationWorkflowID(firstReply(t, ctx, e, "c-conv-3"))
+	if err := e.s.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		t.Fatalf("workflow: %v", err)
+	}
+	if got := e.hooks.calls(conv.ID); len(got) != 2 || got[1].Type != "message.replied" {
+		t.Fatalf("webhook got %+v, want the escalation, then the forward", got)
+	}
+	saveHistory(t, ctx, e.s, "conversation-escalated-while-forwarding", id)
 }
 
 func firstReply(t *testing.T, ctx context.Context, e *conversationEnv, customer string) string {

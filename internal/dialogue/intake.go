@@ -43,6 +43,10 @@ type ConversationInput struct {
 	// Target is the response-time target; zero sets no timer (the reply
 	// joined a conversation already open, or the topic has none).
 	Target time.Duration
+	// OpenedAt is when the reply that opened the conversation was taken:
+	// the target counts from then (zero, in inputs from before it was
+	// carried: from the workflow's start).
+	OpenedAt time.Time `json:",omitempty"`
 }
 
 // ConversationWorkflowID names the workflow of one reply.
@@ -206,8 +210,9 @@ func (in *Intake) record(ctx context.Context, r store.Reply, topic string, log *
 		return nil
 	}
 	var target time.Duration
+	var openedAt time.Time
 	if rec.Opened {
-		target = cat.Rules.Conversations.Target(topic)
+		target, openedAt = cat.Rules.Conversations.Target(topic), rec.At
 	}
 	queue := in.TaskQueue
 	if queue == "" {
@@ -217,7 +222,7 @@ func (in *Intake) record(ctx context.Context, r store.Reply, topic string, log *
 		ID: ConversationWorkflowID(r.ID), TaskQueue: queue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, ConversationWorkflow, ConversationInput{ReplyID: r.ID, ConversationID: rec.ConversationID, Target: target})
+	}, ConversationWorkflow, ConversationInput{ReplyID: r.ID, ConversationID: rec.ConversationID, Target: target, OpenedAt: openedAt})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &already) {
 		return fmt.Errorf("%w: forward to the helper: %v", ErrRetry, err)
