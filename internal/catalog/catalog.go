@@ -329,9 +329,20 @@ func (c *Catalog) checkTemplates(j *journey.Journey) journey.ErrorList {
 		for _, locale := range locales {
 			t, _ := c.Templates.Get(name, locale)
 			var chans []string
+			implied := false // email, only as a push's fallback
 			for _, s := range sends[name] {
 				chans = append(chans, s.Send.Channel)
 				chans = append(chans, s.Send.Fallback...)
+				if s.Send.Channel == policy.Push && len(s.Send.Fallback) == 0 {
+					// A push that reaches no device goes by email.
+					implied = true
+				}
+			}
+			if implied && !slices.Contains(chans, policy.Email) && !slices.Contains(chans, "preferred") {
+				if missing := t.Missing(policy.Email); len(missing) > 0 {
+					errorAt(t.File, t.Line, t.Col, "journey %s sends this template on push (%s:%d:%d), and on email when push reaches no device, which needs %s; this file has no %s",
+						j.ID, j.File, pos.Line, pos.Col, partsFor(policy.Email), strings.Join(missing, " or "))
+				}
 			}
 			slices.Sort(chans)
 			for _, ch := range slices.Compact(chans) {

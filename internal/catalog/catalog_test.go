@@ -139,6 +139,11 @@ func TestTemplateMistakesAtTheirPosition(t *testing.T) {
 			`j/two.yaml:9:39: template "monthly-hello" has no sv.yaml, but template "order-thanks" in this journey has`},
 		"push template without a title": {map[string]string{"two.yaml": strings.Replace(two, "channel: email, template: monthly-hello", "channel: push, template: monthly-hello", 1)},
 			"j/templates/monthly-hello/en.yaml:1:1: journey two sends this template on push (j/two.yaml:9:38), which needs title and body; this file has no title or body"},
+		// A push that reaches no device falls back to email (docs/journeys.md):
+		// a push-only template then failed at send, and the message was lost.
+		"push-only template on a push step": {map[string]string{"two.yaml": strings.Replace(two, "channel: email, template: monthly-hello", "channel: push, template: nudge", 1),
+			"templates/nudge/en.yaml": "title: Hi\nbody: There\n"},
+			"j/templates/nudge/en.yaml:1:1: journey two sends this template on push (j/two.yaml:9:38), and on email when push reaches no device, which needs subject and text; this file has no subject or text"},
 		".Event in a journey without a trigger event": {map[string]string{"templates/monthly-hello/en.yaml": "subject: \"Hello {{ .Event.order_id }}\"\ntext: x\n"},
 			"j/templates/monthly-hello/en.yaml:1:20: {{ .Event.order_id }}: this journey is not started by an event"},
 		"optional attribute read unguarded": {map[string]string{"schema.yaml": strings.Replace(readFile(t, "../../workflows/testdata/journeys/schema.yaml"), "  plan: string\n", "  plan: string\n  nickname: string\n", 1),
