@@ -13,11 +13,12 @@ import (
 // Runs started by code that takes an epoch (changeEpochs) record one
 // marker for every change in it and before it. These scenarios record such
 // runs again under each epoch (names start with "epoch-" for the first,
-// "epoch2-" for the second, "epoch3-" for the third): the send step and the journey language's
+// "epoch2-" for the second, "epoch3-" for the third, "epoch4-" for the
+// fourth): the send step and the journey language's
 // constructs, and the shapes that cross workflow tasks and executions. The
 // histories recorded before keep replaying the changes one by one.
 func init() {
-	for _, prefix := range []string{"epoch-", "epoch2-", "epoch3-"} {
+	for _, prefix := range []string{"epoch-", "epoch2-", "epoch3-", "epoch4-"} {
 		historyScenarios = append(historyScenarios, again(prefix, historyScenarios, "order-thanks-shipped",
 			"card-expiry-retrigger-fallback-answered")...)
 		shapeScenarios = append(shapeScenarios, again(prefix, shapeScenarios, "shape-settle-and-deferral-loop", "shape-continue-as-new",

@@ -180,6 +180,11 @@ const (
 	// newest events it saw, not the alphabetically last (seenList). Its
 	// own marker, recorded when a run continues as new.
 	changeSeenOrder = "seen-newest-across-continue-as-new-v1"
+	// changeReadAfterWaitFor: an event that comes during a wait_for has
+	// the customer read again, as a wait that runs out does. Taken
+	// through epoch 4; a run that took an earlier epoch records its own
+	// marker when it gets an event in a wait_for.
+	changeReadAfterWaitFor = "read-customer-after-wait-for-v1"
 )
 
 // retriesRanOut reports whether an activity failed because its retries ran
@@ -295,7 +300,13 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 				return r.continueInStep(nil)
 			}
 			occ = r.eventOccurrence(occ)
-			if occ.Kind == journey.OccElapsed {
+			reload := occ.Kind == journey.OccElapsed
+			if !reload && act.Kind == journey.ActAwait && occ.Kind == journey.OccEvent {
+				// After a wait_for too (docs/journeys.md): the steps after
+				// an answer see what the answer changed.
+				reload = r.uses(changeReadAfterWaitFor)
+			}
+			if reload {
 				// Conditions after a wait see the customer as they are now.
 				cust, found, err := r.loadCustomer()
 				if err != nil {

@@ -55,6 +55,7 @@ var epochs = []map[string]bool{
 	},
 	2: {changeDecideLocal: true},
 	3: {changeClaimEntry: true},
+	4: {changeReadAfterWaitFor: true},
 }
 
 // takeEpochs records, when a run starts (and when it continues as new),

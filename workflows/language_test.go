@@ -64,6 +64,7 @@ func TestSendOutcomeDecidesTheBranch(t *testing.T) {
 func TestAnswerReachesTheNextMessage(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
+	kariFound(env, acts)
 	var received []map[string]*journey.Event
 	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
 		return allowed(activities.StatusSent), nil
@@ -84,6 +85,41 @@ func TestAnswerReachesTheNextMessage(t *testing.T) {
 	}
 	if len(received) != 2 || received[0] != nil || received[1]["card.answered"] == nil || received[1]["card.answered"].Data["answer"] != "renew it" {
 		t.Fatalf("received per send: %+v", received)
+	}
+}
+
+// TestWaitForReadsTheCustomerAgain: docs/journeys.md promises that after
+// a wait or a wait_for the customer is read again, so the steps after an
+// answer see the customer as they are now (an attribute the answer set,
+// such as checkin_answer). Only a wait that ran out read them again.
+func TestWaitForReadsTheCustomerAgain(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
+		return allowed(activities.StatusSent), nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
+	now := env.Now()
+	var loads []time.Duration
+	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.LoadCustomerInput) (activities.LoadCustomerOutput, error) {
+			loads = append(loads, env.Now().Sub(now))
+			return activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil
+		})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "card.answered", CustomerID: "c-1", At: env.Now(),
+			Data: map[string]any{"card_id": "k-1", "answer": "renew it"}})
+	}, time.Minute)
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
+		Customer: &c, Trigger: cardEvent("e-1", now, now.Add(24*time.Hour)), EntryID: "e-1", Key: "k-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Step != "done" || res.Sent != 2 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	if !slices.ContainsFunc(loads, func(d time.Duration) bool { return d >= time.Minute }) {
+		t.Fatalf("customer read at %v after the start; want a read after the answer came at 1m0s", loads)
 	}
 }
 

@@ -51,6 +51,7 @@ steps:
 func TestReorderWindowAppliesEventsInTheOrderTheyHappened(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
+	kariFound(env, acts)
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	start := env.Now()

@@ -298,6 +298,10 @@ var shapeScenarios = []historyScenario{
 // it.
 func init() {
 	shapeScenarios = append(shapeScenarios, again("seen-order-", shapeScenarios, "shape-continue-as-new")...)
+	// read-customer-after-wait-for-v1, recorded by a run of epoch 3 that
+	// gets an event in a wait_for after the deploy: its own marker, and
+	// the read. (Runs of epoch 4 take it without one: epoch4-.)
+	shapeScenarios = append(shapeScenarios, again("read-after-wait-for-", shapeScenarios, "shape-wait-for-arrival")...)
 }
 
 // holdoutCustomer is the first shape customer of the held journey (50%

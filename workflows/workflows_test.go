@@ -377,6 +377,13 @@ func journeyEnv() (*testsuite.TestWorkflowEnvironment, *activities.Activities) {
 	return env, acts
 }
 
+// kariFound has the runs of env read the customer as Kari, as she is
+// (after a wait, and when a wait_for gets its event).
+func kariFound(env *testsuite.TestWorkflowEnvironment, acts *activities.Activities) {
+	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(
+		activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil)
+}
+
 // bundle is a journey definition paired with the test schema.
 func bundle(t *testing.T, file, src, timezone string) journey.Bundle {
 	t.Helper()
