@@ -254,3 +254,45 @@ func TestRolloutsAreControlled(t *testing.T) {
 		t.Errorf("lojal-api: grace period %ds does not cover the preStop sleep, the 45 s drain and 5 s of traces", g)
 	}
 }
+
+// TestWorkersSignMail: Gmail, Yahoo and Outlook require DKIM of bulk
+// senders, and the manifests configured none: every email went out
+// unsigned, and nothing said so. The worker reads its key from the
+// lojal-secrets Secret, mounted as a file.
+func TestWorkersSignMail(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	w := m.deployments["lojal-worker"].Spec.Template.Spec
+	c := w.Containers[0]
+	file := ""
+	for _, e := range c.Env {
+		if e.Name == "LOJAL_DKIM_KEY_FILE" {
+			file = e.Value
+		}
+	}
+	if file == "" {
+		t.Fatal("lojal-worker: no LOJAL_DKIM_KEY_FILE")
+	}
+	if m.configMaps["lojal-config"].Data["LOJAL_DKIM_SELECTOR"] == "" {
+		t.Error("lojal-config: no LOJAL_DKIM_SELECTOR")
+	}
+	mounted := false
+	for _, vm := range c.VolumeMounts {
+		for _, v := range w.Volumes {
+			if v.Name != vm.Name || v.Secret == nil || v.Secret.SecretName != "lojal-secrets" {
+				continue
+			}
+			for _, it := range v.Secret.Items {
+				if filepath.Join(vm.MountPath, it.Path) == file {
+					mounted = true
+					if _, ok := m.secrets["lojal-secrets"].StringData[it.Key]; !ok {
+						t.Errorf("secret key %s is not in secret.example.yaml", it.Key)
+					}
+				}
+			}
+		}
+	}
+	if !mounted {
+		t.Errorf("lojal-worker: %s is not a file of a lojal-secrets volume", file)
+	}
+}

@@ -250,6 +250,16 @@ func senders(cfg Config, log *slog.Logger) (channel.Mux, *channel.Email, error) 
 	return channel.Mux{"email": email, "push": channel.NewPush(pc, log)}, email, nil
 }
 
+// unsignedMailWarning is what a worker says at start when its email goes
+// out without a DKIM signature, or "".
+func unsignedMailWarning(cfg Config) string {
+	if cfg.DKIMKeyFile != "" || cfg.DevMode {
+		return ""
+	}
+	return "email is sent without a DKIM signature: Gmail, Yahoo and Outlook require one of bulk senders; " +
+		"set LOJAL_DKIM_KEY_FILE and LOJAL_DKIM_SELECTOR (lojal sender check gives the DNS record)"
+}
+
 // loadDKIM reads the DKIM signing key, or returns nil when none is
 // configured.
 func loadDKIM(cfg Config) (*channel.DKIM, error) {

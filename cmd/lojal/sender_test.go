@@ -85,3 +85,23 @@ func TestSenderCheck(t *testing.T) {
 		t.Fatalf("everything published: %v\n%s", err, b.String())
 	}
 }
+
+// TestUnsignedMailIsSaidAtStart: a worker without a DKIM key sent every
+// email unsigned and said nothing; Gmail, Yahoo and Outlook require DKIM
+// of bulk senders. It says so at start (not in dev mode, where mail goes
+// to the embedded catcher).
+func TestUnsignedMailIsSaidAtStart(t *testing.T) {
+	t.Parallel()
+	cfg := defaultConfig()
+	if w := unsignedMailWarning(cfg); !strings.Contains(w, "LOJAL_DKIM_KEY_FILE") || !strings.Contains(w, "lojal sender check") {
+		t.Fatalf("warning %q", w)
+	}
+	cfg.DKIMKeyFile = "/run/dkim.pem"
+	if w := unsignedMailWarning(cfg); w != "" {
+		t.Errorf("with a key: %q", w)
+	}
+	cfg.DKIMKeyFile, cfg.DevMode = "", true
+	if w := unsignedMailWarning(cfg); w != "" {
+		t.Errorf("in dev mode: %q", w)
+	}
+}

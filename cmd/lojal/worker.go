@@ -75,6 +75,9 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer email.Close()
+	if w := unsignedMailWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 	verp, err := newVERP(cfg)
 	if err != nil {
 		return err
