@@ -125,17 +125,22 @@ func apiServers(cfg Config, api http.Handler, m *metrics.Metrics) (*http.Server,
 // gaugeStore is what reportGauges reads.
 type gaugeStore interface {
 	SpamSince(context.Context, time.Time) (store.Spam, error)
+	PartitionedUntil(context.Context, time.Time) (time.Time, error)
 }
 
 // reportGauges keeps the spam rate over the last 24 hours current (every
-// minute), with a log line when it crosses a threshold. (The event path's
-// gauges come from the sweeper, in the worker.)
+// minute), with a log line when it crosses a threshold, and how far ahead
+// the tables are partitioned. (The event path's gauges come from the
+// sweeper, in the worker.)
 func reportGauges(ctx context.Context, st gaugeStore, m *metrics.Metrics, log *slog.Logger) {
 	level := "ok"
 	for ctx.Err() == nil {
 		if l, err := spamGauges(ctx, st, m, time.Now()); err == nil && l != level {
 			log.Warn("spam rate changed level", "from", level, "to", l, "warning_per_1000", report.SpamWarning, "alarm_per_1000", report.SpamAlarm)
 			level = l
+		}
+		if err := partitionGauge(ctx, st, m, time.Now()); err != nil && ctx.Err() == nil {
+			log.Warn("partitions ahead", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -154,6 +159,16 @@ func spamGauges(ctx context.Context, st gaugeStore, m *metrics.Metrics, now time
 	level := report.SpamLevel(sp.PerThousand())
 	m.Spam(sp.PerThousand(), level, report.SpamWarning, report.SpamAlarm)
 	return level, nil
+}
+
+// partitionGauge sets lojal_partitions_ahead_days from now.
+func partitionGauge(ctx context.Context, st gaugeStore, m *metrics.Metrics, now time.Time) error {
+	until, err := st.PartitionedUntil(ctx, now)
+	if err != nil {
+		return err
+	}
+	m.PartitionsAhead.Set(until.Sub(now).Hours() / 24)
+	return nil
 }
 
 // runToken creates and revokes API bearer tokens. A token is shown once;

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image/png"
 	"net/http/httptest"
 	"os"
@@ -312,5 +313,36 @@ func TestWhyShowsHeldOutMessages(t *testing.T) {
 	want := "HELD OUT OF JOURNEY/STEP CHANNEL TEMPLATE Mon 02 Mar 09:00 CET trial-welcome/welcome email trial-welcome"
 	if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
 		t.Errorf("why lacks %q:\n%s", want, out)
+	}
+}
+
+// TestPartitionsAheadMetric: how long the tables can take rows is a
+// metric, so an alert sees a stopped retention job months before inserts
+// fail.
+func TestPartitionsAheadMetric(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(context.Background(), store.Config{URL: seededDB(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if _, err := st.EnsurePartitions(ctx, now, 2); err != nil {
+		t.Fatal(err)
+	}
+	until, err := st.PartitionedUntil(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	if err := partitionGauge(ctx, st, m, now); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	want := fmt.Sprintf("lojal_partitions_ahead_days %v", until.Sub(now).Hours()/24)
+	if days := until.Sub(now).Hours() / 24; days < 59 || !strings.Contains(rec.Body.String(), want) {
+		t.Fatalf("metrics lack %q (%.1f days ahead):\n%s", want, days, rec.Body.String())
 	}
 }

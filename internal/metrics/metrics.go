@@ -41,6 +41,7 @@ type Metrics struct {
 	SpamLevel        prometheus.Gauge
 	SpamThreshold    *prometheus.GaugeVec
 	Dialogue         *prometheus.CounterVec
+	PartitionsAhead  prometheus.Gauge
 }
 
 // New builds and registers the collectors, with Go and process metrics.
@@ -91,11 +92,13 @@ func New() *Metrics {
 		Dialogue: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lojal_dialogue_total",
 			Help: "Replies and answers by what happened (reply, held_for_helper, auto_reply, unmatched, refused, forwarded, answered, escalated, survey_answer, survey_change) and topic."},
 			[]string{"what", "topic"}),
+		PartitionsAhead: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lojal_partitions_ahead_days",
+			Help: "Days every partitioned table (ledger, events, ...) can still take rows before a month with no partition: the retention job keeps it months ahead; near 0, inserts fail."}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Decisions, m.DecisionSeconds, m.Messages, m.StepSeconds, m.EventsAccepted, m.HTTPRequests, m.HTTPSeconds,
 		m.DispatchBacklog, m.DispatchLag, m.DeadLetters, m.Routes, m.RouteFailures, m.RunsReconciled,
-		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold, m.Dialogue)
+		m.Suppressions, m.PreferenceCentre, m.UncertainTotal, m.SpamRate, m.SpamLevel, m.SpamThreshold, m.Dialogue, m.PartitionsAhead)
 	m.initOperations(reg)
 	return m
 }

@@ -332,6 +332,35 @@ func (s *Store) EnsurePartitions(ctx context.Context, now time.Time, ahead int) 
 	return created, nil
 }
 
+// PartitionedUntil returns until when every partitioned table can take
+// rows from now on: the end of the run of partitions without a gap that
+// holds now, the earliest over the tables (now itself when a table has no
+// partition for now). The retention job keeps it months ahead; when it
+// comes near, inserts are about to fail (lojal_partitions_ahead_days).
+func (s *Store) PartitionedUntil(ctx context.Context, now time.Time) (time.Time, error) {
+	tables, err := s.partitionedTables(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var until time.Time
+	for i, t := range tables {
+		parts, err := s.Partitions(ctx, t)
+		if err != nil {
+			return time.Time{}, err
+		}
+		covered := now
+		for _, p := range parts { // oldest first
+			if !p.From.After(covered) && p.Before.After(covered) {
+				covered = p.Before
+			}
+		}
+		if i == 0 || covered.Before(until) {
+			until = covered
+		}
+	}
+	return until, nil
+}
+
 // Partition is one partition of a partitioned table.
 type Partition struct {
 	Name         string
