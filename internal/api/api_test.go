@@ -843,6 +843,24 @@ func TestReadinessTellsStrangersNothing(t *testing.T) {
 	}
 }
 
+// TestAnInternalErrorDoesNotLogTheLinkToken: nor does a request that
+// fails (Postgres away) on such a route.
+func TestAnInternalErrorDoesNotLogTheLinkToken(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	s := &api.Server{Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /u/{token}", func(w http.ResponseWriter, r *http.Request) { s.Internal(w, r, errors.New("database: not reachable")) })
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, httptest.NewRequest("POST", "/u/SECRET-LINK-TOKEN.sig", nil))
+	if w.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d", w.Code)
+	}
+	if strings.Contains(logs.String(), "SECRET-LINK-TOKEN") || !strings.Contains(logs.String(), "/u/{token}") {
+		t.Fatalf("the log line, want the route and no token:\n%s", logs.String())
+	}
+}
+
 // TestAPanicDoesNotLogTheLinkToken: on /p/, /u/, /a/, /k/ and /o/ the
 // path is a customer's link token, months of access to their preference
 // centre; a handler's panic must log its route, not its path.

@@ -43,7 +43,9 @@ func problem(w http.ResponseWriter, r *http.Request, status int, typ, title, det
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
-	s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	// The route, not the path: a path may be a customer's link token
+	// (/p/, /u/, /a/, /k/, /o/) or address (/v1/suppressions/...).
+	s.Log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
 	problem(w, r, http.StatusInternalServerError, "internal", "Internal error", "the request could not be completed; it is safe to retry")
 }
 
