@@ -177,3 +177,22 @@ func TestStartMakesNoSpanOutsideATrace(t *testing.T) {
 		t.Fatalf("the batch is not a new trace linked to the sweeper: %+v", b)
 	}
 }
+
+// TestLogHandlerMasksAddresses: bounces, replies and suppressions logged
+// the customer's full email address at info level, one a customer's
+// erasure never reaches in a log store. The local part is masked; the
+// domain stays, which is what an operator needs (which provider bounced).
+func TestLogHandlerMasksAddresses(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(&buf, nil))).With("mail_from", "kari.nordmann@example.no")
+	log.Info("address suppressed", "address", "kari.nordmann@example.no", "message", "<abc@lojal.example>", "reason", "hard_bounce",
+		"rcpt_to", []string{"reply+tok@lojal.example", "ola@example.no"})
+	line := buf.String()
+	if strings.Contains(line, "kari.nordmann") || !strings.Contains(line, `"address":"k***@example.no"`) || !strings.Contains(line, `"mail_from":"k***@example.no"`) ||
+		!strings.Contains(line, `"rcpt_to":["r***@lojal.example","o***@example.no"]`) {
+		t.Fatalf("addresses not masked: %s", line)
+	}
+	if !strings.Contains(line, `"message":"<abc@lojal.example>"`) || !strings.Contains(line, `"reason":"hard_bounce"`) {
+		t.Fatalf("other fields changed: %s", line)
+	}
+}
