@@ -28,7 +28,7 @@ import (
 
 func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return exitError{code: 2, msg: "usage: lojal journeys validate|simulate|render|diff ..."}
+		return exitError{code: 2, msg: journeysUsage}
 	}
 	switch args[0] {
 	case "validate":
@@ -46,8 +46,10 @@ func runJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case "bundle":
 		return runBundle(args[1:], stdout, stderr)
 	}
-	return exitError{code: 2, msg: fmt.Sprintf("lojal journeys: unknown command %q", args[0])}
+	return exitError{code: 2, msg: fmt.Sprintf("lojal journeys: unknown command %q\n%s", args[0], journeysUsage)}
 }
+
+const journeysUsage = "usage: lojal journeys validate|simulate|render|diff|deploy|migrate|bundle ..."
 
 // runValidate validates journeys directories or single journey files (with
 // the schema, policy and templates of the directory they are in). Every
