@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/lojal/lojal/internal/dialogue"
@@ -231,7 +232,7 @@ func (s *Server) answerMore(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.Replies != nil {
-		if err := s.Replies.TakeText(r.Context(), c, claims.Survey, claims.Journey, text); err != nil {
+		if err := s.Replies.TakeText(r.Context(), c, claims.Survey, claims.Journey, claims.Expires.UTC().Format(time.RFC3339Nano), text); err != nil {
 			s.Log.Error("answer text to helper", "err", err)
 		}
 	}

@@ -185,6 +185,28 @@ func TestOneClickAnswer(t *testing.T) {
 	}
 }
 
+// TestTheSameWordsAgainReachTheHelper: the customer writes the same words
+// with the check-in question of a later quarter (a new message, its own
+// link). The text was named by customer, question and words only, so it
+// was taken for the first one again: no conversation, nothing to the
+// helper, marketing not paused. The same link posted twice is still one.
+func TestTheSameWordsAgainReachTheHelper(t *testing.T) {
+	t.Parallel()
+	f := dialogueSetup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	first := f.answerLink("checkin", "c-1", "checkin", "more-help", time.Now().Add(90*24*time.Hour))
+	later := f.answerLink("checkin", "c-1", "checkin", "more-help", time.Now().Add(180*24*time.Hour))
+	for _, link := range []string{first, first, later} {
+		f.do(t, "GET", link, "", "Authorization", "")
+		if r := f.do(t, "POST", link, form("Ring meg"), "Authorization", "", "Content-Type", formType); r.Status != 200 {
+			t.Fatalf("text %d: %s", r.Status, r.Body)
+		}
+	}
+	if d := f.dialogue(t, "c-1"); len(d.Replies) != 2 {
+		t.Fatalf("replies %+v: want one per message the customer answered", d.Replies)
+	}
+}
+
 // TestAnsweringLeavesConsentAlone: an answer sets the customer's declared
 // answer attribute, and nothing else of theirs. It used to write the whole
 // customer back as read, and a customer whose email rests on a soft

@@ -146,9 +146,12 @@ func (in *Intake) TakeReply(ctx context.Context, mailFrom string, envelopeTo []s
 
 // TakeText takes free text a customer wrote on an answer's thank-you
 // page: it opens (or joins) a conversation and goes to the helper like a
-// reply, without a message.replied event.
-func (in *Intake) TakeText(ctx context.Context, c journey.Customer, survey, journeyID, text string) error {
-	sum := sha256.Sum256([]byte(c.ID + "\x00" + survey + "\x00" + text))
+// reply, without a message.replied event. link names the answer link it
+// came through (its expiry, one per message asked): the same words posted
+// twice through one link are one text, through a later message's link
+// another.
+func (in *Intake) TakeText(ctx context.Context, c journey.Customer, survey, journeyID, link, text string) error {
+	sum := sha256.Sum256([]byte(c.ID + "\x00" + survey + "\x00" + link + "\x00" + text))
 	r := store.Reply{ID: "answer-" + hex.EncodeToString(sum[:12]), CustomerID: c.ID, MessageID: "", JourneyID: journeyID,
 		From: strings.ToLower(c.Email), FromCustomer: true, Source: "answer", Subject: survey, Body: text, At: in.now()}
 	topic := ""
