@@ -53,6 +53,23 @@ func TestDecideSeesLastEngagement(t *testing.T) {
 	if err := s.RecordEngagement(ctx, store.Engagement{CustomerID: "c-1", Kind: "opened", At: now}); err == nil {
 		t.Fatal("an unknown kind of engagement was recorded")
 	}
+	// Answering a one-click question counts; so does answering it again
+	// differently later (the first answer counts for the journey; the
+	// customer engaged all the same). The change used not to count.
+	answered := now.Add(-2 * time.Hour)
+	if _, err := s.RecordAnswer(ctx, "c-1", "checkin", "all-good", "survey:checkin:c-1", answered); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen(); !got.Equal(answered) {
+		t.Fatalf("after an answer at %s, policy saw %s", answered, got)
+	}
+	changed := now.Add(-time.Hour)
+	if _, err := s.RecordAnswer(ctx, "c-1", "checkin", "more-help", "survey:checkin:c-1", changed); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen(); !got.Equal(changed) {
+		t.Fatalf("after the answer changed at %s, policy saw %s", changed, got)
+	}
 }
 
 // A click is recorded once per message: opening the same message's links
