@@ -81,11 +81,9 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		if ce.At.After(now.Add(5 * time.Minute)) {
 			errs = append(errs, FieldError{Pointer: fmt.Sprintf("/entries/%d/at", i), Detail: "is in the future"})
-		} else if ce.At.After(now) {
-			// A client's clock a little ahead: the ledger is read in time
-			// order, and an entry stamped ahead would outrank what the
-			// customer does in between (an unsubscribe) for good.
-			ce.At = now
+		}
+		if ce.WordingVersion == store.CreatedAgain {
+			errs = append(errs, FieldError{Pointer: fmt.Sprintf("/entries/%d/wording_version", i), Detail: "is reserved for lojal's own entries"})
 		}
 		if err := ce.Validate(); err != nil {
 			for _, msg := range strings.Split(err.Error(), "\n") {
@@ -97,6 +95,16 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request) {
 	if len(errs) > 0 {
 		problem(w, r, http.StatusUnprocessableEntity, "invalid", "Invalid consent", "the entries were not recorded; fix the fields listed", errs...)
 		return
+	}
+	// A client's clock a little ahead: the ledger is read in time order,
+	// and an entry stamped ahead would outrank what the customer does
+	// meanwhile (an unsubscribe) for good. It is recorded at now, after the
+	// batch is put in the order its times give, which the ids then keep.
+	slices.SortStableFunc(entries, func(a, b policy.ConsentEntry) int { return a.At.Compare(b.At) })
+	for i := range entries {
+		if entries[i].At.After(now) {
+			entries[i].At = now
+		}
 	}
 	stored, err := s.Store.RecordConsent(r.Context(), r.PathValue("id"), entries)
 	if errors.Is(err, store.ErrNotFound) {

@@ -87,6 +87,24 @@ func TestAConsentStampedAheadDoesNotOutrankTheCustomer(t *testing.T) {
 	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["consent"].(map[string]any)["email"] != false {
 		t.Fatalf("after the customer's unsubscribe, consent %v: the grant stamped ahead still wins", c["consent"])
 	}
+	// A batch stamped ahead keeps the order its times give: a grant a
+	// minute ahead, then a withdrawal three minutes ahead, is withdrawn.
+	at := func(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339) }
+	if r := f.do(t, "POST", "/v1/customers/c-1/consent", `{"entries": [
+		{"channel": "push", "action": "withdraw", "basis": "consent", "at": "`+at(3*time.Minute)+`"},
+		{"channel": "push", "action": "grant", "basis": "consent", "wording": "Ja", "wording_version": "v1", "locale": "nb", "at": "`+at(time.Minute)+`"}]}`); r.Status != 201 {
+		t.Fatalf("record: %d %s", r.Status, r.Body)
+	}
+	if c := f.do(t, "GET", "/v1/customers/c-1", "").json(t); c["consent"].(map[string]any)["push"] != false {
+		t.Fatalf("a grant and a later withdrawal, both ahead: consent %v", c["consent"])
+	}
+	// The erasure's reset is lojal's own: no client may record one.
+	r := f.do(t, "POST", "/v1/customers/c-1/consent", `{"entries": [{"channel": "email", "action": "withdraw", "basis": "consent",
+		"wording_version": "customer created again"}]}`)
+	expectProblem(t, r, 422, "invalid")
+	if !strings.Contains(r.Body, "/entries/0/wording_version") {
+		t.Fatalf("the refusal does not point at the field: %s", r.Body)
+	}
 }
 
 // Double opt-in: the link shows the wording and records nothing until the

@@ -169,6 +169,10 @@ func SortEntries(entries []ConsentEntry) {
 	})
 }
 
+// InOrder returns the entries in the order the ledger is read in (time,
+// then id), sorting a copy only when they are not.
+func InOrder(entries []ConsentEntry) []ConsentEntry { return inOrder(entries) }
+
 func inOrder(entries []ConsentEntry) []ConsentEntry {
 	if slices.IsSortedFunc(entries, func(a, b ConsentEntry) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.ID, b.ID)) }) {
 		return entries

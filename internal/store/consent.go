@@ -68,9 +68,10 @@ func customersOwn(e policy.ConsentEntry) bool {
 	return e.Action == policy.Withdraw && (e.Source == policy.SourceUnsubscribe || e.Source == policy.SourcePreferenceCentre)
 }
 
-// createdAgain marks the entries that start a customer created under an
-// erased customer's id afresh (afterErasure).
-const createdAgain = "customer created again"
+// CreatedAgain is the wording version that marks the entries starting a
+// customer created under an erased customer's id afresh (afterErasure).
+// The consent endpoint refuses it: it ends the customer's own withdrawals.
+const CreatedAgain = "customer created again"
 
 // ownWithdrawalStands reports whether a withdrawal of marketing on ch the
 // customer made themselves (customersOwn) has not been followed by
@@ -78,16 +79,31 @@ const createdAgain = "customer created again"
 // (a support agent's, a CRM's). An erasure ends it: what the erased
 // customer withdrew does not bind a new one under the same id.
 func ownWithdrawalStands(entries []policy.ConsentEntry, ch string) bool {
+	return ownStands(entries, func(e policy.ConsentEntry) bool {
+		return e.Topic == policy.AllTopics && (e.Channel == ch || e.Channel == policy.AllChannels)
+	})
+}
+
+// ownTopicOptOutStands is ownWithdrawalStands for an opt-out of topic on
+// every channel.
+func ownTopicOptOutStands(entries []policy.ConsentEntry, topic string) bool {
+	return ownStands(entries, func(e policy.ConsentEntry) bool { return e.Topic == topic && e.Channel == policy.AllChannels })
+}
+
+// ownStands scans the entries about one thing (about) in time order: the
+// customer's own withdrawal stands until a grant with the consent basis,
+// or an erasure's reset.
+func ownStands(entries []policy.ConsentEntry, about func(policy.ConsentEntry) bool) bool {
 	stands := false
-	for _, e := range entries {
-		if e.Topic != policy.AllTopics || (e.Channel != ch && e.Channel != policy.AllChannels) {
+	for _, e := range policy.InOrder(entries) {
+		if !about(e) {
 			continue
 		}
 		switch {
 		case customersOwn(e):
 			stands = true
 		case e.Action == policy.Grant && e.Basis == policy.BasisConsent,
-			e.Source == policy.SourceAPI && e.WordingVersion == createdAgain:
+			e.Source == policy.SourceAPI && e.WordingVersion == CreatedAgain:
 			stands = false
 		}
 	}
@@ -127,7 +143,7 @@ func (p Preferences) changes(current []policy.ConsentEntry, c Capture) []policy.
 			if slices.Contains(p.OptedOut, t) {
 				continue
 			}
-			if e, _ := policy.TopicOptOut(current, policy.AllChannels, t); p.Sync && customersOwn(e) {
+			if p.Sync && ownTopicOptOutStands(current, t) {
 				continue
 			}
 			out = append(out, c.entry(policy.AllChannels, t, policy.Grant))

@@ -286,6 +286,62 @@ func TestTheCustomersWithdrawalStandsUnderLaterOnes(t *testing.T) {
 	}
 }
 
+// TestTheCustomersTopicOptOutStandsUnderLaterOnes: as for a channel, a
+// topic the customer opted out of themselves stays opted out when a
+// support agent's withdrawal of it comes after: a sync cannot lift it.
+func TestTheCustomersTopicOptOutStandsUnderLaterOnes(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	crm := journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}, TopicsOptedOut: []string{}}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unsubscribe(ctx, "c-1", "loyalty", nil, store.Capture{Source: policy.SourceUnsubscribe, Actor: "customer", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordConsent(ctx, "c-1", []policy.ConsentEntry{{Channel: policy.AllChannels, Topic: "loyalty", Action: policy.Withdraw,
+		Basis: policy.BasisConsent, At: time.Now(), Source: policy.SourceAPI, Actor: "api:support"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(policy.TopicsOptedOut(mustEntries(t, s, "c-1")), "loyalty") {
+		t.Fatal("the nightly sync lifted the customer's own opt-out")
+	}
+}
+
+// TestErasureEndsTheCustomersOwnWithdrawal: the erased customer
+// unsubscribed and a support agent recorded a withdrawal after; a new
+// customer created under the same id is not bound by the first.
+func TestErasureEndsTheCustomersOwnWithdrawal(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	c := journey.Customer{ID: "c-11", Email: "kari@example.no", Consent: map[string]bool{"email": true}}
+	if _, err := s.UpsertCustomer(ctx, c, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	centre := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
+	if _, err := s.SetPreferences(ctx, "c-11", store.Preferences{Consent: map[string]bool{"email": false}}, centre); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordConsent(ctx, "c-11", []policy.ConsentEntry{{Channel: "email", Topic: policy.AllTopics, Action: policy.Withdraw,
+		Basis: policy.BasisConsent, At: time.Now(), Source: policy.SourceAPI, Actor: "api:support"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "DELETE FROM customers WHERE id = 'c-11'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpsertCustomer(ctx, c, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, granted := policy.ChannelConsent(mustEntries(t, s, "c-11"), "email"); !granted {
+		t.Fatal("the new c-11 is bound by the erased c-11's own withdrawal")
+	}
+}
+
 // TestConsentDoesNotOutliveErasure: erasing a customer (DELETE FROM
 // customers) keeps their consent evidence for its retention, and a new
 // customer under the same id (a re-import, a new sign-up with the same

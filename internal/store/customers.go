@@ -171,20 +171,20 @@ func (s *Store) loadCustomer(ctx context.Context, query, id string, more ...any)
 // opt-out (Preferences.Sync), which the erased customer's own withdrawals
 // would have stopped.
 func afterErasure(erased []policy.ConsentEntry, c Capture) []policy.ConsentEntry {
-	// (ownWithdrawalStands knows these entries by createdAgain.)
+	// (ownWithdrawalStands knows these entries by CreatedAgain.)
 	reset := func(e policy.ConsentEntry) policy.ConsentEntry {
-		e.Wording, e.WordingVersion = "", createdAgain
+		e.Wording, e.WordingVersion = "", CreatedAgain
 		e.Evidence = "a customer with this id was erased; consent given before the erasure does not carry over"
 		return e
 	}
 	var out []policy.ConsentEntry
 	for _, ch := range []string{policy.Email, policy.Push} {
-		if e, granted := policy.ChannelConsent(erased, ch); granted || softOptIns(erased, ch) || customersOwn(e) {
+		if _, granted := policy.ChannelConsent(erased, ch); granted || softOptIns(erased, ch) || ownWithdrawalStands(erased, ch) {
 			out = append(out, reset(c.entry(ch, policy.AllTopics, policy.Withdraw)))
 		}
 	}
 	for _, t := range policy.TopicsOptedOut(erased) {
-		if e, _ := policy.TopicOptOut(erased, policy.AllChannels, t); customersOwn(e) {
+		if ownTopicOptOutStands(erased, t) {
 			out = append(out, reset(c.entry(policy.AllChannels, t, policy.Withdraw)))
 		}
 	}
