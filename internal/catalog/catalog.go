@@ -378,6 +378,11 @@ func partsFor(channel string) string {
 	return "subject and text (email) and title and body (push)"
 }
 
+// hasMethods reports whether a value of type t has methods a template may
+// call (a timestamp's .Year, a duration's .Hours), which validation does
+// not check.
+func hasMethods(t journey.Type) bool { return t == journey.Timestamp || t == journey.Duration }
+
 // templateRoots are what a template can read.
 var templateRoots = []string{"Customer", "Event", "Received", "Links"}
 
@@ -414,7 +419,7 @@ func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) 
 		if _, ok := c.Schema.Customer[field]; !ok {
 			return ref.ColOf(1), fmt.Sprintf(": customer has no field %q in %s%s", field, c.Schema.File, journey.Suggest(field, c.Schema.Customer.Names()))
 		}
-		if len(parts) > 2 {
+		if len(parts) > 2 && !hasMethods(c.Schema.Customer[field]) {
 			return ref.ColOf(2), fmt.Sprintf(": customer field %s is a %s, which has no fields", field, c.Schema.Customer[field])
 		}
 		if c.Schema.FieldOptional("", field) && !covered(2) {
@@ -433,7 +438,7 @@ func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) 
 		if _, ok := fields[field]; !ok {
 			return ref.ColOf(1), fmt.Sprintf(": event %s has no field %q in %s%s", j.Trigger.Event, field, c.Schema.File, journey.Suggest(field, fields.Names()))
 		}
-		if len(parts) > 2 {
+		if len(parts) > 2 && !hasMethods(fields[field]) {
 			return ref.ColOf(2), fmt.Sprintf(": event field %s is a %s, which has no fields", field, fields[field])
 		}
 		if c.Schema.FieldOptional(j.Trigger.Event, field) && !covered(2) {
@@ -465,7 +470,7 @@ func (c *Catalog) checkRef(j *journey.Journey, s *journey.Step, ref render.Ref) 
 		if _, ok := fields[field]; !ok {
 			return ref.ColOf(2), fmt.Sprintf(": event %s has no field %q in %s%s", ev, field, c.Schema.File, journey.Suggest(field, fields.Names()))
 		}
-		if len(parts) > 3 {
+		if len(parts) > 3 && !hasMethods(fields[field]) {
 			return ref.ColOf(3), fmt.Sprintf(": event field %s is a %s, which has no fields", field, fields[field])
 		}
 		if c.Schema.FieldOptional(ev, field) && !covered(3) {

@@ -159,6 +159,9 @@ func TestTemplateMistakesAtTheirPosition(t *testing.T) {
 		"root read inside with": {map[string]string{"schema.yaml": nickname(t),
 			"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.plan }} {{ $.Customer.nickname }}{{ end }}\"\ntext: x\n"},
 			`{{ .Customer.nickname }} may be missing, and the message then fails`},
+		"index of dot inside with": {map[string]string{"schema.yaml": nickname(t),
+			"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer }} {{ index . \\\"nickname\\\" }}{{ end }}\"\ntext: x\n"},
+			`{{ .Customer.nickname }} may be missing, and the message then fails`},
 		"field of a value inside with": {map[string]string{"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.plan }} {{ .Customer.plan }}{{ end }}\"\ntext: x\n"},
 			`{{ .Customer.plan.Customer.plan }}: customer field plan is a string, which has no fields`},
 		"field of an attribute": {map[string]string{"templates/monthly-hello/en.yaml": "subject: \"Hello {{ .Customer.plan.name }}\"\ntext: x\n"},
@@ -212,12 +215,20 @@ func TestGuardedTemplatesValidate(t *testing.T) {
 		"root inside a guarding with":     {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer.nickname }} {{ $.Customer.nickname }} {{ $.Customer.first_name }}{{ end }}\"\ntext: x\n"},
 		"fields of .Customer inside with": {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with .Customer }} {{ .first_name }}{{ with .nickname }} {{ . }}{{ end }}{{ if .plan }} {{ .plan }}{{ end }}{{ end }}\"\ntext: x\n"},
 		"index guarded":                   {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with index .Customer \\\"nickname\\\" }} {{ . }}{{ end }}\"\ntext: x\n"},
+		// Forms the walker must not refuse (found by review).
+		"with declaring a variable": {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with $c := .Customer }} {{ .first_name }}{{ end }}\"\ntext: x\n"},
+		"with declaring, guarding":  {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ with $n := .Customer.nickname }} {{ $.Customer.nickname }}{{ end }}\"\ntext: x\n"},
+		"index as the guard":        {"templates/monthly-hello/en.yaml": "subject: \"Hello{{ if index .Customer \\\"nickname\\\" }} {{ index .Customer \\\"nickname\\\" }}{{ end }}\"\ntext: x\n"},
+		"a timestamp's method": {"schema.yaml": strings.Replace(schema, "  plan: string\n", "  plan: string\n  since: required timestamp\n", 1),
+			"templates/monthly-hello/en.yaml": "subject: \"Customer since {{ .Customer.since.Year }}\"\ntext: x\n"},
 		"journey tested it": {"monthly-hello.yaml": strings.Replace(readFile(t, "../../workflows/testdata/journeys/monthly-hello.yaml"), "steps:\n", "audience: has(customer.nickname)\nsteps:\n", 1),
 			"templates/monthly-hello/en.yaml": "subject: \"Hello {{ .Customer.nickname }}\"\ntext: x\n"},
 		"received on every way": {"asked.yaml": answered,
 			"templates/review-thanks/en.yaml": "subject: \"Thanks for reviewing {{ .Received.review_written.order_id }}\"\ntext: x\n"},
 	} {
-		edits["schema.yaml"] = schema
+		if edits["schema.yaml"] == "" {
+			edits["schema.yaml"] = schema
+		}
 		if _, err := Load(testFS(t, edits), "j"); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -791,7 +791,9 @@ func (d *decoder) checkGraph(j *Journey) {
 		return
 	}
 	takesTime := func(s *Step) bool {
-		return s.Kind == KindWaitFor || (s.Kind == KindWait && s.Wait != nil && (s.Wait.Duration > 0 || s.Wait.AtLocal != nil))
+		// at_local after an until is the first such time after it, which
+		// has passed too when the until has.
+		return s.Kind == KindWaitFor || (s.Kind == KindWait && s.Wait != nil && (s.Wait.Duration > 0 || (s.Wait.AtLocal != nil && s.Wait.Until == nil)))
 	}
 	// Newer than the check above: strict only, so a run in flight whose
 	// definition has such a loop still compiles.

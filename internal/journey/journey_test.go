@@ -139,6 +139,18 @@ steps:
     send: { channel: email, template: x }
     goto: w
 `, "steps w -> s -> w form a loop whose only wait (until) may end at once"},
+		{"cycle whose wait is until, then at_local", `id: loop
+name: Loop
+topic: t
+trigger: { event: policy.renewal_scheduled }
+key: event.policy_id
+steps:
+  - id: w
+    wait: { until: 'event.renews_at - duration("2400h")', at_local: "09:00" }
+  - id: s
+    send: { channel: email, template: x }
+    goto: w
+`, "steps w -> s -> w form a loop whose only wait (until) may end at once"},
 		{"cel syntax error", strings.Replace(renewal, `customer.plan in ["home", "car"]`, `customer.plan in ["home", "car"`, 1), "5:"},
 		{"cel undeclared attribute", strings.Replace(renewal, `customer.plan in`, `customer.plna in`, 1), `5:20: audience: customer has no field "plna" (did you mean "plan"?)`},
 		{"cel undeclared event field", strings.Replace(renewal, `event.renews_at - duration`, `event.renew_at - duration`, 1), `event policy.renewal_scheduled has no field "renew_at"`},

@@ -732,7 +732,8 @@ type walkProblem struct {
 func (w *refWalker) within(p *parse.PipeNode, l *parse.ListNode, known []string) {
 	dot, unknown := w.dot, w.unknownDot
 	var inner []string
-	if p != nil && len(p.Decl) == 0 && len(p.Cmds) == 1 {
+	if p != nil && len(p.Cmds) == 1 {
+		// {{ with $x := .A }} sets dot to .A too.
 		inner = w.path(p.Cmds[0])
 	}
 	w.dot, w.unknownDot = inner, inner == nil
@@ -746,6 +747,8 @@ func (w *refWalker) path(c *parse.CommandNode) []string {
 	switch fn := funcName(c); {
 	case fn == "" && len(c.Args) == 1:
 		switch a := c.Args[0].(type) {
+		case *parse.DotNode:
+			return w.resolve(nil)
 		case *parse.FieldNode:
 			return w.resolve(a.Ident)
 		case *parse.VariableNode:
@@ -773,9 +776,12 @@ func (w *refWalker) guards(paths []string) []string {
 	var out []string
 	for _, p := range paths {
 		rel, ok := strings.CutPrefix(p, ".")
+		rel = strings.TrimPrefix(rel, ".") // "..x": index . "x"
 		switch {
 		case !ok:
 			out = append(out, p)
+		case !w.unknownDot && rel == "":
+			out = append(out, strings.Join(w.dot, "."))
 		case !w.unknownDot:
 			out = append(out, strings.Join(w.resolve(strings.Split(rel, ".")), "."))
 		}
@@ -921,7 +927,8 @@ func funcName(c *parse.CommandNode) string {
 // whenTrue returns the paths a condition shows to be present when it
 // holds: {{ if .Customer.x }}, {{ if and .a .b }}, {{ if not .a }} (else).
 func whenTrue(p *parse.PipeNode) []string {
-	if p == nil || len(p.Cmds) != 1 || len(p.Decl) > 0 {
+	// {{ with $x := .A }} tests .A as {{ with .A }} does.
+	if p == nil || len(p.Cmds) != 1 {
 		return nil
 	}
 	c := p.Cmds[0]
@@ -930,6 +937,13 @@ func whenTrue(p *parse.PipeNode) []string {
 	case "":
 		if len(args) == 1 {
 			return fieldPath(args[0])
+		}
+	case "index":
+		// index .Customer "x" tests .Customer.x.
+		if key, ok := literalKey(c); ok {
+			if base := fieldPath(args[1]); len(base) == 1 {
+				return []string{base[0] + "." + key}
+			}
 		}
 	case "and":
 		var out []string
@@ -992,10 +1006,25 @@ func argFalse(a parse.Node) []string {
 	return nil
 }
 
+// literalKey returns the key of index X "key".
+func literalKey(c *parse.CommandNode) (string, bool) {
+	if len(c.Args) != 3 {
+		return "", false
+	}
+	k, ok := c.Args[2].(*parse.StringNode)
+	if !ok {
+		return "", false
+	}
+	return k.Text, true
+}
+
 // fieldPath returns the path a guard tests: a field of dot as ".a.b"
-// (refWalker.guards resolves it), a field of the root ($) as "A.b".
+// (refWalker.guards resolves it; dot itself is "."), a field of the root
+// ($) as "A.b".
 func fieldPath(a parse.Node) []string {
 	switch a := a.(type) {
+	case *parse.DotNode:
+		return []string{"."}
 	case *parse.FieldNode:
 		return []string{"." + strings.Join(a.Ident, ".")}
 	case *parse.VariableNode:

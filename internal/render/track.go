@@ -83,18 +83,24 @@ func (t *Template) noteWritten(l *parse.ListNode, isHTML bool) {
 		switch n := n.(type) {
 		case *parse.TextNode:
 			text := string(n.Text)
-			for _, loc := range textURLRE.FindAllStringIndex(text, -1) {
-				u := text[loc[0]:loc[1]]
-				for u != "" && strings.ContainsRune(".,;:!?)]»”'", rune(u[len(u)-1])) {
-					u = u[:len(u)-1]
-				}
-				if t.written == nil {
-					t.written = map[string]bool{}
-				}
+			if t.written == nil {
+				t.written = map[string]bool{}
+			}
+			note := func(u string) {
 				t.written[u] = true
 				if isHTML {
 					t.written[html.UnescapeString(u)] = true
 				}
+			}
+			for _, loc := range textURLRE.FindAllStringIndex(text, -1) {
+				// Whole (an href, a push url), and as trackText cuts it
+				// in running text (no full stop or bracket after it).
+				u := text[loc[0]:loc[1]]
+				note(strings.TrimRight(u, "'"))
+				for u != "" && strings.ContainsRune(".,;:!?)]»”'", rune(u[len(u)-1])) {
+					u = u[:len(u)-1]
+				}
+				note(u)
 			}
 		case *parse.IfNode:
 			t.noteWritten(n.List, isHTML)

@@ -182,6 +182,14 @@ func TestTrackAllLeavesDataAlone(t *testing.T) {
 			t.Errorf("text lacks %q:\n%s", want, m.Text)
 		}
 	}
+	// A link the template writes is tracked whole, whatever it ends in.
+	paren, err := Parse("p/en.yaml", "p", "en", []byte("subject: Hi\ntext: x\nhtml: '<a href=\"https://en.wikipedia.org/wiki/Foo_(bar)\">W</a>'\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pm, err := paren.Render("email", data); err != nil || !strings.Contains(pm.HTML, tracked("https://en.wikipedia.org/wiki/Foo_(bar)")) {
+		t.Errorf("a written link ending in a bracket is not tracked: %v %s", err, pm.HTML)
+	}
 	for _, want := range []string{`<a href="` + tracked("https://shop.example/offer") + `">Shop</a>`, `<a href="https://shop.example/kari">Page</a>`} {
 		if !strings.Contains(m.HTML, want) {
 			t.Errorf("html lacks %q:\n%s", want, m.HTML)
