@@ -292,14 +292,14 @@ func (w *Workflows) Journey(ctx workflow.Context, in JourneyInput) (JourneyResul
 				// (the customer acted meanwhile) counts now.
 				occ = r.eventOccurrence(journey.Occurrence{Kind: journey.OccEvent, Event: r.pending[0]})
 				r.pending = r.pending[1:]
-				break
+			} else {
+				var cont bool
+				occ, cont = r.wait(act.Until)
+				if cont {
+					return r.continueInStep(nil)
+				}
+				occ = r.eventOccurrence(occ)
 			}
-			var cont bool
-			occ, cont = r.wait(act.Until)
-			if cont {
-				return r.continueInStep(nil)
-			}
-			occ = r.eventOccurrence(occ)
 			reload := occ.Kind == journey.OccElapsed
 			if !reload && act.Kind == journey.ActAwait && occ.Kind == journey.OccEvent {
 				// After a wait_for too (docs/journeys.md): the steps after

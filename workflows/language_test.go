@@ -123,6 +123,44 @@ func TestWaitForReadsTheCustomerAgain(t *testing.T) {
 	}
 }
 
+// TestWaitForReadsTheCustomerAgainForAnEarlyAnswer: the answer came while
+// the reminder waited out a deferral, so the wait_for after it takes the
+// answer from the events held meanwhile; the customer is read again then
+// too.
+func TestWaitForReadsTheCustomerAgainForAnEarlyAnswer(t *testing.T) {
+	t.Parallel()
+	env, acts := journeyEnv()
+	now := env.Now()
+	onSend(env, acts, func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
+		if in.Ask == 1 {
+			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Defer, Reason: policy.ReasonQuietHours, Until: now.Add(2 * time.Hour)}}, nil
+		}
+		return allowed(activities.StatusSent), nil
+	})
+	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
+	var loads []time.Duration
+	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.LoadCustomerInput) (activities.LoadCustomerOutput, error) {
+			loads = append(loads, env.Now().Sub(now))
+			return activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil
+		})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "card.answered", CustomerID: "c-1", At: env.Now(),
+			Data: map[string]any{"card_id": "k-1", "answer": "renew it"}})
+	}, time.Minute)
+	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
+	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
+		Customer: &c, Trigger: cardEvent("e-1", now, now.Add(24*time.Hour)), EntryID: "e-1", Key: "k-1"})
+	var res workflows.JourneyResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Step != "done" || res.Sent != 2 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	if !slices.ContainsFunc(loads, func(d time.Duration) bool { return d >= 2*time.Hour }) {
+		t.Fatalf("customer read at %v after the start; want a read when the wait_for took the early answer, after 2h", loads)
+	}
+}
+
 // TestPushFallbackFollowsTheChannelList: push that cannot reach the
 // customer falls back along the send's channel list.
 func TestPushFallbackFollowsTheChannelList(t *testing.T) {
