@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -534,6 +535,48 @@ func TestSavingPreferencesKeepsASoftOptInTheCustomerLeftAlone(t *testing.T) {
 	}
 	if n := withdrawals(); n != 1 {
 		t.Fatalf("unticking email recorded %d withdrawals, want 1", n)
+	}
+}
+
+// TestAStaleTabCannotUndoAnUnsubscribe: the customer opens the
+// preference centre, then unsubscribes from an email, then saves a topic
+// change in the tab still open. Its boxes show what was true when it
+// loaded; only what the customer changed there is recorded, so the
+// unsubscribe stands.
+func TestAStaleTabCannotUndoAnUnsubscribe(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(t, "PUT", "/v1/customers/c-1", kari)
+	prefs := f.link(t, links.Preferences, "c-1", "", time.Now().Add(time.Hour))
+	page := f.do(t, "GET", prefs, "", "Authorization", "")
+	shown := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="shown" value="([^"]+)">`).FindAllStringSubmatch(page.Body, -1) {
+		shown.Add("shown", m[1])
+	}
+	if len(shown["shown"]) == 0 {
+		t.Fatalf("the page does not say what it showed:\n%s", page.Body)
+	}
+	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: "c-1",
+		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
+	if r := f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("one-click %d: %s", r.Status, r.Body)
+	}
+	// The stale tab: everything as it showed, but one topic unticked.
+	form := url.Values{"action": {"save"}, "channel": {"email"}, "shown": shown["shown"]}
+	for _, v := range shown["shown"] {
+		if topic, ok := strings.CutPrefix(v, "topic:"); ok && topic != "loyalty" {
+			form.Add("topic", topic)
+		}
+	}
+	if r := f.do(t, "POST", prefs, form.Encode(), "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("save %d: %s", r.Status, r.Body)
+	}
+	c := f.do(t, "GET", "/v1/customers/c-1", "").json(t)
+	if c["consent"].(map[string]any)["email"] != false {
+		t.Fatalf("the stale tab undid the unsubscribe: consent %v", c["consent"])
+	}
+	if opted := list(c["topics_opted_out"]); len(opted) < 2 {
+		t.Fatalf("the stale tab lifted topic opt-outs: %v", opted)
 	}
 }
 

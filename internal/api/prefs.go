@@ -149,7 +149,11 @@ blockquote { margin: 1rem 0; padding: .6rem 1rem; border-left: 4px solid #2f6fb3
 {{ else if .Form }}
 <p>{{ printf (tr .Locale "hello") .Name }}</p>
 <form method="post">
-<h2>{{ tr .Locale "topics" }}</h2>
+<input type="hidden" name="shown" value="form">
+{{ range .Topics }}{{ if .On }}<input type="hidden" name="shown" value="topic:{{ .ID }}">
+{{ end }}{{ end }}{{ if .Email }}<input type="hidden" name="shown" value="channel:email">
+{{ end }}{{ if .Push }}<input type="hidden" name="shown" value="channel:push">
+{{ end }}<h2>{{ tr .Locale "topics" }}</h2>
 {{ range .Topics }}<label><input type="checkbox" name="topic" value="{{ .ID }}"{{ if .On }} checked{{ end }}>{{ tr $.Locale .ID }}</label>
 {{ if .Since }}<p class="since" data-topic="{{ .ID }}">{{ .Since }}</p>{{ end }}
 {{ end }}
@@ -289,31 +293,45 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 		note = "unsubscribed_all"
 		err = s.Store.Unsubscribe(r.Context(), claims.CustomerID, "", known, s.customerCapture(c, policy.SourcePreferenceCentre))
 	} else {
-		keep := r.PostForm["topic"]
-		for _, t := range known {
-			if !slices.Contains(keep, t) {
-				optedOut = append(optedOut, t)
-			}
-		}
 		// Only a box the customer changed is recorded: one left as the
-		// page showed it (a soft opt-in shows ticked) records nothing.
+		// page showed it records nothing, so a tab opened before an
+		// unsubscribe cannot undo it, nor a soft opt-in (shown ticked)
+		// end. The page says what it showed ("shown"); a form without it
+		// is compared with the ledger now.
+		keep, shown := r.PostForm["topic"], r.PostForm["shown"]
+		stated := slices.Contains(shown, "form")
 		entries, lerr := s.Store.ConsentEntries(r.Context(), claims.CustomerID)
 		if lerr != nil {
 			err = lerr
 		}
+		optedOut = slices.Clone(c.TopicsOptedOut)
+		for _, t := range known {
+			ticked := slices.Contains(keep, t)
+			was := !slices.Contains(c.TopicsOptedOut, t)
+			if stated {
+				was = slices.Contains(shown, "topic:"+t)
+			}
+			switch {
+			case ticked == was:
+			case ticked:
+				optedOut = slices.DeleteFunc(optedOut, func(o string) bool { return o == t })
+			case !slices.Contains(optedOut, t):
+				optedOut = append(optedOut, t)
+			}
+		}
 		for _, ch := range []string{"email", "push"} {
-			if ticked := slices.Contains(r.PostForm["channel"], ch); ticked != channelShown(entries, ch) {
+			was := channelShown(entries, ch)
+			if stated {
+				was = slices.Contains(shown, "channel:"+ch)
+			}
+			if ticked := slices.Contains(r.PostForm["channel"], ch); ticked != was {
 				consent[ch] = ticked
 			}
 		}
 	}
 	if note == "saved" && err == nil {
-		// Opt-outs of topics no longer deployed are kept.
-		for _, t := range c.TopicsOptedOut {
-			if !slices.Contains(known, t) {
-				optedOut = append(optedOut, t)
-			}
-		}
+		// Opt-outs of topics no longer deployed are kept (optedOut
+		// starts from the customer's).
 		_, err = s.Store.SetPreferences(r.Context(), claims.CustomerID, store.Preferences{Consent: consent, OptedOut: optedOut},
 			s.customerCapture(c, policy.SourcePreferenceCentre))
 	}
