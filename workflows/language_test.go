@@ -94,30 +94,7 @@ func TestAnswerReachesTheNextMessage(t *testing.T) {
 // such as checkin_answer). Only a wait that ran out read them again.
 func TestWaitForReadsTheCustomerAgain(t *testing.T) {
 	t.Parallel()
-	env, acts := journeyEnv()
-	onSend(env, acts, func(context.Context, activities.SendInput) (activities.SendOutput, error) {
-		return allowed(activities.StatusSent), nil
-	})
-	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
-	now := env.Now()
-	var loads []time.Duration
-	env.OnActivity(acts.LoadCustomer, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.LoadCustomerInput) (activities.LoadCustomerOutput, error) {
-			loads = append(loads, env.Now().Sub(now))
-			return activities.LoadCustomerOutput{Found: true, Customer: journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}}, nil
-		})
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalEvent, journey.Event{ID: "e-2", Type: "card.answered", CustomerID: "c-1", At: env.Now(),
-			Data: map[string]any{"card_id": "k-1", "answer": "renew it"}})
-	}, time.Minute)
-	c := journey.Customer{ID: "c-1", Attributes: map[string]any{"first_name": "Kari"}}
-	env.ExecuteWorkflow(workflows.JourneyWorkflow, workflows.JourneyInput{Bundle: cardExpiry(t), JourneyID: "card-expiry", CustomerID: "c-1",
-		Customer: &c, Trigger: cardEvent("e-1", now, now.Add(24*time.Hour)), EntryID: "e-1", Key: "k-1"})
-	var res workflows.JourneyResult
-	if err := env.GetWorkflowResult(&res); err != nil || res.Step != "done" || res.Sent != 2 {
-		t.Fatalf("result %+v %v", res, err)
-	}
+	loads := answeredReads(t, func(activities.SendInput) activities.SendOutput { return allowed(activities.StatusSent) })
 	if !slices.ContainsFunc(loads, func(d time.Duration) bool { return d >= time.Minute }) {
 		t.Fatalf("customer read at %v after the start; want a read after the answer came at 1m0s", loads)
 	}
@@ -129,14 +106,25 @@ func TestWaitForReadsTheCustomerAgain(t *testing.T) {
 // too.
 func TestWaitForReadsTheCustomerAgainForAnEarlyAnswer(t *testing.T) {
 	t.Parallel()
+	loads := answeredReads(t, func(in activities.SendInput) activities.SendOutput {
+		if in.Ask == 1 {
+			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Defer, Reason: policy.ReasonQuietHours, Until: in.FirstAsked.Add(2 * time.Hour)}}
+		}
+		return allowed(activities.StatusSent)
+	})
+	if !slices.ContainsFunc(loads, func(d time.Duration) bool { return d >= 2*time.Hour }) {
+		t.Fatalf("customer read at %v after the start; want a read when the wait_for took the early answer, after 2h", loads)
+	}
+}
+
+// answeredReads runs the card-expiry journey with sends answered by send
+// and the customer's answer a minute after the start, and returns when,
+// after the start, the run read the customer.
+func answeredReads(t *testing.T, send func(activities.SendInput) activities.SendOutput) []time.Duration {
+	t.Helper()
 	env, acts := journeyEnv()
 	now := env.Now()
-	onSend(env, acts, func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) {
-		if in.Ask == 1 {
-			return activities.SendOutput{DecideOutput: activities.DecideOutput{Verdict: policy.Defer, Reason: policy.ReasonQuietHours, Until: now.Add(2 * time.Hour)}}, nil
-		}
-		return allowed(activities.StatusSent), nil
-	})
+	onSend(env, acts, func(_ context.Context, in activities.SendInput) (activities.SendOutput, error) { return send(in), nil })
 	env.OnActivity(acts.FinishRun, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(acts.ClaimEntry, mock.Anything, mock.Anything).Return(true, nil)
 	var loads []time.Duration
@@ -156,9 +144,7 @@ func TestWaitForReadsTheCustomerAgainForAnEarlyAnswer(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil || res.Step != "done" || res.Sent != 2 {
 		t.Fatalf("result %+v %v", res, err)
 	}
-	if !slices.ContainsFunc(loads, func(d time.Duration) bool { return d >= 2*time.Hour }) {
-		t.Fatalf("customer read at %v after the start; want a read when the wait_for took the early answer, after 2h", loads)
-	}
+	return loads
 }
 
 // TestPushFallbackFollowsTheChannelList: push that cannot reach the

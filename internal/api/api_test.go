@@ -413,6 +413,17 @@ func sent(t *testing.T, st *store.Store, customer, key, messageID, address strin
 
 // Preference centre.
 
+// unsubscribeAll is the customer's one-click unsubscribe (RFC 8058) from
+// an email without a topic: out of all marketing.
+func (f *fixture) unsubscribeAll(t *testing.T, customer string) {
+	t.Helper()
+	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: customer,
+		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
+	if r := f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
+		t.Fatalf("one-click %d: %s", r.Status, r.Body)
+	}
+}
+
 func (f *fixture) link(t *testing.T, kind, customer, topic string, expires time.Time) string {
 	t.Helper()
 	u := f.Links.URL(links.Claims{Kind: kind, CustomerID: customer, Topic: topic, Expires: expires})
@@ -475,11 +486,7 @@ func TestTheConsentRouteCannotUndoAnUnsubscribe(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	f.do(t, "PUT", "/v1/customers/c-1", kari)
-	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: "c-1",
-		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
-	if r := f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
-		t.Fatalf("one-click %d: %s", r.Status, r.Body)
-	}
+	f.unsubscribeAll(t, "c-1")
 	r := f.do(t, "PUT", "/v1/customers/c-1/consent/email", `{"granted": true, "source": "crm"}`)
 	expectProblem(t, r, 409, "withdrawn-by-customer")
 	if !strings.Contains(r.Body, "POST /v1/customers/{id}/consent") {
@@ -556,11 +563,7 @@ func TestAStaleTabCannotUndoAnUnsubscribe(t *testing.T) {
 	if len(shown["shown"]) == 0 {
 		t.Fatalf("the page does not say what it showed:\n%s", page.Body)
 	}
-	unsub := strings.TrimPrefix(f.Links.URL(links.Claims{Kind: links.Unsubscribe, CustomerID: "c-1",
-		Expires: time.Now().Add(time.Hour), Message: "<m-1@lojal.example>"}), "http://lojal.test")
-	if r := f.do(t, "POST", unsub, "List-Unsubscribe=One-Click", "Authorization", "", "Content-Type", "application/x-www-form-urlencoded"); r.Status != 200 {
-		t.Fatalf("one-click %d: %s", r.Status, r.Body)
-	}
+	f.unsubscribeAll(t, "c-1")
 	// The stale tab: everything as it showed, but one topic unticked.
 	form := url.Values{"action": {"save"}, "channel": {"email"}, "shown": shown["shown"]}
 	for _, v := range shown["shown"] {

@@ -244,6 +244,28 @@ func TestASyncDoesNotUndoTheCustomersOwnWithdrawal(t *testing.T) {
 	}
 }
 
+// withdrawnTwice has customer id, synced by a CRM with email consent,
+// withdraw it in the preference centre, and then a support agent record a
+// withdrawal of their own; it returns the CRM's copy and the customer's
+// capture.
+func withdrawnTwice(t *testing.T, s *store.Store, id string) (journey.Customer, store.Capture) {
+	t.Helper()
+	ctx := context.Background()
+	crm := journey.Customer{ID: id, Email: "kari@example.no", Consent: map[string]bool{"email": true}}
+	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	centre := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
+	if _, err := s.SetPreferences(ctx, id, store.Preferences{Consent: map[string]bool{"email": false}}, centre); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordConsent(ctx, id, []policy.ConsentEntry{{Channel: "email", Topic: policy.AllTopics, Action: policy.Withdraw,
+		Basis: policy.BasisConsent, At: time.Now(), Source: policy.SourceAPI, Actor: "api:support"}}); err != nil {
+		t.Fatal(err)
+	}
+	return crm, centre
+}
+
 // TestTheCustomersWithdrawalStandsUnderLaterOnes: the customer
 // unsubscribed, then a support agent recorded a withdrawal of their own
 // through the API. The customer's withdrawal still stands: a stale copy
@@ -253,18 +275,7 @@ func TestTheCustomersWithdrawalStandsUnderLaterOnes(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := context.Background()
-	crm := journey.Customer{ID: "c-1", Email: "kari@example.no", Consent: map[string]bool{"email": true}}
-	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
-		t.Fatal(err)
-	}
-	centre := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
-	if _, err := s.SetPreferences(ctx, "c-1", store.Preferences{Consent: map[string]bool{"email": false}}, centre); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RecordConsent(ctx, "c-1", []policy.ConsentEntry{{Channel: "email", Topic: policy.AllTopics, Action: policy.Withdraw,
-		Basis: policy.BasisConsent, At: time.Now(), Source: policy.SourceAPI, Actor: "api:support"}}); err != nil {
-		t.Fatal(err)
-	}
+	crm, centre := withdrawnTwice(t, s, "c-1")
 	if _, err := s.UpsertCustomer(ctx, crm, "crm"); err != nil {
 		t.Fatal(err)
 	}
@@ -319,18 +330,7 @@ func TestErasureEndsTheCustomersOwnWithdrawal(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := context.Background()
-	c := journey.Customer{ID: "c-11", Email: "kari@example.no", Consent: map[string]bool{"email": true}}
-	if _, err := s.UpsertCustomer(ctx, c, "crm"); err != nil {
-		t.Fatal(err)
-	}
-	centre := store.Capture{Source: policy.SourcePreferenceCentre, Actor: "customer", At: time.Now()}
-	if _, err := s.SetPreferences(ctx, "c-11", store.Preferences{Consent: map[string]bool{"email": false}}, centre); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RecordConsent(ctx, "c-11", []policy.ConsentEntry{{Channel: "email", Topic: policy.AllTopics, Action: policy.Withdraw,
-		Basis: policy.BasisConsent, At: time.Now(), Source: policy.SourceAPI, Actor: "api:support"}}); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := withdrawnTwice(t, s, "c-11")
 	if _, err := s.Pool().Exec(ctx, "DELETE FROM customers WHERE id = 'c-11'"); err != nil {
 		t.Fatal(err)
 	}
