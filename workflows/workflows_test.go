@@ -222,6 +222,7 @@ steps:
 func TestEventDuringSettleCountsLater(t *testing.T) {
 	t.Parallel()
 	env, acts := journeyEnv()
+	kariFound(env, acts) // the held event ends a wait_for: the customer is read again
 	var steps []string
 	env.OnActivity(acts.Decide, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DecideInput) (activities.DecideOutput, error) {
 		steps = append(steps, in.StepID)
