@@ -287,9 +287,7 @@ func channelShown(entries []policy.ConsentEntry, ch string) bool {
 	if granted {
 		return true
 	}
-	return e.Action == "" && slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool {
-		return e.Basis == policy.BasisSoftOptIn && e.Action == policy.Grant && (e.Channel == ch || e.Channel == policy.AllChannels)
-	})
+	return e.Action == "" && slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool { return e.SoftOptInOn(ch) })
 }
 
 func channelStanding(locale string, c journey.Customer, entries []policy.ConsentEntry, ch string) string {
@@ -302,7 +300,7 @@ func channelStanding(locale string, c journey.Customer, entries []policy.Consent
 	}
 	var sale *policy.ConsentEntry
 	for i := range entries {
-		if entries[i].Basis == policy.BasisSoftOptIn && entries[i].Action == policy.Grant && (entries[i].Channel == ch || entries[i].Channel == policy.AllChannels) {
+		if entries[i].SoftOptInOn(ch) {
 			sale = &entries[i]
 		}
 	}

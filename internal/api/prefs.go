@@ -300,9 +300,9 @@ func (s *Server) savePreferences(w http.ResponseWriter, r *http.Request) {
 		// is compared with the ledger now.
 		keep, shown := r.PostForm["topic"], r.PostForm["shown"]
 		stated := slices.Contains(shown, "form")
-		entries, lerr := s.Store.ConsentEntries(r.Context(), claims.CustomerID)
-		if lerr != nil {
-			err = lerr
+		var entries []policy.ConsentEntry
+		if !stated {
+			entries, err = s.Store.ConsentEntries(r.Context(), claims.CustomerID)
 		}
 		optedOut = slices.Clone(c.TopicsOptedOut)
 		for _, t := range known {

@@ -162,6 +162,12 @@ func (e ConsentEntry) Validate() error {
 
 func (e ConsentEntry) covers(ch string) bool { return e.Channel == ch || e.Channel == AllChannels }
 
+// SoftOptInOn reports whether e records a soft opt-in (a sale) that
+// covers channel ch.
+func (e ConsentEntry) SoftOptInOn(ch string) bool {
+	return e.Basis == BasisSoftOptIn && e.Action == Grant && e.covers(ch)
+}
+
 // SortEntries puts entries in ledger order: by time, then by id.
 func SortEntries(entries []ConsentEntry) {
 	slices.SortStableFunc(entries, func(a, b ConsentEntry) int {

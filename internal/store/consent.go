@@ -155,9 +155,7 @@ func (p Preferences) changes(current []policy.ConsentEntry, c Capture) []policy.
 // softOptIns reports whether a soft opt-in was recorded on ch: saying "no"
 // to marketing there is then an opt-out that must be recorded.
 func softOptIns(entries []policy.ConsentEntry, ch string) bool {
-	return slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool {
-		return e.Basis == policy.BasisSoftOptIn && e.Action == policy.Grant && (e.Channel == ch || e.Channel == policy.AllChannels)
-	})
+	return slices.ContainsFunc(entries, func(e policy.ConsentEntry) bool { return e.SoftOptInOn(ch) })
 }
 
 func decodeEntries(b []byte) ([]policy.ConsentEntry, error) {
