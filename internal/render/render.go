@@ -756,8 +756,8 @@ func (w *refWalker) path(c *parse.CommandNode) []string {
 				return a.Ident[1:]
 			}
 		}
-	case fn == "index" && len(c.Args) == 3:
-		key, ok := c.Args[2].(*parse.StringNode)
+	case fn == "index":
+		key, ok := literalKey(c)
 		if !ok {
 			return nil
 		}
@@ -765,7 +765,7 @@ func (w *refWalker) path(c *parse.CommandNode) []string {
 		if base == nil {
 			return nil
 		}
-		return append(slices.Clone(base), key.Text)
+		return append(slices.Clone(base), key)
 	}
 	return nil
 }

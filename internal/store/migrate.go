@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -129,13 +128,10 @@ func Apply(ctx context.Context, cfg Config, ms []Migration) ([]int, error) {
 	}
 	// A migration on a server that vanished fails within half a minute,
 	// as the store's connections do (dialer).
-	if cc.ConnectTimeout == 0 {
-		cc.ConnectTimeout = DefaultConnectTimeout
-	}
-	cc.DialFunc = dialer(cc.ConnectTimeout)
+	dialWithTimeouts(cc)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), err)
+		return nil, fmt.Errorf("connect to %s: %w", address(cc), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if cfg.Schema != "" {

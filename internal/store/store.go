@@ -277,6 +277,21 @@ var ErrNotMigrated = errors.New("database schema is missing or out of date: run 
 // connection and never answers holds the caller for good.
 const DefaultConnectTimeout = 10 * time.Second
 
+// dialWithTimeouts gives a connection the default connect timeout when
+// the URL sets none, and the dialer that gives up on a vanished server
+// (dialer): the store's pool and lojal migrate connect alike.
+func dialWithTimeouts(cc *pgx.ConnConfig) {
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = DefaultConnectTimeout
+	}
+	cc.DialFunc = dialer(cc.ConnectTimeout)
+}
+
+// address is where a connection goes, for errors (never its password).
+func address(cc *pgx.ConnConfig) string {
+	return net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
+}
+
 // Open connects and prepares every query on each new connection.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{timeouts: cfg.Decide.withDefaults()}
@@ -295,10 +310,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
-	if pc.ConnConfig.ConnectTimeout == 0 {
-		pc.ConnConfig.ConnectTimeout = DefaultConnectTimeout
-	}
-	pc.ConnConfig.DialFunc = dialer(pc.ConnConfig.ConnectTimeout)
+	dialWithTimeouts(pc.ConnConfig)
 	// Queries made in a traced piece of work are spans of its trace; the
 	// rest cost a context lookup.
 	pc.ConnConfig.Tracer = telemetry.QueryTracer{}
@@ -329,7 +341,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to %s: %w", net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))), err)
+		return nil, fmt.Errorf("connect to %s: %w", address(pc.ConnConfig), err)
 	}
 	conn.Release()
 	s.pool = pool
