@@ -3,8 +3,11 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/lojal/lojal/internal/journey"
 	"github.com/lojal/lojal/internal/pgtest"
@@ -51,6 +54,79 @@ func TestEventPathRunsGenericPlans(t *testing.T) {
 		}
 		if custom != 0 || generic != calls {
 			t.Errorf("%s ran on %d custom and %d generic plans, want %d generic", name, custom, generic, calls)
+		}
+	}
+}
+
+// TestEventPathLooksEventsUpByIndex: the request path's generic plans
+// find an event by its index in every month, whatever the month held when
+// the plan was made. A plan made while the current month's partition held
+// a page of events scanned all of it on every call, and went on doing so
+// as the month filled until autovacuum's next ANALYZE: in the event
+// dispatch benchmark the mark of each routed event read 54 blocks and
+// 2,400 rows (auto_explain), two scans of the month per event.
+func TestEventPathLooksEventsUpByIndex(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	ctx := context.Background()
+	c := journey.Customer{ID: "c-index", Email: "kari@example.no", Locale: "nb", Timezone: "Europe/Oslo", Consent: map[string]bool{"email": true}}
+	accept := func(s *store.Store, id string) {
+		t.Helper()
+		res, err := s.AcceptEvents(ctx, []journey.Event{{ID: id, Type: "visit", CustomerID: c.ID, At: time.Now()}})
+		if err != nil || res[0].Status != "accepted" {
+			t.Fatalf("accept %s: %+v %v", id, res, err)
+		}
+		if _, err := s.Settle(ctx, store.Settlement{Dispatched: []string{id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A page of events in this month's partition before the plans are made.
+	seed, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seed.UpsertCustomer(ctx, c, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		accept(seed, fmt.Sprintf("e-seed-%d", i))
+	}
+	seed.Close()
+	// One connection: the plans this test looks at are its session's.
+	cfg.MaxConns = 1
+	s, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 8 {
+		accept(s, fmt.Sprintf("e-index-%d", i))
+	}
+	for name, args := range map[string]string{
+		"insert-events":          `('{e-x}', '{visit}', '{c-index}', '{2026-01-01T00:00:00Z}', '{"{}"}', 'live')`,
+		"mark-events-dispatched": `('{e-x}')`,
+	} {
+		tx, err := s.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err == nil {
+			rows, err := tx.Query(ctx, fmt.Sprintf(`EXPLAIN (COSTS OFF) EXECUTE %q %s`, name, args))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if plan, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range plan {
+			if strings.Contains(line, "Seq Scan on events") {
+				t.Errorf("%s scans a month of events: %s\n%s", name, strings.TrimSpace(line), strings.Join(plan, "\n"))
+			}
 		}
 	}
 }
