@@ -200,7 +200,7 @@ func DispatchPartitioned(ctx context.Context, o DispatchOptions, replicas int) (
 		before := routed.Load()
 		var posted atomic.Int64
 		if _, err := throughput(ctx, o.Conc, o.Duration, func(ctx context.Context, w, i int) error {
-			id := fmt.Sprintf("b-%d-%d-%d", r, w, i)
+			id := fmt.Sprintf("b-%d-%d-%d-%d", tag, r, w, i) // new on a reused server, as in Dispatch
 			cust := fmt.Sprintf("d-%07d", (w*100003+i*7+r)%o.Customers)
 			if err := a.postEvent(ctx, id, cust, "bench.ping", fmt.Sprintf(`{"ping_id": %q}`, id)); err != nil {
 				return err
