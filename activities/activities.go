@@ -567,7 +567,7 @@ func attemptLive(ctx context.Context) error {
 }
 
 // deliverPush sends to each of the customer's push subscriptions on its
-// own: the request is recorded before it is made and its answer after, so
+// own: the request is recorded as it leaves and its answer after, so
 // a retry tries only the subscriptions that failed temporarily, and a
 // request whose attempt died (the worker was killed after the service took
 // it) is uncertain rather than repeated.
@@ -610,10 +610,13 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 			d.Status, d.Attempt, d.MessageID = "sending", attempt, env.MessageID
 			return a.expire(ctx, key, d)
 		}
-		if err := a.Store.RecordPush(ctx, key, s.ID, store.PushDelivery{Status: "sending"}); err != nil {
-			return DeliverOutput{}, err
-		}
-		out := ps.SendTo(ctx, env, s)
+		// The request is recorded when it is about to leave (its
+		// connection made, only its body left to write), not before: a
+		// worker killed while it connected leaves no record, and the next
+		// attempt sends to this device rather than call it uncertain.
+		out := ps.SendTo(channel.WithRequestRecord(ctx, func() error {
+			return a.Store.RecordPush(ctx, key, s.ID, store.PushDelivery{Status: "sending"})
+		}), env, s)
 		pd := store.PushDelivery{Status: out.State}
 		if out.Err != nil {
 			pd.Error = out.Err.Error()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -579,5 +580,52 @@ func TestPausedAttemptHandsNothingOver(t *testing.T) {
 	}
 	if h := b.history(t); len(h) != 1 || h[0].Status != "sent" {
 		t.Fatalf("ledger: %+v, want one message sent", h)
+	}
+}
+
+// TestPushIsRecordedWhenItLeaves: a push request is recorded `sending`
+// once its connection is made, when only its body is left to write, not
+// before. A worker killed while it connected (or encrypted) then leaves
+// no record, and the next attempt sends to the device; recorded before,
+// the next attempt found the record and called the message uncertain
+// without the service ever having it. (DNS, TCP and TLS to a push service
+// on the internet take a hundred milliseconds and more.)
+//
+// Fails on the code that recorded the request before making it: the
+// record was there while the connection was being made.
+func TestPushIsRecordedWhenItLeaves(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	sending := func() int {
+		var n int
+		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM push_deliveries WHERE status = 'sending'`).Scan(&n); err != nil {
+			t.Error(err)
+		}
+		return n
+	}
+	prov, srv := newPushProvider(t)
+	var atArrival int
+	prov.beforeTaking = func() { atArrival = sending() }
+	var whileConnecting []int
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		whileConnecting = append(whileConnecting, sending())
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "push"))
+	if err != nil || out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("delivery: %+v, %v; want sent", out.Delivery, err)
+	}
+	if len(whileConnecting) == 0 || whileConnecting[0] != 0 {
+		t.Errorf("requests recorded sending while the connection was being made: %v, want 0", whileConnecting)
+	}
+	if atArrival != 1 {
+		t.Errorf("requests recorded sending when the provider had the request: %d, want 1", atArrival)
 	}
 }

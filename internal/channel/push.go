@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -276,10 +277,16 @@ func (p *Push) sendTo(ctx context.Context, env Envelope, s PushSubscription) Pus
 			wrote.Store(true)
 		}
 	}})
-	resp, err := p.request(ctx, s, env.MessageID, body, payload)
+	rec := recordFrom(ctx)
+	resp, err := p.request(ctx, s, env.MessageID, body, payload, rec)
 	if err != nil {
 		if _, ok := IsPermanent(err); ok {
 			return PushOutcome{State: PushFailed, Err: err}
+		}
+		if rerr := rec.failed(); rerr != nil {
+			// The body was not written: the service has a request cut
+			// short, which it cannot act on.
+			return PushOutcome{State: PushRetry, Err: fmt.Errorf("push to %s not sent: recording the request failed: %w", host(s.Endpoint), rerr)}
 		}
 		err = fmt.Errorf("push to %s: %w", host(s.Endpoint), err)
 		if wrote.Load() {
@@ -328,13 +335,13 @@ func IdempotencyKey(messageID string, sub int64) string {
 	return messageID + "/" + strconv.FormatInt(sub, 10)
 }
 
-func (p *Push) request(ctx context.Context, s PushSubscription, messageID string, body []byte, payload Payload) (*http.Response, error) {
+func (p *Push) request(ctx context.Context, s PushSubscription, messageID string, body []byte, payload Payload, rec *requestRecord) (*http.Response, error) {
 	switch s.Kind {
 	case KindWebPush:
 		if p.cfg.VAPIDPrivateKey == "" {
 			return nil, &PermanentError{Err: errors.New("web push is not configured (no VAPID keys)")}
 		}
-		client := &trackingClient{c: p.cfg.Client}
+		client := &trackingClient{c: p.cfg.Client, rec: rec}
 		resp, err := webpush.SendNotificationWithContext(ctx, body, &webpush.Subscription{Endpoint: canonicalEndpoint(s.Endpoint),
 			Keys: webpush.Keys{P256dh: s.P256dh, Auth: s.Auth}}, &webpush.Options{
 			HTTPClient: client,
@@ -372,20 +379,103 @@ func (p *Push) request(ctx context.Context, s PushSubscription, messageID string
 		if p.cfg.ProviderToken != "" {
 			req.Header.Set("Authorization", "Bearer "+p.cfg.ProviderToken)
 		}
+		rec.onBody(req)
 		return p.cfg.Client.Do(req)
 	}
 	return nil, &PermanentError{Err: fmt.Errorf("unknown push subscription kind %q", s.Kind)}
 }
 
-// trackingClient tells whether the push library got as far as a request.
+// trackingClient tells whether the push library got as far as a request,
+// and has the request recorded before its body is written.
 type trackingClient struct {
 	c      *http.Client
+	rec    *requestRecord
 	called bool
 }
 
 func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 	t.called = true
+	t.rec.onBody(r)
 	return t.c.Do(r)
+}
+
+// WithRequestRecord returns a context under which a push send calls record
+// when its request is about to leave: the connection to the service is
+// made, the message encrypted and signed, the headers written, and only
+// the body is left to write. A send stopped before that point (the worker
+// killed while it connected, say) made no request the service could act
+// on, and left no record that would make the next attempt call it
+// uncertain: the next attempt sends it. If record fails, the body is not
+// written and the send is retried; the service has a request cut short,
+// which it cannot act on.
+func WithRequestRecord(ctx context.Context, record func() error) context.Context {
+	return context.WithValue(ctx, recordKey{}, record)
+}
+
+type recordKey struct{}
+
+// requestRecord runs a send's record once, however often its body is
+// read (the transport replays a body on a new connection).
+type requestRecord struct {
+	record func() error
+	mu     sync.Mutex
+	done   bool
+	err    error
+}
+
+func recordFrom(ctx context.Context) *requestRecord {
+	if f, ok := ctx.Value(recordKey{}).(func() error); ok {
+		return &requestRecord{record: f}
+	}
+	return nil
+}
+
+func (r *requestRecord) run() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.done {
+		r.done, r.err = true, r.record()
+	}
+	return r.err
+}
+
+// failed is the record's error, if it was made and failed.
+func (r *requestRecord) failed() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// onBody has the record made on the first read of req's body.
+func (r *requestRecord) onBody(req *http.Request) {
+	if r == nil || req.Body == nil {
+		return
+	}
+	req.Body = recordedBody{ReadCloser: req.Body, rec: r}
+	if get := req.GetBody; get != nil {
+		req.GetBody = func() (io.ReadCloser, error) {
+			b, err := get()
+			if err != nil {
+				return nil, err
+			}
+			return recordedBody{ReadCloser: b, rec: r}, nil
+		}
+	}
+}
+
+type recordedBody struct {
+	io.ReadCloser
+	rec *requestRecord
+}
+
+func (b recordedBody) Read(p []byte) (int, error) {
+	if err := b.rec.run(); err != nil {
+		return 0, err
+	}
+	return b.ReadCloser.Read(p)
 }
 
 // checkKeys checks a Web Push subscription's keys (RFC 8291 section 3):

@@ -576,3 +576,52 @@ func TestFitPayload(t *testing.T) {
 		t.Fatal("a URL that cannot fit was cut or accepted")
 	}
 }
+
+// TestPushRecordsTheRequestAsItLeaves: a send under WithRequestRecord
+// records once, when its body is about to be written; a record that fails
+// leaves the service nothing it can act on, and the send is to be retried
+// with the record's error.
+func TestPushRecordsTheRequestAsItLeaves(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var taken int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req providerRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		taken++
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	p := NewPush(PushConfig{ProviderURL: srv.URL}, slog.New(slog.DiscardHandler))
+	env := Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Title: "Hei", Body: "Kari"}}
+	sub := PushSubscription{ID: 1, Kind: KindHTTP, Endpoint: "device-1"}
+
+	down := errors.New("postgres is away")
+	out := p.SendTo(WithRequestRecord(context.Background(), func() error { return down }), env, sub)
+	mu.Lock()
+	if out.State != PushRetry || !errors.Is(out.Err, down) || taken != 0 {
+		t.Errorf("record failed: %s %v, provider took %d; want retry with the record's error, none taken", out.State, out.Err, taken)
+	}
+	mu.Unlock()
+
+	var records int
+	out = p.SendTo(WithRequestRecord(context.Background(), func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if taken != 0 {
+			t.Error("recorded after the provider took the request")
+		}
+		records++
+		return nil
+	}), env, sub)
+	mu.Lock()
+	defer mu.Unlock()
+	if out.State != PushSent || records != 1 || taken != 1 {
+		t.Errorf("record made: %s %v, %d records, provider took %d; want sent, 1, 1", out.State, out.Err, records, taken)
+	}
+}
