@@ -279,11 +279,16 @@ func (p *Push) sendTo(ctx context.Context, env Envelope, s PushSubscription) Pus
 	}})
 	rec := recordFrom(ctx)
 	resp, err := p.request(ctx, s, env.MessageID, body, payload, rec)
+	// The transport may read the body after it returned (an HTTP/2
+	// stream whose connection died after its headers went). The record
+	// is made by now or never, so that it cannot land after the caller
+	// wrote the answer.
+	rerr := rec.seal()
 	if err != nil {
 		if _, ok := IsPermanent(err); ok {
 			return PushOutcome{State: PushFailed, Err: err}
 		}
-		if rerr := rec.failed(); rerr != nil {
+		if rerr != nil {
 			// The body was not written: the service has a request cut
 			// short, which it cannot act on.
 			return PushOutcome{State: PushRetry, Err: fmt.Errorf("push to %s not sent: recording the request failed: %w", host(s.Endpoint), rerr)}
@@ -407,7 +412,8 @@ func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 // on, and left no record that would make the next attempt call it
 // uncertain: the next attempt sends it. If record fails, the body is not
 // written and the send is retried; the service has a request cut short,
-// which it cannot act on.
+// which it cannot act on. Once the send has its answer or its error,
+// record is never called.
 func WithRequestRecord(ctx context.Context, record func() error) context.Context {
 	return context.WithValue(ctx, recordKey{}, record)
 }
@@ -439,13 +445,25 @@ func (r *requestRecord) run() error {
 	return r.err
 }
 
-// failed is the record's error, if it was made and failed.
-func (r *requestRecord) failed() error {
+// errSealed fails a body read after the send had its answer.
+var errSealed = errors.New("push: the request already has its answer; its body is not sent now")
+
+// seal ends the time in which the record may be made, waiting for one
+// under way: a body read later records nothing and fails. It returns the
+// record's error if the record was made and failed.
+func (r *requestRecord) seal() error {
 	if r == nil {
 		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.done {
+		r.done, r.err = true, errSealed
+		return nil
+	}
+	if errors.Is(r.err, errSealed) {
+		return nil
+	}
 	return r.err
 }
 

@@ -24,6 +24,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -623,5 +624,65 @@ func TestPushRecordsTheRequestAsItLeaves(t *testing.T) {
 	defer mu.Unlock()
 	if out.State != PushSent || records != 1 || taken != 1 {
 		t.Errorf("record made: %s %v, %d records, provider took %d; want sent, 1, 1", out.State, out.Err, records, taken)
+	}
+}
+
+// TestPushRecordIsSealedByTheAnswer: once a send has its answer (or its
+// error), its record is made or never will be. The transport may read the
+// body after RoundTrip returned (an HTTP/2 stream whose connection died
+// after its headers); a record made then would land after the caller wrote
+// the answer, and the next attempt would take the request for one under
+// way when its worker died, and never send the message.
+func TestPushRecordIsSealedByTheAnswer(t *testing.T) {
+	t.Parallel()
+	body := func(rec *requestRecord) io.ReadCloser {
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"to":"device-1"}`))
+		rec.onBody(req)
+		return req.Body
+	}
+	var records atomic.Int32
+	count := func() error { records.Add(1); return nil }
+
+	// Sealed before the body was read: the read fails, nothing recorded.
+	rec := &requestRecord{record: count}
+	b := body(rec)
+	if err := rec.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(b); !errors.Is(err, errSealed) || records.Load() != 0 {
+		t.Errorf("read after the answer: %v, %d records; want errSealed, none", err, records.Load())
+	}
+
+	// A record under way when the answer comes is waited for.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	rec = &requestRecord{record: func() error { close(started); <-release; return count() }}
+	b = body(rec)
+	read := make(chan error, 1)
+	go func() { _, err := io.ReadAll(b); read <- err }()
+	<-started
+	sealed := make(chan error, 1)
+	go func() { sealed <- rec.seal() }()
+	select {
+	case <-sealed:
+		t.Fatal("seal returned while the record was under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-sealed; err != nil || records.Load() != 1 {
+		t.Errorf("seal after the record: %v, %d records; want nil, 1", err, records.Load())
+	}
+	if err := <-read; err != nil {
+		t.Errorf("the body read with its record made: %v", err)
+	}
+
+	// A record that failed is what seal reports.
+	down := errors.New("postgres is away")
+	rec = &requestRecord{record: func() error { return down }}
+	if _, err := io.ReadAll(body(rec)); !errors.Is(err, down) {
+		t.Errorf("read with a failed record: %v", err)
+	}
+	if err := rec.seal(); !errors.Is(err, down) {
+		t.Errorf("seal after a failed record: %v, want it", err)
 	}
 }
