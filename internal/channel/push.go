@@ -391,7 +391,7 @@ func (p *Push) request(ctx context.Context, s PushSubscription, messageID string
 }
 
 // trackingClient tells whether the push library got as far as a request,
-// and has the request recorded before its body is written.
+// and has the request recorded as its body is written.
 type trackingClient struct {
 	c      *http.Client
 	rec    *requestRecord
@@ -406,8 +406,9 @@ func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 
 // WithRequestRecord returns a context under which a push send calls record
 // when its request is about to leave: the connection to the service is
-// made, the message encrypted and signed, the headers written, and only
-// the body is left to write. A send stopped before that point (the worker
+// made, the message encrypted and signed, and the body is about to be
+// written (HTTP/1.1 sends the headers with it, HTTP/2 just before it). A
+// send stopped before that point (the worker
 // killed while it connected, say) made no request the service could act
 // on, and left no record that would make the next attempt call it
 // uncertain: the next attempt sends it. If record fails, the body is not
