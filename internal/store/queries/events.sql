@@ -92,12 +92,14 @@ ORDER BY workflow_id, started_at DESC;
 -- them dearer than one for the values at hand, would plan them again on
 -- every call: 0.4 to 0.7 ms of planning for 0.15 ms of work (measured with
 -- pg_stat_statements in the event dispatch benchmark).
--- A generic plan is made once per connection, from what the tables held
--- then, and kept until an ANALYZE of one of them: made while this month's
--- partition held a page of events, it scanned the whole month for every
--- event until autovacuum looked again (54 blocks and 2,400 rows for one
--- mark in the benchmark). These statements find events by id and customer,
--- for which an index always serves, so their plans use one.
+-- A generic plan is made once per connection and kept until one of its
+-- tables is vacuumed, analyzed to new sizes or has partitions attached or
+-- detached: made while this month's partition was small, it scanned the
+-- whole month for every event until then (54 blocks and 2,400 rows for
+-- one mark in the benchmark). These statements find events by id and
+-- customer, for which an index always serves, so their plans use one.
+-- (upsert-route and set-run-id also run outside these transactions, where
+-- their plan may be made first; both find their row by primary key.)
 SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true);
 
 -- name: insert-events
