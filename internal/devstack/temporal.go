@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -91,7 +91,7 @@ func StartTemporal(ctx context.Context, log *slog.Logger, opts TemporalOptions) 
 	}
 	for attempt := 1; ; attempt++ {
 		t, err := startTemporal(ctx, bin, opts)
-		if err == nil || !strings.Contains(err.Error(), "address already in use") || attempt == 5 {
+		if err == nil || !errors.Is(err, errPortTaken) || attempt == 5 {
 			return t, err
 		}
 		log.Debug("temporal dev server lost a port race; starting again", "attempt", attempt)
@@ -163,7 +163,7 @@ func startTemporal(ctx context.Context, bin string, opts TemporalOptions) (*Temp
 		case <-t.done:
 			out, _ := os.ReadFile(t.log)
 			os.Remove(t.log)
-			return nil, fmt.Errorf("temporal dev server exited during start:\n%s", tail(out, 2000))
+			return nil, exitedDuringStart(out)
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
@@ -190,4 +190,20 @@ func (t *Temporal) Stop() {
 	}
 	t.cmd = nil
 	os.Remove(t.log)
+}
+
+// errPortTaken marks a start that lost a port to another process.
+var errPortTaken = errors.New("a port it was given was taken meanwhile")
+
+// exitedDuringStart is the error for a dev server that exited while it
+// started, from its log: the first line (a panic names its cause there)
+// and the end. A lost port race is errPortTaken wherever the log says so:
+// a panic puts the bind error first and a long stack after it.
+func exitedDuringStart(log []byte) error {
+	first, _, _ := bytes.Cut(log, []byte("\n"))
+	err := fmt.Errorf("temporal dev server exited during start: %s\n...\n%s", first, tail(log, 2000))
+	if bytes.Contains(log, []byte("address already in use")) {
+		return fmt.Errorf("%w: %w", errPortTaken, err)
+	}
+	return err
 }
