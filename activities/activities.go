@@ -614,9 +614,46 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 		// connection made, only its body left to write), not before: a
 		// worker killed while it connected leaves no record, and the next
 		// attempt sends to this device rather than call it uncertain.
-		out := ps.SendTo(channel.WithRequestRecord(ctx, func() error {
-			return a.Store.RecordPush(ctx, key, s.ID, store.PushDelivery{Status: "sending"})
+		// Then, as for an email's final ".", the attempt checks that it
+		// still owns the message and has time left, and the record goes
+		// to Postgres with the body right behind it, without waiting for
+		// Postgres in between: a worker killed at any moment leaves both
+		// or neither in the kernel's hands.
+		var recordErr error
+		out := ps.SendTo(channel.WithRequestRecord(ctx, func() (func(), error) {
+			h, err := a.Store.PrepareHandOver(ctx, key, attempt, a.now())
+			if err != nil {
+				return nil, err
+			}
+			if err := attemptLive(ctx); err != nil {
+				h.Abandon()
+				return nil, err
+			}
+			if err := h.SendPush(ctx, s.ID); err != nil {
+				h.Abandon()
+				return nil, err
+			}
+			// Postgres' answer is read as soon as it comes, so that the
+			// connection goes back to the pool without waiting for the
+			// push service's answer too.
+			answer := make(chan error, 1)
+			go func() { answer <- h.Wait() }()
+			return func() { recordErr = <-answer }, nil
 		}), env, s)
+		switch {
+		case errors.Is(out.Err, store.ErrLedgerConflict):
+			// Another attempt owns the message now: this one writes
+			// nothing more.
+			return DeliverOutput{}, out.Err
+		case errors.Is(out.Err, store.ErrReservationOver):
+			d.Status, d.Attempt, d.MessageID = "sending", attempt, env.MessageID
+			return a.expire(ctx, key, d)
+		case recordErr != nil:
+			// The body left while the record failed (Postgres went away,
+			// say): the answer, written next until it lands, stands in
+			// for it.
+			a.Log.WarnContext(ctx, "push request left without its record; its answer is recorded instead", "key", key, "subscription", s.ID, "err", recordErr)
+		}
 		pd := store.PushDelivery{Status: out.State}
 		if out.Err != nil {
 			pd.Error = out.Err.Error()

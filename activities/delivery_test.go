@@ -606,7 +606,15 @@ func TestPushIsRecordedWhenItLeaves(t *testing.T) {
 	}
 	prov, srv := newPushProvider(t)
 	var atArrival int
-	prov.beforeTaking = func() { atArrival = sending() }
+	prov.beforeTaking = func() {
+		// The record left just ahead of the body; Postgres may still be
+		// storing it.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if atArrival = sending(); atArrival != 0 {
+				return
+			}
+		}
+	}
 	var whileConnecting []int
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		whileConnecting = append(whileConnecting, sending())
@@ -626,6 +634,146 @@ func TestPushIsRecordedWhenItLeaves(t *testing.T) {
 		t.Errorf("requests recorded sending while the connection was being made: %v, want 0", whileConnecting)
 	}
 	if atArrival != 1 {
-		t.Errorf("requests recorded sending when the provider had the request: %d, want 1", atArrival)
+		t.Errorf("requests recorded sending while the provider held the request: %d, want 1", atArrival)
+	}
+}
+
+// TestPushBodyLeavesBehindItsRecord: the record that a push request is
+// leaving and the request's body go out back to back, the body not
+// waiting for Postgres' answer to the record. A worker killed in between
+// leaves the request recorded, and never sent to the device again, while
+// the service never had it: waiting for the answer, that window was a
+// Postgres round trip and the wake-up behind it (TestFaultPushCrash lost
+// a message in it one run in three). Postgres is made slow to answer the
+// record here (its table locked), and the provider must have the request
+// while the answer is still out.
+//
+// Fails on the code that waited for the record's answer before writing
+// the body: the provider got nothing while the table was locked.
+func TestPushBodyLeavesBehindItsRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	prov, srv := newPushProvider(t)
+	arrived := make(chan struct{}, 1)
+	prov.beforeTaking = func() {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+	}
+	// The lock is taken on a connection of its own, made now: a
+	// connection the pool made under the lock would wait for it while
+	// preparing its statements.
+	lockConn, err := b.store.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockConn.Release()
+	locked := make(chan pgx.Tx, 1)
+	client := &http.Client{Transport: &http.Transport{DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+		// The message is under way; its record will wait for the lock.
+		tx, err := lockConn.Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, `LOCK TABLE push_deliveries IN EXCLUSIVE MODE`)
+		}
+		if err != nil {
+			return nil, err
+		}
+		locked <- tx
+		return (&net.Dialer{}).DialContext(dctx, network, addr)
+	}}}
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		out activities.SendOutput
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "push"))
+		done <- result{out, err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Error("the provider got no request while Postgres had not answered the record: the body waited for it")
+	}
+	var lock pgx.Tx
+	select {
+	case lock = <-locked:
+	default:
+		t.Fatal("the push client never dialled: the test proves nothing")
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.out.Delivery.Status != activities.StatusSent {
+		t.Fatalf("delivery: %+v, %v; want sent", r.out.Delivery, r.err)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.calls["device-a"] != 1 {
+		t.Fatalf("the device got %d copies, want 1", prov.calls["device-a"])
+	}
+	var status string
+	if err := b.store.Pool().QueryRow(ctx, `SELECT status FROM push_deliveries`).Scan(&status); err != nil || status != "sent" {
+		t.Fatalf("push_deliveries: %q, %v; want sent", status, err)
+	}
+}
+
+// TestPausedPushAttemptSendsNothing: a push attempt stops while it
+// connects, Temporal gives it up, and a retry delivers the message. When
+// the stale attempt resumes, its request must not leave: the device would
+// get the message twice. It checks, as an email's attempt does before the
+// final ".", that it still owns the message before the record and the
+// body go out together.
+func TestPausedPushAttemptSendsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	prov, srv := newPushProvider(t)
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var dials atomic.Int32
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 1 {
+			close(paused)
+			<-resume
+		}
+		return (&net.Dialer{}).DialContext(dctx, network, addr)
+	}}}
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+	in := sendInput("loyalty-benefit", "push")
+	first := make(chan error, 1)
+	go func() {
+		_, err := b.acts.Send(ctx, in)
+		first <- err
+	}()
+	<-paused
+	retry, err := b.acts.Send(ctx, in)
+	if err != nil || retry.Delivery.Status != activities.StatusSent {
+		t.Fatalf("retry: %+v %v, want sent", retry.Delivery, err)
+	}
+	close(resume)
+	if err := <-first; !errors.Is(err, store.ErrLedgerConflict) {
+		t.Fatalf("the stale attempt ended with %v, want it to find another attempt owns the message", err)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.calls["device-a"] != 1 || len(prov.keys["device-a"]) != 1 {
+		t.Fatalf("the device got %d copies in %d requests, want 1 in 1", prov.calls["device-a"], len(prov.keys["device-a"]))
+	}
+	if h := b.history(t); len(h) != 1 || h[0].Status != activities.StatusSent {
+		t.Fatalf("ledger: %+v; want one message sent", h)
 	}
 }

@@ -411,11 +411,18 @@ func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 // send stopped before that point (the worker
 // killed while it connected, say) made no request the service could act
 // on, and left no record that would make the next attempt call it
-// uncertain: the next attempt sends it. If record fails, the body is not
-// written and the send is retried; the service has a request cut short,
-// which it cannot act on. Once the send has its answer or its error,
-// record is never called.
-func WithRequestRecord(ctx context.Context, record func() error) context.Context {
+// uncertain: the next attempt sends it.
+//
+// record sends the record on its way and returns without waiting for it
+// to be stored, and the body is written right behind it, so that a worker
+// killed at any moment has handed over both or neither (only the few
+// instructions between the two writes remain). If record fails, the body
+// is not written and the send is retried; the service has a request cut
+// short, which it cannot act on. The send calls wait, record's answer,
+// once it has its own answer or error and before it returns: the record
+// is stored, or has failed, before the caller writes the answer. After
+// that, record is never called.
+func WithRequestRecord(ctx context.Context, record func() (wait func(), err error)) context.Context {
 	return context.WithValue(ctx, recordKey{}, record)
 }
 
@@ -424,14 +431,15 @@ type recordKey struct{}
 // requestRecord runs a send's record once, however often its body is
 // read (the transport replays a body on a new connection).
 type requestRecord struct {
-	record func() error
+	record func() (func(), error)
 	mu     sync.Mutex
 	done   bool
+	wait   func()
 	err    error
 }
 
 func recordFrom(ctx context.Context) *requestRecord {
-	if f, ok := ctx.Value(recordKey{}).(func() error); ok {
+	if f, ok := ctx.Value(recordKey{}).(func() (func(), error)); ok {
 		return &requestRecord{record: f}
 	}
 	return nil
@@ -441,7 +449,8 @@ func (r *requestRecord) run() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.done {
-		r.done, r.err = true, r.record()
+		r.done = true
+		r.wait, r.err = r.record()
 	}
 	return r.err
 }
@@ -450,8 +459,9 @@ func (r *requestRecord) run() error {
 var errSealed = errors.New("push: the request already has its answer; its body is not sent now")
 
 // seal ends the time in which the record may be made, waiting for one
-// under way: a body read later records nothing and fails. It returns the
-// record's error if the record was made and failed.
+// under way and for its answer: a body read later records nothing and
+// fails. It returns the record's error if the record failed, and with it
+// the body was not written.
 func (r *requestRecord) seal() error {
 	if r == nil {
 		return nil
@@ -461,6 +471,10 @@ func (r *requestRecord) seal() error {
 	if !r.done {
 		r.done, r.err = true, errSealed
 		return nil
+	}
+	if r.wait != nil {
+		r.wait()
+		r.wait = nil
 	}
 	if errors.Is(r.err, errSealed) {
 		return nil

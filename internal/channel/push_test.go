@@ -579,7 +579,8 @@ func TestFitPayload(t *testing.T) {
 }
 
 // TestPushRecordsTheRequestAsItLeaves: a send under WithRequestRecord
-// records once, when its body is about to be written; a record that fails
+// records once, when its body is about to be written, and has the
+// record's answer (wait) before it returns its own; a record that fails
 // leaves the service nothing it can act on, and the send is to be retried
 // with the record's error.
 func TestPushRecordsTheRequestAsItLeaves(t *testing.T) {
@@ -603,27 +604,27 @@ func TestPushRecordsTheRequestAsItLeaves(t *testing.T) {
 	sub := PushSubscription{ID: 1, Kind: KindHTTP, Endpoint: "device-1"}
 
 	down := errors.New("postgres is away")
-	out := p.SendTo(WithRequestRecord(context.Background(), func() error { return down }), env, sub)
+	out := p.SendTo(WithRequestRecord(context.Background(), func() (func(), error) { return nil, down }), env, sub)
 	mu.Lock()
 	if out.State != PushRetry || !errors.Is(out.Err, down) || taken != 0 {
 		t.Errorf("record failed: %s %v, provider took %d; want retry with the record's error, none taken", out.State, out.Err, taken)
 	}
 	mu.Unlock()
 
-	var records int
-	out = p.SendTo(WithRequestRecord(context.Background(), func() error {
+	var records, waits int
+	out = p.SendTo(WithRequestRecord(context.Background(), func() (func(), error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if taken != 0 {
 			t.Error("recorded after the provider took the request")
 		}
 		records++
-		return nil
+		return func() { mu.Lock(); waits++; mu.Unlock() }, nil
 	}), env, sub)
 	mu.Lock()
 	defer mu.Unlock()
-	if out.State != PushSent || records != 1 || taken != 1 {
-		t.Errorf("record made: %s %v, %d records, provider took %d; want sent, 1, 1", out.State, out.Err, records, taken)
+	if out.State != PushSent || records != 1 || waits != 1 || taken != 1 {
+		t.Errorf("record made: %s %v, %d records, %d waits, provider took %d; want sent, 1, 1, 1", out.State, out.Err, records, waits, taken)
 	}
 }
 
@@ -641,7 +642,7 @@ func TestPushRecordIsSealedByTheAnswer(t *testing.T) {
 		return req.Body
 	}
 	var records atomic.Int32
-	count := func() error { records.Add(1); return nil }
+	count := func() (func(), error) { records.Add(1); return nil, nil }
 
 	// Sealed before the body was read: the read fails, nothing recorded.
 	rec := &requestRecord{record: count}
@@ -656,7 +657,7 @@ func TestPushRecordIsSealedByTheAnswer(t *testing.T) {
 	// A record under way when the answer comes is waited for.
 	release := make(chan struct{})
 	started := make(chan struct{})
-	rec = &requestRecord{record: func() error { close(started); <-release; return count() }}
+	rec = &requestRecord{record: func() (func(), error) { close(started); <-release; return count() }}
 	b = body(rec)
 	read := make(chan error, 1)
 	go func() { _, err := io.ReadAll(b); read <- err }()
@@ -676,9 +677,27 @@ func TestPushRecordIsSealedByTheAnswer(t *testing.T) {
 		t.Errorf("the body read with its record made: %v", err)
 	}
 
+	// The record's answer, still out when the send has its own, is
+	// waited for too.
+	answered := make(chan struct{})
+	rec = &requestRecord{record: func() (func(), error) { return func() { <-answered }, nil }}
+	if _, err := io.ReadAll(body(rec)); err != nil {
+		t.Fatal(err)
+	}
+	go func() { sealed <- rec.seal() }()
+	select {
+	case <-sealed:
+		t.Fatal("seal returned before the record's answer")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(answered)
+	if err := <-sealed; err != nil {
+		t.Errorf("seal after the record's answer: %v", err)
+	}
+
 	// A record that failed is what seal reports.
 	down := errors.New("postgres is away")
-	rec = &requestRecord{record: func() error { return down }}
+	rec = &requestRecord{record: func() (func(), error) { return nil, down }}
 	if _, err := io.ReadAll(body(rec)); !errors.Is(err, down) {
 		t.Errorf("read with a failed record: %v", err)
 	}

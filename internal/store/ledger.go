@@ -949,9 +949,12 @@ func (s *Store) decisionsByCaps(ctx context.Context, tx pgx.Tx, p *Pressure) err
 	return nil
 }
 
-// HandOver is the hand-over of one email to its SMTP server: the record
-// that the server may have the message leaves the process together with
-// the final "." of DATA (see PrepareHandOver).
+// HandOver is the hand-over of one message to the server that delivers
+// it: the record that the server may have the message leaves the process
+// together with the message (see PrepareHandOver). For an email the
+// record is that it is uncertain, and the final "." of DATA follows it;
+// for a push request, that the request to one subscription is under way,
+// and the request's body follows it.
 type HandOver struct {
 	s       *Store
 	conn    *pgxpool.Conn
@@ -961,12 +964,15 @@ type HandOver struct {
 	// must be written to.
 	sp span
 	br pgx.BatchResults
+	// unchanged is the error of a record that changed no row.
+	unchanged func() error
 }
 
-// PrepareHandOver checks, just before the final "." of an email, that the
-// attempt still owns the message (an attempt given up for dead finds its
-// number stale and must not hand the message over) and that its
-// reservation still holds at now (ErrReservationOver: the SMTP session
+// PrepareHandOver checks, just before a message is handed over (the final
+// "." of an email, the body of a push request), that the attempt still
+// owns the message (an attempt given up for dead finds its number stale
+// and must not hand the message over) and that its reservation still
+// holds at now (ErrReservationOver: the SMTP session or the push request
 // may have begun in time and reached its end after), and holds a
 // connection for the hand-over record. Release it with Wait, or Abandon.
 func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int, now time.Time) (*HandOver, error) {
@@ -1013,9 +1019,32 @@ func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) {
 	b := &pgx.Batch{}
 	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at, h.sp.from, h.sp.to)
 	h.br = h.conn.SendBatch(ctx, b)
+	h.unchanged = func() error { return h.s.conflict(context.Background(), "mark uncertain", h.key) }
 }
 
-// Wait reads Postgres' answer to Send and releases the connection.
+// SendPush writes the record that the push request to subscription is
+// leaving (sending, as RecordPush) to Postgres without waiting for the
+// answer, as Send does for an email; the caller writes the request's body
+// right after. It fails when the record could not be written to the
+// connection: then the body must not follow.
+func (h *HandOver) SendPush(ctx context.Context, subscription int64) error {
+	b := &pgx.Batch{}
+	b.Queue(h.s.q.RecordPush, h.key, subscription, "sending", "", nil)
+	h.br = h.conn.SendBatch(ctx, b)
+	h.unchanged = func() error {
+		return fmt.Errorf("record push %s to subscription %d as sending: %w: its state is final", h.key, subscription, ErrLedgerConflict)
+	}
+	if h.conn.Conn().PgConn().IsClosed() {
+		// The write failed, and pgx closed the connection.
+		err := h.br.Close()
+		h.br = nil
+		return fmt.Errorf("record push %s to subscription %d as sending: %w", h.key, subscription, cmp.Or(err, errors.New("the connection to Postgres is closed")))
+	}
+	return nil
+}
+
+// Wait reads Postgres' answer to Send or SendPush and releases the
+// connection.
 func (h *HandOver) Wait() error {
 	defer h.conn.Release()
 	if h.br == nil {
@@ -1026,10 +1055,10 @@ func (h *HandOver) Wait() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("mark uncertain %s: %w", h.key, err)
+		return fmt.Errorf("hand-over record %s: %w", h.key, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return h.s.conflict(context.Background(), "mark uncertain", h.key)
+		return h.unchanged()
 	}
 	return nil
 }

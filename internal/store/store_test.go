@@ -308,3 +308,56 @@ func TestHandOverIsFenced(t *testing.T) {
 		t.Fatalf("delivery %+v %v", d, err)
 	}
 }
+
+// TestPushHandOverRecordsTheRequest: the hand-over of a push request
+// records it sending; over a subscription whose state is final (another
+// attempt finished it), the record is refused, and Wait says so.
+func TestPushHandOverRecordsTheRequest(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Store(t)
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.Decide(ctx, store.Request{IdempotencyKey: "k.1", RequestKey: "k", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+		StepID: "s", Channel: "push", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
+		func(store.Snapshot) policy.Decision {
+			return policy.Decision{Verdict: policy.Allow, Channel: "push", Reason: policy.ReasonOK}
+		}); err != nil {
+		t.Fatal(err)
+	}
+	attempt, err := s.BeginSend(ctx, "k.1", store.Sending{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SendPush(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.PushDeliveries(ctx, "k.1"); err != nil || got[7].Status != "sending" {
+		t.Fatalf("push deliveries %+v %v, want subscription 7 sending", got, err)
+	}
+	if err := s.RecordPush(ctx, "k.1", 7, store.PushDelivery{Status: "sent"}); err != nil {
+		t.Fatal(err)
+	}
+	h, err = s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SendPush(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Wait(); !errors.Is(err, store.ErrLedgerConflict) {
+		t.Fatalf("a request recorded over a sent one: %v, want ErrLedgerConflict", err)
+	}
+	if got, err := s.PushDeliveries(ctx, "k.1"); err != nil || got[7].Status != "sent" {
+		t.Fatalf("push deliveries %+v %v, want subscription 7 still sent", got, err)
+	}
+}
