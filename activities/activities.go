@@ -557,14 +557,17 @@ const handOverMargin = time.Second
 // covered.
 func attemptLive(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("not handed over: the attempt's time is over and another may have the message: %w", err)
+		return fmt.Errorf("not handed over: %w: another may have the message: %w", errAttemptOver, err)
 	}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < handOverMargin {
-		return fmt.Errorf("not handed over: %s left of the attempt's time, less than %s; the next attempt sends it",
-			time.Until(d).Round(time.Millisecond), handOverMargin)
+		return fmt.Errorf("not handed over: %w: %s left, less than %s; the next attempt sends it",
+			errAttemptOver, time.Until(d).Round(time.Millisecond), handOverMargin)
 	}
 	return nil
 }
+
+// errAttemptOver is attemptLive's refusal.
+var errAttemptOver = errors.New("the attempt's time is over")
 
 // deliverPush sends to each of the customer's push subscriptions on its
 // own: the request is recorded as it leaves and its answer after, so
@@ -618,7 +621,8 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 		// still owns the message and has time left, and the record goes
 		// to Postgres with the body right behind it, without waiting for
 		// Postgres in between: a worker killed at any moment leaves both
-		// or neither in the kernel's hands.
+		// or neither in the kernel's hands (but for what HTTP/2 may wait
+		// for between the two, see channel.WithRequestRecord).
 		var recordErr error
 		out := ps.SendTo(channel.WithRequestRecord(ctx, func() (func(), error) {
 			h, err := a.Store.PrepareHandOver(ctx, key, attempt, a.now())
@@ -641,18 +645,18 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 			return func() { recordErr = <-answer }, nil
 		}), env, s)
 		switch {
-		case errors.Is(out.Err, store.ErrLedgerConflict):
-			// Another attempt owns the message now: this one writes
-			// nothing more.
+		case errors.Is(out.Err, store.ErrLedgerConflict), errors.Is(out.Err, errAttemptOver):
+			// Another attempt owns the message now, or may by the time
+			// this one writes: this one writes nothing more.
 			return DeliverOutput{}, out.Err
 		case errors.Is(out.Err, store.ErrReservationOver):
 			d.Status, d.Attempt, d.MessageID = "sending", attempt, env.MessageID
 			return a.expire(ctx, key, d)
 		case recordErr != nil:
 			// The body left while the record failed (Postgres went away,
-			// say): the answer, written next until it lands, stands in
-			// for it.
-			a.Log.WarnContext(ctx, "push request left without its record; its answer is recorded instead", "key", key, "subscription", s.ID, "err", recordErr)
+			// say): the answer, written next again and again within the
+			// attempt's time, stands in for it.
+			a.Log.WarnContext(ctx, "push request left without its record; its answer is to be recorded instead", "key", key, "subscription", s.ID, "err", recordErr)
 		}
 		pd := store.PushDelivery{Status: out.State}
 		if out.Err != nil {

@@ -662,13 +662,18 @@ func TestPushBodyLeavesBehindItsRecord(t *testing.T) {
 		default:
 		}
 	}
-	// The lock is taken on a connection of its own, made now: a
-	// connection the pool made under the lock would wait for it while
-	// preparing its statements.
+	// The lock is taken on a connection of its own, and an idle one is
+	// left for the record, both made now: a connection the pool made
+	// under the lock would wait for it while preparing its statements.
+	spare, err := b.store.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lockConn, err := b.store.Pool().Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	spare.Release()
 	defer lockConn.Release()
 	locked := make(chan pgx.Tx, 1)
 	client := &http.Client{Transport: &http.Transport{DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
@@ -775,5 +780,162 @@ func TestPausedPushAttemptSendsNothing(t *testing.T) {
 	}
 	if h := b.history(t); len(h) != 1 || h[0].Status != activities.StatusSent {
 		t.Fatalf("ledger: %+v; want one message sent", h)
+	}
+}
+
+// TestPushRecordOutlivesTheAttemptsEnd: the record of a request and its
+// body have left; Postgres is slow to store the record (its table
+// locked), and the attempt's time runs out meanwhile. The record must
+// still land: cancelled with the attempt, it was gone while the device
+// had the message, and the next attempt sent it again.
+//
+// Fails on the code that wrote the record under the attempt's context:
+// pgx cancelled the INSERT at the deadline, and the retry sent a second
+// copy.
+func TestPushRecordOutlivesTheAttemptsEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	prov, srv := newPushProvider(t)
+	arrived := make(chan struct{}, 1)
+	prov.beforeTaking = func() {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+	}
+	spare, err := b.store.Pool().Acquire(ctx) // an idle connection for the record, made before the lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockConn, err := b.store.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spare.Release()
+	defer lockConn.Release()
+	locked := make(chan pgx.Tx, 1)
+	var dials atomic.Int32
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 1 {
+			tx, err := lockConn.Begin(ctx)
+			if err == nil {
+				_, err = tx.Exec(ctx, `LOCK TABLE push_deliveries IN EXCLUSIVE MODE`)
+			}
+			if err != nil {
+				return nil, err
+			}
+			locked <- tx
+		}
+		return (&net.Dialer{}).DialContext(dctx, network, addr)
+	}}}
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+	in := sendInput("loyalty-benefit", "push")
+	attempt, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.acts.Send(attempt, in)
+		done <- err
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the provider got no request")
+	}
+	<-attempt.Done()
+	time.Sleep(200 * time.Millisecond) // the attempt's end has reached its work
+	if err := (<-locked).Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Log("the attempt ended without an error")
+	}
+	// Temporal retries.
+	out, err := b.acts.Send(ctx, in)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.calls["device-a"] != 1 {
+		t.Fatalf("the device got %d copies, want 1 (the retry found no record of the request that left)", prov.calls["device-a"])
+	}
+	if s := out.Delivery.Status; s != activities.StatusSent && s != activities.StatusUncertain {
+		t.Fatalf("delivery %+v, want sent or uncertain", out.Delivery)
+	}
+}
+
+// TestEmailRecordOutlivesTheAttemptsEnd: the final "." and the record
+// that the server may have the message have left; Postgres is slow to
+// store the record (the ledger locked) and the attempt's time runs out
+// meanwhile. The record must still land: cancelled with the attempt, the
+// message the server took stayed `sending`, and the retry sent it again.
+//
+// Fails on the code that wrote the record under the attempt's context:
+// the server received two copies.
+func TestEmailRecordOutlivesTheAttemptsEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	lockConn, err := b.store.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockConn.Release()
+	locked := make(chan pgx.Tx, 1)
+	b.acts.Sender = &pauseAfterConfirm{Sender: b.acts.Sender, pause: func() {
+		// Confirm holds the hand-over's connection; the record will
+		// wait for the lock.
+		tx, err := lockConn.Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, `LOCK TABLE contact_ledger IN EXCLUSIVE MODE`)
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		locked <- tx
+	}}
+	in := sendInput("loyalty-benefit", "email")
+	attempt, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.acts.Send(attempt, in)
+		done <- err
+	}()
+	<-attempt.Done()
+	time.Sleep(200 * time.Millisecond) // the attempt's end has reached its work
+	if b.catcher.Count() != 1 {
+		t.Fatalf("the server has %d messages before the retry, want the attempt's 1", b.catcher.Count())
+	}
+	var lock pgx.Tx
+	select {
+	case lock = <-locked:
+	default:
+		t.Fatal("the ledger was never locked: the test proves nothing")
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	// Temporal retries.
+	out, err := b.acts.Send(ctx, in)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := b.catcher.Count(); n != 1 {
+		t.Fatalf("the server received %d copies, want 1 (the retry found no record of the hand-over)", n)
+	}
+	if s := out.Delivery.Status; s != activities.StatusSent && s != activities.StatusUncertain {
+		t.Fatalf("delivery %+v, want sent or uncertain", out.Delivery)
 	}
 }

@@ -283,15 +283,20 @@ func (p *Push) sendTo(ctx context.Context, env Envelope, s PushSubscription) Pus
 	// stream whose connection died after its headers went). The record
 	// is made by now or never, so that it cannot land after the caller
 	// wrote the answer.
-	rerr := rec.seal()
+	if rerr := rec.seal(); rerr != nil {
+		// The body was not written: the service has a request cut short,
+		// which it cannot act on. An answer it gave to the headers alone
+		// (HTTP/1.1 sends them ahead of the body; a 401 or 404 may come
+		// back before the record failed) is not an answer to this
+		// message: the caller learns why the request did not leave.
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return PushOutcome{State: PushRetry, Err: fmt.Errorf("push to %s not sent: recording the request failed: %w", host(s.Endpoint), rerr)}
+	}
 	if err != nil {
 		if _, ok := IsPermanent(err); ok {
 			return PushOutcome{State: PushFailed, Err: err}
-		}
-		if rerr != nil {
-			// The body was not written: the service has a request cut
-			// short, which it cannot act on.
-			return PushOutcome{State: PushRetry, Err: fmt.Errorf("push to %s not sent: recording the request failed: %w", host(s.Endpoint), rerr)}
 		}
 		err = fmt.Errorf("push to %s: %w", host(s.Endpoint), err)
 		if wrote.Load() {
@@ -406,8 +411,8 @@ func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 
 // WithRequestRecord returns a context under which a push send calls record
 // when its request is about to leave: the connection to the service is
-// made, the message encrypted and signed, and the body is about to be
-// written (HTTP/1.1 sends the headers with it, HTTP/2 just before it). A
+// made, the message encrypted and signed, the headers sent, and the body
+// is about to be written. A
 // send stopped before that point (the worker
 // killed while it connected, say) made no request the service could act
 // on, and left no record that would make the next attempt call it
@@ -415,8 +420,10 @@ func (t *trackingClient) Do(r *http.Request) (*http.Response, error) {
 //
 // record sends the record on its way and returns without waiting for it
 // to be stored, and the body is written right behind it, so that a worker
-// killed at any moment has handed over both or neither (only the few
-// instructions between the two writes remain). If record fails, the body
+// killed at any moment has handed over both or neither. Between the two
+// writes HTTP/1.1 copies the body into its buffer; HTTP/2 may also wait
+// for the stream's flow-control credit and the connection's write lock
+// (docs/delivery.md, What remains). If record fails, the body
 // is not written and the send is retried; the service has a request cut
 // short, which it cannot act on. The send calls wait, record's answer,
 // once it has its own answer or error and before it returns: the record

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/aes"
@@ -703,5 +704,59 @@ func TestPushRecordIsSealedByTheAnswer(t *testing.T) {
 	}
 	if err := rec.seal(); !errors.Is(err, down) {
 		t.Errorf("seal after a failed record: %v, want it", err)
+	}
+}
+
+// TestPushAnswerToHeadersAloneIsNotTheAnswer: HTTP/1.1 sends a request's
+// headers ahead of its body, and a service may answer them alone (a 401,
+// a 404) before the body's record has failed. The body never left, so the
+// answer is not this message's: the send is to be retried with the
+// record's error (a stale attempt, say, learns it must stop), not failed
+// or the subscription removed on an answer to nothing.
+//
+// Fails on the code that looked at the record's error only when the
+// request had failed: the send came back failed with the 401.
+func TestPushAnswerToHeadersAloneIsNotTheAnswer(t *testing.T) {
+	t.Parallel()
+	// A gateway that answers the headers at once (Go's own server would
+	// read the body before it answers).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+				_, _ = io.Copy(io.Discard, r)
+			}()
+		}
+	}()
+	p := NewPush(PushConfig{ProviderURL: "http://" + ln.Addr().String()}, slog.New(slog.DiscardHandler))
+	env := Envelope{Channel: "push", MessageID: "m-1", Message: render.Message{Title: "Hei", Body: "Kari"}}
+	sub := PushSubscription{ID: 1, Kind: KindHTTP, Endpoint: "device-1"}
+	stale := errors.New("another attempt owns the message")
+	out := p.SendTo(WithRequestRecord(context.Background(), func() (func(), error) {
+		time.Sleep(300 * time.Millisecond) // the answer to the headers comes first
+		return nil, stale
+	}), env, sub)
+	if out.State != PushRetry || !errors.Is(out.Err, stale) {
+		t.Fatalf("answered before the record failed: %s %v; want retry with the record's error", out.State, out.Err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -962,10 +963,28 @@ type HandOver struct {
 	attempt int
 	// sp is the span the message was found in: the months its record
 	// must be written to.
-	sp span
-	br pgx.BatchResults
+	sp   span
+	br   pgx.BatchResults
+	pipe *pgconn.Pipeline
+	// cancel ends the record's own context (recordContext).
+	cancel context.CancelFunc
 	// unchanged is the error of a record that changed no row.
 	unchanged func() error
+}
+
+// handOverRecordTime bounds how long a hand-over record may take to be
+// stored once the message has left with it. (A Postgres that stopped
+// answering altogether is found sooner, by the connection's keepalives.)
+const handOverRecordTime = 15 * time.Second
+
+// recordContext is the context a hand-over record is written and read
+// under: not the attempt's. The message has left with the record, so the
+// record must land even when the attempt's time runs out or the attempt
+// is cancelled meanwhile; cancelled, pgx would cancel the statement, and
+// the next attempt, finding no record, would send the message again.
+func (h *HandOver) recordContext(ctx context.Context) context.Context {
+	ctx, h.cancel = context.WithTimeout(context.WithoutCancel(ctx), handOverRecordTime)
+	return ctx
 }
 
 // PrepareHandOver checks, just before a message is handed over (the final
@@ -1018,41 +1037,57 @@ func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int, no
 func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) {
 	b := &pgx.Batch{}
 	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at, h.sp.from, h.sp.to)
-	h.br = h.conn.SendBatch(ctx, b)
+	h.br = h.conn.SendBatch(h.recordContext(ctx), b)
 	h.unchanged = func() error { return h.s.conflict(context.Background(), "mark uncertain", h.key) }
 }
 
 // SendPush writes the record that the push request to subscription is
 // leaving (sending, as RecordPush) to Postgres without waiting for the
 // answer, as Send does for an email; the caller writes the request's body
-// right after. It fails when the record could not be written to the
-// connection: then the body must not follow.
+// right after. The statement, prepared on every connection, is bound, run
+// and flushed in one write on the connection's own pipeline, whose flush
+// says whether it left: when it did not, SendPush fails, and the body must
+// not follow.
 func (h *HandOver) SendPush(ctx context.Context, subscription int64) error {
-	b := &pgx.Batch{}
-	b.Queue(h.s.q.RecordPush, h.key, subscription, "sending", "", nil)
-	h.br = h.conn.SendBatch(ctx, b)
 	h.unchanged = func() error {
 		return fmt.Errorf("record push %s to subscription %d as sending: %w: its state is final", h.key, subscription, ErrLedgerConflict)
 	}
-	if h.conn.Conn().PgConn().IsClosed() {
-		// The write failed, and pgx closed the connection.
-		err := h.br.Close()
-		h.br = nil
-		return fmt.Errorf("record push %s to subscription %d as sending: %w", h.key, subscription, cmp.Or(err, errors.New("the connection to Postgres is closed")))
+	p := h.conn.Conn().PgConn().StartPipeline(h.recordContext(ctx))
+	p.SendQueryPrepared(h.s.q.RecordPush,
+		[][]byte{[]byte(h.key), strconv.AppendInt(nil, subscription, 10), []byte("sending"), []byte(""), nil}, nil, nil)
+	if err := p.Sync(); err != nil {
+		_ = p.Close()
+		return fmt.Errorf("record push %s to subscription %d as sending: %w", h.key, subscription, err)
 	}
+	h.pipe = p
 	return nil
 }
 
 // Wait reads Postgres' answer to Send or SendPush and releases the
 // connection.
 func (h *HandOver) Wait() error {
-	defer h.conn.Release()
-	if h.br == nil {
+	defer h.release()
+	var tag pgconn.CommandTag
+	var err error
+	switch {
+	case h.br != nil:
+		tag, err = h.br.Exec()
+		if cerr := h.br.Close(); err == nil {
+			err = cerr
+		}
+		h.br = nil
+	case h.pipe != nil:
+		var res any
+		res, err = h.pipe.GetResults()
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			tag, err = rr.Close()
+		}
+		if cerr := h.pipe.Close(); err == nil {
+			err = cerr
+		}
+		h.pipe = nil
+	default:
 		return nil
-	}
-	tag, err := h.br.Exec()
-	if cerr := h.br.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("hand-over record %s: %w", h.key, err)
@@ -1067,6 +1102,16 @@ func (h *HandOver) Wait() error {
 func (h *HandOver) Abandon() {
 	if h.br != nil {
 		_ = h.br.Close()
+	}
+	if h.pipe != nil {
+		_ = h.pipe.Close()
+	}
+	h.release()
+}
+
+func (h *HandOver) release() {
+	if h.cancel != nil {
+		h.cancel()
 	}
 	h.conn.Release()
 }
