@@ -494,7 +494,9 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 		if err := attemptLive(ctx); err != nil {
 			return nil, err
 		}
-		handOver.Send(ctx, a.now(), "handed over; awaiting the server's reply to the end of data")
+		if err := handOver.Send(ctx, a.now(), "handed over; awaiting the server's reply to the end of data"); err != nil {
+			return nil, err
+		}
 		committed = true
 		return handOver.Wait, nil
 	}
@@ -594,12 +596,14 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 	if err != nil {
 		return DeliverOutput{}, err
 	}
-	if n, err := a.Store.OrphanedPushSends(ctx, key, "the attempt that made the request stopped before the answer"); err != nil {
+	if _, err := a.Store.OrphanedPushSends(ctx, key, "the attempt that made the request stopped before the answer"); err != nil {
 		return DeliverOutput{}, err
-	} else if n > 0 {
-		if subs, err = a.Store.PushDeliveries(ctx, key); err != nil {
-			return DeliverOutput{}, err
-		}
+	}
+	// Read again now that this attempt owns the message: what an earlier
+	// attempt recorded up to here (a request's record that BeginSend
+	// waited for, and that attempt's answer after it) stands.
+	if subs, err = a.Store.PushDeliveries(ctx, key); err != nil {
+		return DeliverOutput{}, err
 	}
 	now := a.now()
 	for _, s := range env.Push {

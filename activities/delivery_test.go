@@ -836,7 +836,7 @@ func TestPushRecordOutlivesTheAttemptsEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := sendInput("loyalty-benefit", "push")
-	attempt, cancel := context.WithTimeout(ctx, 3*time.Second)
+	attempt, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -845,10 +845,12 @@ func TestPushRecordOutlivesTheAttemptsEnd(t *testing.T) {
 	}()
 	select {
 	case <-arrived:
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("the provider got no request")
 	}
-	<-attempt.Done()
+	// The attempt ends (its time runs out, or it is cancelled) while
+	// its record waits.
+	cancel()
 	time.Sleep(200 * time.Millisecond) // the attempt's end has reached its work
 	if err := (<-locked).Rollback(ctx); err != nil {
 		t.Fatal(err)
@@ -890,7 +892,7 @@ func TestEmailRecordOutlivesTheAttemptsEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lockConn.Release()
-	locked := make(chan pgx.Tx, 1)
+	locked, lockErr := make(chan pgx.Tx, 1), make(chan error, 1)
 	b.acts.Sender = &pauseAfterConfirm{Sender: b.acts.Sender, pause: func() {
 		// Confirm holds the hand-over's connection; the record will
 		// wait for the lock.
@@ -899,27 +901,40 @@ func TestEmailRecordOutlivesTheAttemptsEnd(t *testing.T) {
 			_, err = tx.Exec(ctx, `LOCK TABLE contact_ledger IN EXCLUSIVE MODE`)
 		}
 		if err != nil {
-			t.Error(err)
+			lockErr <- err
 			return
 		}
 		locked <- tx
 	}}
 	in := sendInput("loyalty-benefit", "email")
-	attempt, cancel := context.WithTimeout(ctx, 3*time.Second)
+	attempt, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The attempt ends (its time runs out, or it is cancelled) once the
+	// server has the message, while its record waits.
+	b.catcher.SetAfterData(func(mailcatch.Message, int) mailcatch.Reply {
+		cancel()
+		return mailcatch.Reply{Action: mailcatch.Deliver}
+	})
 	done := make(chan error, 1)
 	go func() {
 		_, err := b.acts.Send(attempt, in)
 		done <- err
 	}()
-	<-attempt.Done()
+	select {
+	case <-attempt.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never got the message")
+	}
 	time.Sleep(200 * time.Millisecond) // the attempt's end has reached its work
+	b.catcher.SetAfterData(nil)
 	if b.catcher.Count() != 1 {
 		t.Fatalf("the server has %d messages before the retry, want the attempt's 1", b.catcher.Count())
 	}
 	var lock pgx.Tx
 	select {
 	case lock = <-locked:
+	case err := <-lockErr:
+		t.Fatalf("locking the ledger: %v", err)
 	default:
 		t.Fatal("the ledger was never locked: the test proves nothing")
 	}
@@ -937,5 +952,100 @@ func TestEmailRecordOutlivesTheAttemptsEnd(t *testing.T) {
 	}
 	if s := out.Delivery.Status; s != activities.StatusSent && s != activities.StatusUncertain {
 		t.Fatalf("delivery %+v, want sent or uncertain", out.Delivery)
+	}
+}
+
+// TestRetryWaitsForARecordOnItsWay: an attempt's push request has left
+// and its record is slow to commit (Postgres waits on a lock, a standby);
+// Temporal, having given the attempt up, runs a retry. The retry must not
+// read the device's state from before the record and send to it again:
+// it waits for the record's transaction, which holds the message's ledger
+// row, and then finds the request under way.
+//
+// Fails on the code whose record held no ledger row: the retry saw the
+// device's earlier `retry` state and the device got two copies.
+func TestRetryWaitsForARecordOnItsWay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	prov, srv := newPushProvider(t)
+	prov.failures["device-a"] = 1 // the first attempt leaves the device to retry
+	arrived := make(chan struct{}, 1)
+	prov.beforeTaking = func() {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+	}
+	lockConn, err := b.store.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockConn.Release()
+	var dials atomic.Int32
+	locked := make(chan pgx.Tx, 1)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 2 {
+			// The second attempt: the device's row is held, so its
+			// record will wait.
+			tx, err := lockConn.Begin(ctx)
+			if err == nil {
+				_, err = tx.Exec(ctx, `SELECT 1 FROM push_deliveries FOR UPDATE`)
+			}
+			if err != nil {
+				return nil, err
+			}
+			locked <- tx
+		}
+		return (&net.Dialer{}).DialContext(dctx, network, addr)
+	}}}
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+	in := sendInput("loyalty-benefit", "push")
+	if _, err := b.acts.Send(ctx, in); err == nil {
+		t.Fatal("the first attempt met a 503 and must be retried")
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := b.acts.Send(ctx, in)
+		second <- err
+	}()
+	var lock pgx.Tx
+	select {
+	case <-arrived:
+		lock = <-locked
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second attempt's request never reached the provider")
+	}
+	// The record waits for the device's row (its transaction holds the
+	// ledger's by now, or never will).
+	for waiting, deadline := 0, time.Now().Add(5*time.Second); waiting == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second attempt's record never waited for the lock: the test proves nothing")
+		}
+		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Temporal gave the second attempt up; the third runs.
+	third := make(chan error, 1)
+	go func() {
+		_, err := b.acts.Send(ctx, in)
+		third <- err
+	}()
+	time.Sleep(time.Second)
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-second
+	<-third
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.calls["device-a"] != 1 {
+		t.Fatalf("the device got %d copies, want 1 (the retry sent while the record was on its way)", prov.calls["device-a"])
 	}
 }

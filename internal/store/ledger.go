@@ -963,29 +963,21 @@ type HandOver struct {
 	attempt int
 	// sp is the span the message was found in: the months its record
 	// must be written to.
-	sp   span
-	br   pgx.BatchResults
+	sp span
+	// pipe carries the record; sent counts its statements.
 	pipe *pgconn.Pipeline
-	// cancel ends the record's own context (recordContext).
+	sent int
+	// cancel ends the record's own context (send).
 	cancel context.CancelFunc
 	// unchanged is the error of a record that changed no row.
 	unchanged func() error
 }
 
 // handOverRecordTime bounds how long a hand-over record may take to be
-// stored once the message has left with it. (A Postgres that stopped
-// answering altogether is found sooner, by the connection's keepalives.)
+// stored once the message has left with it. Past it, pgx closes the
+// connection and Postgres cancels the record: the next attempt, finding
+// none, sends the message again (docs/delivery.md).
 const handOverRecordTime = 15 * time.Second
-
-// recordContext is the context a hand-over record is written and read
-// under: not the attempt's. The message has left with the record, so the
-// record must land even when the attempt's time runs out or the attempt
-// is cancelled meanwhile; cancelled, pgx would cancel the statement, and
-// the next attempt, finding no record, would send the message again.
-func (h *HandOver) recordContext(ctx context.Context) context.Context {
-	ctx, h.cancel = context.WithTimeout(context.WithoutCancel(ctx), handOverRecordTime)
-	return ctx
-}
 
 // PrepareHandOver checks, just before a message is handed over (the final
 // "." of an email, the body of a push request), that the attempt still
@@ -1033,66 +1025,125 @@ func (s *Store) PrepareHandOver(ctx context.Context, key string, attempt int, no
 // answer yet) to Postgres without waiting for the answer. The caller
 // writes the final "." right after: both leave the process back to back,
 // and a process killed after both still has the kernel deliver both, so
-// the record is in Postgres whenever the server may have the message.
-func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) {
-	b := &pgx.Batch{}
-	b.Queue(h.s.q.MarkUncertain, h.key, h.attempt, reason, at, h.sp.from, h.sp.to)
-	h.br = h.conn.SendBatch(h.recordContext(ctx), b)
+// the record is in Postgres whenever the server may have the message. It
+// fails when the record could not be written to the connection: then the
+// "." must not follow.
+func (h *HandOver) Send(ctx context.Context, at time.Time, reason string) error {
 	h.unchanged = func() error { return h.s.conflict(context.Background(), "mark uncertain", h.key) }
+	err := h.send(ctx, statement{h.s.q.MarkUncertain, []any{h.key, h.attempt, reason, at, h.sp.from, h.sp.to}})
+	if err != nil {
+		return fmt.Errorf("mark uncertain %s: %w", h.key, err)
+	}
+	return nil
 }
 
 // SendPush writes the record that the push request to subscription is
 // leaving (sending, as RecordPush) to Postgres without waiting for the
 // answer, as Send does for an email; the caller writes the request's body
-// right after. The statement, prepared on every connection, is bound, run
-// and flushed in one write on the connection's own pipeline, whose flush
-// says whether it left: when it did not, SendPush fails, and the body must
-// not follow.
+// right after. The record's transaction also holds the message's ledger
+// row (hold-send), so that the next attempt waits for it rather than send
+// to the device again while it is on its way. It fails when the record
+// could not be written to the connection: then the body must not follow.
 func (h *HandOver) SendPush(ctx context.Context, subscription int64) error {
 	h.unchanged = func() error {
-		return fmt.Errorf("record push %s to subscription %d as sending: %w: its state is final", h.key, subscription, ErrLedgerConflict)
+		return fmt.Errorf("record push %s to subscription %d as sending: %w: the attempt no longer owns it, or its state is final", h.key, subscription, ErrLedgerConflict)
 	}
-	p := h.conn.Conn().PgConn().StartPipeline(h.recordContext(ctx))
-	p.SendQueryPrepared(h.s.q.RecordPush,
-		[][]byte{[]byte(h.key), strconv.AppendInt(nil, subscription, 10), []byte("sending"), []byte(""), nil}, nil, nil)
-	if err := p.Sync(); err != nil {
-		_ = p.Close()
+	err := h.send(ctx,
+		statement{h.s.q.HoldSend, []any{h.key, h.attempt, h.sp.from, h.sp.to}},
+		statement{h.s.q.RecordPush, []any{h.key, subscription, "sending", "", nil}})
+	if err != nil {
 		return fmt.Errorf("record push %s to subscription %d as sending: %w", h.key, subscription, err)
 	}
-	h.pipe = p
 	return nil
 }
 
+// statement is one prepared statement of a hand-over record and its
+// arguments: strings, ints, times or nil.
+type statement struct {
+	name string
+	args []any
+}
+
+// send writes the statements, prepared on every connection, on the
+// connection's own pipeline: bound, run and flushed in one write, one
+// implicit transaction, with no round trip first (pgx's batch may make
+// one, and does not say whether its write left). The flush says whether
+// they left. They run under a context of their own: the message leaves
+// with them, so they must land even when the attempt's time runs out or
+// the attempt is cancelled meanwhile; cancelled, pgx would cancel them,
+// and the next attempt, finding no record, would send the message again.
+func (h *HandOver) send(ctx context.Context, stmts ...statement) error {
+	ctx, h.cancel = context.WithTimeout(context.WithoutCancel(ctx), handOverRecordTime)
+	p := h.conn.Conn().PgConn().StartPipeline(ctx)
+	for _, st := range stmts {
+		params := make([][]byte, len(st.args))
+		for i, a := range st.args {
+			params[i] = textParam(a)
+		}
+		p.SendQueryPrepared(st.name, params, nil, nil)
+	}
+	if err := p.Sync(); err != nil {
+		_ = p.Close()
+		return err
+	}
+	h.pipe, h.sent = p, len(stmts)
+	return nil
+}
+
+// textParam writes a statement's argument in Postgres' text format. A
+// time keeps the microseconds pgx's binary format would (Postgres would
+// round a finer fraction instead).
+func textParam(a any) []byte {
+	switch v := a.(type) {
+	case nil:
+		return nil
+	case string:
+		return []byte(v)
+	case int:
+		return strconv.AppendInt(nil, int64(v), 10)
+	case int64:
+		return strconv.AppendInt(nil, v, 10)
+	case time.Time:
+		return v.UTC().Truncate(time.Microsecond).AppendFormat(nil, "2006-01-02T15:04:05.999999Z07:00")
+	}
+	panic(fmt.Sprintf("store: hand-over argument of type %T", a))
+}
+
 // Wait reads Postgres' answer to Send or SendPush and releases the
-// connection.
+// connection. Every statement of the record must have changed (or
+// locked) its row.
 func (h *HandOver) Wait() error {
 	defer h.release()
-	var tag pgconn.CommandTag
-	var err error
-	switch {
-	case h.br != nil:
-		tag, err = h.br.Exec()
-		if cerr := h.br.Close(); err == nil {
-			err = cerr
-		}
-		h.br = nil
-	case h.pipe != nil:
-		var res any
-		res, err = h.pipe.GetResults()
-		if rr, ok := res.(*pgconn.ResultReader); ok {
-			tag, err = rr.Close()
-		}
-		if cerr := h.pipe.Close(); err == nil {
-			err = cerr
-		}
-		h.pipe = nil
-	default:
+	if h.pipe == nil {
 		return nil
+	}
+	p := h.pipe
+	h.pipe = nil
+	var err error
+	unchanged := false
+	for range h.sent {
+		var res any
+		if res, err = p.GetResults(); err != nil {
+			break
+		}
+		rr, ok := res.(*pgconn.ResultReader)
+		if !ok {
+			err = fmt.Errorf("unexpected pipeline result %T", res)
+			break
+		}
+		var tag pgconn.CommandTag
+		if tag, err = rr.Close(); err != nil {
+			break
+		}
+		unchanged = unchanged || tag.RowsAffected() == 0
+	}
+	if cerr := p.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("hand-over record %s: %w", h.key, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if unchanged {
 		return h.unchanged()
 	}
 	return nil
@@ -1100,9 +1151,6 @@ func (h *HandOver) Wait() error {
 
 // Abandon releases the connection of a hand-over that did not happen.
 func (h *HandOver) Abandon() {
-	if h.br != nil {
-		_ = h.br.Close()
-	}
 	if h.pipe != nil {
 		_ = h.pipe.Close()
 	}

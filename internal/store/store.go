@@ -116,6 +116,7 @@ type queries struct {
 	LedgerStatus          string `query:"ledger-status"`
 	PushDeliveries        string `query:"push-deliveries"`
 	RecordPush            string `query:"record-push"`
+	HoldSend              string `query:"hold-send"`
 	OrphanedPushSends     string `query:"orphaned-push-sends"`
 	CustomerHistory       string `query:"customer-history"`
 	RecentSent            string `query:"recent-sent"`

@@ -299,7 +299,9 @@ func TestHandOverIsFenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Send(ctx, now, "handed over")
+	if err := h.Send(ctx, now, "handed over"); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -359,5 +361,27 @@ func TestPushHandOverRecordsTheRequest(t *testing.T) {
 	}
 	if got, err := s.PushDeliveries(ctx, "k.1"); err != nil || got[7].Status != "sent" {
 		t.Fatalf("push deliveries %+v %v, want subscription 7 still sent", got, err)
+	}
+
+	// An attempt that lost the message between its check and its record
+	// holds no row: its record is refused too.
+	h, err = s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BeginSend(ctx, "k.1", store.Sending{}); err != nil { // the next attempt takes over
+		t.Fatal(err)
+	}
+	if err := h.SendPush(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Wait(); !errors.Is(err, store.ErrLedgerConflict) {
+		t.Fatalf("a stale attempt's request: %v, want ErrLedgerConflict", err)
+	}
+	// The connections the refused records went back on still work.
+	for range 4 {
+		if _, err := s.PushDeliveries(ctx, "k.1"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

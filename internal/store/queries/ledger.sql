@@ -130,6 +130,16 @@ SET status = EXCLUDED.status, error = EXCLUDED.error, retry_after = EXCLUDED.ret
     attempts = p.attempts + EXCLUDED.attempts, updated_at = now()
 WHERE p.status IN ('sending', 'retry') OR (p.status = EXCLUDED.status AND p.error = EXCLUDED.error);
 
+-- name: hold-send
+-- Locks the row of a message an attempt is handing over, fenced by the
+-- attempt, in the transaction of a push request's record: the next
+-- attempt's begin-send waits for that transaction, so it never reads the
+-- message's requests while a record that left with its request is on its
+-- way (a push record touches no ledger row of its own).
+SELECT 1 FROM contact_ledger
+WHERE idempotency_key = $1 AND decided_at BETWEEN $3 AND $4 AND send_attempt = $2 AND status = 'sending'
+FOR NO KEY UPDATE;
+
 -- name: orphaned-push-sends
 -- Requests an attempt recorded as under way and never finished: the
 -- attempt died, and the push service may have the message.
