@@ -498,7 +498,11 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 			return nil, err
 		}
 		committed = true
-		return handOver.Wait, nil
+		// Postgres' answer is read as soon as it comes: its time
+		// (handOverRecordTime) is not spent waiting for the server's.
+		answer := make(chan error, 1)
+		go func() { answer <- handOver.Wait() }()
+		return func() error { return <-answer }, nil
 	}
 	_, err = a.Sender.Send(ctx, env)
 	if err == nil {
@@ -648,6 +652,13 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 			go func() { answer <- h.Wait() }()
 			return func() { recordErr = <-answer }, nil
 		}), env, s)
+		pd := store.PushDelivery{Status: out.State}
+		if out.Err != nil {
+			pd.Error = out.Err.Error()
+		}
+		if out.RetryAfter > 0 {
+			pd.RetryAfter = a.now().Add(out.RetryAfter)
+		}
 		switch {
 		case errors.Is(out.Err, store.ErrLedgerConflict), errors.Is(out.Err, errAttemptOver):
 			// Another attempt owns the message now, or may by the time
@@ -656,18 +667,20 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 		case errors.Is(out.Err, store.ErrReservationOver):
 			d.Status, d.Attempt, d.MessageID = "sending", attempt, env.MessageID
 			return a.expire(ctx, key, d)
+		case errors.Is(recordErr, store.ErrLedgerConflict):
+			// The request left with its record, but another attempt took
+			// the message between this one's check and its record (or
+			// finished the device): the answer is true and is written,
+			// and this attempt stops there.
+			if err := a.Store.RecordPush(ctx, key, s.ID, pd); err != nil {
+				return DeliverOutput{}, errors.Join(recordErr, err)
+			}
+			return DeliverOutput{}, recordErr
 		case recordErr != nil:
 			// The body left while the record failed (Postgres went away,
 			// say): the answer, written next again and again within the
 			// attempt's time, stands in for it.
 			a.Log.WarnContext(ctx, "push request left without its record; its answer is to be recorded instead", "key", key, "subscription", s.ID, "err", recordErr)
-		}
-		pd := store.PushDelivery{Status: out.State}
-		if out.Err != nil {
-			pd.Error = out.Err.Error()
-		}
-		if out.RetryAfter > 0 {
-			pd.RetryAfter = a.now().Add(out.RetryAfter)
 		}
 		if err := a.persist(ctx, key, "push "+pd.Status, func() error { return a.Store.RecordPush(ctx, key, s.ID, pd) }); err != nil {
 			return DeliverOutput{}, err

@@ -1023,11 +1023,15 @@ func TestRetryWaitsForARecordOnItsWay(t *testing.T) {
 	}
 	// The record waits for the device's row (its transaction holds the
 	// ledger's by now, or never will).
+	var holder int32
+	if err := lock.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
 	for waiting, deadline := 0, time.Now().Add(5*time.Second); waiting == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the second attempt's record never waited for the lock: the test proves nothing")
 		}
-		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1041,8 +1045,13 @@ func TestRetryWaitsForARecordOnItsWay(t *testing.T) {
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	<-second
-	<-third
+	for _, ch := range []chan error{second, third} {
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second):
+			t.Fatal("an attempt never ended")
+		}
+	}
 	prov.mu.Lock()
 	defer prov.mu.Unlock()
 	if prov.calls["device-a"] != 1 {

@@ -378,6 +378,11 @@ func TestPushHandOverRecordsTheRequest(t *testing.T) {
 	if err := h.Wait(); !errors.Is(err, store.ErrLedgerConflict) {
 		t.Fatalf("a stale attempt's request: %v, want ErrLedgerConflict", err)
 	}
+	// Its body left all the same: the request stays on record, for the
+	// owner to find it under way.
+	if got, err := s.PushDeliveries(ctx, "k.1"); err != nil || got[8].Status != "sending" {
+		t.Fatalf("push deliveries %+v %v, want subscription 8 sending", got, err)
+	}
 	// The connections the refused records went back on still work.
 	for range 4 {
 		if _, err := s.PushDeliveries(ctx, "k.1"); err != nil {
