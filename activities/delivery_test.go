@@ -638,21 +638,20 @@ func TestPushIsRecordedWhenItLeaves(t *testing.T) {
 	}
 }
 
-// TestPushBodyLeavesBehindItsRecord: the record that a push request is
-// leaving and the request's body go out back to back, the body not
-// waiting for Postgres' answer to the record. A worker killed in between
-// leaves the request recorded, and never sent to the device again, while
-// the service never had it: waiting for the answer, that window was a
-// Postgres round trip and the wake-up behind it (TestFaultPushCrash lost
-// a message in it one run in three). Postgres is made slow to answer the
-// record here (its table locked), and the provider must have the request
-// while the answer is still out.
-//
-// Fails on the code that waited for the record's answer before writing
-// the body: the provider got nothing while the table was locked.
-func TestPushBodyLeavesBehindItsRecord(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+// lockedPush is a bundle set up to push to device-a through a client
+// that, on its dial-th dial (counting from 1), runs lock in a transaction
+// of its own before it connects: a record written after that waits for
+// the lock until the test ends the transaction.
+type lockedPush struct {
+	prov *pushProvider
+	// arrived has a value once a request reached the provider.
+	arrived <-chan struct{}
+	// locked has the transaction holding the lock once it was taken.
+	locked <-chan pgx.Tx
+}
+
+func pushWithLockOnDial(t *testing.T, b bundle, dial int32, lock string) lockedPush {
+	t.Helper()
 	ctx := context.Background()
 	prov, srv := newPushProvider(t)
 	arrived := make(chan struct{}, 1)
@@ -674,18 +673,20 @@ func TestPushBodyLeavesBehindItsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	spare.Release()
-	defer lockConn.Release()
+	t.Cleanup(lockConn.Release)
 	locked := make(chan pgx.Tx, 1)
-	client := &http.Client{Transport: &http.Transport{DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
-		// The message is under way; its record will wait for the lock.
-		tx, err := lockConn.Begin(ctx)
-		if err == nil {
-			_, err = tx.Exec(ctx, `LOCK TABLE push_deliveries IN EXCLUSIVE MODE`)
+	var dials atomic.Int32
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == dial {
+			tx, err := lockConn.Begin(ctx)
+			if err == nil {
+				_, err = tx.Exec(ctx, lock)
+			}
+			if err != nil {
+				return nil, err
+			}
+			locked <- tx
 		}
-		if err != nil {
-			return nil, err
-		}
-		locked <- tx
 		return (&net.Dialer{}).DialContext(dctx, network, addr)
 	}}}
 	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
@@ -694,6 +695,27 @@ func TestPushBodyLeavesBehindItsRecord(t *testing.T) {
 	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
 		t.Fatal(err)
 	}
+	return lockedPush{prov: prov, arrived: arrived, locked: locked}
+}
+
+// TestPushBodyLeavesBehindItsRecord: the record that a push request is
+// leaving and the request's body go out back to back, the body not
+// waiting for Postgres' answer to the record. A worker killed in between
+// leaves the request recorded, and never sent to the device again, while
+// the service never had it: waiting for the answer, that window was a
+// Postgres round trip and the wake-up behind it (TestFaultPushCrash lost
+// a message in it one run in three). Postgres is made slow to answer the
+// record here (its table locked), and the provider must have the request
+// while the answer is still out.
+//
+// Fails on the code that waited for the record's answer before writing
+// the body: the provider got nothing while the table was locked.
+func TestPushBodyLeavesBehindItsRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	lp := pushWithLockOnDial(t, b, 1, `LOCK TABLE push_deliveries IN EXCLUSIVE MODE`)
+	prov, arrived, locked := lp.prov, lp.arrived, lp.locked
 	type result struct {
 		out activities.SendOutput
 		err error
@@ -796,45 +818,8 @@ func TestPushRecordOutlivesTheAttemptsEnd(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	prov, srv := newPushProvider(t)
-	arrived := make(chan struct{}, 1)
-	prov.beforeTaking = func() {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-	}
-	spare, err := b.store.Pool().Acquire(ctx) // an idle connection for the record, made before the lock
-	if err != nil {
-		t.Fatal(err)
-	}
-	lockConn, err := b.store.Pool().Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spare.Release()
-	defer lockConn.Release()
-	locked := make(chan pgx.Tx, 1)
-	var dials atomic.Int32
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
-		if dials.Add(1) == 1 {
-			tx, err := lockConn.Begin(ctx)
-			if err == nil {
-				_, err = tx.Exec(ctx, `LOCK TABLE push_deliveries IN EXCLUSIVE MODE`)
-			}
-			if err != nil {
-				return nil, err
-			}
-			locked <- tx
-		}
-		return (&net.Dialer{}).DialContext(dctx, network, addr)
-	}}}
-	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
-	b.acts.Now = noon()
-	b.customer(t, kari())
-	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
-		t.Fatal(err)
-	}
+	lp := pushWithLockOnDial(t, b, 1, `LOCK TABLE push_deliveries IN EXCLUSIVE MODE`)
+	prov, arrived, locked := lp.prov, lp.arrived, lp.locked
 	in := sendInput("loyalty-benefit", "push")
 	attempt, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -968,43 +953,13 @@ func TestRetryWaitsForARecordOnItsWay(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	prov, srv := newPushProvider(t)
+	// The second attempt's dial holds the device's row, so its record
+	// will wait.
+	lp := pushWithLockOnDial(t, b, 2, `SELECT 1 FROM push_deliveries FOR UPDATE`)
+	prov, arrived, locked := lp.prov, lp.arrived, lp.locked
+	prov.mu.Lock()
 	prov.failures["device-a"] = 1 // the first attempt leaves the device to retry
-	arrived := make(chan struct{}, 1)
-	prov.beforeTaking = func() {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-	}
-	lockConn, err := b.store.Pool().Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lockConn.Release()
-	var dials atomic.Int32
-	locked := make(chan pgx.Tx, 1)
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
-		if dials.Add(1) == 2 {
-			// The second attempt: the device's row is held, so its
-			// record will wait.
-			tx, err := lockConn.Begin(ctx)
-			if err == nil {
-				_, err = tx.Exec(ctx, `SELECT 1 FROM push_deliveries FOR UPDATE`)
-			}
-			if err != nil {
-				return nil, err
-			}
-			locked <- tx
-		}
-		return (&net.Dialer{}).DialContext(dctx, network, addr)
-	}}}
-	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
-	b.acts.Now = noon()
-	b.customer(t, kari())
-	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
-		t.Fatal(err)
-	}
+	prov.mu.Unlock()
 	in := sendInput("loyalty-benefit", "push")
 	if _, err := b.acts.Send(ctx, in); err == nil {
 		t.Fatal("the first attempt met a 503 and must be retried")

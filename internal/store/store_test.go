@@ -262,6 +262,25 @@ func TestWindowMarksCriticalContacts(t *testing.T) {
 	}
 }
 
+// allowed has message k.1 to customer c-1 decided and allowed on ch, with
+// a reservation of an hour, and returns when.
+func allowed(t *testing.T, s *store.Store, ch string) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.Decide(ctx, store.Request{IdempotencyKey: "k.1", RequestKey: "k", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
+		StepID: "s", Channel: ch, Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
+		func(store.Snapshot) policy.Decision {
+			return policy.Decision{Verdict: policy.Allow, Channel: ch, Reason: policy.ReasonOK}
+		}); err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
 // TestHandOverIsFenced: an attempt that another attempt took over from
 // (it was given up for dead) cannot hand the message over, nor can the
 // owner once the reservation has ended; the owner's hand-over in time
@@ -270,17 +289,7 @@ func TestHandOverIsFenced(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := context.Background()
-	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := s.Decide(ctx, store.Request{IdempotencyKey: "k.1", RequestKey: "k", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
-		StepID: "s", Channel: "email", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
-		func(store.Snapshot) policy.Decision {
-			return policy.Decision{Verdict: policy.Allow, Channel: "email", Reason: policy.ReasonOK}
-		}); err != nil {
-		t.Fatal(err)
-	}
+	now := allowed(t, s, "email")
 	stale, err := s.BeginSend(ctx, "k.1", store.Sending{})
 	if err != nil {
 		t.Fatal(err)
@@ -318,17 +327,7 @@ func TestPushHandOverRecordsTheRequest(t *testing.T) {
 	t.Parallel()
 	s := pgtest.Store(t)
 	ctx := context.Background()
-	if _, err := s.UpsertCustomer(ctx, journey.Customer{ID: "c-1", Email: "kari@example.no"}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := s.Decide(ctx, store.Request{IdempotencyKey: "k.1", RequestKey: "k", CustomerID: "c-1", WorkflowID: "w", JourneyID: "j",
-		StepID: "s", Channel: "push", Priority: policy.Normal, FirstAsked: now, Now: now, ReservationTTL: time.Hour}, time.Hour,
-		func(store.Snapshot) policy.Decision {
-			return policy.Decision{Verdict: policy.Allow, Channel: "push", Reason: policy.ReasonOK}
-		}); err != nil {
-		t.Fatal(err)
-	}
+	allowed(t, s, "push")
 	attempt, err := s.BeginSend(ctx, "k.1", store.Sending{})
 	if err != nil {
 		t.Fatal(err)
