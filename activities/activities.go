@@ -498,11 +498,7 @@ func (a *Activities) deliverEmail(ctx context.Context, key string, env channel.E
 			return nil, err
 		}
 		committed = true
-		// Postgres' answer is read as soon as it comes: its time
-		// (handOverRecordTime) is not spent waiting for the server's.
-		answer := make(chan error, 1)
-		go func() { answer <- handOver.Wait() }()
-		return func() error { return <-answer }, nil
+		return handOver.Wait, nil
 	}
 	_, err = a.Sender.Send(ctx, env)
 	if err == nil {
@@ -645,12 +641,7 @@ func (a *Activities) deliverPush(ctx context.Context, key string, d store.Delive
 				h.Abandon()
 				return nil, err
 			}
-			// Postgres' answer is read as soon as it comes, so that the
-			// connection goes back to the pool without waiting for the
-			// push service's answer too.
-			answer := make(chan error, 1)
-			go func() { answer <- h.Wait() }()
-			return func() { recordErr = <-answer }, nil
+			return func() { recordErr = h.Wait() }, nil
 		}), env, s)
 		pd := store.PushDelivery{Status: out.State}
 		if out.Err != nil {

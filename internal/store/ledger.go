@@ -964,9 +964,8 @@ type HandOver struct {
 	// sp is the span the message was found in: the months its record
 	// must be written to.
 	sp span
-	// pipe carries the record; sent counts its statements.
-	pipe *pgconn.Pipeline
-	sent int
+	// answer has Postgres' answer to the record once it is read (send).
+	answer chan error
 	// cancel ends the record's own context (send).
 	cancel context.CancelFunc
 	// unchanged is the error of a record that changed no row.
@@ -1072,6 +1071,8 @@ type statement struct {
 // with them, so they must land even when the attempt's time runs out or
 // the attempt is cancelled meanwhile; cancelled, pgx would cancel them,
 // and the next attempt, finding no record, would send the message again.
+// Postgres' answer is read as soon as it comes, and the connection goes
+// back to the pool then, not once the server's answer came too.
 func (h *HandOver) send(ctx context.Context, stmts ...statement) error {
 	ctx, h.cancel = context.WithTimeout(context.WithoutCancel(ctx), handOverRecordTime)
 	p := h.conn.Conn().PgConn().StartPipeline(ctx)
@@ -1086,7 +1087,11 @@ func (h *HandOver) send(ctx context.Context, stmts ...statement) error {
 		_ = p.Close()
 		return err
 	}
-	h.pipe, h.sent = p, len(stmts)
+	h.answer = make(chan error, 1)
+	go func() {
+		defer h.release()
+		h.answer <- h.read(p, len(stmts))
+	}()
 	return nil
 }
 
@@ -1109,19 +1114,22 @@ func textParam(a any) []byte {
 	panic(fmt.Sprintf("store: hand-over argument of type %T", a))
 }
 
-// Wait reads Postgres' answer to Send or SendPush and releases the
-// connection. Every statement of the record must have changed (or
-// locked) its row.
+// Wait returns Postgres' answer to Send or SendPush, once, and the
+// connection is released by then. Every statement of the record must
+// have changed (or locked) its row.
 func (h *HandOver) Wait() error {
-	defer h.release()
-	if h.pipe == nil {
+	if h.answer == nil {
+		h.release()
 		return nil
 	}
-	p := h.pipe
-	h.pipe = nil
+	return <-h.answer
+}
+
+// read reads the answers to a record of n statements.
+func (h *HandOver) read(p *pgconn.Pipeline, n int) error {
 	var err error
 	unchanged := false
-	for range h.sent {
+	for range n {
 		var res any
 		if res, err = p.GetResults(); err != nil {
 			break
@@ -1149,12 +1157,10 @@ func (h *HandOver) Wait() error {
 	return nil
 }
 
-// Abandon releases the connection of a hand-over that did not happen.
+// Abandon releases the connection of a hand-over that did not happen (or
+// waits for the record of one that did).
 func (h *HandOver) Abandon() {
-	if h.pipe != nil {
-		_ = h.pipe.Close()
-	}
-	h.release()
+	_ = h.Wait()
 }
 
 func (h *HandOver) release() {
