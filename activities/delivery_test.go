@@ -583,6 +583,18 @@ func TestPausedAttemptHandsNothingOver(t *testing.T) {
 	}
 }
 
+// pushThrough has b push to Kari's device-a at the provider at url,
+// through client, at noon.
+func pushThrough(t *testing.T, b bundle, url string, client *http.Client) {
+	t.Helper()
+	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: url, Client: client}, slog.New(slog.DiscardHandler))}
+	b.acts.Now = noon()
+	b.customer(t, kari())
+	if _, err := b.store.AddPushSubscription(context.Background(), "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPushIsRecordedWhenItLeaves: a push request is recorded `sending`
 // once its connection is made, when only its body is left to write, not
 // before. A worker killed while it connected (or encrypted) then leaves
@@ -620,12 +632,7 @@ func TestPushIsRecordedWhenItLeaves(t *testing.T) {
 		whileConnecting = append(whileConnecting, sending())
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}}}
-	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
-	b.acts.Now = noon()
-	b.customer(t, kari())
-	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
-		t.Fatal(err)
-	}
+	pushThrough(t, b, srv.URL, client)
 	out, err := b.acts.Send(ctx, sendInput("loyalty-benefit", "push"))
 	if err != nil || out.Delivery.Status != activities.StatusSent {
 		t.Fatalf("delivery: %+v, %v; want sent", out.Delivery, err)
@@ -689,12 +696,7 @@ func pushWithLockOnDial(t *testing.T, b bundle, dial int32, lock string) lockedP
 		}
 		return (&net.Dialer{}).DialContext(dctx, network, addr)
 	}}}
-	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
-	b.acts.Now = noon()
-	b.customer(t, kari())
-	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
-		t.Fatal(err)
-	}
+	pushThrough(t, b, srv.URL, client)
 	return lockedPush{prov: prov, arrived: arrived, locked: locked}
 }
 
@@ -774,12 +776,7 @@ func TestPausedPushAttemptSendsNothing(t *testing.T) {
 		}
 		return (&net.Dialer{}).DialContext(dctx, network, addr)
 	}}}
-	b.acts.Sender = channel.Mux{"push": channel.NewPush(channel.PushConfig{ProviderURL: srv.URL, Client: client}, slog.New(slog.DiscardHandler))}
-	b.acts.Now = noon()
-	b.customer(t, kari())
-	if _, err := b.store.AddPushSubscription(ctx, "c-1", store.PushSubscription{Kind: "http", Endpoint: "device-a"}); err != nil {
-		t.Fatal(err)
-	}
+	pushThrough(t, b, srv.URL, client)
 	in := sendInput("loyalty-benefit", "push")
 	first := make(chan error, 1)
 	go func() {
@@ -802,6 +799,23 @@ func TestPausedPushAttemptSendsNothing(t *testing.T) {
 	}
 	if h := b.history(t); len(h) != 1 || h[0].Status != activities.StatusSent {
 		t.Fatalf("ledger: %+v; want one message sent", h)
+	}
+}
+
+// retryFindsTheRecord runs the retry Temporal would after an attempt whose
+// message left, and fails unless copies, the server's count, stays at 1
+// and the retry ends sent or uncertain.
+func retryFindsTheRecord(t *testing.T, b bundle, in activities.SendInput, copies func() int) {
+	t.Helper()
+	out, err := b.acts.Send(context.Background(), in)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := copies(); n != 1 {
+		t.Fatalf("the server received %d copies, want 1 (the retry found no record of the message that left)", n)
+	}
+	if s := out.Delivery.Status; s != activities.StatusSent && s != activities.StatusUncertain {
+		t.Fatalf("delivery %+v, want sent or uncertain", out.Delivery)
 	}
 }
 
@@ -843,19 +857,11 @@ func TestPushRecordOutlivesTheAttemptsEnd(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Log("the attempt ended without an error")
 	}
-	// Temporal retries.
-	out, err := b.acts.Send(ctx, in)
-	if err != nil {
-		t.Fatalf("retry: %v", err)
-	}
-	prov.mu.Lock()
-	defer prov.mu.Unlock()
-	if prov.calls["device-a"] != 1 {
-		t.Fatalf("the device got %d copies, want 1 (the retry found no record of the request that left)", prov.calls["device-a"])
-	}
-	if s := out.Delivery.Status; s != activities.StatusSent && s != activities.StatusUncertain {
-		t.Fatalf("delivery %+v, want sent or uncertain", out.Delivery)
-	}
+	retryFindsTheRecord(t, b, in, func() int {
+		prov.mu.Lock()
+		defer prov.mu.Unlock()
+		return prov.calls["device-a"]
+	})
 }
 
 // TestEmailRecordOutlivesTheAttemptsEnd: the final "." and the record
@@ -927,17 +933,7 @@ func TestEmailRecordOutlivesTheAttemptsEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
-	// Temporal retries.
-	out, err := b.acts.Send(ctx, in)
-	if err != nil {
-		t.Fatalf("retry: %v", err)
-	}
-	if n := b.catcher.Count(); n != 1 {
-		t.Fatalf("the server received %d copies, want 1 (the retry found no record of the hand-over)", n)
-	}
-	if s := out.Delivery.Status; s != activities.StatusSent && s != activities.StatusUncertain {
-		t.Fatalf("delivery %+v, want sent or uncertain", out.Delivery)
-	}
+	retryFindsTheRecord(t, b, in, b.catcher.Count)
 }
 
 // TestRetryWaitsForARecordOnItsWay: an attempt's push request has left

@@ -332,14 +332,20 @@ func TestPushHandOverRecordsTheRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
-	if err != nil {
-		t.Fatal(err)
+	// record hands a request to sub over and returns the record's answer.
+	record := func(sub int64, meanwhile func()) error {
+		t.Helper()
+		h, err := s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		meanwhile()
+		if err := h.SendPush(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		return h.Wait()
 	}
-	if err := h.SendPush(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Wait(); err != nil {
+	if err := record(7, func() {}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.PushDeliveries(ctx, "k.1"); err != nil || got[7].Status != "sending" {
@@ -348,14 +354,7 @@ func TestPushHandOverRecordsTheRequest(t *testing.T) {
 	if err := s.RecordPush(ctx, "k.1", 7, store.PushDelivery{Status: "sent"}); err != nil {
 		t.Fatal(err)
 	}
-	h, err = s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.SendPush(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Wait(); !errors.Is(err, store.ErrLedgerConflict) {
+	if err := record(7, func() {}); !errors.Is(err, store.ErrLedgerConflict) {
 		t.Fatalf("a request recorded over a sent one: %v, want ErrLedgerConflict", err)
 	}
 	if got, err := s.PushDeliveries(ctx, "k.1"); err != nil || got[7].Status != "sent" {
@@ -364,17 +363,12 @@ func TestPushHandOverRecordsTheRequest(t *testing.T) {
 
 	// An attempt that lost the message between its check and its record
 	// holds no row: its record is refused too.
-	h, err = s.PrepareHandOver(ctx, "k.1", attempt, time.Now())
-	if err != nil {
-		t.Fatal(err)
+	takeOver := func() {
+		if _, err := s.BeginSend(ctx, "k.1", store.Sending{}); err != nil { // the next attempt takes over
+			t.Fatal(err)
+		}
 	}
-	if _, err := s.BeginSend(ctx, "k.1", store.Sending{}); err != nil { // the next attempt takes over
-		t.Fatal(err)
-	}
-	if err := h.SendPush(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Wait(); !errors.Is(err, store.ErrLedgerConflict) {
+	if err := record(8, takeOver); !errors.Is(err, store.ErrLedgerConflict) {
 		t.Fatalf("a stale attempt's request: %v, want ErrLedgerConflict", err)
 	}
 	// Its body left all the same: the request stays on record, for the
