@@ -321,7 +321,7 @@ func printResults(w io.Writer, results []bench.Result, limits []bench.LimitResul
 	if len(results) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nthroughput: medians of %d measurements (%s each for policy and email; 200 journeys per measurement), lojal and baseline interleaved\n\n", rounds, dur)
+	fmt.Fprintf(w, "\nthroughput: medians of %d measurements (%s each for policy and email; 200 journeys per measurement), each of lojal's between two of the baseline's; the ratio is the median of each of lojal's against the mean of the two around it\n\n", rounds, dur)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BENCHMARK\tLOJAL\tBASELINE\tRATIO\tTARGET\t")
 	for _, r := range results {

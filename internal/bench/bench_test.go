@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"os"
 	"testing"
 
@@ -59,5 +60,43 @@ func TestFixturesBuild(t *testing.T) {
 	}
 	if _, err := catalog.Load(benchJourneys, "bench-journeys"); err != nil {
 		t.Fatalf("the journey benchmark's journeys do not validate: %v", err)
+	}
+}
+
+// TestIdenticalSidesOnASlowingServerTie: the Temporal dev server slows as
+// runs pile up in it (each call of a 12-round dispatch run cost its CPU
+// 4.4 ms at the start and 6.6 ms at the end), so a side always measured
+// second is always measured on a slower server. Two identical sides must
+// still come out even, whatever the number of rounds.
+func TestIdenticalSidesOnASlowingServerTie(t *testing.T) {
+	t.Parallel()
+	for rounds := 1; rounds <= 6; rounds++ {
+		calls := 0
+		side := func() (float64, error) {
+			calls++
+			return 1000 - 10*float64(calls), nil // 1% slower every round
+		}
+		var r Result
+		var err error
+		if r.Ours, r.Baseline, err = alternate(rounds, side, side); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Ours) != rounds {
+			t.Fatalf("%d rounds measured ours %d times", rounds, len(r.Ours))
+		}
+		if got := r.Ratio(); math.Abs(got-1) > 1e-9 {
+			t.Errorf("%d rounds: identical sides measured a ratio of %.4f (ours %v, baseline %v), want 1",
+				rounds, got, r.Ours, r.Baseline)
+		}
+	}
+}
+
+// TestRatioOfUnbracketedRounds: a result whose sides have as many rounds
+// (not measured by alternate) compares their medians.
+func TestRatioOfUnbracketedRounds(t *testing.T) {
+	t.Parallel()
+	r := Result{Ours: []float64{8, 9, 10}, Baseline: []float64{10, 12, 11}}
+	if got := r.Ratio(); math.Abs(got-9.0/11) > 1e-9 {
+		t.Fatalf("ratio %.4f, want 9/11", got)
 	}
 }
