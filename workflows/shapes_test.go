@@ -302,6 +302,15 @@ func init() {
 	// gets an event in a wait_for after the deploy: its own marker, and
 	// the read. (Runs of epoch 4 take it without one: epoch4-.)
 	shapeScenarios = append(shapeScenarios, again("read-after-wait-for-", shapeScenarios, "shape-wait-for-arrival")...)
+	// Routing starts a new run without a signal: its trigger is in its
+	// input alone (before, SignalWithStart also wrote it to the history
+	// as a signal the run dropped as seen). The send step, the language's
+	// constructs and the shapes of a run's first tasks, as runs have been
+	// started since.
+	historyScenarios = append(historyScenarios, again("start-without-signal-", historyScenarios, "order-thanks-shipped",
+		"card-expiry-retrigger-fallback-answered")...)
+	shapeScenarios = append(shapeScenarios, again("start-without-signal-", shapeScenarios, "shape-settle-and-deferral-loop",
+		"shape-wait-for-arrival", "shape-push-fallback")...)
 }
 
 // holdoutCustomer is the first shape customer of the held journey (50%

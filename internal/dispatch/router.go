@@ -1,7 +1,7 @@
 // Package dispatch routes stored events to the journey runs they concern.
 //
 // Routing happens in the request path: the API replica that accepted an
-// event routes it at once (SignalWithStart on the run's workflow id, or a
+// event routes it at once (a start on the run's workflow id, or a
 // signal). There is no elected dispatcher and no home-made coordination:
 // Temporal keeps one run per workflow id, runs deduplicate events by id and
 // put events that arrive close together back in the order they happened
@@ -40,6 +40,7 @@ import (
 
 // Temporal is the part of the Temporal client routing uses.
 type Temporal interface {
+	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
 	SignalWithStartWorkflow(ctx context.Context, workflowID string, signalName string, signalArg any,
 		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
 	SignalWorkflow(ctx context.Context, workflowID string, runID string, signalName string, arg any) error
@@ -403,10 +404,10 @@ func (r *Router) startEntry(ctx context.Context, j *journey.Journey, c journey.C
 	return r.start(ctx, o, j, c, "", nil, e.ID, e)
 }
 
-// start records a new run under its entry and starts its workflow with
-// SignalWithStart. Only the router that recorded the entry starts it; one
-// that finds it recorded (the request path and the sweeper, a replica that
-// hung and resumed) confirms the run instead.
+// start records a new run under its entry and starts its workflow. Only
+// the router that recorded the entry starts it; one that finds it
+// recorded (the request path and the sweeper, a replica that hung and
+// resumed) confirms the run instead.
 func (r *Router) start(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
 	entry string, signal journey.Event) (Outcome, error) {
 	id, recorded, err := r.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, key, entry)
@@ -427,12 +428,25 @@ func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journe
 	entry string, signal journey.Event, runRow int64) (Outcome, error) {
 	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID, Key: key,
 		Trigger: trigger, EntryID: entry, Customer: &c, ReorderWindow: r.ReorderWindow}
-	run, err := r.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, client.StartWorkflowOptions{
-		ID:                    o.WorkflowID,
-		TaskQueue:             r.queueFor(j),
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		Memo:                  map[string]any{memoEntry: entry},
-	}, workflows.JourneyWorkflow, in)
+	opts := client.StartWorkflowOptions{
+		ID:                                       o.WorkflowID,
+		TaskQueue:                                r.queueFor(j),
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		Memo:                                     map[string]any{memoEntry: entry},
+	}
+	// The run's input carries what it starts for (the trigger or the
+	// entry, which it takes as seen), so a plain start is enough: a
+	// SignalWithStart would write the same event to its history again as
+	// a signal the run drops, at a history event and an action more.
+	run, err := r.Temporal.ExecuteWorkflow(ctx, opts, workflows.JourneyWorkflow, in)
+	var running *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &running) {
+		// The workflow id's last run has not ended in Temporal (it
+		// recorded its end and is finishing): the event goes to it.
+		opts.WorkflowExecutionErrorWhenAlreadyStarted = false
+		run, err = r.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, opts, workflows.JourneyWorkflow, in)
+	}
 	if err != nil {
 		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
 	}

@@ -227,6 +227,11 @@ type counting struct {
 	calls atomic.Int64
 }
 
+func (c *counting) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	c.calls.Add(1)
+	return c.Client.ExecuteWorkflow(ctx, o, wf, args...)
+}
+
 func (c *counting) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
 	c.calls.Add(1)
 	return c.Client.SignalWithStartWorkflow(ctx, id, sig, arg, o, wf, args...)
@@ -268,6 +273,10 @@ func TestAnEventTwiceInOneBatchIsRoutedOnce(t *testing.T) {
 type unreachable struct{ client.Client }
 
 var errDown = serviceerror.NewUnavailable("temporal is unreachable")
+
+func (unreachable) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
+	return nil, errDown
+}
 
 func (unreachable) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
 	return nil, errDown

@@ -124,9 +124,9 @@ func TestOneEventIsOneTrace(t *testing.T) {
 			at += i + 1
 		}
 	}
-	wantChain("smtp.send", "RunActivity:Deliver", "StartActivity:Deliver", "RunWorkflow:Journey", "SignalWithStartWorkflow:Journey",
+	wantChain("smtp.send", "RunActivity:Deliver", "StartActivity:Deliver", "RunWorkflow:Journey", "StartWorkflow:Journey",
 		"dispatch.Route", "POST /v1/events", "crm: order placed")
-	wantChain("policy.Decide", "RunActivity:Decide", "StartActivity:Decide", "RunWorkflow:Journey", "SignalWithStartWorkflow:Journey",
+	wantChain("policy.Decide", "RunActivity:Decide", "StartActivity:Decide", "RunWorkflow:Journey", "StartWorkflow:Journey",
 		"dispatch.Route", "POST /v1/events", "crm: order placed")
 	// Storage: the request stores the event, routing records the run (in
 	// the statement that looks for the latest), and
