@@ -133,3 +133,88 @@ func TestEventPathLooksEventsUpByIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptReadsOnlyItsCustomersWaitingEvents: accepting a live event
+// asks whether an older event of its customer failed and waits for a
+// retry. That must be a look at the customer's own waiting events: as a
+// hashed subplan Postgres read every waiting live event of every customer
+// on every accept (16 of the insert's 47 blocks in the event dispatch
+// benchmark, and without bound in a backlog, such as while Temporal is
+// away and events wait for the sweeper).
+func TestAcceptReadsOnlyItsCustomersWaitingEvents(t *testing.T) {
+	t.Parallel()
+	cfg := pgtest.Config(t)
+	cfg.MaxConns = 1 // the prepared statement explained is this session's
+	ctx := context.Background()
+	s, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	customer := func(id string) {
+		t.Helper()
+		c := journey.Customer{ID: id, Email: id + "@example.no", Locale: "nb", Timezone: "Europe/Oslo", Consent: map[string]bool{"email": true}}
+		if _, err := s.UpsertCustomer(ctx, c, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	customer("c-new")
+	n := 0
+	// blocks is what accepting one more event of c-new reads, on the
+	// generic plan the request path runs.
+	blocks := func() int {
+		t.Helper()
+		n++
+		id := fmt.Sprintf("e-new-%d", n)
+		if _, err := s.AcceptEvents(ctx, []journey.Event{{ID: id, Type: "visit", CustomerID: "c-new", At: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Settle(ctx, store.Settlement{Dispatched: []string{id}}); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := s.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, "generic-plans"); err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]any
+		if err := tx.QueryRow(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE "insert-events"
+			('{e-explain-%d}', '{visit}', '{c-new}', '{2026-01-01T00:00:00Z}', '{"{}"}', 'live')`, n)).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		plan, _ := out[0]["Plan"].(map[string]any)
+		hit, _ := plan["Shared Hit Blocks"].(float64)
+		read, _ := plan["Shared Read Blocks"].(float64)
+		return int(hit + read)
+	}
+	for range 8 { // past Postgres' first five custom plans
+		blocks()
+	}
+	before := blocks()
+	// A backlog: 3,000 live events of 30 other customers, stored and not
+	// routed yet.
+	for i := range 30 {
+		id := fmt.Sprintf("c-waiting-%02d", i)
+		customer(id)
+		evs := make([]journey.Event, 100)
+		for j := range evs {
+			evs[j] = journey.Event{ID: fmt.Sprintf("e-waiting-%02d-%03d", i, j), Type: "visit", CustomerID: id, At: time.Now()}
+		}
+		if _, err := s.AcceptEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Pool().Exec(ctx, "ANALYZE events"); err != nil {
+		t.Fatal(err)
+	}
+	after := blocks()
+	t.Logf("accepting an event read %d blocks, %d beside the backlog", before, after)
+	// The insert's own indexes grow a level with the backlog (8 blocks
+	// more); reading the backlog read 58 more.
+	if after > before+15 {
+		t.Fatalf("accepting an event read %d blocks beside a backlog of 3,000 other customers' events, %d without it", after, before)
+	}
+}

@@ -111,7 +111,10 @@ SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('en
 -- new event also comes with what routing it in the request path needs: its
 -- customer (the row and consent ledger get-customer reads) and whether an
 -- older event of the customer failed and waits for a retry (events-blocked:
--- then the sweeper routes it, in order). Bulk enrolments skip both.
+-- then the sweeper routes it, in order). Bulk enrolments skip both. The
+-- look for a failed event is a lateral probe of the customer's own
+-- waiting events: as an EXISTS, Postgres hashed every waiting live event
+-- of every customer, on every accept.
 WITH offered AS (
     SELECT DISTINCT ON (n.id) n.id, n.type, n.customer_id, n.occurred_at, n.data, n.ord
     FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
@@ -131,13 +134,16 @@ WITH offered AS (
     RETURNING id, customer_id
 )
 SELECT ins.id,
-       $6 = 'live' AND EXISTS (
-           SELECT 1 FROM events o
-           WHERE o.customer_id = ins.customer_id AND o.lane = $6
-             AND o.dispatched_at IS NULL AND o.dead_at IS NULL AND o.attempts > 0),
+       failed.one IS NOT NULL,
        c.id, c.email, c.locale, c.timezone, c.preferred_channel, c.attributes,
        CASE WHEN $6 = 'live' THEN consent_ledger_json(c.id) END
 FROM ins
+LEFT JOIN LATERAL (
+    SELECT 1 AS one FROM events o
+    WHERE $6 = 'live' AND o.customer_id = ins.customer_id AND o.lane = $6
+      AND o.dispatched_at IS NULL AND o.dead_at IS NULL AND o.attempts > 0
+    LIMIT 1
+) failed ON true
 LEFT JOIN customers c ON $6 = 'live' AND c.id = ins.customer_id;
 
 -- name: events-differ
