@@ -147,7 +147,7 @@ func TestOperatorsView(t *testing.T) {
 		`\nlojal_policy_decisions_total\{channel="email",decision="allow"`,
 		`\nlojal_messages_total\{channel="email",status="sent"\} 1\n`)
 	api := waitMetrics(t, ctx, "http://"+apiMetrics+"/metrics",
-		`\ntemporal_request_total\{[^}]*namespace="default",operation="SignalWithStartWorkflowExecution"`,
+		`\ntemporal_request_total\{[^}]*namespace="default",operation="StartWorkflowExecution"`,
 		`\nlojal_events_total\{status="accepted"\} 1\n`)
 
 	// Every metric a dashboard panel or an alert rule reads exists.
