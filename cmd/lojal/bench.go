@@ -23,7 +23,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := defaultConfig()
 	fs := newFlagSet("bench", stderr)
 	dur := fs.Duration("duration", 3*time.Second, "length of one measurement")
-	rounds := fs.Int("rounds", 5, "measurements per side; the median is reported")
+	rounds := fs.Int("rounds", 5, "measurements of lojal (the baseline is measured once more, around each); the median is reported")
 	only := fs.String("only", "", "comma-separated subset: core, policy, email, ingest, enrol, journey, dispatch, rate, replies; "+
 		"dispatch-b (the design docs/scaling.md rejected, prototyped) and ledger (it builds 10M ledger rows) run only when named")
 	enrolLive := fs.Int("dispatch-enrol", 100000, "dispatch: customers a scheduled journey enrols while live events go through")

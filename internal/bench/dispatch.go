@@ -35,7 +35,7 @@ import (
 
 // The event path's benchmarks go through the path real events take: a
 // POST to the API (auth, decoding, schema check, the idempotent insert),
-// routing in the request path (internal/dispatch) and SignalWithStart;
+// routing in the request path (internal/dispatch) and the run's start;
 // for delivery also the workflow, the policy in Postgres, the SMTP server.
 
 // benchAPI serves the API on loopback for the benchmarks and returns its
@@ -97,8 +97,8 @@ type DispatchOptions struct {
 }
 
 // Dispatch compares events posted to the API and routed to the runs they
-// start (each event starts a run: SignalWithStart) with bare
-// SignalWithStartWorkflow calls from as many clients against the same
+// start (each event starts a run; lojal starts it with the event in its
+// input) with bare SignalWithStartWorkflow calls from as many clients against the same
 // server, interleaved. Neither side's runs are worked on: this measures
 // getting an event to its run.
 func Dispatch(ctx context.Context, o DispatchOptions) (Result, error) {

@@ -118,7 +118,7 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, Costs, error) {
 		}
 	}
 	// Events go the way real ones do: posted to the API, routed in the
-	// request path, started with SignalWithStart.
+	// request path, started with the event in their input.
 	a, err := startAPI(ctx, st, tc, cat, queue, 2*time.Second)
 	if err != nil {
 		return res, costs, err

@@ -24,7 +24,7 @@ func (s *Store) RecordRunGroup(ctx context.Context, journeyID, entryID string, h
 // recorded: the row takes the run's (first) run id unless the entry's run
 // has ended or is another run. owned is false only when the row exists
 // and did not take it: the run is a second start of an entry whose run is
-// over (a replica's SignalWithStart made late), and must do nothing. An
+// over (a replica's start made late), and must do nothing. An
 // entry without a row (a run started outside routing) is owned.
 func (s *Store) ClaimEntry(ctx context.Context, journeyID, entryID, runID string) (owned bool, err error) {
 	var claimed, recorded bool

@@ -1,6 +1,6 @@
 // Package telemetry traces lojal's work with OpenTelemetry, so that one
 // customer's message can be followed from the API request that caused it,
-// through storage, routing (SignalWithStart), the journey workflow, the
+// through storage, routing (the run's start), the journey workflow, the
 // policy decision, to the SMTP or push server that took it.
 //
 // Tracing is off unless the standard OTEL_* environment asks for it (New),

@@ -60,7 +60,7 @@ RETURNING attempts, dead_at IS NOT NULL;
 -- A journey's routing outcome for an event. An event parked again keeps
 -- its first park_until: retries do not extend how long it may wait. The
 -- same outcome recorded again keeps the time it was first reached: a
--- replica that hung between its SignalWithStart and its settle settles
+-- replica that hung between its start and its settle settles
 -- after the sweeper did, and whether it says it started the run or
 -- signalled it, the event reached that run when the sweeper said. A new
 -- outcome takes the time of now.
@@ -168,10 +168,10 @@ FROM journey_runs
 WHERE journey_id = $1 AND trigger_event_id = $2;
 
 -- name: set-run-id
--- The run id routing learnt from SignalWithStart, unless the row has one:
--- the run claims its row when it starts (claim-entry) and knows its own
--- id, while SignalWithStart returns the id of whatever run it reached (a
--- late start that ends at once, a finishing run it only signalled).
+-- The run id routing learnt from the start, unless the row has one: the
+-- run claims its row when it starts (claim-entry) and knows its own id,
+-- while the start returns the id of whatever run it reached (a late start
+-- that ends at once, a finishing run it only signalled).
 UPDATE journey_runs SET run_id = $2 WHERE id = $1 AND run_id = '';
 
 -- name: close-run
