@@ -74,7 +74,7 @@ func TestIdenticalSidesOnASlowingServerTie(t *testing.T) {
 		calls := 0
 		side := func() (float64, error) {
 			calls++
-			return 1000 - 10*float64(calls), nil // 1% slower every round
+			return 1000 - 10*float64(calls), nil // 10 slower every round (1% of the first)
 		}
 		var r Result
 		var err error
