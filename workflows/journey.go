@@ -622,7 +622,7 @@ func (r *run) finish(res JourneyResult) (JourneyResult, error) {
 // claimEntry claims the run row of the run's entry (changeClaimEntry) and
 // reports whether this run owns it. Routing records the row before it
 // starts the run, and a replica that hangs between the two can make its
-// SignalWithStart after the sweeper started the entry's run and that run
+// start after the sweeper started the entry's run and that run
 // finished: the workflow id is free again, reentry needs Temporal to allow
 // a new run under it, and a second run of the same entry starts. The row
 // tells: its run is over, or it has another run id.

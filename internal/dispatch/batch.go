@@ -269,7 +269,13 @@ func (r *Router) Waiting(ctx context.Context, limit int) (int, error) {
 	for _, w := range routes {
 		switch w.Action {
 		case ActionRequeued:
-			if _, err := r.route(ctx, w.Event, w.JourneyID, w.RoutedAt, false, nil); err != nil {
+			_, err := r.route(ctx, w.Event, w.JourneyID, w.RoutedAt, false, nil)
+			if errors.Is(err, ErrPreviousRunFinishing) {
+				// The run that handed it back has not ended yet: a later
+				// pass routes it. Other waiting routes go on.
+				continue
+			}
+			if err != nil {
 				return done, fmt.Errorf("route requeued event %s: %w", w.EventID, err)
 			}
 		case ActionParked:

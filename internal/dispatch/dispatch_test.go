@@ -31,7 +31,7 @@ type flaky struct {
 	client.Client
 	mu   sync.Mutex
 	down map[string]bool
-	// calls counts starts (ExecuteWorkflow, SignalWithStart).
+	// calls counts starts.
 	calls atomic.Int64
 }
 
@@ -58,14 +58,6 @@ func (f *flaky) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptio
 		return nil, serviceerror.NewUnavailable("temporal is unreachable for " + o.ID)
 	}
 	return f.Client.ExecuteWorkflow(ctx, o, wf, args...)
-}
-
-func (f *flaky) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
-	f.calls.Add(1)
-	if f.broken(id) {
-		return nil, serviceerror.NewUnavailable("temporal is unreachable for " + id)
-	}
-	return f.Client.SignalWithStartWorkflow(ctx, id, sig, arg, o, wf, args...)
 }
 
 func (f *flaky) SignalWorkflow(ctx context.Context, id, run, sig string, arg any) error {
@@ -324,10 +316,6 @@ func (s *stuck) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, an
 	}
 	<-s.release
 	return nil, serviceerror.NewUnavailable("released")
-}
-
-func (s *stuck) SignalWithStartWorkflow(ctx context.Context, _, _ string, _ any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
-	return s.ExecuteWorkflow(ctx, o, wf, args...)
 }
 
 // TestHungSweeperGivesUpItsEventsSoon: a sweeper claims a batch and stops
@@ -702,17 +690,37 @@ func TestANewRunStartsWithoutASignal(t *testing.T) {
 	}
 }
 
-// TestANewRunFindsItsWorkflowStillRunning: journey_runs says a run ended
-// (here its row is closed while the run still waits) when the customer's
-// next order with the same key comes. Routing records a new run, and its
-// start finds the workflow id taken: the event goes to the running run as
-// a signal, as SignalWithStart sent it, rather than failing. (A run that
-// is really finishing hands such an event back or drops it, and the new
-// entry is never started: a known gap older than the start without a
-// signal, docs/scaling.md.)
-func TestANewRunFindsItsWorkflowStillRunning(t *testing.T) {
+// waitForShipment waits until the await run of wid has claimed its entry
+// and waits for the shipment (for 4 s).
+func waitForShipment(t *testing.T, ctx context.Context, tc client.Client, wid string) {
+	t.Helper()
+	for {
+		v, err := tc.QueryWorkflow(ctx, wid, "", workflows.QueryState)
+		var info workflows.RunInfo
+		if err == nil && v.Get(&info) == nil && info.State.Current.Kind == journey.ActAwait {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the run never waited for the shipment")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestANewRunWaitsForItsFinishingPredecessor: a run has recorded its end
+// (here its row is closed while the run still waits, which stretches the
+// moment between a run's record and its end in Temporal to seconds) when
+// the customer's next order with the same key comes. The next order's
+// run must start under its own entry once the previous run has ended.
+// Before, the start found the workflow id taken and gave the order to the
+// finishing run as a signal; that run dropped it or handed it back, the
+// new entry's row took the finishing run's id, and the next order's run
+// never started.
+func TestANewRunWaitsForItsFinishingPredecessor(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	b.router.MaxAttempts = 10 // the previous run waits up to 4 s: three attempts' backoff is shorter
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := b.customer(t, "c-ending")
@@ -722,35 +730,127 @@ func TestANewRunFindsItsWorkflowStillRunning(t *testing.T) {
 		t.Fatalf("route %+v %v, want await started", res, err)
 	}
 	wid := workflows.WorkflowID("await", c.ID, "o-1")
-	// The run has claimed its entry and waits for the shipment (4 s).
+	waitForShipment(t, ctx, b.s.Client, wid)
+	j, _ := b.s.Catalog.Journey("await")
+	prev, err := b.s.Store.RunByEntry(ctx, j.ID, first.ID)
+	if err != nil || prev.RunID == "" {
+		t.Fatalf("the first run's row %+v %v", prev, err)
+	}
+	if closed, err := b.s.Store.CloseRun(ctx, prev.ID, "completed"); err != nil || !closed {
+		t.Fatalf("close the run's row: %v %v", closed, err)
+	}
+	next := placed(c, "e-ending-2", "o-1", time.Now())
+	b.store(t, next)
+	routed := b.router.RouteAll(ctx, []journey.Event{next})
+	t.Logf("request path: %+v", routed[0])
+	if routed[0].Dead {
+		t.Fatalf("the next order was dead-lettered: %v", routed[0].Err)
+	}
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool { return record(t, b.s.Store, next.ID).DispatchedAt != nil })
+
+	run, err := b.s.Store.RunByEntry(ctx, j.ID, next.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.RunID == "" || run.RunID == prev.RunID || !run.Open {
+		t.Fatalf("the next order's run %+v: want its own open run, not the previous run %s", run, prev.RunID)
+	}
+	desc, err := b.s.Client.DescribeWorkflowExecution(ctx, wid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := desc.GetWorkflowExecutionInfo(); info.GetFirstRunId() != run.RunID ||
+		info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("Temporal's current run %s (%s), want the next order's run %s running", info.GetFirstRunId(), info.GetStatus(), run.RunID)
+	}
+	if n := signals(t, ctx, b.s.Client, wid); n != 0 {
+		t.Fatalf("the next order's run got %d signals, want none: the order is in its input", n)
+	}
+}
+
+// TestAHandBackWaitsForItsFinishingRunAlone: a finishing run handed an
+// order back, and the order's new run cannot start until that run has
+// ended. The pass over waiting routes leaves it for a later pass and goes
+// on with the others (here another customer's parked event whose time is
+// up); the order then starts its own run. Fails on a pass that stops at
+// the first route it cannot settle.
+func TestAHandBackWaitsForItsFinishingRunAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.router.ParkFor = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := b.customer(t, "c-handback")
+	first := placed(c, "e-handback-1", "o-1", time.Now())
+	b.store(t, first)
+	if res, err := b.router.Route(ctx, first); err != nil || awaitRoute(res.Journeys).Action != dispatch.ActionStarted {
+		t.Fatalf("route %+v %v, want await started", res, err)
+	}
+	wid := workflows.WorkflowID("await", c.ID, "o-1")
+	waitForShipment(t, ctx, b.s.Client, wid)
+	j, _ := b.s.Catalog.Journey("await")
+	prev, err := b.s.Store.RunByEntry(ctx, j.ID, first.ID)
+	if err != nil || prev.RunID == "" {
+		t.Fatalf("the first run's row %+v %v", prev, err)
+	}
+	// The run recorded its end, and handed back the next order that
+	// reached it meanwhile; it has not ended in Temporal yet.
+	if closed, err := b.s.Store.CloseRun(ctx, prev.ID, "completed"); err != nil || !closed {
+		t.Fatalf("close the run's row: %v %v", closed, err)
+	}
+	next := placed(c, "e-handback-2", "o-1", time.Now())
+	b.store(t, next)
+	if err := b.s.Store.MarkEventsDispatched(ctx, []string{next.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.Store.Requeue(ctx, "await", wid, []string{next.ID}); err != nil {
+		t.Fatal(err)
+	}
+	other := b.customer(t, "c-parked")
+	early := shipped(other, "e-parked", "o-9", time.Now())
+	b.store(t, early)
+	if res, err := b.router.Route(ctx, early); err != nil || awaitRoute(res.Journeys).Action != dispatch.ActionParked {
+		t.Fatalf("route %+v %v, want await parked", res, err)
+	}
+	time.Sleep(2100 * time.Millisecond) // hand-backs wait 2 s
+
+	if _, err := b.router.Waiting(ctx, 100); err != nil {
+		t.Fatalf("waiting routes: %v", err)
+	}
+	if desc, err := b.s.Client.DescribeWorkflowExecution(ctx, wid, ""); err != nil ||
+		desc.GetWorkflowExecutionInfo().GetFirstRunId() != prev.RunID ||
+		desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("the first run ended before the pass (%s %s, %v): the test proves nothing on a machine this slow",
+			desc.GetWorkflowExecutionInfo().GetFirstRunId(), desc.GetWorkflowExecutionInfo().GetStatus(), err)
+	}
+	var parked store.Route
+	for _, r := range record(t, b.s.Store, early.ID).Routes {
+		if r.JourneyID == "await" {
+			parked = r
+		}
+	}
+	if parked.Action != dispatch.ActionUnmatched {
+		t.Fatalf("the other customer's parked event is %q after the pass, want unmatched: the hand-back held it up", parked.Action)
+	}
+
+	if err := b.s.Client.GetWorkflow(ctx, wid, prev.RunID).Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 	for {
-		v, err := b.s.Client.QueryWorkflow(ctx, wid, "", workflows.QueryState)
-		var info workflows.RunInfo
-		if err == nil && v.Get(&info) == nil && info.State.Current.Kind == journey.ActAwait {
+		if _, err := b.router.Waiting(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		run, err := b.s.Store.RunByEntry(ctx, j.ID, next.ID)
+		if err == nil && run.RunID != "" {
+			if run.RunID == prev.RunID {
+				t.Fatalf("the handed-back order's run is the run that handed it back (%s)", prev.RunID)
+			}
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal("the run never waited for the shipment")
-		case <-time.After(50 * time.Millisecond):
+			t.Fatalf("the handed-back order never started its run: %+v %v", run, err)
+		case <-time.After(200 * time.Millisecond):
 		}
-	}
-	j, _ := b.s.Catalog.Journey("await")
-	run, err := b.s.Store.RunByEntry(ctx, j.ID, first.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if closed, err := b.s.Store.CloseRun(ctx, run.ID, "completed"); err != nil || !closed {
-		t.Fatalf("close the run's row: %v %v", closed, err)
-	}
-	before := signals(t, ctx, b.s.Client, wid)
-	next := placed(c, "e-ending-2", "o-1", time.Now())
-	b.store(t, next)
-	res, err := b.router.Route(ctx, next)
-	if err != nil || awaitRoute(res.Journeys).Action != dispatch.ActionStarted {
-		t.Fatalf("route the next order %+v %v, want await started (sent to the running run)", res, err)
-	}
-	if n := signals(t, ctx, b.s.Client, wid); n != before+1 {
-		t.Fatalf("the running run got %d signals, want 1 (the next order)", n-before)
 	}
 }

@@ -41,8 +41,6 @@ import (
 // Temporal is the part of the Temporal client routing uses.
 type Temporal interface {
 	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
-	SignalWithStartWorkflow(ctx context.Context, workflowID string, signalName string, signalArg any,
-		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
 	SignalWorkflow(ctx context.Context, workflowID string, runID string, signalName string, arg any) error
 	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
 }
@@ -155,6 +153,13 @@ type Outcome struct {
 type Result struct {
 	Journeys []Outcome `json:"journeys"`
 }
+
+// ErrPreviousRunFinishing means a run could not start yet: the customer's
+// previous run of the journey under the same key has recorded its end and
+// not yet ended in Temporal, which keeps one run per workflow id. It is a
+// matter of moments; the event is retried with its backoff.
+var ErrPreviousRunFinishing = errors.New("the previous run under this id recorded its end but still runs in Temporal; " +
+	"retried once it has ended (if this persists, it runs without an open journey_runs row: end it in Temporal, then lojal events retry)")
 
 // ErrUnknownCustomer means the event's customer no longer exists.
 var ErrUnknownCustomer = errors.New("unknown customer")
@@ -334,7 +339,7 @@ func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust jour
 	switch {
 	case recorded:
 		// The customer's first run of the journey under this key.
-		return r.startRecorded(ctx, o, j, cust, key, &e, e.ID, e, row)
+		return r.startRecorded(ctx, o, j, cust, key, &e, e.ID, row)
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return o, err
@@ -361,7 +366,7 @@ func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust jour
 			return o, nil
 		}
 	}
-	return r.start(ctx, o, j, cust, key, &e, e.ID, e)
+	return r.start(ctx, o, j, cust, key, &e, e.ID)
 }
 
 // refusal says why a journey's reentry rule refuses a new run after the
@@ -383,7 +388,7 @@ func (r *Router) startEntry(ctx context.Context, j *journey.Journey, c journey.C
 	last, row, recorded, err := r.Store.LatestRunOrRecord(ctx, o.WorkflowID, j.ID, j.Version, c.ID, "", e.ID)
 	switch {
 	case recorded:
-		return r.startRecorded(ctx, o, j, c, "", nil, e.ID, e, row)
+		return r.startRecorded(ctx, o, j, c, "", nil, e.ID, row)
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return o, err
@@ -401,7 +406,7 @@ func (r *Router) startEntry(ctx context.Context, j *journey.Journey, c journey.C
 			return o, nil
 		}
 	}
-	return r.start(ctx, o, j, c, "", nil, e.ID, e)
+	return r.start(ctx, o, j, c, "", nil, e.ID)
 }
 
 // start records a new run under its entry and starts its workflow. Only
@@ -409,7 +414,7 @@ func (r *Router) startEntry(ctx context.Context, j *journey.Journey, c journey.C
 // recorded (the request path and the sweeper, a replica that hung and
 // resumed) confirms the run instead.
 func (r *Router) start(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
-	entry string, signal journey.Event) (Outcome, error) {
+	entry string) (Outcome, error) {
 	id, recorded, err := r.Store.RecordRun(ctx, o.WorkflowID, j.ID, j.Version, c.ID, key, entry)
 	if err != nil {
 		return o, err
@@ -421,11 +426,11 @@ func (r *Router) start(ctx context.Context, o Outcome, j *journey.Journey, c jou
 		}
 		return r.confirm(ctx, o, j, c, key, trigger, entry, run)
 	}
-	return r.startRecorded(ctx, o, j, c, key, trigger, entry, signal, id)
+	return r.startRecorded(ctx, o, j, c, key, trigger, entry, id)
 }
 
 func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journey, c journey.Customer, key string, trigger *journey.Event,
-	entry string, signal journey.Event, runRow int64) (Outcome, error) {
+	entry string, runRow int64) (Outcome, error) {
 	in := workflows.JourneyInput{Bundle: j.Bundle(), JourneyID: j.ID, Version: j.Version, CustomerID: c.ID, Key: key,
 		Trigger: trigger, EntryID: entry, Customer: &c, ReorderWindow: r.ReorderWindow}
 	opts := client.StartWorkflowOptions{
@@ -442,10 +447,12 @@ func (r *Router) startRecorded(ctx context.Context, o Outcome, j *journey.Journe
 	run, err := r.Temporal.ExecuteWorkflow(ctx, opts, workflows.JourneyWorkflow, in)
 	var running *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &running) {
-		// The workflow id's last run has not ended in Temporal (it
-		// recorded its end and is finishing): the event goes to it.
-		opts.WorkflowExecutionErrorWhenAlreadyStarted = false
-		run, err = r.Temporal.SignalWithStartWorkflow(ctx, o.WorkflowID, workflows.SignalEvent, signal, opts, workflows.JourneyWorkflow, in)
+		// The workflow id's previous run has recorded its end (routing
+		// found its row closed) and not yet ended in Temporal. It would
+		// drop the event or hand it back, so the event is not given to
+		// it: the attempt fails unsettled, and the retry finds the entry
+		// recorded and starts its run (confirm) once that run has ended.
+		return o, fmt.Errorf("start %s: %w", o.WorkflowID, ErrPreviousRunFinishing)
 	}
 	if err != nil {
 		return o, fmt.Errorf("start %s: %w", o.WorkflowID, err)
@@ -499,12 +506,9 @@ func (r *Router) confirm(ctx context.Context, o Outcome, j *journey.Journey, c j
 		o.Action, o.Reason = ActionSkipped, "this entry's run has already finished"
 		return o, nil
 	}
-	// Recorded, never started: start it now.
-	signal := journey.Event{ID: entry, Type: "lojal.entry", CustomerID: c.ID, At: r.now()}
-	if trigger != nil {
-		signal = *trigger
-	}
-	return r.startRecorded(ctx, o, j, c, key, trigger, entry, signal, run.ID)
+	// Recorded, never started (or its start found the previous run
+	// still finishing): start it now.
+	return r.startRecorded(ctx, o, j, c, key, trigger, entry, run.ID)
 }
 
 // sameRun reports whether Temporal's current execution of the workflow is

@@ -232,11 +232,6 @@ func (c *counting) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOp
 	return c.Client.ExecuteWorkflow(ctx, o, wf, args...)
 }
 
-func (c *counting) SignalWithStartWorkflow(ctx context.Context, id, sig string, arg any, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
-	c.calls.Add(1)
-	return c.Client.SignalWithStartWorkflow(ctx, id, sig, arg, o, wf, args...)
-}
-
 func (c *counting) SignalWorkflow(ctx context.Context, id, run, sig string, arg any) error {
 	c.calls.Add(1)
 	return c.Client.SignalWorkflow(ctx, id, run, sig, arg)
@@ -275,10 +270,6 @@ type unreachable struct{ client.Client }
 var errDown = serviceerror.NewUnavailable("temporal is unreachable")
 
 func (unreachable) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
-	return nil, errDown
-}
-
-func (unreachable) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
 	return nil, errDown
 }
 
