@@ -27,6 +27,7 @@ import (
 	"github.com/lojal/lojal/internal/links"
 	"github.com/lojal/lojal/internal/store"
 	"github.com/lojal/lojal/internal/telemetry"
+	"github.com/lojal/lojal/workflows"
 )
 
 const usage = `lojal: customer-relationship messaging orchestrator
@@ -161,6 +162,7 @@ type Config struct {
 	DatabaseURL       string        `flag:"database-url" env:"DATABASE_URL" secret:"url" usage:"Postgres URL"`
 	TemporalAddress   string        `flag:"temporal-address" env:"TEMPORAL_ADDRESS" usage:"Temporal frontend host:port"`
 	TemporalNamespace string        `flag:"temporal-namespace" env:"LOJAL_TEMPORAL_NAMESPACE" usage:"Temporal namespace"`
+	TemporalGzip      bool          `flag:"temporal-gzip" env:"LOJAL_TEMPORAL_GZIP" usage:"gzip requests to Temporal (for a Temporal reached over a slow or metered link; off: requests are a few KB and gzip costs both sides CPU)"`
 	SMTPURL           string        `flag:"smtp-url" env:"SMTP_URL" secret:"url" usage:"smtp://[user:pass@]host:port[?tls=starttls|tls|none]"`
 	MailFrom          string        `flag:"mail-from" env:"LOJAL_MAIL_FROM" usage:"sender of every email"`
 	Journeys          string        `flag:"journeys" env:"LOJAL_JOURNEYS" usage:"journeys directory"`
@@ -368,9 +370,10 @@ func dialTemporal(cfg Config, log *slog.Logger, opts ...func(*client.Options)) (
 // connects on the first call.
 func temporalClient(cfg Config, log *slog.Logger, dial func(client.Options) (client.Client, error), opts ...func(*client.Options)) (client.Client, error) {
 	co := client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
+		HostPort:          cfg.TemporalAddress,
+		Namespace:         cfg.TemporalNamespace,
+		Logger:            tlog.NewStructuredLogger(log.With("component", "temporal")),
+		ConnectionOptions: workflows.Connection(cfg.TemporalGzip),
 	}
 	for _, o := range opts {
 		o(&co)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/lojal/lojal/internal/metrics"
 	"github.com/lojal/lojal/internal/stacktest"
@@ -470,5 +473,37 @@ func TestEveryListenerHasLimits(t *testing.T) {
 	}
 	if a, b := get(hs.Handler, ""), get(hs.Handler, "metrics-t0ken"); a != 401 || b != 200 {
 		t.Errorf("metrics behind a token: %d without, %d with", a, b)
+	}
+}
+
+// TestTemporalRequestsAreNotGzippedUnlessAsked: gzip cost lojal's API
+// about a tenth of its CPU per event (most of it clearing gzip's tables
+// for each request of a few KB), and the Temporal server as much again
+// to undo it; on a cluster network the bytes it saves are not worth it.
+// --temporal-gzip (LOJAL_TEMPORAL_GZIP) turns it on, for a Temporal
+// reached over a slow or metered link.
+func TestTemporalRequestsAreNotGzippedUnlessAsked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want client.GrpcCompression
+	}{
+		{nil, &client.GrpcCompressionNone{}},
+		{[]string{"--temporal-gzip"}, &client.GrpcCompressionGzip{}},
+	} {
+		cfg, _, err := loadConfig("worker", tc.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got client.Options
+		_, err = temporalClient(cfg, slog.New(slog.DiscardHandler), func(o client.Options) (client.Client, error) {
+			got = o
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("%T", got.ConnectionOptions.GrpcCompression) != fmt.Sprintf("%T", tc.want) {
+			t.Errorf("%v: compression %T, want %T", tc.args, got.ConnectionOptions.GrpcCompression, tc.want)
+		}
 	}
 }

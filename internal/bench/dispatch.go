@@ -64,6 +64,13 @@ func startAPI(ctx context.Context, st *store.Store, tc client.Client, cat catalo
 
 func (a *benchAPI) Close() { a.srv.Close() }
 
+// dialTemporal connects to Temporal as lojal's processes do by default
+// (workflows.Connection: requests not gzipped). A benchmark's lojal side
+// and its baseline share the client, so both go the same way.
+func dialTemporal(addr string, log *slog.Logger) (client.Client, error) {
+	return client.Dial(client.Options{HostPort: addr, Logger: tlog.NewStructuredLogger(log), ConnectionOptions: workflows.Connection(false)})
+}
+
 // postEvent posts one event and wants 202 (routed in the request path).
 func (a *benchAPI) postEvent(ctx context.Context, id, customer, typ, data string) error {
 	body := fmt.Sprintf(`{"id": %q, "type": %q, "customer_id": %q, "at": %q, "data": %s}`, id, typ, customer,
@@ -116,7 +123,7 @@ func Dispatch(ctx context.Context, o DispatchOptions) (Result, error) {
 	if err := copyCustomers(ctx, st, "d-", o.Customers, []string{"Europe/Oslo"}, `{"first_name": "Kari"}`); err != nil {
 		return res, err
 	}
-	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	tc, err := dialTemporal(o.TemporalAddress, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return res, err
 	}
@@ -222,7 +229,7 @@ steps:
 	if err != nil {
 		return nil, err
 	}
-	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
+	tc, err := dialTemporal(o.TemporalAddress, log)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -91,7 +90,7 @@ func Journey(ctx context.Context, o JourneyOptions) (Result, Costs, error) {
 	if err != nil {
 		return res, costs, err
 	}
-	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
+	tc, err := dialTemporal(o.TemporalAddress, log)
 	if err != nil {
 		return res, costs, err
 	}

@@ -11,8 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/lojal/lojal/internal/catalog"
 	"github.com/lojal/lojal/internal/dispatch"
@@ -162,7 +160,7 @@ func DispatchPartitioned(ctx context.Context, o DispatchOptions, replicas int) (
 		return res, err
 	}
 	log := slog.New(slog.DiscardHandler)
-	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
+	tc, err := dialTemporal(o.TemporalAddress, log)
 	if err != nil {
 		return res, err
 	}

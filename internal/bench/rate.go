@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/lojal/lojal/activities"
@@ -96,7 +94,7 @@ func Rate(ctx context.Context, o RateOptions) (RateResult, error) {
 	if err != nil {
 		return res, err
 	}
-	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
+	tc, err := dialTemporal(o.TemporalAddress, log)
 	if err != nil {
 		return res, err
 	}

@@ -10,9 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
-
 	"github.com/lojal/lojal/activities"
 	"github.com/lojal/lojal/internal/bounce"
 	"github.com/lojal/lojal/internal/catalog"
@@ -50,7 +47,7 @@ func Replies(ctx context.Context, o RepliesOptions) (res LimitResult, detail str
 		return res, "", err
 	}
 	defer closeStore()
-	tc, err := client.Dial(client.Options{HostPort: o.TemporalAddress, Logger: tlog.NewStructuredLogger(log)})
+	tc, err := dialTemporal(o.TemporalAddress, log)
 	if err != nil {
 		return res, "", err
 	}
