@@ -270,9 +270,10 @@ func (r *Router) Waiting(ctx context.Context, limit int) (int, error) {
 		switch w.Action {
 		case ActionRequeued:
 			_, err := r.route(ctx, w.Event, w.JourneyID, w.RoutedAt, false, nil)
-			if errors.Is(err, ErrPreviousRunFinishing) {
-				// The run that handed it back has not ended yet: a later
-				// pass routes it. Other waiting routes go on.
+			if errors.Is(err, ErrPreviousRunFinishing) || errors.Is(err, ErrRunStarting) {
+				// The run that handed it back has not ended yet, or the
+				// next one not started: a later pass routes it. Other
+				// waiting routes go on.
 				continue
 			}
 			if err != nil {

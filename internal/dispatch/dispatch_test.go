@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -852,5 +853,99 @@ func TestAHandBackWaitsForItsFinishingRunAlone(t *testing.T) {
 			t.Fatalf("the handed-back order never started its run: %+v %v", run, err)
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// waitingEntry sets up a customer's next order whose run waits for the
+// previous run under its id to end: the previous run recorded its end
+// (its row is closed) and still waits for a shipment in Temporal, and
+// routing the next order recorded its entry and failed to start it.
+func waitingEntry(t *testing.T, ctx context.Context, b bundle, customer string) (wid string, prev store.Run, next journey.Event) {
+	t.Helper()
+	c := b.customer(t, customer)
+	first := placed(c, customer+"-1", "o-1", time.Now())
+	b.store(t, first)
+	if res, err := b.router.Route(ctx, first); err != nil || awaitRoute(res.Journeys).Action != dispatch.ActionStarted {
+		t.Fatalf("route %+v %v, want await started", res, err)
+	}
+	wid = workflows.WorkflowID("await", c.ID, "o-1")
+	waitForShipment(t, ctx, b.s.Client, wid)
+	prev, err := b.s.Store.RunByEntry(ctx, "await", first.ID)
+	if err != nil || prev.RunID == "" {
+		t.Fatalf("the first run's row %+v %v", prev, err)
+	}
+	if closed, err := b.s.Store.CloseRun(ctx, prev.ID, "completed"); err != nil || !closed {
+		t.Fatalf("close the run's row: %v %v", closed, err)
+	}
+	next = placed(c, customer+"-2", "o-1", time.Now())
+	b.store(t, next)
+	if routed := b.router.RouteAll(ctx, []journey.Event{next}); !errors.Is(routed[0].Err, dispatch.ErrPreviousRunFinishing) {
+		t.Fatalf("routing the next order: %v, want ErrPreviousRunFinishing", routed[0].Err)
+	}
+	return wid, prev, next
+}
+
+// TestReconcilerKeepsAnEntryWaitingForItsPredecessor: the reconciler
+// must not close the row of an entry whose run waits for the previous run
+// under its id, however long that takes (a worker outage): it took that
+// run for a later one that replaced it, and the entry's retry then found
+// its row closed and skipped the event.
+func TestReconcilerKeepsAnEntryWaitingForItsPredecessor(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _, next := waitingEntry(t, ctx, b, "c-reconcile-wait")
+	b.router.Now = func() time.Time { return time.Now().Add(6 * time.Minute) }
+	if _, err := b.router.Reconcile(ctx, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	b.router.Now = nil
+	run, err := b.s.Store.RunByEntry(ctx, "await", next.ID)
+	if err != nil || !run.Open {
+		t.Fatalf("the waiting entry's row %+v %v: want it open", run, err)
+	}
+}
+
+// TestAnotherTriggerWaitsForTheWaitingEntry: while an entry's run waits
+// for the previous run under its id, another trigger for the same key
+// (a hand-back, an event of the other lane) must not be signalled to that
+// previous run, which drops it or hands it back; it goes to the entry's
+// run once that has started.
+func TestAnotherTriggerWaitsForTheWaitingEntry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.router.MaxAttempts = 10
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wid, prev, next := waitingEntry(t, ctx, b, "c-third")
+	third := placed(journey.Customer{ID: "c-third"}, "c-third-3", "o-1", time.Now())
+	b.store(t, third)
+	_, err := b.router.Route(ctx, third)
+	if err == nil {
+		t.Fatal("the third order was routed while its run waits for the previous one")
+	}
+	if err := b.s.Client.GetWorkflow(ctx, wid, prev.RunID).Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	iter := b.s.Client.GetWorkflowHistory(ctx, wid, prev.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
+			t.Fatal("the previous run was signalled an order meant for the next run")
+		}
+	}
+	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool {
+		return record(t, b.s.Store, next.ID).DispatchedAt != nil && record(t, b.s.Store, third.ID).DispatchedAt != nil
+	})
+	run, err := b.s.Store.RunByEntry(ctx, "await", next.ID)
+	if err != nil || run.RunID == "" || run.RunID == prev.RunID || !run.Open {
+		t.Fatalf("the next order's run %+v %v: want its own open run", run, err)
+	}
+	if n := signals(t, ctx, b.s.Client, wid); n != 1 {
+		t.Fatalf("the next order's run got %d signals, want 1 (the third order)", n)
 	}
 }

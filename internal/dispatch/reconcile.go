@@ -55,7 +55,7 @@ func (r *Router) judge(ctx context.Context, workflowID, runID, entry string, sta
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
-		if runID == "" && r.now().Sub(started) < 5*time.Minute {
+		if runID == "" && r.now().Sub(started) < entryGrace {
 			return "", true, nil // its start may still be under way
 		}
 		return "temporal: not found (past retention, or never started)", false, nil
@@ -69,7 +69,10 @@ func (r *Router) judge(ctx context.Context, workflowID, runID, entry string, sta
 		return "", true, nil
 	case ours:
 		return "temporal: " + statusName(info.GetStatus()), false, nil
-	case runID == "" && r.now().Sub(started) < 5*time.Minute:
+	case runID == "" && (r.now().Sub(started) < entryGrace || info.GetStartTime().AsTime().Before(started)):
+		// Its start may still be under way, or it waits, however long,
+		// for the earlier run that holds the id to end (its event's
+		// retries start it then; ErrPreviousRunFinishing).
 		return "", true, nil
 	}
 	return "temporal: a later run of the same journey and key replaced it", false, nil

@@ -161,6 +161,10 @@ type Result struct {
 var ErrPreviousRunFinishing = errors.New("the previous run under this id recorded its end but still runs in Temporal; " +
 	"retried once it has ended (if this persists, it runs without an open journey_runs row: end it in Temporal, then lojal events retry)")
 
+// ErrRunStarting means the run an event goes to is recorded and has not
+// started yet; the event is retried with its backoff.
+var ErrRunStarting = errors.New("the run this event goes to is recorded and not started yet; retried once it has")
+
 // ErrUnknownCustomer means the event's customer no longer exists.
 var ErrUnknownCustomer = errors.New("unknown customer")
 
@@ -349,7 +353,12 @@ func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust jour
 		return r.confirm(ctx, o, j, cust, key, &e, e.ID, last)
 	case last.Open:
 		// One run per customer and key at a time: the running one hears
-		// about the event.
+		// about the event, once it has started.
+		if last.RunID == "" && r.now().Sub(last.StartedAt) < entryGrace {
+			if err := r.entryStarted(ctx, o.WorkflowID, last); err != nil {
+				return o, err
+			}
+		}
 		if o, ok, err := r.signal(ctx, o, e); ok || err != nil {
 			return o, err
 		}
@@ -367,6 +376,31 @@ func (r *Router) routeJourney(ctx context.Context, j *journey.Journey, cust jour
 		}
 	}
 	return r.start(ctx, o, j, cust, key, &e, e.ID)
+}
+
+// entryGrace is how long a recorded run may take to start (its router
+// settling, or the previous run under its id finishing) before routing
+// and the reconciler judge it by what Temporal has.
+const entryGrace = 5 * time.Minute
+
+// entryStarted reports, for a run recorded and not yet confirmed started,
+// whether Temporal's current execution of its workflow id is that run,
+// so that an event can go to it: nil if so; ErrRunStarting when there is
+// none yet (its router has not started it, or will retry); and
+// ErrPreviousRunFinishing when an earlier run still holds the id, which
+// would drop the event or hand it back.
+func (r *Router) entryStarted(ctx context.Context, workflowID string, run store.Run) error {
+	desc, err := r.Temporal.DescribeWorkflowExecution(ctx, workflowID, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return fmt.Errorf("signal %s: %w", workflowID, ErrRunStarting)
+	case err != nil:
+		return fmt.Errorf("describe %s: %w", workflowID, err)
+	case memoString(desc.GetWorkflowExecutionInfo().GetMemo(), memoEntry) != run.TriggerEventID:
+		return fmt.Errorf("signal %s: %w", workflowID, ErrPreviousRunFinishing)
+	}
+	return nil
 }
 
 // refusal says why a journey's reentry rule refuses a new run after the
