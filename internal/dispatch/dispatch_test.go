@@ -724,32 +724,10 @@ func TestANewRunWaitsForItsFinishingPredecessor(t *testing.T) {
 	b.router.MaxAttempts = 10 // the previous run waits up to 4 s: three attempts' backoff is shorter
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := b.customer(t, "c-ending")
-	first := placed(c, "e-ending-1", "o-1", time.Now())
-	b.store(t, first)
-	if res, err := b.router.Route(ctx, first); err != nil || awaitRoute(res.Journeys).Action != dispatch.ActionStarted {
-		t.Fatalf("route %+v %v, want await started", res, err)
-	}
-	wid := workflows.WorkflowID("await", c.ID, "o-1")
-	waitForShipment(t, ctx, b.s.Client, wid)
-	j, _ := b.s.Catalog.Journey("await")
-	prev, err := b.s.Store.RunByEntry(ctx, j.ID, first.ID)
-	if err != nil || prev.RunID == "" {
-		t.Fatalf("the first run's row %+v %v", prev, err)
-	}
-	if closed, err := b.s.Store.CloseRun(ctx, prev.ID, "completed"); err != nil || !closed {
-		t.Fatalf("close the run's row: %v %v", closed, err)
-	}
-	next := placed(c, "e-ending-2", "o-1", time.Now())
-	b.store(t, next)
-	routed := b.router.RouteAll(ctx, []journey.Event{next})
-	t.Logf("request path: %+v", routed[0])
-	if routed[0].Dead {
-		t.Fatalf("the next order was dead-lettered: %v", routed[0].Err)
-	}
+	wid, prev, next := waitingEntry(t, ctx, b, "c-ending")
 	sweepUntil(t, ctx, b.router, store.LaneLive, func() bool { return record(t, b.s.Store, next.ID).DispatchedAt != nil })
 
-	run, err := b.s.Store.RunByEntry(ctx, j.ID, next.ID)
+	run, err := b.s.Store.RunByEntry(ctx, "await", next.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
