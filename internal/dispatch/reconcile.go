@@ -63,7 +63,7 @@ func (r *Router) judge(ctx context.Context, workflowID, runID, entry string, sta
 		return "", false, fmt.Errorf("describe %s: %w", workflowID, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
-	ours := info.GetFirstRunId() == runID || (runID == "" && memoString(info.GetMemo(), memoEntry) == entry)
+	ours := sameRun(desc, runID, entry)
 	switch {
 	case ours && info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		return "", true, nil

@@ -397,7 +397,7 @@ func (r *Router) entryStarted(ctx context.Context, workflowID string, run store.
 		return fmt.Errorf("signal %s: %w", workflowID, ErrRunStarting)
 	case err != nil:
 		return fmt.Errorf("describe %s: %w", workflowID, err)
-	case memoString(desc.GetWorkflowExecutionInfo().GetMemo(), memoEntry) != run.TriggerEventID:
+	case !sameRun(desc, run.RunID, run.TriggerEventID):
 		return fmt.Errorf("signal %s: %w", workflowID, ErrPreviousRunFinishing)
 	}
 	return nil
@@ -515,7 +515,7 @@ func (r *Router) confirm(ctx context.Context, o Outcome, j *journey.Journey, c j
 	case err != nil:
 		return o, fmt.Errorf("describe %s: %w", run.WorkflowID, err)
 	}
-	if desc != nil && r.sameRun(desc, run, entry) {
+	if desc != nil && sameRun(desc, run.RunID, entry) {
 		if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			if run.RunID == "" {
 				if err := r.Store.SetRunID(ctx, run.ID, desc.GetWorkflowExecutionInfo().GetFirstRunId()); err != nil {
@@ -546,11 +546,12 @@ func (r *Router) confirm(ctx context.Context, o Outcome, j *journey.Journey, c j
 }
 
 // sameRun reports whether Temporal's current execution of the workflow is
-// the run a journey_runs row recorded.
-func (r *Router) sameRun(desc *workflowservice.DescribeWorkflowExecutionResponse, run store.Run, entry string) bool {
+// the run a journey_runs row recorded: by its run id once confirmed, by
+// the entry in its memo before.
+func sameRun(desc *workflowservice.DescribeWorkflowExecutionResponse, runID, entry string) bool {
 	info := desc.GetWorkflowExecutionInfo()
-	if run.RunID != "" {
-		return info.GetFirstRunId() == run.RunID
+	if runID != "" {
+		return info.GetFirstRunId() == runID
 	}
 	return memoString(info.GetMemo(), memoEntry) == entry
 }
